@@ -1,0 +1,1 @@
+"""MindSemantix, the Python side: simulated subjects, the brain-language model, training, ONNX export, evaluation."""

@@ -1,0 +1,5 @@
+import mindsemantix
+
+
+def test_package_imports():
+    assert mindsemantix.__doc__

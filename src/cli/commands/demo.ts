@@ -1,0 +1,12 @@
+import type { Command } from '../command.js';
+import { UserError } from '../errors.js';
+
+// Placeholder until the owning issue lands; it says so rather than pretending to work.
+export const command: Command = {
+  name: 'demo',
+  summary: '(not available yet)',
+  help: 'mindsemantix demo: not available in this build yet.',
+  async run() {
+    throw new UserError('demo is not available in this build yet.');
+  },
+};

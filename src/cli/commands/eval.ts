@@ -1,0 +1,12 @@
+import type { Command } from '../command.js';
+import { UserError } from '../errors.js';
+
+// Placeholder until the owning issue lands; it says so rather than pretending to work.
+export const command: Command = {
+  name: 'eval',
+  summary: '(not available yet)',
+  help: 'mindsemantix eval: not available in this build yet.',
+  async run() {
+    throw new UserError('eval is not available in this build yet.');
+  },
+};

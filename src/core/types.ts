@@ -1,0 +1,79 @@
+// Shared types at the boundaries between stages. Data flows one way:
+// scanner/bridge → protocol → server ingest → streams/ operators → inference → dashboard/recording.
+
+/** 4×4 voxel→scanner-RAS(mm) affine, row-major, 16 numbers (as nibabel's `img.affine.ravel()`). */
+export type Affine = readonly number[];
+
+/** Per-stage wall-clock timestamps (ms, `performance.timeOrigin + performance.now()` scale = Date.now() scale). */
+export type StageTimes = Partial<Record<
+  'acquired' | 'fileSeen' | 'read' | 'sent' | 'received' | 'accepted' | 'corrected' | 'masked' | 'detrended' | 'zscored',
+  number
+>>;
+
+/** What the scanner acquired in one run. Sent once per run (protocol `run-start`). */
+export interface RunInfo {
+  session: string;
+  run: string;          // e.g. "task-vision_run-01" (BIDS entities without sub/ses)
+  subject: string;      // e.g. "sim01"
+  task: string;
+  tr: number;           // seconds
+  dims: [number, number, number];
+  voxelSize: [number, number, number]; // mm
+  affine: Affine;
+}
+
+/** One fMRI volume as it flows through the pipeline; `data` is x-fastest (NIfTI order), length = dims product. */
+export interface Volume {
+  run: string;
+  index: number;        // 0-based volume index within the run
+  dims: [number, number, number];
+  affine: Affine;
+  tr: number;
+  acquisitionTime: number; // seconds from run start (index·TR unless the scanner says otherwise)
+  data: Float32Array;
+  times: StageTimes;
+}
+
+/** One stimulus presentation (BIDS events row). */
+export interface StimulusEvent {
+  run: string;
+  trial: number;        // 0-based order within the run
+  onset: number;        // seconds from run start
+  duration: number;     // seconds
+  stimulusId: string;
+  /** Reference captions (replays of simulated or NSD sessions). */
+  references?: string[];
+  /** Stimulus image as a path relative to the session root, or undefined. */
+  image?: string;
+}
+
+/** A trial's estimated brain response over the model's ROI voxels, ready for decoding. */
+export interface TrialResponse {
+  run: string;
+  subject: string;
+  trial: number;
+  stimulusId: string;
+  /** ROI voxel values in mask order (the mask's nonzero voxels, x fastest). */
+  vector: Float32Array;
+  method: 'window-mean' | 'lss-beta';
+  window: { start: number; end: number }; // seconds from run start
+  volumes: number[];    // volume indices used
+  /** Quality flags, e.g. "missing-volume", "high-motion". A flagged trial is still decoded, and shown flagged. */
+  flags: string[];
+  event: StimulusEvent;
+  readyAt: number;      // ms timestamp when computable
+}
+
+/** A decoded trial. */
+export interface Caption {
+  run: string;
+  trial: number;
+  stimulusId: string;
+  text: string;
+  confidence: number;       // mean per-token probability of the generated tokens, 0..1
+  tokenLogprobs: number[];
+  image?: Uint8Array;       // PNG of the reconstruction
+  references?: string[];
+  flags: string[];
+  latencyMs: { responseToCaption: number; reconstruction?: number };
+}
