@@ -1,0 +1,103 @@
+// Ridge-retrieval baseline: a per-subject linear map (baseline-<subject>.onnx) predicts a caption embedding from the
+// voxels; the answer is the training caption whose MiniLM embedding is nearest by cosine. Scored on the same trials
+// as the brain decoder so the demo's summary shows what the model adds over a linear read-out.
+import { existsSync, readFileSync } from 'node:fs';
+import * as ort from 'onnxruntime-node';
+import type { Bundle } from './bundle.js';
+import { readNpy } from './npy.js';
+import { loadTokenizer } from './tokenizer.js';
+import type { SessionFactory } from './sessions.js';
+
+export class RidgeRetrieval {
+  private constructor(
+    private readonly sessions: Map<string, ort.InferenceSession>,
+    readonly captions: string[],
+    /** [captions.length, E], rows L2-normalised. */
+    private readonly embeddings: Float32Array,
+    readonly dim: number,
+  ) {}
+
+  /** Loads the baseline when the bundle carries one for at least one subject; otherwise null. */
+  static async load(bundle: Bundle, factory: SessionFactory): Promise<RidgeRetrieval | null> {
+    const m = bundle.manifest;
+    const subjects = Object.entries(m.subjects).filter(([, s]) => s.baseline && bundle.has(s.baseline));
+    const capFile = typeof m.baseline_captions === 'string' ? m.baseline_captions : 'baseline_captions.json';
+    if (!subjects.length || !bundle.has(capFile)) return null;
+    const captions = JSON.parse(readFileSync(bundle.path(capFile), 'utf8')) as string[];
+    if (!Array.isArray(captions) || !captions.every((c) => typeof c === 'string')) throw new Error(`${capFile} must be a JSON array of caption strings`);
+    const E = m.dims.E;
+    const embFile = typeof m.baseline_embeddings === 'string' ? m.baseline_embeddings : 'baseline_embeddings.npy';
+    let emb: Float32Array;
+    if (bundle.has(embFile)) {
+      const npy = readNpy(bundle.path(embFile));
+      if (npy.shape[0] !== captions.length || npy.shape[1] !== E) throw new Error(`${embFile} has shape [${npy.shape}] but ${captions.length}×${E} was expected`);
+      emb = npy.data;
+    } else {
+      emb = await embedTexts(bundle, factory, captions);
+    }
+    normaliseRows(emb, E);
+    const sessions = new Map<string, ort.InferenceSession>();
+    for (const [id, s] of subjects) sessions.set(id, await factory.create(bundle.path(s.baseline!)));
+    return new RidgeRetrieval(sessions, captions, emb, E);
+  }
+
+  has(subject: string): boolean {
+    return this.sessions.has(subject);
+  }
+
+  async predict(subject: string, voxels: Float32Array): Promise<{ caption: string; index: number; similarity: number }> {
+    const s = this.sessions.get(subject);
+    if (!s) throw new Error(`no ridge baseline for subject ${subject}`);
+    const out = await s.run({ [s.inputNames[0]]: new ort.Tensor('float32', voxels, [1, voxels.length]) });
+    const q = Float32Array.from(out[s.outputNames[0]].data as Float32Array);
+    normaliseRows(q, this.dim);
+    let best = 0;
+    let bestSim = -Infinity;
+    for (let i = 0; i < this.captions.length; i++) {
+      let dot = 0;
+      const o = i * this.dim;
+      for (let k = 0; k < this.dim; k++) dot += q[k] * this.embeddings[o + k];
+      if (dot > bestSim) { bestSim = dot; best = i; }
+    }
+    return { caption: this.captions[best], index: best, similarity: bestSim };
+  }
+
+  async release(): Promise<void> {
+    await Promise.all([...this.sessions.values()].map((s) => s.release()));
+  }
+}
+
+function normaliseRows(a: Float32Array, dim: number): void {
+  for (let o = 0; o < a.length; o += dim) {
+    let n = 0;
+    for (let k = 0; k < dim; k++) n += a[o + k] * a[o + k];
+    n = Math.sqrt(n) || 1;
+    for (let k = 0; k < dim; k++) a[o + k] /= n;
+  }
+}
+
+/** Sentence embeddings with the bundle's text encoder (MiniLM), in batches. */
+export async function embedTexts(bundle: Bundle, factory: SessionFactory, texts: string[]): Promise<Float32Array> {
+  if (!bundle.has('text_encoder.onnx') || !existsSync(bundle.path('text_tokenizer.json'))) {
+    throw new Error('the bundle has neither baseline embeddings nor text_encoder.onnx + text_tokenizer.json');
+  }
+  const tok = loadTokenizer(bundle.path('text_tokenizer.json'));
+  const session = await factory.create(bundle.path('text_encoder.onnx'));
+  const E = bundle.manifest.dims.E;
+  const out = new Float32Array(texts.length * E);
+  const batch = 32;
+  for (let i = 0; i < texts.length; i += batch) {
+    const chunk = texts.slice(i, i + batch).map((t) => tok.encode(t, true).slice(0, 128));
+    const S = Math.max(...chunk.map((c) => c.length));
+    const ids = new BigInt64Array(chunk.length * S);
+    const mask = new BigInt64Array(chunk.length * S);
+    chunk.forEach((c, b) => c.forEach((id, s) => { ids[b * S + s] = BigInt(id); mask[b * S + s] = 1n; }));
+    const r = await session.run({
+      input_ids: new ort.Tensor('int64', ids, [chunk.length, S]),
+      attention_mask: new ort.Tensor('int64', mask, [chunk.length, S]),
+    });
+    out.set(r.sentence_embedding.data as Float32Array, i * E);
+  }
+  await session.release();
+  return out;
+}

@@ -1,0 +1,183 @@
+// Model bundle loading: the manifest (docs/ARCHITECTURE.md "Model bundle") is validated once here, and every file it
+// lists is checked against its sha256, so a half-copied or stale bundle fails at start-up with one clear sentence
+// instead of producing wrong captions later.
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+/** A bundle problem the user can fix; the message is one sentence that says what to do. */
+export class BundleError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'BundleError';
+  }
+}
+
+export interface SubjectEntry {
+  voxels: number;
+  mask: string;
+  encoder: string;
+  baseline?: string;
+}
+
+export interface GenerationConfig {
+  max_new_tokens: number;
+  eos_token_ids: number[];
+  prefix_ids: number[];
+  suffix_ids: number[];
+  num_layers: number;
+  num_kv_heads: number;
+  head_dim: number;
+}
+
+export interface BundleManifest {
+  format: 'mindsemantix-bundle';
+  version: 1;
+  name: string;
+  created?: string;
+  versions?: Record<string, unknown>;
+  seed?: number;
+  command?: string;
+  subjects: Record<string, SubjectEntry>;
+  dims: { T: number; D: number; Q: number; D_lm: number; E: number; image: [number, number, number] };
+  preprocessing: {
+    tr?: number;
+    discard_volumes?: number;
+    detrend?: Record<string, unknown>;
+    zscore?: Record<string, unknown>;
+    response?: { method: string; window: [number, number] };
+    fd_threshold_mm?: number;
+    [k: string]: unknown;
+  };
+  generation: GenerationConfig;
+  files: Record<string, string>;
+  /** Optional extras an exporter may add (baseline captions, text encoder...). */
+  [k: string]: unknown;
+}
+
+export interface Bundle {
+  dir: string;
+  manifest: BundleManifest;
+  /** sha256 of every file under lm/, relative to the bundle root. */
+  lmFiles: Record<string, string>;
+  /** Absolute path of a file named relative to the bundle root. */
+  path(rel: string): string;
+  has(rel: string): boolean;
+}
+
+export interface LoadBundleOptions {
+  /** Check every file's sha256 (default true). Start-up cost is one read of the bundle (~0.5 GB/s). */
+  verify?: boolean;
+}
+
+function fail(dir: string, what: string): never {
+  throw new BundleError(`model bundle ${dir}: ${what}`);
+}
+
+function isObj(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+function isIntArray(v: unknown): v is number[] {
+  return Array.isArray(v) && v.every((x) => Number.isInteger(x));
+}
+
+/** Validates the parsed manifest's shape; returns it typed or throws one BundleError naming the first bad field. */
+export function validateManifest(dir: string, m: unknown): BundleManifest {
+  const bad = (field: string, expect: string): never =>
+    fail(dir, `manifest.json field "${field}" must be ${expect}; re-export the bundle with \`python -m mindsemantix.export\`.`);
+  if (!isObj(m)) bad('(root)', 'a JSON object');
+  const o = m as Record<string, unknown>;
+  if (o.format !== 'mindsemantix-bundle') bad('format', '"mindsemantix-bundle"');
+  if (o.version !== 1) fail(dir, `manifest.json has version ${JSON.stringify(o.version)} but this build reads version 1; use a matching mindsemantix release or re-export the bundle.`);
+  if (typeof o.name !== 'string') bad('name', 'a string');
+  if (!isObj(o.subjects) || Object.keys(o.subjects).length === 0) bad('subjects', 'an object with at least one subject');
+  for (const [id, s] of Object.entries(o.subjects as Record<string, unknown>)) {
+    if (!isObj(s)) bad(`subjects.${id}`, 'an object');
+    const e = s as Record<string, unknown>;
+    if (!Number.isInteger(e.voxels) || (e.voxels as number) <= 0) bad(`subjects.${id}.voxels`, 'a positive integer');
+    for (const k of ['mask', 'encoder']) if (typeof e[k] !== 'string') bad(`subjects.${id}.${k}`, 'a file path');
+    if (e.baseline !== undefined && typeof e.baseline !== 'string') bad(`subjects.${id}.baseline`, 'a file path');
+  }
+  if (!isObj(o.dims)) bad('dims', 'an object');
+  const d = o.dims as Record<string, unknown>;
+  for (const k of ['T', 'D', 'Q', 'D_lm', 'E']) if (!Number.isInteger(d[k]) || (d[k] as number) <= 0) bad(`dims.${k}`, 'a positive integer');
+  if (!isIntArray(d.image) || d.image.length !== 3) bad('dims.image', 'an array [3, H, W]');
+  if (!isObj(o.preprocessing)) bad('preprocessing', 'an object');
+  if (!isObj(o.generation)) bad('generation', 'an object');
+  const g = o.generation as Record<string, unknown>;
+  for (const k of ['max_new_tokens', 'num_layers', 'num_kv_heads', 'head_dim']) {
+    if (!Number.isInteger(g[k]) || (g[k] as number) <= 0) bad(`generation.${k}`, 'a positive integer');
+  }
+  for (const k of ['eos_token_ids', 'prefix_ids', 'suffix_ids']) if (!isIntArray(g[k])) bad(`generation.${k}`, 'an array of token ids');
+  if (!isObj(o.files)) bad('files', 'an object of {path: sha256}');
+  return o as unknown as BundleManifest;
+}
+
+export async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 22 })) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+function readJson(dir: string, file: string, hint: string): unknown {
+  const p = join(dir, file);
+  if (!existsSync(p)) fail(dir, `${file} is missing; ${hint}`);
+  try {
+    return JSON.parse(readFileSync(p, 'utf8'));
+  } catch (e) {
+    return fail(dir, `${file} is not valid JSON (${(e as Error).message}); ${hint}`);
+  }
+}
+
+/** Reads lm/lm-manifest.json: `{files: {name: sha}}` with names relative to lm/ or to the bundle root. */
+function readLmFiles(dir: string): Record<string, string> {
+  const hint = 'run `python -m mindsemantix.bootstrap` (or `npm start`) to generate the frozen LM files.';
+  const raw = readJson(dir, 'lm/lm-manifest.json', hint);
+  const files = isObj(raw) && isObj(raw.files) ? raw.files : undefined;
+  if (!files) fail(dir, `lm/lm-manifest.json has no "files" object; ${hint}`);
+  const out: Record<string, string> = {};
+  for (const [name, sha] of Object.entries(files as Record<string, unknown>)) {
+    const shaStr = typeof sha === 'string' ? sha : isObj(sha) && typeof sha.sha256 === 'string' ? sha.sha256 : undefined;
+    if (!shaStr) fail(dir, `lm/lm-manifest.json entry "${name}" has no sha256; ${hint}`);
+    out[name.startsWith('lm/') ? name : `lm/${name}`] = shaStr as string;
+  }
+  return out;
+}
+
+const REQUIRED = ['qformer.onnx', 'lm/decoder.onnx', 'lm/embed_tokens.onnx', 'lm/tokenizer.json'];
+
+/** Loads and validates a bundle directory. Throws BundleError with one actionable sentence. */
+export async function loadBundle(dirIn: string, opts: LoadBundleOptions = {}): Promise<Bundle> {
+  const dir = resolve(dirIn);
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+    fail(dir, 'does not exist; run `npm start` once to build the default bundle, or pass --models DIR.');
+  }
+  const manifest = validateManifest(dir, readJson(dir, 'manifest.json', 'pass --models with a folder written by `python -m mindsemantix.export`.'));
+  const lmFiles = readLmFiles(dir);
+  const all: Record<string, string> = { ...manifest.files, ...lmFiles };
+  const needed = [...REQUIRED, ...Object.values(manifest.subjects).flatMap((s) => [s.encoder, s.mask, ...(s.baseline ? [s.baseline] : [])])];
+  for (const rel of needed) {
+    if (!existsSync(join(dir, rel))) {
+      const fix = rel.startsWith('lm/') ? 'run `python -m mindsemantix.bootstrap` (or `npm start`)' : 're-export the bundle';
+      fail(dir, `${rel} is missing; ${fix}.`);
+    }
+    if (!(rel in all)) fail(dir, `${rel} is not listed with a checksum in the manifest; re-export the bundle.`);
+  }
+  if (opts.verify !== false) {
+    for (const [rel, sha] of Object.entries(all)) {
+      const p = join(dir, rel);
+      if (!existsSync(p)) fail(dir, `${rel} (listed in the manifest) is missing; re-export or re-copy the bundle.`);
+      const got = await sha256File(p);
+      if (got.toLowerCase() !== sha.toLowerCase()) {
+        fail(dir, `${rel} does not match its sha256 in the manifest (file changed or copy incomplete); re-export or re-copy the bundle.`);
+      }
+    }
+  }
+  return {
+    dir,
+    manifest,
+    lmFiles,
+    path: (rel) => join(dir, rel),
+    has: (rel) => existsSync(join(dir, rel)),
+  };
+}

@@ -1,0 +1,173 @@
+// The brain decoder: TrialResponse → (subject encoder → Q-Former → soft prompt → frozen LM) → caption, and
+// (caption embedding + brain tokens → generator) → reconstruction image. One instance per loaded bundle.
+import * as ort from 'onnxruntime-node';
+import type { Caption, TrialResponse } from '../core/types.js';
+import { type Bundle, loadBundle, BundleError } from './bundle.js';
+import { createSessionFactory, type Device, type SessionFactory } from './sessions.js';
+import { LanguageModel, type GenerateOptions, type Generated } from './lm.js';
+import { loadTokenizer, type TextTokenizer } from './tokenizer.js';
+import { encodeRgb, planarToRgb, type ImageFormat } from './image.js';
+
+export interface DecoderOptions {
+  device?: Device;
+  threads?: number;
+  /** Verify sha256 of every bundle file at load (default true). */
+  verify?: boolean;
+  log?: (line: string) => void;
+}
+
+export interface DecodeOptions extends GenerateOptions {
+  /** Run the image generator too (default true when the bundle has one). */
+  reconstruct?: boolean;
+  imageFormat?: ImageFormat;
+  /** Upscale the reconstruction to this width for display (default: native size). */
+  imageWidth?: number;
+}
+
+export interface BrainCaption {
+  text: string;
+  tokens: number[];
+  tokenLogprobs: number[];
+  /** Mean per-token probability of the generated tokens (0 when none). */
+  confidence: number;
+  stop: Generated['stop'];
+  captionEmbedding: Float32Array;
+  brainTokens: ort.Tensor;
+}
+
+export class BrainDecoder {
+  private readonly encoders = new Map<string, ort.InferenceSession>();
+  private prefixEmb!: Float32Array;
+  private suffixEmb!: Float32Array;
+
+  private constructor(
+    readonly bundle: Bundle,
+    readonly provider: Device,
+    private readonly qformer: ort.InferenceSession,
+    readonly lm: LanguageModel,
+    readonly tokenizer: TextTokenizer,
+    private readonly generator: ort.InferenceSession | null,
+    private readonly factory: SessionFactory,
+  ) {}
+
+  /** Loads and validates a bundle, creates the sessions, and warms them up (first-run allocation happens here). */
+  static async load(bundleOrDir: Bundle | string, opts: DecoderOptions = {}): Promise<BrainDecoder> {
+    const bundle = typeof bundleOrDir === 'string' ? await loadBundle(bundleOrDir, { verify: opts.verify }) : bundleOrDir;
+    const m = bundle.manifest;
+    const factory = await createSessionFactory(bundle.path('qformer.onnx'), { device: opts.device, threads: opts.threads, log: opts.log });
+    const [qformer, decoder, embed, generator] = await Promise.all([
+      factory.create(bundle.path('qformer.onnx')),
+      factory.create(bundle.path('lm/decoder.onnx')),
+      factory.create(bundle.path('lm/embed_tokens.onnx')),
+      bundle.has('generator.onnx') ? factory.create(bundle.path('generator.onnx')) : Promise.resolve(null),
+    ]);
+    const lm = new LanguageModel(decoder, embed, m.generation, m.dims.D_lm);
+    const tokenizer = loadTokenizer(bundle.path('lm/tokenizer.json'));
+    const d = new BrainDecoder(bundle, factory.provider, qformer, lm, tokenizer, generator, factory);
+    d.prefixEmb = m.generation.prefix_ids.length ? await lm.embed(m.generation.prefix_ids) : new Float32Array(0);
+    d.suffixEmb = m.generation.suffix_ids.length ? await lm.embed(m.generation.suffix_ids) : new Float32Array(0);
+    for (const id of Object.keys(m.subjects)) await d.encoder(id);
+    await d.warmup();
+    return d;
+  }
+
+  get subjects(): string[] {
+    return Object.keys(this.bundle.manifest.subjects);
+  }
+
+  get hasGenerator(): boolean {
+    return this.generator !== null;
+  }
+
+  private async encoder(subject: string): Promise<ort.InferenceSession> {
+    const s = this.encoders.get(subject);
+    if (s) return s;
+    const entry = this.bundle.manifest.subjects[subject];
+    if (!entry) throw new BundleError(`model bundle ${this.bundle.dir} has no encoder for subject "${subject}" (it has ${this.subjects.join(', ')}); pass --models with a bundle trained for this subject.`);
+    const created = await this.factory.create(this.bundle.path(entry.encoder));
+    this.encoders.set(subject, created);
+    return created;
+  }
+
+  /** One short pass through every model so the first real trial does not pay for lazy allocation. */
+  async warmup(): Promise<void> {
+    const subject = this.subjects[0];
+    const v = new Float32Array(this.bundle.manifest.subjects[subject].voxels);
+    const c = await this.caption(subject, v, { maxNewTokens: 2 });
+    if (this.generator) await this.reconstruct(c.captionEmbedding, c.brainTokens);
+  }
+
+  /** Voxels (mask order) → brain tokens → soft prompt → generated caption. */
+  async caption(subject: string, voxels: Float32Array, opts: GenerateOptions = {}): Promise<BrainCaption> {
+    const m = this.bundle.manifest;
+    const entry = m.subjects[subject];
+    const enc = await this.encoder(subject);
+    if (voxels.length !== entry.voxels) {
+      throw new Error(`trial response has ${voxels.length} voxels but the bundle's sub-${subject} encoder expects ${entry.voxels}; the ROI mask and the bundle do not match.`);
+    }
+    const encOut = await enc.run({ [enc.inputNames[0]]: new ort.Tensor('float32', voxels, [1, voxels.length]) });
+    const brainTokens = encOut.brain_tokens ?? encOut[enc.outputNames[0]];
+    const q = await this.qformer.run({ brain_tokens: brainTokens });
+    const soft = q.soft_prompt.data as Float32Array;
+    const captionEmbedding = q.caption_embedding.data as Float32Array;
+    const prompt = new Float32Array(this.prefixEmb.length + soft.length + this.suffixEmb.length);
+    prompt.set(this.prefixEmb, 0);
+    prompt.set(soft, this.prefixEmb.length);
+    prompt.set(this.suffixEmb, this.prefixEmb.length + soft.length);
+    const g = await this.lm.generate(prompt, opts);
+    const confidence = g.logprobs.length ? g.logprobs.reduce((s, lp) => s + Math.exp(lp), 0) / g.logprobs.length : 0;
+    return { text: this.tokenizer.decode(g.tokens), tokens: g.tokens, tokenLogprobs: g.logprobs, confidence, stop: g.stop, captionEmbedding, brainTokens };
+  }
+
+  /** Caption embedding + brain tokens → RGB bytes of the generator's image. */
+  async reconstruct(captionEmbedding: Float32Array, brainTokens: ort.Tensor): Promise<{ rgb: Uint8Array; width: number; height: number }> {
+    if (!this.generator) throw new Error('this bundle has no generator.onnx');
+    const [, H, W] = this.bundle.manifest.dims.image;
+    const out = await this.generator.run({
+      caption_embedding: new ort.Tensor('float32', captionEmbedding, [1, captionEmbedding.length]),
+      brain_tokens: brainTokens,
+    });
+    const img = out.image ?? out[this.generator.outputNames[0]];
+    const [, , h, w] = img.dims.length === 4 ? img.dims : [1, 3, H, W];
+    return { rgb: planarToRgb(img.data as Float32Array, h, w), width: w, height: h };
+  }
+
+  /** Decodes one trial end to end into the shared `Caption` shape. */
+  async decode(trial: TrialResponse, opts: DecodeOptions = {}): Promise<Caption & { imageFormat?: ImageFormat; tokens: number[] }> {
+    const c = await this.caption(trial.subject, trial.vector, opts);
+    const captionDone = Date.now();
+    let image: Uint8Array | undefined;
+    let reconstruction: number | undefined;
+    const format = opts.imageFormat ?? 'png';
+    if ((opts.reconstruct ?? true) && this.generator) {
+      const t0 = performance.now();
+      const r = await this.reconstruct(c.captionEmbedding, c.brainTokens);
+      image = await encodeRgb(r.rgb, r.width, r.height, format, opts.imageWidth);
+      reconstruction = performance.now() - t0;
+    }
+    return {
+      run: trial.run,
+      trial: trial.trial,
+      stimulusId: trial.stimulusId,
+      text: c.text,
+      tokens: c.tokens,
+      confidence: c.confidence,
+      tokenLogprobs: c.tokenLogprobs,
+      image,
+      imageFormat: image ? format : undefined,
+      references: trial.event?.references,
+      flags: [...trial.flags],
+      latencyMs: { responseToCaption: Math.max(0, captionDone - trial.readyAt), ...(reconstruction !== undefined ? { reconstruction } : {}) },
+    };
+  }
+
+  async release(): Promise<void> {
+    const all = [this.qformer, this.generator, ...this.encoders.values()].filter((s): s is ort.InferenceSession => s !== null);
+    await Promise.all([...all.map((s) => s.release()), this.lm.release()]);
+  }
+
+  /** The session factory (same execution provider) for side models such as the ridge baseline. */
+  get sessions(): SessionFactory {
+    return this.factory;
+  }
+}

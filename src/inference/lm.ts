@@ -1,0 +1,254 @@
+// The frozen decoder-only LM (lm/decoder.onnx + lm/embed_tokens.onnx) and text generation with a KV cache:
+// greedy (default, parity with PyTorch), beam search, and nucleus sampling. The IO names are fixed in
+// docs/ARCHITECTURE.md: inputs_embeds, attention_mask, position_ids, past_key_values.<i>.key/.value → logits, present.<i>.*
+import * as ort from 'onnxruntime-node';
+import type { GenerationConfig } from './bundle.js';
+
+export interface GenerateOptions {
+  strategy?: 'greedy' | 'beam' | 'sample';
+  maxNewTokens?: number;
+  /** Extra stop token ids (the bundle's eos ids always stop). */
+  stopTokenIds?: number[];
+  numBeams?: number;
+  /** Beam score = sum logprob / length^lengthPenalty. */
+  lengthPenalty?: number;
+  topP?: number;
+  temperature?: number;
+  seed?: number;
+}
+
+export interface Generated {
+  tokens: number[];
+  /** Log-probability of each generated token under the model (temperature 1), stop token excluded. */
+  logprobs: number[];
+  /** Why generation ended. */
+  stop: 'eos' | 'max-tokens';
+}
+
+interface Step {
+  /** Logits at the last position of each batch row, [B, vocab]. */
+  logits: Float32Array;
+  present: ort.Tensor[];
+  pastLen: number;
+}
+
+export class LanguageModel {
+  /** Vocabulary size, known after the first forward pass (the logits' last dim). */
+  vocab = 0;
+  private readonly layers: number;
+  private readonly kvHeads: number;
+  private readonly headDim: number;
+  private readonly pastNames: string[];
+  private readonly presentNames: string[];
+
+  constructor(
+    private readonly decoder: ort.InferenceSession,
+    private readonly embedder: ort.InferenceSession,
+    readonly gen: GenerationConfig,
+    readonly hidden: number,
+  ) {
+    this.layers = gen.num_layers;
+    this.kvHeads = gen.num_kv_heads;
+    this.headDim = gen.head_dim;
+    this.pastNames = [];
+    this.presentNames = [];
+    for (let i = 0; i < this.layers; i++) {
+      this.pastNames.push(`past_key_values.${i}.key`, `past_key_values.${i}.value`);
+      this.presentNames.push(`present.${i}.key`, `present.${i}.value`);
+    }
+    const missing = this.pastNames.filter((n) => !decoder.inputNames.includes(n));
+    if (missing.length) throw new Error(`lm/decoder.onnx lacks input ${missing[0]} (manifest says ${this.layers} layers); re-export the bundle.`);
+  }
+
+  async release(): Promise<void> {
+    await Promise.all([this.decoder.release(), this.embedder.release()]);
+  }
+
+  /** Token ids → embeddings [ids.length, hidden] (batch of one sequence), or [B,1,hidden] when `rows` is set. */
+  async embed(ids: number[], rows = 1): Promise<Float32Array> {
+    const S = ids.length / rows;
+    const t = new ort.Tensor('int64', BigInt64Array.from(ids, (x) => BigInt(x)), [rows, S]);
+    const out = await this.embedder.run({ input_ids: t });
+    return out.inputs_embeds.data as Float32Array;
+  }
+
+  /** One forward pass over `embeds` [B,S,hidden] given the cache of `pastLen` positions. */
+  async forward(embeds: Float32Array, B: number, S: number, past: ort.Tensor[] | null, pastLen: number): Promise<Step> {
+    const feeds: Record<string, ort.Tensor> = {
+      inputs_embeds: new ort.Tensor('float32', embeds, [B, S, this.hidden]),
+      attention_mask: new ort.Tensor('int64', new BigInt64Array(B * (pastLen + S)).fill(1n), [B, pastLen + S]),
+    };
+    const pos = new BigInt64Array(B * S);
+    for (let b = 0; b < B; b++) for (let s = 0; s < S; s++) pos[b * S + s] = BigInt(pastLen + s);
+    feeds.position_ids = new ort.Tensor('int64', pos, [B, S]);
+    for (let i = 0; i < this.pastNames.length; i++) {
+      feeds[this.pastNames[i]] = past ? past[i] : new ort.Tensor('float32', new Float32Array(0), [B, this.kvHeads, 0, this.headDim]);
+    }
+    const out = await this.decoder.run(feeds);
+    const all = out.logits.data as Float32Array;
+    const V = out.logits.dims[2];
+    this.vocab = V;
+    const logits = new Float32Array(B * V);
+    for (let b = 0; b < B; b++) logits.set(all.subarray((b * S + S - 1) * V, (b * S + S) * V), b * V);
+    return { logits, present: this.presentNames.map((n) => out[n]), pastLen: pastLen + S };
+  }
+
+  /** Generates from a prompt given as embeddings [L, hidden]. */
+  async generate(prompt: Float32Array, opts: GenerateOptions = {}): Promise<Generated> {
+    const strategy = opts.strategy ?? 'greedy';
+    if (strategy === 'beam' && (opts.numBeams ?? 4) > 1) return this.beam(prompt, opts);
+    const maxNew = opts.maxNewTokens ?? this.gen.max_new_tokens;
+    const stop = new Set([...this.gen.eos_token_ids, ...(opts.stopTokenIds ?? [])]);
+    const rng = mulberry32(opts.seed ?? 0);
+    const L = prompt.length / this.hidden;
+    let step = await this.forward(prompt, 1, L, null, 0);
+    const tokens: number[] = [];
+    const logprobs: number[] = [];
+    for (let t = 0; t < maxNew; t++) {
+      const lp = logSoftmax(step.logits);
+      const tok = strategy === 'sample' ? sampleNucleus(step.logits, opts.temperature ?? 1, opts.topP ?? 0.9, rng) : argmax(lp);
+      if (stop.has(tok)) return { tokens, logprobs, stop: 'eos' };
+      tokens.push(tok);
+      logprobs.push(lp[tok]);
+      if (t === maxNew - 1) break;
+      step = await this.forward(await this.embed([tok]), 1, 1, step.present, step.pastLen);
+    }
+    return { tokens, logprobs, stop: 'max-tokens' };
+  }
+
+  /** Beam search with a cache per beam; finished hypotheses are ranked by length-normalised log-probability. */
+  private async beam(prompt: Float32Array, opts: GenerateOptions): Promise<Generated> {
+    const K = opts.numBeams ?? 4;
+    const maxNew = opts.maxNewTokens ?? this.gen.max_new_tokens;
+    const lpPow = opts.lengthPenalty ?? 1;
+    const stop = new Set([...this.gen.eos_token_ids, ...(opts.stopTokenIds ?? [])]);
+    const norm = (sum: number, len: number) => sum / Math.pow(Math.max(len, 1), lpPow);
+    const L = prompt.length / this.hidden;
+    const first = await this.forward(prompt, 1, L, null, 0);
+    type Beam = { tokens: number[]; logprobs: number[]; score: number };
+    let beams: Beam[] = [{ tokens: [], logprobs: [], score: 0 }];
+    let logits = first.logits;
+    let present = first.present;
+    let pastLen = first.pastLen;
+    const done: (Beam & { stop: Generated['stop'] })[] = [];
+    for (let t = 0; t < maxNew; t++) {
+      const V = this.vocab;
+      const cands: { parent: number; tok: number; lp: number; score: number }[] = [];
+      for (let b = 0; b < beams.length; b++) {
+        const lp = logSoftmax(logits.subarray(b * V, (b + 1) * V));
+        for (const tok of topK(lp, 2 * K)) cands.push({ parent: b, tok, lp: lp[tok], score: beams[b].score + lp[tok] });
+      }
+      cands.sort((a, b) => b.score - a.score);
+      const next: Beam[] = [];
+      const parents: number[] = [];
+      for (const c of cands) {
+        const p = beams[c.parent];
+        if (stop.has(c.tok)) {
+          done.push({ tokens: p.tokens, logprobs: p.logprobs, score: p.score, stop: 'eos' });
+        } else if (next.length < K) {
+          next.push({ tokens: [...p.tokens, c.tok], logprobs: [...p.logprobs, c.lp], score: c.score });
+          parents.push(c.parent);
+        }
+        if (next.length >= K) break;
+      }
+      beams = next;
+      // Early stop once K hypotheses are finished and no live beam can beat the worst of them (scores only fall).
+      if (done.length >= K) {
+        const worst = Math.min(...done.map((d) => norm(d.score, d.tokens.length)));
+        if (beams.every((b) => norm(b.score, maxNew) <= worst)) break;
+      }
+      if (t === maxNew - 1 || beams.length === 0) break;
+      const past = present.map((tensor) => gatherBatch(tensor, parents));
+      const step = await this.forward(await this.embed(beams.map((b) => b.tokens[b.tokens.length - 1]), beams.length), beams.length, 1, past, pastLen);
+      logits = step.logits;
+      present = step.present;
+      pastLen = step.pastLen;
+    }
+    for (const b of beams) done.push({ ...b, stop: 'max-tokens' });
+    done.sort((a, b) => norm(b.score, b.tokens.length) - norm(a.score, a.tokens.length));
+    const best = done[0];
+    return { tokens: best.tokens, logprobs: best.logprobs, stop: best.stop };
+  }
+}
+
+/** Rows of a [B, ...] tensor picked by `rows` → [rows.length, ...]. */
+function gatherBatch(t: ort.Tensor, rows: number[]): ort.Tensor {
+  const src = t.data as Float32Array;
+  const per = src.length / t.dims[0];
+  const out = new Float32Array(per * rows.length);
+  rows.forEach((r, i) => out.set(src.subarray(r * per, (r + 1) * per), i * per));
+  return new ort.Tensor('float32', out, [rows.length, ...t.dims.slice(1)]);
+}
+
+export function logSoftmax(x: Float32Array): Float32Array {
+  let max = -Infinity;
+  for (let i = 0; i < x.length; i++) if (x[i] > max) max = x[i];
+  let sum = 0;
+  for (let i = 0; i < x.length; i++) sum += Math.exp(x[i] - max);
+  const lse = max + Math.log(sum);
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = x[i] - lse;
+  return out;
+}
+
+/** First index of the maximum (ties → lowest id, as torch.argmax). */
+export function argmax(x: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
+  return best;
+}
+
+function topK(x: Float32Array, k: number): number[] {
+  const idx: number[] = [];
+  for (let i = 0; i < x.length; i++) {
+    if (idx.length < k) {
+      idx.push(i);
+      if (idx.length === k) idx.sort((a, b) => x[b] - x[a]);
+    } else if (x[i] > x[idx[k - 1]]) {
+      let j = k - 1;
+      while (j > 0 && x[idx[j - 1]] < x[i]) { idx[j] = idx[j - 1]; j--; }
+      idx[j] = i;
+    }
+  }
+  return idx.sort((a, b) => x[b] - x[a]);
+}
+
+/** Nucleus (top-p) sampling at a temperature; the candidate set is the smallest whose probability mass reaches p. */
+export function sampleNucleus(logits: Float32Array, temperature: number, topP: number, rng: () => number): number {
+  const scaled = new Float32Array(logits.length);
+  const temp = Math.max(temperature, 1e-5);
+  for (let i = 0; i < logits.length; i++) scaled[i] = logits[i] / temp;
+  const lp = logSoftmax(scaled);
+  // Mass concentrates in few tokens: sort only the candidates above a cheap threshold first, widening if needed.
+  let cands = topK(lp, 64);
+  let mass = cands.reduce((s, i) => s + Math.exp(lp[i]), 0);
+  if (mass < topP) {
+    cands = Array.from(lp.keys()).sort((a, b) => lp[b] - lp[a]);
+    mass = 1;
+  }
+  const keep: number[] = [];
+  let acc = 0;
+  for (const i of cands) {
+    keep.push(i);
+    acc += Math.exp(lp[i]);
+    if (acc >= topP) break;
+  }
+  let r = rng() * acc;
+  for (const i of keep) {
+    r -= Math.exp(lp[i]);
+    if (r <= 0) return i;
+  }
+  return keep[keep.length - 1];
+}
+
+/** Small seeded PRNG so sampled captions are reproducible per seed. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

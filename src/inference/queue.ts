@@ -1,0 +1,112 @@
+// Decoding runs off the per-volume path: trials enter a bounded FIFO and are decoded one at a time. When trials
+// arrive faster than they decode they wait (nothing is dropped) and a lag alarm is raised, cleared once caught up.
+// Only when the bound itself is exceeded is the oldest waiting trial given up — loudly, as an alarm and a record.
+import { Subject, type Observable } from 'rxjs';
+import type { TrialResponse } from '../core/types.js';
+
+export interface DecodeAlarm {
+  level: 'info' | 'warn' | 'error';
+  code: 'decode-lag' | 'decode-caught-up' | 'decode-queue-overflow' | 'decode-failed';
+  message: string;
+  at: number;
+  run?: string;
+  trial?: number;
+}
+
+export interface DecodeResult<R> {
+  trial: TrialResponse;
+  result?: R;
+  error?: string;
+  /** ms the trial waited in the queue before decoding started. */
+  waitedMs: number;
+  /** ms the decode itself took. */
+  decodeMs: number;
+}
+
+export interface DecodeQueueOptions {
+  /** Waiting trials kept at most (default 256). */
+  capacity?: number;
+  /** Raise a lag alarm when a trial waits longer than this (ms, default 0: any wait behind another trial). */
+  lagAlarmMs?: number;
+}
+
+export class DecodeQueue<R> {
+  private readonly waiting: { trial: TrialResponse; enqueued: number }[] = [];
+  private busy = false;
+  private lagging = false;
+  private idleWaiters: (() => void)[] = [];
+  private readonly results = new Subject<DecodeResult<R>>();
+  private readonly alarmSubject = new Subject<DecodeAlarm>();
+  readonly results$: Observable<DecodeResult<R>> = this.results.asObservable();
+  readonly alarms$: Observable<DecodeAlarm> = this.alarmSubject.asObservable();
+  /** Largest backlog seen (trials waiting). */
+  maxBacklog = 0;
+
+  constructor(private readonly work: (t: TrialResponse) => Promise<R>, private readonly opts: DecodeQueueOptions = {}) {}
+
+  get backlog(): number {
+    return this.waiting.length;
+  }
+
+  push(trial: TrialResponse): void {
+    const capacity = this.opts.capacity ?? 256;
+    if (this.waiting.length >= capacity) {
+      const dropped = this.waiting.shift()!;
+      const msg = `decode queue full (${capacity} trials waiting): trial ${dropped.trial.trial} of ${dropped.trial.run} was not decoded; the decoder cannot keep up — use a faster --device or fewer max tokens.`;
+      this.alarm('error', 'decode-queue-overflow', msg, dropped.trial);
+      this.results.next({ trial: dropped.trial, error: 'dropped: decode queue full', waitedMs: Date.now() - dropped.enqueued, decodeMs: 0 });
+    }
+    this.waiting.push({ trial, enqueued: Date.now() });
+    this.maxBacklog = Math.max(this.maxBacklog, this.waiting.length - (this.busy ? 0 : 1));
+    if (this.busy && !this.lagging && (this.opts.lagAlarmMs ?? 0) === 0) this.raiseLag(trial);
+    void this.pump();
+  }
+
+  /** Resolves when every pushed trial has been decoded. */
+  idle(): Promise<void> {
+    if (!this.busy && this.waiting.length === 0) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  close(): void {
+    this.results.complete();
+    this.alarmSubject.complete();
+  }
+
+  private raiseLag(trial: TrialResponse): void {
+    this.lagging = true;
+    this.alarm('warn', 'decode-lag', `decoding is behind: trial ${trial.trial} waits behind ${this.waiting.length} trial(s); captions will arrive late.`, trial);
+  }
+
+  private alarm(level: DecodeAlarm['level'], code: DecodeAlarm['code'], message: string, t?: TrialResponse): void {
+    this.alarmSubject.next({ level, code, message, at: Date.now(), run: t?.run, trial: t?.trial });
+  }
+
+  private async pump(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    while (this.waiting.length) {
+      const { trial, enqueued } = this.waiting.shift()!;
+      const start = Date.now();
+      const waitedMs = start - enqueued;
+      const lagMs = this.opts.lagAlarmMs ?? 0;
+      if (lagMs > 0 && waitedMs > lagMs && !this.lagging) this.raiseLag(trial);
+      try {
+        const result = await this.work(trial);
+        this.results.next({ trial, result, waitedMs, decodeMs: Date.now() - start });
+      } catch (e) {
+        const error = String((e as Error)?.message ?? e);
+        this.alarm('error', 'decode-failed', `trial ${trial.trial} of ${trial.run} could not be decoded: ${error}`, trial);
+        this.results.next({ trial, error, waitedMs, decodeMs: Date.now() - start });
+      }
+      if (this.lagging && this.waiting.length === 0) {
+        this.lagging = false;
+        this.alarm('info', 'decode-caught-up', 'decoding caught up: no trials waiting.');
+      }
+    }
+    this.busy = false;
+    const w = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const r of w) r();
+  }
+}
