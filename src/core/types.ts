@@ -45,6 +45,20 @@ export interface StimulusEvent {
   references?: string[];
   /** Stimulus image as a path relative to the session root, or undefined. */
   image?: string;
+  /** BIDS trial_type, when the sender knows it. */
+  trialType?: string;
+}
+
+/** The end of a run as seen by ingest (protocol `run-end`). */
+export interface RunEnd {
+  session: string;
+  run: string;
+  /** Volumes the sender produced (indices 0..expected-1). */
+  expected: number;
+  /** Volumes accepted and emitted. */
+  accepted: number;
+  /** Indices never accepted (reported gaps), ascending. */
+  missing: number[];
 }
 
 /** A trial's estimated brain response over the model's ROI voxels, ready for decoding. */

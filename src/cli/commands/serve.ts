@@ -1,12 +1,75 @@
 import type { Command } from '../command.js';
 import { UserError } from '../errors.js';
+import { numberFlag, parseArgs, stringFlag } from '../args.js';
+import { startServer, readTokenFile, type DecoderServer, type IngestHub } from '../../server/index.js';
 
-// Placeholder until the owning issue lands; it says so rather than pretending to work.
+const help = `mindsemantix serve [--host 127.0.0.1] [--port 8080] [--models DIR] [--record DIR] [--token-file F]
+
+Decoder server. Bridges and replays connect over WebSocket (protocol v1, docs/protocol.md) at ws://HOST:PORT/bridge.
+
+  --host H         address to bind (default 127.0.0.1; any other address needs --token-file)
+  --port P         TCP port (default 8080; 0 picks a free one)
+  --models DIR     model bundle folder for the decoding pipeline
+  --record DIR     write every run as BIDS under DIR (crash-safe; a restart continues the same run)
+  --token-file F   file holding the shared secret that bridges must present`;
+
+/** The single place where the decoding pipeline attaches to ingest (set by src/pipeline when it lands). */
+export type HubHook = (hub: IngestHub, opts: { models?: string }) => void | Promise<void>;
+let pipelineHook: HubHook | undefined;
+export function setPipelineHook(h: HubHook | undefined): void {
+  pipelineHook = h;
+}
+
+export async function runServe(argv: string[], hooks: { onHub?: HubHook } = {}): Promise<DecoderServer> {
+  const p = parseArgs('serve', argv, {
+    host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string', default: '8080' },
+    models: { type: 'string' }, record: { type: 'string' }, 'token-file': { type: 'string' },
+  });
+  if (p.positionals.length) throw new UserError(`serve: unexpected argument "${p.positionals[0]}"; run \`mindsemantix serve --help\`.`, 2);
+  const host = stringFlag(p, 'host')!;
+  const port = numberFlag('serve', p, 'port', { min: 0, max: 65535, integer: true })!;
+  const tokenFile = stringFlag(p, 'token-file');
+  let token: string | undefined;
+  if (tokenFile) {
+    try {
+      token = readTokenFile(tokenFile);
+    } catch (e) {
+      throw new UserError(`serve: ${(e as Error).message}`);
+    }
+  }
+  const loopback = host === '127.0.0.1' || host === '::1' || host === 'localhost';
+  if (!loopback && token === undefined) throw new UserError(`serve: binding ${host} exposes the server to the network; pass --token-file with a shared secret (or bind 127.0.0.1).`, 2);
+  const models = stringFlag(p, 'models');
+  const hook = hooks.onHub ?? pipelineHook;
+  const hubReady: Promise<void>[] = [];
+  try {
+    return await startServer({
+      host, port, token, recordDir: stringFlag(p, 'record'),
+      onHub: hook ? (hub) => { hubReady.push(Promise.resolve(hook(hub, { models }))); } : undefined,
+    });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'EADDRINUSE') throw new UserError(`serve: port ${port} on ${host} is already in use; stop the other server or pass --port.`);
+    if (err.code === 'EADDRNOTAVAIL' || err.code === 'EACCES') throw new UserError(`serve: cannot bind ${host}:${port} (${err.code}); choose another --host or --port.`);
+    throw e;
+  } finally {
+    await Promise.all(hubReady);
+  }
+}
+
 export const command: Command = {
   name: 'serve',
-  summary: '(not available yet)',
-  help: 'mindsemantix serve: not available in this build yet.',
-  async run() {
-    throw new UserError('serve is not available in this build yet.');
+  summary: 'decoder server: bridge ingest over WebSocket, pipeline, dashboard, BIDS recording',
+  help,
+  async run(argv) {
+    const srv = await runServe(argv);
+    process.stderr.write(`mindsemantix serve: ready at ${srv.url}\n`);
+    await new Promise<void>((resolve) => {
+      const stop = () => resolve();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+    await srv.close();
+    return 0;
   },
 };

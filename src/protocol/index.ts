@@ -1,0 +1,3 @@
+export * from './messages.js';
+export * from './validate.js';
+export * from './frame.js';

@@ -1,0 +1,108 @@
+// Dashboard hosting: static files from dashboard/ over HTTP and live updates over socket.io. A viewer token guards
+// the data channel when the server is bound beyond localhost (the page itself holds no data).
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
+import { extname, join, normalize, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Server as IoServer } from 'socket.io';
+import { DashboardState, type DashSnapshot, type DashUpdate } from './dashboard-state.js';
+
+export const DASHBOARD_DIR = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..', 'dashboard');
+
+const MIME: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml', '.png': 'image/png', '.ico': 'image/x-icon',
+};
+
+export interface DashboardOptions {
+  /** Required from viewers (socket.io `auth.token` or `?token=`) when set. */
+  viewerToken?: string;
+  /** Folder with index.html, app.js, style.css (default: the repo's dashboard/). */
+  staticDir?: string;
+}
+
+export interface Dashboard {
+  readonly state: DashboardState;
+  /** Applies an update to the session record and pushes it to every viewer. */
+  publish(u: DashUpdate): void;
+  viewers(): number;
+  close(): Promise<void>;
+}
+
+/** A host that is reachable only from this machine needs no viewer token. */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
+function tokenOk(expected: string, given: unknown): boolean {
+  if (typeof given !== 'string') return false;
+  const a = createHash('sha256').update(expected).digest();
+  const b = createHash('sha256').update(given).digest();
+  return timingSafeEqual(a, b);
+}
+
+export function attachDashboard(http: HttpServer, opts: DashboardOptions = {}): Dashboard {
+  const state = new DashboardState();
+  const io = new IoServer(http, { serveClient: true, maxHttpBufferSize: 1e6, cors: { origin: false } });
+  const staticDir = resolve(opts.staticDir ?? DASHBOARD_DIR);
+  if (opts.viewerToken) {
+    const token = opts.viewerToken;
+    io.use((socket, next) => {
+      const given = (socket.handshake.auth as Record<string, unknown>)?.token ?? socket.handshake.query?.token;
+      if (tokenOk(token, given)) next();
+      else next(new Error('viewer token missing or wrong: open the dashboard URL printed by `serve` (it ends in ?token=...).'));
+    });
+  }
+  io.on('connection', (socket) => {
+    const snap: DashSnapshot = state.snapshot();
+    socket.emit('snapshot', snap);
+  });
+
+  function handleHttp(req: IncomingMessage, res: ServerResponse): boolean {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+    const url = new URL(req.url ?? '/', 'http://x');
+    let p = url.pathname;
+    if (p === '/' || p === '/dashboard' || p === '/dashboard/') p = '/index.html';
+    else if (p.startsWith('/dashboard/')) p = p.slice('/dashboard'.length);
+    else if (!['/index.html', '/app.js', '/charts.js', '/style.css', '/favicon.svg'].includes(p)) return false;
+    const file = normalize(join(staticDir, p));
+    if (!file.startsWith(staticDir + sep)) return false;
+    readFile(file).then(
+      (body) => {
+        res.writeHead(200, { 'content-type': MIME[extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' });
+        res.end(req.method === 'HEAD' ? undefined : body);
+      },
+      () => {
+        res.writeHead(404, { 'content-type': 'text/plain' });
+        res.end('not found');
+      },
+    );
+    return true;
+  }
+
+  // The ingest server answers only its own paths when another request listener exists; socket.io answers /socket.io/.
+  http.on('request', (req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path.startsWith('/socket.io/') || path === '/healthz' || res.headersSent) return;
+    if (!handleHttp(req, res)) {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('not found\n');
+    }
+  });
+
+  return {
+    state,
+    publish(u) {
+      state.apply(u);
+      io.emit(u.type, u.data);
+    },
+    viewers: () => io.engine.clientsCount,
+    close: () => new Promise<void>((r) => {
+      io.disconnectSockets(true);
+      // io.close() would also close the shared HTTP server; detach only the engine.
+      io.engine.close();
+      r();
+    }),
+  };
+}

@@ -1,0 +1,309 @@
+// Per-run ordering, deduplication, gap reporting and recording; pushes accepted data into the hub.
+// Every run has one promise chain, so volumes, events and run-end of a run are handled strictly in arrival order
+// even while recording awaits the disk.
+import type { RunInfo, StimulusEvent, Volume } from '../core/types.js';
+import type { AckMessage, EventMessage, RunEndMessage, RunStartMessage, ServerMessage, VolumeFrameHeader } from '../protocol/messages.js';
+import { ProtocolError } from '../protocol/validate.js';
+import type { IngestHubSubjects, IngestNotice } from './hub.js';
+import type { Logger } from './log.js';
+import { RecordingError, RunRecording } from './recording.js';
+import type { CheckedVolume } from './volumeDecode.js';
+
+/** Where replies go: the connection that sent the message. */
+export interface Peer {
+  readonly name: string;
+  send(msg: ServerMessage): void;
+  isOpen(): boolean;
+}
+
+type Buffered = { ok: true; vol: Volume; int16Exact: boolean } | { ok: false; reason: string };
+
+interface RunState {
+  key: string;
+  info: RunInfo;
+  next: number;
+  eventsNext: number;
+  ended: boolean;
+  buffer: Map<number, Buffered>;
+  gapTimer?: NodeJS.Timeout;
+  watchdog?: NodeJS.Timeout;
+  missing: number[];
+  accepted: number;
+  rec?: RunRecording;
+  chain: Promise<void>;
+  owner: Peer;
+}
+
+export interface IngestOptions {
+  hub: IngestHubSubjects;
+  log: Logger;
+  recordDir?: string;
+  /** How long a later volume waits for a missing earlier one before the gap is declared. */
+  reorderWindowMs: number;
+  /** At most this many volumes wait for a missing one; one more declares the gap at once. */
+  maxReorder: number;
+}
+
+export class Ingest {
+  private runs = new Map<string, RunState>();
+  constructor(private readonly o: IngestOptions) {}
+
+  notice(n: Omit<IngestNotice, 'at'>): void {
+    const full: IngestNotice = { ...n, at: Date.now() };
+    this.o.log(n.level === 'info' ? 'info' : n.level, n.message + (n.peer ? ` (peer ${n.peer})` : ''));
+    this.o.hub.emit(this.o.hub.statusS, full, (e) => this.subscriberFailed(e));
+  }
+
+  private subscriberFailed(e: unknown): void {
+    this.o.log('error', `a hub subscriber threw: ${(e as Error)?.stack ?? String(e)}`);
+  }
+
+  private enqueue(r: RunState, work: () => Promise<void>): void {
+    r.chain = r.chain.then(work).catch((e: unknown) => {
+      this.o.log('error', `run ${r.key}: internal error ${(e as Error)?.stack ?? String(e)}`);
+      r.owner.send({ type: 'error', code: 'server-error', message: `the server failed while handling run ${r.info.run}: ${(e as Error)?.message}`, fatal: false, session: r.info.session, run: r.info.run });
+    });
+  }
+
+  private ack(r: RunState, to: Peer): void {
+    const m: AckMessage = { type: 'ack', session: r.info.session, run: r.info.run, next: r.next, eventsNext: r.eventsNext, ended: r.ended };
+    to.send(m);
+  }
+
+  private errorTo(to: Peer, code: ProtocolError['code'], message: string, extra: { session?: string; run?: string; index?: number } = {}, level: 'warn' | 'error' = 'warn'): void {
+    to.send({ type: 'error', code, message, fatal: false, ...extra });
+    this.notice({ kind: 'error', level, message: `${code}: ${message}`, session: extra.session, run: extra.run, peer: to.name });
+  }
+
+  runStart(m: RunStartMessage, from: Peer): void {
+    const key = `${m.session}/${m.run}`;
+    const info: RunInfo = { session: m.session, run: m.run, subject: m.subject, task: m.task, tr: m.tr, dims: m.dims, voxelSize: m.voxelSize, affine: m.affine };
+    const existing = this.runs.get(key);
+    if (existing) {
+      const a = existing.info;
+      if (a.subject !== info.subject || a.tr !== info.tr || a.dims.some((d, i) => d !== info.dims[i])) {
+        this.errorTo(from, 'run-conflict', `run ${m.run} of session ${m.session} already started with subject ${a.subject}, TR ${a.tr} s, dims ${a.dims.join('×')}; a new run needs a new name.`, { session: m.session, run: m.run });
+        return;
+      }
+      existing.owner = from;
+      this.enqueue(existing, async () => this.ack(existing, from));
+      return;
+    }
+    const r: RunState = { key, info, next: 0, eventsNext: 0, ended: false, buffer: new Map(), missing: [], accepted: 0, chain: Promise.resolve(), owner: from };
+    this.runs.set(key, r);
+    this.enqueue(r, async () => {
+      if (this.o.recordDir) {
+        try {
+          r.rec = await RunRecording.open(this.o.recordDir, info);
+        } catch (e) {
+          this.runs.delete(key);
+          const msg = e instanceof RecordingError ? e.message : `cannot open the recording for run ${m.run}: ${(e as Error).message}`;
+          this.errorTo(from, 'run-conflict', msg, { session: m.session, run: m.run }, 'error');
+          return;
+        }
+        r.next = r.rec.count;
+        r.eventsNext = r.rec.eventsCount;
+      }
+      const resumed = r.next > 0 || r.eventsNext > 0;
+      this.notice({
+        kind: resumed ? 'resume' : 'run', level: 'info', session: m.session, run: m.run, peer: from.name,
+        message: resumed ? `run ${m.run} (sub-${m.subject}, ses-${m.session}) continues from the recording at volume ${r.next}, event ${r.eventsNext}`
+          : `run ${m.run} started: sub-${m.subject} ses-${m.session}, TR ${m.tr} s, dims ${m.dims.join('×')}`,
+      });
+      this.o.hub.emit(this.o.hub.runsS, info, (e) => this.subscriberFailed(e));
+      this.ack(r, from);
+    });
+  }
+
+  /** A frame whose header named a run and index. `vol` is the checked volume or why it was refused. */
+  volume(h: VolumeFrameHeader, vol: CheckedVolume | ProtocolError, from: Peer, receivedAt: number): void {
+    const r = this.runs.get(`${h.session}/${h.run}`);
+    if (!r) {
+      this.errorTo(from, 'unknown-run', `volume ${h.index} names run ${h.run} of session ${h.session}, which was not started; send run-start first.`, { session: h.session, run: h.run, index: h.index });
+      return;
+    }
+    r.owner = from;
+    this.enqueue(r, async () => {
+      const ids = { session: h.session, run: h.run, index: h.index };
+      if (r.ended) {
+        if (h.index < r.next) { this.o.hub.counters.duplicatesDropped++; this.ack(r, from); return; }
+        this.errorTo(from, 'late-volume', `volume ${h.index} arrived after run ${h.run} ended; it was not accepted.`, ids);
+        return;
+      }
+      if (h.index < r.next || r.buffer.has(h.index)) {
+        this.o.hub.counters.duplicatesDropped++;
+        this.errorTo(from, 'duplicate', `volume ${h.index} of run ${h.run} was already received; the copy was dropped.`, ids);
+        this.ack(r, from);
+        return;
+      }
+      let entry: Buffered;
+      if (vol instanceof ProtocolError) {
+        this.o.hub.counters.volumesRejected++;
+        this.errorTo(from, vol.code, `volume ${h.index} of run ${h.run} refused: ${vol.message}`, ids);
+        entry = { ok: false, reason: `${vol.code}: ${vol.message}` };
+      } else if (vol.dims.some((d, i) => d !== r.info.dims[i])) {
+        this.o.hub.counters.volumesRejected++;
+        const msg = `volume ${h.index} of run ${h.run} has dims ${vol.dims.join('×')} but the run started with ${r.info.dims.join('×')}; dims cannot change mid-run, start a new run.`;
+        this.errorTo(from, 'dims-changed', msg, ids);
+        entry = { ok: false, reason: `dims-changed: ${msg}` };
+      } else if (r.rec?.type === 'int16' && !vol.int16Exact) {
+        this.o.hub.counters.volumesRejected++;
+        const msg = `volume ${h.index} of run ${h.run} holds non-integer or out-of-range voxels but the run records int16; the voxel type cannot change mid-run.`;
+        this.errorTo(from, 'bad-volume', msg, ids);
+        entry = { ok: false, reason: `bad-volume: ${msg}` };
+      } else {
+        const v: Volume = {
+          run: h.run, index: h.index, dims: vol.dims, affine: vol.affine, tr: h.tr, acquisitionTime: h.acquisitionTime, data: vol.data,
+          times: { fileSeen: h.seenAt, read: h.readAt, sent: h.sentAt, received: receivedAt },
+        };
+        entry = { ok: true, vol: v, int16Exact: vol.int16Exact };
+      }
+      r.buffer.set(h.index, entry);
+      await this.drain(r);
+      if (r.buffer.size > this.o.maxReorder) await this.declareGapToBuffered(r, `more than ${this.o.maxReorder} later volumes arrived`);
+      this.armGapTimer(r);
+      this.ack(r, from);
+    });
+  }
+
+  event(m: EventMessage, from: Peer): void {
+    const r = this.runs.get(`${m.session}/${m.run}`);
+    if (!r) {
+      this.errorTo(from, 'unknown-run', `event ${m.trial} names run ${m.run} of session ${m.session}, which was not started; send run-start first.`, { session: m.session, run: m.run });
+      return;
+    }
+    this.enqueue(r, async () => {
+      if (m.trial < r.eventsNext) {
+        this.errorTo(from, 'duplicate', `event ${m.trial} of run ${m.run} was already received; the copy was dropped.`, { session: m.session, run: m.run });
+        this.ack(r, from);
+        return;
+      }
+      if (m.trial > r.eventsNext) {
+        this.notice({ kind: 'gap', level: 'warn', session: m.session, run: m.run, peer: from.name, message: `events ${r.eventsNext}..${m.trial - 1} of run ${m.run} never arrived; event ${m.trial} accepted after the gap` });
+        from.send({ type: 'error', code: 'bad-message', message: `events ${r.eventsNext}..${m.trial - 1} of run ${m.run} are missing; they are reported, not filled.`, fatal: false, session: m.session, run: m.run });
+      }
+      const e: StimulusEvent = {
+        run: m.run, trial: m.trial, onset: m.onset, duration: m.duration, stimulusId: m.stimulusId,
+        references: m.references, image: m.image, trialType: m.trialType,
+      };
+      if (r.rec) await r.rec.appendEvent(e);
+      r.eventsNext = m.trial + 1;
+      this.o.hub.counters.eventsAccepted++;
+      this.o.hub.emit(this.o.hub.eventsS, e, (err) => this.subscriberFailed(err));
+      this.ack(r, from);
+    });
+  }
+
+  runEnd(m: RunEndMessage, from: Peer): void {
+    const r = this.runs.get(`${m.session}/${m.run}`);
+    if (!r) {
+      this.errorTo(from, 'unknown-run', `run-end names run ${m.run} of session ${m.session}, which was not started.`, { session: m.session, run: m.run });
+      return;
+    }
+    this.enqueue(r, async () => {
+      if (r.ended) { this.ack(r, from); return; }
+      for (const k of [...r.buffer.keys()]) if (k >= m.volumes) r.buffer.delete(k);
+      while (r.next < m.volumes) {
+        if (!r.buffer.has(r.next)) {
+          const nextHeld = [...r.buffer.keys()].filter((k) => k > r.next).sort((a, b) => a - b)[0] ?? m.volumes;
+          await this.declareGap(r, r.next, nextHeld, 'never arrived before run-end');
+        }
+        await this.drain(r);
+      }
+      if (m.events > r.eventsNext) {
+        this.notice({ kind: 'gap', level: 'warn', session: m.session, run: m.run, message: `events ${r.eventsNext}..${m.events - 1} of run ${m.run} never arrived` });
+      }
+      r.ended = true;
+      this.clearTimers(r);
+      await r.rec?.close();
+      this.notice({ kind: 'run', level: 'info', session: m.session, run: m.run, peer: from.name, message: `run ${m.run} ended: ${r.accepted} volume(s) accepted, ${r.missing.length} missing, ${r.eventsNext} event(s)` });
+      this.o.hub.emit(this.o.hub.runEndsS, { session: m.session, run: m.run, expected: m.volumes, accepted: r.accepted, missing: [...r.missing] }, (e) => this.subscriberFailed(e));
+      this.ack(r, from);
+    });
+  }
+
+  private async drain(r: RunState): Promise<void> {
+    for (let b = r.buffer.get(r.next); b; b = r.buffer.get(r.next)) {
+      if (!b.ok) {
+        await this.declareGap(r, r.next, r.next + 1, b.reason);
+        continue;
+      }
+      if (r.rec) {
+        const rec = r.rec;
+        if (rec.type === undefined ? b.int16Exact : rec.type === 'int16') await rec.appendVolume(Int16Array.from(b.vol.data), b.vol.acquisitionTime);
+        else await rec.appendVolume(b.vol.data, b.vol.acquisitionTime);
+      }
+      r.buffer.delete(r.next);
+      r.next += 1;
+      r.accepted += 1;
+      this.o.hub.counters.volumesAccepted++;
+      b.vol.times.accepted = Date.now();
+      this.o.hub.emit(this.o.hub.volumesS, b.vol, (e) => this.subscriberFailed(e));
+      this.armWatchdog(r);
+    }
+  }
+
+  private async declareGap(r: RunState, from: number, to: number, reason: string): Promise<void> {
+    r.buffer.delete(from); // a refused volume's placeholder
+    for (let i = from; i < to; i++) {
+      if (r.rec) await r.rec.appendMissing(i * r.info.tr);
+      r.missing.push(i);
+    }
+    r.next = to;
+    this.o.hub.counters.gaps++;
+    const range = to - from === 1 ? `volume ${from}` : `volumes ${from}..${to - 1}`;
+    this.notice({ kind: 'gap', level: 'warn', session: r.info.session, run: r.info.run, from, to, message: `gap in run ${r.info.run}: ${range} missing (${reason})` });
+    r.owner.send({ type: 'gap', session: r.info.session, run: r.info.run, from, to, reason });
+  }
+
+  private async declareGapToBuffered(r: RunState, reason: string): Promise<void> {
+    if (r.buffer.size === 0) return;
+    const lowest = Math.min(...r.buffer.keys());
+    if (lowest > r.next) await this.declareGap(r, r.next, lowest, reason);
+    await this.drain(r);
+  }
+
+  private armGapTimer(r: RunState): void {
+    if (r.buffer.size === 0) {
+      if (r.gapTimer) clearTimeout(r.gapTimer);
+      r.gapTimer = undefined;
+      return;
+    }
+    if (r.gapTimer) return;
+    r.gapTimer = setTimeout(() => {
+      r.gapTimer = undefined;
+      this.enqueue(r, async () => {
+        await this.declareGapToBuffered(r, `not received within ${this.o.reorderWindowMs} ms of later volumes`);
+        this.armGapTimer(r);
+        this.ack(r, r.owner);
+      });
+    }, this.o.reorderWindowMs);
+    r.gapTimer.unref();
+  }
+
+  /** Alarm when a running run goes silent for 3 TRs (scanner stopped, bridge died, network down). */
+  private armWatchdog(r: RunState): void {
+    if (r.watchdog) clearTimeout(r.watchdog);
+    const ms = Math.max(3 * r.info.tr * 1000, 1000);
+    r.watchdog = setTimeout(() => {
+      if (!r.ended) this.notice({ kind: 'alarm', level: 'warn', session: r.info.session, run: r.info.run, message: `no volume for run ${r.info.run} for ${(ms / 1000).toFixed(1)} s (TR ${r.info.tr} s) after volume ${r.next - 1}` });
+    }, ms);
+    r.watchdog.unref();
+  }
+
+  private clearTimers(r: RunState): void {
+    if (r.gapTimer) clearTimeout(r.gapTimer);
+    if (r.watchdog) clearTimeout(r.watchdog);
+    r.gapTimer = r.watchdog = undefined;
+  }
+
+  /** Waits for in-flight work, then closes the recordings. */
+  async close(): Promise<void> {
+    for (const r of this.runs.values()) {
+      this.clearTimers(r);
+      await r.chain;
+      this.clearTimers(r);
+      await r.rec?.close();
+    }
+  }
+}

@@ -1,0 +1,230 @@
+// BIDS recording, written incrementally and crash-safely.
+//
+// The _bold.nii.gz is a chain of gzip members (gzip allows concatenation; nibabel/Python read it as one stream):
+//   member 0: the 352-byte NIfTI-1 header, stored uncompressed so it has a fixed size and can be rewritten in place;
+//   member k: the voxels of volume k-1 (deflate level 1).
+// Appending a volume: append its member and fdatasync, rewrite the sidecar JSON, then rewrite member 0 with the new
+// dim[4] and the committed file length (kept in `descrip`), and fdatasync. Only then is the volume acknowledged.
+// After kill -9 at any point, the header describes only complete members: nibabel reads every acknowledged volume,
+// and a restarted server truncates the file to the committed length and continues the run.
+import { open, readFile, rename, mkdir, writeFile, stat, truncate, type FileHandle } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { crc32, gzipSync } from 'node:zlib';
+import type { RunInfo, StimulusEvent } from '../core/types.js';
+import { niftiHeader4D, setNifti1VolumeCount, NIFTI1_VOX_OFFSET, NIFTI_TYPE } from '../scanner/nifti.js';
+
+export type RecordType = 'int16' | 'float32';
+const HEADER_MEMBER_BYTES = 10 + 5 + NIFTI1_VOX_OFFSET + 8;
+const DESCRIP_OFFSET = 148;
+const DESCRIP_BYTES = 80;
+const EVENTS_COLUMNS = ['onset', 'duration', 'trial_type', 'stimulus_id', 'references', 'stim_file'];
+
+export class RecordingError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RecordingError';
+  }
+}
+
+/** Paths of one run inside a BIDS dataset. */
+export function runPaths(root: string, subject: string, session: string, run: string): { bold: string; json: string; events: string } {
+  const stem = join(root, `sub-${subject}`, `ses-${session}`, 'func', `sub-${subject}_ses-${session}_${run}`);
+  return { bold: `${stem}_bold.nii.gz`, json: `${stem}_bold.json`, events: `${stem}_events.tsv` };
+}
+
+/** A gzip member holding `payload` in one stored (uncompressed) deflate block: its size depends only on the payload size. */
+function storedGzipMember(payload: Uint8Array): Buffer {
+  const out = Buffer.alloc(10 + 5 + payload.length + 8);
+  out.set([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255], 0);
+  out[10] = 1; // BFINAL, stored
+  out.writeUInt16LE(payload.length, 11);
+  out.writeUInt16LE(~payload.length & 0xffff, 13);
+  out.set(payload, 15);
+  out.writeUInt32LE(crc32(payload) >>> 0, 15 + payload.length);
+  out.writeUInt32LE(payload.length, 19 + payload.length);
+  return out;
+}
+
+function setDescrip(header: Uint8Array, text: string): void {
+  header.fill(0, DESCRIP_OFFSET, DESCRIP_OFFSET + DESCRIP_BYTES);
+  for (let i = 0; i < Math.min(text.length, DESCRIP_BYTES - 1); i++) header[DESCRIP_OFFSET + i] = text.charCodeAt(i) & 0x7f;
+}
+
+function tsvCell(v: string | number | undefined): string {
+  if (v === undefined || v === '') return 'n/a';
+  return String(v).replace(/[\t\r\n]/g, ' ');
+}
+
+interface Sidecar {
+  RepetitionTime: number;
+  TaskName: string;
+  AcquisitionTimes: number[];
+  MissingVolumes: number[];
+  [k: string]: unknown;
+}
+
+export interface RecordedVolume {
+  /** Voxels as recorded: Int16Array for int16 recordings, Float32Array otherwise. */
+  data: Int16Array | Float32Array;
+  acquisitionTime: number;
+}
+
+/** One run's recording: `count` volumes committed, `eventsCount` events. Methods must not be called concurrently. */
+export class RunRecording {
+  private fh: FileHandle | undefined;
+  private header: Uint8Array | undefined;
+  private end = 0;
+  private sidecar: Sidecar;
+  count = 0;
+  eventsCount = 0;
+  type: RecordType | undefined;
+
+  private constructor(readonly info: RunInfo, readonly paths: ReturnType<typeof runPaths>) {
+    this.sidecar = { RepetitionTime: info.tr, TaskName: info.task, AcquisitionTimes: [], MissingVolumes: [] };
+  }
+
+  /** Opens the run's recording under `root`, continuing it when one exists (after a restart). */
+  static async open(root: string, info: RunInfo): Promise<RunRecording> {
+    const r = new RunRecording(info, runPaths(root, info.subject, info.session, info.run));
+    await mkdir(dirname(r.paths.bold), { recursive: true });
+    await ensureDatasetDescription(root);
+    const exists = await stat(r.paths.bold).then(() => true, () => false);
+    if (exists) await r.resume();
+    await r.resumeEvents();
+    return r;
+  }
+
+  private async resume(): Promise<void> {
+    const fh = await open(this.paths.bold, 'r+');
+    const first = Buffer.alloc(HEADER_MEMBER_BYTES);
+    await fh.read(first, 0, HEADER_MEMBER_BYTES, 0);
+    if (first[0] !== 0x1f || first[1] !== 0x8b || first[10] !== 1 || first.readUInt16LE(11) !== NIFTI1_VOX_OFFSET) {
+      await fh.close();
+      throw new RecordingError(`${this.paths.bold} was not written by mindsemantix serve; move it away or record into another folder.`);
+    }
+    const header = new Uint8Array(first.subarray(15, 15 + NIFTI1_VOX_OFFSET));
+    const dv = new DataView(header.buffer, header.byteOffset, header.byteLength);
+    const descrip = Buffer.from(header.subarray(DESCRIP_OFFSET, DESCRIP_OFFSET + DESCRIP_BYTES)).toString('latin1').replace(/\0.*$/s, '');
+    const m = /end=(\d+)/.exec(descrip);
+    const dims = [dv.getInt16(42, true), dv.getInt16(44, true), dv.getInt16(46, true)];
+    if (!m) { await fh.close(); throw new RecordingError(`${this.paths.bold} has no commit mark in its header; it was not written by mindsemantix serve.`); }
+    if (dims.some((d, i) => d !== this.info.dims[i])) {
+      await fh.close();
+      throw new RecordingError(`${this.paths.bold} holds ${dims.join('×')} volumes but the run now says ${this.info.dims.join('×')}.`);
+    }
+    const code = dv.getInt16(70, true);
+    this.type = code === NIFTI_TYPE.int16 ? 'int16' : 'float32';
+    this.count = dv.getInt16(48, true);
+    this.end = Number(m[1]);
+    await fh.truncate(this.end); // drop a member appended but never committed
+    this.fh = fh;
+    this.header = header;
+    try {
+      const j = JSON.parse(await readFile(this.paths.json, 'utf8')) as Sidecar;
+      this.sidecar = { ...j, AcquisitionTimes: (j.AcquisitionTimes ?? []).slice(0, this.count), MissingVolumes: (j.MissingVolumes ?? []).filter((i) => i < this.count) };
+    } catch {
+      this.sidecar.AcquisitionTimes = Array.from({ length: this.count }, (_, i) => i * this.info.tr);
+    }
+  }
+
+  private async resumeEvents(): Promise<void> {
+    let text: string;
+    try {
+      text = await readFile(this.paths.events, 'utf8');
+    } catch {
+      await writeFile(this.paths.events, EVENTS_COLUMNS.join('\t') + '\n');
+      return;
+    }
+    const complete = text.lastIndexOf('\n') + 1;
+    if (complete < Buffer.byteLength(text)) await truncate(this.paths.events, Buffer.byteLength(text.slice(0, complete)));
+    this.eventsCount = Math.max(0, text.slice(0, complete).split('\n').filter((l) => l.length > 0).length - 1);
+  }
+
+  /** Appends volume `count` (voxels already converted to the recording type) and commits it. */
+  async appendVolume(data: Int16Array | Float32Array, acquisitionTime: number, missing = false): Promise<void> {
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const member = gzipSync(bytes, { level: 1 });
+    this.sidecar.AcquisitionTimes.push(acquisitionTime);
+    if (missing) this.sidecar.MissingVolumes.push(this.count);
+    if (!this.fh) {
+      await this.create(data instanceof Int16Array ? 'int16' : 'float32', member);
+      return;
+    }
+    const fh = this.fh;
+    await fh.write(member, 0, member.length, this.end);
+    await fh.datasync();
+    this.end += member.length;
+    this.count += 1;
+    await this.writeSidecar();
+    await this.commitHeader();
+  }
+
+  /** A volume reported missing keeps its place in the 4-D file as zeros, listed in the sidecar's MissingVolumes. */
+  async appendMissing(acquisitionTime: number): Promise<void> {
+    const n = this.info.dims[0] * this.info.dims[1] * this.info.dims[2];
+    await this.appendVolume(this.type === 'int16' ? new Int16Array(n) : new Float32Array(n), acquisitionTime, true);
+  }
+
+  async appendEvent(e: StimulusEvent): Promise<void> {
+    const row = [e.onset, e.duration, e.trialType ?? 'stimulus', e.stimulusId, e.references ? JSON.stringify(e.references) : undefined, e.image]
+      .map(tsvCell).join('\t') + '\n';
+    const fh = await open(this.paths.events, 'a');
+    try {
+      await fh.write(row);
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+    this.eventsCount += 1;
+  }
+
+  async close(): Promise<void> {
+    const fh = this.fh;
+    this.fh = undefined;
+    await fh?.close();
+  }
+
+  /** The file appears (by rename) only with its header and first volume, so it always loads. */
+  private async create(type: RecordType, firstMember: Buffer): Promise<void> {
+    this.type = type;
+    const d = this.info.dims;
+    this.header = niftiHeader4D({ dims: [d[0], d[1], d[2], 1], affine: [...this.info.affine], tr: this.info.tr, datatype: type });
+    this.end = HEADER_MEMBER_BYTES + firstMember.length;
+    this.count = 1;
+    setDescrip(this.header, `mindsemantix serve recording end=${this.end}`);
+    await this.writeSidecar();
+    const tmp = `${this.paths.bold}.tmp`;
+    const fh = await open(tmp, 'w');
+    try {
+      await fh.write(storedGzipMember(this.header), 0, HEADER_MEMBER_BYTES, 0);
+      await fh.write(firstMember, 0, firstMember.length, HEADER_MEMBER_BYTES);
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, this.paths.bold);
+    this.fh = await open(this.paths.bold, 'r+');
+  }
+
+  private async commitHeader(): Promise<void> {
+    const h = this.header!;
+    setNifti1VolumeCount(h, this.count);
+    setDescrip(h, `mindsemantix serve recording end=${this.end}`);
+    const member = storedGzipMember(h);
+    await this.fh!.write(member, 0, member.length, 0);
+    await this.fh!.datasync();
+  }
+
+  private async writeSidecar(): Promise<void> {
+    const tmp = `${this.paths.json}.tmp`;
+    await writeFile(tmp, JSON.stringify(this.sidecar, null, 1) + '\n');
+    await rename(tmp, this.paths.json);
+  }
+}
+
+async function ensureDatasetDescription(root: string): Promise<void> {
+  const p = join(root, 'dataset_description.json');
+  if (await stat(p).then(() => true, () => false)) return;
+  await writeFile(p, JSON.stringify({ Name: 'mindsemantix recording', BIDSVersion: '1.9.0', DatasetType: 'raw', GeneratedBy: [{ Name: 'mindsemantix serve' }] }, null, 1) + '\n');
+}
+
