@@ -132,6 +132,11 @@ class KVLlama(nn.Module):
         return [z] * (2 * s.num_layers)
 
     def forward(self, inputs_embeds, attention_mask, position_ids, *past):
+        h, presents = self.hidden(inputs_embeds, attention_mask, position_ids, *past)
+        return (self.lm_head(h), *presents)
+
+    def hidden(self, inputs_embeds, attention_mask, position_ids, *past):
+        """Final normalised hidden states [B,S,H] and the presents (training computes logits only where needed)."""
         B, S, _ = inputs_embeds.shape
         P = past[0].shape[2]
         freqs = position_ids.to(torch.float32)[:, :, None] * self.inv_freq[None, None, :]
@@ -148,8 +153,7 @@ class KVLlama(nn.Module):
         for i, layer in enumerate(self.layers):
             x, k, v = layer(x, cos, sin, bias, past[2 * i], past[2 * i + 1])
             presents += [k, v]
-        logits = self.lm_head(self.norm(x))
-        return (logits, *presents)
+        return self.norm(x), presents
 
 
 def tiny_random_hf_llama(vocab_size: int, seed: int = 0, hidden: int = 64, layers: int = 2, heads: int = 4, kv_heads: int = 2):

@@ -43,7 +43,7 @@ def load_hf_lm():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModelForCausalLM
     p = gguf_path()
-    m = AutoModelForCausalLM.from_pretrained(str(p.parent), gguf_file=p.name, torch_dtype=torch.float32)
+    m = AutoModelForCausalLM.from_pretrained(str(p.parent), gguf_file=p.name, dtype=torch.float32)
     return m.eval()
 
 
@@ -120,3 +120,60 @@ def export_lm(lm: KVLlama, tok, out_dir: Path, source: str) -> dict:
     (out_dir / "lm-manifest.json").write_text(json.dumps(manifest, indent=2))
     log(f"lm: done in {time.time() - t0:.0f} s → {out_dir}")
     return manifest
+
+
+class LMTokenizer:
+    """The LM tokenizer through the `tokenizers` library (loads a tokenizer.json in milliseconds; the GGUF takes ~15 s)."""
+
+    def __init__(self, backend):
+        self.backend_tokenizer = backend
+
+    def __len__(self):
+        return self.backend_tokenizer.get_vocab_size()
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return self.backend_tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        return self.backend_tokenizer.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def convert_tokens_to_ids(self, token: str):
+        return self.backend_tokenizer.token_to_id(token)
+
+
+DEFAULT_LM_DIR = Path(__file__).resolve().parent.parent / "bundles" / "default" / "lm"
+
+
+def load_lm_tokenizer(lm_dir: Path | None = DEFAULT_LM_DIR) -> LMTokenizer:
+    from tokenizers import Tokenizer
+    if lm_dir is not None and (Path(lm_dir) / "tokenizer.json").exists():
+        return LMTokenizer(Tokenizer.from_file(str(Path(lm_dir) / "tokenizer.json")))
+    return LMTokenizer(load_tokenizer().backend_tokenizer)
+
+
+def load_frozen_lm(kind: str, cache_dir: Path | None = None, seed: int = 0):
+    """(KVLlama with requires_grad off, LMTokenizer). kind: 'smollm2' (the real LM; float32 weights cached as a torch file
+    after the first GGUF read) or 'tiny-random' (2-layer Llama with the real vocabulary, for tests)."""
+    from .llama_kv import tiny_random_hf_llama
+    tok = load_lm_tokenizer()
+    if kind == "tiny-random":
+        lm = KVLlama.from_hf(tiny_random_hf_llama(len(tok), seed=seed))
+    elif kind == "smollm2":
+        cache = Path(cache_dir) / "smollm2-f32.pt" if cache_dir else None
+        if cache is not None and cache.exists():
+            from .llama_kv import LlamaShape
+            blob = torch.load(cache, weights_only=False)
+            lm = KVLlama(LlamaShape(**blob["shape"]))
+            lm.load_state_dict(blob["state_dict"], strict=False)
+        else:
+            log("lm: dequantising SmolLM2-135M-Instruct from the GGUF …")
+            lm = KVLlama.from_hf(load_hf_lm())
+            if cache is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                torch.save({"shape": lm.s.to_dict(), "state_dict": lm.state_dict()}, cache)
+    else:
+        raise ValueError(f"unknown lm kind {kind!r}; use 'smollm2' or 'tiny-random'")
+    lm.eval()
+    for p in lm.parameters():
+        p.requires_grad_(False)
+    return lm, tok

@@ -198,20 +198,25 @@ class QFormer(nn.Module):
     def image_embedding(self, q):
         return F.normalize(self.image_proj(q.mean(1)), dim=-1)
 
-    def joint(self, brain_tokens, text_emb, mode: str):
-        """Queries + text through the shared self-attention. text_emb [B, L, D_lm] (frozen LM embeddings).
-        mode 'match': all see all; 'gen': queries see queries, text sees queries and earlier text."""
+    def joint(self, brain_tokens, text_emb, mode: str, text_pad=None):
+        """Queries + text through the shared self-attention. text_emb [B, L, D_lm] (frozen LM embeddings);
+        text_pad bool [B, L] (True = padding, never attended). mode 'match': all see all;
+        'gen': queries see queries only, text sees queries and earlier text."""
         B, L = text_emb.shape[0], text_emb.shape[1]
         Q = self.cfg.queries
+        n = Q + L
         t = self.text_in(text_emb) + self.text_pos[:L]
         x = torch.cat([self.query.expand(B, -1, -1), t], 1)
-        mask = None
+        m = torch.zeros(n, n, dtype=torch.bool, device=x.device)  # True = blocked
         if mode == "gen":
-            n = Q + L
-            m = torch.zeros(n, n, dtype=torch.bool, device=x.device)  # True = blocked
             m[:Q, Q:] = True
             m[Q:, Q:] = torch.triu(torch.ones(L, L, dtype=torch.bool, device=x.device), 1)
-            mask = m
+        mask = m[None, None].expand(B, 1, n, n)
+        if text_pad is not None:
+            keypad = torch.cat([torch.zeros(B, Q, dtype=torch.bool, device=x.device), text_pad], 1)
+            mask = mask | keypad[:, None, None, :]
+            eye = torch.eye(n, dtype=torch.bool, device=x.device)[None, None]
+            mask = mask & ~eye  # a padded row may attend to itself (avoids an all-blocked softmax row)
         for b in self.blocks:
             # cross-attention only for the query part: run it on the whole sequence, then restore text rows
             h = b.n1(x)
