@@ -21,12 +21,13 @@ export class RidgeRetrieval {
   static async load(bundle: Bundle, factory: SessionFactory): Promise<RidgeRetrieval | null> {
     const m = bundle.manifest;
     const subjects = Object.entries(m.subjects).filter(([, s]) => s.baseline && bundle.has(s.baseline));
-    const capFile = typeof m.baseline_captions === 'string' ? m.baseline_captions : 'baseline_captions.json';
+    const spec = (typeof m.baseline === 'object' && m.baseline !== null ? m.baseline : {}) as { captions?: unknown; embeddings?: unknown };
+    const capFile = typeof spec.captions === 'string' ? spec.captions : 'baseline_captions.json';
     if (!subjects.length || !bundle.has(capFile)) return null;
     const captions = JSON.parse(readFileSync(bundle.path(capFile), 'utf8')) as string[];
     if (!Array.isArray(captions) || !captions.every((c) => typeof c === 'string')) throw new Error(`${capFile} must be a JSON array of caption strings`);
     const E = m.dims.E;
-    const embFile = typeof m.baseline_embeddings === 'string' ? m.baseline_embeddings : 'baseline_embeddings.npy';
+    const embFile = typeof spec.embeddings === 'string' ? spec.embeddings : 'baseline_embeddings.npy';
     let emb: Float32Array;
     if (bundle.has(embFile)) {
       const npy = readNpy(bundle.path(embFile));

@@ -105,11 +105,11 @@ export class LanguageModel {
     const tokens: number[] = [];
     const logprobs: number[] = [];
     for (let t = 0; t < maxNew; t++) {
-      const lp = logSoftmax(step.logits);
-      const tok = strategy === 'sample' ? sampleNucleus(step.logits, opts.temperature ?? 1, opts.topP ?? 0.9, rng) : argmax(lp);
+      const x = step.logits;
+      const tok = strategy === 'sample' ? sampleNucleus(x, opts.temperature ?? 1, opts.topP ?? 0.9, rng) : argmax(x);
       if (stop.has(tok)) return { tokens, logprobs, stop: 'eos' };
       tokens.push(tok);
-      logprobs.push(lp[tok]);
+      logprobs.push(x[tok] - logSumExp(x));
       if (t === maxNew - 1) break;
       step = await this.forward(await this.embed([tok]), 1, 1, step.present, step.pastLen);
     }
@@ -180,12 +180,16 @@ function gatherBatch(t: ort.Tensor, rows: number[]): ort.Tensor {
   return new ort.Tensor('float32', out, [rows.length, ...t.dims.slice(1)]);
 }
 
-export function logSoftmax(x: Float32Array): Float32Array {
+export function logSumExp(x: Float32Array): number {
   let max = -Infinity;
   for (let i = 0; i < x.length; i++) if (x[i] > max) max = x[i];
   let sum = 0;
   for (let i = 0; i < x.length; i++) sum += Math.exp(x[i] - max);
-  const lse = max + Math.log(sum);
+  return max + Math.log(sum);
+}
+
+export function logSoftmax(x: Float32Array): Float32Array {
+  const lse = logSumExp(x);
   const out = new Float32Array(x.length);
   for (let i = 0; i < x.length; i++) out[i] = x[i] - lse;
   return out;

@@ -1,5 +1,6 @@
 // onnxruntime-node sessions with an execution-provider choice that degrades to CPU with a log line naming the
 // provider actually in use (the npm package ships CPU and WebGPU; CUDA needs libraries it does not ship).
+import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
 
 export type Device = 'cpu' | 'webgpu' | 'cuda';
@@ -13,16 +14,19 @@ export interface SessionFactory {
 
 export interface SessionOptions {
   device?: Device;
-  /** Threads per session (default: onnxruntime's choice). */
+  /** Intra-op threads per session (default min(2, cores): decode steps are small, more threads mostly add sync cost). */
   threads?: number;
   log?: (line: string) => void;
 }
 
 function baseOptions(threads?: number): ort.InferenceSession.SessionOptions {
+  // Spinning worker threads burn cores that the per-volume path and other processes need; decode steps are short.
   return {
     graphOptimizationLevel: 'all',
-    ...(threads ? { intraOpNumThreads: threads, interOpNumThreads: 1 } : {}),
+    intraOpNumThreads: threads ?? Math.min(2, availableParallelism()),
+    interOpNumThreads: 1,
     executionMode: 'sequential',
+    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
   };
 }
 
