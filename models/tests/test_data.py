@@ -1,0 +1,85 @@
+"""Data loaders on small files written in exactly the users' layouts; cross-subject batching; repeat averaging."""
+import numpy as np
+import pytest
+
+from mindsemantix import data as D
+from mindsemantix import fixtures as FX
+
+
+def test_sim_layout_trains_on_single_trials_and_tests_on_repeat_means(tmp_path):
+    root = FX.write_sim(tmp_path / "sim", {"sim01": 70, "sim02": 53}, n_stim=24, n_test=6)
+    c = D.load_sim(root)
+    assert set(c.subjects) == {"sim01", "sim02"}
+    assert c.split.count("test") == 6 and len(c.captions[0]) == 5
+    s = c.subjects["sim01"]
+    assert s.voxels == 70 and s.train_x.shape == (18 * 2, 70)           # 2 single trials per train stimulus
+    assert s.test_x.shape == (6, 70) and list(s.test_repeats) == [3] * 6  # mean of 3 repeats per test stimulus
+    assert all(c.split[i] == "test" for i in s.test_stim) and all(c.split[i] == "train" for i in s.train_stim)
+    import h5py
+    with h5py.File(root / "derivatives/mindsemantix/sub-sim01/sub-sim01_responses.h5") as h:
+        x = h["responses"][()]
+        ids = [v.decode() for v in h["stimulus_ids"][()]]
+    first_test = c.stimuli[s.test_stim[0]]
+    np.testing.assert_allclose(s.test_x[0], x[[i for i, v in enumerate(ids) if v == first_test]].mean(0), rtol=1e-6)
+    assert c.image(0).size == (32, 32)
+    assert s.mask is not None and s.mask.exists()
+    b = D.load_sim(root, field_name="betas")
+    assert not np.allclose(b.subjects["sim01"].train_x, s.train_x)
+
+
+def test_nsd_mindeye2_hdf5_with_behaviour_rows_and_coco_captions(tmp_path):
+    f = FX.write_nsd_hdf5(tmp_path / "nsd", V=40, n_stim=12)
+    c = D.load_nsd_hdf5({"subj01": {"betas": f["betas"], "behaviour": f["behaviour"]}}, f["captions"], f["stim_info"])
+    s = c.subjects["subj01"]
+    assert s.voxels == 40
+    assert c.split.count("test") == 3                                   # shared1000 column
+    assert s.train_x.shape == (9 * 3, 40) and s.test_x.shape == (3, 40)
+    # captions reached through nsdId → cocoId
+    k = c.stimuli.index(str(f["nsd_ids"][0]))
+    assert c.captions[k] == f["stimuli"][0][1]
+    # the test vector is the mean of that image's three trials, found through the behaviour rows
+    i = int(np.where(np.array(f["nsd_ids"]) == int(c.stimuli[s.test_stim[0]]))[0][0])
+    np.testing.assert_allclose(s.test_x[0], f["x"][f["idx"] == i].mean(0), rtol=1e-5)
+    # behaviour given as 0-based .npy rows works the same
+    np.save(tmp_path / "behav.npy", np.array([f["nsd_ids"][i] for i in f["idx"]])[:, None])
+    c2 = D.load_nsd_hdf5({"subj01": {"betas": f["betas"], "behaviour": tmp_path / "behav.npy"}}, f["captions"], f["stim_info"])
+    np.testing.assert_allclose(c2.subjects["subj01"].test_x, s.test_x)
+
+
+def test_nsd_behaviour_rows_must_align(tmp_path):
+    f = FX.write_nsd_hdf5(tmp_path / "nsd", V=10, n_stim=4)
+    np.save(tmp_path / "short.npy", np.arange(3))
+    with pytest.raises(ValueError, match="align"):
+        D.load_nsd_hdf5({"subj01": {"betas": f["betas"], "behaviour": tmp_path / "short.npy"}}, f["captions"], f["stim_info"])
+
+
+def test_mindeye1_umbrae_webdataset_tars(tmp_path):
+    f = FX.write_nsd_wds(tmp_path / "wds", V=30, n_train=8, n_test=3)
+    c = D.load_nsd_wds({"subj01": {"train": f["train"], "test": f["test"]}}, f["captions"])
+    s = c.subjects["subj01"]
+    assert s.train_x.shape == (8 * 3, 30)                               # every repeat is a training trial
+    assert s.test_x.shape == (3, 30) and list(s.test_repeats) == [3, 3, 3]
+    n = int(c.stimuli[s.test_stim[0]])
+    i = f["nsd_ids"].index(n)
+    np.testing.assert_allclose(s.test_x[0], f["x"][f["idx"] == i].mean(0), rtol=1e-5)
+    assert c.captions[c.stimuli.index(str(n))] == f["stimuli"][i][1]
+    assert c.image(0).size == (16, 16)
+
+
+def test_cross_subject_batches_hold_one_subject_and_split_across_ranks(tmp_path):
+    c = D.load_sim(FX.write_sim(tmp_path / "sim", {"a": 20, "b": 31, "c": 12}, n_stim=20, n_test=4))
+    ds = D.TrialDataset(c)
+    s = D.SubjectBatchSampler(ds, 4, seed=1)
+    batches = list(iter(s))
+    assert len(batches) == len(s) == sum(len(c.subjects[k].train_x) // 4 for k in "abc")
+    subs_seen = []
+    for b in batches:
+        ks = {ds.locate(i)[0] for i in b}
+        assert len(ks) == 1
+        subs_seen.append(ks.pop())
+    assert len(set(subs_seen[:6])) > 1                                  # subjects interleaved, not one after another
+    r0 = list(iter(D.SubjectBatchSampler(ds, 4, seed=1, rank=0, world=2)))
+    r1 = list(iter(D.SubjectBatchSampler(ds, 4, seed=1, rank=1, world=2)))
+    assert len(r0) == len(r1) and not set(map(tuple, r0)) & set(map(tuple, r1))
+    batch = D.collate_single_subject([ds[i] for i in batches[0]])
+    assert batch["voxels"].shape == (4, c.subjects[ds.subjects[batch["subject_index"]]].voxels)
