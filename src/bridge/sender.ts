@@ -207,7 +207,7 @@ export class ProtocolSender extends EventEmitter {
       }
       this.onMessage(m as WelcomeMessage | AckMessage | GapMessage | ErrorMessage);
     });
-    ws.on('error', (e) => this.log('debug', `connection to ${this.url}: ${e.message}`));
+    ws.on('error', (e) => this.log(this.attempt % 10 === 0 ? 'warn' : 'debug', `connection to ${this.url}: ${e.message}${this.attempt ? ` (attempt ${this.attempt + 1}, retrying with backoff)` : ''}`));
     ws.on('close', (code, reason) => {
       if (this.ws !== ws) return;
       this.ws = undefined;
