@@ -2,7 +2,7 @@
 // (caption embedding + brain tokens → generator) → reconstruction image. One instance per loaded bundle.
 import * as ort from 'onnxruntime-node';
 import type { Caption, TrialResponse } from '../core/types.js';
-import { type Bundle, loadBundle, BundleError } from './bundle.js';
+import { type Bundle, type GenerationConfig, loadBundle, BundleError } from './bundle.js';
 import { createSessionFactory, type Device, type SessionFactory } from './sessions.js';
 import { LanguageModel, type GenerateOptions, type Generated } from './lm.js';
 import { loadTokenizer, type TextTokenizer } from './tokenizer.js';
@@ -14,6 +14,8 @@ export interface DecoderOptions {
   /** Verify sha256 of every bundle file at load (default true). */
   verify?: boolean;
   log?: (line: string) => void;
+  /** Overrides of the manifest's generation settings (e.g. max_new_tokens, prompt ids). */
+  generation?: Partial<GenerationConfig>;
 }
 
 export interface DecodeOptions extends GenerateOptions {
@@ -61,11 +63,12 @@ export class BrainDecoder {
       factory.create(bundle.path('lm/embed_tokens.onnx')),
       bundle.has('generator.onnx') ? factory.create(bundle.path('generator.onnx')) : Promise.resolve(null),
     ]);
-    const lm = new LanguageModel(decoder, embed, m.generation, m.dims.D_lm);
+    const gen: GenerationConfig = { ...m.generation, ...opts.generation };
+    const lm = new LanguageModel(decoder, embed, gen, m.dims.D_lm);
     const tokenizer = loadTokenizer(bundle.path('lm/tokenizer.json'));
     const d = new BrainDecoder(bundle, factory.provider, qformer, lm, tokenizer, generator, factory);
-    d.prefixEmb = m.generation.prefix_ids.length ? await lm.embed(m.generation.prefix_ids) : new Float32Array(0);
-    d.suffixEmb = m.generation.suffix_ids.length ? await lm.embed(m.generation.suffix_ids) : new Float32Array(0);
+    d.prefixEmb = gen.prefix_ids.length ? await lm.embed(gen.prefix_ids) : new Float32Array(0);
+    d.suffixEmb = gen.suffix_ids.length ? await lm.embed(gen.suffix_ids) : new Float32Array(0);
     for (const id of Object.keys(m.subjects)) await d.encoder(id);
     await d.warmup();
     return d;

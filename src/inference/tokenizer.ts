@@ -17,7 +17,7 @@ export function loadTokenizer(path: string): TextTokenizer {
   const tok = new Tokenizer(json, config);
   return {
     encode: (text, addSpecialTokens = false) => tok.encode(text, { add_special_tokens: addSpecialTokens }).ids,
-    decode: (ids) => tok.decode(ids, { skip_special_tokens: true }).trim(),
+    decode: (ids) => (ids.length ? tok.decode(ids, { skip_special_tokens: true }).trim() : ''),
     tokenId: (t) => tok.token_to_id(t),
   };
 }

@@ -1,0 +1,146 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { BrainDecoder } from '../../src/inference/decoder.js';
+import { BundleError, loadBundle } from '../../src/inference/bundle.js';
+import { RidgeRetrieval } from '../../src/inference/baseline.js';
+import type { TrialResponse } from '../../src/core/types.js';
+import { parityCases, tinyBundle } from './tinyBundle.js';
+
+let dir: string;
+let decoder: BrainDecoder;
+const logs: string[] = [];
+
+before(async () => {
+  dir = tinyBundle();
+  decoder = await BrainDecoder.load(dir, { log: (l) => logs.push(l) });
+});
+after(async () => {
+  await decoder?.release();
+});
+
+function trial(subject: string, vector: Float32Array, n = 0): TrialResponse {
+  return {
+    run: 'task-vision_run-01', subject, trial: n, stimulusId: `stim${n}`, vector, method: 'window-mean', window: { start: 4, end: 8 },
+    volumes: [3, 4, 5], flags: [], readyAt: Date.now(),
+    event: { run: 'task-vision_run-01', trial: n, onset: 0, duration: 3, stimulusId: `stim${n}`, references: ['a dog on the grass'] },
+  };
+}
+
+test('greedy captions in Node equal PyTorch greedy captions for the same trial responses', async () => {
+  const cases = parityCases(dir);
+  assert.ok(cases.length >= 6);
+  const distinct = new Set(cases.map((c) => c.ids.join(',')));
+  assert.ok(distinct.size >= 3, 'the fixture must contain input-dependent captions');
+  const bySuffix = new Map<string, BrainDecoder>();
+  try {
+    for (const c of cases) {
+      const key = JSON.stringify(c.generation);
+      let d = key === '{}' ? decoder : bySuffix.get(key);
+      if (!d) {
+        d = await BrainDecoder.load(dir, { generation: c.generation, verify: false, log: () => {} });
+        bySuffix.set(key, d);
+      }
+      const got = await d.caption(c.subject, Float32Array.from(c.voxels));
+      assert.deepEqual(got.tokens, c.ids, `subject ${c.subject} ${key}`);
+      assert.equal(got.text, c.text);
+      assert.equal(got.tokenLogprobs.length, got.tokens.length);
+      assert.ok(got.confidence > 0 && got.confidence <= 1);
+    }
+  } finally {
+    for (const d of bySuffix.values()) await d.release();
+  }
+});
+
+test('decode gives a Caption with confidence from token log-probabilities and a PNG reconstruction', async () => {
+  const m = decoder.bundle.manifest;
+  const v = Float32Array.from({ length: m.subjects.sim01.voxels }, (_, i) => Math.sin(i));
+  const c = await decoder.decode(trial('sim01', v, 4));
+  assert.equal(c.trial, 4);
+  assert.deepEqual(c.references, ['a dog on the grass']);
+  const mean = c.tokenLogprobs.reduce((s, lp) => s + Math.exp(lp), 0) / c.tokenLogprobs.length;
+  assert.ok(Math.abs(c.confidence - mean) < 1e-9);
+  assert.ok(c.latencyMs.responseToCaption >= 0);
+  const meta = await sharp(Buffer.from(c.image!)).metadata();
+  assert.equal(meta.format, 'png');
+  assert.equal(meta.width, m.dims.image[2]);
+  const webp = await decoder.decode(trial('sim01', v), { imageFormat: 'webp', imageWidth: 64 });
+  const wm = await sharp(Buffer.from(webp.image!)).metadata();
+  assert.equal(wm.format, 'webp');
+  assert.equal(wm.width, 64);
+});
+
+test('beam search and nucleus sampling respect max tokens; sampling is reproducible per seed', async () => {
+  const c = parityCases(dir).find((x) => x.generation.suffix_ids)!;
+  const d = await BrainDecoder.load(dir, { generation: c.generation, verify: false, log: () => {} });
+  try {
+    const v = Float32Array.from(c.voxels);
+    const beam1 = await d.caption(c.subject, v, { strategy: 'beam', numBeams: 1 });
+    assert.deepEqual(beam1.tokens, c.ids, 'one beam is greedy');
+    const beam = await d.caption(c.subject, v, { strategy: 'beam', numBeams: 3, maxNewTokens: 5 });
+    assert.ok(beam.tokens.length <= 5 && beam.tokens.length > 0);
+    const beamScore = beam.tokenLogprobs.reduce((a, b) => a + b, 0);
+    const greedy5 = await d.caption(c.subject, v, { maxNewTokens: 5 });
+    assert.ok(beamScore >= greedy5.tokenLogprobs.reduce((a, b) => a + b, 0) - 1e-4, 'beam finds at least the greedy score');
+    const s1 = await d.caption(c.subject, v, { strategy: 'sample', seed: 5, temperature: 1.5, topP: 0.95, maxNewTokens: 6 });
+    const s2 = await d.caption(c.subject, v, { strategy: 'sample', seed: 5, temperature: 1.5, topP: 0.95, maxNewTokens: 6 });
+    assert.deepEqual(s1.tokens, s2.tokens);
+    assert.equal(s1.tokens.length, 6);
+    const stop = await d.caption(c.subject, v, { stopTokenIds: [c.ids[0]] });
+    assert.deepEqual(stop.tokens, [], 'a stop token ends generation before it is emitted');
+    assert.equal(stop.confidence, 0);
+  } finally {
+    await d.release();
+  }
+});
+
+test('wrong voxel count and unknown subject are clear errors', async () => {
+  await assert.rejects(decoder.caption('sim01', new Float32Array(7)), /7 voxels .* expects 100/);
+  await assert.rejects(decoder.caption('nobody', new Float32Array(7)), /no encoder for subject "nobody"/);
+});
+
+test('--device cuda falls back to CPU with a log line naming the provider', async () => {
+  const lines: string[] = [];
+  const d = await BrainDecoder.load(dir, { device: 'cuda', verify: false, log: (l) => lines.push(l) });
+  await d.release();
+  assert.equal(d.provider, 'cpu');
+  assert.ok(lines.some((l) => /cuda .*not available.*using the cpu execution provider/.test(l)), lines.join('\n'));
+  assert.ok(logs.some((l) => l === 'inference: execution provider cpu'));
+});
+
+test('ridge-retrieval baseline returns a training caption', async () => {
+  const b = await RidgeRetrieval.load(decoder.bundle, decoder.sessions);
+  assert.ok(b);
+  const captions = JSON.parse(readFileSync(join(dir, 'baseline_captions.json'), 'utf8')) as string[];
+  const r = await b.predict('sim02', new Float32Array(137).fill(0.3));
+  assert.ok(captions.includes(r.caption));
+  assert.ok(r.similarity <= 1 + 1e-6 && r.similarity >= -1 - 1e-6);
+  await b.release();
+});
+
+test('bundle problems are one clear sentence: missing, corrupted, wrong version', async () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'msx-bundle-'));
+  try {
+    await assert.rejects(loadBundle(join(tmp, 'nope')), (e: Error) => e instanceof BundleError && /does not exist; run `npm start`/.test(e.message));
+    const copy = join(tmp, 'b');
+    cpSync(dir, copy, { recursive: true });
+    const gen = join(copy, 'generator.onnx');
+    const bytes = readFileSync(gen);
+    bytes[bytes.length - 1] ^= 0xff;
+    writeFileSync(gen, bytes);
+    await assert.rejects(loadBundle(copy), /generator\.onnx does not match its sha256/);
+    const manifest = JSON.parse(readFileSync(join(copy, 'manifest.json'), 'utf8'));
+    writeFileSync(join(copy, 'manifest.json'), JSON.stringify({ ...manifest, version: 2 }));
+    await assert.rejects(loadBundle(copy), /version 2 but this build reads version 1/);
+    writeFileSync(join(copy, 'manifest.json'), JSON.stringify({ ...manifest, generation: { ...manifest.generation, eos_token_ids: 'x' } }));
+    await assert.rejects(loadBundle(copy), /"generation.eos_token_ids" must be an array of token ids/);
+    rmSync(join(copy, 'lm', 'lm-manifest.json'));
+    writeFileSync(join(copy, 'manifest.json'), JSON.stringify(manifest));
+    await assert.rejects(loadBundle(copy), /lm\/lm-manifest.json is missing; run `python -m mindsemantix.bootstrap`/);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
