@@ -1,0 +1,102 @@
+"""Writers for the simulator's outputs, in the layout fixed by docs/ARCHITECTURE.md."""
+from __future__ import annotations
+
+import json
+import os
+
+import h5py
+import nibabel as nib
+import numpy as np
+from PIL import Image
+
+from .world import WORLD_SEED, image_array, scene, scene_id, split_of
+
+DERIV = os.path.join("derivatives", "mindsemantix")
+
+
+def subject_deriv(out: str, sid: str) -> str:
+    d = os.path.join(out, DERIV, f"sub-{sid}")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def write_stimuli(out: str, indices, images: dict | None = None, world_seed: int = WORLD_SEED) -> None:
+    d = os.path.join(out, "stimuli")
+    os.makedirs(d, exist_ok=True)
+    for i in indices:
+        path = os.path.join(d, f"{scene_id(i)}.png")
+        if os.path.exists(path):
+            continue
+        arr = images[i] if images is not None and i in images else image_array(i, world_seed)
+        tmp = path + ".tmp"
+        Image.fromarray(arr).save(tmp, format="PNG", compress_level=1)
+        os.replace(tmp, path)
+
+
+def write_stimuli_tsv(out: str, indices, world_seed: int = WORLD_SEED) -> None:
+    """stimuli.tsv: merged with any existing rows so that repeated runs into the same folder accumulate."""
+    path = os.path.join(out, "stimuli.tsv")
+    rows: dict[str, tuple[str, str]] = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            next(f, None)
+            for line in f:
+                sid, split, caps = line.rstrip("\n").split("\t")
+                rows[sid] = (split, caps)
+    for i in indices:
+        rows[scene_id(i)] = (split_of(i), json.dumps(list(scene(i, world_seed).captions)))
+    os.makedirs(out, exist_ok=True)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:  # plain TSV: JSON arrays contain no tabs or newlines
+        f.write("stimulus_id\tsplit\tcaptions\n")
+        for k in sorted(rows):
+            f.write(f"{k}\t{rows[k][0]}\t{rows[k][1]}\n")
+    os.replace(path + ".tmp", path)
+
+
+def write_description(out: str, extra: dict | None = None) -> None:
+    os.makedirs(out, exist_ok=True)
+    desc = {"Name": "mindsemantix simulated visual fMRI experiment", "BIDSVersion": "1.8.0", "DatasetType": "raw",
+            "License": "CC0", "Authors": ["mindsemantix simulator"], "WorldSeed": WORLD_SEED}
+    desc.update(extra or {})
+    with open(os.path.join(out, "dataset_description.json"), "w", encoding="utf-8") as f:
+        json.dump(desc, f, indent=2)
+
+
+def write_mask(out: str, subj) -> str:
+    a = subj.anat
+    img = nib.Nifti1Image(a.roi.astype(np.uint8), a.affine)
+    img.header.set_xyzt_units("mm", "sec")
+    img.header.set_qform(a.affine, code=1)
+    img.header.set_sform(a.affine, code=1)
+    path = os.path.join(subject_deriv(out, subj.id), f"sub-{subj.id}_roi-mask.nii.gz")
+    nib.save(img, path)
+    return path
+
+
+def write_responses(out: str, subj, trials, seed: int) -> str:
+    from .dataset import ESTIMATOR
+    from .design import TR
+
+    path = os.path.join(subject_deriv(out, subj.id), f"sub-{subj.id}_responses.h5")
+    tmp = path + ".tmp"
+    with h5py.File(tmp, "w") as f:
+        f.create_dataset("responses", data=trials.responses.astype(np.float32), chunks=True)
+        f.create_dataset("betas", data=trials.betas.astype(np.float32), chunks=True)
+        str_t = h5py.string_dtype("utf-8")
+        f.create_dataset("stimulus_ids", data=np.array([scene_id(int(s)) for s in trials.scenes], dtype=object), dtype=str_t)
+        f.create_dataset("split", data=np.array([split_of(int(s)) for s in trials.scenes], dtype=object), dtype=str_t)
+        f.create_dataset("repeat", data=trials.repeat.astype(np.int32))
+        f.create_dataset("run", data=trials.run.astype(np.int32))
+        f.create_dataset("onset", data=trials.onsets.astype(np.float32))
+        caps = [json.dumps(list(scene(int(s)).captions)) for s in trials.scenes]
+        f.create_dataset("captions", data=np.array(caps, dtype=object), dtype=str_t)
+        f.attrs["subject"] = subj.id
+        f.attrs["voxels"] = int(subj.anat.voxels)
+        f.attrs["tr"] = float(TR)
+        f.attrs["estimator"] = ESTIMATOR
+        f.attrs["seed"] = int(seed)
+        f.attrs["world_seed"] = int(subj.world_seed)
+        f.attrs["grid"] = subj.grid
+        f.attrs["mask"] = f"sub-{subj.id}_roi-mask.nii.gz"
+    os.replace(tmp, path)
+    return path
