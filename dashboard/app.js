@@ -5,7 +5,7 @@ import { lineChart, legend } from './charts.js';
 
 const $ = (id) => document.getElementById(id);
 const STAGE_COLORS = {
-  received: '#6ea8ff', accepted: '#8bd3ff', corrected: '#a78bfa', masked: '#f472b6', detrended: '#f5b942', zscored: '#3ecf8e',
+  motion: '#a78bfa', mask: '#f472b6', detrend: '#f5b942', zscore: '#3ecf8e',
 };
 const MOTION_COLORS = ['#6ea8ff', '#3ecf8e', '#f5b942', '#a78bfa', '#f472b6', '#8bd3ff'];
 const MOTION_LABELS = ['x mm', 'y mm', 'z mm', 'pitch °', 'roll °', 'yaw °'];

@@ -136,10 +136,14 @@ function readLmFiles(dir: string): Record<string, string> {
   const files = isObj(raw) && isObj(raw.files) ? raw.files : undefined;
   if (!files) fail(dir, `lm/lm-manifest.json has no "files" object; ${hint}`);
   const out: Record<string, string> = {};
-  for (const [name, sha] of Object.entries(files as Record<string, unknown>)) {
-    const shaStr = typeof sha === 'string' ? sha : isObj(sha) && typeof sha.sha256 === 'string' ? sha.sha256 : undefined;
-    if (!shaStr) fail(dir, `lm/lm-manifest.json entry "${name}" has no sha256; ${hint}`);
-    out[name.startsWith('lm/') ? name : `lm/${name}`] = shaStr as string;
+  // `files` are named relative to lm/; `root_files` (generated at bootstrap, e.g. text_encoder.onnx) to the bundle root.
+  const rootFiles = isObj(raw) && isObj(raw.root_files) ? raw.root_files : {};
+  for (const [group, prefix] of [[files, 'lm/'], [rootFiles, '']] as const) {
+    for (const [name, sha] of Object.entries(group as Record<string, unknown>)) {
+      const shaStr = typeof sha === 'string' ? sha : isObj(sha) && typeof sha.sha256 === 'string' ? sha.sha256 : undefined;
+      if (!shaStr) fail(dir, `lm/lm-manifest.json entry "${name}" has no sha256; ${hint}`);
+      out[prefix && !name.startsWith(prefix) ? `${prefix}${name}` : name] = shaStr as string;
+    }
   }
   return out;
 }

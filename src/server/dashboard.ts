@@ -24,8 +24,10 @@ export interface DashboardOptions {
 
 export interface Dashboard {
   readonly state: DashboardState;
-  /** Applies an update to the session record and pushes it to every viewer. */
+  /** Applies an update to the session record and pushes it to every viewer (if attached). */
   publish(u: DashUpdate): void;
+  /** Serves the dashboard on `http` (static files + socket.io). Updates published before are kept for late joiners. */
+  attach(http: HttpServer, opts?: DashboardOptions): void;
   viewers(): number;
   close(): Promise<void>;
 }
@@ -42,8 +44,31 @@ function tokenOk(expected: string, given: unknown): boolean {
   return timingSafeEqual(a, b);
 }
 
-export function attachDashboard(http: HttpServer, opts: DashboardOptions = {}): Dashboard {
+export function createDashboard(): Dashboard {
   const state = new DashboardState();
+  let io: IoServer | null = null;
+  return {
+    state,
+    publish(u) {
+      state.apply(u);
+      io?.emit(u.type, u.data);
+    },
+    attach(http, opts = {}) {
+      if (io) throw new Error('dashboard already attached');
+      io = attachDashboard(http, state, opts);
+    },
+    viewers: () => io?.engine.clientsCount ?? 0,
+    close: async () => {
+      if (!io) return;
+      io.disconnectSockets(true);
+      // io.close() would also close the shared HTTP server; close only the engine.
+      io.engine.close();
+      io = null;
+    },
+  };
+}
+
+function attachDashboard(http: HttpServer, state: DashboardState, opts: DashboardOptions): IoServer {
   const io = new IoServer(http, { serveClient: true, maxHttpBufferSize: 1e6, cors: { origin: false } });
   const staticDir = resolve(opts.staticDir ?? DASHBOARD_DIR);
   if (opts.viewerToken) {
@@ -58,7 +83,6 @@ export function attachDashboard(http: HttpServer, opts: DashboardOptions = {}): 
     const snap: DashSnapshot = state.snapshot();
     socket.emit('snapshot', snap);
   });
-
   function handleHttp(req: IncomingMessage, res: ServerResponse): boolean {
     if (req.method !== 'GET' && req.method !== 'HEAD') return false;
     const url = new URL(req.url ?? '/', 'http://x');
@@ -91,18 +115,5 @@ export function attachDashboard(http: HttpServer, opts: DashboardOptions = {}): 
     }
   });
 
-  return {
-    state,
-    publish(u) {
-      state.apply(u);
-      io.emit(u.type, u.data);
-    },
-    viewers: () => io.engine.clientsCount,
-    close: () => new Promise<void>((r) => {
-      io.disconnectSockets(true);
-      // io.close() would also close the shared HTTP server; detach only the engine.
-      io.engine.close();
-      r();
-    }),
-  };
+  return io;
 }

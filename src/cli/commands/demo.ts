@@ -1,12 +1,217 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { Command } from '../command.js';
 import { UserError } from '../errors.js';
+import { boolFlag, numberFlag, parseArgs, stringFlag } from '../args.js';
+import { startServer, type DecoderServer } from '../../server/index.js';
+import { createDashboard } from '../../server/dashboard.js';
+import { replaySession, findBidsRuns } from '../../replay/index.js';
+import { BrainDecoder } from '../../inference/decoder.js';
+import { BundleError } from '../../inference/bundle.js';
+import { RidgeRetrieval } from '../../inference/baseline.js';
+import { DEVICES, type Device } from '../../inference/sessions.js';
+import { startPipeline, type DecodedTrial, type Pipeline } from '../../pipeline/pipeline.js';
+import { corpusScores, percentile } from '../../pipeline/summary.js';
 
-// Placeholder until the owning issue lands; it says so rather than pretending to work.
+const help = `mindsemantix demo [--session DIR] [--models DIR] [--speed N|max] [--port P] [--once] [--json]
+
+Starts the decoder server with its dashboard, replays a recorded session into it as a scanner would, and prints each
+trial's decoded caption (with the reference captions) as it is decoded. Keeps serving the dashboard until Ctrl-C.
+
+  --session DIR    BIDS session to replay (default data/demo, written by \`npm start\`)
+  --models DIR     model bundle (default models/bundles/default)
+  --speed N|max    replay speed: N× real time, or max = as fast as the server accepts (default 10)
+  --port P         dashboard/ingest port on 127.0.0.1 (default 8080; 0 picks a free one)
+  --once           exit with a summary after the last trial instead of serving on
+  --json           one JSON object per line on stdout (trials, then a summary); logs go to stderr
+  --device D       cpu (default), webgpu or cuda; falls back to cpu with a log line when unavailable
+  --strategy S     greedy (default), beam or sample
+  --max-tokens N   caption length limit in tokens (default: the bundle's)
+  --record DIR     also record the session (BIDS) with captions and reconstructions under DIR/derivatives`;
+
+export interface DemoSummary {
+  type: 'summary';
+  trials: number;
+  decoded: number;
+  metrics: Record<string, number>;
+  baseline?: { name: 'ridge-retrieval' } & Record<string, number | string>;
+  latency_ms: { volume_p50: number; volume_p99: number; decode_p50: number; decode_p99: number };
+  volumes: { received: number; processed: number; lost: number };
+  realtime_factor: number;
+}
+
+const round = (x: number, d = 1) => Number(x.toFixed(d));
+
 export const command: Command = {
   name: 'demo',
-  summary: '(not available yet)',
-  help: 'mindsemantix demo: not available in this build yet.',
-  async run() {
-    throw new UserError('demo is not available in this build yet.');
+  summary: 'replay the demo session through serve and print captions live (dashboard URL printed)',
+  help,
+  async run(argv) {
+    const p = parseArgs('demo', argv, {
+      session: { type: 'string', default: 'data/demo' }, models: { type: 'string', default: 'models/bundles/default' },
+      speed: { type: 'string', default: '10' }, port: { type: 'string', default: '8080' }, once: { type: 'boolean' }, json: { type: 'boolean' },
+      device: { type: 'string', default: 'cpu', choices: DEVICES }, strategy: { type: 'string', default: 'greedy', choices: ['greedy', 'beam', 'sample'] },
+      'max-tokens': { type: 'string' }, record: { type: 'string' },
+    });
+    if (p.positionals.length) throw new UserError(`demo: unexpected argument "${p.positionals[0]}"; run \`mindsemantix demo --help\`.`, 2);
+    const json = boolFlag(p, 'json');
+    const once = boolFlag(p, 'once');
+    const session = resolve(stringFlag(p, 'session')!);
+    const speedRaw = stringFlag(p, 'speed')!;
+    const speed = speedRaw === 'max' ? 'max' : numberFlag('demo', p, 'speed', { min: 0.01 })!;
+    const port = numberFlag('demo', p, 'port', { min: 0, max: 65535, integer: true })!;
+    const maxTokens = numberFlag('demo', p, 'max-tokens', { min: 1, max: 512, integer: true });
+    const say = (line: string) => process.stderr.write(`${line}\n`);
+
+    if (!existsSync(session)) throw new UserError(`demo: session ${session} does not exist; run \`npm start\` once (it simulates the demo session) or pass --session DIR.`);
+    let runs;
+    try {
+      runs = findBidsRuns(session);
+    } catch (e) {
+      throw new UserError(`demo: ${(e as Error).message}`);
+    }
+    if (!runs.length) throw new UserError(`demo: no *_bold.nii.gz runs under ${session}; pass a BIDS session with --session.`);
+
+    say(`demo: loading model bundle ${stringFlag(p, 'models')} (checking checksums)…`);
+    let decoder: BrainDecoder;
+    try {
+      decoder = await BrainDecoder.load(stringFlag(p, 'models')!, { device: stringFlag(p, 'device') as Device, log: say, generation: maxTokens ? { max_new_tokens: maxTokens } : undefined });
+    } catch (e) {
+      if (e instanceof BundleError) throw new UserError(`demo: ${e.message}`);
+      throw e;
+    }
+    const baseline = await RidgeRetrieval.load(decoder.bundle, decoder.sessions);
+    say(`demo: model "${decoder.bundle.manifest.name}" ready on ${decoder.provider} (subjects ${decoder.subjects.join(', ')}${baseline ? '; ridge-retrieval baseline loaded' : ''})`);
+
+    const dashboard = createDashboard();
+    let pipeline!: Pipeline;
+    const expected = new Map<string, number>();
+    for (const r of runs) {
+      if (!r.json) continue;
+      try {
+        const side = JSON.parse(readFileSync(r.json, 'utf8')) as { AcquisitionTimes?: number[] };
+        if (Array.isArray(side.AcquisitionTimes)) expected.set(r.run, side.AcquisitionTimes.length);
+      } catch { /* progress bar without a total */ }
+    }
+    let srv: DecoderServer;
+    try {
+      srv = await startServer({
+        host: '127.0.0.1', port, recordDir: stringFlag(p, 'record'),
+        log: (level, m) => { if (level === 'warn' || level === 'error') say(`serve: ${m}`); },
+        onHub: (hub) => {
+          pipeline = startPipeline(hub, {
+            decoder, baseline, dashboard, stimulusRoot: session, recordDir: stringFlag(p, 'record'),
+            decode: { strategy: stringFlag(p, 'strategy') as 'greedy' | 'beam' | 'sample' },
+            score: corpusScores, expectedVolumes: (info) => expected.get(info.run),
+            log: (level, m) => { if (level !== 'info' || !json) say(m); },
+          });
+        },
+      });
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      if (err.code === 'EADDRINUSE') throw new UserError(`demo: port ${port} is already in use; stop the other server or pass --port 0.`);
+      throw e;
+    }
+    dashboard.attach(srv.http);
+    const dashUrl = `http://127.0.0.1:${srv.port}/`;
+    say(`demo: dashboard at ${dashUrl}`);
+    if (!json) process.stdout.write(`Dashboard: ${dashUrl}\n`);
+
+    const trials: DecodedTrial[] = [];
+    pipeline.decoded$.subscribe((d) => {
+      trials.push(d);
+      if (json) {
+        process.stdout.write(JSON.stringify({
+          type: 'trial', run: d.run, trial: d.trial, stimulus: d.stimulusId, caption: d.caption ?? null, references: d.references ?? [],
+          confidence: d.confidence === undefined ? null : round(d.confidence, 4), latency_ms: { response_to_caption: d.latencyMs === undefined ? null : round(d.latencyMs) },
+          ...(d.baseline !== undefined ? { baseline: d.baseline } : {}), ...(d.flags.length ? { flags: d.flags } : {}), ...(d.error ? { error: d.error } : {}),
+        }) + '\n');
+      } else {
+        const head = `trial ${String(d.trial).padStart(3)}  ${d.stimulusId}`;
+        if (d.error) process.stdout.write(`${head}  not decoded: ${d.error}\n`);
+        else {
+          process.stdout.write(`${head}  "${d.caption}"  (confidence ${d.confidence!.toFixed(2)}, ${d.latencyMs!.toFixed(0)} ms${d.flags.length ? `, ${d.flags.join(', ')}` : ''})\n`);
+          if (d.baseline !== undefined) process.stdout.write(`      ridge baseline: "${d.baseline}"\n`);
+          for (const r of d.references ?? []) process.stdout.write(`      ref: ${r}\n`);
+        }
+      }
+    });
+
+    const ac = new AbortController();
+    const onSigint = () => ac.abort();
+    process.once('SIGINT', onSigint);
+    const t0 = performance.now();
+    let replayed;
+    try {
+      replayed = await replaySession({
+        session, url: srv.url, speed, signal: ac.signal,
+        log: (level, m) => { if (level === 'warn' || level === 'error' || !json) say(`replay: ${m}`); },
+      });
+    } catch (e) {
+      await shutdown();
+      throw new UserError(`demo: replay failed: ${(e as Error).message}`);
+    }
+    if (!ac.signal.aborted) await Promise.race([pipeline.whenDone(replayed.runs), new Promise<void>((r) => ac.signal.addEventListener('abort', () => r(), { once: true }))]);
+    const wall = (performance.now() - t0) / 1000;
+    const st = pipeline.stats();
+    const acquired = runs.filter((r) => replayed.runs.includes(r.run)).reduce((s, r) => s + (expected.get(r.run) ?? 0), 0);
+    const tr = runs.length ? readTr(runs[0].json) : 0;
+    const scored = trials.filter((t) => !t.error && t.references?.length);
+    const refs = Object.fromEntries(scored.map((t) => [`${t.run}/${t.trial}`, t.references!]));
+    const metrics = scored.length ? await corpusScores(refs, Object.fromEntries(scored.map((t) => [`${t.run}/${t.trial}`, t.caption ?? '']))) : {};
+    const baseMetrics = baseline && scored.length
+      ? await corpusScores(refs, Object.fromEntries(scored.map((t) => [`${t.run}/${t.trial}`, t.baseline ?? ''])))
+      : undefined;
+    const summary: DemoSummary = {
+      type: 'summary', trials: st.trialsSeen, decoded: st.trialsDecoded,
+      metrics: roundAll(metrics),
+      ...(baseMetrics ? { baseline: { name: 'ridge-retrieval' as const, ...roundAll(baseMetrics) } } : {}),
+      latency_ms: {
+        volume_p50: round(percentile(st.volumeMs, 50), 2), volume_p99: round(percentile(st.volumeMs, 99), 2),
+        decode_p50: round(percentile(st.decodeMs, 50)), decode_p99: round(percentile(st.decodeMs, 99)),
+      },
+      volumes: { received: st.volumesReceived, processed: st.volumesProcessed, lost: st.volumesLost },
+      realtime_factor: round(tr > 0 && wall > 0 ? (acquired * tr) / wall : 0, 2),
+    };
+    if (json) process.stdout.write(JSON.stringify(summary) + '\n');
+    else {
+      const m = summary.metrics;
+      process.stdout.write(`\nSummary: ${summary.decoded}/${summary.trials} trials decoded; BLEU-4 ${fmt(m.BLEU4)}, CIDEr ${fmt(m.CIDEr)}, ROUGE-L ${fmt(m.ROUGE_L)}`
+        + (summary.baseline ? ` (ridge baseline BLEU-4 ${fmt(summary.baseline.BLEU4 as number)}, CIDEr ${fmt(summary.baseline.CIDEr as number)})` : '')
+        + `\n         decode p50 ${summary.latency_ms.decode_p50} ms, p99 ${summary.latency_ms.decode_p99} ms; volume p50 ${summary.latency_ms.volume_p50} ms;`
+        + ` ${summary.volumes.received} volumes (${summary.volumes.lost} lost); ${summary.realtime_factor}× real time\n`);
+    }
+    if (!once && !ac.signal.aborted) {
+      say(`demo: replay finished; still serving the dashboard at ${dashUrl} — press Ctrl-C to stop.`);
+      await new Promise<void>((r) => ac.signal.addEventListener('abort', () => r(), { once: true }));
+    }
+    process.off('SIGINT', onSigint);
+    await shutdown();
+    return 0;
+
+    async function shutdown(): Promise<void> {
+      await pipeline.close();
+      await dashboard.close();
+      await srv.close();
+      await baseline?.release();
+      await decoder.release();
+    }
   },
 };
+
+function readTr(json?: string): number {
+  if (!json) return 0;
+  try {
+    return Number((JSON.parse(readFileSync(json, 'utf8')) as { RepetitionTime?: number }).RepetitionTime) || 0;
+  } catch {
+    return 0;
+  }
+}
+
+function roundAll(m: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(m).map(([k, v]) => [k, Number(v.toFixed(4))]));
+}
+
+function fmt(x: number | undefined): string {
+  return x === undefined ? '–' : x.toFixed(3);
+}

@@ -1,0 +1,354 @@
+// The serve/demo pipeline: ingest hub → streams/ preprocessor (mask from the bundle) → decode queue → outputs
+// (dashboard over socket.io, a callback for the demo's stdout, captions/reconstructions recorded as derivatives).
+// The per-volume path only preprocesses; decoding, images and dashboard rendering happen off it.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { filter, Subject, type Observable, type Subscription } from 'rxjs';
+import type { RunInfo, StimulusEvent, TrialResponse, Volume } from '../core/types.js';
+import type { IngestHub } from '../server/hub.js';
+import type { Dashboard } from '../server/dashboard.js';
+import type { DashAlert, DashVolume } from '../server/dashboard-state.js';
+import { createPreprocessor, parsePreprocessConfig, type MaskImage, type Preprocessor } from '../../streams/index.js';
+import type { ProcessedVolume } from '../../streams/index.js';
+import { decodeNifti } from '../scanner/nifti.js';
+import type { BrainDecoder, DecodeOptions } from '../inference/decoder.js';
+import type { RidgeRetrieval } from '../inference/baseline.js';
+import { DecodeQueue } from '../inference/queue.js';
+import { mimeOf } from '../inference/image.js';
+import { renderMosaicPng } from './mosaic.js';
+import { CaptionRecorder } from './recorder.js';
+import sharp from 'sharp';
+
+export type CaptionScores = Record<string, number>;
+/** Corpus caption metrics: refs `{id: [ref...]}`, cands `{id: caption}` → `{BLEU4, CIDEr, ROUGE_L, ...}`. */
+export type CaptionScoreFn = (refs: Record<string, string[]>, cands: Record<string, string>) => CaptionScores | Promise<CaptionScores>;
+
+export interface PipelineOptions {
+  decoder: BrainDecoder;
+  baseline?: RidgeRetrieval | null;
+  dashboard?: Dashboard;
+  decode?: DecodeOptions;
+  /** `serve --record` folder: captions and reconstructions go to its derivatives/. */
+  recordDir?: string;
+  /** Folder that StimulusEvent.image paths are relative to (a local session being replayed). */
+  stimulusRoot?: string;
+  /** Preprocessing overrides on top of the bundle manifest's block (later wins). */
+  preprocessing?: unknown[];
+  /** Live caption metrics (src/metrics); without it no metrics are shown. */
+  score?: CaptionScoreFn;
+  /** Volumes expected per run (progress bar), when the caller knows. */
+  expectedVolumes?: (run: RunInfo) => number | undefined;
+  log?: (level: 'info' | 'warn' | 'error', message: string) => void;
+}
+
+export interface DecodedTrial {
+  session: string;
+  subject: string;
+  run: string;
+  trial: number;
+  stimulusId: string;
+  onset: number;
+  references?: string[];
+  flags: string[];
+  caption?: string;
+  confidence?: number;
+  tokenLogprobs?: number[];
+  /** TrialResponse ready → caption emitted, ms. */
+  latencyMs?: number;
+  reconstructionMs?: number;
+  baseline?: string;
+  image?: Uint8Array;
+  imageFormat?: 'png' | 'webp';
+  error?: string;
+}
+
+export interface PipelineStats {
+  volumesReceived: number;
+  volumesProcessed: number;
+  volumesLost: number;
+  /** received → z-scored, ms, per processed volume. */
+  volumeMs: number[];
+  /** response ready → caption, ms, per decoded trial. */
+  decodeMs: number[];
+  trialsSeen: number;
+  trialsDecoded: number;
+  maxBacklog: number;
+  runsEnded: string[];
+}
+
+export interface Pipeline {
+  readonly decoded$: Observable<DecodedTrial>;
+  readonly alerts$: Observable<DashAlert>;
+  stats(): PipelineStats;
+  /** Resolves once every listed run has ended and every trial of it is decoded. */
+  whenDone(runs: string[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+interface RunState {
+  info: RunInfo;
+  pre: Preprocessor;
+  subs: Subscription[];
+}
+
+export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
+  const { decoder, dashboard } = opts;
+  const manifest = decoder.bundle.manifest;
+  const log = opts.log ?? ((level, m) => process.stderr.write(`[${level}] ${m}\n`));
+  const decoded = new Subject<DecodedTrial>();
+  const alerts = new Subject<DashAlert>();
+  const runs = new Map<string, RunState>();
+  const masks = new Map<string, MaskImage>();
+  const recorder = opts.recordDir ? new CaptionRecorder(opts.recordDir) : null;
+  const stats: PipelineStats = { volumesReceived: 0, volumesProcessed: 0, volumesLost: 0, volumeMs: [], decodeMs: [], trialsSeen: 0, trialsDecoded: 0, maxBacklog: 0, runsEnded: [] };
+  const events = new Map<string, StimulusEvent>();
+  const pendingTrials = new Set<string>();
+  const doneWaiters: (() => void)[] = [];
+  const refs: Record<string, string[]> = {};
+  const cands: Record<string, string> = {};
+  const baseCands: Record<string, string> = {};
+  const subs: Subscription[] = [];
+
+  const alert = (a: Omit<DashAlert, 'at'> & { at?: number }): void => {
+    const full: DashAlert = { at: Date.now(), ...a };
+    alerts.next(full);
+    dashboard?.publish({ type: 'alert', data: full });
+    if (a.level !== 'info') log(a.level, a.message);
+  };
+
+  if (dashboard) {
+    dashboard.publish({ type: 'status', data: { bridge: 'waiting', at: Date.now(), model: { name: manifest.name, provider: decoder.provider, subjects: decoder.subjects } } });
+  }
+
+  function maskFor(subject: string): MaskImage {
+    const cached = masks.get(subject);
+    if (cached) return cached;
+    const entry = manifest.subjects[subject];
+    if (!entry) throw new Error(`the model bundle has no subject "${subject}" (it has ${decoder.subjects.join(', ')}); load a bundle trained for this subject`);
+    const img = decodeNifti(new Uint8Array(readFileSync(decoder.bundle.path(entry.mask))));
+    const data = new Uint8Array(img.data.length);
+    for (let i = 0; i < data.length; i++) data[i] = img.data[i] > 0 ? 1 : 0;
+    const m: MaskImage = { dims: [img.dims[0], img.dims[1], img.dims[2]], data, affine: img.affine };
+    masks.set(subject, m);
+    return m;
+  }
+
+  // ---- decode queue (off the per-volume path) ----
+  const queue = new DecodeQueue<DecodedTrial>(async (t: TrialResponse) => {
+    const run = runs.get(t.run);
+    const c = await decoder.decode(t, { imageFormat: 'webp', imageWidth: 128, ...opts.decode });
+    const base = opts.baseline?.has(t.subject) ? (await opts.baseline.predict(t.subject, t.vector)).caption : undefined;
+    return {
+      session: run?.info.session ?? '', subject: t.subject, run: t.run, trial: t.trial, stimulusId: t.stimulusId, onset: t.event.onset,
+      references: t.event.references, flags: c.flags, caption: c.text, confidence: c.confidence, tokenLogprobs: c.tokenLogprobs,
+      latencyMs: c.latencyMs.responseToCaption, reconstructionMs: c.latencyMs.reconstruction, baseline: base, image: c.image, imageFormat: c.imageFormat,
+    };
+  });
+  subs.push(queue.alarms$.subscribe((a) => alert({ level: a.level, code: a.code, message: a.message, run: a.run, trial: a.trial })));
+  subs.push(queue.results$.subscribe((r) => {
+    const key = `${r.trial.run}/${r.trial.trial}`;
+    const d: DecodedTrial = r.result ?? {
+      session: runs.get(r.trial.run)?.info.session ?? '', subject: r.trial.subject, run: r.trial.run, trial: r.trial.trial,
+      stimulusId: r.trial.stimulusId, onset: r.trial.event.onset, references: r.trial.event.references, flags: r.trial.flags, error: r.error,
+    };
+    stats.maxBacklog = queue.maxBacklog;
+    if (!d.error) {
+      stats.trialsDecoded++;
+      stats.decodeMs.push(d.latencyMs!);
+    }
+    decoded.next(d);
+    dashboard?.publish({
+      type: 'caption',
+      data: {
+        run: d.run, trial: d.trial,
+        caption: {
+          text: d.caption ?? '', confidence: d.confidence ?? 0, latencyMs: d.latencyMs ?? 0, flags: d.flags, baseline: d.baseline, error: d.error,
+          image: d.image ? `data:${mimeOf(d.imageFormat ?? 'png')};base64,${Buffer.from(d.image).toString('base64')}` : undefined,
+        },
+      },
+    });
+    if (recorder && !d.error) {
+      recorder.record({ ...d, text: d.caption ?? '', confidence: d.confidence ?? 0, tokenLogprobs: d.tokenLogprobs ?? [], latencyMs: d.latencyMs ?? 0 })
+        .catch((e) => alert({ level: 'error', code: 'record-failed', message: `could not record the caption of trial ${d.trial}: ${(e as Error).message}` }));
+    }
+    if (!d.error && d.references?.length) {
+      refs[key] = d.references;
+      cands[key] = d.caption ?? '';
+      if (d.baseline !== undefined) baseCands[key] = d.baseline;
+      void updateMetrics();
+    }
+    pendingTrials.delete(key);
+    checkDone();
+  }));
+
+  let scoring = false;
+  let rescore = false;
+  async function updateMetrics(): Promise<void> {
+    if (!opts.score || !dashboard) return;
+    if (scoring) { rescore = true; return; }
+    scoring = true;
+    try {
+      do {
+        rescore = false;
+        const model = await opts.score(refs, cands);
+        const n = Object.keys(cands).length;
+        const baseline = Object.keys(baseCands).length === n ? await opts.score(refs, baseCands) : undefined;
+        dashboard.publish({ type: 'metrics', data: { n, model, baseline } });
+      } while (rescore);
+    } catch (e) {
+      alert({ level: 'warn', code: 'metrics-failed', message: `caption metrics could not be computed: ${(e as Error).message}` });
+    } finally {
+      scoring = false;
+    }
+  }
+
+  // ---- per-run preprocessing ----
+  function startRun(info: RunInfo): void {
+    if (runs.has(info.run)) return; // a resumed run keeps its preprocessor
+    let pre: Preprocessor;
+    try {
+      const cfg = parsePreprocessConfig(manifest.preprocessing, { subject: info.subject, tr: info.tr }, ...(opts.preprocessing ?? []));
+      pre = createPreprocessor(cfg, maskFor(info.subject));
+      pre.validateRun(info.dims, info.affine);
+    } catch (e) {
+      alert({ level: 'error', code: 'run-rejected', message: `run ${info.run} of sub-${info.subject} cannot be decoded: ${(e as Error).message}`, run: info.run });
+      return;
+    }
+    const byRun = <T extends { run: string }>(o: Observable<T>) => o.pipe(filter((x) => x.run === info.run));
+    const ends$ = hub.runEnds$.pipe(filter((e) => e.run === info.run));
+    const out = pre.attach(byRun(hub.volumes$), byRun(hub.events$), ends$);
+    const st: RunState = { info, pre, subs: [] };
+    st.subs.push(out.volumes$.subscribe((p) => onProcessed(p)));
+    st.subs.push(out.trials$.subscribe((t) => {
+      stats.trialsSeen++;
+      pendingTrials.add(`${t.run}/${t.trial}`);
+      queue.push(t);
+    }));
+    st.subs.push(out.alarms$.subscribe((a) => alert({ level: 'warn', code: a.kind, message: a.message, run: a.run })));
+    st.subs.push(out.connect());
+    runs.set(info.run, st);
+    dashboard?.publish({
+      type: 'run',
+      data: { session: info.session, run: info.run, subject: info.subject, tr: info.tr, dims: info.dims, expected: opts.expectedVolumes?.(info), startedAt: Date.now(), fdThresholdMm: pre.config.fdThresholdMm },
+    });
+    dashboard?.publish({ type: 'status', data: { bridge: 'streaming', detail: `${info.run}`, at: Date.now() } });
+    log('info', `pipeline: run ${info.run} of sub-${info.subject} (${info.dims.join('×')}, TR ${info.tr} s, ${pre.roiVoxels} ROI voxels)`);
+  }
+
+  function onProcessed(p: ProcessedVolume): void {
+    if (p.status !== 'ok') return;
+    stats.volumesProcessed++;
+    const t = p.times;
+    const r = t.received ?? 0;
+    const total = (t.zscored ?? r) - r;
+    stats.volumeMs.push(total);
+    if (!dashboard) return;
+    const v: DashVolume = {
+      run: p.run, index: p.index, t: p.acquisitionTime, totalMs: total,
+      stages: {
+        motion: (t.corrected ?? r) - r, mask: (t.masked ?? 0) - (t.corrected ?? 0),
+        detrend: (t.detrended ?? 0) - (t.masked ?? 0), zscore: (t.zscored ?? 0) - (t.detrended ?? 0),
+      },
+      lagMs: t.acquired !== undefined && t.zscored !== undefined ? t.zscored - t.acquired : undefined,
+    };
+    if (p.motion) {
+      const m = p.motion.params;
+      v.motion = { trans: [m[0], m[1], m[2]], rot: [m[3], m[4], m[5]], fd: p.motion.fd };
+    }
+    if (p.zscored) {
+      let s = 0;
+      for (let i = 0; i < p.zscored.length; i++) s += p.zscored[i];
+      v.roi = s / p.zscored.length;
+    }
+    dashboard.publish({ type: 'volume', data: v });
+  }
+
+  // ---- mosaic of the latest raw volume, throttled, rendered off the volume path ----
+  let latest: Volume | null = null;
+  let mosaicBusy = false;
+  let lastMosaic = 0;
+  function maybeMosaic(): void {
+    if (!dashboard || mosaicBusy || !latest || Date.now() - lastMosaic < 400) return;
+    const v = latest;
+    latest = null;
+    mosaicBusy = true;
+    lastMosaic = Date.now();
+    setImmediate(() => {
+      renderMosaicPng(v.data, v.dims)
+        .then((png) => dashboard.publish({ type: 'mosaic', data: { run: v.run, index: v.index, image: `data:image/png;base64,${png.toString('base64')}` } }))
+        .catch((e) => log('warn', `mosaic: ${(e as Error).message}`))
+        .finally(() => { mosaicBusy = false; if (latest) setTimeout(maybeMosaic, 400); });
+    });
+  }
+
+  // ---- hub subscriptions ----
+  subs.push(hub.runs$.subscribe((info) => startRun(info)));
+  subs.push(hub.volumes$.subscribe((v) => {
+    stats.volumesReceived++;
+    latest = v;
+    maybeMosaic();
+  }));
+  subs.push(hub.events$.subscribe((e) => {
+    events.set(`${e.run}/${e.trial}`, e);
+    if (!dashboard) return;
+    dashboard.publish({ type: 'trial', data: { run: e.run, trial: e.trial, stimulusId: e.stimulusId, onset: e.onset, duration: e.duration, references: e.references } });
+    if (e.image && opts.stimulusRoot) {
+      const file = join(opts.stimulusRoot, e.image);
+      if (existsSync(file)) {
+        sharp(file).resize(128, 128, { fit: 'cover' }).webp({ quality: 80 }).toBuffer()
+          .then((b) => dashboard.publish({ type: 'trial', data: { run: e.run, trial: e.trial, stimulusId: e.stimulusId, onset: e.onset, duration: e.duration, stimulusImage: `data:image/webp;base64,${b.toString('base64')}` } }))
+          .catch((err) => log('warn', `stimulus image ${file}: ${(err as Error).message}`));
+      }
+    }
+  }));
+  subs.push(hub.runEnds$.subscribe((e) => {
+    stats.volumesLost += e.missing.length;
+    stats.runsEnded.push(e.run);
+    if (e.missing.length) alert({ level: 'warn', code: 'volumes-missing', message: `run ${e.run} ended with ${e.missing.length} volume(s) never received`, run: e.run });
+    dashboard?.publish({ type: 'status', data: { bridge: 'ended', detail: `${e.run} complete (${e.accepted}/${e.expected} volumes)`, at: Date.now() } });
+    // Trials flushed at run end are pushed synchronously by the preprocessor; check after they are queued.
+    setImmediate(checkDone);
+  }));
+  subs.push(hub.status$.subscribe((n) => {
+    if (n.kind === 'connection' && dashboard) {
+      const closed = /disconnect|closed|lost/i.test(n.message);
+      dashboard.publish({ type: 'status', data: { bridge: closed ? 'disconnected' : 'connected', detail: n.peer, at: n.at } });
+    }
+    if (n.level !== 'info' || n.kind === 'gap' || n.kind === 'auth') alert({ level: n.level, code: `ingest-${n.kind}`, message: n.message, run: n.run });
+  }));
+
+  let watched: string[] = [];
+  function checkDone(): void {
+    if (!doneWaiters.length) return;
+    const ended = watched.every((r) => stats.runsEnded.includes(r));
+    if (ended && pendingTrials.size === 0 && queue.backlog === 0) {
+      void queue.idle().then(() => {
+        if (pendingTrials.size) return;
+        const w = doneWaiters.splice(0);
+        for (const f of w) f();
+      });
+    }
+  }
+
+  return {
+    decoded$: decoded.asObservable(),
+    alerts$: alerts.asObservable(),
+    stats: () => ({ ...stats, volumeMs: [...stats.volumeMs], decodeMs: [...stats.decodeMs], runsEnded: [...stats.runsEnded] }),
+    whenDone(runNames) {
+      watched = runNames;
+      return new Promise<void>((resolve) => {
+        doneWaiters.push(resolve);
+        checkDone();
+      });
+    },
+    async close() {
+      for (const s of subs) s.unsubscribe();
+      for (const r of runs.values()) for (const s of r.subs) s.unsubscribe();
+      await queue.idle();
+      queue.close();
+      await recorder?.flush();
+      decoded.complete();
+      alerts.complete();
+    },
+  };
+}
