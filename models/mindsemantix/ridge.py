@@ -40,16 +40,27 @@ def fit_ridge(X: np.ndarray, Y: np.ndarray, alphas=(1e1, 1e2, 1e3, 1e4, 1e5), va
     return W.astype(np.float32), b.astype(np.float32), best[1]
 
 
-class RidgeExport(nn.Module):
-    """voxels [B,V] → caption_embedding [B,E] (normalised)."""
+def ridge_predict(x: np.ndarray, W, b: np.ndarray) -> np.ndarray:
+    """W is a matrix [V,E] or reduced-rank factors (A [V,r], B [r,E])."""
+    return (x @ W[0] @ W[1] if isinstance(W, tuple) else x @ W) + b
 
-    def __init__(self, W: np.ndarray, b: np.ndarray):
+
+class RidgeExport(nn.Module):
+    """voxels [B,V] → caption_embedding [B,E] (normalised). W: [V,E] or reduced-rank factors (A [V,r], B [r,E])."""
+
+    def __init__(self, W, b: np.ndarray):
         super().__init__()
-        self.register_buffer("W", torch.from_numpy(np.ascontiguousarray(W)))
-        self.register_buffer("b", torch.from_numpy(np.ascontiguousarray(b)))
+        f = W if isinstance(W, tuple) else (W,)
+        self.n = len(f)
+        for i, m in enumerate(f):
+            self.register_buffer(f"W{i}", torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32)))
+        self.register_buffer("b", torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32)))
 
     def forward(self, voxels):
-        return F.normalize(voxels @ self.W + self.b, dim=-1)
+        h = voxels @ self.W0
+        if self.n == 2:
+            h = h @ self.W1
+        return F.normalize(h + self.b, dim=-1)
 
 
 def retrieve(pred: np.ndarray, bank: np.ndarray, captions: list[str]) -> list[str]:

@@ -1,0 +1,52 @@
+"""Export a trained run (stage-2 weights) as a bundle: networks, reduced-rank ridge baselines, masks, manifest.
+The frozen LM (lm/) and the MiniLM text_encoder.onnx come from `python -m mindsemantix.bootstrap` (run here if missing)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .util import log
+
+
+def export_trained(ckpt: Path, data: Path | None, out: Path, ridge_rank: int = 64) -> dict:
+    from .evaluate import load_weights, fit_baselines, train_caption_bank
+    from .export import write_bundle, DEFAULT_PREPROCESSING
+    from .train import load_corpus
+    from .targets import build_targets
+    from .lm_assets import load_lm_tokenizer
+    from .textenc import minilm_dir
+    from . import bootstrap
+    model, blob = load_weights(ckpt)
+    cfg = blob["config"]
+    if data is not None:
+        cfg["data"]["root"] = str(data)
+    corpus = load_corpus(cfg["data"])
+    if list(corpus.subjects) != list(model.cfg.subjects):
+        corpus.subjects = {s: corpus.subjects[s] for s in model.cfg.subjects}
+    bootstrap.run(out)
+    lm_manifest = json.loads((out / "lm" / "lm-manifest.json").read_text())
+    gen = dict(lm_manifest["generation"])
+    gen["max_new_tokens"] = cfg["lm"].get("max_new_tokens", 24)
+    gen = {k: gen[k] for k in ("max_new_tokens", "eos_token_ids", "prefix_ids", "suffix_ids", "num_layers", "num_kv_heads", "head_dim")}
+    tok = load_lm_tokenizer(out / "lm")
+    tcfg = {"caption_max_tokens": cfg["lm"].get("caption_max_tokens", 16), "image_size": cfg["model"].get("image_size", 64),
+            "text_dim": cfg["model"].get("text_dim", 384)}
+    targets = build_targets(corpus, tok, gen["eos_token_ids"][0], tcfg, ckpt.parent / "cache")
+    baselines = fit_baselines(corpus, targets["cap_emb"], rank=ridge_rank, seed=blob["seed"])
+    caps, emb = train_caption_bank(corpus, targets["cap_emb"])
+    pre = dict(DEFAULT_PREPROCESSING)
+    if "tr" in corpus.meta:
+        pre["tr"] = corpus.meta["tr"]
+    masks = {s: corpus.subjects[s].mask for s in model.cfg.subjects}
+    run = json.loads((ckpt.parent / "run.json").read_text()) if (ckpt.parent / "run.json").exists() else {}
+    cmd = " ".join(run.get("argv", [])) if run else ""
+    m = write_bundle(out, name=out.name, model=model, masks=masks, text_encoder=None, text_tokenizer_json=minilm_dir() / "tokenizer.json",
+                     baselines=baselines, baseline_captions=caps, baseline_embeddings=emb, generation=gen, preprocessing=pre,
+                     seed=blob["seed"], command=f"python -m mindsemantix.train {cmd.split('mindsemantix/train.py', 1)[-1].strip()}".strip(),
+                     extra={"training": {"checkpoint": str(ckpt), "stage": blob["stage"], "steps": blob["steps"], "metrics": blob["metrics"],
+                                         "estimator": corpus.meta.get("estimator"), "data": cfg["data"],
+                                         "baseline_ridge_rank": ridge_rank}})
+    log(f"export: {out} written")
+    return m

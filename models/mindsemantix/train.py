@@ -1,0 +1,402 @@
+"""Training with Lightning: the same command on CPU, one GPU, or many GPUs / nodes (DDP under torchrun or SLURM).
+
+  python -m mindsemantix.train --config models/configs/default.yaml --stage all --out models/runs/default [--seed 0]
+  torchrun --nproc_per_node 4 -m mindsemantix.train --config ... --devices 4 --strategy ddp      (multi-GPU)
+  srun python -m mindsemantix.train --config ... --devices 4 --num-nodes 2 --strategy ddp        (SLURM)
+
+Stages (each starts from the previous stage's weights, `<out>/<stage>.pt`):
+  ssl     masked brain modeling (MAE over voxel patches, 75 % masked) across all subjects' training trials
+  stage1  BLIP-2 style: brain–text contrastive (frozen MiniLM), brain–image contrastive (frozen EfficientNet-Lite0),
+          brain–text matching with hard negatives, brain-grounded generation; + the image generator
+  stage2  soft prompt (linear projection of the query outputs) into the frozen LM, LM loss on caption tokens only
+  all     ssl → stage1 → stage2 (`--no-ssl` skips ssl: the ablation without pretraining)
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .model import BrainCaptioner, ModelConfig
+from .util import log
+
+STAGES = ("ssl", "stage1", "stage2")
+
+
+# ---- config -------------------------------------------------------------------------------------------------------
+
+def load_config(path: Path) -> dict:
+    import yaml
+    cfg = yaml.safe_load(Path(path).read_text())
+    base = cfg.pop("extends", None)
+    if base:
+        parent = load_config(Path(path).parent / base)
+        cfg = _merge(parent, cfg)
+    return cfg
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = copy.deepcopy(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_corpus(dcfg: dict):
+    from . import data as D
+    src = dcfg.get("source", "sim")
+    if src == "sim":
+        return D.load_sim(Path(dcfg["root"]), dcfg.get("field", "responses"), dcfg.get("subjects"))
+    if src == "nsd-hdf5":
+        return D.load_nsd_hdf5(dcfg["subjects"], Path(dcfg["captions"]), dcfg.get("stim_info"), None, dcfg.get("stimuli_h5"))
+    if src == "nsd-wds":
+        return D.load_nsd_wds(dcfg["subjects"], Path(dcfg["captions"]), dcfg.get("stim_info"))
+    raise ValueError(f"data.source {src!r} is not one of sim, nsd-hdf5, nsd-wds")
+
+
+# ---- losses -------------------------------------------------------------------------------------------------------
+
+def contrastive(a, b, same, scale, smoothing=0.1):
+    """Symmetric InfoNCE with several positives (same stimulus) and label smoothing."""
+    logits = scale * a @ b.t()
+    t = same.float()
+    n = t.shape[1]
+    t1 = (1 - smoothing) * t / t.sum(1, keepdim=True) + smoothing / n
+    t2 = (1 - smoothing) * t.t() / t.t().sum(1, keepdim=True) + smoothing / n
+    return 0.5 * (-(t1 * F.log_softmax(logits, 1)).sum(1).mean() - (t2 * F.log_softmax(logits.t(), 1)).sum(1).mean())
+
+
+# ---- Lightning module ---------------------------------------------------------------------------------------------
+
+def _lightning():
+    import lightning as L
+    return L
+
+
+class BrainLM(_lightning().LightningModule):
+    def __init__(self, mcfg: ModelConfig, tcfg: dict, stage: str, subjects: list[str], targets: dict, lm, gen: dict):
+        super().__init__()
+        self.mcfg, self.tcfg, self.stage, self.subjects = mcfg, tcfg, stage, subjects
+        self.model = BrainCaptioner(mcfg)
+        self.img_side = nn.Linear(mcfg.image_feat_dim, mcfg.image_embed_dim)
+        self.scale_text = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.scale_img = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.t = targets
+        self._lm = [lm]  # frozen, kept out of the module tree (not checkpointed, not DDP-synced)
+        self.gen = gen
+        self.weights = tcfg.get("weights", {})
+        cap = targets["cap_tok"]
+        vocab = torch.unique(cap[cap >= 0])
+        self.vocab = vocab  # Q-Former generation head scores only the caption vocabulary
+        remap = torch.full((int(lm.s.vocab_size),), -1, dtype=torch.int64)
+        remap[vocab] = torch.arange(len(vocab))
+        self.remap = remap
+        self.prefix_kv = None
+        self.t0 = None
+
+    @property
+    def lm(self):
+        return self._lm[0]
+
+    def on_fit_start(self):
+        dev = self.device
+        self.t = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in self.t.items()}
+        self._lm[0] = self.lm.to(dev)
+        self.vocab, self.remap = self.vocab.to(dev), self.remap.to(dev)
+        if self.stage == "stage2":
+            ids = torch.tensor([self.gen["prefix_ids"]], device=dev)
+            with torch.no_grad():
+                P = ids.shape[1]
+                _, pres = self.lm.hidden(self.lm.embed_tokens(ids), torch.ones(1, P, dtype=torch.int64, device=dev),
+                                         torch.arange(P, device=dev)[None], *[p.to(dev) for p in self.lm.empty_past(1)])
+            self.prefix_kv = pres
+        self.t0 = time.time()
+
+    def trainable(self):
+        if self.stage == "ssl":
+            return list(self.model.encoder.parameters())
+        return [p for n, p in self.named_parameters()]
+
+    def configure_optimizers(self):
+        tc = self.tcfg[self.stage]
+        enc = set(id(p) for p in self.model.encoder.parameters())
+        if self.stage == "ssl":
+            groups = [{"params": self.trainable(), "lr": tc["lr"]}]
+        else:
+            mult = tc.get("encoder_lr_mult", 1.0)
+            rest = [p for p in self.parameters() if id(p) not in enc]
+            groups = [{"params": [p for p in self.model.encoder.parameters()], "lr": tc["lr"] * mult}, {"params": rest, "lr": tc["lr"]}]
+            if self.stage == "stage2" and tc.get("freeze_encoder", False):
+                groups = groups[1:]
+        opt = torch.optim.AdamW(groups, weight_decay=tc.get("weight_decay", 0.05))
+        steps, warm = tc["steps"], max(1, int(tc["steps"] * tc.get("warmup", 0.05)))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min(1.0, (s + 1) / warm) * (0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))) * 0.9 + 0.1))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # -- steps --
+    def training_step(self, batch, _):
+        sub = self.subjects[int(batch["subject_index"])]
+        x, stim = batch["voxels"], batch["stim"]
+        logs = {}
+        if self.stage == "ssl":
+            loss = self.model.encoder.mae_loss(sub, x)
+            logs["mae"] = loss
+        else:
+            loss, logs = self.stage_losses(sub, x, stim)
+        for k, v in logs.items():
+            self.log(f"train/{k}", v.detach(), prog_bar=k in ("loss", "mae", "lm", "itc_text"), batch_size=len(x), sync_dist=False)
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=len(x))
+        every = self.tcfg.get("log_every", 25)
+        if self.global_rank == 0 and (self.global_step % every == 0):
+            parts = " ".join(f"{k}={float(v.detach()):.4f}" for k, v in logs.items())
+            log(f"{self.stage} step {self.global_step}/{self.tcfg[self.stage]['steps']} loss={float(loss):.4f} {parts} "
+                f"({time.time() - self.t0:.0f} s)")
+        return loss
+
+    def stage_losses(self, sub, x, stim):
+        W = self.weights
+        t = self.t
+        B = len(x)
+        K = t["cap_emb"].shape[1]
+        k = torch.randint(0, K, (B,), device=x.device)
+        bt = self.model.encoder(sub, x)
+        qf = self.model.qformer
+        q = qf.queries(bt)
+        same = stim[:, None] == stim[None, :]
+        logs = {}
+        txt = t["cap_emb"][stim, k]
+        ce = qf.caption_embedding(q)
+        logs["itc_text"] = contrastive(ce, txt, same, self.scale_text.exp().clamp(max=100))
+        total = W.get("itc_text", 1.0) * logs["itc_text"]
+        if t.get("img_feat") is not None and W.get("itc_image", 1.0) > 0:
+            ie = qf.image_embedding(q)
+            im = F.normalize(self.img_side(t["img_feat"][stim]), dim=-1)
+            logs["itc_image"] = contrastive(ie, im, same, self.scale_img.exp().clamp(max=100))
+            total = total + W.get("itc_image", 1.0) * logs["itc_image"]
+        tok = t["cap_tok"][stim, k]                              # [B, L] with -1 padding
+        if self.stage == "stage1":
+            emb_table = self.lm.embed_tokens.weight
+            pad = tok < 0
+            temb = F.embedding(tok.clamp_min(0), emb_table)
+            if W.get("itm", 1.0) > 0 and (~same).any():
+                logs["itm"] = self.itm_loss(bt, temb, pad, ce.detach(), txt, same)
+                total = total + W.get("itm", 1.0) * logs["itm"]
+            if W.get("itg", 1.0) > 0:
+                start = torch.full((B, 1), self.gen["eos_token_ids"][0], dtype=torch.int64, device=x.device)
+                inp = torch.cat([start, tok[:, :-1].clamp_min(0)], 1)
+                inpad = torch.cat([torch.zeros(B, 1, dtype=torch.bool, device=x.device), pad[:, :-1]], 1)
+                _, th = qf.joint(bt, F.embedding(inp, emb_table), "gen", inpad)
+                logits = qf.gen_out(th) @ emb_table[self.vocab].t()
+                tgt = torch.where(pad, torch.full_like(tok, -1), self.remap[tok.clamp_min(0)])
+                logs["itg"] = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-1)
+                total = total + W.get("itg", 1.0) * logs["itg"]
+        if self.stage == "stage2":
+            logs["lm"] = self.lm_loss(qf.lm_proj(q), tok)
+            total = total + W.get("lm", 1.0) * logs["lm"]
+        if t.get("img") is not None and W.get("generator", 1.0) > 0:
+            img = self.model.generator(txt, bt.detach())
+            logs["gen_mse"] = F.mse_loss(img, t["img"][stim])
+            total = total + W.get("generator", 1.0) * logs["gen_mse"]
+        logs["loss"] = total
+        return total, logs
+
+    def itm_loss(self, bt, temb, pad, ce, txt, same):
+        """Brain–text matching: positives, plus one hard negative text per brain and one hard negative brain per text,
+        drawn from the contrastive similarities (BLIP-2)."""
+        qf = self.model.qformer
+        B = bt.shape[0]
+        with torch.no_grad():
+            sim = ce @ txt.t()
+            w = torch.softmax(sim * 10, 1).masked_fill(same, 0) + (~same).float() * 1e-6
+            neg_t = torch.multinomial(w.masked_fill(same, 0), 1).squeeze(1)
+            neg_b = torch.multinomial(w.t().masked_fill(same.t(), 0), 1).squeeze(1)
+        bt_all = torch.cat([bt, bt, bt[neg_b]])
+        te_all = torch.cat([temb, temb[neg_t], temb])
+        pad_all = torch.cat([pad, pad[neg_t], pad])
+        qo, _ = qf.joint(bt_all, te_all, "match", pad_all)
+        logits = qf.itm_head(qo.mean(1))
+        labels = torch.cat([torch.ones(B), torch.zeros(2 * B)]).long().to(bt.device)
+        return F.cross_entropy(logits, labels)
+
+    def lm_loss(self, soft_prompt, tok):
+        """embed(prefix) (cached KV) ++ soft prompt ++ embed(suffix) ++ caption; cross-entropy on caption tokens only."""
+        lm = self.lm
+        B, Qn, _ = soft_prompt.shape
+        dev = soft_prompt.device
+        suf = torch.tensor(self.gen["suffix_ids"], device=dev)
+        E = lm.embed_tokens.weight
+        L = int((tok >= 0).sum(1).max())
+        tok = tok[:, :L]
+        seq = torch.cat([soft_prompt, F.embedding(suf, E)[None].expand(B, -1, -1), F.embedding(tok.clamp_min(0), E)], 1)
+        P = self.prefix_kv[0].shape[2]
+        S = seq.shape[1]
+        past = [p.expand(B, -1, -1, -1) for p in self.prefix_kv]
+        h, _ = lm.hidden(seq, torch.ones(B, P + S, dtype=torch.int64, device=dev), (P + torch.arange(S, device=dev))[None].expand(B, -1), *past)
+        start = Qn + len(suf) - 1                  # hidden state that predicts the first caption token
+        logits = lm.lm_head(h[:, start:start + L])
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tok.reshape(-1), ignore_index=-1)
+
+    def train_dataloader(self):
+        from .data import TrialDataset, SubjectBatchSampler, collate_single_subject
+        from torch.utils.data import DataLoader
+        ds = self.trainer.datamodule_ds
+        sampler = SubjectBatchSampler(ds, self.tcfg["batch_size"], seed=self.tcfg["seed"], rank=self.global_rank,
+                                      world=self.trainer.world_size)
+        return DataLoader(ds, batch_sampler=sampler, collate_fn=collate_single_subject, num_workers=0)
+
+    def weights_state(self):
+        return {"model": self.model.state_dict(), "img_side": self.img_side.state_dict(),
+                "scale_text": self.scale_text.detach().cpu(), "scale_img": self.scale_img.detach().cpu()}
+
+
+# ---- driver -------------------------------------------------------------------------------------------------------
+
+def model_config(cfg: dict, corpus) -> ModelConfig:
+    m = dict(cfg["model"])
+    m["subjects"] = {s: d.voxels for s, d in corpus.subjects.items()}
+    return ModelConfig(**m)
+
+
+def run_stage(stage: str, cfg: dict, corpus, targets, lm, gen, out: Path, init: Path | None, args) -> Path:
+    L = _lightning()
+    from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.loggers import CSVLogger
+    from .data import TrialDataset
+    tcfg = dict(cfg["train"])
+    tcfg["seed"] = args.seed
+    L.seed_everything(args.seed + STAGES.index(stage), workers=True)
+    mcfg = model_config(cfg, corpus)
+    module = BrainLM(mcfg, tcfg, stage, list(corpus.subjects), targets, lm, gen)
+    if init is not None and init.exists():
+        blob = torch.load(init, map_location="cpu", weights_only=False)
+        module.model.load_state_dict(blob["weights"]["model"])
+        for k in ("img_side",):
+            getattr(module, k).load_state_dict(blob["weights"][k])
+        module.scale_text.data.copy_(blob["weights"]["scale_text"])
+        module.scale_img.data.copy_(blob["weights"]["scale_img"])
+        log(f"{stage}: initialised from {init}")
+    steps = cfg["train"][stage]["steps"]
+    stage_dir = out / stage
+    ckpt = ModelCheckpoint(dirpath=stage_dir / "checkpoints", every_n_train_steps=max(1, cfg["train"].get("ckpt_every", 200)),
+                           save_last=True, save_top_k=-1 if cfg["train"].get("keep_all_ckpts") else 1)
+    # one subject's adapter per batch: the other adapters get no gradient on that rank in that step
+    strategy = "ddp_find_unused_parameters_true" if args.strategy == "ddp" else args.strategy
+    trainer = L.Trainer(
+        accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes, strategy=strategy,
+        max_steps=steps, max_epochs=-1, precision=cfg["train"].get("precision", "32-true"),
+        logger=CSVLogger(str(out), name=stage, version=0), callbacks=[ckpt] + ([] if args.no_progress_bar else [TQDMProgressBar(refresh_rate=max(1, steps // 50))]),
+        log_every_n_steps=max(1, min(25, steps // 4)), use_distributed_sampler=False, enable_model_summary=False,
+        gradient_clip_val=cfg["train"].get("grad_clip", 1.0), deterministic=False, num_sanity_val_steps=0,
+        enable_progress_bar=not args.no_progress_bar,
+    )
+    trainer.datamodule_ds = TrialDataset(corpus, "train")
+    t0 = time.time()
+    trainer.fit(module, ckpt_path=args.resume if args.resume else None)
+    final = out / f"{stage}.pt"
+    if trainer.global_rank == 0:
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        torch.save({"config": cfg, "model_config": mcfg.to_dict(), "stage": stage, "seed": args.seed, "steps": steps,
+                    "weights": module.weights_state(), "metrics": metrics, "seconds": time.time() - t0}, final)
+        log(f"{stage}: done in {time.time() - t0:.0f} s; {json.dumps({k: round(v, 4) for k, v in metrics.items()})} → {final}")
+    if trainer.world_size > 1:
+        torch.distributed.barrier()
+    return final
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m mindsemantix.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--stage", default="all", choices=[*STAGES, "all"])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data", help="override data.root")
+    ap.add_argument("--no-ssl", action="store_true", help="skip masked brain modeling (ablation)")
+    ap.add_argument("--accelerator", default="auto")
+    ap.add_argument("--devices", default="auto")
+    ap.add_argument("--num-nodes", type=int, default=1)
+    ap.add_argument("--strategy", default="auto")
+    ap.add_argument("--resume", help="Lightning checkpoint to resume the (single) stage from")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave the default)")
+    ap.add_argument("--no-progress-bar", action="store_true")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. train.stage2.steps=10")
+    a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    if a.devices not in ("auto",) and str(a.devices).isdigit():
+        a.devices = int(a.devices)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    cfg = load_config(Path(a.config))
+    if a.data:
+        cfg["data"]["root"] = a.data
+    for kv in a.set:
+        key, _, val = kv.partition("=")
+        d = cfg
+        parts = key.split(".")
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+        import yaml
+        d[parts[-1]] = yaml.safe_load(val)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    corpus = load_corpus(cfg["data"])
+    log(f"data: {corpus.summary()}")
+    from .lm_assets import load_frozen_lm, generation_settings
+    lm, tok = load_frozen_lm(cfg["lm"]["kind"], Path(cfg["lm"].get("cache_dir", "models/runs/cache")), seed=a.seed)
+    gen = generation_settings(tok, lm, max_new_tokens=cfg["lm"].get("max_new_tokens", 24))
+    tiny_te = None
+    if cfg["model"].get("text_dim", 384) != 384:  # tiny configs: a tiny random MiniLM-shaped encoder (tests only)
+        from .textenc import tiny_random_encoder, load_tokenizer
+        tiny_te = tiny_random_encoder(load_tokenizer().get_vocab_size(), dim=cfg["model"]["text_dim"], seed=a.seed)
+    tcfg = {"caption_max_tokens": cfg["lm"].get("caption_max_tokens", 16), "image_size": cfg["model"].get("image_size", 64),
+            "text_dim": cfg["model"].get("text_dim", 384)}
+    targets = build_targets_cached(corpus, tok, gen, tcfg, out, tiny_te)
+    if targets.get("img_feat") is not None and cfg["model"].get("image_feat_dim", 1280) != targets["img_feat"].shape[1]:
+        targets["img_feat"] = targets["img_feat"][:, :cfg["model"]["image_feat_dim"]]
+    (out / "run.json").write_text(json.dumps({"config": cfg, "seed": a.seed, "argv": sys.argv, "generation": gen}, indent=2))
+    stages = STAGES if a.stage == "all" else (a.stage,)
+    if a.no_ssl:
+        stages = tuple(s for s in stages if s != "ssl")
+    for st in stages:
+        prev = None
+        i = STAGES.index(st)
+        for j in range(i - 1, -1, -1):
+            if (out / f"{STAGES[j]}.pt").exists() and not (a.no_ssl and STAGES[j] == "ssl"):
+                prev = out / f"{STAGES[j]}.pt"
+                break
+        run_stage(st, cfg, corpus, targets, lm, gen, out, prev, a)
+    log(f"train: all done in {time.time() - t0:.0f} s")
+    return 0
+
+
+def build_targets_cached(corpus, tok, gen, tcfg, out, tiny_te):
+    from .targets import build_targets
+    # under DDP, rank 0 builds the cache first; the others wait and read it
+    rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cache = out / "cache"
+    if world > 1 and rank != 0:
+        from .targets import corpus_key
+        key = corpus_key(corpus, {"L": tcfg["caption_max_tokens"], "H": tcfg["image_size"], "tiny": tiny_te is not None, "E": tcfg["text_dim"]})
+        p = cache / f"targets-{key}.pt"
+        for _ in range(600):
+            if p.exists():
+                time.sleep(0.5)
+                return torch.load(p, weights_only=False)
+            time.sleep(0.5)
+    return build_targets(corpus, tok, gen["eos_token_ids"][0], tcfg, cache, tiny_te)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Model pieces: per-subject adapters → the same token grid, masked brain modeling, the Q-Former's BLIP-2 attention masks."""
+import torch
+
+from mindsemantix.model import BrainCaptioner, ModelConfig
+
+
+def tiny(**kw):
+    c = dict(patch=8, dim=32, tokens=8, depth=2, heads=2, dec_dim=16, dec_depth=1, queries=4, qformer_depth=2, text_dim=32,
+             image_feat_dim=16, image_embed_dim=16, lm_dim=24, image_size=16, gen_channels=16, dropout=0.0,
+             subjects={"a": 100, "b": 37})
+    c.update(kw)
+    return BrainCaptioner(ModelConfig(**c)).eval()
+
+
+def test_subjects_with_different_voxel_counts_share_the_token_grid():
+    m = tiny()
+    ta = m.encoder("a", torch.randn(3, 100))
+    tb = m.encoder("b", torch.randn(3, 37))
+    assert ta.shape == tb.shape == (3, 8, 32)
+    shared = {n for n, _ in m.encoder.named_parameters() if not n.startswith("adapters.")}
+    assert any(n.startswith("blocks.") for n in shared)
+
+
+def test_masked_brain_modeling_hides_three_quarters_and_learns():
+    torch.manual_seed(0)
+    m = tiny()
+    ad = m.encoder.adapters["a"]
+    assert ad.n_patches == 13  # 100 voxels / 8, last patch padded
+    x = torch.randn(16, 8) @ torch.randn(8, 100)  # low-rank signal: reconstructable from a quarter of the patches
+    x = (x - x.mean(0)) / x.std(0)
+    opt = torch.optim.Adam(m.encoder.parameters(), 1e-2)
+    m.train()
+    losses = []
+    for i in range(80):
+        loss = m.encoder.mae_loss("a", x)
+        losses.append(float(loss.detach()))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert sum(losses[-10:]) < 0.85 * sum(losses[:10])
+    # the encoder saw only the kept patches: zeroing the hidden ones changes nothing
+    keep = torch.zeros(2, 13)
+    keep[:, :3] = 1
+    m.eval()
+    x2 = x[:2].clone()
+    a = m.encoder("a", x2, keep)
+    x2[:, 3 * 8:] = 0
+    assert torch.allclose(a, m.encoder("a", x2, keep), atol=1e-6)
+
+
+def test_qformer_generation_mask_is_causal_and_queries_do_not_see_text():
+    torch.manual_seed(0)
+    m = tiny()
+    q = m.qformer
+    bt = torch.randn(2, 8, 32)
+    t1 = torch.randn(2, 6, 24)
+    t2 = t1.clone()
+    t2[:, 4:] = torch.randn(2, 2, 24)  # change the last two text tokens
+    qa, ta = q.joint(bt, t1, "gen")
+    qb, tb = q.joint(bt, t2, "gen")
+    assert torch.allclose(qa, qb, atol=1e-6)               # queries never see text
+    assert torch.allclose(ta[:, :4], tb[:, :4], atol=1e-6)  # text sees only earlier text
+    assert not torch.allclose(ta[:, 4:], tb[:, 4:])
+    qm, _ = q.joint(bt, t1, "match")
+    qm2, _ = q.joint(bt, t2, "match")
+    assert not torch.allclose(qm, qm2)                      # matching: queries and text attend both ways
+    pad = torch.zeros(2, 6, dtype=torch.bool)
+    pad[:, 4:] = True                                       # padded text is invisible to everyone else
+    qp, tp = q.joint(bt, t1, "match", pad)
+    qp2, tp2 = q.joint(bt, t2, "match", pad)
+    assert torch.allclose(qp, qp2, atol=1e-6) and torch.allclose(tp[:, :4], tp2[:, :4], atol=1e-6)
+
+
+def test_exported_heads_shapes():
+    m = tiny()
+    bt = torch.randn(5, 8, 32)
+    qo = m.qformer.queries(bt)
+    ce = m.qformer.caption_embedding(qo)
+    assert m.qformer.lm_proj(qo).shape == (5, 4, 24) and ce.shape == (5, 32)
+    assert torch.allclose(ce.norm(dim=-1), torch.ones(5), atol=1e-5)
+    img = m.generator(ce, bt)
+    assert img.shape == (5, 3, 16, 16) and img.min() >= 0 and img.max() <= 1
