@@ -2,16 +2,21 @@
 
     python -m mindsemantix.oracles.nib_read nifti FILE... [--raw-dir DIR]
     python -m mindsemantix.oracles.nib_read dicom FILE... [--raw-dir DIR]
+    python -m mindsemantix.oracles.nib_read csa BLOB.bin...    (nibabel's csareader: {tag: items} per file)
     python -m mindsemantix.oracles.nib_read variants SOURCE.nii OUTDIR
+    python -m mindsemantix.oracles.nib_read dicom-variants MOSAIC.dcm[.gz] ENHANCED.dcm[.gz] SLICE.dcm OUTDIR
 
+`dicom-variants` rewrites real DICOMs with pydicom so their pixels carry a known pattern (the shipped test files have
+zeroed pixels): mosaic.dcm, enhanced.dcm, and two per-slice series (axial/ and oblique/, 2 volumes × 5 slices, files in
+shuffled order) for dcm2niix to assemble.
 `variants` writes, with nibabel, the same image as NIfTI files a TS reader must handle: big-endian, every common
 datatype, scl_slope/scl_inter, qform-only, no transform (Analyze fall-back), NIfTI-2, gzip; prints their names.
 
 Prints a JSON list, one object per file: dims, affine (row-major 16, RAS+ mm), zooms, and for NIfTI the TR in seconds
 (or {"error": ...}). With --raw-dir, writes file i's voxels to DIR/i.f32 as little-endian float32, x fastest (order "F").
 
-DICOM is given in the voxel order dcm2niix writes (x = DICOM column, y = DICOM row reversed, z = slice) with the affine
-converted from DICOM LPS to NIfTI RAS+, so TS readers, dcm2niix and nibabel can be compared voxel for voxel.
+DICOM is read with nibabel.nicom.dicomwrappers: nibabel's own voxel order (row, column, slice), the affine converted
+from DICOM LPS to NIfTI RAS+. Tests re-index it onto the TS reader's grid through the two affines.
 """
 import argparse
 import gzip
@@ -55,20 +60,8 @@ def read_dicom(path, raw):
     aff = w.affine
     if data.ndim == 2:
         data = data[:, :, None]
-    # nibabel's voxel axes (row, col, slice) -> dcm2niix's (col, reversed row, slice)
-    nrows = data.shape[0]
-    data = np.swapaxes(data, 0, 1)[:, ::-1, ...]
-    perm = np.zeros((4, 4))
-    perm[1, 0] = -1.0   # new x (col) -> old j (col)...
-    perm[:, :] = 0
-    perm[0, 1] = 1.0    # old i (row) = (nrows-1) - new j
-    perm[0, 3] = nrows - 1
-    perm[0, 1] = -1.0
-    perm[1, 0] = 1.0    # old j (col) = new i
-    perm[2, 2] = 1.0
-    perm[3, 3] = 1.0
-    lps2ras = np.diag([-1.0, -1.0, 1.0, 1.0])
-    affine = lps2ras @ aff @ perm
+    # DICOM patient space is LPS; NIfTI world space is RAS+
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ aff
     zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     return _result(data.shape, affine, zooms, data.astype(np.float32) if raw else None, raw)
 
@@ -129,12 +122,96 @@ def write_variants(src, outdir):
     sys.stdout.write("\n")
 
 
+def _dcmread(path):
+    import pydicom
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        return pydicom.dcmread(f)
+
+
+def write_dicom_variants(mosaic, enhanced, single, outdir):
+    import os
+    import pydicom
+    from pydicom.uid import generate_uid
+    made = []
+    ds = _dcmread(mosaic)
+    n = ds.Rows * ds.Columns
+    ds.PixelData = ((np.arange(n, dtype=np.int64) * 37 + 11) % 4000).astype("<u2").tobytes()
+    ds.save_as(os.path.join(outdir, "mosaic.dcm"))
+    made.append("mosaic.dcm")
+    ds = _dcmread(enhanced)
+    keep = 12  # a slab of the volume keeps the test file small
+    ds.PerFrameFunctionalGroupsSequence = pydicom.Sequence(list(ds.PerFrameFunctionalGroupsSequence)[:keep])
+    ds.NumberOfFrames = keep
+    n = keep * ds.Rows * ds.Columns
+    ds.PixelData = ((np.arange(n, dtype=np.int64) * 13 + 5) % 3000).astype("<u2").tobytes()
+    ds.save_as(os.path.join(outdir, "enhanced.dcm"))
+    made.append("enhanced.dcm")
+    rng = np.random.default_rng(7)
+    for name, angle in (("axial", 0.0), ("oblique", 0.35)):
+        d = os.path.join(outdir, name)
+        os.makedirs(d, exist_ok=True)
+        c, s_ = np.cos(angle), np.sin(angle)
+        row = np.array([c, 0.0, -s_])          # direction of increasing column index
+        col = np.array([0.0, c, s_])
+        col = col - row * (row @ col)
+        col /= np.linalg.norm(col)
+        normal = np.cross(row, col)
+        origin = np.array([-83.9063, -91.2, 6.6406])
+        series_uid = generate_uid()
+        files = []
+        for t in range(2):
+            for k in range(5):
+                x = _dcmread(single)
+                x.SeriesInstanceUID = series_uid
+                x.SOPInstanceUID = generate_uid()
+                x.file_meta.MediaStorageSOPInstanceUID = x.SOPInstanceUID
+                x.SeriesNumber = 7
+                x.InstanceNumber = t * 5 + k + 1
+                x.AcquisitionNumber = t + 1
+                x.TemporalPositionIdentifier = t + 1
+                x.ImagesInAcquisition = 5
+                x.SliceThickness = 4.0
+                x.SpacingBetweenSlices = 4.0
+                x.ImageOrientationPatient = [f"{v:.8f}" for v in (*row, *col)]
+                x.ImagePositionPatient = [f"{v:.5f}" for v in origin + normal * 4.0 * k]
+                x.SliceLocation = f"{4.0 * k:.3f}"
+                x.AcquisitionTime = f"1200{10 + 2 * t:02d}.{k:06d}"
+                nn = x.Rows * x.Columns
+                x.PixelData = ((np.arange(nn) * (k + 3) + 100 * t + 17 * k) % 2000).astype("<i2").tobytes()
+                files.append(x)
+        order = rng.permutation(len(files))
+        for i, j in enumerate(order):
+            files[j].save_as(os.path.join(d, f"IM{i:04d}.dcm"))
+        made.append(name + "/")
+    json.dump(made, sys.stdout)
+    sys.stdout.write("\n")
+
+
+def read_csa(paths):
+    from nibabel.nicom import csareader
+    out = []
+    for p in paths:
+        opener = gzip.open if p.endswith(".gz") else open
+        with opener(p, "rb") as f:
+            h = csareader.read(f.read())
+        out.append({name: tag["items"] for name, tag in h["tags"].items()})
+    json.dump(out, sys.stdout)
+    sys.stdout.write("\n")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m mindsemantix.oracles.nib_read")
-    ap.add_argument("kind", choices=["nifti", "dicom", "variants"])
+    ap.add_argument("kind", choices=["nifti", "dicom", "csa", "variants", "dicom-variants"])
     ap.add_argument("paths", nargs="+")
     ap.add_argument("--raw-dir", help="write file i's voxels to DIR/i.f32 as float32, x fastest")
     a = ap.parse_args(argv)
+    if a.kind == "csa":
+        read_csa(a.paths)
+        return
+    if a.kind == "dicom-variants":
+        write_dicom_variants(*a.paths[:4])
+        return
     if a.kind == "variants":
         write_variants(a.paths[0], a.paths[1])
         return

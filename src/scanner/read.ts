@@ -1,0 +1,119 @@
+// One entry point for the bridge and `convert`: detect the format, prove the file complete, decode it.
+import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
+import { DicomError, hasDicmPreamble, parseDicomBytes } from './dicom.js';
+import { isEnhanced, readEnhanced } from './enhanced.js';
+import { csaImageHeader, isMosaic, readMosaic } from './mosaic.js';
+import { NiftiError, decodeNifti, isGzip, looksLikeNifti, niftiCompleteness } from './nifti.js';
+import { readSlice } from './slices.js';
+import type { ReadResult, ScannerVolume } from './types.js';
+
+export type ScannerFormat = 'auto' | 'dicom' | 'nifti';
+
+export interface ReadOptions {
+  format?: ScannerFormat;
+  /** Cap on (decompressed) NIfTI bytes; default 1 GiB. */
+  maxBytes?: number;
+  /** Name used for volumeIndex when bytes are passed instead of a path. */
+  name?: string;
+}
+
+/** The trailing number of a file name: 001_000007_000042.dcm → 42, vol0012.nii.gz → 12. */
+export function nameIndex(name: string | undefined): number | undefined {
+  if (!name) return undefined;
+  const m = /(\d+)(?:\.(?:dcm|ima|nii|img))?(?:\.gz)?$/i.exec(basename(name));
+  return m ? Number(m[1]) : undefined;
+}
+
+function detect(bytes: Uint8Array, name: string | undefined): 'dicom' | 'nifti' | undefined {
+  if (hasDicmPreamble(bytes)) return 'dicom';
+  if (isGzip(bytes)) return 'nifti';
+  if (looksLikeNifti(bytes)) {
+    // sizeof_hdr alone is weak evidence (a DICOM preamble can hold anything): also want the magic once it is there
+    const v1 = bytes.length >= 348 ? String.fromCharCode(bytes[344], bytes[345]) : 'n+';
+    const v2 = bytes.length >= 8 ? String.fromCharCode(bytes[4], bytes[5]) : 'n+';
+    if (/^n[+i]$/.test(v1) || /^n[+i]$/.test(v2)) return 'nifti';
+  }
+  if (name && /\.nii(\.gz)?$/i.test(name)) return 'nifti';
+  if (name && /\.(dcm|ima)$/i.test(name)) return 'dicom';
+  return undefined;
+}
+
+/**
+ * Reads a scanner file (path or bytes). 'incomplete' means the file is still being written and is worth retrying;
+ * 'invalid' means it will never decode; both carry one sentence. Per-slice DICOMs come back as `slices` (volumes
+ * empty): feed them to a SliceAssembler.
+ */
+export function readScannerFile(input: string | Uint8Array, opts: ReadOptions = {}): ReadResult {
+  const name = typeof input === 'string' ? input : opts.name;
+  let bytes: Uint8Array;
+  if (typeof input === 'string') {
+    try {
+      bytes = readFileSync(input);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === 'ENOENT') return { status: 'incomplete', reason: `${input} does not exist (yet).` };
+      return { status: 'invalid', reason: `${input} cannot be read (${e.code ?? e.message}).` };
+    }
+  } else bytes = input;
+  let format = opts.format ?? 'auto';
+  if (format === 'auto') {
+    const d = detect(bytes, name);
+    if (!d) {
+      if (bytes.length < 132) return { status: 'incomplete', reason: `only ${bytes.length} bytes are there, too few to tell DICOM from NIfTI.` };
+      return { status: 'invalid', reason: 'neither DICOM (no "DICM" at byte 128) nor NIfTI (no 348/540 header size with its magic, not gzip).' };
+    }
+    format = d;
+  }
+  const index = nameIndex(name);
+  try {
+    if (format === 'nifti') return readNifti(bytes, opts.maxBytes, index);
+    return readDicom(bytes, index);
+  } catch (err) {
+    if (err instanceof DicomError) return { status: err.status, reason: err.message };
+    if (err instanceof NiftiError) return { status: 'invalid', reason: err.message };
+    throw err;
+  }
+}
+
+function readNifti(bytes: Uint8Array, maxBytes: number | undefined, index: number | undefined): ReadResult {
+  const c = niftiCompleteness(bytes, { maxBytes });
+  if (!c.complete) return { status: 'incomplete', reason: c.reason ?? 'the NIfTI file is not complete yet.' };
+  const img = decodeNifti(bytes, { maxBytes });
+  const [x, y, z] = img.dims;
+  const n = img.dims[3] ?? 1;
+  const volumes: ScannerVolume[] = [];
+  for (let t = 0; t < n; t++) {
+    volumes.push({
+      dims: [x, y, z], affine: img.affine.slice(), voxelSize: img.voxelSize.slice(), tr: img.tr > 0 ? img.tr : undefined,
+      // a 4-D file's volumes are numbered by position; a single volume takes the number in its name
+      volumeIndex: n > 1 ? t : index, source: 'nifti', data: img.volume(t),
+    });
+  }
+  return { status: 'complete', format: 'nifti', volumes };
+}
+
+function readDicom(bytes: Uint8Array, index: number | undefined): ReadResult {
+  const p = parseDicomBytes(bytes);
+  if (isEnhanced(p)) {
+    const volumes = readEnhanced(p);
+    if (index !== undefined && volumes.length === 1) volumes[0].volumeIndex = index;
+    return { status: 'complete', format: 'dicom-enhanced', volumes };
+  }
+  if (p.frames > 1) throw new DicomError(`a ${p.frames}-frame DICOM without per-frame functional groups is not an MR image series this reader knows.`, 'invalid');
+  const csa = csaImageHeader(p);
+  if (isMosaic(p, csa)) {
+    const v = readMosaic(p, csa);
+    if (index !== undefined) v.volumeIndex = index;
+    return { status: 'complete', format: 'dicom-mosaic', volumes: [v] };
+  }
+  const s = readSlice(p);
+  s.nameIndex = index;
+  return { status: 'complete', format: 'dicom-slices', volumes: [], slices: [s] };
+}
+
+/** Bridge order: series number, then volume index (name number / acquisition index), then acquisition time. */
+export function compareVolumes(a: ScannerVolume, b: ScannerVolume): number {
+  const k = (v: number | undefined) => (v === undefined ? Infinity : v);
+  return k(a.seriesNumber) - k(b.seriesNumber) || k(a.volumeIndex) - k(b.volumeIndex) || k(a.acquisitionTime) - k(b.acquisitionTime);
+}
