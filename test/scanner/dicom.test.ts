@@ -231,3 +231,45 @@ test('NIfTI through the same entry point: 4-D split into volumes, growing file i
   const wrong = readScannerFile(raw, { format: 'dicom' });
   assert.equal(wrong.status, 'invalid');
 });
+
+const bin = join(new URL('../../../', import.meta.url).pathname, 'bin/mindsemantix.mjs');
+function cli(args: string[]) {
+  return spawnSync(process.execPath, [bin, 'convert', ...args], { encoding: 'utf8' });
+}
+
+test('convert: a shuffled per-slice folder becomes the 4-D NIfTI dcm2niix makes; NIfTI in gives the same NIfTI out', () => {
+  const out = join(dir, 'series.nii.gz');
+  const r = cli([join(dir, 'oblique'), '-o', out]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /wrote .*series\.nii\.gz: 64×64×5×2 int16/);
+  const [ours] = nibReadMany('nifti', [out]);
+  const [d2n] = dcm2niix(join(dir, 'oblique'));
+  assert.deepEqual(ours.dims, d2n.dims);
+  assert.ok(maxDiff(ours.affine, d2n.affine) < 1e-4, `affine ${ours.affine} vs ${d2n.affine}`);
+  assert.equal(maxDiff(ours.data!, d2n.data!), 0);
+  const back = join(dir, 'back.nii');
+  assert.equal(cli([join(nibData, 'example4d.nii.gz'), '--output', back]).status, 0);
+  const [a, b] = nibReadMany('nifti', [join(nibData, 'example4d.nii.gz'), back]);
+  assert.deepEqual(a.dims, b.dims);
+  assert.ok(maxDiff(a.affine, b.affine) < 1e-4);
+  assert.equal(maxDiff(a.data!, b.data!), 0);
+  assert.ok(Math.abs((b.tr ?? 0) - (a.tr ?? 0)) < 1e-3);
+});
+
+test('convert: usage and unreadable inputs fail with one line and the right exit code', () => {
+  const noOut = cli([join(dir, 'mosaic.dcm')]);
+  assert.equal(noOut.status, 2);
+  assert.match(noOut.stderr.trim(), /^mindsemantix: convert: -o OUT\.nii\[\.gz\] is required/);
+  const cut = join(dir, 'cut.dcm');
+  writeFileSync(cut, readFileSync(join(dir, 'mosaic.dcm')).subarray(0, 900_000));
+  const inc = cli([cut, '-o', join(dir, 'x.nii')]);
+  assert.equal(inc.status, 1);
+  assert.match(inc.stderr.trim(), /^mindsemantix: convert: .*cut\.dcm is incomplete: PixelData needs 1605632 bytes/);
+  const comp = cli([join(pydicomData, 'MR_small_RLE.dcm'), '-o', join(dir, 'x.nii')]);
+  assert.equal(comp.status, 1);
+  assert.match(comp.stderr.trim(), /cannot be read: compressed transfer syntax .* \(RLE\) is not supported/);
+  for (const r of [noOut, inc, comp]) assert.equal(r.stderr.trim().split('\n').length, 1);
+  const h = spawnSync(process.execPath, [bin, 'convert', '--help'], { encoding: 'utf8' });
+  assert.equal(h.status, 0);
+  assert.match(h.stdout, /mindsemantix convert INPUT\.\.\. -o OUT\.nii\[\.gz\]/);
+});
