@@ -1,12 +1,73 @@
 import type { Command } from '../command.js';
 import { UserError } from '../errors.js';
+import { numberFlag, parseArgs, requireString, stringFlag } from '../args.js';
+import { ScannerBridge } from '../../bridge/bridge.js';
+import { SenderFatalError } from '../../bridge/sender.js';
+import { readTokenFile } from '../../server/auth.js';
+import { stderrLogger } from '../../server/log.js';
+import type { ScannerFormat } from '../../scanner/index.js';
 
-// Placeholder until the owning issue lands; it says so rather than pretending to work.
+const help = `mindsemantix bridge --watch DIR --server ws://HOST:PORT [--format auto|dicom|nifti] [--token-file F] [--events F]
+                    [--subject ID] [--session ID] [--task NAME] [--tr SECONDS]
+
+Scanner bridge: watches a real-time export folder (file-system events plus polling every 50 ms, for network shares),
+proves each new file complete by parsing it, and streams every volume to serve over protocol v1, keeping it until
+acknowledged (reconnects and resends after any disconnect). Reads NIfTI-1/2 (one volume per file or a growing 4-D
+file) and DICOM (Siemens mosaic, XA enhanced, per-slice). Volume order: the trailing number of the file name
+(001_000007_000042.dcm), else acquisition time. Runs: one per DICOM series, per growing 4-D file, else the folder.
+
+  --watch DIR        folder the scanner exports into
+  --server URL       ws://HOST:PORT of mindsemantix serve
+  --format F         auto (default), dicom or nifti
+  --token-file F     file holding the server's shared secret
+  --events F         BIDS events TSV the presentation software appends to (default: *events*.tsv in DIR)
+  --subject, --session, --task   BIDS labels for the runs (default 01, 01, vision)
+  --tr SECONDS       repetition time when the files do not carry one
+Stop with Ctrl-C: open runs are ended and the bridge exits once everything is acknowledged.`;
+
 export const command: Command = {
   name: 'bridge',
-  summary: '(not available yet)',
-  help: 'mindsemantix bridge: not available in this build yet.',
-  async run() {
-    throw new UserError('bridge is not available in this build yet.');
+  summary: 'scanner bridge: watch an export folder and stream each complete volume to serve',
+  help,
+  async run(argv) {
+    const p = parseArgs('bridge', argv, {
+      watch: { type: 'string' }, server: { type: 'string' }, format: { type: 'string', default: 'auto', choices: ['auto', 'dicom', 'nifti'] },
+      'token-file': { type: 'string' }, events: { type: 'string' }, subject: { type: 'string' }, session: { type: 'string' },
+      task: { type: 'string' }, tr: { type: 'string' },
+    });
+    if (p.positionals.length) throw new UserError(`bridge: unexpected argument "${p.positionals[0]}"; run \`mindsemantix bridge --help\`.`, 2);
+    const dir = requireString('bridge', p, 'watch');
+    const url = requireString('bridge', p, 'server');
+    if (!/^wss?:\/\//.test(url)) throw new UserError(`bridge: --server must be a ws:// URL such as ws://127.0.0.1:8080 (got "${url}").`, 2);
+    for (const k of ['subject', 'session', 'task']) {
+      const v = stringFlag(p, k);
+      if (v !== undefined && !/^[A-Za-z0-9]+$/.test(v)) throw new UserError(`bridge: --${k} may contain only letters and digits (got "${v}").`, 2);
+    }
+    const tf = stringFlag(p, 'token-file');
+    let token: string | undefined;
+    try {
+      token = tf ? readTokenFile(tf) : undefined;
+    } catch (e) {
+      throw new UserError(`bridge: ${(e as Error).message}`);
+    }
+    const log = stderrLogger();
+    const bridge = new ScannerBridge({
+      dir, url, token, format: stringFlag(p, 'format') as ScannerFormat, eventsFile: stringFlag(p, 'events'),
+      subject: stringFlag(p, 'subject'), session: stringFlag(p, 'session'), task: stringFlag(p, 'task'),
+      tr: numberFlag('bridge', p, 'tr', { min: 0.001 }), log,
+    });
+    const fatal = new Promise<never>((_, reject) => bridge.sender.once('fatal', reject));
+    bridge.start();
+    log('info', `watching ${dir}, sending to ${url}`);
+    try {
+      await Promise.race([fatal, new Promise<void>((resolve) => { process.once('SIGINT', resolve); process.once('SIGTERM', resolve); })]);
+      log('info', 'stopping: ending open runs and waiting for the last acknowledgements');
+      await Promise.race([fatal, bridge.stop()]);
+    } catch (e) {
+      if (e instanceof SenderFatalError) throw new UserError(`bridge: the server refused the connection: ${e.message}`);
+      throw e;
+    }
+    process.stderr.write(`mindsemantix bridge: ${bridge.stats.volumes} volume(s) and ${bridge.stats.events} event(s) sent and acknowledged\n`);
+    return 0;
   },
 };

@@ -1,0 +1,160 @@
+// The scanner bridge: folder watcher → volume ordering and run assignment → protocol sender.
+import { existsSync } from 'node:fs';
+import { basename } from 'node:path';
+import type { RunInfo } from '../core/types.js';
+import { encodeNifti1Volume, type ScannerFormat } from '../scanner/index.js';
+import { ProtocolSender } from './sender.js';
+import { FolderWatcher, type WatchedVolume } from './watch.js';
+import { EventsTail } from './eventsTail.js';
+
+export interface BridgeOptions {
+  dir: string;
+  url?: string;
+  sender?: ProtocolSender;
+  token?: string;
+  format?: ScannerFormat;
+  /** Events TSV to follow; default: the first *events*.tsv appearing in the watched folder. */
+  eventsFile?: string;
+  subject?: string;
+  session?: string;
+  task?: string;
+  /** Repetition time when the files do not say. */
+  tr?: number;
+  pollMs?: number;
+  retryMs?: number;
+  fsEvents?: boolean;
+  log?: (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void;
+}
+
+interface BridgeRun {
+  info: RunInfo;
+  key: string;
+  /** Volume number that maps to index 0. */
+  base: number | undefined;
+  counter: number;
+  t0?: number;
+  maxIndex: number;
+  events: number;
+}
+
+export class ScannerBridge {
+  readonly sender: ProtocolSender;
+  private readonly own: boolean;
+  private watcher: FolderWatcher;
+  private runs = new Map<string, BridgeRun>();
+  private current: BridgeRun | undefined;
+  private tail: EventsTail | undefined;
+  private tailTimer: NodeJS.Timeout | undefined;
+  private runCounter = 0;
+  readonly stats = { volumes: 0, invalid: 0, events: 0 };
+
+  constructor(private readonly o: BridgeOptions) {
+    if (!o.sender && !o.url) throw new Error('the bridge needs a server URL or a sender.');
+    this.own = !o.sender;
+    this.sender = o.sender ?? new ProtocolSender({ url: o.url!, token: o.token, client: 'bridge', log: o.log });
+    if (o.eventsFile) this.tail = new EventsTail(o.eventsFile);
+    this.watcher = new FolderWatcher({
+      dir: o.dir, format: o.format, pollMs: o.pollMs, retryMs: o.retryMs, fsEvents: o.fsEvents,
+      onVolume: (v) => this.onVolume(v),
+      onInvalid: (p, reason) => { this.stats.invalid++; o.log?.('warn', `${p} is not a readable scanner file and was skipped: ${reason}`); },
+      onFile: (p) => {
+        if (!this.tail && /events.*\.tsv$/i.test(basename(p))) {
+          this.tail = new EventsTail(p);
+          o.log?.('info', `following stimulus events in ${p}`);
+        }
+      },
+    });
+  }
+
+  start(): this {
+    if (!existsSync(this.o.dir)) this.o.log?.('warn', `${this.o.dir} does not exist yet; waiting for it`);
+    this.sender.start();
+    this.watcher.start();
+    this.tailTimer = setInterval(() => this.pollEvents(), this.o.pollMs ?? 50);
+    return this;
+  }
+
+  /** Stops watching, ends the open runs (their length = the highest volume seen + 1), waits for every ack. */
+  async stop(): Promise<void> {
+    this.watcher.stop();
+    if (this.tailTimer) clearInterval(this.tailTimer);
+    this.pollEvents();
+    for (const r of this.runs.values()) this.sender.endRun(r.info.session, r.info.run, r.maxIndex + 1, r.events);
+    try {
+      await this.sender.flush();
+    } finally {
+      if (this.own) await this.sender.close();
+    }
+  }
+
+  private runFor(w: WatchedVolume): BridgeRun {
+    const v = w.volume;
+    // A run is a DICOM series, or one growing 4-D NIfTI, or (per-volume NIfTI files) the whole folder.
+    const key = v.seriesNumber !== undefined ? `series-${v.seriesNumber}` : w.growing ? `file-${w.path}` : 'folder';
+    let r = this.runs.get(key);
+    if (r) return r;
+    this.runCounter++;
+    const tr = v.tr ?? this.o.tr;
+    if (!tr) this.o.log?.('warn', `${w.path} carries no repetition time and --tr was not given; assuming 2 s`);
+    const num = v.seriesNumber ?? this.runCounter;
+    const info: RunInfo = {
+      session: this.o.session ?? '01', subject: this.o.subject ?? '01', task: this.o.task ?? 'vision',
+      run: `task-${this.o.task ?? 'vision'}_run-${String(num).padStart(2, '0')}`,
+      tr: tr ?? 2, dims: [...v.dims], voxelSize: [v.voxelSize[0], v.voxelSize[1], v.voxelSize[2]], affine: [...v.affine],
+    };
+    // Numbering starts at 0 or 1 (Siemens instance numbers); files already in the folder at start are sent too.
+    r = { info, key, base: undefined, counter: 0, maxIndex: -1, events: 0 };
+    if (this.current && this.current.key !== key) {
+      const c = this.current;
+      this.sender.endRun(c.info.session, c.info.run, c.maxIndex + 1, c.events);
+    }
+    this.runs.set(key, r);
+    this.current = r;
+    this.sender.startRun(info);
+    this.o.log?.('info', `run ${info.run}: ${info.dims.join('×')} voxels, TR ${info.tr} s (from ${w.path})`);
+    return r;
+  }
+
+  private onVolume(w: WatchedVolume): void {
+    const r = this.runFor(w);
+    const v = w.volume;
+    let index: number;
+    if (w.growing) index = w.positionInFile;
+    else if (v.volumeIndex !== undefined) {
+      r.base ??= v.volumeIndex === 0 ? 0 : 1;
+      index = v.volumeIndex - r.base;
+    } else index = r.counter;
+    r.counter = Math.max(r.counter, index + 1);
+    if (index < 0) {
+      this.o.log?.('warn', `${w.path}: volume number ${v.volumeIndex} comes before the run's first; skipped`);
+      return;
+    }
+    if (v.acquisitionTime !== undefined && index === 0) r.t0 = v.acquisitionTime;
+    const acquisitionTime = v.acquisitionTime !== undefined && r.t0 !== undefined ? v.acquisitionTime - r.t0 : index * r.info.tr;
+    r.maxIndex = Math.max(r.maxIndex, index);
+    const nifti = encodeNifti1Volume({ dims: v.dims, affine: v.affine, tr: r.info.tr, data: int16IfExact(v.data) });
+    this.sender.sendVolume({ session: r.info.session, run: r.info.run, index, tr: r.info.tr, acquisitionTime, nifti, seenAt: w.seenAt, readAt: w.readAt });
+    this.stats.volumes++;
+  }
+
+  private pollEvents(): void {
+    if (!this.tail || !this.current) return;
+    const r = this.current;
+    for (const e of this.tail.poll(r.info.run)) {
+      this.sender.sendEvent(r.info.session, e);
+      r.events = Math.max(r.events, e.trial + 1);
+      this.stats.events++;
+    }
+  }
+}
+
+/** Scanner data is int16 at heart; send it as int16 when that is exact (half the bytes), else float32. */
+function int16IfExact(a: Float32Array): Int16Array | Float32Array {
+  const out = new Int16Array(a.length);
+  for (let i = 0; i < a.length; i++) {
+    const v = a[i];
+    if (v !== Math.round(v) || v < -32768 || v > 32767) return a;
+    out[i] = v;
+  }
+  return out;
+}

@@ -1,0 +1,4 @@
+export { ProtocolSender, SenderFatalError, type OutgoingVolume, type SenderOptions } from './sender.js';
+export { ScannerBridge, type BridgeOptions } from './bridge.js';
+export { FolderWatcher, type WatchedVolume, type WatchOptions } from './watch.js';
+export { EventsTail } from './eventsTail.js';

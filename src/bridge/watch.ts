@@ -1,0 +1,139 @@
+// Watches a scanner export folder: file-system events for speed plus polling every `pollMs` (network shares send no
+// events). A file is proven complete by parsing it (src/scanner); while incomplete it is retried every `retryMs`.
+// Never a fixed settle timer.
+import { watch, readdirSync, statSync, type FSWatcher } from 'node:fs';
+import { join } from 'node:path';
+import { readScannerFile, nameIndex, SliceAssembler, type ScannerFormat, type ScannerVolume } from '../scanner/index.js';
+
+export interface WatchedVolume {
+  path: string;
+  volume: ScannerVolume;
+  /** Position of the volume within its file (growing 4-D NIfTI), else 0. */
+  positionInFile: number;
+  /** From a 4-D NIfTI that may still grow: its volumes are indexed by position in the file. */
+  growing: boolean;
+  /** ms: when the file (or its growth) was first noticed, and when the volume was proven complete. */
+  seenAt: number;
+  readAt: number;
+}
+
+export interface WatchOptions {
+  dir: string;
+  format?: ScannerFormat;
+  pollMs?: number;
+  retryMs?: number;
+  /** Use file-system events as well as polling (default true; false behaves like a network share). */
+  fsEvents?: boolean;
+  /** Files whose name matches are ignored (the events TSV, dotfiles, partial-download suffixes). */
+  ignore?: RegExp;
+  onVolume(v: WatchedVolume): void;
+  /** A file that will never decode: reported once per size. */
+  onInvalid?(path: string, reason: string): void;
+  /** Every name seen in the folder, for others (the events TSV follower). */
+  onFile?(path: string): void;
+}
+
+interface Tracked {
+  size: number;
+  mtimeMs: number;
+  seenAt: number;
+  /** Volumes already handed out (growing files). */
+  sent: number;
+  final: boolean;
+  invalidAt?: number;
+  retry?: NodeJS.Timeout;
+}
+
+const DEFAULT_IGNORE = /(^\.|\.tsv$|\.json$|\.txt$|\.tmp$|\.part$|~$)/i;
+
+export class FolderWatcher {
+  private files = new Map<string, Tracked>();
+  private fsw: FSWatcher | undefined;
+  private poll: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private assembler = new SliceAssembler();
+  constructor(private readonly o: WatchOptions) {}
+
+  start(): void {
+    if (this.o.fsEvents !== false) try {
+      this.fsw = watch(this.o.dir, { persistent: false }, (_ev, name) => { if (name) this.consider(name.toString()); });
+      this.fsw.on('error', () => { this.fsw?.close(); this.fsw = undefined; }); // polling carries on
+    } catch { /* no events on this file system: polling only */ }
+    this.scan();
+    this.poll = setInterval(() => this.scan(), this.o.pollMs ?? 50);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.fsw?.close();
+    if (this.poll) clearInterval(this.poll);
+    for (const t of this.files.values()) if (t.retry) clearTimeout(t.retry);
+  }
+
+  private scan(): void {
+    let names: string[];
+    try {
+      names = readdirSync(this.o.dir);
+    } catch {
+      return; // folder not there (yet): keep polling
+    }
+    names.sort((a, b) => (nameIndex(a) ?? Infinity) - (nameIndex(b) ?? Infinity) || a.localeCompare(b));
+    for (const n of names) this.consider(n);
+  }
+
+  private consider(name: string): void {
+    if (this.stopped) return;
+    const path = join(this.o.dir, name);
+    this.o.onFile?.(path);
+    if ((this.o.ignore ?? DEFAULT_IGNORE).test(name)) return;
+    let st;
+    try {
+      st = statSync(path);
+    } catch {
+      return;
+    }
+    if (!st.isFile()) return;
+    let t = this.files.get(path);
+    if (!t) {
+      t = { size: -1, mtimeMs: -1, seenAt: Date.now(), sent: 0, final: false };
+      this.files.set(path, t);
+    }
+    if (t.final || t.retry) return;
+    if (st.size === t.size && st.mtimeMs === t.mtimeMs) return; // nothing new since the last attempt
+    if (t.sent > 0 && st.size !== t.size) t.seenAt = Date.now(); // a growing file grew
+    this.attempt(path, t);
+  }
+
+  private attempt(path: string, t: Tracked): void {
+    t.retry = undefined;
+    if (this.stopped) return;
+    let st;
+    try {
+      st = statSync(path);
+    } catch {
+      this.files.delete(path);
+      return;
+    }
+    const r = readScannerFile(path, { format: this.o.format ?? 'auto' });
+    if (r.status === 'incomplete') {
+      t.size = -1; // force another look
+      t.retry = setTimeout(() => this.attempt(path, t), this.o.retryMs ?? 25);
+      return;
+    }
+    t.size = st.size;
+    t.mtimeMs = st.mtimeMs;
+    if (r.status === 'invalid') {
+      if (t.invalidAt !== st.size) this.o.onInvalid?.(path, r.reason);
+      t.invalidAt = st.size;
+      return;
+    }
+    const readAt = Date.now();
+    const vols: ScannerVolume[] = [...r.volumes];
+    for (const s of r.slices ?? []) vols.push(...this.assembler.add(s));
+    // One volume per file is final; a multi-volume NIfTI may still grow (a scanner appending to a 4-D file).
+    const growing = r.format === 'nifti' && (r.volumes.length > 1 || nameIndex(path) === undefined);
+    for (let i = t.sent; i < vols.length; i++) this.o.onVolume({ path, volume: vols[i], positionInFile: growing ? i : 0, growing, seenAt: t.seenAt, readAt });
+    if (growing) t.sent = vols.length;
+    else t.final = true;
+  }
+}
