@@ -23,3 +23,44 @@ export async function corpusScores(refs: Record<string, string[]>, cands: Record
   if (!m?.scoreCaptions || !Object.keys(cands).length) return {};
   return m.scoreCaptions(refs, cands);
 }
+
+/**
+ * Scores for a final summary: the TS metrics plus, when `meteor` is set and the Python environment exists, METEOR 1.5
+ * from the models/ evaluator (pycocoevalcap's jar; there is no TS METEOR). METEOR is left out, with a note, on failure.
+ */
+export async function summaryScores(refs: Record<string, string[]>, cands: Record<string, string>, opts: { meteor?: boolean; log?: (m: string) => void } = {}): Promise<Scores> {
+  const scores = await corpusScores(refs, cands);
+  if (!opts.meteor || !Object.keys(cands).length) return scores;
+  const m = await meteor(refs, cands).catch((e: Error) => { opts.log?.(`METEOR left out: ${e.message}`); return undefined; });
+  return m === undefined ? scores : { ...scores, METEOR: m };
+}
+
+async function meteor(refs: Record<string, string[]>, cands: Record<string, string>): Promise<number> {
+  const { spawn } = await import('node:child_process');
+  const { mkdtempSync, writeFileSync, rmSync, existsSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const py = join(process.cwd(), '.venv', 'bin', 'python');
+  if (!existsSync(py)) throw new Error('no .venv (run `npm start` once)');
+  const dir = mkdtempSync(join(tmpdir(), 'msx-meteor-'));
+  try {
+    writeFileSync(join(dir, 'r.json'), JSON.stringify(refs));
+    writeFileSync(join(dir, 'c.json'), JSON.stringify(cands));
+    const out = await new Promise<string>((resolve, reject) => {
+      const p = spawn(py, ['-m', 'mindsemantix.evalcaps', '--refs', join(dir, 'r.json'), '--cands', join(dir, 'c.json'), '--json', '--metrics', 'METEOR', '--subset'],
+        { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1' } });
+      let so = '';
+      let se = '';
+      const t = setTimeout(() => p.kill('SIGTERM'), 120_000);
+      p.stdout.on('data', (b: Buffer) => { so += b; });
+      p.stderr.on('data', (b: Buffer) => { se += b; });
+      p.on('error', reject);
+      p.on('close', (code) => { clearTimeout(t); if (code === 0) resolve(so); else reject(new Error(`evalcaps exited ${code}: ${se.trim().split('\n').pop()}`)); });
+    });
+    const v = (JSON.parse(out) as { METEOR?: number }).METEOR;
+    if (typeof v !== 'number') throw new Error('evalcaps gave no METEOR');
+    return v;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

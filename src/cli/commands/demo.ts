@@ -1,17 +1,16 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from '../command.js';
 import { UserError } from '../errors.js';
 import { boolFlag, numberFlag, parseArgs, stringFlag } from '../args.js';
-import { startServer, type DecoderServer } from '../../server/index.js';
-import { createDashboard } from '../../server/dashboard.js';
-import { replaySession, findBidsRuns } from '../../replay/index.js';
+import { findBidsRuns } from '../../replay/index.js';
 import { BrainDecoder } from '../../inference/decoder.js';
 import { BundleError } from '../../inference/bundle.js';
 import { RidgeRetrieval } from '../../inference/baseline.js';
 import { DEVICES, type Device } from '../../inference/sessions.js';
-import { startPipeline, type DecodedTrial, type Pipeline } from '../../pipeline/pipeline.js';
-import { corpusScores, percentile } from '../../pipeline/summary.js';
+import type { DecodedTrial } from '../../pipeline/pipeline.js';
+import { runSessionThroughServe, type SessionRun } from '../../pipeline/session.js';
+import { percentile, summaryScores } from '../../pipeline/summary.js';
 
 const help = `mindsemantix demo [--session DIR] [--models DIR] [--speed N|max] [--port P] [--once] [--json]
 
@@ -83,42 +82,8 @@ export const command: Command = {
     const baseline = await RidgeRetrieval.load(decoder.bundle, decoder.sessions);
     say(`demo: model "${decoder.bundle.manifest.name}" ready on ${decoder.provider} (subjects ${decoder.subjects.join(', ')}${baseline ? '; ridge-retrieval baseline loaded' : ''})`);
 
-    const dashboard = createDashboard();
-    let pipeline!: Pipeline;
-    const expected = new Map<string, number>();
-    for (const r of runs) {
-      if (!r.json) continue;
-      try {
-        const side = JSON.parse(readFileSync(r.json, 'utf8')) as { AcquisitionTimes?: number[] };
-        if (Array.isArray(side.AcquisitionTimes)) expected.set(r.run, side.AcquisitionTimes.length);
-      } catch { /* progress bar without a total */ }
-    }
-    let srv: DecoderServer;
-    try {
-      srv = await startServer({
-        host: '127.0.0.1', port, recordDir: stringFlag(p, 'record'),
-        log: (level, m) => { if (level === 'warn' || level === 'error') say(`serve: ${m}`); },
-        onHub: (hub) => {
-          pipeline = startPipeline(hub, {
-            decoder, baseline, dashboard, stimulusRoot: session, recordDir: stringFlag(p, 'record'),
-            decode: { strategy: stringFlag(p, 'strategy') as 'greedy' | 'beam' | 'sample' },
-            score: corpusScores, expectedVolumes: (info) => expected.get(info.run),
-            log: (level, m) => { if (level !== 'info' || !json) say(m); },
-          });
-        },
-      });
-    } catch (e) {
-      const err = e as NodeJS.ErrnoException;
-      if (err.code === 'EADDRINUSE') throw new UserError(`demo: port ${port} is already in use; stop the other server or pass --port 0.`);
-      throw e;
-    }
-    dashboard.attach(srv.http);
-    const dashUrl = `http://127.0.0.1:${srv.port}/`;
-    say(`demo: dashboard at ${dashUrl}`);
-    if (!json) process.stdout.write(`Dashboard: ${dashUrl}\n`);
-
     const trials: DecodedTrial[] = [];
-    pipeline.decoded$.subscribe((d) => {
+    const print = (d: DecodedTrial) => {
       trials.push(d);
       if (json) {
         process.stdout.write(JSON.stringify({
@@ -126,42 +91,51 @@ export const command: Command = {
           confidence: d.confidence === undefined ? null : round(d.confidence, 4), latency_ms: { response_to_caption: d.latencyMs === undefined ? null : round(d.latencyMs) },
           ...(d.baseline !== undefined ? { baseline: d.baseline } : {}), ...(d.flags.length ? { flags: d.flags } : {}), ...(d.error ? { error: d.error } : {}),
         }) + '\n');
-      } else {
-        const head = `trial ${String(d.trial).padStart(3)}  ${d.stimulusId}`;
-        if (d.error) process.stdout.write(`${head}  not decoded: ${d.error}\n`);
-        else {
-          process.stdout.write(`${head}  "${d.caption}"  (confidence ${d.confidence!.toFixed(2)}, ${d.latencyMs!.toFixed(0)} ms${d.flags.length ? `, ${d.flags.join(', ')}` : ''})\n`);
-          if (d.baseline !== undefined) process.stdout.write(`      ridge baseline: "${d.baseline}"\n`);
-          for (const r of d.references ?? []) process.stdout.write(`      ref: ${r}\n`);
-        }
+        return;
       }
-    });
+      const head = `trial ${String(d.trial).padStart(3)}  ${d.stimulusId}`;
+      if (d.error) {
+        process.stdout.write(`${head}  not decoded: ${d.error}\n`);
+        return;
+      }
+      process.stdout.write(`${head}  "${d.caption}"  (confidence ${d.confidence!.toFixed(2)}, ${d.latencyMs!.toFixed(0)} ms${d.flags.length ? `, ${d.flags.join(', ')}` : ''})\n`);
+      if (d.baseline !== undefined) process.stdout.write(`      ridge baseline: "${d.baseline}"\n`);
+      for (const r of d.references ?? []) process.stdout.write(`      ref: ${r}\n`);
+    };
 
     const ac = new AbortController();
     const onSigint = () => ac.abort();
     process.once('SIGINT', onSigint);
-    const t0 = performance.now();
-    let replayed;
+    let dashUrl = '';
+    let run: SessionRun;
     try {
-      replayed = await replaySession({
-        session, url: srv.url, speed, signal: ac.signal,
-        log: (level, m) => { if (level === 'warn' || level === 'error' || !json) say(`replay: ${m}`); },
+      run = await runSessionThroughServe({
+        session, decoder, baseline, speed, port, recordDir: stringFlag(p, 'record'), signal: ac.signal,
+        decode: { strategy: stringFlag(p, 'strategy') as 'greedy' | 'beam' | 'sample' },
+        onDecoded: print,
+        onServing: (url) => {
+          dashUrl = url;
+          say(`demo: dashboard at ${url}`);
+          if (!json) process.stdout.write(`Dashboard: ${url}\n`);
+        },
+        log: (level, m) => { if (level !== 'info' || !json) say(m); },
       });
     } catch (e) {
-      await shutdown();
-      throw new UserError(`demo: replay failed: ${(e as Error).message}`);
+      await baseline?.release();
+      await decoder.release();
+      const err = e as NodeJS.ErrnoException;
+      if (err.code === 'EADDRINUSE') throw new UserError(`demo: port ${port} is already in use; stop the other server or pass --port 0.`);
+      throw new UserError(`demo: ${err.message}`);
     }
-    if (!ac.signal.aborted) await Promise.race([pipeline.whenDone(replayed.runs), new Promise<void>((r) => ac.signal.addEventListener('abort', () => r(), { once: true }))]);
-    const wall = (performance.now() - t0) / 1000;
-    const st = pipeline.stats();
-    const acquired = runs.filter((r) => replayed.runs.includes(r.run)).reduce((s, r) => s + (expected.get(r.run) ?? 0), 0);
-    const tr = runs.length ? readTr(runs[0].json) : 0;
+    const st = run.stats;
     const scored = trials.filter((t) => !t.error && t.references?.length);
     const refs = Object.fromEntries(scored.map((t) => [`${t.run}/${t.trial}`, t.references!]));
-    const metrics = scored.length ? await corpusScores(refs, Object.fromEntries(scored.map((t) => [`${t.run}/${t.trial}`, t.caption ?? '']))) : {};
-    const baseMetrics = baseline && scored.length
-      ? await corpusScores(refs, Object.fromEntries(scored.map((t) => [`${t.run}/${t.trial}`, t.baseline ?? ''])))
-      : undefined;
+    // METEOR needs Java via models/ (seconds): computed for machine-read summaries (--json / --once) only.
+    const sopts = { meteor: json || once, log: say };
+    const [metrics, baseMetrics] = await Promise.all([
+      scored.length ? summaryScores(refs, Object.fromEntries(scored.map((t) => [`${t.run}/${t.trial}`, t.caption ?? ''])), sopts) : {},
+      baseline && scored.length ? summaryScores(refs, Object.fromEntries(scored.map((t) => [`${t.run}/${t.trial}`, t.baseline ?? ''])), sopts) : undefined,
+    ]);
     const summary: DemoSummary = {
       type: 'summary', trials: st.trialsSeen, decoded: st.trialsDecoded,
       metrics: roundAll(metrics),
@@ -171,7 +145,7 @@ export const command: Command = {
         decode_p50: round(percentile(st.decodeMs, 50)), decode_p99: round(percentile(st.decodeMs, 99)),
       },
       volumes: { received: st.volumesReceived, processed: st.volumesProcessed, lost: st.volumesLost },
-      realtime_factor: round(tr > 0 && wall > 0 ? (acquired * tr) / wall : 0, 2),
+      realtime_factor: round(run.wallSeconds > 0 ? run.acquiredSeconds / run.wallSeconds : 0, 2),
     };
     if (json) process.stdout.write(JSON.stringify(summary) + '\n');
     else {
@@ -190,23 +164,12 @@ export const command: Command = {
     return 0;
 
     async function shutdown(): Promise<void> {
-      await pipeline.close();
-      await dashboard.close();
-      await srv.close();
+      await run.close();
       await baseline?.release();
       await decoder.release();
     }
   },
 };
-
-function readTr(json?: string): number {
-  if (!json) return 0;
-  try {
-    return Number((JSON.parse(readFileSync(json, 'utf8')) as { RepetitionTime?: number }).RepetitionTime) || 0;
-  } catch {
-    return 0;
-  }
-}
 
 function roundAll(m: Record<string, number>): Record<string, number> {
   return Object.fromEntries(Object.entries(m).map(([k, v]) => [k, Number(v.toFixed(4))]));
