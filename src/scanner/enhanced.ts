@@ -95,6 +95,9 @@ export function readEnhanced(p: ParsedDicom): ScannerVolume[] {
     const data = new Float32Array(p.rows * p.cols * nz);
     sorted.forEach((fr, k) => putSlice(data, applyRescale(framePixels(p, fr.index), fr.rescale), k, p.cols, p.rows));
     const times = vol.map((f) => f.time).filter((t): t is number => t !== undefined);
+    // slice timing (ms from the volume's first frame, in z order) when every frame has its acquisition time
+    const t0 = times.length ? Math.min(...times) : 0;
+    const sliceTimes = times.length === nz ? sorted.map((f) => Math.round((f.time! - t0) * 1e6) / 1e3) : undefined;
     return {
       dims: [p.cols, p.rows, nz] as [number, number, number],
       affine: stackAffine(geom),
@@ -103,6 +106,7 @@ export function readEnhanced(p: ParsedDicom): ScannerVolume[] {
       acquisitionTime: times.length ? Math.min(...times) : fileTime,
       seriesNumber: num(ds, 'x00200011'),
       volumeIndex: volumesOfFrames.length > 1 ? (vol[0].temporal ?? vi + 1) : num(ds, 'x00200012'),
+      sliceTimes,
       source: 'dicom-enhanced' as const,
       data,
     };

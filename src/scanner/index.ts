@@ -3,7 +3,7 @@ export * from './types.js';
 export { readScannerFile, compareVolumes, nameIndex, type ReadOptions, type ScannerFormat } from './read.js';
 export { SliceAssembler, stackSlices } from './slices.js';
 export {
-  NiftiError, decodeNifti, niftiCompleteness, encodeNifti1Volume, encodeNifti1Series, niftiHeader, niftiHeader4D,
+  NiftiError, decodeNifti, inflateNifti, niftiCompleteness, encodeNifti1Volume, encodeNifti1Series, niftiHeader, niftiHeader4D,
   setNifti1VolumeCount, NIFTI1_DIM4_OFFSET, NIFTI1_VOX_OFFSET, DEFAULT_MAX_NIFTI_BYTES,
   type NiftiImage, type NiftiCompleteness, type NiftiHeaderOptions, type Nifti1VolumeInput,
 } from './nifti.js';

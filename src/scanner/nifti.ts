@@ -222,6 +222,14 @@ function trSeconds(h: NIFTI1 | NIFTI2): number {
   }
 }
 
+/**
+ * The uncompressed bytes of a .nii or .nii.gz, inflating at most `cap` bytes (gzip bombs fail fast). With partialOk, a
+ * gzip stream without its end (a file still being written) gives what inflates so far and truncated = true.
+ */
+export function inflateNifti(bytes: Uint8Array, opts: { maxBytes?: number; partialOk?: boolean } = {}): { data: Uint8Array; truncated: boolean } {
+  return uncompressed(bytes, opts.maxBytes ?? DEFAULT_MAX_NIFTI_BYTES, opts.partialOk ?? false);
+}
+
 function uncompressed(bytes: Uint8Array, cap: number, partialOk: boolean): { data: Uint8Array; truncated: boolean } {
   if (!GZIP_MAGIC(bytes)) {
     if (bytes.length > cap) throw new NiftiError(`the file holds ${bytes.length} bytes, above the ${cap}-byte limit (raise maxBytes if the file is genuine).`);

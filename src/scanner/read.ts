@@ -4,7 +4,7 @@ import { basename } from 'node:path';
 import { DicomError, hasDicmPreamble, parseDicomBytes } from './dicom.js';
 import { isEnhanced, readEnhanced } from './enhanced.js';
 import { csaImageHeader, isMosaic, readMosaic } from './mosaic.js';
-import { NiftiError, decodeNifti, isGzip, looksLikeNifti, niftiCompleteness } from './nifti.js';
+import { NiftiError, decodeNifti, inflateNifti, isGzip, looksLikeNifti, niftiCompleteness } from './nifti.js';
 import { readSlice } from './slices.js';
 import type { ReadResult, ScannerVolume } from './types.js';
 
@@ -77,9 +77,12 @@ export function readScannerFile(input: string | Uint8Array, opts: ReadOptions = 
 }
 
 function readNifti(bytes: Uint8Array, maxBytes: number | undefined, index: number | undefined): ReadResult {
-  const c = niftiCompleteness(bytes, { maxBytes });
+  // inflate once; completeness and decoding then work on the raw bytes
+  const { data: raw, truncated } = inflateNifti(bytes, { maxBytes, partialOk: true });
+  if (truncated) return { status: 'incomplete', reason: `the gzip stream has no end yet (${raw.length} bytes inflated so far).` };
+  const c = niftiCompleteness(raw, { maxBytes });
   if (!c.complete) return { status: 'incomplete', reason: c.reason ?? 'the NIfTI file is not complete yet.' };
-  const img = decodeNifti(bytes, { maxBytes });
+  const img = decodeNifti(raw, { maxBytes });
   const [x, y, z] = img.dims;
   const n = img.dims[3] ?? 1;
   const volumes: ScannerVolume[] = [];

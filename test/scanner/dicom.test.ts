@@ -224,6 +224,9 @@ test('NIfTI through the same entry point: 4-D split into volumes, growing file i
   const raw = gunzipSync(nii);
   const partial = readScannerFile(raw.subarray(0, raw.length - 1000));
   assert.equal(partial.status, 'incomplete');
+  const partialGz = readScannerFile(nii.subarray(0, nii.length - 50));
+  assert.equal(partialGz.status, 'incomplete');
+  assert.match((partialGz as { reason: string }).reason, /gzip stream has no end yet/);
   const bomb = gzipSync(Buffer.concat([raw.subarray(0, 352), Buffer.alloc(40 * 1024 * 1024)]));
   const b = readScannerFile(bomb, { maxBytes: 8 * 1024 * 1024 });
   assert.equal(b.status, 'invalid');
