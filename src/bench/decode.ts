@@ -1,0 +1,89 @@
+// Decode benchmark: per-trial latency (TrialResponse ready → caption emitted, reconstruction included) on the bundle,
+// for captions capped at 20 tokens, over z-scored-like random responses; and the demo replay at --speed max with every
+// stage on (ingest over WebSocket, preprocessing, decoding, reconstruction, dashboard, live metrics) as × real time.
+import { existsSync } from 'node:fs';
+import type { TrialResponse } from '../core/types.js';
+import { BrainDecoder } from '../inference/decoder.js';
+import { RidgeRetrieval } from '../inference/baseline.js';
+import type { Device } from '../inference/sessions.js';
+import { runSessionThroughServe } from '../pipeline/session.js';
+import { percentile } from '../pipeline/summary.js';
+
+export interface DecodeBenchOptions {
+  models?: string;
+  /** Session replayed for the real-time factor (default data/demo); skipped when missing. */
+  session?: string;
+  device?: Device;
+  threads?: number;
+  trials?: number;
+  warmup?: number;
+  maxNewTokens?: number;
+  /** Replay the session too (default true). */
+  replay?: boolean;
+  log?: (line: string) => void;
+}
+
+export interface DecodeBench {
+  decode_ms: { p50: number; p99: number; mean: number; trials: number; max_new_tokens: number; mean_tokens: number; provider: string };
+  /** Acquired seconds ÷ wall seconds for the whole replay (null when no session was available). */
+  replay_realtime_factor: number | null;
+  replay?: { session: string; volumes: number; trials: number; wall_s: number; decode_p50: number; volume_p50: number };
+}
+
+function normalVector(n: number, seed: number): Float32Array {
+  let a = seed >>> 0;
+  const u = () => { a = (a + 0x6d2b79f5) >>> 0; let t = a; t = Math.imul(t ^ (t >>> 15), t | 1); t ^= t + Math.imul(t ^ (t >>> 7), t | 61); return ((t ^ (t >>> 14)) >>> 0) / 4294967296; };
+  return Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(u() + 1e-12)) * Math.cos(2 * Math.PI * u()));
+}
+
+export async function benchDecode(opts: DecodeBenchOptions = {}): Promise<DecodeBench> {
+  const log = opts.log ?? (() => {});
+  const maxNew = opts.maxNewTokens ?? 20;
+  const decoder = await BrainDecoder.load(opts.models ?? 'models/bundles/default', {
+    device: opts.device, threads: opts.threads, log, generation: { max_new_tokens: maxNew },
+  });
+  try {
+    const subject = decoder.subjects[0];
+    const V = decoder.bundle.manifest.subjects[subject].voxels;
+    const n = opts.trials ?? 20;
+    const times: number[] = [];
+    let tokens = 0;
+    for (let i = -(opts.warmup ?? 2); i < n; i++) {
+      const trial: TrialResponse = {
+        run: 'bench', subject, trial: i, stimulusId: `bench-${i}`, vector: normalVector(V, 1000 + i), method: 'window-mean',
+        window: { start: 4, end: 8 }, volumes: [], flags: [], readyAt: Date.now(),
+        event: { run: 'bench', trial: i, onset: 0, duration: 3, stimulusId: `bench-${i}` },
+      };
+      const t0 = performance.now();
+      const c = await decoder.decode(trial, { imageFormat: 'webp', imageWidth: 128 });
+      if (i >= 0) {
+        times.push(performance.now() - t0);
+        tokens += c.tokens.length;
+      }
+    }
+    const decode_ms = {
+      p50: percentile(times, 50), p99: percentile(times, 99), mean: times.reduce((a, b) => a + b, 0) / times.length,
+      trials: n, max_new_tokens: maxNew, mean_tokens: tokens / n, provider: decoder.provider,
+    };
+    log(`bench: decode p50 ${decode_ms.p50.toFixed(1)} ms, p99 ${decode_ms.p99.toFixed(1)} ms (${decode_ms.mean_tokens.toFixed(1)} tokens/caption, ${decoder.provider})`);
+    const session = opts.session ?? 'data/demo';
+    if (opts.replay === false || !existsSync(session)) {
+      if (opts.replay !== false) log(`bench: no session at ${session}; replay_realtime_factor not measured (run \`npm start\` once to simulate it).`);
+      return { decode_ms, replay_realtime_factor: null };
+    }
+    const baseline = await RidgeRetrieval.load(decoder.bundle, decoder.sessions);
+    const run = await runSessionThroughServe({ session, decoder, baseline, speed: 'max', log: (level, m) => { if (level !== 'info') log(m); } });
+    await run.close();
+    await baseline?.release();
+    const st = run.stats;
+    const factor = run.wallSeconds > 0 ? run.acquiredSeconds / run.wallSeconds : 0;
+    log(`bench: replay of ${session} at --speed max: ${run.acquiredSeconds.toFixed(0)} s of scanning in ${run.wallSeconds.toFixed(1)} s = ${factor.toFixed(1)}× real time`);
+    return {
+      decode_ms,
+      replay_realtime_factor: factor,
+      replay: { session, volumes: st.volumesReceived, trials: st.trialsDecoded, wall_s: run.wallSeconds, decode_p50: percentile(st.decodeMs, 50), volume_p50: percentile(st.volumeMs, 50) },
+    };
+  } finally {
+    await decoder.release();
+  }
+}
