@@ -29,7 +29,7 @@ const COMPRESSED_NAMES: [RegExp, string][] = [
 // Sequences we read; implicit-VR files do not say which elements are sequences, so we tell dicom-parser.
 const SEQUENCE_TAGS = new Set([
   'x52009229', 'x52009230', 'x00209113', 'x00209116', 'x00289110', 'x00209111', 'x00289145', 'x00189112', 'x00209071',
-  'x00211028', 'x00211019',
+  'x00089124', 'x00209221', 'x00209222',
 ]);
 
 export function hasDicmPreamble(bytes: Uint8Array): boolean {

@@ -18,10 +18,13 @@ export interface ReadOptions {
   name?: string;
 }
 
-/** The trailing number of a file name: 001_000007_000042.dcm → 42, vol0012.nii.gz → 12. */
+/**
+ * The trailing number of a file name: 001_000007_000042.dcm → 42, vol0012.nii.gz → 12. Runs of more than 9 digits
+ * (UID-style names like 1.3.12.2.1107….30000019112112372496800000014.dcm) are not volume numbers.
+ */
 export function nameIndex(name: string | undefined): number | undefined {
   if (!name) return undefined;
-  const m = /(\d+)(?:\.(?:dcm|ima|nii|img))?(?:\.gz)?$/i.exec(basename(name));
+  const m = /(?:^|\D)(\d{1,9})(?:\.(?:dcm|ima|nii|img))?(?:\.gz)?$/i.exec(basename(name));
   return m ? Number(m[1]) : undefined;
 }
 

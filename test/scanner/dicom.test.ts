@@ -5,7 +5,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SliceAssembler, compareVolumes, parseCsaHeader, readScannerFile, type ReadResult, type ScannerVolume } from '../../src/scanner/index.js';
+import { SliceAssembler, compareVolumes, nameIndex, parseCsaHeader, readScannerFile, type ReadResult, type ScannerVolume } from '../../src/scanner/index.js';
 import { alignTo, maxDiff, nibData, nibReadMany, nicomData, pydicomData, runOracle, type OracleImage } from './oracle.js';
 
 let dir = '';
@@ -275,4 +275,16 @@ test('convert: usage and unreadable inputs fail with one line and the right exit
   const h = spawnSync(process.execPath, [bin, 'convert', '--help'], { encoding: 'utf8' });
   assert.equal(h.status, 0);
   assert.match(h.stdout, /mindsemantix convert INPUT\.\.\. -o OUT\.nii\[\.gz\]/);
+});
+
+test('bridge order: series, then the volume number in the file name, then acquisition time', () => {
+  assert.equal(nameIndex('/x/001_000007_000042.dcm'), 42);
+  assert.equal(nameIndex('vol0012.nii.gz'), 12);
+  assert.equal(nameIndex('1.3.12.2.1107.5.2.43.167004.30000019112112372496800000014.dcm'), undefined);
+  assert.equal(nameIndex('bold.nii'), undefined);
+  const v = (seriesNumber: number | undefined, volumeIndex: number | undefined, acquisitionTime: number | undefined) =>
+    ({ dims: [1, 1, 1], affine: [], voxelSize: [], source: 'dicom-mosaic', data: new Float32Array(1), seriesNumber, volumeIndex, acquisitionTime }) as ScannerVolume;
+  const vols = [v(8, 1, 10), v(7, 3, 1), v(7, 2, 5), v(7, undefined, 2), v(7, 2, 4)];
+  const order = vols.slice().sort(compareVolumes).map((x) => vols.indexOf(x));
+  assert.deepEqual(order, [4, 2, 1, 3, 0]);
 });
