@@ -74,14 +74,15 @@ export function loadBidsRun(f: BidsRunFiles): LoadedRun {
     events: f.events ? readEventsTsv(f.events, f.run) : [],
     volume(i) {
       const v = img.volume(i);
-      if (int16) {
-        const a = Int16Array.from(v);
-        // Scaled integer files are not int16-exact after scaling: send float32 then.
-        let exact = true;
-        for (let k = 0; k < v.length && exact; k++) exact = a[k] === v[k];
-        if (exact) return a;
+      if (!int16) return v;
+      // Scaled integer files are not int16-exact after scaling: send float32 then.
+      const a = new Int16Array(v.length);
+      for (let k = 0; k < v.length; k++) {
+        const x = v[k];
+        if (x !== (x | 0) || x < -32768 || x > 32767) return v;
+        a[k] = x;
       }
-      return v;
+      return a;
     },
   };
 }

@@ -35,8 +35,8 @@ export function decodeFrameVolume(nifti: Uint8Array, limits: ServerLimits): Chec
   let exact = INTEGER_TYPES.has(img.datatype);
   for (let i = 0; i < data.length; i++) {
     const v = data[i];
-    if (!Number.isFinite(v)) bad++;
-    else if (exact && (v !== Math.round(v) || v < -32768 || v > 32767)) exact = false;
+    if (v - v !== 0) bad++; // NaN or ±Inf
+    else if (exact && ((v | 0) !== v || v < -32768 || v > 32767)) exact = false;
   }
   if (bad > 0) throw new ProtocolError('non-finite', `volume has ${bad} NaN/Inf voxel(s); the scanner export is corrupt, fix it or drop the volume.`);
   return { dims, affine: img.affine, tr: img.tr, data, int16Exact: exact };

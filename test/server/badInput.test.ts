@@ -104,7 +104,7 @@ test('out-of-order volumes are put in order, duplicates dropped with a notice, a
   const c = await raw(srv.url);
   c.ws.send(JSON.stringify(start));
   for (const i of [0, 2, 1, 1, 3, 5, 6]) c.ws.send(frame(i));
-  await waitFor(() => vols.length === 6, 3000, 'six volumes');
+  await waitFor(() => vols.length === 6 && c.msgs.some((m) => m.type === 'ack' && m.next === 7), 3000, 'six volumes and their ack');
   assert.deepEqual(vols.map((v) => v.index), [0, 1, 2, 3, 5, 6]);
   const dup = c.errors().filter((e) => e.code === 'duplicate');
   assert.equal(dup.length, 1);

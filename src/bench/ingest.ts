@@ -1,0 +1,114 @@
+// Ingest benchmark: file appears in the watched folder → volume accepted by the server (p50/p99) for two volume sizes,
+// replay throughput over loopback, and peak RSS. Everything runs in this process on 127.0.0.1.
+import { mkdtempSync, rmSync, openSync, writeSync, closeSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { startServer } from '../server/index.js';
+import { ScannerBridge } from '../bridge/bridge.js';
+import { replaySession } from '../replay/index.js';
+import { encodeNifti1Series, encodeNifti1Volume } from '../scanner/nifti.js';
+
+export interface BenchIngestOptions {
+  /** Volumes per size for the file→accept measurement. */
+  volumes?: number;
+  /** Pause between files (ms): the scanner's pace. */
+  intervalMs?: number;
+  /** Volumes of the replayed run. */
+  replayVolumes?: number;
+  /** Record while measuring (BIDS, fdatasync per volume). */
+  record?: boolean;
+  log?: (message: string) => void;
+}
+
+export interface Percentiles { p50: number; p99: number; n: number; dims: [number, number, number]; dtype: string }
+
+export interface BenchIngestResult {
+  file_to_accept_ms: { small: Percentiles; large: Percentiles };
+  replay_volumes_per_s: number;
+  replay: { volumes: number; dims: [number, number, number]; seconds: number };
+  rss_mb: number;
+  recording: boolean;
+}
+
+const AFFINE = [-3, 0, 0, 96, 0, 3, 0, -96, 0, 0, 3, -60, 0, 0, 0, 1];
+
+function pct(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
+}
+
+function volumeData(dims: [number, number, number], i: number, float: boolean): Int16Array | Float32Array {
+  const n = dims[0] * dims[1] * dims[2];
+  const a = float ? new Float32Array(n) : new Int16Array(n);
+  let s = (i * 2654435761) >>> 0;
+  for (let k = 0; k < n; k++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    a[k] = float ? 1000 + (s >>> 8) / 16777216 : 800 + ((s >>> 20) & 511);
+  }
+  return a;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function benchIngest(o: BenchIngestOptions = {}): Promise<BenchIngestResult> {
+  const n = o.volumes ?? 60;
+  const interval = o.intervalMs ?? 100;
+  const log = o.log ?? (() => {});
+  const root = mkdtempSync(join(tmpdir(), 'msx-bench-ingest-'));
+  let rss = process.memoryUsage().rss;
+  const rssTimer = setInterval(() => { rss = Math.max(rss, process.memoryUsage().rss); }, 50);
+  const accepted = new Map<string, number>();
+  const srv = await startServer({
+    port: 0, log: () => {}, recordDir: o.record ? join(root, 'rec') : undefined,
+    onHub: (h) => h.volumes$.subscribe((v) => accepted.set(`${v.run}/${v.index}`, v.times.accepted!)),
+  });
+  try {
+    const measure = async (dims: [number, number, number], float: boolean, task: string): Promise<Percentiles> => {
+      const dir = join(root, task);
+      mkdirSync(dir);
+      const bridge = new ScannerBridge({ dir, url: srv.url, task, tr: 2 }).start();
+      const started: number[] = [];
+      const files = Array.from({ length: n }, (_, i) => encodeNifti1Volume({ dims, affine: AFFINE, tr: 2, data: volumeData(dims, i, float) }));
+      for (let i = 0; i < n; i++) {
+        const path = join(dir, `001_000001_${String(i + 1).padStart(6, '0')}.nii`);
+        started.push(Date.now());
+        const fd = openSync(path, 'w');
+        writeSync(fd, files[i]);
+        closeSync(fd);
+        await sleep(interval);
+      }
+      await bridge.stop();
+      const run = `task-${task}_run-01`;
+      const lat = started.map((t, i) => accepted.get(`${run}/${i}`)! - t);
+      if (lat.some((x) => !Number.isFinite(x))) throw new Error(`bench: not every ${dims.join('×')} volume was accepted.`);
+      const r: Percentiles = { p50: pct(lat, 0.5), p99: pct(lat, 0.99), n, dims, dtype: float ? 'float32' : 'int16' };
+      log(`file→accept ${dims.join('×')} ${r.dtype}: p50 ${r.p50} ms, p99 ${r.p99} ms (n=${n})`);
+      return r;
+    };
+    const small = await measure([64, 64, 40], false, 'small');
+    const large = await measure([81, 104, 83], true, 'large');
+
+    const rv = o.replayVolumes ?? 200;
+    const dims: [number, number, number] = [64, 64, 40];
+    const func = join(root, 'bids', 'sub-bench', 'ses-01', 'func');
+    mkdirSync(func, { recursive: true });
+    const vols = Array.from({ length: rv }, (_, i) => volumeData(dims, i, false) as Int16Array);
+    writeFileSync(join(func, 'sub-bench_ses-01_task-replay_run-01_bold.nii.gz'), gzipSync(encodeNifti1Series({ dims, affine: AFFINE, tr: 2, volumes: vols }), { level: 1 }));
+    writeFileSync(join(func, 'sub-bench_ses-01_task-replay_run-01_bold.json'), JSON.stringify({ RepetitionTime: 2 }));
+    const rep = await replaySession({ session: join(root, 'bids'), url: srv.url, speed: 'max' });
+    log(`replay ${rv} × ${dims.join('×')} int16 at max speed: ${rep.volumesPerSecond.toFixed(1)} volumes/s`);
+    rss = Math.max(rss, process.memoryUsage().rss);
+    return {
+      file_to_accept_ms: { small, large },
+      replay_volumes_per_s: Math.round(rep.volumesPerSecond * 10) / 10,
+      replay: { volumes: rep.volumes, dims, seconds: Math.round(rep.seconds * 1000) / 1000 },
+      rss_mb: Math.round(rss / 1024 / 1024),
+      recording: !!o.record,
+    };
+  } finally {
+    clearInterval(rssTimer);
+    await srv.close();
+    rmSync(root, { recursive: true, force: true });
+  }
+}
