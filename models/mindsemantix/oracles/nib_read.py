@@ -7,7 +7,7 @@
     python -m mindsemantix.oracles.nib_read dicom-variants MOSAIC.dcm[.gz] ENHANCED.dcm[.gz] SLICE.dcm OUTDIR
 
 `dicom-variants` rewrites real DICOMs with pydicom so their pixels carry a known pattern (the shipped test files have
-zeroed pixels): mosaic.dcm, enhanced.dcm, and two per-slice series (axial/ and oblique/, 2 volumes × 5 slices, files in
+zeroed pixels): mosaic.dcm (+ mosaic_unit_iop.dcm, cosines normalised), enhanced.dcm, and two per-slice series (axial/ and oblique/, 2 volumes × 5 slices, files in
 shuffled order) for dcm2niix to assemble.
 `variants` writes, with nibabel, the same image as NIfTI files a TS reader must handle: big-endian, every common
 datatype, scl_slope/scl_inter, qform-only, no transform (Analyze fall-back), NIfTI-2, gzip; prints their names.
@@ -139,6 +139,12 @@ def write_dicom_variants(mosaic, enhanced, single, outdir):
     ds.PixelData = ((np.arange(n, dtype=np.int64) * 37 + 11) % 4000).astype("<u2").tobytes()
     ds.save_as(os.path.join(outdir, "mosaic.dcm"))
     made.append("mosaic.dcm")
+    # the same mosaic with unit-length orientation cosines written to 10 decimals (the shipped file keeps 6)
+    iop = np.array(list(map(float, ds.ImageOrientationPatient))).reshape(2, 3)
+    iop /= np.linalg.norm(iop, axis=1, keepdims=True)
+    ds.ImageOrientationPatient = [f"{v:.10f}" for v in iop.ravel()]
+    ds.save_as(os.path.join(outdir, "mosaic_unit_iop.dcm"))
+    made.append("mosaic_unit_iop.dcm")
     ds = _dcmread(enhanced)
     keep = 12  # a slab of the volume keeps the test file small
     ds.PerFrameFunctionalGroupsSequence = pydicom.Sequence(list(ds.PerFrameFunctionalGroupsSequence)[:keep])
