@@ -98,17 +98,31 @@ def load_weights(path: Path) -> tuple[BrainCaptioner, dict]:
 
 
 @torch.no_grad()
-def model_captions(model: BrainCaptioner, corpus, lm, tok, gen, batch: int = 64) -> dict:
+def model_captions(model: BrainCaptioner, corpus, lm, tok, gen, batch: int = 50, subjects=None, limit: int = 0) -> dict:
     from .caption import greedy_torch
     out = {}
     for s, d in corpus.subjects.items():
-        for i0 in range(0, len(d.test_x), batch):
-            x = torch.from_numpy(d.test_x[i0:i0 + batch])
+        if subjects and s not in subjects:
+            continue
+        n = min(limit, len(d.test_x)) if limit else len(d.test_x)
+        for i0 in range(0, n, batch):
+            x = torch.from_numpy(d.test_x[i0:min(n, i0 + batch)])
             sp = model.qformer.lm_proj(model.qformer.queries(model.encoder(s, x)))
             ids = greedy_torch(lm, lm.embed_tokens, sp, gen)
             for j, seq in enumerate(ids):
                 out[f"{s}:{corpus.stimuli[d.test_stim[i0 + j]]}"] = tok.decode(seq, skip_special_tokens=True).strip()
-        log(f"captions {s}: {len(d.test_x)} done")
+            log(f"captions {s}: {min(n, i0 + batch)}/{n}")
+    return out
+
+
+@torch.no_grad()
+def embedding_captions(model: BrainCaptioner, corpus, bank_caps, bank_emb) -> dict:
+    """Q-Former caption_embedding → nearest training caption (the same read-out as the ridge baseline, no LM)."""
+    out = {}
+    for s, d in corpus.subjects.items():
+        ce = model.qformer.caption_embedding(model.qformer.queries(model.encoder(s, torch.from_numpy(d.test_x)))).numpy()
+        for j, c in enumerate(retrieve(ce, bank_emb, bank_caps)):
+            out[f"{s}:{corpus.stimuli[d.test_stim[j]]}"] = c
     return out
 
 
@@ -134,12 +148,16 @@ def main(argv=None):
     ap.add_argument("--out", required=True)
     ap.add_argument("--ridge-rank", type=int, default=0, help="also score the reduced-rank ridge that the bundle exports")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--lm-subjects", default="", help="comma list: LM captions only for these subjects (CPU budget)")
+    ap.add_argument("--lm-limit", type=int, default=0, help="LM captions for the first N test stimuli per subject (0 = all)")
+    ap.add_argument("--no-lm", action="store_true", help="skip LM captioning (retrieval read-outs only)")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     from .train import load_corpus
     from .targets import build_targets
     from .lm_assets import load_frozen_lm, generation_settings
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     first = json.loads((Path(a.run[0]) / "run.json").read_text())
     cfg = first["config"]
     if a.data:
@@ -161,13 +179,27 @@ def main(argv=None):
     if a.ridge_rank:
         rc2 = ridge_captions(corpus, fit_baselines(corpus, targets["cap_emb"], rank=a.ridge_rank), bank_caps, bank_emb)
         results[f"ridge-retrieval-rank{a.ridge_rank}"] = score(refs, rc2)
+    subs = [x for x in a.lm_subjects.split(",") if x]
     for i, run in enumerate(a.run):
         name = a.name[i] if i < len(a.name) else Path(run).name
-        model, blob = load_weights(Path(run) / "stage2.pt")
-        caps = model_captions(model, corpus, lm, tok, gen)
-        results[name] = score(refs, caps)
+        ck = Path(run) / "stage2.pt"
+        if not ck.exists():
+            ck = Path(run) / "stage1.pt"
+        model, blob = load_weights(ck)
+        ec = embedding_captions(model, corpus, bank_caps, bank_emb)
+        results[f"{name} (caption_embedding → nearest train caption)"] = score(refs, ec)
+        log(f"{name} retrieval: {results[f'{name} (caption_embedding → nearest train caption)']}")
+        if a.no_lm or blob["stage"] != "stage2":
+            continue
+        caps = model_captions(model, corpus, lm, tok, gen, subjects=subs, limit=a.lm_limit)
+        sub_refs = {k: refs[k] for k in caps}
+        results[f"{name} (LM captions)"] = score(sub_refs, caps)
+        # the baselines on exactly the same subset, for a like-for-like comparison
+        results[f"ridge-retrieval on the LM subset ({len(caps)})"] = score(sub_refs, {k: rc[k] for k in caps})
+        results[f"{name} retrieval on the LM subset ({len(caps)})"] = score(sub_refs, {k: ec[k] for k in caps})
         samples[name] = dict(list(caps.items())[:8])
-        log(f"{name}: {results[name]}")
+        log(f"{name}: {results[f'{name} (LM captions)']}")
+        Path(a.out).write_text(json.dumps({"partial": True, "results": results, "samples": samples}, indent=2))
     out = {"test": {"stimuli": corpus.split.count("test"), "subjects": list(corpus.subjects),
                     "pairs": len(refs), "response": "mean of repeats"}, "results": results, "samples": samples,
            "references": {k: refs[k] for k in list(samples.get("ridge-retrieval", {}))}, "seconds": time.time() - t0}

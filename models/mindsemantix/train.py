@@ -103,6 +103,14 @@ class BrainLM(_lightning().LightningModule):
         self.remap = remap
         self.prefix_kv = None
         self.t0 = None
+        self.freeze_encoder = stage == "stage2" and tcfg.get("stage2", {}).get("freeze_encoder", False)
+        if stage == "ssl":  # only the encoder (and its MAE decoder) trains
+            for n, p in self.named_parameters():
+                if not n.startswith("model.encoder."):
+                    p.requires_grad_(False)
+        if self.freeze_encoder:
+            for p in self.model.encoder.parameters():
+                p.requires_grad_(False)
 
     @property
     def lm(self):
@@ -122,6 +130,10 @@ class BrainLM(_lightning().LightningModule):
             self.prefix_kv = pres
         self.t0 = time.time()
 
+    def on_train_epoch_start(self):
+        if self.freeze_encoder:
+            self.model.encoder.eval()  # frozen: no dropout either
+
     def trainable(self):
         if self.stage == "ssl":
             return list(self.model.encoder.parameters())
@@ -136,7 +148,7 @@ class BrainLM(_lightning().LightningModule):
             mult = tc.get("encoder_lr_mult", 1.0)
             rest = [p for p in self.parameters() if id(p) not in enc]
             groups = [{"params": [p for p in self.model.encoder.parameters()], "lr": tc["lr"] * mult}, {"params": rest, "lr": tc["lr"]}]
-            if self.stage == "stage2" and tc.get("freeze_encoder", False):
+            if self.freeze_encoder:
                 groups = groups[1:]
         opt = torch.optim.AdamW(groups, weight_decay=tc.get("weight_decay", 0.05))
         steps, warm = tc["steps"], max(1, int(tc["steps"] * tc.get("warmup", 0.05)))
@@ -170,7 +182,11 @@ class BrainLM(_lightning().LightningModule):
         B = len(x)
         K = t["cap_emb"].shape[1]
         k = torch.randint(0, K, (B,), device=x.device)
-        bt = self.model.encoder(sub, x)
+        if self.freeze_encoder:
+            with torch.no_grad():
+                bt = self.model.encoder(sub, x)
+        else:
+            bt = self.model.encoder(sub, x)
         qf = self.model.qformer
         q = qf.queries(bt)
         same = stim[:, None] == stim[None, :]
@@ -184,6 +200,12 @@ class BrainLM(_lightning().LightningModule):
             im = F.normalize(self.img_side(t["img_feat"][stim]), dim=-1)
             logs["itc_image"] = contrastive(ie, im, same, self.scale_img.exp().clamp(max=100))
             total = total + W.get("itc_image", 1.0) * logs["itc_image"]
+        if self.stage == "stage2" and self.tcfg["stage2"].get("short_captions", 0):
+            # the LM loss (the expensive part on CPU) uses one of the n shortest references per stimulus
+            n = self.tcfg["stage2"]["short_captions"]
+            lens = (t["cap_tok"][stim] >= 0).sum(-1)             # [B, K]
+            short = lens.argsort(dim=1, stable=True)[:, :n]
+            k = short[torch.arange(B, device=x.device), torch.randint(0, short.shape[1], (B,), device=x.device)]
         tok = t["cap_tok"][stim, k]                              # [B, L] with -1 padding
         if self.stage == "stage1":
             emb_table = self.lm.embed_tokens.weight
@@ -251,7 +273,7 @@ class BrainLM(_lightning().LightningModule):
         from .data import TrialDataset, SubjectBatchSampler, collate_single_subject
         from torch.utils.data import DataLoader
         ds = self.trainer.datamodule_ds
-        sampler = SubjectBatchSampler(ds, self.tcfg["batch_size"], seed=self.tcfg["seed"], rank=self.global_rank,
+        sampler = SubjectBatchSampler(ds, self.tcfg[self.stage].get("batch_size", self.tcfg["batch_size"]), seed=self.tcfg["seed"], rank=self.global_rank,
                                       world=self.trainer.world_size)
         return DataLoader(ds, batch_sampler=sampler, collate_fn=collate_single_subject, num_workers=0)
 
