@@ -16,7 +16,14 @@ export interface DecoderOptions {
   log?: (line: string) => void;
   /** Overrides of the manifest's generation settings (e.g. max_new_tokens, prompt ids). */
   generation?: Partial<GenerationConfig>;
+  /**
+   * Which LM decoder graph: 'auto' (default) takes lm/decoder.int8.onnx when the bundle has it (weight-only int8,
+   * ~4× less memory traffic per token on CPU), else lm/decoder.onnx; 'fp32' always the latter (PyTorch parity).
+   */
+  lmPrecision?: 'auto' | 'fp32' | 'int8';
 }
+
+export const LM_INT8 = 'lm/decoder.int8.onnx';
 
 export interface DecodeOptions extends GenerateOptions {
   /** Run the image generator too (default true when the bundle has one). */
@@ -57,9 +64,15 @@ export class BrainDecoder {
     const bundle = typeof bundleOrDir === 'string' ? await loadBundle(bundleOrDir, { verify: opts.verify }) : bundleOrDir;
     const m = bundle.manifest;
     const factory = await createSessionFactory(bundle.path('qformer.onnx'), { device: opts.device, threads: opts.threads, log: opts.log });
+    const precision = opts.lmPrecision ?? 'auto';
+    if (precision === 'int8' && !(LM_INT8 in bundle.lmFiles)) {
+      throw new BundleError(`model bundle ${bundle.dir} has no ${LM_INT8}; use the fp32 LM or regenerate lm/ with an int8 export.`);
+    }
+    const lmFile = precision !== 'fp32' && LM_INT8 in bundle.lmFiles ? LM_INT8 : 'lm/decoder.onnx';
+    opts.log?.(`inference: LM ${lmFile}`);
     const [qformer, decoder, embed, generator] = await Promise.all([
       factory.create(bundle.path('qformer.onnx')),
-      factory.create(bundle.path('lm/decoder.onnx')),
+      factory.create(bundle.path(lmFile)),
       factory.create(bundle.path('lm/embed_tokens.onnx')),
       bundle.has('generator.onnx') ? factory.create(bundle.path('generator.onnx')) : Promise.resolve(null),
     ]);

@@ -111,6 +111,11 @@ test('--device cuda falls back to CPU with a log line naming the provider', asyn
   assert.ok(logs.some((l) => l === 'inference: execution provider cpu'));
 });
 
+test('the fp32 LM is used when the bundle has no int8 graph; asking for int8 then is a clear error', async () => {
+  assert.ok(logs.includes('inference: LM lm/decoder.onnx'), logs.join('\n'));
+  await assert.rejects(BrainDecoder.load(dir, { lmPrecision: 'int8', verify: false, log: () => {} }), /has no lm\/decoder\.int8\.onnx/);
+});
+
 test('ridge-retrieval baseline returns a training caption', async () => {
   const b = await RidgeRetrieval.load(decoder.bundle, decoder.sessions);
   assert.ok(b);
