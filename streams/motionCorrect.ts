@@ -14,10 +14,17 @@ export interface MotionOptions {
   toleranceDeg: number;
   /** Resampling of the output volume. */
   interpolation: 'trilinear' | 'cubic';
+  /**
+   * Volumes with fewer slices than this along an axis (thin slabs, e.g. 3 slices) cannot determine the
+   * out-of-plane parameters: those are held at their starting value and only in-plane motion is estimated.
+   */
+  minSlicesFor6Dof: number;
+  /** Interpolant of the moving volume during estimation: cubic B-spline (prefiltered, more accurate) or Keys cubic. */
+  estimator: 'bspline' | 'keys';
 }
 
 export const DEFAULT_MOTION_OPTIONS: MotionOptions = {
-  samples: 20000, maxIterations: 40, toleranceMm: 1e-4, toleranceDeg: 1e-4, interpolation: 'trilinear',
+  samples: 20000, maxIterations: 40, toleranceMm: 5e-4, toleranceDeg: 5e-4, interpolation: 'trilinear', minSlicesFor6Dof: 8, estimator: 'bspline',
 };
 
 export interface MotionEstimate {
@@ -41,6 +48,87 @@ function keys(t: number, w: Float64Array): void {
   w[3] = 0.5 * t3 - 0.5 * t2;
 }
 
+/** Cubic B-spline weights for fractional offset t ∈ [0,1). */
+function bsplineWeights(t: number, w: Float64Array): void {
+  const u = 1 - t, t2 = t * t, t3 = t2 * t;
+  w[0] = (u * u * u) / 6;
+  w[1] = (3 * t3 - 6 * t2 + 4) / 6;
+  w[2] = (-3 * t3 + 3 * t2 + 3 * t + 1) / 6;
+  w[3] = t3 / 6;
+}
+
+const POLE = Math.sqrt(3) - 2;
+
+/** In-place cubic B-spline prefilter (Unser 1993) of n samples at stride st, mirror boundary. */
+function prefilterLine(c: Float32Array, off: number, n: number, st: number): void {
+  if (n < 2) return;
+  const z = POLE;
+  // Causal initial value for the mirror-extended line: truncated sum (|z|^30 < 1e-17) or, for short lines,
+  // the exact sum over one mirror period 2n−2.
+  let sum = 0, zk = 1;
+  if (n >= 30) {
+    for (let k = 0; k < 30; k++) { sum += zk * c[off + k * st]; zk *= z; }
+  } else {
+    const period = 2 * n - 2;
+    for (let k = 0; k < period; k++) { sum += zk * c[off + (k < n ? k : period - k) * st]; zk *= z; }
+    sum /= 1 - zk;
+  }
+  let prev = sum;
+  c[off] = prev;
+  for (let k = 1; k < n; k++) { prev = c[off + k * st] + z * prev; c[off + k * st] = prev; }
+  let next = (z / (z * z - 1)) * (c[off + (n - 1) * st] + z * c[off + (n - 2) * st]);
+  c[off + (n - 1) * st] = 6 * next;
+  for (let k = n - 2; k >= 0; k--) { next = z * (next - c[off + k * st]); c[off + k * st] = 6 * next; }
+}
+
+/**
+ * The same recursion applied to whole rows at once: `rows` lines of `len` samples where sample k of every line
+ * starts at off + k·st and the lines are contiguous (length rowLen). Keeps the y and z passes cache-friendly.
+ */
+function prefilterRows(c: Float32Array, off: number, n: number, st: number, rowLen: number, acc: Float64Array): void {
+  if (n < 2) return;
+  const z = POLE;
+  const period = 2 * n - 2, terms = n >= 30 ? 30 : period;
+  acc.fill(0, 0, rowLen);
+  let zk = 1;
+  for (let k = 0; k < terms; k++) {
+    const o = off + (k < n ? k : period - k) * st;
+    for (let r = 0; r < rowLen; r++) acc[r] += zk * c[o + r];
+    zk *= z;
+  }
+  const norm = n >= 30 ? 1 : 1 / (1 - zk);
+  for (let r = 0; r < rowLen; r++) c[off + r] = acc[r] * norm;
+  for (let k = 1; k < n; k++) {
+    const o = off + k * st, p = o - st;
+    for (let r = 0; r < rowLen; r++) c[o + r] += z * c[p + r];
+  }
+  const last = off + (n - 1) * st, prev = last - st, g = z / (z * z - 1);
+  for (let r = 0; r < rowLen; r++) { acc[r] = g * (c[last + r] + z * c[prev + r]); c[last + r] = 6 * acc[r]; }
+  for (let k = n - 2; k >= 0; k--) {
+    const o = off + k * st;
+    for (let r = 0; r < rowLen; r++) { acc[r] = z * (acc[r] - c[o + r]); c[o + r] = 6 * acc[r]; }
+  }
+}
+
+/** Cubic B-spline coefficients of a volume (x fastest) into out (mirror boundary, like scipy's mode='mirror'). */
+export function bsplineCoefficients(vol: Float32Array, dims: readonly number[], out: Float32Array): Float32Array {
+  const [nx, ny, nz] = dims;
+  const nxy = nx * ny;
+  out.set(vol);
+  for (let k = 0; k < nz; k++) for (let j = 0; j < ny; j++) prefilterLine(out, j * nx + k * nxy, nx, 1);
+  const acc = new Float64Array(nxy);
+  for (let k = 0; k < nz; k++) prefilterRows(out, k * nxy, ny, nx, nx, acc);
+  prefilterRows(out, 0, nz, nxy, nxy, acc);
+  return out;
+}
+
+const mirror = (i: number, n: number): number => {
+  if (n === 1) return 0;
+  const p = 2 * (n - 1);
+  i = ((i % p) + p) % p;
+  return i < n ? i : p - i;
+};
+
 export class MotionCorrector {
   readonly dims: Dims;
   readonly voxelSize: [number, number, number];
@@ -51,8 +139,12 @@ export class MotionCorrector {
   private py = new Float64Array(0);
   private pz = new Float64Array(0);
   private rv = new Float64Array(0);    // reference values at the samples
-  private jac = new Float64Array(0);   // 6 per sample: ∂R(W(x;p))/∂p at p = 0 (per mm, per radian)
+  // 6 per sample: ∂R(W(x;p))/∂p at p = 0 (per mm, per radian), from central differences of R. (The B-spline's own
+  // slopes amplify high frequencies and overestimate the curvature: many more, shorter Gauss–Newton steps.)
+  private jac = new Float64Array(0);
   private hasReference = false;
+  /** Parameters estimated (1) or held (0), from the slab geometry. */
+  readonly active: Uint8Array;
   // scratch
   private readonly wx = new Float64Array(4);
   private readonly wy = new Float64Array(4);
@@ -64,12 +156,20 @@ export class MotionCorrector {
   private readonly b = new Float64Array(6);
   private readonly a = new Float64Array(12);
   private readonly step = new Float64Array(12);
+  private coeffs: Float32Array | null = null;
 
   constructor(dims: Dims, voxelSize: [number, number, number], opts: Partial<MotionOptions> = {}) {
     this.dims = [dims[0], dims[1], dims[2]];
     this.voxelSize = [voxelSize[0], voxelSize[1], voxelSize[2]];
     this.opts = { ...DEFAULT_MOTION_OPTIONS, ...opts };
     this.centre = [(dims[0] - 1) / 2, (dims[1] - 1) / 2, (dims[2] - 1) / 2];
+    // A thin axis a: translation along a and rotations about the two other axes (which tilt the plane) are held.
+    this.active = new Uint8Array([1, 1, 1, 1, 1, 1]);
+    const thin = [0, 1, 2].filter((a) => this.dims[a] < this.opts.minSlicesFor6Dof);
+    for (const a of thin) {
+      this.active[a] = 0;
+      for (const r of [0, 1, 2]) if (r !== a) this.active[3 + r] = 0;
+    }
   }
 
   get ready(): boolean {
@@ -84,20 +184,19 @@ export class MotionCorrector {
     const [sx, sy, sz] = this.voxelSize;
     const total = nxy * nz;
     const stride = Math.max(1, Math.floor(Math.cbrt(total / (4 * this.opts.samples))));
-    // Candidates on a strided grid; gradient = central differences (the Keys interpolant's slope at the nodes).
+    const grad = (g: Float32Array, v: number, i: number, n: number, st: number): number => {
+      if (n < 2) return 0;
+      if (i === 0) return g[v + st] - g[v];
+      if (i === n - 1) return g[v] - g[v - st];
+      return (g[v + st] - g[v - st]) / 2;
+    };
     const cand: number[] = [];
     const mag: number[] = [];
-    const grad = (v: number, i: number, n: number, st: number): number => {
-      if (n < 2) return 0;
-      if (i === 0) return ref[v + st] - ref[v];
-      if (i === n - 1) return ref[v] - ref[v - st];
-      return (ref[v + st] - ref[v - st]) / 2;
-    };
     for (let k = 0; k < nz; k += stride) {
       for (let j = 0; j < ny; j += stride) {
         for (let i = 0; i < nx; i += stride) {
           const v = i + j * nx + k * nxy;
-          const gx = grad(v, i, nx, 1) / sx, gy = grad(v, j, ny, nx) / sy, gz = grad(v, k, nz, nxy) / sz;
+          const gx = grad(ref, v, i, nx, 1) / sx, gy = grad(ref, v, j, ny, nx) / sy, gz = grad(ref, v, k, nz, nxy) / sz;
           const m = gx * gx + gy * gy + gz * gz;
           if (m > 0 && Number.isFinite(m)) { cand.push(v); mag.push(m); }
         }
@@ -116,9 +215,9 @@ export class MotionCorrector {
       const v = cand[chosen[s]];
       const k = Math.floor(v / nxy), j = Math.floor((v - k * nxy) / nx), i = v - k * nxy - j * nx;
       const x = (i - this.centre[0]) * sx, y = (j - this.centre[1]) * sy, z = (k - this.centre[2]) * sz;
-      const gx = grad(v, i, nx, 1) / sx, gy = grad(v, j, ny, nx) / sy, gz = grad(v, k, nz, nxy) / sz;
       this.px[s] = x; this.py[s] = y; this.pz[s] = z; this.rv[s] = ref[v];
       const J = this.jac;
+      const gx = grad(ref, v, i, nx, 1) / sx, gy = grad(ref, v, j, ny, nx) / sy, gz = grad(ref, v, k, nz, nxy) / sz;
       J[6 * s] = gx; J[6 * s + 1] = gy; J[6 * s + 2] = gz;
       J[6 * s + 3] = -gy * z + gz * y;   // ∂/∂rx: (0, −z, y)
       J[6 * s + 4] = gx * z - gz * x;    // ∂/∂ry: (z, 0, −x)
@@ -158,6 +257,34 @@ export class MotionCorrector {
     return acc;
   }
 
+  /** Cubic B-spline sample of coefficient volume c at voxel coordinates (u,v,w) (mirror boundary). */
+  private sampleBspline(c: Float32Array, u: number, v: number, w: number): number {
+    const [nx, ny, nz] = this.dims;
+    const nxy = nx * ny;
+    const fu = Math.floor(u), fv = Math.floor(v), fw = Math.floor(w);
+    bsplineWeights(u - fu, this.wx); bsplineWeights(v - fv, this.wy); bsplineWeights(w - fw, this.wz);
+    const ix = this.ix, iy = this.iy, iz = this.iz;
+    const inner = fu >= 1 && fu + 2 < nx;
+    for (let t = 0; t < 4; t++) {
+      ix[t] = inner ? fu - 1 + t : mirror(fu - 1 + t, nx);
+      iy[t] = (fv >= 1 && fv + 2 < ny ? fv - 1 + t : mirror(fv - 1 + t, ny)) * nx;
+      iz[t] = (fw >= 1 && fw + 2 < nz ? fw - 1 + t : mirror(fw - 1 + t, nz)) * nxy;
+    }
+    const wx = this.wx, wy = this.wy, wz = this.wz;
+    const x0 = ix[0], x1 = ix[1], x2 = ix[2], x3 = ix[3];
+    const a0 = wx[0], a1 = wx[1], a2 = wx[2], a3 = wx[3];
+    let acc = 0;
+    for (let q = 0; q < 4; q++) {
+      let accy = 0;
+      for (let b = 0; b < 4; b++) {
+        const o = iz[q] + iy[b];
+        accy += wy[b] * (a0 * c[o + x0] + a1 * c[o + x1] + a2 * c[o + x2] + a3 * c[o + x3]);
+      }
+      acc += wz[q] * accy;
+    }
+    return acc;
+  }
+
   /** Estimates the parameters that align `moving` to the reference, starting from `init` (warm start). */
   estimate(moving: Float32Array, init: ArrayLike<number> = [0, 0, 0, 0, 0, 0]): MotionEstimate {
     if (!this.hasReference) throw new Error('motion reference not set');
@@ -165,8 +292,19 @@ export class MotionCorrector {
     const [sx, sy, sz] = this.voxelSize;
     const [cx, cy, cz] = this.centre;
     const A = paramsToMatrix(init, this.a);
-    const H = this.h, bb = this.b, J = this.jac;
-    const hiU = nx - 1, hiV = ny - 1, hiW = nz - 1;
+    const bspline = this.opts.estimator === 'bspline';
+    let src = moving;
+    if (bspline) {
+      if (!this.coeffs || this.coeffs.length !== moving.length) this.coeffs = new Float32Array(moving.length);
+      src = bsplineCoefficients(moving, this.dims, this.coeffs);
+    }
+    const J = this.jac, H = this.h, bb = this.b;
+    // Samples whose interpolation stencil would reach past the moving volume's edge are skipped: there the scanner
+    // saw no tissue (or the values are extrapolated), so they would bias the fit. Thin axes keep their full range.
+    const margin = 1;
+    const mU = nx >= this.opts.minSlicesFor6Dof ? margin : 0, mV = ny >= this.opts.minSlicesFor6Dof ? margin : 0;
+    const mW = nz >= this.opts.minSlicesFor6Dof ? margin : 0;
+    const loU = mU, loV = mV, loW = mW, hiU = nx - 1 - mU, hiV = ny - 1 - mV, hiW = nz - 1 - mW;
     let iterations = 0, converged = false, valid = 0, sse = 0;
     const dp = [0, 0, 0, 0, 0, 0];
     for (; iterations < this.opts.maxIterations;) {
@@ -179,8 +317,8 @@ export class MotionCorrector {
         const u = (a00 * x + a01 * y + a02 * z + a03) / sx + cx;
         const v = (a10 * x + a11 * y + a12 * z + a13) / sy + cy;
         const w = (a20 * x + a21 * y + a22 * z + a23) / sz + cz;
-        if (u < 0 || u > hiU || v < 0 || v > hiV || w < 0 || w > hiW) continue;
-        const e = this.sampleCubic(moving, u, v, w) - this.rv[s];
+        if (u < loU || u > hiU || v < loV || v > hiV || w < loW || w > hiW) continue;
+        const e = (bspline ? this.sampleBspline(src, u, v, w) : this.sampleCubic(src, u, v, w)) - this.rv[s];
         valid++;
         sse += e * e;
         const o = 6 * s;
@@ -195,6 +333,12 @@ export class MotionCorrector {
       }
       if (valid < 6) break;
       for (let r = 0; r < 6; r++) for (let c = 0; c < r; c++) H[r * 6 + c] = H[c * 6 + r];
+      for (let r = 0; r < 6; r++) {
+        if (this.active[r]) continue;
+        for (let c = 0; c < 6; c++) { H[r * 6 + c] = 0; H[c * 6 + r] = 0; }
+        H[r * 6 + r] = 1;
+        bb[r] = 0;
+      }
       if (!solve6(H, bb)) break;
       dp[0] = bb[0]; dp[1] = bb[1]; dp[2] = bb[2];
       dp[3] = bb[3] / DEG; dp[4] = bb[4] / DEG; dp[5] = bb[5] / DEG;
@@ -216,24 +360,51 @@ export class MotionCorrector {
   }
 
   /**
+   * Resamples `moving` only at the reference-grid voxels `indices` (x-fastest linear indices), e.g. the ROI:
+   * out[j] = moving(T(x_indices[j])). Same interpolation and edge rule as resample().
+   */
+  resampleAt(moving: Float32Array, params: ArrayLike<number>, indices: Uint32Array, out: Float32Array): Float32Array {
+    const [nx, ny, nz] = this.dims;
+    const nxy = nx * ny;
+    const { mv, off } = this.voxelMatrix(params);
+    const hiU = nx - 1, hiV = ny - 1, hiW = nz - 1;
+    const cubic = this.opts.interpolation === 'cubic';
+    for (let q = 0; q < indices.length; q++) {
+      const idx = indices[q];
+      const k = Math.floor(idx / nxy), rem = idx - k * nxy, j = Math.floor(rem / nx), i = rem - j * nx;
+      let u = mv[0] * i + mv[1] * j + mv[2] * k + off[0];
+      let v = mv[3] * i + mv[4] * j + mv[5] * k + off[1];
+      let w = mv[6] * i + mv[7] * j + mv[8] * k + off[2];
+      u = u < 0 ? 0 : u > hiU ? hiU : u; v = v < 0 ? 0 : v > hiV ? hiV : v; w = w < 0 ? 0 : w > hiW ? hiW : w;
+      out[q] = cubic ? this.sampleCubic(moving, u, v, w) : trilinear(moving, nx, nxy, hiU, hiV, hiW, u, v, w);
+    }
+    return out;
+  }
+
+  /** The rigid transform as voxel-index → voxel-index: u = mv·i + off. */
+  private voxelMatrix(params: ArrayLike<number>): { mv: Float64Array; off: Float64Array } {
+    const s = this.voxelSize, c = this.centre;
+    const R = paramsToMatrix(params);
+    const mv = new Float64Array(9), off = new Float64Array(3);
+    for (let r = 0; r < 3; r++) {
+      let o = R[r * 4 + 3] / s[r] + c[r];
+      for (let q = 0; q < 3; q++) {
+        mv[r * 3 + q] = R[r * 4 + q] * s[q] / s[r];
+        o -= mv[r * 3 + q] * c[q];
+      }
+      off[r] = o;
+    }
+    return { mv, off };
+  }
+
+  /**
    * Writes `moving` resampled onto the reference grid with the given parameters into `out`
    * (out(x) = moving(T(x))); outside the moving field of view the nearest edge value is used.
    */
   resample(moving: Float32Array, params: ArrayLike<number>, out: Float32Array): Float32Array {
     const [nx, ny, nz] = this.dims;
     const nxy = nx * ny;
-    const s = this.voxelSize, c = this.centre;
-    const R = paramsToMatrix(params);
-    // Voxel-space affine: u = Mv·i + off.
-    const Mv = new Float64Array(9), off = new Float64Array(3);
-    for (let r = 0; r < 3; r++) {
-      let o = R[r * 4 + 3] / s[r] + c[r];
-      for (let q = 0; q < 3; q++) {
-        Mv[r * 3 + q] = R[r * 4 + q] * s[q] / s[r];
-        o -= Mv[r * 3 + q] * c[q];
-      }
-      off[r] = o;
-    }
+    const { mv: Mv, off } = this.voxelMatrix(params);
     const hiU = nx - 1, hiV = ny - 1, hiW = nz - 1;
     const cubic = this.opts.interpolation === 'cubic';
     let o = 0;
@@ -246,22 +417,26 @@ export class MotionCorrector {
           const uu = u < 0 ? 0 : u > hiU ? hiU : u;
           const vv = v < 0 ? 0 : v > hiV ? hiV : v;
           const ww = w < 0 ? 0 : w > hiW ? hiW : w;
-          if (cubic) { out[o] = this.sampleCubic(moving, uu, vv, ww); continue; }
-          const iu = Math.floor(uu), iv = Math.floor(vv), iw = Math.floor(ww);
-          const fu = uu - iu, fv = vv - iv, fw = ww - iw;
-          const du = iu < hiU ? 1 : 0, dv = iv < hiV ? nx : 0, dw = iw < hiW ? nxy : 0;
-          const p = iu + iv * nx + iw * nxy;
-          const c00 = moving[p] + fu * (moving[p + du] - moving[p]);
-          const c10 = moving[p + dv] + fu * (moving[p + dv + du] - moving[p + dv]);
-          const c01 = moving[p + dw] + fu * (moving[p + dw + du] - moving[p + dw]);
-          const c11 = moving[p + dw + dv] + fu * (moving[p + dw + dv + du] - moving[p + dw + dv]);
-          const c0 = c00 + fv * (c10 - c00), c1 = c01 + fv * (c11 - c01);
-          out[o] = c0 + fw * (c1 - c0);
+          out[o] = cubic ? this.sampleCubic(moving, uu, vv, ww) : trilinear(moving, nx, nxy, hiU, hiV, hiW, uu, vv, ww);
         }
       }
     }
     return out;
   }
+}
+
+/** Trilinear sample at in-range voxel coordinates (u,v,w). */
+function trilinear(m: Float32Array, nx: number, nxy: number, hiU: number, hiV: number, hiW: number, u: number, v: number, w: number): number {
+  const iu = Math.floor(u), iv = Math.floor(v), iw = Math.floor(w);
+  const fu = u - iu, fv = v - iv, fw = w - iw;
+  const du = iu < hiU ? 1 : 0, dv = iv < hiV ? nx : 0, dw = iw < hiW ? nxy : 0;
+  const p = iu + iv * nx + iw * nxy;
+  const c00 = m[p] + fu * (m[p + du] - m[p]);
+  const c10 = m[p + dv] + fu * (m[p + dv + du] - m[p + dv]);
+  const c01 = m[p + dw] + fu * (m[p + dw + du] - m[p + dw]);
+  const c11 = m[p + dw + dv] + fu * (m[p + dw + dv + du] - m[p + dw + dv]);
+  const c0 = c00 + fv * (c10 - c00), c1 = c01 + fv * (c11 - c01);
+  return c0 + fw * (c1 - c0);
 }
 
 /** 6×6 SPD solve (Cholesky) in place on copies; returns false when singular. */

@@ -5,11 +5,15 @@ import type { StimulusEvent, Volume } from '../src/core/types.js';
 import type { MaskImage, PreprocessConfig } from './config.js';
 import { DetrendStage, MaskStage, MotionStage, TrialStage, ZScoreStage, type ProcessedVolume } from './stages.js';
 import type { StreamTrialResponse } from './trialResponses.js';
+import { maskIndices } from './mask.js';
 
 /** Rigid-body motion correction to the run's reference volume (volumes before it is fixed are held, then released). */
-export function motionCorrection(cfg: PreprocessConfig, referenceVolume?: Float32Array): OperatorFunction<Volume, ProcessedVolume> {
+export function motionCorrection(
+  cfg: PreprocessConfig, opts: { referenceVolume?: Float32Array; mask?: MaskImage } = {},
+): OperatorFunction<Volume, ProcessedVolume> {
   return (src) => defer(() => {
-    const stage = new MotionStage(cfg, referenceVolume);
+    // With the mask known, only ROI voxels are resampled (the full corrected volume is made only when needed).
+    const stage = new MotionStage(cfg, opts.referenceVolume, opts.mask ? maskIndices(opts.mask.data) : undefined);
     return src.pipe(concatMap((v) => stage.process(v)));
   });
 }

@@ -113,7 +113,7 @@ export function createPreprocessor(
         volumesOut.next(p);
       };
       const trials$ = volumes$.pipe(
-        motionCorrection(config, opts.referenceVolume),
+        motionCorrection(config, { referenceVolume: opts.referenceVolume, mask }),
         masking(config, mask),
         detrending(config),
         zscoring(config),

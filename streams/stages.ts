@@ -59,7 +59,13 @@ export class MotionStage {
   private lastIndex = -1;
   private buffer: Float32Array | null = null;
   private waiting: Volume[] = [];
-  constructor(private readonly cfg: PreprocessConfig, private readonly referenceVolume?: Float32Array) {}
+  /**
+   * roiIndices: when given (and neither smoothing nor the full corrected volume is wanted), only these voxels are
+   * resampled — the ROI is ~2% of an NSD volume — and the output carries `roi` directly.
+   */
+  constructor(
+    private readonly cfg: PreprocessConfig, private readonly referenceVolume?: Float32Array, private readonly roiIndices?: Uint32Array,
+  ) {}
 
   private reset(v: Volume): void {
     this.run = v.run;
@@ -142,9 +148,15 @@ export class MotionStage {
     const fd = first ? 0 : framewiseDisplacement(this.prev, est.params, this.cfg.motion.fdRadiusMm);
     this.prev = est.params;
     this.lastIndex = v.index;
-    const out = this.cfg.motion.emitCorrected ? new Float32Array(v.data.length) : this.buffer!;
-    c.resample(v.data, est.params, out);
-    p.corrected = out;
+    const roiOnly = this.roiIndices && !this.cfg.motion.emitCorrected && !(this.cfg.smoothingFwhmMm > 0) &&
+      this.roiIndices.length > 0 && this.roiIndices[this.roiIndices.length - 1] < v.data.length;
+    if (roiOnly) {
+      p.roi = c.resampleAt(v.data, est.params, this.roiIndices!, new Float32Array(this.roiIndices!.length));
+    } else {
+      const out = this.cfg.motion.emitCorrected ? new Float32Array(v.data.length) : this.buffer!;
+      c.resample(v.data, est.params, out);
+      p.corrected = out;
+    }
     p.motion = { params: est.params, fd, dvars: 0, iterations: est.iterations, converged: est.converged, rms: est.rms };
     if (!est.converged) p.flags.push('not-converged');
     if (fd > this.cfg.fdThresholdMm) p.flags.push('high-motion');
@@ -169,22 +181,26 @@ export class MaskStage {
     return this.indices.length;
   }
 
+  private gather(p: ProcessedVolume, corrected: Float32Array): Float32Array {
+    let src = corrected;
+    if (this.cfg.smoothingFwhmMm > 0) {
+      if (!this.smooth || this.smooth.length !== src.length) { this.smooth = new Float32Array(src.length); this.tmp = new Float32Array(src.length); }
+      this.smooth.set(src);
+      src = gaussianSmooth(this.smooth, p.dims, this.voxelSize, this.cfg.smoothingFwhmMm, this.tmp!);
+    }
+    return maskVolume(src, this.indices);
+  }
+
   process(p: ProcessedVolume): ProcessedVolume {
     if (p.run !== this.run) { this.run = p.run; this.prevRoi = null; }
-    if (p.status !== 'ok' || !p.corrected) { delete p.corrected; return p; }
+    if (p.status !== 'ok' || !(p.corrected || p.roi)) { delete p.corrected; return p; }
     if (p.dims.some((d, i) => d !== this.mask.dims[i])) {
       p.status = 'rejected';
       p.flags.push('dims-mismatch');
       delete p.corrected;
       return p;
     }
-    let src = p.corrected;
-    if (this.cfg.smoothingFwhmMm > 0) {
-      if (!this.smooth || this.smooth.length !== src.length) { this.smooth = new Float32Array(src.length); this.tmp = new Float32Array(src.length); }
-      this.smooth.set(src);
-      src = gaussianSmooth(this.smooth, p.dims, this.voxelSize, this.cfg.smoothingFwhmMm, this.tmp!);
-    }
-    const roi = maskVolume(src, this.indices);
+    const roi = p.roi ?? this.gather(p, p.corrected!);
     if (p.motion) {
       let s = 0;
       if (this.prevRoi) for (let i = 0; i < roi.length; i++) { const d = roi[i] - this.prevRoi[i]; s += d * d; }

@@ -33,12 +33,17 @@ def motion(args):
         p = np.concatenate([rng.uniform(-3, 3, 3), rng.uniform(-3, 3, 3)])
         if c == 0:
             p = np.array([3.0, -3.0, 3.0, 3.0, -3.0, 3.0])
+        if args.inplane:
+            p[[2, 3, 4]] = 0
         write_f32(os.path.join(args.out, f"moved{c}.f32"), apply_motion(ref, p, vox))
         cases.append({"file": f"moved{c}.f32", "params": p.tolist()})
     real = []
     for t in range(1, min(data.shape[3], 1 + args.real)):
         write_f32(os.path.join(args.out, f"real{t}.f32"), data[..., t])
-        real.append({"file": f"real{t}.f32", "params": register(data[..., t], ref, vox).tolist()})
+        real.append({"file": f"real{t}.f32", "params": register(data[..., t], ref, vox, sample_step=args.step).tolist()})
+    for c in cases[: args.scipy_cases]:
+        moved = np.fromfile(os.path.join(args.out, c["file"]), dtype="<f4").reshape(ref.shape, order="F")
+        c["scipy"] = register(moved.astype(np.float64), ref, vox, sample_step=args.step).tolist()
     meta = {"dims": list(ref.shape), "vox": vox, "cases": cases, "real": real}
     with open(os.path.join(args.out, "meta.json"), "w") as f:
         json.dump(meta, f)
@@ -81,6 +86,9 @@ def main():
     m.add_argument("--cases", type=int, default=4)
     m.add_argument("--real", type=int, default=3)
     m.add_argument("--seed", type=int, default=1)
+    m.add_argument("--inplane", action="store_true", help="motion in the slice plane only (tx, ty, rz)")
+    m.add_argument("--step", type=int, default=1, help="scipy registration on every step-th voxel")
+    m.add_argument("--scipy-cases", type=int, default=0, help="also register this many moved cases with scipy")
     d = sub.add_parser("detrend")
     d.add_argument("--data", required=True)
     d.add_argument("--T", type=int, required=True)

@@ -37,7 +37,7 @@ def grid(dims):
     return np.indices(dims, dtype=float).reshape(3, -1)
 
 
-def warp(vol, m, vox, order=3, mode="nearest"):
+def warp(vol, m, vox, order=3, mode="mirror"):
     """out(x) = vol(T(x)) for every voxel x of vol's grid (T given as mm matrix m)."""
     A = voxel_affine(m, vol.shape, vox)
     g = grid(vol.shape)
