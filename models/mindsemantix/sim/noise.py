@@ -74,12 +74,12 @@ def framewise_displacement(m: np.ndarray, radius_mm: float = 50.0) -> np.ndarray
 class NoiseModel:
     """Structured (non-thermal) noise for a fixed set of voxels; one instance per subject, new time courses per run."""
 
-    def __init__(self, rng: np.random.Generator, xyz_mm: np.ndarray, level: np.ndarray | None = None):
+    def __init__(self, rng: np.random.Generator, xyz_mm: np.ndarray, level: np.ndarray | None = None, n_freq: int = 64):
         V = xyz_mm.shape[0]
         self.V = V
-        self.ar_load = rff_fields(rng, xyz_mm, 8, 15.0) * np.sqrt(AR_SHARED / 8)
+        self.ar_load = rff_fields(rng, xyz_mm, 8, 15.0, n_freq) * np.sqrt(AR_SHARED / 8)
         self.ar_indep = np.sqrt(1 - AR_SHARED)
-        f = rff_fields(rng, xyz_mm, 4, 20.0)
+        f = rff_fields(rng, xyz_mm, 4, 20.0, n_freq)
         self.card_load = PHYS_CARDIAC_SD * np.sqrt(2) * np.abs(f[:, 0]) * 0.8
         self.resp_load = PHYS_RESP_SD * np.sqrt(2) * np.abs(f[:, 1]) * 0.8
         self.card_phase = f[:, 2] * 1.5

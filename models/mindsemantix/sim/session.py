@@ -9,7 +9,7 @@ import time
 
 import nibabel as nib
 import numpy as np
-from scipy.ndimage import affine_transform
+from scipy.ndimage import affine_transform, map_coordinates
 
 from . import output
 from .dataset import RUNS_PER_SESSION, Trials
@@ -41,6 +41,14 @@ def move(vol: np.ndarray, params: np.ndarray, centre_vox: np.ndarray, vs: float,
     if not inverse:  # out[o] = in[Rᵀ(o − c − t) + c]
         return affine_transform(vol, R.T, offset=centre_vox - R.T @ (centre_vox + t), order=1, mode="constant", cval=0.0)
     return affine_transform(vol, R, offset=centre_vox + t - R @ centre_vox, order=1, mode="constant", cval=0.0)
+
+
+def sample_unmoved(vol: np.ndarray, params: np.ndarray, centre_vox: np.ndarray, vs: float, ijk: np.ndarray) -> np.ndarray:
+    """Values of the moved volume at the head's original voxel positions ijk [3, n] (realignment with the true motion,
+    evaluated only where it is needed)."""
+    R = rotation(*params[3:])
+    pos = R @ (ijk - centre_vox[:, None]) + (centre_vox + params[:3] / vs)[:, None]
+    return map_coordinates(vol, pos, order=1, mode="constant", cval=0.0)
 
 
 def choose_trials(split: str, total: int, rng: np.random.Generator) -> list[tuple[int, int]]:
@@ -79,8 +87,6 @@ def simulate_session(out: str, subject_id: str, seed: int, trials: int, runs: in
     drive_all = subj.stimulus_drive(low, sem)
     row = {s: k for k, s in enumerate(uniq)}
     log(f"sub-{subject_id}: {len(uniq)} scenes, features and forward model ready ({time.time() - t0:.1f} s)")
-    output.write_description(out, {"GeneratedBy": [{"Name": "mindsemantix simulate", "Seed": seed, "Subject": subject_id,
-                                                    "Split": split, "Grid": grid}]})
     output.write_stimuli(out, uniq, images)
     output.write_stimuli_tsv(out, uniq)
     output.write_mask(out, subj)
@@ -91,7 +97,8 @@ def simulate_session(out: str, subject_id: str, seed: int, trials: int, runs: in
     other = np.flatnonzero(brain_f & ~roi_f)
     ijk = np.stack(np.unravel_index(other, a.shape, order="F"), 1).astype(np.float32)
     other_xyz = ijk * a.voxel_mm + a.affine[:3, 3]
-    other_noise = NoiseModel(stream(subj.world_seed, "noise-model-other", sidx, grid), other_xyz)
+    other_noise = NoiseModel(stream(subj.world_seed, "noise-model-other", sidx, grid), other_xyz, n_freq=16)
+    roi_ijk = np.stack(np.unravel_index(a.roi_index, a.shape, order="F")).astype(np.float64)
     base_f = a.baseline.ravel(order="F")
     centre_vox = (a.centre_mm - a.affine[:3, 3]) / a.voxel_mm
     sd_th = thermal_sd(a.voxel_mm)
@@ -117,9 +124,9 @@ def simulate_session(out: str, subject_id: str, seed: int, trials: int, runs: in
             # magnitude image of complex thermal noise (Rician in the background)
             vol = np.hypot(vol + rng.standard_normal(a.shape).astype(np.float32) * sd_th,
                            rng.standard_normal(a.shape).astype(np.float32) * sd_th)
-            data[..., t] = np.clip(np.rint(vol), 0, 32767).astype(np.int16)
-            back = move(data[..., t].astype(np.float32), rs.motion[t], centre_vox, a.voxel_mm, inverse=True)
-            roi_ts[t] = back.ravel(order="F")[a.roi_index]
+            vol = np.clip(np.rint(vol), 0, 32767)
+            data[..., t] = vol.astype(np.int16)
+            roi_ts[t] = sample_unmoved(vol, rs.motion[t], centre_vox, a.voxel_mm, roi_ijk)
         name = f"sub-{subject_id}_ses-01_task-vision_run-{r + 1:02d}"
         img = nib.Nifti1Image(data, a.affine)
         img.header.set_xyzt_units("mm", "sec")
@@ -162,4 +169,7 @@ def simulate_session(out: str, subject_id: str, seed: int, trials: int, runs: in
     trials_out = Trials(np.array([s for s, _ in seq]), np.array([k for _, k in seq]), np.concatenate(R), betas, run_idx,
                         np.concatenate(onsets_all))
     output.write_responses(out, subj, trials_out, seed)
+    # written last: its presence tells `npm start` that the session is complete
+    output.write_description(out, {"GeneratedBy": [{"Name": "mindsemantix simulate", "Seed": seed, "Subject": subject_id,
+                                                    "Split": split, "Grid": grid, "Trials": trials, "Runs": runs}]})
     return {"subject": subject_id, "runs": runs, "trials": len(seq), "voxels": a.voxels, "seconds": time.time() - t0}
