@@ -168,7 +168,7 @@ def main(argv=None):
     gen = first["generation"]
     tcfg = {"caption_max_tokens": cfg["lm"].get("caption_max_tokens", 16), "image_size": cfg["model"].get("image_size", 64),
             "text_dim": cfg["model"].get("text_dim", 384)}
-    targets = build_targets(corpus, tok, gen["eos_token_ids"][0], tcfg, Path(a.run[0]) / "cache")
+    targets = build_targets(corpus, tok, gen["eos_token_ids"][0], tcfg, Path(cfg["train"].get("cache_dir") or Path(a.run[0]) / "cache"))
     refs = references(corpus)
     results, samples = {}, {}
     bank_caps, bank_emb = train_caption_bank(corpus, targets["cap_emb"])

@@ -33,7 +33,7 @@ def export_trained(ckpt: Path, data: Path | None, out: Path, ridge_rank: int = 6
     tok = load_lm_tokenizer(out / "lm")
     tcfg = {"caption_max_tokens": cfg["lm"].get("caption_max_tokens", 16), "image_size": cfg["model"].get("image_size", 64),
             "text_dim": cfg["model"].get("text_dim", 384)}
-    targets = build_targets(corpus, tok, gen["eos_token_ids"][0], tcfg, ckpt.parent / "cache")
+    targets = build_targets(corpus, tok, gen["eos_token_ids"][0], tcfg, Path(cfg["train"].get("cache_dir") or ckpt.parent / "cache"))
     baselines = fit_baselines(corpus, targets["cap_emb"], rank=ridge_rank, seed=blob["seed"])
     caps, emb = train_caption_bank(corpus, targets["cap_emb"])
     pre = dict(DEFAULT_PREPROCESSING)

@@ -382,7 +382,7 @@ def main(argv=None):
         from .textenc import tiny_random_encoder, load_tokenizer
         tiny_te = tiny_random_encoder(load_tokenizer().get_vocab_size(), dim=cfg["model"]["text_dim"], seed=a.seed)
     tcfg = {"caption_max_tokens": cfg["lm"].get("caption_max_tokens", 16), "image_size": cfg["model"].get("image_size", 64),
-            "text_dim": cfg["model"].get("text_dim", 384)}
+            "text_dim": cfg["model"].get("text_dim", 384), "cache_dir": cfg["train"].get("cache_dir")}
     targets = build_targets_cached(corpus, tok, gen, tcfg, out, tiny_te)
     if targets.get("img_feat") is not None and cfg["model"].get("image_feat_dim", 1280) != targets["img_feat"].shape[1]:
         targets["img_feat"] = targets["img_feat"][:, :cfg["model"]["image_feat_dim"]]
@@ -407,7 +407,7 @@ def build_targets_cached(corpus, tok, gen, tcfg, out, tiny_te):
     # under DDP, rank 0 builds the cache first; the others wait and read it
     rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    cache = out / "cache"
+    cache = Path(tcfg.get("cache_dir") or out / "cache")
     if world > 1 and rank != 0:
         from .targets import corpus_key
         key = corpus_key(corpus, {"L": tcfg["caption_max_tokens"], "H": tcfg["image_size"], "tiny": tiny_te is not None, "E": tcfg["text_dim"]})
