@@ -65,6 +65,11 @@ export function tinyBundle(seed = 3): string {
   } catch {
     rmSync(work, { recursive: true, force: true }); // another test process won the race; its bundle is identical
   }
+  // Bundles of older exporter versions are never read again.
+  for (const e of readdirSync(tmpdir())) {
+    const old = join(tmpdir(), e);
+    if (e.startsWith('mindsemantix-tiny-') && e.endsWith(`-${seed}`) && old !== dir) rmSync(old, { recursive: true, force: true });
+  }
   return dir;
 }
 
