@@ -64,16 +64,29 @@ def detrend(args):
     M = np.fromfile(args.motion, dtype="<f4").reshape(T, 6).astype(np.float64) if args.motion else None
     out = np.full((T, V), np.nan)
     for n in range(T):
-        cnt = n + 1
+        lo = 0 if not args.window else max(0, n + 1 - args.window)
+        cnt = n + 1 - lo
         order = min(args.max_order, 1 + int(args.tr * cnt / 150))
         k = order + 1 + (6 if M is not None else 0)
         if cnt <= k:
             continue
-        X = legendre_design(times[:cnt], order)
+        X = legendre_design(times[lo : n + 1], order)
         if M is not None:
-            X = np.hstack([X, M[:cnt]])
-        beta, *_ = np.linalg.lstsq(X, Y[:cnt], rcond=None)
-        out[n] = Y[n] - X[n] @ beta
+            X = np.hstack([X, M[lo : n + 1]])
+        beta, *_ = np.linalg.lstsq(X, Y[lo : n + 1], rcond=None)
+        out[n] = Y[n] - X[-1] @ beta
+    out.astype("<f8").tofile(args.out)
+
+
+def zscore(args):
+    """Prefix z-scores (population SD): z[n] = (x[n] − mean(x[:n+1])) / sd(x[:n+1]), or with the statistics of the
+    first `baseline` samples once that many exist; 0 where sd is 0."""
+    X = np.fromfile(args.data, dtype="<f4").reshape(args.T, args.V).astype(np.float64)
+    out = np.zeros_like(X)
+    for n in range(args.T):
+        H = X[: args.baseline] if args.baseline and n + 1 >= args.baseline else X[: n + 1]
+        mu, sd = H.mean(axis=0), H.std(axis=0)
+        out[n] = np.where(sd > 0, (X[n] - mu) / np.where(sd > 0, sd, 1), 0.0)
     out.astype("<f8").tofile(args.out)
 
 
@@ -97,9 +110,16 @@ def main():
     d.add_argument("--times", required=True)
     d.add_argument("--motion")
     d.add_argument("--max-order", type=int, default=8)
+    d.add_argument("--window", type=int, default=0, help="fit on the last W samples only")
     d.add_argument("--out", required=True)
+    z = sub.add_parser("zscore")
+    z.add_argument("--data", required=True)
+    z.add_argument("--T", type=int, required=True)
+    z.add_argument("--V", type=int, required=True)
+    z.add_argument("--baseline", type=int, default=0)
+    z.add_argument("--out", required=True)
     a = ap.parse_args()
-    {"motion": motion, "detrend": detrend}[a.cmd](a)
+    {"motion": motion, "detrend": detrend, "zscore": zscore}[a.cmd](a)
 
 
 if __name__ == "__main__":
