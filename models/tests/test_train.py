@@ -1,0 +1,43 @@
+"""Ridge-retrieval baseline and the full-rank / reduced-rank ridge export used by the bundle."""
+import numpy as np
+import torch
+
+from mindsemantix import data as D
+from mindsemantix import fixtures as FX
+from mindsemantix.evaluate import fit_baselines, ridge_captions, train_caption_bank, references
+from mindsemantix.ridge import RidgeExport, ridge_predict
+from mindsemantix.train import contrastive
+
+
+def test_ridge_retrieval_recovers_the_stimulus_attributes(tmp_path):
+    c = D.load_sim(FX.write_sim(tmp_path / "sim", {"sim01": 60}, n_stim=36, n_test=12))
+    # caption "embeddings": one-hot colour + shape words (a stand-in for MiniLM that makes the expected answer exact)
+    words = FX.COLOURS + FX.SHAPES
+    emb = torch.tensor([[[float(w in cap.split()) for w in words] for cap in caps] for caps in c.captions])
+    emb = torch.nn.functional.normalize(emb, dim=-1)
+    base = fit_baselines(c, emb)
+    caps, bank = train_caption_bank(c, emb)
+    out = ridge_captions(c, base, caps, bank)
+    refs = references(c)
+    hits = 0
+    for k, cand in out.items():
+        ref = refs[k][0].split()
+        hits += all(w in cand.split() for w in ref if w in words)
+    assert hits >= 0.8 * len(out)                       # right colour and shape for most held-out stimuli
+    W, b = fit_baselines(c, emb, rank=3)["sim01"]
+    assert isinstance(W, tuple) and W[0].shape == (60, 3) and W[1].shape == (3, len(words))
+    x = c.subjects["sim01"].test_x
+    got = RidgeExport(W, b)(torch.from_numpy(x)).numpy()
+    ref = ridge_predict(x, W, b)
+    np.testing.assert_allclose(got, ref / np.linalg.norm(ref, axis=1, keepdims=True), atol=1e-5)
+
+
+def test_contrastive_counts_every_trial_of_the_same_stimulus_as_positive():
+    a = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    stim = torch.tensor([0, 0, 1, 2])
+    same = stim[:, None] == stim[None, :]
+    b = a.clone()
+    b[1] = a[0]  # the two trials of stimulus 0 share the text target
+    good = contrastive(a, b, same, torch.tensor(20.0), smoothing=0.0)
+    wrong = contrastive(a, b[[2, 3, 0, 1]], same, torch.tensor(20.0), smoothing=0.0)
+    assert good < wrong
