@@ -6,7 +6,7 @@ export interface MosaicOptions {
   /** Slices shown (default 12). */
   slices?: number;
   columns?: number;
-  /** Upscale factor for legibility (default 3). */
+  /** Upscale factor for legibility (default 2; the browser scales further without smoothing). */
   scale?: number;
 }
 
@@ -17,7 +17,7 @@ export function mosaicPixels(data: Float32Array, dims: [number, number, number],
   const cols = Math.min(opts.columns ?? Math.ceil(Math.sqrt(n * 1.5)), n);
   const rows = Math.ceil(n / cols);
   // Robust window from a strided sample (a full sort of ~700k voxels is not needed for display).
-  const stride = Math.max(1, Math.floor(data.length / 20000));
+  const stride = Math.max(1, Math.floor(data.length / 5000));
   const sample: number[] = [];
   for (let i = 0; i < data.length; i += stride) if (Number.isFinite(data[i])) sample.push(data[i]);
   sample.sort((a, b) => a - b);
@@ -45,7 +45,7 @@ export function mosaicPixels(data: Float32Array, dims: [number, number, number],
 
 export async function renderMosaicPng(data: Float32Array, dims: [number, number, number], opts: MosaicOptions = {}): Promise<Buffer> {
   const m = mosaicPixels(data, dims, opts);
-  const scale = opts.scale ?? 3;
+  const scale = opts.scale ?? 2;
   return sharp(Buffer.from(m.pixels.buffer, m.pixels.byteOffset, m.pixels.byteLength), { raw: { width: m.width, height: m.height, channels: 1 } })
     .resize(m.width * scale, m.height * scale, { kernel: 'nearest' })
     .png({ compressionLevel: 3 })

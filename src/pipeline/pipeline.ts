@@ -268,7 +268,8 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
   let mosaicBusy = false;
   let lastMosaic = 0;
   function maybeMosaic(): void {
-    if (!dashboard || mosaicBusy || !latest || Date.now() - lastMosaic < 400) return;
+    // Nobody watching: no rendering (the next volume after someone joins is drawn).
+    if (!dashboard || mosaicBusy || !latest || Date.now() - lastMosaic < 400 || dashboard.viewers() === 0) return;
     const v = latest;
     latest = null;
     mosaicBusy = true;
@@ -312,7 +313,7 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
   subs.push(hub.status$.subscribe((n) => {
     if (n.kind === 'connection' && dashboard) {
       const closed = /disconnect|closed|lost/i.test(n.message);
-      dashboard.publish({ type: 'status', data: { bridge: closed ? 'disconnected' : 'connected', detail: n.peer, at: n.at } });
+      dashboard.publish({ type: 'status', data: { bridge: closed ? 'disconnected' : 'connected', detail: n.message, at: n.at } });
     }
     if (n.level !== 'info' || n.kind === 'gap' || n.kind === 'auth') alert({ level: n.level, code: `ingest-${n.kind}`, message: n.message, run: n.run });
   }));
