@@ -243,13 +243,15 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
     const total = (t.zscored ?? r) - r;
     stats.volumeMs.push(total);
     if (!dashboard) return;
+    const lagOrigin = t.acquired ?? t.fileSeen ?? t.sent;
     const v: DashVolume = {
       run: p.run, index: p.index, t: p.acquisitionTime, totalMs: total,
       stages: {
         motion: (t.corrected ?? r) - r, mask: (t.masked ?? 0) - (t.corrected ?? 0),
         detrend: (t.detrended ?? 0) - (t.masked ?? 0), zscore: (t.zscored ?? 0) - (t.detrended ?? 0),
       },
-      lagMs: t.acquired !== undefined && t.zscored !== undefined ? t.zscored - t.acquired : undefined,
+      // How far results trail the scanner side: from acquisition (or the bridge seeing the file) to z-scored.
+      lagMs: lagOrigin !== undefined && t.zscored !== undefined ? t.zscored - lagOrigin : undefined,
     };
     if (p.motion) {
       const m = p.motion.params;
