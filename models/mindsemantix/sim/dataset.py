@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         used.update(int(s) for s in tr.scenes)
         if not a.no_images:
             output.write_stimuli(a.out, sorted(used), cache.images)
+        output.write_stimuli_tsv(a.out, sorted(used))  # after every subject, so early subjects are usable at once
         cache.images = {i: im for i, im in cache.images.items() if i < N_TEST}  # keep memory bounded
         log(f"{sid}: wrote sub-{sid}_responses.h5 ({len(seq)} trials × {subj.anat.voxels} voxels)")
     output.write_stimuli_tsv(a.out, sorted(used))

@@ -52,17 +52,21 @@ class BagOfWords:
 
 
 class KernelRidge:
-    """Linear ridge in its dual form (trials ≪ voxels): one eigendecomposition serves every λ."""
+    """Linear ridge in its dual form (trials ≪ voxels): the Gram matrix is computed once for every λ."""
 
     def __init__(self, Xtr: np.ndarray):
         self.mu = Xtr.mean(0)
         self.A = (Xtr - self.mu).astype(np.float32)
-        w, U = np.linalg.eigh((self.A @ self.A.T).astype(np.float64))
-        self.w, self.U = np.clip(w, 0, None), U
+        self.K = (self.A @ self.A.T).astype(np.float64)
+        self._alpha: dict = {}
 
     def predict(self, Ytr: np.ndarray, Xte: np.ndarray, lam: float) -> np.ndarray:
+        from scipy.linalg import cho_factor, cho_solve
+
+        if lam not in self._alpha:
+            self._alpha = {lam: cho_factor(self.K + lam * np.eye(len(self.K)))}
         ym = Ytr.mean(0)
-        alpha = self.U @ ((self.U.T @ (Ytr - ym)) / (self.w + lam)[:, None])
+        alpha = cho_solve(self._alpha[lam], Ytr - ym)
         return ((Xte - self.mu).astype(np.float32) @ self.A.T) @ alpha + ym
 
 
