@@ -64,6 +64,8 @@ def detrend(args):
     M = np.fromfile(args.motion, dtype="<f4").reshape(T, 6).astype(np.float64) if args.motion else None
     out = np.full((T, V), np.nan)
     for n in range(T):
+        if args.every > 1 and n % args.every != args.every - 1 and n != T - 1:
+            continue
         lo = 0 if not args.window else max(0, n + 1 - args.window)
         cnt = n + 1 - lo
         order = min(args.max_order, 1 + int(args.tr * cnt / 150))
@@ -111,6 +113,7 @@ def main():
     d.add_argument("--motion")
     d.add_argument("--max-order", type=int, default=8)
     d.add_argument("--window", type=int, default=0, help="fit on the last W samples only")
+    d.add_argument("--every", type=int, default=1, help="only every k-th n (and the last); others NaN")
     d.add_argument("--out", required=True)
     z = sub.add_parser("zscore")
     z.add_argument("--data", required=True)
