@@ -16,12 +16,9 @@ import type { RidgeRetrieval } from '../inference/baseline.js';
 import { DecodeQueue } from '../inference/queue.js';
 import { mimeOf } from '../inference/image.js';
 import { renderMosaicPng } from './mosaic.js';
+import { CaptionScorer } from '../metrics/index.js';
 import { CaptionRecorder } from './recorder.js';
 import sharp from 'sharp';
-
-export type CaptionScores = Record<string, number>;
-/** Corpus caption metrics: refs `{id: [ref...]}`, cands `{id: caption}` → `{BLEU4, CIDEr, ROUGE_L, ...}`. */
-export type CaptionScoreFn = (refs: Record<string, string[]>, cands: Record<string, string>) => CaptionScores | Promise<CaptionScores>;
 
 export interface PipelineOptions {
   decoder: BrainDecoder;
@@ -34,8 +31,8 @@ export interface PipelineOptions {
   stimulusRoot?: string;
   /** Preprocessing overrides on top of the bundle manifest's block (later wins). */
   preprocessing?: unknown[];
-  /** Live caption metrics (src/metrics); without it no metrics are shown. */
-  score?: CaptionScoreFn;
+  /** Live caption metrics on the dashboard (default true). */
+  liveMetrics?: boolean;
   /** Volumes expected per run (progress bar), when the caller knows. */
   expectedVolumes?: (run: RunInfo) => number | undefined;
   log?: (level: 'info' | 'warn' | 'error', message: string) => void;
@@ -104,9 +101,9 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
   const events = new Map<string, StimulusEvent>();
   const pendingTrials = new Set<string>();
   const doneWaiters: (() => void)[] = [];
-  const refs: Record<string, string[]> = {};
-  const cands: Record<string, string> = {};
-  const baseCands: Record<string, string> = {};
+  // Running BLEU/ROUGE-L/CIDEr-D (src/metrics, equal to pycocoevalcap) over decoded trials with references.
+  const modelScores = new CaptionScorer();
+  const baselineScores = new CaptionScorer();
   const subs: Subscription[] = [];
 
   const alert = (a: Omit<DashAlert, 'at'> & { at?: number }): void => {
@@ -171,36 +168,17 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
       recorder.record({ ...d, text: d.caption ?? '', confidence: d.confidence ?? 0, tokenLogprobs: d.tokenLogprobs ?? [], latencyMs: d.latencyMs ?? 0 })
         .catch((e) => alert({ level: 'error', code: 'record-failed', message: `could not record the caption of trial ${d.trial}: ${(e as Error).message}` }));
     }
-    if (!d.error && d.references?.length) {
-      refs[key] = d.references;
-      cands[key] = d.caption ?? '';
-      if (d.baseline !== undefined) baseCands[key] = d.baseline;
-      void updateMetrics();
+    if (!d.error && d.references?.length && opts.liveMetrics !== false) {
+      modelScores.add(key, d.caption ?? '', d.references);
+      if (d.baseline !== undefined) baselineScores.add(key, d.baseline, d.references);
+      dashboard?.publish({
+        type: 'metrics',
+        data: { n: modelScores.size, model: { ...modelScores.scores() }, baseline: baselineScores.size === modelScores.size ? { ...baselineScores.scores() } : undefined },
+      });
     }
     pendingTrials.delete(key);
     checkDone();
   }));
-
-  let scoring = false;
-  let rescore = false;
-  async function updateMetrics(): Promise<void> {
-    if (!opts.score || !dashboard) return;
-    if (scoring) { rescore = true; return; }
-    scoring = true;
-    try {
-      do {
-        rescore = false;
-        const model = await opts.score(refs, cands);
-        const n = Object.keys(cands).length;
-        const baseline = Object.keys(baseCands).length === n ? await opts.score(refs, baseCands) : undefined;
-        dashboard.publish({ type: 'metrics', data: { n, model, baseline } });
-      } while (rescore);
-    } catch (e) {
-      alert({ level: 'warn', code: 'metrics-failed', message: `caption metrics could not be computed: ${(e as Error).message}` });
-    } finally {
-      scoring = false;
-    }
-  }
 
   // ---- per-run preprocessing ----
   function startRun(info: RunInfo): void {

@@ -11,7 +11,6 @@ import { RidgeRetrieval } from '../inference/baseline.js';
 import type { Device } from '../inference/sessions.js';
 import { UserError } from '../cli/errors.js';
 import { startPipeline, type Pipeline, type PipelineOptions } from './pipeline.js';
-import { corpusScores } from './summary.js';
 
 export const DEFAULT_MODELS = 'models/bundles/default';
 
@@ -83,7 +82,7 @@ export function createServePipeline(opts: ServePipelineOptions = {}): ServePipel
       }
       baseline = await RidgeRetrieval.load(decoder.bundle, decoder.sessions);
       pipeline = startPipeline(buffered.hub, {
-        decoder, baseline, dashboard, recordDir: opts.recordDir, decode: opts.decode, score: corpusScores,
+        decoder, baseline, dashboard, recordDir: opts.recordDir, decode: opts.decode,
         log: (level, m) => log(`pipeline ${level}: ${m}`),
       });
       buffered.release();

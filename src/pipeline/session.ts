@@ -7,7 +7,6 @@ import { replaySession, findBidsRuns, type BidsRunFiles, type ReplayResult } fro
 import type { BrainDecoder } from '../inference/decoder.js';
 import type { RidgeRetrieval } from '../inference/baseline.js';
 import { startPipeline, type DecodedTrial, type Pipeline, type PipelineOptions, type PipelineStats } from './pipeline.js';
-import { corpusScores } from './summary.js';
 
 export interface SessionRunOptions {
   session: string;
@@ -64,7 +63,7 @@ export async function runSessionThroughServe(o: SessionRunOptions): Promise<Sess
     onHub: (hub) => {
       pipeline = startPipeline(hub, {
         decoder: o.decoder, baseline: o.baseline, dashboard, stimulusRoot: o.session, recordDir: o.recordDir, decode: o.decode,
-        score: o.liveMetrics === false ? undefined : corpusScores, expectedVolumes: (info) => side.get(info.run)?.volumes, log,
+        liveMetrics: o.liveMetrics, expectedVolumes: (info) => side.get(info.run)?.volumes, log,
       });
     },
   });

@@ -1,5 +1,7 @@
-// Numbers for the demo summary and the dashboard: percentiles and corpus caption metrics (src/metrics, equal to
-// pycocoevalcap on the same inputs).
+// Numbers for the demo summary: percentiles and corpus caption metrics (src/metrics, equal to pycocoevalcap on the
+// same inputs; METEOR from models/).
+import { scoreCaptions } from '../metrics/index.js';
+
 export function percentile(values: readonly number[], p: number): number {
   if (!values.length) return 0;
   const s = [...values].sort((a, b) => a - b);
@@ -10,18 +12,10 @@ export function percentile(values: readonly number[], p: number): number {
 }
 
 export type Scores = Record<string, number>;
-type ScoreModule = { scoreCaptions?: (refs: Record<string, string[]>, cands: Record<string, string>) => Scores | Promise<Scores> };
 
-// src/metrics is written in parallel with this module; it is resolved at run time so the pipeline builds without it.
-const METRICS_MODULE = '../metrics/index.js';
-let metrics: Promise<ScoreModule | null> | undefined;
-
-/** Corpus caption metrics (BLEU1..4, METEOR, ROUGE_L, CIDEr as src/metrics provides them); {} when unavailable. */
-export async function corpusScores(refs: Record<string, string[]>, cands: Record<string, string>): Promise<Scores> {
-  metrics ??= (import(METRICS_MODULE) as Promise<ScoreModule>).catch(() => null);
-  const m = await metrics;
-  if (!m?.scoreCaptions || !Object.keys(cands).length) return {};
-  return m.scoreCaptions(refs, cands);
+/** Corpus caption metrics (BLEU1..4, ROUGE_L, CIDEr) over the candidates that have references. */
+export function corpusScores(refs: Record<string, string[]>, cands: Record<string, string>): Scores {
+  return Object.keys(cands).length ? { ...scoreCaptions(refs, cands) } : {};
 }
 
 /**
@@ -29,7 +23,7 @@ export async function corpusScores(refs: Record<string, string[]>, cands: Record
  * from the models/ evaluator (pycocoevalcap's jar; there is no TS METEOR). METEOR is left out, with a note, on failure.
  */
 export async function summaryScores(refs: Record<string, string[]>, cands: Record<string, string>, opts: { meteor?: boolean; log?: (m: string) => void } = {}): Promise<Scores> {
-  const scores = await corpusScores(refs, cands);
+  const scores = corpusScores(refs, cands);
   if (!opts.meteor || !Object.keys(cands).length) return scores;
   const m = await meteor(refs, cands).catch((e: Error) => { opts.log?.(`METEOR left out: ${e.message}`); return undefined; });
   return m === undefined ? scores : { ...scores, METEOR: m };
