@@ -174,7 +174,7 @@ export class TrialResponseEstimator {
       let others = 0;
       for (const e of this.known) {
         if (e === ev || (e.trial === ev.trial && e.run === ev.run)) continue;
-        if (e.onset > t || e.onset < t - 32) continue;
+        if (e.onset > t || e.onset < t - 45) continue; // the HRF is < 1e-6 of its peak 45 s after onset
         others += boxcarResponse(t, e.onset, e.duration);
       }
       X[r * k + 1] = others;
