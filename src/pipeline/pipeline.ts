@@ -4,7 +4,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { filter, Subject, type Observable, type Subscription } from 'rxjs';
-import type { RunInfo, StimulusEvent, TrialResponse, Volume } from '../core/types.js';
+import type { RunInfo, TrialResponse, Volume } from '../core/types.js';
 import type { IngestHub } from '../server/hub.js';
 import type { Dashboard } from '../server/dashboard.js';
 import type { DashAlert, DashVolume } from '../server/dashboard-state.js';
@@ -98,7 +98,6 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
   const masks = new Map<string, MaskImage>();
   const recorder = opts.recordDir ? new CaptionRecorder(opts.recordDir) : null;
   const stats: PipelineStats = { volumesReceived: 0, volumesProcessed: 0, volumesLost: 0, volumeMs: [], decodeMs: [], trialsSeen: 0, trialsDecoded: 0, maxBacklog: 0, runsEnded: [] };
-  const events = new Map<string, StimulusEvent>();
   const pendingTrials = new Set<string>();
   const doneWaiters: (() => void)[] = [];
   // Running BLEU/ROUGE-L/CIDEr-D (src/metrics, equal to pycocoevalcap) over decoded trials with references.
@@ -270,7 +269,6 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
     maybeMosaic();
   }));
   subs.push(hub.events$.subscribe((e) => {
-    events.set(`${e.run}/${e.trial}`, e);
     if (!dashboard) return;
     dashboard.publish({ type: 'trial', data: { run: e.run, trial: e.trial, stimulusId: e.stimulusId, onset: e.onset, duration: e.duration, references: e.references } });
     if (e.image && opts.stimulusRoot) {
