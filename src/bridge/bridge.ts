@@ -74,6 +74,13 @@ export class ScannerBridge {
     return this;
   }
 
+  /** Stops at once, without ending runs or waiting for acks (after a permanent refusal). */
+  async abort(): Promise<void> {
+    this.watcher.stop();
+    if (this.tailTimer) clearInterval(this.tailTimer);
+    if (this.own) await this.sender.close();
+  }
+
   /** Stops watching, ends the open runs (their length = the highest volume seen + 1), waits for every ack. */
   async stop(): Promise<void> {
     this.watcher.stop();

@@ -64,6 +64,7 @@ export const command: Command = {
       log('info', 'stopping: ending open runs and waiting for the last acknowledgements');
       await Promise.race([fatal, bridge.stop()]);
     } catch (e) {
+      await bridge.abort();
       if (e instanceof SenderFatalError) throw new UserError(`bridge: the server refused the connection: ${e.message}`);
       throw e;
     }
