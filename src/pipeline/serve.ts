@@ -1,12 +1,13 @@
 // The decoding pipeline as `serve` runs it: one object whose `onHub` is serve's hub hook (subscribes before the server
 // listens, so nothing is missed while the model loads) and whose `attach` serves the dashboard on serve's HTTP server.
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Server as HttpServer } from 'node:http';
-import { Subject, type Observable } from 'rxjs';
+import { Subject, type Observable, type Subscription } from 'rxjs';
 import type { IngestHub } from '../server/hub.js';
 import { createDashboard, isLoopbackHost, type Dashboard } from '../server/dashboard.js';
 import { BrainDecoder } from '../inference/decoder.js';
-import { BundleError } from '../inference/bundle.js';
 import { RidgeRetrieval } from '../inference/baseline.js';
 import type { Device } from '../inference/sessions.js';
 import { UserError } from '../cli/errors.js';
@@ -22,8 +23,15 @@ export interface ServePipelineOptions {
 }
 
 export interface ServePipeline {
-  /** serve's hub hook: buffers ingest from the first message, loads the bundle, then runs the pipeline. */
-  onHub(hub: IngestHub, opts: { models?: string }): Promise<void>;
+  /**
+   * serve's hub hook. Returns at once so serve starts listening (ingest and recording never wait for the model):
+   * ingest is buffered from the first message while the bundle loads in the background (`ready`), then decoded.
+   * An explicit --models folder without a manifest is a UserError; a missing default bundle means no decoding, said
+   * in one log line and on the dashboard.
+   */
+  onHub(hub: IngestHub, opts: { models?: string; record?: string }): void;
+  /** Resolves when decoding runs (or is known to be off); never rejects — failures are logged and shown as alerts. */
+  readonly ready: Promise<void>;
   /**
    * Serves the dashboard on the server's HTTP port. Beyond localhost a random viewer token is required; the returned
    * URL carries it.
@@ -38,14 +46,15 @@ type HubStream = 'runs$' | 'volumes$' | 'events$' | 'runEnds$' | 'status$';
 const STREAMS: HubStream[] = ['runs$', 'volumes$', 'events$', 'runEnds$', 'status$'];
 
 /** Holds every hub message until `release()`, then replays them in arrival order and passes the rest through. */
-export function bufferedHub(hub: IngestHub): { hub: IngestHub; release(): void } {
+export function bufferedHub(hub: IngestHub): { hub: IngestHub; release(): void; discard(): void } {
   const out = Object.fromEntries(STREAMS.map((k) => [k, new Subject<unknown>()])) as Record<HubStream, Subject<unknown>>;
   let held: { key: HubStream; value?: unknown; done?: boolean }[] | null = [];
+  const subs: Subscription[] = [];
   for (const key of STREAMS) {
-    (hub[key] as Observable<unknown>).subscribe({
+    subs.push((hub[key] as Observable<unknown>).subscribe({
       next: (value) => (held ? held.push({ key, value }) : out[key].next(value)),
       complete: () => (held ? held.push({ key, done: true }) : out[key].complete()),
-    });
+    }));
   }
   const view = Object.fromEntries(STREAMS.map((k) => [k, out[k].asObservable()]));
   return {
@@ -58,6 +67,11 @@ export function bufferedHub(hub: IngestHub): { hub: IngestHub; release(): void }
         else out[m.key].next(m.value);
       }
     },
+    /** Stops holding (decoding is off): drops what was held and unsubscribes. */
+    discard() {
+      held = null;
+      for (const x of subs) x.unsubscribe();
+    },
   };
 }
 
@@ -67,26 +81,46 @@ export function createServePipeline(opts: ServePipelineOptions = {}): ServePipel
   let decoder: BrainDecoder | undefined;
   let baseline: RidgeRetrieval | null = null;
   let pipeline: Pipeline | undefined;
-  return {
-    dashboard,
-    pipeline: () => pipeline,
-    async onHub(hub, { models }) {
-      const buffered = bufferedHub(hub);
-      const dir = models ?? DEFAULT_MODELS;
+  let markReady!: () => void;
+  const ready = new Promise<void>((r) => { markReady = r; });
+  const off = (why: string, level: 'warn' | 'error') => {
+    log(`serve: ${why}`);
+    dashboard.publish({ type: 'alert', data: { level, code: 'decoding-off', message: why, at: Date.now() } });
+  };
+
+  async function load(hub: IngestHub, dir: string, record?: string): Promise<void> {
+    const buffered = bufferedHub(hub);
+    try {
       log(`serve: loading model bundle ${dir} (checking checksums)…`);
-      try {
-        decoder = await BrainDecoder.load(dir, { device: opts.device, log });
-      } catch (e) {
-        if (e instanceof BundleError) throw new UserError(`serve: ${e.message}`);
-        throw e;
-      }
+      decoder = await BrainDecoder.load(dir, { device: opts.device, log });
       baseline = await RidgeRetrieval.load(decoder.bundle, decoder.sessions);
       pipeline = startPipeline(buffered.hub, {
-        decoder, baseline, dashboard, recordDir: opts.recordDir, decode: opts.decode,
+        decoder, baseline, dashboard, recordDir: opts.recordDir ?? record, decode: opts.decode,
         log: (level, m) => log(`pipeline ${level}: ${m}`),
       });
       buffered.release();
       log(`serve: model "${decoder.bundle.manifest.name}" decoding on ${decoder.provider}`);
+    } catch (e) {
+      buffered.discard();
+      off(`decoding is off: ${(e as Error).message}`, 'error');
+    } finally {
+      markReady();
+    }
+  }
+
+  return {
+    dashboard,
+    ready,
+    pipeline: () => pipeline,
+    onHub(hub, { models, record }) {
+      const dir = models ?? DEFAULT_MODELS;
+      if (!existsSync(join(dir, 'manifest.json'))) {
+        if (models) throw new UserError(`serve: model bundle ${resolve(dir)} has no manifest.json; pass --models with a folder written by \`python -m mindsemantix.export\`.`);
+        off(`no model bundle at ${DEFAULT_MODELS}: ingesting and recording without decoding (run \`npm start\` once to build it, or pass --models DIR).`, 'warn');
+        markReady();
+        return;
+      }
+      void load(hub, dir, record);
     },
     attach(srv) {
       const u = new URL(srv.url.replace(/^ws/, 'http'));
@@ -97,6 +131,7 @@ export function createServePipeline(opts: ServePipelineOptions = {}): ServePipel
       return `http://${shown}/${viewerToken ? `?token=${viewerToken}` : ''}`;
     },
     async close() {
+      await ready;
       await pipeline?.close();
       await dashboard.close();
       await baseline?.release();
