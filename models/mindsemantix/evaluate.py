@@ -166,8 +166,8 @@ def main(argv=None):
     corpus = load_corpus(cfg["data"])
     lm, tok = load_frozen_lm(cfg["lm"]["kind"], Path(cfg["lm"].get("cache_dir", "models/runs/cache")))
     gen = first["generation"]
-    tcfg = {"caption_max_tokens": cfg["lm"].get("caption_max_tokens", 16), "image_size": cfg["model"].get("image_size", 64),
-            "text_dim": cfg["model"].get("text_dim", 384)}
+    from .train import targets_config
+    tcfg = targets_config(cfg)
     targets = build_targets(corpus, tok, gen["eos_token_ids"][0], tcfg, Path(cfg["train"].get("cache_dir") or Path(a.run[0]) / "cache"))
     refs = references(corpus)
     results, samples = {}, {}

@@ -27,12 +27,14 @@ def export_trained(ckpt: Path, data: Path | None, out: Path, ridge_rank: int = 6
         corpus.subjects = {s: corpus.subjects[s] for s in model.cfg.subjects}
     bootstrap.run(out)
     lm_manifest = json.loads((out / "lm" / "lm-manifest.json").read_text())
+    run = json.loads((ckpt.parent / "run.json").read_text()) if (ckpt.parent / "run.json").exists() else {}
     gen = dict(lm_manifest["generation"])
+    gen.update(run.get("generation", {}))  # the prompt the soft prompt was trained with
     gen["max_new_tokens"] = cfg["lm"].get("max_new_tokens", 24)
     gen = {k: gen[k] for k in ("max_new_tokens", "eos_token_ids", "prefix_ids", "suffix_ids", "num_layers", "num_kv_heads", "head_dim")}
     tok = load_lm_tokenizer(out / "lm")
-    tcfg = {"caption_max_tokens": cfg["lm"].get("caption_max_tokens", 16), "image_size": cfg["model"].get("image_size", 64),
-            "text_dim": cfg["model"].get("text_dim", 384)}
+    from .train import targets_config
+    tcfg = targets_config(cfg)
     targets = build_targets(corpus, tok, gen["eos_token_ids"][0], tcfg, Path(cfg["train"].get("cache_dir") or ckpt.parent / "cache"))
     baselines = fit_baselines(corpus, targets["cap_emb"], rank=ridge_rank, seed=blob["seed"])
     caps, emb = train_caption_bank(corpus, targets["cap_emb"])
@@ -40,7 +42,6 @@ def export_trained(ckpt: Path, data: Path | None, out: Path, ridge_rank: int = 6
     if "tr" in corpus.meta:
         pre["tr"] = corpus.meta["tr"]
     masks = {s: corpus.subjects[s].mask for s in model.cfg.subjects}
-    run = json.loads((ckpt.parent / "run.json").read_text()) if (ckpt.parent / "run.json").exists() else {}
     cmd = " ".join(run.get("argv", [])) if run else ""
     m = write_bundle(out, name=out.name, model=model, masks=masks, text_encoder=None, text_tokenizer_json=minilm_dir() / "tokenizer.json",
                      baselines=baselines, baseline_captions=caps, baseline_embeddings=emb, generation=gen, preprocessing=pre,

@@ -16,7 +16,12 @@ from .util import sha256_file, log
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # The soft prompt sits inside a user turn of the chat template; the caption is the assistant's reply.
-PREFIX_TEXT = "<|im_start|>user\n"
+# Two generic in-context examples give the frozen instruct LM the short-caption format before any training; the soft
+# prompt then plays the part of the user's key words ("Caption: <soft prompt>").
+SHOTS = [("dog red ball grass", "A dog with a red ball on the grass."),
+         ("two boats calm lake mountains", "Two boats on a calm lake below the mountains.")]
+PREFIX_TEXT = "".join(f"<|im_start|>user\nCaption: {k}<|im_end|>\n<|im_start|>assistant\n{c}<|im_end|>\n" for k, c in SHOTS) \
+    + "<|im_start|>user\nCaption:"
 SUFFIX_TEXT = "<|im_end|>\n<|im_start|>assistant\n"
 
 

@@ -44,13 +44,14 @@ def caption_tokens(tok, captions: list[list[str]], max_tokens: int, eos_id: int)
 def build_targets(corpus, lm_tok, eos_id: int, cfg, cache_dir: Path, tiny_text_encoder=None) -> dict:
     """Returns {cap_emb [S,K,E], cap_tok [S,K,L], img_feat [S,F] | None, img [S,3,H,W] | None}."""
     key = corpus_key(corpus, {"L": cfg["caption_max_tokens"], "H": cfg["image_size"], "tiny": tiny_text_encoder is not None,
-                              "E": cfg["text_dim"]})
+                              "E": cfg["text_dim"], "K": cfg.get("embed_captions"), "R": cfg.get("effnet_size")})
     path = Path(cache_dir) / f"targets-{key}.pt"
     if path.exists():
         log(f"targets: cached {path.name}")
         return torch.load(path, weights_only=False)
     from .textenc import load_minilm, load_tokenizer, embed_texts
-    K = max(len(c) for c in corpus.captions)
+    # embed at most `embed_captions` references per stimulus (CPU budget; the others still serve as LM targets)
+    K = min(max(len(c) for c in corpus.captions), int(cfg.get("embed_captions") or 99))
     flat = [caps[k % len(caps)] for caps in corpus.captions for k in range(K)]
     # per-caption / per-stimulus stores, so a corpus with more subjects only computes what is new
     tag = "tiny" if tiny_text_encoder is not None else "minilm"
@@ -72,7 +73,7 @@ def build_targets(corpus, lm_tok, eos_id: int, cfg, cache_dir: Path, tiny_text_e
     img_feat = img = None
     if corpus.image is not None:
         H = cfg["image_size"]
-        istore_p = Path(cache_dir) / f"effnet-{H}.pt"
+        istore_p = Path(cache_dir) / f"effnet{int(cfg.get('effnet_size') or 224)}-{H}.pt"
         istore = torch.load(istore_p, weights_only=False) if istore_p.exists() else {}
         todo = [i for i, sid in enumerate(corpus.stimuli) if sid not in istore]
         if todo:
@@ -83,7 +84,8 @@ def build_targets(corpus, lm_tok, eos_id: int, cfg, cache_dir: Path, tiny_text_e
                 for j0 in range(0, len(todo), 32):
                     ids = todo[j0:j0 + 32]
                     ims = [torch.from_numpy(np.asarray(corpus.image(i).convert("RGB"), np.float32) / 255.0).permute(2, 0, 1) for i in ids]
-                    x = torch.stack([F.interpolate(t[None], size=(224, 224), mode="bilinear", antialias=True, align_corners=False)[0] for t in ims])
+                    R = int(cfg.get("effnet_size") or 224)
+                    x = torch.stack([F.interpolate(t[None], size=(R, R), mode="bilinear", antialias=True, align_corners=False)[0] for t in ims])
                     f = net.features(x)
                     sm = F.interpolate(x, size=(H, H), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
                     for k, i in enumerate(ids):

@@ -101,6 +101,11 @@ class BrainLM(_lightning().LightningModule):
         remap = torch.full((int(lm.s.vocab_size),), -1, dtype=torch.int64)
         remap[vocab] = torch.arange(len(vocab))
         self.remap = remap
+        if "kw_tok" in targets:
+            self.kw_vocab = torch.unique(torch.cat([targets["kw_tok"].reshape(-1), vocab]))
+            kr = torch.full((int(lm.s.vocab_size),), 0, dtype=torch.int64)
+            kr[self.kw_vocab] = torch.arange(len(self.kw_vocab))
+            self.kw_remap = kr
         self.prefix_kv = None
         self.t0 = None
         self.freeze_encoder = stage == "stage2" and tcfg.get("stage2", {}).get("freeze_encoder", False)
@@ -121,6 +126,8 @@ class BrainLM(_lightning().LightningModule):
         self.t = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in self.t.items()}
         self._lm[0] = self.lm.to(dev)
         self.vocab, self.remap = self.vocab.to(dev), self.remap.to(dev)
+        if hasattr(self, "kw_vocab"):
+            self.kw_vocab, self.kw_remap = self.kw_vocab.to(dev), self.kw_remap.to(dev)
         if self.stage == "stage2":
             ids = torch.tensor([self.gen["prefix_ids"]], device=dev)
             with torch.no_grad():
@@ -180,8 +187,9 @@ class BrainLM(_lightning().LightningModule):
         W = self.weights
         t = self.t
         B = len(x)
-        K = t["cap_emb"].shape[1]
-        k = torch.randint(0, K, (B,), device=x.device)
+        k = torch.randint(0, t["cap_emb"].shape[1], (B,), device=x.device)  # embedded references
+        ke = k
+        k = torch.randint(0, t["cap_tok"].shape[1], (B,), device=x.device)  # all references (LM / ITG targets)
         if self.freeze_encoder:
             with torch.no_grad():
                 bt = self.model.encoder(sub, x)
@@ -191,7 +199,7 @@ class BrainLM(_lightning().LightningModule):
         q = qf.queries(bt)
         same = stim[:, None] == stim[None, :]
         logs = {}
-        txt = t["cap_emb"][stim, k]
+        txt = t["cap_emb"][stim, ke]
         ce = qf.caption_embedding(q)
         logs["itc_text"] = contrastive(ce, txt, same, self.scale_text.exp().clamp(max=100))
         total = W.get("itc_text", 1.0) * logs["itc_text"]
@@ -224,8 +232,16 @@ class BrainLM(_lightning().LightningModule):
                 logs["itg"] = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-1)
                 total = total + W.get("itg", 1.0) * logs["itg"]
         if self.stage == "stage2":
-            logs["lm"] = self.lm_loss(qf.lm_proj(q), tok)
-            total = total + W.get("lm", 1.0) * logs["lm"]
+            sc = self.tcfg["stage2"]
+            sp = qf.lm_proj(q)
+            if W.get("align", 0) > 0 and "kw_tok" in t:
+                logs["align"] = self.align_loss(sp, t["kw_tok"][stim])
+                total = total + W["align"] * logs["align"]
+            every = int(sc.get("lm_every", 1))
+            if W.get("lm", 1.0) > 0 and every > 0 and self.global_step % every == 0:
+                nb = int(sc.get("lm_batch") or B)
+                logs["lm"] = self.lm_loss(sp[:nb], tok[:nb])
+                total = total + W.get("lm", 1.0) * logs["lm"]
         if t.get("img") is not None and W.get("generator", 1.0) > 0:
             img = self.model.generator(txt, bt.detach())
             logs["gen_mse"] = F.mse_loss(img, t["img"][stim])
@@ -250,6 +266,16 @@ class BrainLM(_lightning().LightningModule):
         logits = qf.itm_head(qo.mean(1))
         labels = torch.cat([torch.ones(B), torch.zeros(2 * B)]).long().to(bt.device)
         return F.cross_entropy(logits, labels)
+
+    def align_loss(self, sp, kw):
+        """Soft prompt slot i → the LM embedding of keyword token i: cosine classification over the caption vocabulary
+        plus MSE to the embedding (so the LM reads words it knows, at their own scale). No LM forward needed."""
+        E = self.lm.embed_tokens.weight
+        cand = self.kw_vocab
+        logits = F.normalize(sp, dim=-1) @ F.normalize(E[cand], dim=-1).t() / 0.05
+        ce = F.cross_entropy(logits.reshape(-1, len(cand)), self.kw_remap[kw].reshape(-1))
+        mse = F.mse_loss(sp, E[kw]) / E.pow(2).mean()
+        return ce + mse
 
     def lm_loss(self, soft_prompt, tok):
         """embed(prefix) (cached KV) ++ soft prompt ++ embed(suffix) ++ caption; cross-entropy on caption tokens only."""
@@ -381,9 +407,11 @@ def main(argv=None):
     if cfg["model"].get("text_dim", 384) != 384:  # tiny configs: a tiny random MiniLM-shaped encoder (tests only)
         from .textenc import tiny_random_encoder, load_tokenizer
         tiny_te = tiny_random_encoder(load_tokenizer().get_vocab_size(), dim=cfg["model"]["text_dim"], seed=a.seed)
-    tcfg = {"caption_max_tokens": cfg["lm"].get("caption_max_tokens", 16), "image_size": cfg["model"].get("image_size", 64),
-            "text_dim": cfg["model"].get("text_dim", 384), "cache_dir": cfg["train"].get("cache_dir")}
+    tcfg = targets_config(cfg)
     targets = build_targets_cached(corpus, tok, gen, tcfg, out, tiny_te)
+    if cfg["train"].get("weights", {}).get("align", 0) > 0:
+        from .keywords import keyword_tokens
+        targets["kw_tok"] = keyword_tokens(corpus.captions, tok, cfg["model"]["queries"])
     if targets.get("img_feat") is not None and cfg["model"].get("image_feat_dim", 1280) != targets["img_feat"].shape[1]:
         targets["img_feat"] = targets["img_feat"][:, :cfg["model"]["image_feat_dim"]]
     (out / "run.json").write_text(json.dumps({"config": cfg, "seed": a.seed, "argv": sys.argv, "generation": gen}, indent=2))
@@ -402,6 +430,12 @@ def main(argv=None):
     return 0
 
 
+def targets_config(cfg: dict) -> dict:
+    return {"caption_max_tokens": cfg["lm"].get("caption_max_tokens", 16), "image_size": cfg["model"].get("image_size", 64),
+            "text_dim": cfg["model"].get("text_dim", 384), "cache_dir": cfg["train"].get("cache_dir"),
+            "embed_captions": cfg["train"].get("embed_captions"), "effnet_size": cfg["train"].get("effnet_size")}
+
+
 def build_targets_cached(corpus, tok, gen, tcfg, out, tiny_te):
     from .targets import build_targets
     # under DDP, rank 0 builds the cache first; the others wait and read it
@@ -410,7 +444,8 @@ def build_targets_cached(corpus, tok, gen, tcfg, out, tiny_te):
     cache = Path(tcfg.get("cache_dir") or out / "cache")
     if world > 1 and rank != 0:
         from .targets import corpus_key
-        key = corpus_key(corpus, {"L": tcfg["caption_max_tokens"], "H": tcfg["image_size"], "tiny": tiny_te is not None, "E": tcfg["text_dim"]})
+        key = corpus_key(corpus, {"L": tcfg["caption_max_tokens"], "H": tcfg["image_size"], "tiny": tiny_te is not None, "E": tcfg["text_dim"],
+                                  "K": tcfg.get("embed_captions"), "R": tcfg.get("effnet_size")})
         p = cache / f"targets-{key}.pt"
         for _ in range(600):
             if p.exists():
