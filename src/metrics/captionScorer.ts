@@ -83,8 +83,9 @@ export class CaptionScorer {
   }
 }
 
-/** Scores all candidates at once: `refs` is {id: [ref, ...]}, `cands` is {id: caption}; every candidate id needs refs.
- * Images are scored in the order of `refs` (as pycocoevalcap iterates them). */
+/** Scores all candidates at once: `refs` is {id: [ref, ...]}, `cands` is {id: caption}; every candidate id needs refs,
+ * and reference ids without a candidate are not scored (CIDEr-D's df then covers only the captioned images, like
+ * `eval --subset`). Images are taken in the order of `refs`. */
 export function scoreCaptions(refs: Readonly<Record<string, readonly string[]>>, cands: Readonly<Record<string, string>>,
   opts: { tokenized?: boolean } = {}): CaptionScores {
   for (const id of Object.keys(cands)) {
