@@ -86,6 +86,8 @@ export class FolderWatcher {
     const path = join(this.o.dir, name);
     this.o.onFile?.(path);
     if ((this.o.ignore ?? DEFAULT_IGNORE).test(name)) return;
+    const known = this.files.get(path);
+    if (known && (known.final || known.retry)) return; // no stat for finished files: folders hold thousands
     let st;
     try {
       st = statSync(path);

@@ -7,7 +7,7 @@ import { runPaths } from '../../src/server/recording.js';
 import { replaySession } from '../../src/replay/index.js';
 import { bytesOf, captureLog, nibLoad, runInfo, tempDir, writeBidsRun } from '../server/helpers.js';
 
-test('replay streams a BIDS run at max speed; the recording equals the source voxel for voxel, and replaying the recording re-creates it', async () => {
+test('replay streams a BIDS run at max speed; the recording equals the source voxel for voxel, and replaying the recording re-creates it', async (t) => {
   const src = tempDir('bids');
   const info = runInfo({ subject: 'r01', dims: [9, 8, 6], tr: 2 });
   const { bold, volumes } = writeBidsRun(src, { info, volumes: 15, events: [[0, 'img1'], [8, 'img2'], [16, 'img3']] });
@@ -16,6 +16,7 @@ test('replay streams a BIDS run at max speed; the recording equals the source vo
   const got: Volume[] = [];
   const events: StimulusEvent[] = [];
   const a = await startServer({ port: 0, recordDir: recA, log: captureLog().log, onHub: (h) => { h.volumes$.subscribe((v) => got.push(v)); h.events$.subscribe((e) => events.push(e)); } });
+  t.after(() => a.close());
   const r = await replaySession({ session: src, url: a.url, speed: 'max' });
   await a.close();
   assert.equal(r.volumes, 15);
@@ -36,6 +37,7 @@ test('replay streams a BIDS run at max speed; the recording equals the source vo
   assert.ok(recd.raw!.equals(Buffer.concat(volumes.map(bytesOf))));
 
   const b = await startServer({ port: 0, recordDir: recB, log: captureLog().log });
+  t.after(() => b.close());
   await replaySession({ session: recA, url: b.url, speed: 'max' });
   await b.close();
   const pb = runPaths(recB, 'r01', '01', info.run);
@@ -46,16 +48,17 @@ test('replay streams a BIDS run at max speed; the recording equals the source vo
   assert.deepEqual(JSON.parse(readFileSync(pb.json, 'utf8')).AcquisitionTimes, JSON.parse(readFileSync(pa.json, 'utf8')).AcquisitionTimes);
 });
 
-test('replay keeps the recorded timing divided by --speed', async () => {
+test('replay keeps the recorded timing divided by --speed', async (t) => {
   const src = tempDir('bids');
   const info = runInfo({ subject: 'r02', tr: 1 });
   writeBidsRun(src, { info, volumes: 9 });
   const at: number[] = [];
   const srv = await startServer({ port: 0, log: captureLog().log, onHub: (h) => h.volumes$.subscribe((v) => at.push(v.times.received!)) });
+  t.after(() => srv.close());
   const r = await replaySession({ session: src, url: srv.url, speed: 10 });
   await srv.close();
   assert.equal(at.length, 9);
   const span = at[8] - at[0];
-  assert.ok(span >= 750 && span < 1400, `8 TRs of 1 s at speed 10 should take ~800 ms, took ${span} ms`);
+  assert.ok(span >= 750 && span < 2000, `8 TRs of 1 s at speed 10 should take ~800 ms, took ${span} ms`);
   assert.ok(r.seconds >= 0.75);
 });

@@ -42,7 +42,7 @@ function kill9(child: ChildProcess): Promise<void> {
   });
 }
 
-test('serve killed with -9 mid-run: the recording loads in nibabel with every acknowledged volume; after restart the run continues with nothing lost, duplicated or reordered', async () => {
+test('serve killed with -9 mid-run: the recording loads in nibabel with every acknowledged volume; after restart the run continues with nothing lost, duplicated or reordered', async (t) => {
   const rec = tempDir('crash');
   const tokenFile = join(rec, '..', `${rec.split('/').pop()}.token`);
   writeFileSync(tokenFile, 'crash-secret\n');
@@ -55,6 +55,7 @@ test('serve killed with -9 mid-run: the recording loads in nibabel with every ac
   const p = runPaths(rec, info.subject, info.session, info.run);
 
   let srv = await serveChild(port, rec, tokenFile);
+  t.after(() => { srv.child.kill('SIGKILL'); void sender.close(); });
   sender.start();
   sender.startRun(info);
   let sent = 0;
@@ -97,9 +98,10 @@ test('serve killed with -9 mid-run: the recording loads in nibabel with every ac
   assert.ok(sender.stats.connects >= 3);
 });
 
-test('network drops between sender and server (either side cut) lose, duplicate and reorder nothing', async () => {
+test('network drops between sender and server (either side cut) lose, duplicate and reorder nothing', async (t) => {
   const got: Volume[] = [];
   const srv = await startServer({ port: 0, log: captureLog().log, onHub: (h) => h.volumes$.subscribe((v) => got.push(v)) });
+  t.after(() => srv.close());
   const target = Number(new URL(srv.url).port);
   const pairs = new Set<[net.Socket, net.Socket]>();
   const proxy = net.createServer((c) => {

@@ -7,7 +7,7 @@ import { runPaths } from '../../src/server/recording.js';
 import { ProtocolSender } from '../../src/bridge/sender.js';
 import { AFFINE, bytesOf, captureLog, int16Volume, nibLoad, niftiVolume, runInfo, tempDir } from './helpers.js';
 
-test('volumes and events sent over a real socket arrive in order, once, and are recorded as BIDS that nibabel loads', async () => {
+test('volumes and events sent over a real socket arrive in order, once, and are recorded as BIDS that nibabel loads', async (t) => {
   const rec = tempDir('rec');
   const { log } = captureLog();
   const vols: Volume[] = [];
@@ -18,6 +18,7 @@ test('volumes and events sent over a real socket arrive in order, once, and are 
     h.events$.subscribe((e) => events.push(e));
     h.runEnds$.subscribe((e) => ends.push(e));
   } });
+  t.after(() => srv.close());
   const info = runInfo();
   const sender = new ProtocolSender({ url: srv.url, token: 's3cret', client: 'test' }).start();
   sender.startRun(info);
