@@ -38,6 +38,8 @@ export interface MotionEstimate {
 }
 
 const DEG = Math.PI / 180;
+/** Voxels at the moving volume's edge excluded from estimation (their stencil reaches outside the field of view). */
+const EDGE_MARGIN = 1;
 
 /** Keys (a = −0.5, Catmull–Rom) cubic weights for fractional offset t ∈ [0,1). */
 function keys(t: number, w: Float64Array): void {
@@ -192,9 +194,13 @@ export class MotionCorrector {
     };
     const cand: number[] = [];
     const mag: number[] = [];
-    for (let k = 0; k < nz; k += stride) {
-      for (let j = 0; j < ny; j += stride) {
-        for (let i = 0; i < nx; i += stride) {
+    // Samples start one voxel inside the validity margin used in estimate(): a sample sitting exactly on that
+    // border would flip in and out of the fit with tiny parameter changes and make Gauss–Newton oscillate.
+    const edge = (n: number) => (n >= this.opts.minSlicesFor6Dof ? EDGE_MARGIN + 1 : 0);
+    const eU = edge(nx), eV = edge(ny), eW = edge(nz);
+    for (let k = eW; k < nz - eW; k += stride) {
+      for (let j = eV; j < ny - eV; j += stride) {
+        for (let i = eU; i < nx - eU; i += stride) {
           const v = i + j * nx + k * nxy;
           const gx = grad(ref, v, i, nx, 1) / sx, gy = grad(ref, v, j, ny, nx) / sy, gz = grad(ref, v, k, nz, nxy) / sz;
           const m = gx * gx + gy * gy + gz * gz;
@@ -301,12 +307,15 @@ export class MotionCorrector {
     const J = this.jac, H = this.h, bb = this.b;
     // Samples whose interpolation stencil would reach past the moving volume's edge are skipped: there the scanner
     // saw no tissue (or the values are extrapolated), so they would bias the fit. Thin axes keep their full range.
-    const margin = 1;
+    const margin = EDGE_MARGIN;
     const mU = nx >= this.opts.minSlicesFor6Dof ? margin : 0, mV = ny >= this.opts.minSlicesFor6Dof ? margin : 0;
     const mW = nz >= this.opts.minSlicesFor6Dof ? margin : 0;
     const loU = mU, loV = mV, loW = mW, hiU = nx - 1 - mU, hiV = ny - 1 - mV, hiW = nz - 1 - mW;
     let iterations = 0, converged = false, valid = 0, sse = 0;
     const dp = [0, 0, 0, 0, 0, 0];
+    // If Gauss–Newton does not settle (e.g. samples entering/leaving the field of view), keep the best iterate.
+    let bestRms = Infinity;
+    const best = new Float64Array(12);
     for (; iterations < this.opts.maxIterations;) {
       iterations++;
       H.fill(0); bb.fill(0); valid = 0; sse = 0;
@@ -332,6 +341,8 @@ export class MotionCorrector {
         H[35] += j5 * j5;
       }
       if (valid < 6) break;
+      const rmsNow = Math.sqrt(sse / valid);
+      if (rmsNow < bestRms) { bestRms = rmsNow; best.set(A); }
       for (let r = 0; r < 6; r++) for (let c = 0; c < r; c++) H[r * 6 + c] = H[c * 6 + r];
       for (let r = 0; r < 6; r++) {
         if (this.active[r]) continue;
@@ -350,6 +361,7 @@ export class MotionCorrector {
       const dDeg = Math.max(Math.abs(dp[3]), Math.abs(dp[4]), Math.abs(dp[5]));
       if (dMm < this.opts.toleranceMm && dDeg < this.opts.toleranceDeg) { converged = true; break; }
     }
+    if (!converged && bestRms < Infinity) A.set(best);
     return {
       params: matrixToParams(A),
       iterations,

@@ -84,7 +84,7 @@ function phantomRun(dims: [number, number, number], n: number, motionAt: (t: num
     ph.template[o] = 100;
     if (i > 2 && i < 5 && j > 2 && j < 5 && k > 1 && k < 4) { ph.mask[o] = 1; constant.push(o); }
   }
-  const mc = new MotionCorrector(dims, [3, 3, 3]);
+  const mc = new MotionCorrector(dims, [3, 3, 3], { interpolation: 'cubic' });
   const r = rng(seed);
   const vols: Volume[] = [];
   for (let t = 0; t < n; t++) {
