@@ -40,13 +40,13 @@ before(async () => {
   bundleVariant(tiny, bundle);
   session = await writeSyntheticSession(join(work, 'session'), join(tiny, 'masks', 'sub-sim01_roi-mask.nii.gz'), { trials: 6 });
   demo = spawn(process.execPath, [join(ROOT, 'bin', 'mindsemantix.mjs'), 'demo', '--session', session.dir, '--models', bundle, '--speed', '6', '--port', '0',
-    '--record', join(work, 'record')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    '--record', join(work, 'record'), '--json', '--no-meteor'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  demo.stdout!.on('data', (b: Buffer) => stdout.push(b.toString()));
   demo.stderr!.on('data', (b: Buffer) => stderr.push(b.toString()));
   url = await new Promise<string>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`demo printed no dashboard URL:\n${stderr.join('')}`)), 60_000);
-    demo.stdout!.on('data', (b: Buffer) => {
-      stdout.push(b.toString());
-      const m = /Dashboard: (http:\/\/\S+)/.exec(stdout.join(''));
+    demo.stderr!.on('data', () => {
+      const m = /dashboard at (http:\/\/\S+)/.exec(stderr.join(''));
       if (m) { clearTimeout(t); resolve(m[1]); }
     });
     demo.on('exit', (code) => reject(new Error(`demo exited (${code}) early:\n${stderr.join('')}`)));
@@ -98,14 +98,31 @@ test('the dashboard shows every decoded trial live, with images and metrics, and
   await page.screenshot({ path: shot, fullPage: true });
   assert.ok(readFileSync(shot).length > 20_000);
   process.stderr.write(`e2e: dashboard screenshot saved to ${shot}\n`);
-  // the demo printed the same captions on stdout, and recorded them as derivatives
-  const printed = stdout.join('').split('\n').filter((l) => /^trial +\d+/.test(l));
+  // the demo printed the same trials on stdout, one CONTRACT JSON object per line
+  const lines = () => stdout.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const printed = lines().filter((l) => l.type === 'trial');
   assert.equal(printed.length, session.trials);
+  const shown = await page.locator('.trial .caption').allInnerTexts();
+  for (const t of printed) {
+    assert.deepEqual(Object.keys(t).slice(0, 8), ['type', 'run', 'trial', 'stimulus', 'caption', 'references', 'confidence', 'latency_ms']);
+    assert.ok(shown.includes(t.caption as string), `printed caption "${t.caption}" is on the dashboard`);
+  }
   const deriv = join(work, 'record', 'derivatives', 'mindsemantix-decoder', 'sub-sim01', 'ses-01');
   await waitFor(() => existsSync(join(deriv, `sub-sim01_ses-01_${session.run}_captions.tsv`))
     && readFileSync(join(deriv, `sub-sim01_ses-01_${session.run}_captions.tsv`), 'utf8').trim().split('\n').length === session.trials + 1);
   assert.equal(readdirSync(join(deriv, 'recon')).length, session.trials);
   await page.close();
+  // then the summary line (METEOR, which runs Java through models/, is left out here for time)
+  await waitFor(() => lines().some((l) => l.type === 'summary'), 30_000);
+  const summary = lines().find((l) => l.type === 'summary') as Record<string, Record<string, unknown> & number>;
+  assert.equal(summary.trials, session.trials);
+  assert.equal(summary.decoded, session.trials);
+  for (const k of ['BLEU1', 'BLEU4', 'ROUGE_L', 'CIDEr']) assert.equal(typeof summary.metrics[k], 'number', k);
+  assert.equal(summary.baseline.name, 'ridge-retrieval');
+  assert.equal(typeof summary.baseline.CIDEr, 'number');
+  assert.deepEqual(Object.keys(summary.latency_ms), ['volume_p50', 'volume_p99', 'decode_p50', 'decode_p99']);
+  assert.deepEqual(summary.volumes, { received: session.volumes, processed: session.volumes, lost: 0 });
+  assert.ok((summary.realtime_factor as number) > 1);
 });
 
 test('a browser that joins after the run receives the whole session', async () => {

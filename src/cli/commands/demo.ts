@@ -26,7 +26,8 @@ trial's decoded caption (with the reference captions) as it is decoded. Keeps se
   --device D       cpu (default), webgpu or cuda; falls back to cpu with a log line when unavailable
   --strategy S     greedy (default), beam or sample
   --max-tokens N   caption length limit in tokens (default: the bundle's)
-  --record DIR     also record the session (BIDS) with captions and reconstructions under DIR/derivatives`;
+  --record DIR     also record the session (BIDS) with captions and reconstructions under DIR/derivatives
+  --no-meteor      leave METEOR out of the summary (it runs pycocoevalcap's Java METEOR through models/, seconds)`;
 
 export interface DemoSummary {
   type: 'summary';
@@ -50,7 +51,7 @@ export const command: Command = {
       session: { type: 'string', default: 'data/demo' }, models: { type: 'string', default: 'models/bundles/default' },
       speed: { type: 'string', default: '10' }, port: { type: 'string', default: '8080' }, once: { type: 'boolean' }, json: { type: 'boolean' },
       device: { type: 'string', default: 'cpu', choices: DEVICES }, strategy: { type: 'string', default: 'greedy', choices: ['greedy', 'beam', 'sample'] },
-      'max-tokens': { type: 'string' }, record: { type: 'string' },
+      'max-tokens': { type: 'string' }, record: { type: 'string' }, 'no-meteor': { type: 'boolean' },
     });
     if (p.positionals.length) throw new UserError(`demo: unexpected argument "${p.positionals[0]}"; run \`mindsemantix demo --help\`.`, 2);
     const json = boolFlag(p, 'json');
@@ -131,7 +132,7 @@ export const command: Command = {
     const scored = trials.filter((t) => !t.error && t.references?.length);
     const refs = Object.fromEntries(scored.map((t) => [`${t.run}/${t.trial}`, t.references!]));
     // METEOR needs Java via models/ (seconds): computed for machine-read summaries (--json / --once) only.
-    const sopts = { meteor: json || once, log: say };
+    const sopts = { meteor: (json || once) && !boolFlag(p, 'no-meteor'), log: say };
     const [metrics, baseMetrics] = await Promise.all([
       scored.length ? summaryScores(refs, Object.fromEntries(scored.map((t) => [`${t.run}/${t.trial}`, t.caption ?? ''])), sopts) : {},
       baseline && scored.length ? summaryScores(refs, Object.fromEntries(scored.map((t) => [`${t.run}/${t.trial}`, t.baseline ?? ''])), sopts) : undefined,
