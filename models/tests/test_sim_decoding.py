@@ -38,7 +38,18 @@ def test_ridge_decoder_is_above_chance_but_far_from_perfect(data):
     assert r["test_scenes"] == 40
     assert r["top1"] >= 4 * r["chance"], r                 # well above chance (1/40)…
     assert r["top1"] <= 0.7, r                             # …and far from perfect
-    assert r["retrieval_match"]["category"] >= 2 / 12, r   # retrieved captions name the right category above chance
+    assert r["retrieval_match"]["category"] > 1 / 12, r    # retrieved captions name the right category above chance
+    assert r["factor_accuracy"]["category"] >= 0.25, r     # the category is decodable well above chance (1/12)
+
+
+def test_training_data_is_deterministic_by_seed():
+    cache = FeatureCache()
+    seq = [(s, 0) for s in range(300, 320)]
+    a = simulate_trials(subject("sim02"), seq, 9, cache)
+    b = simulate_trials(subject("sim02"), seq, 9, cache)
+    c = simulate_trials(subject("sim02"), seq, 10, cache)
+    assert np.array_equal(a.responses, b.responses) and np.array_equal(a.betas, b.betas)
+    assert not np.allclose(a.responses, c.responses)
 
 
 def test_no_decoding_without_signal(data):
