@@ -2,8 +2,9 @@
 // lists is checked against its sha256, so a half-copied or stale bundle fails at start-up with one clear sentence
 // instead of producing wrong captions later.
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { createReadStream, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 
 /** A bundle problem the user can fix; the message is one sentence that says what to do. */
 export class BundleError extends Error {
@@ -148,6 +149,32 @@ function readLmFiles(dir: string): Record<string, string> {
   return out;
 }
 
+type VerifiedCache = Record<string, { stamp: string; sha: string }>;
+
+/** Where verified checksums are remembered: per bundle folder, under the user's cache (never inside the bundle). */
+function verifiedCachePath(dir: string): string {
+  const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
+  return join(base, 'mindsemantix', `verified-${createHash('sha256').update(dir).digest('hex').slice(0, 16)}.json`);
+}
+
+function readVerifiedCache(dir: string): VerifiedCache {
+  try {
+    return JSON.parse(readFileSync(verifiedCachePath(dir), 'utf8')) as VerifiedCache;
+  } catch {
+    return {};
+  }
+}
+
+function writeVerifiedCache(dir: string, c: VerifiedCache): void {
+  try {
+    const p = verifiedCachePath(dir);
+    mkdirSync(dirname(p), { recursive: true });
+    writeFileSync(p, JSON.stringify(c));
+  } catch {
+    // a read-only home only costs the next start a full verification
+  }
+}
+
 const REQUIRED = ['qformer.onnx', 'lm/decoder.onnx', 'lm/embed_tokens.onnx', 'lm/tokenizer.json'];
 
 /** Loads and validates a bundle directory. Throws BundleError with one actionable sentence. */
@@ -168,14 +195,25 @@ export async function loadBundle(dirIn: string, opts: LoadBundleOptions = {}): P
     if (!(rel in all)) fail(dir, `${rel} is not listed with a checksum in the manifest; re-export the bundle.`);
   }
   if (opts.verify !== false) {
+    const cache = readVerifiedCache(dir);
+    const next: VerifiedCache = {};
     for (const [rel, sha] of Object.entries(all)) {
       const p = join(dir, rel);
       if (!existsSync(p)) fail(dir, `${rel} (listed in the manifest) is missing; re-export or re-copy the bundle.`);
+      const st = statSync(p);
+      const stamp = `${st.size}:${st.mtimeMs}:${st.ino}`;
+      // A file already hashed with this size, mtime and inode is not read again (the LM alone is ~0.5 GB).
+      if (cache[rel]?.stamp === stamp && cache[rel].sha === sha.toLowerCase()) {
+        next[rel] = cache[rel];
+        continue;
+      }
       const got = await sha256File(p);
       if (got.toLowerCase() !== sha.toLowerCase()) {
         fail(dir, `${rel} does not match its sha256 in the manifest (file changed or copy incomplete); re-export or re-copy the bundle.`);
       }
+      next[rel] = { stamp, sha: got.toLowerCase() };
     }
+    writeVerifiedCache(dir, next);
   }
   return {
     dir,

@@ -132,11 +132,12 @@ test('bundle problems are one clear sentence: missing, corrupted, wrong version'
     await assert.rejects(loadBundle(join(tmp, 'nope')), (e: Error) => e instanceof BundleError && /does not exist; run `npm start`/.test(e.message));
     const copy = join(tmp, 'b');
     cpSync(dir, copy, { recursive: true });
+    await loadBundle(copy); // verified once: remembered by size, mtime and inode…
     const gen = join(copy, 'generator.onnx');
     const bytes = readFileSync(gen);
     bytes[bytes.length - 1] ^= 0xff;
     writeFileSync(gen, bytes);
-    await assert.rejects(loadBundle(copy), /generator\.onnx does not match its sha256/);
+    await assert.rejects(loadBundle(copy), /generator\.onnx does not match its sha256/, '…so a later change is still caught');
     const manifest = JSON.parse(readFileSync(join(copy, 'manifest.json'), 'utf8'));
     writeFileSync(join(copy, 'manifest.json'), JSON.stringify({ ...manifest, version: 2 }));
     await assert.rejects(loadBundle(copy), /version 2 but this build reads version 1/);
