@@ -69,12 +69,12 @@ export async function benchIngest(o: BenchIngestOptions = {}): Promise<BenchInge
       mkdirSync(dir);
       const bridge = new ScannerBridge({ dir, url: srv.url, task, tr: 2 }).start();
       const started: number[] = [];
-      const files = Array.from({ length: n }, (_, i) => encodeNifti1Volume({ dims, affine: AFFINE, tr: 2, data: volumeData(dims, i, float) }));
       for (let i = 0; i < n; i++) {
         const path = join(dir, `001_000001_${String(i + 1).padStart(6, '0')}.nii`);
+        const bytes = encodeNifti1Volume({ dims, affine: AFFINE, tr: 2, data: volumeData(dims, i, float) });
         started.push(Date.now());
         const fd = openSync(path, 'w');
-        writeSync(fd, files[i]);
+        writeSync(fd, bytes);
         closeSync(fd);
         await sleep(interval);
       }

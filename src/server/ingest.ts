@@ -16,7 +16,7 @@ export interface Peer {
   isOpen(): boolean;
 }
 
-type Buffered = { ok: true; vol: Volume; int16Exact: boolean } | { ok: false; reason: string };
+type Buffered = { ok: true; vol: Volume; int16Exact: boolean; from: Peer } | { ok: false; reason: string };
 
 interface RunState {
   key: string;
@@ -123,42 +123,39 @@ export class Ingest {
       return;
     }
     r.owner = from;
+    // Checks and buffering happen on arrival; acceptance (recording, emission) in the run's queue, so a backlog that
+    // builds while the disk is busy is committed as one batch.
+    const ids = { session: h.session, run: h.run, index: h.index };
+    if (r.ended) {
+      if (h.index < r.next) { this.o.hub.counters.duplicatesDropped++; this.enqueue(r, async () => this.ack(r, from)); return; }
+      this.errorTo(from, 'late-volume', `volume ${h.index} arrived after run ${h.run} ended; it was not accepted.`, ids);
+      return;
+    }
+    if (h.index < r.next || r.buffer.has(h.index)) {
+      this.o.hub.counters.duplicatesDropped++;
+      this.errorTo(from, 'duplicate', `volume ${h.index} of run ${h.run} was already received; the copy was dropped.`, ids);
+      this.enqueue(r, async () => this.ack(r, from));
+      return;
+    }
+    let entry: Buffered;
+    if (vol instanceof ProtocolError) {
+      this.o.hub.counters.volumesRejected++;
+      this.errorTo(from, vol.code, `volume ${h.index} of run ${h.run} refused: ${vol.message}`, ids);
+      entry = { ok: false, reason: `${vol.code}: ${vol.message}` };
+    } else if (vol.dims.some((d, i) => d !== r.info.dims[i])) {
+      this.o.hub.counters.volumesRejected++;
+      const msg = `volume ${h.index} of run ${h.run} has dims ${vol.dims.join('×')} but the run started with ${r.info.dims.join('×')}; dims cannot change mid-run, start a new run.`;
+      this.errorTo(from, 'dims-changed', msg, ids);
+      entry = { ok: false, reason: `dims-changed: ${msg}` };
+    } else {
+      const v: Volume = {
+        run: h.run, index: h.index, dims: vol.dims, affine: vol.affine, tr: h.tr, acquisitionTime: h.acquisitionTime, data: vol.data,
+        times: { fileSeen: h.seenAt, read: h.readAt, sent: h.sentAt, received: receivedAt },
+      };
+      entry = { ok: true, vol: v, int16Exact: vol.int16Exact, from };
+    }
+    r.buffer.set(h.index, entry);
     this.enqueue(r, async () => {
-      const ids = { session: h.session, run: h.run, index: h.index };
-      if (r.ended) {
-        if (h.index < r.next) { this.o.hub.counters.duplicatesDropped++; this.ack(r, from); return; }
-        this.errorTo(from, 'late-volume', `volume ${h.index} arrived after run ${h.run} ended; it was not accepted.`, ids);
-        return;
-      }
-      if (h.index < r.next || r.buffer.has(h.index)) {
-        this.o.hub.counters.duplicatesDropped++;
-        this.errorTo(from, 'duplicate', `volume ${h.index} of run ${h.run} was already received; the copy was dropped.`, ids);
-        this.ack(r, from);
-        return;
-      }
-      let entry: Buffered;
-      if (vol instanceof ProtocolError) {
-        this.o.hub.counters.volumesRejected++;
-        this.errorTo(from, vol.code, `volume ${h.index} of run ${h.run} refused: ${vol.message}`, ids);
-        entry = { ok: false, reason: `${vol.code}: ${vol.message}` };
-      } else if (vol.dims.some((d, i) => d !== r.info.dims[i])) {
-        this.o.hub.counters.volumesRejected++;
-        const msg = `volume ${h.index} of run ${h.run} has dims ${vol.dims.join('×')} but the run started with ${r.info.dims.join('×')}; dims cannot change mid-run, start a new run.`;
-        this.errorTo(from, 'dims-changed', msg, ids);
-        entry = { ok: false, reason: `dims-changed: ${msg}` };
-      } else if (r.rec?.type === 'int16' && !vol.int16Exact) {
-        this.o.hub.counters.volumesRejected++;
-        const msg = `volume ${h.index} of run ${h.run} holds non-integer or out-of-range voxels but the run records int16; the voxel type cannot change mid-run.`;
-        this.errorTo(from, 'bad-volume', msg, ids);
-        entry = { ok: false, reason: `bad-volume: ${msg}` };
-      } else {
-        const v: Volume = {
-          run: h.run, index: h.index, dims: vol.dims, affine: vol.affine, tr: h.tr, acquisitionTime: h.acquisitionTime, data: vol.data,
-          times: { fileSeen: h.seenAt, read: h.readAt, sent: h.sentAt, received: receivedAt },
-        };
-        entry = { ok: true, vol: v, int16Exact: vol.int16Exact };
-      }
-      r.buffer.set(h.index, entry);
       await this.drain(r);
       if (r.buffer.size > this.o.maxReorder) await this.declareGapToBuffered(r, `more than ${this.o.maxReorder} later volumes arrived`);
       this.armGapTimer(r);
@@ -222,24 +219,42 @@ export class Ingest {
     });
   }
 
+  /** Accepts every volume that is next in order: records them as one batch, then emits them. */
   private async drain(r: RunState): Promise<void> {
-    for (let b = r.buffer.get(r.next); b; b = r.buffer.get(r.next)) {
-      if (!b.ok) {
-        await this.declareGap(r, r.next, r.next + 1, b.reason);
+    for (;;) {
+      const batch: Extract<Buffered, { ok: true }>[] = [];
+      const type = r.rec?.type;
+      for (let b = r.buffer.get(r.next); b && b.ok && batch.length < 32; b = r.buffer.get(r.next + batch.length)) {
+        const recType = type ?? (batch.length ? (batch[0].int16Exact ? 'int16' : 'float32') : undefined);
+        if (r.rec && recType === 'int16' && !b.int16Exact) {
+          const index = r.next + batch.length;
+          const msg = `volume ${index} of run ${r.info.run} holds non-integer or out-of-range voxels but the run records int16; the voxel type cannot change mid-run.`;
+          this.o.hub.counters.volumesRejected++;
+          this.errorTo(b.from, 'bad-volume', msg, { session: r.info.session, run: r.info.run, index });
+          r.buffer.set(index, { ok: false, reason: `bad-volume: ${msg}` });
+          break;
+        }
+        batch.push(b);
+      }
+      if (batch.length && r.rec) {
+        const int16 = (type ?? (batch[0].int16Exact ? 'int16' : 'float32')) === 'int16';
+        await r.rec.appendVolumes(batch.map((b) => ({ data: int16 ? Int16Array.from(b.vol.data) : b.vol.data, acquisitionTime: b.vol.acquisitionTime })));
+      }
+      for (const b of batch) {
+        r.buffer.delete(r.next);
+        r.next += 1;
+        r.accepted += 1;
+        this.o.hub.counters.volumesAccepted++;
+        b.vol.times.accepted = Date.now();
+        this.o.hub.emit(this.o.hub.volumesS, b.vol, (e) => this.subscriberFailed(e));
+      }
+      if (batch.length) this.armWatchdog(r);
+      const refused = r.buffer.get(r.next);
+      if (refused && !refused.ok) {
+        await this.declareGap(r, r.next, r.next + 1, refused.reason);
         continue;
       }
-      if (r.rec) {
-        const rec = r.rec;
-        if (rec.type === undefined ? b.int16Exact : rec.type === 'int16') await rec.appendVolume(Int16Array.from(b.vol.data), b.vol.acquisitionTime);
-        else await rec.appendVolume(b.vol.data, b.vol.acquisitionTime);
-      }
-      r.buffer.delete(r.next);
-      r.next += 1;
-      r.accepted += 1;
-      this.o.hub.counters.volumesAccepted++;
-      b.vol.times.accepted = Date.now();
-      this.o.hub.emit(this.o.hub.volumesS, b.vol, (e) => this.subscriberFailed(e));
-      this.armWatchdog(r);
+      if (batch.length === 0) return;
     }
   }
 
