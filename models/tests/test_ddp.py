@@ -1,5 +1,6 @@
 """Two CPU processes with DDP (gloo) under torchrun run every stage for a few steps, like a multi-GPU / SLURM job."""
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,11 +12,18 @@ from mindsemantix import fixtures as FX
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _free_port() -> int:
+    # A fixed rendezvous port collides with any other torchrun on the machine (another test run, a training job).
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_torchrun_two_processes_gloo(tmp_path):
     data = FX.write_sim(tmp_path / "sim", {"sim01": 70, "sim02": 53})
     out = tmp_path / "run"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", "-m", "mindsemantix.train",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()), "-m", "mindsemantix.train",
            "--config", str(REPO / "models/configs/tiny.yaml"), "--data", str(data), "--out", str(out), "--stage", "all",
            "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--no-progress-bar", "--threads", "1"]
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
