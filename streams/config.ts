@@ -170,7 +170,7 @@ export function parsePreprocessConfig(...sources: unknown[]): PreprocessConfig {
     response: {
       method: oneOf(r, 'method', 'response.', 'window-mean', ['window-mean', 'lss-beta'] as const),
       window: pair(r, 'window', 'response.', [4, 8]),
-      lssWindow: pair(r, 'lss_window', 'response.', [0, 16]),
+      lssWindow: pair(r, 'lss_window', 'response.', [-40, 16]),
       historySeconds: num(r, 'history_s', 'response.', 60, (n) => n >= 0 && n <= 3600, 'seconds between 0 and 3600'),
     },
     fdThresholdMm: num(j, 'fd_threshold_mm', '', 0.9, (n) => n > 0, 'a positive displacement in mm'),

@@ -10,7 +10,7 @@ export interface TrialResponseOptions {
   method: 'window-mean' | 'lss-beta';
   /** window-mean: seconds after onset, half-open [start, end). */
   window: [number, number];
-  /** lss-beta: seconds after onset of the fitted window. */
+  /** lss-beta: fitted window, seconds relative to onset (data before onset pins down the other trials' beta). */
   lssWindow: [number, number];
   /** Seconds of z-scored volumes kept for events that arrive late. */
   historySeconds: number;
@@ -19,7 +19,7 @@ export interface TrialResponseOptions {
 }
 
 export const DEFAULT_TRIAL_OPTIONS: Omit<TrialResponseOptions, 'tr'> = {
-  method: 'window-mean', window: [4, 8], lssWindow: [0, 16], historySeconds: 60, fdThresholdMm: 0.9,
+  method: 'window-mean', window: [4, 8], lssWindow: [-40, 16], historySeconds: 60, fdThresholdMm: 0.9,
 };
 
 /** A TrialResponse with the times the dashboard and the benchmark need (additive to src/core/types.ts). */
@@ -62,7 +62,7 @@ export class TrialResponseEstimator {
     this.opts = { ...DEFAULT_TRIAL_OPTIONS, ...opts };
     this.run = meta.run;
     this.subject = meta.subject;
-    const reach = Math.max(this.opts.window[1], this.opts.lssWindow[1]) + this.opts.historySeconds;
+    const reach = Math.max(this.opts.window[1], this.opts.lssWindow[1]) - Math.min(0, this.opts.lssWindow[0]) + this.opts.historySeconds;
     this.cap = Math.ceil(reach / this.opts.tr) + 2;
     this.data = new Float32Array(this.cap * nVox);
     this.slotIndex = new Int32Array(this.cap).fill(-1);
