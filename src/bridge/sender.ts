@@ -261,6 +261,7 @@ export class ProtocolSender extends EventEmitter {
         while (r.events.length && r.events[0].trial < r.eventsNext) r.events.shift();
         this.emit('ack', a);
         if (a.ended) {
+          if (r.volumes.length || r.events.length || !r.end) this.log('warn', `the server says run ${a.run} of session ${a.session} already ended; ${r.volumes.length} volume(s) and ${r.events.length} event(s) of it were not accepted.`);
           this.runs.delete(key);
           this.wake();
           return;
