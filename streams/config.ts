@@ -149,7 +149,7 @@ export function parsePreprocessConfig(...sources: unknown[]): PreprocessConfig {
     motion: {
       enabled: bool(m, 'enabled', 'motion.', true),
       reference: (ref as 'first' | number | undefined) ?? 'first',
-      samples: num(m, 'samples', 'motion.', 20000, (n) => Number.isInteger(n) && n >= 100, 'an integer ≥ 100'),
+      samples: num(m, 'samples', 'motion.', 10000, (n) => Number.isInteger(n) && n >= 100, 'an integer ≥ 100'),
       maxIterations: num(m, 'max_iterations', 'motion.', 40, (n) => Number.isInteger(n) && n >= 1, 'an integer ≥ 1'),
       interpolation: oneOf(m, 'interpolation', 'motion.', 'trilinear', ['trilinear', 'cubic'] as const),
       fdRadiusMm: num(m, 'fd_radius_mm', 'motion.', 50, (n) => n > 0, 'a positive radius in mm'),

@@ -24,7 +24,7 @@ export interface MotionOptions {
 }
 
 export const DEFAULT_MOTION_OPTIONS: MotionOptions = {
-  samples: 20000, maxIterations: 40, toleranceMm: 5e-4, toleranceDeg: 5e-4, interpolation: 'trilinear', minSlicesFor6Dof: 8, estimator: 'bspline',
+  samples: 10000, maxIterations: 40, toleranceMm: 5e-4, toleranceDeg: 5e-4, interpolation: 'trilinear', minSlicesFor6Dof: 8, estimator: 'bspline',
 };
 
 export interface MotionEstimate {

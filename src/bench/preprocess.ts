@@ -3,13 +3,13 @@
 // the straightforward way in numpy/scipy (models/mindsemantix/baselines/preprocess.py) for `baseline_ratio`.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Subject } from 'rxjs';
 import type { StimulusEvent, Volume } from '../core/types.js';
 import { createPreprocessor, parsePreprocessConfig, type VolumeTiming } from '../../streams/index.js';
 import { MotionCorrector } from '../../streams/motionCorrect.js';
-import type { MotionParams } from '../../streams/rigid.js';
+import { invertRigid, matrixToParams, paramsToMatrix, type MotionParams } from '../../streams/rigid.js';
 
 /** Deterministic PRNG (mulberry32) and a standard normal from it. */
 export function rng(seed: number): { uniform: () => number; normal: () => number } {
@@ -84,7 +84,6 @@ export function phantomVolume(
   return out;
 }
 
-import { invertRigid, matrixToParams, paramsToMatrix } from '../../streams/rigid.js';
 /** Parameters of the inverse rigid transform. */
 export function inverseParams(p: ArrayLike<number>): MotionParams {
   return matrixToParams(invertRigid(paramsToMatrix(p)));
@@ -95,7 +94,13 @@ function percentile(xs: number[], q: number): number {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
 }
 
-export interface BenchSize { p50: number; p99: number; mean: number; dims: [number, number, number]; roi_voxels: number; volumes: number }
+export interface BenchSize {
+  /** Wall ms per volume, received → z-scored. */
+  p50: number; p99: number; mean: number;
+  /** CPU ms per volume of this process (what the chain costs when the machine is not shared). */
+  cpu_p50: number; cpu_p99: number;
+  dims: [number, number, number]; roi_voxels: number; volumes: number;
+}
 export interface PreprocessBench {
   nsd: BenchSize;
   small: BenchSize;
@@ -103,18 +108,20 @@ export interface PreprocessBench {
   baseline_ratio: number | null;
   baseline: { p50: number; volumes: number; dims: [number, number, number] } | null;
   baseline_error?: string;
+  /** 1-minute load average and core count while the benchmark ran (the machine may be shared). */
+  load: { before: number; after: number; cores: number };
 }
 
 async function benchOne(
   dims: [number, number, number], vox: [number, number, number], roi: number, warmup: number, timed: number, keep: number,
-): Promise<{ ms: number[]; ph: Phantom; kept: Float32Array[]; keptParams: MotionParams[] }> {
+): Promise<{ ms: number[]; cpu: number[]; ph: Phantom; kept: Float32Array[]; keptParams: MotionParams[] }> {
   const ph = makePhantom(dims, vox, roi);
   const cfg = parsePreprocessConfig({ tr: 1.6, discard_volumes: 0, subject: 'bench' });
   const pre = createPreprocessor(cfg, { dims, data: ph.mask, affine: ph.affine });
   const vols = new Subject<Volume>();
   const events = new Subject<StimulusEvent>();
   const out = pre.attach(vols, events);
-  const ms: number[] = [];
+  const ms: number[] = [], cpu: number[] = [];
   let seen = 0;
   out.timing$.subscribe((t) => { if (t.kind === 'volume' && seen++ >= warmup) ms.push((t as VolumeTiming).totalMs); });
   const sub = out.connect();
@@ -129,25 +136,30 @@ async function benchOne(
     for (let i = 0; i < 6; i++) p[i] += 0.03 * noise.normal();
     const data = phantomVolume(ph, mc, p, t, noise, new Float32Array(n), tmp);
     if (t < keep) { kept.push(data); keptParams.push([...p]); }
+    const c0 = process.cpuUsage();
     vols.next({ run: 'bench', index: t, dims, affine: ph.affine, tr: 1.6, acquisitionTime: t * 1.6, data, times: { received: performance.timeOrigin + performance.now() } });
+    const c = process.cpuUsage(c0);
+    if (t >= warmup) cpu.push((c.user + c.system) / 1000);
     // Let timers/GC breathe between volumes as they would between TRs.
     if (t % 10 === 9) await new Promise((r) => setImmediate(r));
   }
   vols.complete();
   sub.unsubscribe();
-  return { ms, ph, kept, keptParams };
+  return { ms, cpu, ph, kept, keptParams };
 }
 
-function size(r: { ms: number[] }, dims: [number, number, number], roi: number): BenchSize {
+function size(r: { ms: number[]; cpu: number[] }, dims: [number, number, number], roi: number): BenchSize {
   const ms = r.ms;
   return {
     p50: +percentile(ms, 0.5).toFixed(2), p99: +percentile(ms, 0.99).toFixed(2),
+    cpu_p50: +percentile(r.cpu, 0.5).toFixed(2), cpu_p99: +percentile(r.cpu, 0.99).toFixed(2),
     mean: +(ms.reduce((a, b) => a + b, 0) / ms.length).toFixed(2), dims, roi_voxels: roi, volumes: ms.length,
   };
 }
 
 export async function benchPreprocess(opts: { volumes?: number; warmup?: number; baselineVolumes?: number; python?: string } = {}): Promise<PreprocessBench> {
   const timed = opts.volumes ?? 100, warmup = opts.warmup ?? 20, bVols = opts.baselineVolumes ?? 3;
+  const loadBefore = loadavg()[0];
   const nsdDims: [number, number, number] = [81, 104, 83];
   const nsd = await benchOne(nsdDims, [1.8, 1.8, 1.8], 15000, warmup, timed, warmup + bVols);
   const roiCount = nsd.ph.mask.reduce((a, b) => a + b, 0);
@@ -155,6 +167,7 @@ export async function benchPreprocess(opts: { volumes?: number; warmup?: number;
   const smallRoi = small.ph.mask.reduce((a, b) => a + b, 0);
   const res: PreprocessBench = {
     nsd: size(nsd, nsdDims, roiCount), small: size(small, [64, 64, 40], smallRoi), baseline_ratio: null, baseline: null,
+    load: { before: loadBefore, after: loadavg()[0], cores: cpus().length },
   };
   // Baseline: the same volumes (the first `warmup` give it the same history), timed on the last bVols.
   const dir = mkdtempSync(join(tmpdir(), 'msx-bench-'));
