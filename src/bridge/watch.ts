@@ -4,6 +4,7 @@
 import { watch, readdirSync, statSync, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { readScannerFile, nameIndex, SliceAssembler, type ScannerFormat, type ScannerVolume } from '../scanner/index.js';
+import { readNewNiftiVolumes } from './growingNifti.js';
 
 export interface WatchedVolume {
   path: string;
@@ -40,6 +41,7 @@ interface Tracked {
   /** Volumes already handed out (growing files). */
   sent: number;
   final: boolean;
+  growing?: boolean;
   invalidAt?: number;
   retry?: NodeJS.Timeout;
 }
@@ -116,6 +118,22 @@ export class FolderWatcher {
       this.files.delete(path);
       return;
     }
+    if (t.growing) {
+      // After the first read, a growing 4-D file is read by byte range: only the new volumes.
+      let vols: ScannerVolume[] | undefined;
+      try {
+        vols = readNewNiftiVolumes(path, t.sent);
+      } catch {
+        vols = undefined;
+      }
+      if (vols) {
+        t.size = st.size;
+        t.mtimeMs = st.mtimeMs;
+        const readAt = Date.now();
+        for (const v of vols) this.o.onVolume({ path, volume: v, positionInFile: t.sent++, growing: true, seenAt: t.seenAt, readAt });
+        return;
+      }
+    }
     const r = readScannerFile(path, { format: this.o.format ?? 'auto' });
     if (r.status === 'incomplete') {
       t.size = -1; // force another look
@@ -135,7 +153,7 @@ export class FolderWatcher {
     // One volume per file is final; a multi-volume NIfTI may still grow (a scanner appending to a 4-D file).
     const growing = r.format === 'nifti' && (r.volumes.length > 1 || nameIndex(path) === undefined);
     for (let i = t.sent; i < vols.length; i++) this.o.onVolume({ path, volume: vols[i], positionInFile: growing ? i : 0, growing, seenAt: t.seenAt, readAt });
-    if (growing) t.sent = vols.length;
+    if (growing) { t.sent = vols.length; t.growing = true; }
     else t.final = true;
   }
 }
