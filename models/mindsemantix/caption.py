@@ -15,13 +15,16 @@ import torch
 def greedy_torch(lm, embed, soft_prompt: torch.Tensor, gen: dict) -> list[list[int]]:
     """lm: KVLlama; embed: ids [B,S] → [B,S,H]; soft_prompt [B,Q,H]. Returns generated ids per row (eos excluded)."""
     B = soft_prompt.shape[0]
-    pre = embed(torch.tensor([gen["prefix_ids"]] * B, dtype=torch.int64))
+    # the prefix is the same for every row: its KV cache is computed once (B = 1) and shared
+    P = len(gen["prefix_ids"])
+    pre = embed(torch.tensor([gen["prefix_ids"]], dtype=torch.int64))
+    _, *past = lm(pre, torch.ones(1, P, dtype=torch.int64), torch.arange(P, dtype=torch.int64)[None], *lm.empty_past(1))
+    past = [p.expand(B, -1, -1, -1).contiguous() for p in past]
     suf = embed(torch.tensor([gen["suffix_ids"]] * B, dtype=torch.int64))
-    x = torch.cat([pre, soft_prompt, suf], 1)
+    x = torch.cat([soft_prompt, suf], 1)
     S = x.shape[1]
-    past = lm.empty_past(B)
-    pos = torch.arange(S, dtype=torch.int64)[None].expand(B, -1)
-    mask = torch.ones(B, S, dtype=torch.int64)
+    pos = (P + torch.arange(S, dtype=torch.int64))[None].expand(B, -1)
+    mask = torch.ones(B, P + S, dtype=torch.int64)
     out = [[] for _ in range(B)]
     done = [False] * B
     eos = set(gen["eos_token_ids"])

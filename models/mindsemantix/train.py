@@ -95,8 +95,8 @@ class BrainLM(_lightning().LightningModule):
         self._lm = [lm]  # frozen, kept out of the module tree (not checkpointed, not DDP-synced)
         self.gen = gen
         self.weights = tcfg.get("weights", {})
-        cap = targets["cap_tok"]
-        vocab = torch.unique(cap[cap >= 0])
+        cap = targets.get("cap_tok")
+        vocab = torch.unique(cap[cap >= 0]) if cap is not None else torch.zeros(0, dtype=torch.int64)
         self.vocab = vocab  # Q-Former generation head scores only the caption vocabulary
         remap = torch.full((int(lm.s.vocab_size),), -1, dtype=torch.int64)
         remap[vocab] = torch.arange(len(vocab))
@@ -408,16 +408,17 @@ def main(argv=None):
         from .textenc import tiny_random_encoder, load_tokenizer
         tiny_te = tiny_random_encoder(load_tokenizer().get_vocab_size(), dim=cfg["model"]["text_dim"], seed=a.seed)
     tcfg = targets_config(cfg)
-    targets = build_targets_cached(corpus, tok, gen, tcfg, out, tiny_te)
-    if cfg["train"].get("weights", {}).get("align", 0) > 0:
-        from .keywords import keyword_tokens
-        targets["kw_tok"] = keyword_tokens(corpus.captions, tok, cfg["model"]["queries"])
-    if targets.get("img_feat") is not None and cfg["model"].get("image_feat_dim", 1280) != targets["img_feat"].shape[1]:
-        targets["img_feat"] = targets["img_feat"][:, :cfg["model"]["image_feat_dim"]]
-    (out / "run.json").write_text(json.dumps({"config": cfg, "seed": a.seed, "argv": sys.argv, "generation": gen}, indent=2))
     stages = STAGES if a.stage == "all" else (a.stage,)
     if a.no_ssl:
         stages = tuple(s for s in stages if s != "ssl")
+    # masked brain modeling needs no frozen-encoder targets: an ssl-only run starts at once
+    targets = build_targets_cached(corpus, tok, gen, tcfg, out, tiny_te) if stages != ("ssl",) else {}
+    if targets and cfg["train"].get("weights", {}).get("align", 0) > 0:
+        from .keywords import keyword_tokens
+        targets["kw_tok"] = keyword_tokens(corpus.captions, tok, cfg["model"]["queries"])
+    if targets and targets.get("img_feat") is not None and cfg["model"].get("image_feat_dim", 1280) != targets["img_feat"].shape[1]:
+        targets["img_feat"] = targets["img_feat"][:, :cfg["model"]["image_feat_dim"]]
+    (out / "run.json").write_text(json.dumps({"config": cfg, "seed": a.seed, "argv": sys.argv, "generation": gen}, indent=2))
     for st in stages:
         prev = None
         i = STAGES.index(st)
