@@ -52,6 +52,12 @@ function setDescrip(header: Uint8Array, text: string): void {
   for (let i = 0; i < Math.min(text.length, DESCRIP_BYTES - 1); i++) header[DESCRIP_OFFSET + i] = text.charCodeAt(i) & 0x7f;
 }
 
+/** BIDS-style seconds: 3 decimals when that is exact (8 → "8.000"), else full precision. */
+function seconds(x: number): string {
+  const f = x.toFixed(3);
+  return Number(f) === x ? f : String(x);
+}
+
 function tsvCell(v: string | number | undefined): string {
   if (v === undefined || v === '') return 'n/a';
   return String(v).replace(/[\t\r\n]/g, ' ');
@@ -185,7 +191,7 @@ export class RunRecording {
   }
 
   async appendEvent(e: StimulusEvent): Promise<void> {
-    const row = [e.onset, e.duration, e.trialType ?? 'stimulus', e.stimulusId, e.references ? JSON.stringify(e.references) : undefined, e.image]
+    const row = [seconds(e.onset), seconds(e.duration), e.trialType ?? 'stimulus', e.stimulusId, e.references ? JSON.stringify(e.references) : undefined, e.image]
       .map(tsvCell).join('\t') + '\n';
     const fh = await open(this.paths.events, 'a');
     try {
