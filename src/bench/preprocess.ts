@@ -106,7 +106,7 @@ export interface PreprocessBench {
   small: BenchSize;
   /** numpy/scipy per-volume p50 ÷ this chain's per-volume p50 at NSD size (how many times faster). */
   baseline_ratio: number | null;
-  baseline: { p50: number; volumes: number; dims: [number, number, number] } | null;
+  baseline: { p50: number; volumes: number; dims: [number, number, number]; steps_ms?: Record<string, number | null> } | null;
   baseline_error?: string;
   /** 1-minute load average and core count while the benchmark ran (the machine may be shared). */
   load: { before: number; after: number; cores: number };
@@ -184,9 +184,9 @@ export async function benchPreprocess(opts: { volumes?: number; warmup?: number;
     if (r.status !== 0) {
       res.baseline_error = `numpy baseline failed: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}`;
     } else {
-      const b = JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8')) as { ms: number[] };
+      const b = JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8')) as { ms: number[]; steps_ms?: Record<string, number | null> };
       const p50 = percentile(b.ms, 0.5);
-      res.baseline = { p50: +p50.toFixed(1), volumes: b.ms.length, dims: nsdDims };
+      res.baseline = { p50: +p50.toFixed(1), volumes: b.ms.length, dims: nsdDims, steps_ms: b.steps_ms };
       res.baseline_ratio = +(p50 / res.nsd.p50).toFixed(1);
     }
   } finally {

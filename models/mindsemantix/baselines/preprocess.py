@@ -28,14 +28,17 @@ def run(d):
     mask = np.fromfile(os.path.join(d, "mask.u8"), dtype=np.uint8).reshape(dims[::-1]).transpose(2, 1, 0) > 0
     ref = vols[0].astype(np.float64)
     roi_hist, motion_hist, ms = [], [], []
+    steps = {"register": [], "resample_mask": [], "detrend_zscore": []}
     p = np.zeros(6)
     for t in range(n):
         t0 = time.perf_counter()
         vol = vols[t].astype(np.float64)
         if t > 0 and t >= n - timed:  # history volumes only need their ROI values, not a timed registration
             p = register(vol, ref, vox, init=p, sample_step=2)
+        t1 = time.perf_counter()
         corrected = warp(vol, params_to_matrix(p), vox, order=1)
         roi = corrected.ravel(order="F")[mask.ravel(order="F")]
+        t2 = time.perf_counter()
         roi_hist.append(roi)
         motion_hist.append(p.copy())
         Y = np.asarray(roi_hist)
@@ -48,8 +51,13 @@ def run(d):
             sd = resid.std(axis=0)
             _z = np.where(sd > 0, (resid[-1] - resid.mean(axis=0)) / np.where(sd > 0, sd, 1), 0.0)
         if t >= n - timed:
-            ms.append((time.perf_counter() - t0) * 1000)
-    json.dump({"ms": ms}, open(os.path.join(d, "result.json"), "w"))
+            t3 = time.perf_counter()
+            ms.append((t3 - t0) * 1000)
+            steps["register"].append((t1 - t0) * 1000)
+            steps["resample_mask"].append((t2 - t1) * 1000)
+            steps["detrend_zscore"].append((t3 - t2) * 1000)
+    med = {k: float(np.median(v)) if v else None for k, v in steps.items()}
+    json.dump({"ms": ms, "steps_ms": med}, open(os.path.join(d, "result.json"), "w"))
 
 
 def main():
