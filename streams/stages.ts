@@ -59,6 +59,8 @@ export class MotionStage {
   private lastIndex = -1;
   private buffer: Float32Array | null = null;
   private waiting: Volume[] = [];
+  /** Index of the volume that is the reference (its motion is 0 by definition), or −1 for a given reference. */
+  private refVolume = -1;
   /**
    * roiIndices: when given (and neither smoothing nor the full corrected volume is wanted), only these voxels are
    * resampled — the ROI is ~2% of an NSD volume — and the output carries `roi` directly.
@@ -73,6 +75,7 @@ export class MotionStage {
     this.prev = [...ZERO];
     this.lastIndex = -1;
     this.waiting = [];
+    this.refVolume = -1;
     const n = v.dims[0] * v.dims[1] * v.dims[2];
     if (!this.buffer || this.buffer.length !== n) this.buffer = new Float32Array(n);
   }
@@ -109,11 +112,13 @@ export class MotionStage {
       const fromOption = this.referenceVolume && this.referenceVolume.length === n ? this.referenceVolume : null;
       if (!fromOption && v.index === this.refIndex) {
         this.setReference(v, v.data);
+        this.refVolume = v.index;
       } else if (fromOption) {
         this.setReference(v, fromOption);
       } else if (v.index > this.refIndex) {
         // The chosen reference never came (dropped volume): the first volume after it becomes the reference.
         this.setReference(v, v.data);
+        this.refVolume = v.index;
       }
     }
     if (v.index < this.cfg.discardVolumes) {
@@ -143,7 +148,11 @@ export class MotionStage {
   private correct(v: Volume): ProcessedVolume {
     const p = this.base(v, 'ok', []);
     const c = this.corrector!;
-    const est = c.estimate(v.data, this.prev);
+    const isRef = v.index === this.refVolume;
+    const est = isRef
+      ? { params: [0, 0, 0, 0, 0, 0] as MotionParams, iterations: 0, converged: true, rms: 0, overlap: 1 }
+      : c.estimate(v.data, this.prev);
+    if (isRef) p.flags.push('reference');
     const first = this.lastIndex < this.cfg.discardVolumes;
     const fd = first ? 0 : framewiseDisplacement(this.prev, est.params, this.cfg.motion.fdRadiusMm);
     this.prev = est.params;
