@@ -16,12 +16,19 @@ export interface Peer {
   isOpen(): boolean;
 }
 
-type Buffered = { ok: true; vol: Volume; int16Exact: boolean; from: Peer } | { ok: false; reason: string };
+type Buffered = { ok: true; vol: Volume; int16Exact: boolean; from: Peer; emitted: boolean } | { ok: false; reason: string };
 
 interface RunState {
   key: string;
   info: RunInfo;
+  /** Volumes < next are settled (accepted and recorded, or missing): the ack. */
   next: number;
+  /** Volumes < emitNext have gone to the hub (or are refused): the pipeline does not wait for the disk. */
+  emitNext: number;
+  /** The run-start (and its recording) has been processed. */
+  ready: boolean;
+  /** Voxel type of the recording, fixed by its first volume. */
+  recType?: 'int16' | 'float32';
   eventsNext: number;
   ended: boolean;
   buffer: Map<number, Buffered>;
@@ -89,7 +96,7 @@ export class Ingest {
       this.enqueue(existing, async () => this.ack(existing, from));
       return;
     }
-    const r: RunState = { key, info, next: 0, eventsNext: 0, ended: false, buffer: new Map(), missing: [], accepted: 0, chain: Promise.resolve(), owner: from };
+    const r: RunState = { key, info, next: 0, emitNext: 0, ready: false, eventsNext: 0, ended: false, buffer: new Map(), missing: [], accepted: 0, chain: Promise.resolve(), owner: from };
     this.runs.set(key, r);
     this.enqueue(r, async () => {
       if (this.o.recordDir) {
@@ -101,8 +108,9 @@ export class Ingest {
           this.errorTo(from, 'run-conflict', msg, { session: m.session, run: m.run }, 'error');
           return;
         }
-        r.next = r.rec.count;
+        r.next = r.emitNext = r.rec.count;
         r.eventsNext = r.rec.eventsCount;
+        r.recType = r.rec.type;
       }
       const resumed = r.next > 0 || r.eventsNext > 0;
       this.notice({
@@ -111,6 +119,8 @@ export class Ingest {
           : `run ${m.run} started: sub-${m.subject} ses-${m.session}, TR ${m.tr} s, dims ${m.dims.join('×')}`,
       });
       this.o.hub.emit(this.o.hub.runsS, info, (e) => this.subscriberFailed(e));
+      r.ready = true;
+      this.emitReady(r);
       this.ack(r, from);
     });
   }
@@ -152,9 +162,10 @@ export class Ingest {
         run: h.run, index: h.index, dims: vol.dims, affine: vol.affine, tr: h.tr, acquisitionTime: h.acquisitionTime, data: vol.data,
         times: { fileSeen: h.seenAt, read: h.readAt, sent: h.sentAt, received: receivedAt },
       };
-      entry = { ok: true, vol: v, int16Exact: vol.int16Exact, from };
+      entry = { ok: true, vol: v, int16Exact: vol.int16Exact, from, emitted: false };
     }
     r.buffer.set(h.index, entry);
+    this.emitReady(r);
     this.enqueue(r, async () => {
       await this.drain(r);
       if (r.buffer.size > this.o.maxReorder) await this.declareGapToBuffered(r, `more than ${this.o.maxReorder} later volumes arrived`);
@@ -219,36 +230,47 @@ export class Ingest {
     });
   }
 
-  /** Accepts every volume that is next in order: records them as one batch, then emits them. */
-  private async drain(r: RunState): Promise<void> {
-    for (;;) {
-      const batch: Extract<Buffered, { ok: true }>[] = [];
-      const type = r.rec?.type;
-      for (let b = r.buffer.get(r.next); b && b.ok && batch.length < 32; b = r.buffer.get(r.next + batch.length)) {
-        const recType = type ?? (batch.length ? (batch[0].int16Exact ? 'int16' : 'float32') : undefined);
-        if (r.rec && recType === 'int16' && !b.int16Exact) {
-          const index = r.next + batch.length;
-          const msg = `volume ${index} of run ${r.info.run} holds non-integer or out-of-range voxels but the run records int16; the voxel type cannot change mid-run.`;
-          this.o.hub.counters.volumesRejected++;
-          this.errorTo(b.from, 'bad-volume', msg, { session: r.info.session, run: r.info.run, index });
-          r.buffer.set(index, { ok: false, reason: `bad-volume: ${msg}` });
-          break;
+  /**
+   * Acceptance: hands every volume that is next in order to the hub at once, without waiting for the disk.
+   * Refused volumes are stepped over (drain() records them as gaps).
+   */
+  private emitReady(r: RunState): void {
+    if (!r.ready) return;
+    for (let b = r.buffer.get(r.emitNext); b; b = r.buffer.get(r.emitNext)) {
+      if (b.ok && !b.emitted) {
+        if (this.o.recordDir) {
+          r.recType ??= b.int16Exact ? 'int16' : 'float32';
+          if (r.recType === 'int16' && !b.int16Exact) {
+            const msg = `volume ${r.emitNext} of run ${r.info.run} holds non-integer or out-of-range voxels but the run records int16; the voxel type cannot change mid-run.`;
+            this.o.hub.counters.volumesRejected++;
+            this.errorTo(b.from, 'bad-volume', msg, { session: r.info.session, run: r.info.run, index: r.emitNext });
+            r.buffer.set(r.emitNext, { ok: false, reason: `bad-volume: ${msg}` });
+            r.emitNext++;
+            continue;
+          }
         }
-        batch.push(b);
-      }
-      if (batch.length && r.rec) {
-        const int16 = (type ?? (batch[0].int16Exact ? 'int16' : 'float32')) === 'int16';
-        await r.rec.appendVolumes(batch.map((b) => ({ data: int16 ? Int16Array.from(b.vol.data) : b.vol.data, acquisitionTime: b.vol.acquisitionTime })));
-      }
-      for (const b of batch) {
-        r.buffer.delete(r.next);
-        r.next += 1;
+        b.emitted = true;
+        b.vol.times.accepted = Date.now();
         r.accepted += 1;
         this.o.hub.counters.volumesAccepted++;
-        b.vol.times.accepted = Date.now();
         this.o.hub.emit(this.o.hub.volumesS, b.vol, (e) => this.subscriberFailed(e));
+        this.armWatchdog(r);
       }
-      if (batch.length) this.armWatchdog(r);
+      r.emitNext++;
+    }
+  }
+
+  /** Settles every volume that is next in order: records accepted ones as one batch, refused ones as gaps. */
+  private async drain(r: RunState): Promise<void> {
+    this.emitReady(r);
+    for (;;) {
+      const batch: Extract<Buffered, { ok: true }>[] = [];
+      for (let b = r.buffer.get(r.next); b && b.ok && b.emitted && batch.length < 32; b = r.buffer.get(r.next + batch.length)) batch.push(b);
+      if (batch.length && r.rec) {
+        const int16 = r.recType === 'int16';
+        await r.rec.appendVolumes(batch.map((b) => ({ data: int16 ? Int16Array.from(b.vol.data) : b.vol.data, acquisitionTime: b.vol.acquisitionTime })));
+      }
+      for (let i = 0; i < batch.length; i++) r.buffer.delete(r.next++);
       const refused = r.buffer.get(r.next);
       if (refused && !refused.ok) {
         await this.declareGap(r, r.next, r.next + 1, refused.reason);
@@ -260,18 +282,26 @@ export class Ingest {
 
   private async declareGap(r: RunState, from: number, to: number, reason: string): Promise<void> {
     r.buffer.delete(from); // a refused volume's placeholder
+    if (r.rec && !r.recType) {
+      // The recording's type is fixed by its first volume, even when that is a gap's placeholder.
+      const firstOk = [...r.buffer.entries()].filter(([, b]) => b.ok).sort((a, b) => a[0] - b[0])[0]?.[1];
+      r.recType = firstOk && firstOk.ok && firstOk.int16Exact ? 'int16' : 'float32';
+    }
     for (let i = from; i < to; i++) {
-      if (r.rec) await r.rec.appendMissing(i * r.info.tr);
+      if (r.rec) await r.rec.appendMissing(i * r.info.tr, r.recType!);
       r.missing.push(i);
     }
     r.next = to;
+    r.emitNext = Math.max(r.emitNext, to);
     this.o.hub.counters.gaps++;
     const range = to - from === 1 ? `volume ${from}` : `volumes ${from}..${to - 1}`;
     this.notice({ kind: 'gap', level: 'warn', session: r.info.session, run: r.info.run, from, to, message: `gap in run ${r.info.run}: ${range} missing (${reason})` });
     r.owner.send({ type: 'gap', session: r.info.session, run: r.info.run, from, to, reason });
+    this.emitReady(r);
   }
 
   private async declareGapToBuffered(r: RunState, reason: string): Promise<void> {
+    await this.drain(r); // settle what is in order first: then r.next is the first missing index
     if (r.buffer.size === 0) return;
     const lowest = Math.min(...r.buffer.keys());
     if (lowest > r.next) await this.declareGap(r, r.next, lowest, reason);

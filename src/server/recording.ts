@@ -185,9 +185,9 @@ export class RunRecording {
   }
 
   /** A volume reported missing keeps its place in the 4-D file as zeros, listed in the sidecar's MissingVolumes. */
-  async appendMissing(acquisitionTime: number): Promise<void> {
+  async appendMissing(acquisitionTime: number, type: RecordType): Promise<void> {
     const n = this.info.dims[0] * this.info.dims[1] * this.info.dims[2];
-    await this.appendVolume(this.type === 'int16' ? new Int16Array(n) : new Float32Array(n), acquisitionTime, true);
+    await this.appendVolume((this.type ?? type) === 'int16' ? new Int16Array(n) : new Float32Array(n), acquisitionTime, true);
   }
 
   async appendEvent(e: StimulusEvent): Promise<void> {

@@ -58,3 +58,43 @@ test('volumes and events sent over a real socket arrive in order, once, and are 
   assert.equal(tsv[2].split('\t')[3], 's4');
   assert.deepEqual(JSON.parse(tsv[2].split('\t')[4]), ['a cat', 'a dog']);
 });
+
+test('missing volumes are reported, never filled: the hub skips them, the recording keeps its 4-D positions as zeros listed in MissingVolumes, and a replay of it reports the same gaps', async (t) => {
+  const { replaySession } = await import('../../src/replay/index.js');
+  const recA = tempDir('gapA');
+  const recB = tempDir('gapB');
+  const vols: Volume[] = [];
+  const ends: RunEnd[] = [];
+  const a = await startServer({ port: 0, recordDir: recA, log: captureLog().log, reorderWindowMs: 150, onHub: (h) => {
+    h.volumes$.subscribe((v) => vols.push(v));
+    h.runEnds$.subscribe((e) => ends.push(e));
+  } });
+  t.after(() => a.close());
+  const info = runInfo({ subject: 'g01' });
+  const sender = new ProtocolSender({ url: a.url }).start();
+  sender.startRun(info);
+  for (const i of [1, 2, 4]) sender.sendVolume({ session: info.session, run: info.run, index: i, tr: info.tr, acquisitionTime: i * info.tr, nifti: niftiVolume(info, i) });
+  sender.endRun(info.session, info.run, 5, 0);
+  await sender.flush();
+  await sender.close();
+  await a.close();
+  assert.deepEqual(vols.map((v) => v.index), [1, 2, 4]);
+  assert.deepEqual(ends[0].missing, [0, 3]);
+  assert.equal(sender.stats.gaps, 2);
+  const pa = runPaths(recA, 'g01', info.session, info.run);
+  const { report, raw } = nibLoad(pa.bold, true);
+  assert.deepEqual(report.shape, [8, 7, 5, 5]);
+  assert.equal(report.dtype, 'int16');
+  const zeros = bytesOf(new Int16Array(8 * 7 * 5));
+  assert.ok(raw!.equals(Buffer.concat([zeros, bytesOf(int16Volume(info.dims, 1)), bytesOf(int16Volume(info.dims, 2)), zeros, bytesOf(int16Volume(info.dims, 4))])));
+  assert.deepEqual(JSON.parse(readFileSync(pa.json, 'utf8')).MissingVolumes, [0, 3]);
+
+  const gapsB: number[][] = [];
+  const b = await startServer({ port: 0, recordDir: recB, log: captureLog().log, onHub: (h) => h.status$.subscribe((n) => { if (n.kind === 'gap') gapsB.push([n.from!, n.to!]); }) });
+  t.after(() => b.close());
+  await replaySession({ session: recA, url: b.url, speed: 'max' });
+  await b.close();
+  const again = nibLoad(runPaths(recB, 'g01', info.session, info.run).bold, true);
+  assert.ok(again.raw!.equals(raw!), 'the replayed recording is re-created voxel for voxel, gaps included');
+  assert.deepEqual(gapsB, [[0, 1], [3, 4]]);
+});
