@@ -158,7 +158,7 @@ function size(r: { ms: number[]; cpu: number[] }, dims: [number, number, number]
 }
 
 export async function benchPreprocess(opts: { volumes?: number; warmup?: number; baselineVolumes?: number; python?: string } = {}): Promise<PreprocessBench> {
-  const timed = opts.volumes ?? 100, warmup = opts.warmup ?? 20, bVols = opts.baselineVolumes ?? 3;
+  const timed = opts.volumes ?? 100, warmup = opts.warmup ?? 20, bVols = opts.baselineVolumes ?? 2;
   const loadBefore = loadavg()[0];
   const nsdDims: [number, number, number] = [81, 104, 83];
   const nsd = await benchOne(nsdDims, [1.8, 1.8, 1.8], 15000, warmup, timed, warmup + bVols);

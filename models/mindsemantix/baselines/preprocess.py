@@ -1,7 +1,7 @@
 """The preprocessing chain written the straightforward way in numpy/scipy, timed per volume for the benchmark ratio.
 
 Per volume: rigid registration to the reference (scipy.optimize.least_squares on cubic-spline samples of a
-2-voxel grid, warm-started), trilinear resampling (ndimage.map_coordinates order 1), ROI mask, detrending by
+2-voxel grid, warm-started, scipy's default tolerances), trilinear resampling (ndimage.map_coordinates order 1), ROI mask, detrending by
 numpy lstsq of the whole history on constant + Legendre (+ motion), z-score of the history.
 
   python -m mindsemantix.baselines.preprocess --dir DIR
@@ -34,7 +34,7 @@ def run(d):
         t0 = time.perf_counter()
         vol = vols[t].astype(np.float64)
         if t > 0 and t >= n - timed:  # history volumes only need their ROI values, not a timed registration
-            p = register(vol, ref, vox, init=p, sample_step=2)
+            p = register(vol, ref, vox, init=p, sample_step=2, tight=False)
         t1 = time.perf_counter()
         corrected = warp(vol, params_to_matrix(p), vox, order=1)
         roi = corrected.ravel(order="F")[mask.ravel(order="F")]

@@ -6,7 +6,8 @@ from scipy import ndimage, optimize
 from .rigid import grid, matrix_to_params, params_to_matrix, voxel_affine
 
 
-def register(moving, ref, vox, init=None, sample_step=1):
+def register(moving, ref, vox, init=None, sample_step=1, tight=True):
+    """tight: tolerances for an oracle; tight=False uses scipy's defaults (the benchmark baseline)."""
     dims = ref.shape
     coeffs = ndimage.spline_filter(moving.astype(np.float64), order=3, mode="nearest")
     g = grid(dims)
@@ -24,5 +25,6 @@ def register(moving, ref, vox, init=None, sample_step=1):
         return np.where(inside, v - rvals, 0.0)
 
     p0 = np.zeros(6) if init is None else np.asarray(init, float)
-    r = optimize.least_squares(resid, p0, method="trf", diff_step=1e-4, x_scale=np.ones(6), xtol=1e-12, ftol=1e-14, gtol=1e-12)
+    tol = dict(xtol=1e-12, ftol=1e-14, gtol=1e-12) if tight else {}
+    r = optimize.least_squares(resid, p0, method="trf", diff_step=1e-4, x_scale=np.ones(6), **tol)
     return matrix_to_params(params_to_matrix(r.x))
