@@ -99,6 +99,8 @@ export class MotionStage {
     if (v.data.length !== n || n === 0) return [this.base(v, 'rejected', ['bad-length'])];
     if (n !== this.buffer!.length) return [this.base(v, 'rejected', ['dims-mismatch'])];
     if (v.index <= this.lastIndex) return [this.base(v, 'rejected', ['out-of-order'])];
+    // One NaN would poison the run's accumulated detrend sums: such a volume is rejected instead.
+    for (let i = 0; i < n; i++) if (!Number.isFinite(v.data[i])) return [this.base(v, 'rejected', ['non-finite'])];
     if (!this.cfg.motion.enabled) {
       if (v.index < this.cfg.discardVolumes) return [this.base(v, 'discarded', [])];
       this.lastIndex = v.index;
@@ -110,15 +112,21 @@ export class MotionStage {
     }
     if (!this.corrector) {
       const fromOption = this.referenceVolume && this.referenceVolume.length === n ? this.referenceVolume : null;
-      if (!fromOption && v.index === this.refIndex) {
-        this.setReference(v, v.data);
-        this.refVolume = v.index;
-      } else if (fromOption) {
-        this.setReference(v, fromOption);
-      } else if (v.index > this.refIndex) {
-        // The chosen reference never came (dropped volume): the first volume after it becomes the reference.
-        this.setReference(v, v.data);
-        this.refVolume = v.index;
+      try {
+        if (!fromOption && v.index === this.refIndex) {
+          this.setReference(v, v.data);
+          this.refVolume = v.index;
+        } else if (fromOption) {
+          this.setReference(v, fromOption);
+        } else if (v.index > this.refIndex) {
+          // The chosen reference never came (dropped volume): the first volume after it becomes the reference.
+          this.setReference(v, v.data);
+          this.refVolume = v.index;
+        }
+      } catch {
+        // e.g. a blank volume: nothing to register to. The next volume is tried as the reference.
+        this.corrector = null;
+        if (v.index >= this.cfg.discardVolumes) return [this.base(v, 'rejected', ['unusable-reference'])];
       }
     }
     if (v.index < this.cfg.discardVolumes) {

@@ -176,3 +176,20 @@ test('memory stays flat over a 2000-volume run', () => {
   assert.ok(processed > 1980 && trials > 490);
   assert.ok(growth < 2, `heap grew by ${growth} MB over 1600 volumes`);
 });
+
+test('a blank reference candidate and a volume with NaN are rejected; the run goes on with the next volume as reference', () => {
+  const dims: [number, number, number] = [24, 24, 16];
+  const { ph, vols } = phantomRun(dims, 16, (t) => [0.05 * t, 0, 0, 0, 0, 0]);
+  vols[0] = { ...vols[0], data: new Float32Array(vols[0].data.length) };
+  const nan = vols[6].data.slice();
+  nan[1234] = NaN;
+  vols[6] = { ...vols[6], data: nan };
+  const r = collect(createPreprocessor(parsePreprocessConfig({ tr: 2 }), { dims, data: ph.mask, affine: ph.affine }), vols, []);
+  assert.deepEqual(r.volumes[0].flags, ['unusable-reference']);
+  assert.deepEqual(r.volumes[6].flags, ['non-finite']);
+  assert.ok(r.volumes[1].flags.includes('reference'));
+  assert.equal(r.volumes.filter((v) => v.status === 'ok').length, 14);
+  for (const v of r.volumes) if (v.zscored) assert.ok(v.zscored.every(Number.isFinite));
+  const m15 = r.motion.find((m) => m.index === 15)!;
+  assert.ok(Math.abs(m15.params[0] - 0.05 * 14) < 0.05, `relative to volume 1: ${m15.params[0]}`);
+});
