@@ -125,7 +125,7 @@ test('out-of-order volumes are put in order, duplicates dropped with a notice, a
 });
 
 test('protocol violations: unknown type, bad JSON, wrong version, missing or wrong token, binary before hello, oversize frames', async (t) => {
-  const { srv, lines, notices } = await server(t, { limits: { maxFrameBytes: 64 * 1024 } });
+  const { srv, lines, notices } = await server(t, { limits: { maxFrameBytes: 64 * 1024, maxVoxels: 200 } });
   const noTok = await raw(srv.url, { type: 'hello', v: 1, client: 'x' });
   assert.equal(noTok.errors()[0].code, 'auth-required');
   const badTok = await raw(srv.url, { type: 'hello', v: 1, client: 'x', token: 'nope' });
@@ -149,8 +149,10 @@ test('protocol violations: unknown type, bad JSON, wrong version, missing or wro
   c.ws.send(frame(0));
   c.ws.send(encodeVolumeFrame(header(1), new Uint8Array(100 * 1024)));
   c.ws.send(Buffer.from('MSXVgarbage'));
-  await waitFor(() => c.errors().length >= 5, 2000, 'five errors');
-  assert.deepEqual(c.errors().map((e) => e.code).sort(), ['bad-frame', 'bad-message', 'bad-message', 'frame-too-large', 'unknown-type']);
+  c.ws.send(frame(2, encodeNifti1Volume({ dims: [20, 20, 1], affine: [...info.affine], tr: info.tr, data: new Int16Array(400) })));
+  await waitFor(() => c.errors().length >= 6, 2000, 'six errors');
+  assert.deepEqual(c.errors().map((e) => e.code).sort(), ['bad-frame', 'bad-message', 'bad-message', 'dims-too-large', 'frame-too-large', 'unknown-type']);
+  assert.match(c.errors().find((e) => e.code === 'dims-too-large')!.message, /20×20×1 exceed the server limit/);
   assert.match(c.errors().find((e) => e.code === 'unknown-type')!.message, /unknown message type "frobnicate"/);
   assert.match(c.errors()[2].message, /"dims" must be an array of 3/);
   assert.equal(c.errors().find((e) => e.code === 'frame-too-large')!.index, 1);
