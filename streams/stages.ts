@@ -99,8 +99,11 @@ export class MotionStage {
     if (v.data.length !== n || n === 0) return [this.base(v, 'rejected', ['bad-length'])];
     if (n !== this.buffer!.length) return [this.base(v, 'rejected', ['dims-mismatch'])];
     if (v.index <= this.lastIndex) return [this.base(v, 'rejected', ['out-of-order'])];
-    // One NaN would poison the run's accumulated detrend sums: such a volume is rejected instead.
-    for (let i = 0; i < n; i++) if (!Number.isFinite(v.data[i])) return [this.base(v, 'rejected', ['non-finite'])];
+    // One NaN would poison the run's accumulated detrend sums: such a volume is rejected instead (a plain sum is
+    // the cheapest full check: any NaN or ±Inf makes it non-finite).
+    let sum = 0;
+    for (let i = 0; i < n; i++) sum += v.data[i];
+    if (!Number.isFinite(sum)) return [this.base(v, 'rejected', ['non-finite'])];
     if (!this.cfg.motion.enabled) {
       if (v.index < this.cfg.discardVolumes) return [this.base(v, 'discarded', [])];
       this.lastIndex = v.index;
