@@ -74,6 +74,11 @@ test('serve refuses to expose itself without a token, and names a missing token 
   assert.equal(missing.status, 1);
   assert.equal(missing.stderr.trim().split('\n').length, 1);
   assert.match(missing.stderr, /cannot read token file \/nonexistent\/tok \(ENOENT\)/);
+  const file = join(tempDir('notdir'), 'file');
+  writeFileSync(file, 'x');
+  const ro = spawnSync(process.execPath, [bin, 'serve', '--port', '0', '--record', join(file, 'rec')], { encoding: 'utf8', timeout: 15000 });
+  assert.equal(ro.status, 1);
+  assert.match(ro.stderr.trim(), /^mindsemantix: serve: cannot write to --record \S+\/file\/rec \(ENOTDIR\); choose a writable folder\.$/);
   const rep = spawnSync(process.execPath, [bin, 'replay', '/nonexistent', '--server', 'ws://127.0.0.1:1'], { encoding: 'utf8', timeout: 15000 });
   assert.equal(rep.status, 1);
   assert.match(rep.stderr.trim(), /^mindsemantix: replay: \/nonexistent is not a folder/);

@@ -1,3 +1,4 @@
+import { accessSync, constants, mkdirSync } from 'node:fs';
 import type { Command } from '../command.js';
 import { UserError } from '../errors.js';
 import { numberFlag, parseArgs, stringFlag } from '../args.js';
@@ -39,22 +40,38 @@ export async function runServe(argv: string[], hooks: { onHub?: HubHook } = {}):
   }
   const loopback = host === '127.0.0.1' || host === '::1' || host === 'localhost';
   if (!loopback && token === undefined) throw new UserError(`serve: binding ${host} exposes the server to the network; pass --token-file with a shared secret (or bind 127.0.0.1).`, 2);
+  const record = stringFlag(p, 'record');
+  if (record) {
+    try {
+      mkdirSync(record, { recursive: true });
+      accessSync(record, constants.W_OK);
+    } catch (e) {
+      throw new UserError(`serve: cannot write to --record ${record} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); choose a writable folder.`);
+    }
+  }
   const models = stringFlag(p, 'models');
   const hook = hooks.onHub ?? pipelineHook;
-  const hubReady: Promise<void>[] = [];
+  let hubReady: Promise<void> = Promise.resolve();
+  let srv: DecoderServer;
   try {
-    return await startServer({
-      host, port, token, recordDir: stringFlag(p, 'record'),
-      onHub: hook ? (hub) => { hubReady.push(Promise.resolve(hook(hub, { models }))); } : undefined,
+    srv = await startServer({
+      host, port, token, recordDir: record,
+      // The pipeline subscribes synchronously (nothing is missed); its promise settles once it is running.
+      onHub: hook ? (hub) => { hubReady = Promise.resolve(hook(hub, { models })); hubReady.catch(() => {}); } : undefined,
     });
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'EADDRINUSE') throw new UserError(`serve: port ${port} on ${host} is already in use; stop the other server or pass --port.`);
     if (err.code === 'EADDRNOTAVAIL' || err.code === 'EACCES') throw new UserError(`serve: cannot bind ${host}:${port} (${err.code}); choose another --host or --port.`);
     throw e;
-  } finally {
-    await Promise.all(hubReady);
   }
+  try {
+    await hubReady;
+  } catch (e) {
+    await srv.close(); // a pipeline that cannot start must not leave a listening server behind
+    throw e;
+  }
+  return srv;
 }
 
 export const command: Command = {
