@@ -20,6 +20,8 @@ def export_trained(ckpt: Path, data: Path | None, out: Path, ridge_rank: int = 6
     from . import bootstrap
     model, blob = load_weights(ckpt)
     cfg = blob["config"]
+    if cfg["lm"]["kind"] != "smollm2":
+        raise SystemExit(f"{ckpt} was trained with the {cfg['lm']['kind']} LM; a bundle needs the SmolLM2 soft prompt (lm.kind: smollm2).")
     if data is not None:
         cfg["data"]["root"] = str(data)
     corpus = load_corpus(cfg["data"])

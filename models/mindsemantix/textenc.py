@@ -32,8 +32,12 @@ class SentenceEncoder(nn.Module):
 
 
 def load_tokenizer():
+    """The MiniLM tokenizer without its built-in pad-to-128 (batch_ids pads per batch and builds the attention mask)."""
     from tokenizers import Tokenizer
-    return Tokenizer.from_file(str(minilm_dir() / "tokenizer.json"))
+    t = Tokenizer.from_file(str(minilm_dir() / "tokenizer.json"))
+    t.no_padding()
+    t.enable_truncation(max_length=128)
+    return t
 
 
 def load_minilm() -> SentenceEncoder:
@@ -59,7 +63,7 @@ def batch_ids(tok, texts, max_len: int = 64):
     for i, e in enumerate(encs):
         n = min(L, len(e.ids))
         ids[i, :n] = torch.tensor(e.ids[:n])
-        mask[i, :n] = 1
+        mask[i, :n] = torch.tensor(e.attention_mask[:n])
     return ids, mask
 
 
