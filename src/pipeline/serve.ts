@@ -81,6 +81,7 @@ export function createServePipeline(opts: ServePipelineOptions = {}): ServePipel
   let decoder: BrainDecoder | undefined;
   let baseline: RidgeRetrieval | null = null;
   let pipeline: Pipeline | undefined;
+  let closed = false;
   let markReady!: () => void;
   const ready = new Promise<void>((r) => { markReady = r; });
   const off = (why: string, level: 'warn' | 'error') => {
@@ -94,6 +95,12 @@ export function createServePipeline(opts: ServePipelineOptions = {}): ServePipel
       log(`serve: loading model bundle ${dir} (checking checksums)…`);
       decoder = await BrainDecoder.load(dir, { device: opts.device, log });
       baseline = await RidgeRetrieval.load(decoder.bundle, decoder.sessions);
+      if (closed) { // serve stopped while the model loaded
+        buffered.discard();
+        await baseline?.release();
+        await decoder.release();
+        return;
+      }
       pipeline = startPipeline(buffered.hub, {
         decoder, baseline, dashboard, recordDir: opts.recordDir ?? record, decode: opts.decode,
         log: (level, m) => log(`pipeline ${level}: ${m}`),
@@ -131,11 +138,14 @@ export function createServePipeline(opts: ServePipelineOptions = {}): ServePipel
       return `http://${shown}/${viewerToken ? `?token=${viewerToken}` : ''}`;
     },
     async close() {
-      await ready;
-      await pipeline?.close();
+      // Never waits for a model still loading: that load sees `closed` and releases what it made.
+      closed = true;
+      if (pipeline) {
+        await pipeline.close();
+        await baseline?.release();
+        await decoder?.release();
+      }
       await dashboard.close();
-      await baseline?.release();
-      await decoder?.release();
     },
   };
 }
