@@ -44,10 +44,12 @@ def export_trained(ckpt: Path, data: Path | None, out: Path, ridge_rank: int = 6
     if "tr" in corpus.meta:
         pre["tr"] = corpus.meta["tr"]
     masks = {s: corpus.subjects[s].mask for s in model.cfg.subjects}
-    cmd = " ".join(run.get("argv", [])) if run else ""
+    # the canonical reproduce command (stages may have been run one by one with the same seed and config)
+    command = (f"python -m mindsemantix.train --config {run.get('config_path', 'models/configs/default.yaml')} "
+               f"--data {data or cfg['data']['root']} --out {ckpt.parent} --seed {blob['seed']} --stage all --threads 1")
     m = write_bundle(out, name=out.name, model=model, masks=masks, text_encoder=None, text_tokenizer_json=minilm_dir() / "tokenizer.json",
                      baselines=baselines, baseline_captions=caps, baseline_embeddings=emb, generation=gen, preprocessing=pre,
-                     seed=blob["seed"], command=f"python -m mindsemantix.train {cmd.split('mindsemantix/train.py', 1)[-1].strip()}".strip(),
+                     seed=blob["seed"], command=command,
                      extra={"training": {"checkpoint": str(ckpt), "stage": blob["stage"], "steps": blob["steps"], "metrics": blob["metrics"],
                                          "estimator": corpus.meta.get("estimator"), "data": cfg["data"],
                                          "baseline_ridge_rank": ridge_rank}})

@@ -418,7 +418,8 @@ def main(argv=None):
         targets["kw_tok"] = keyword_tokens(corpus.captions, tok, cfg["model"]["queries"])
     if targets and targets.get("img_feat") is not None and cfg["model"].get("image_feat_dim", 1280) != targets["img_feat"].shape[1]:
         targets["img_feat"] = targets["img_feat"][:, :cfg["model"]["image_feat_dim"]]
-    (out / "run.json").write_text(json.dumps({"config": cfg, "seed": a.seed, "argv": sys.argv, "generation": gen}, indent=2))
+    (out / "run.json").write_text(json.dumps({"config": cfg, "config_path": a.config, "seed": a.seed, "argv": sys.argv,
+                                              "generation": gen}, indent=2))
     for st in stages:
         prev = None
         i = STAGES.index(st)
