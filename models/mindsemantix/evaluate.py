@@ -19,13 +19,14 @@ from .ridge import fit_ridge, retrieve, ridge_predict
 from .util import log
 
 
-def train_caption_bank(corpus, cap_emb: torch.Tensor):
-    """All training captions (deduplicated) with their MiniLM embeddings."""
+def train_caption_bank(corpus, cap_emb: torch.Tensor, per_stimulus: int = 1):
+    """The first `per_stimulus` reference(s) of every training stimulus (deduplicated) with their MiniLM embeddings
+    (one per stimulus keeps the bundle's baseline_embeddings.npy small; the same bank serves every retrieval read-out)."""
     caps, embs, seen = [], [], set()
     for i, sp in enumerate(corpus.split):
         if sp != "train":
             continue
-        for k, c in enumerate(corpus.captions[i]):
+        for k, c in enumerate(corpus.captions[i][:per_stimulus]):
             if c in seen:
                 continue
             seen.add(c)
