@@ -103,7 +103,27 @@ def load_sim(root: Path, field_name: str = "responses", subjects: list[str] | No
         is_test = np.array([s == "test" for s in sp])
         mask = fp.parent / f"sub-{sub}_roi-mask.nii.gz"
         corpus.subjects[sub] = _subject(sub, x, stim, is_test, mask if mask.exists() else None)
+    if subjects:
+        corpus = _only_seen(corpus)
     return corpus
+
+
+def _only_seen(c: Corpus) -> Corpus:
+    """Drop stimuli that none of the loaded subjects saw (a subset of subjects then gives the same corpus whichever
+    other subjects the folder holds)."""
+    seen = sorted({int(i) for d in c.subjects.values() for i in np.concatenate([d.train_stim, d.test_stim])})
+    if len(seen) == len(c.stimuli):
+        return c
+    new = {old: k for k, old in enumerate(seen)}
+    remap = np.vectorize(new.__getitem__, otypes=[np.int64])
+    img = c.image
+    out = Corpus([c.stimuli[i] for i in seen], [c.captions[i] for i in seen], [c.split[i] for i in seen],
+                 image=(lambda k, _img=img, _s=seen: _img(_s[k])) if img is not None else None, meta=c.meta)
+    for s, d in c.subjects.items():
+        d.train_stim = remap(d.train_stim) if len(d.train_stim) else d.train_stim
+        d.test_stim = remap(d.test_stim) if len(d.test_stim) else d.test_stim
+        out.subjects[s] = d
+    return out
 
 
 # ---- (b1) NSD, MindEye2-style HDF5 -------------------------------------------------------------------------------------

@@ -83,3 +83,21 @@ def test_cross_subject_batches_hold_one_subject_and_split_across_ranks(tmp_path)
     assert len(r0) == len(r1) and not set(map(tuple, r0)) & set(map(tuple, r1))
     batch = D.collate_single_subject([ds[i] for i in batches[0]])
     assert batch["voxels"].shape == (4, c.subjects[ds.subjects[batch["subject_index"]]].voxels)
+
+
+def test_selecting_subjects_keeps_only_the_stimuli_they_saw(tmp_path):
+    root = FX.write_sim(tmp_path / "sim", {"sim01": 20, "sim02": 15}, n_stim=12, n_test=3)
+    import h5py
+    # sim02 saw only the first 6 training stimuli
+    with h5py.File(root / "derivatives/mindsemantix/sub-sim02/sub-sim02_responses.h5", "a") as h:
+        keep = [i for i, s in enumerate(h["stimulus_ids"][()]) if int(s.decode()[1:]) < 6 or h["split"][i] == b"test"]
+        for k in ("responses", "betas", "stimulus_ids", "split", "repeat"):
+            v = h[k][()][keep]
+            del h[k]
+            h[k] = v
+    full = D.load_sim(root)
+    only = D.load_sim(root, subjects=["sim02"])
+    assert len(full.stimuli) == 12 and len(only.stimuli) == 6 + 3
+    d = only.subjects["sim02"]
+    assert {only.stimuli[i] for i in d.train_stim} == {f"s{i:03d}" for i in range(6)}
+    assert only.image(0).size == (32, 32)
