@@ -4,7 +4,7 @@ import * as ort from 'onnxruntime-node';
 import type { Caption, TrialResponse } from '../core/types.js';
 import { type Bundle, type GenerationConfig, loadBundle, BundleError } from './bundle.js';
 import { createSessionFactory, type Device, type SessionFactory } from './sessions.js';
-import { LanguageModel, type GenerateOptions, type Generated } from './lm.js';
+import { LanguageModel, type GenerateOptions, type Generated, type PromptCache } from './lm.js';
 import { loadTokenizer, type TextTokenizer } from './tokenizer.js';
 import { encodeRgb, planarToRgb, type ImageFormat } from './image.js';
 
@@ -46,7 +46,7 @@ export interface BrainCaption {
 
 export class BrainDecoder {
   private readonly encoders = new Map<string, ort.InferenceSession>();
-  private prefixEmb!: Float32Array;
+  private prefixCache: PromptCache | undefined;
   private suffixEmb!: Float32Array;
 
   private constructor(
@@ -80,7 +80,8 @@ export class BrainDecoder {
     const lm = new LanguageModel(decoder, embed, gen, m.dims.D_lm);
     const tokenizer = loadTokenizer(bundle.path('lm/tokenizer.json'));
     const d = new BrainDecoder(bundle, factory.provider, qformer, lm, tokenizer, generator, factory);
-    d.prefixEmb = gen.prefix_ids.length ? await lm.embed(gen.prefix_ids) : new Float32Array(0);
+    // The prompt prefix (e.g. few-shot examples) is the same for every trial: its KV cache is computed once here.
+    d.prefixCache = gen.prefix_ids.length ? await lm.prefix(await lm.embed(gen.prefix_ids)) : undefined;
     d.suffixEmb = gen.suffix_ids.length ? await lm.embed(gen.suffix_ids) : new Float32Array(0);
     for (const id of Object.keys(m.subjects)) await d.encoder(id);
     await d.warmup();
@@ -126,11 +127,10 @@ export class BrainDecoder {
     const q = await this.qformer.run({ brain_tokens: brainTokens });
     const soft = q.soft_prompt.data as Float32Array;
     const captionEmbedding = q.caption_embedding.data as Float32Array;
-    const prompt = new Float32Array(this.prefixEmb.length + soft.length + this.suffixEmb.length);
-    prompt.set(this.prefixEmb, 0);
-    prompt.set(soft, this.prefixEmb.length);
-    prompt.set(this.suffixEmb, this.prefixEmb.length + soft.length);
-    const g = await this.lm.generate(prompt, opts);
+    const prompt = new Float32Array(soft.length + this.suffixEmb.length);
+    prompt.set(soft, 0);
+    prompt.set(this.suffixEmb, soft.length);
+    const g = await this.lm.generate(prompt, opts, this.prefixCache);
     const confidence = g.logprobs.length ? g.logprobs.reduce((s, lp) => s + Math.exp(lp), 0) / g.logprobs.length : 0;
     return { text: this.tokenizer.decode(g.tokens), tokens: g.tokens, tokenLogprobs: g.logprobs, confidence, stop: g.stop, captionEmbedding, brainTokens };
   }

@@ -25,6 +25,11 @@ export interface Generated {
   stop: 'eos' | 'max-tokens';
 }
 
+export interface PromptCache {
+  past: ort.Tensor[];
+  pastLen: number;
+}
+
 interface Step {
   /** Logits at the last position of each batch row, [B, vocab]. */
   logits: Float32Array;
@@ -93,15 +98,25 @@ export class LanguageModel {
     return { logits, present: this.presentNames.map((n) => out[n]), pastLen: pastLen + S };
   }
 
-  /** Generates from a prompt given as embeddings [L, hidden]. */
-  async generate(prompt: Float32Array, opts: GenerateOptions = {}): Promise<Generated> {
+  /**
+   * The cache of a fixed prompt start (batch 1), computed once: attention is causal, so every prompt that begins with
+   * these tokens can continue from it instead of recomputing them.
+   */
+  async prefix(embeds: Float32Array): Promise<PromptCache> {
+    const L = embeds.length / this.hidden;
+    const step = await this.forward(embeds, 1, L, null, 0);
+    return { past: step.present, pastLen: step.pastLen };
+  }
+
+  /** Generates from a prompt given as embeddings [L, hidden], optionally continuing a cached prompt start. */
+  async generate(prompt: Float32Array, opts: GenerateOptions = {}, cache?: PromptCache): Promise<Generated> {
     const strategy = opts.strategy ?? 'greedy';
-    if (strategy === 'beam' && (opts.numBeams ?? 4) > 1) return this.beam(prompt, opts);
+    if (strategy === 'beam' && (opts.numBeams ?? 4) > 1) return this.beam(prompt, opts, cache);
     const maxNew = opts.maxNewTokens ?? this.gen.max_new_tokens;
     const stop = new Set([...this.gen.eos_token_ids, ...(opts.stopTokenIds ?? [])]);
     const rng = mulberry32(opts.seed ?? 0);
     const L = prompt.length / this.hidden;
-    let step = await this.forward(prompt, 1, L, null, 0);
+    let step = await this.forward(prompt, 1, L, cache?.past ?? null, cache?.pastLen ?? 0);
     const tokens: number[] = [];
     const logprobs: number[] = [];
     for (let t = 0; t < maxNew; t++) {
@@ -117,14 +132,14 @@ export class LanguageModel {
   }
 
   /** Beam search with a cache per beam; finished hypotheses are ranked by length-normalised log-probability. */
-  private async beam(prompt: Float32Array, opts: GenerateOptions): Promise<Generated> {
+  private async beam(prompt: Float32Array, opts: GenerateOptions, cache?: PromptCache): Promise<Generated> {
     const K = opts.numBeams ?? 4;
     const maxNew = opts.maxNewTokens ?? this.gen.max_new_tokens;
     const lpPow = opts.lengthPenalty ?? 1;
     const stop = new Set([...this.gen.eos_token_ids, ...(opts.stopTokenIds ?? [])]);
     const norm = (sum: number, len: number) => sum / Math.pow(Math.max(len, 1), lpPow);
     const L = prompt.length / this.hidden;
-    const first = await this.forward(prompt, 1, L, null, 0);
+    const first = await this.forward(prompt, 1, L, cache?.past ?? null, cache?.pastLen ?? 0);
     type Beam = { tokens: number[]; logprobs: number[]; score: number };
     let beams: Beam[] = [{ tokens: [], logprobs: [], score: 0 }];
     let logits = first.logits;
