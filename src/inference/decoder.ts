@@ -44,6 +44,8 @@ export interface BrainCaption {
   brainTokens: ort.Tensor;
 }
 
+export type DecodedCaption = Caption & { imageFormat?: ImageFormat; tokens: number[] };
+
 export class BrainDecoder {
   private readonly encoders = new Map<string, ort.InferenceSession>();
   private prefixCache: PromptCache | undefined;
@@ -116,23 +118,36 @@ export class BrainDecoder {
 
   /** Voxels (mask order) → brain tokens → soft prompt → generated caption. */
   async caption(subject: string, voxels: Float32Array, opts: GenerateOptions = {}): Promise<BrainCaption> {
+    return (await this.captionBatch([{ subject, voxels }], opts))[0];
+  }
+
+  /** Several responses at once: encoders and Q-Former per response, one batched LM generation for all. */
+  async captionBatch(items: { subject: string; voxels: Float32Array }[], opts: GenerateOptions = {}): Promise<BrainCaption[]> {
     const m = this.bundle.manifest;
-    const entry = m.subjects[subject];
-    const enc = await this.encoder(subject);
-    if (voxels.length !== entry.voxels) {
-      throw new Error(`trial response has ${voxels.length} voxels but the bundle's sub-${subject} encoder expects ${entry.voxels}; the ROI mask and the bundle do not match.`);
+    const brain: { brainTokens: ort.Tensor; captionEmbedding: Float32Array; soft: Float32Array }[] = [];
+    for (const { subject, voxels } of items) {
+      const enc = await this.encoder(subject);
+      const entry = m.subjects[subject];
+      if (voxels.length !== entry.voxels) {
+        throw new Error(`trial response has ${voxels.length} voxels but the bundle's sub-${subject} encoder expects ${entry.voxels}; the ROI mask and the bundle do not match.`);
+      }
+      const encOut = await enc.run({ [enc.inputNames[0]]: new ort.Tensor('float32', voxels, [1, voxels.length]) });
+      const brainTokens = encOut.brain_tokens ?? encOut[enc.outputNames[0]];
+      const q = await this.qformer.run({ brain_tokens: brainTokens });
+      brain.push({ brainTokens, captionEmbedding: q.caption_embedding.data as Float32Array, soft: q.soft_prompt.data as Float32Array });
     }
-    const encOut = await enc.run({ [enc.inputNames[0]]: new ort.Tensor('float32', voxels, [1, voxels.length]) });
-    const brainTokens = encOut.brain_tokens ?? encOut[enc.outputNames[0]];
-    const q = await this.qformer.run({ brain_tokens: brainTokens });
-    const soft = q.soft_prompt.data as Float32Array;
-    const captionEmbedding = q.caption_embedding.data as Float32Array;
-    const prompt = new Float32Array(soft.length + this.suffixEmb.length);
-    prompt.set(soft, 0);
-    prompt.set(this.suffixEmb, soft.length);
-    const g = await this.lm.generate(prompt, opts, this.prefixCache);
-    const confidence = g.logprobs.length ? g.logprobs.reduce((s, lp) => s + Math.exp(lp), 0) / g.logprobs.length : 0;
-    return { text: this.tokenizer.decode(g.tokens), tokens: g.tokens, tokenLogprobs: g.logprobs, confidence, stop: g.stop, captionEmbedding, brainTokens };
+    const per = brain[0].soft.length + this.suffixEmb.length;
+    const prompts = new Float32Array(per * brain.length);
+    brain.forEach((x, i) => {
+      prompts.set(x.soft, i * per);
+      prompts.set(this.suffixEmb, i * per + x.soft.length);
+    });
+    const gs = await this.lm.generateBatch(prompts, brain.length, opts, this.prefixCache);
+    return gs.map((g, i) => ({
+      text: this.tokenizer.decode(g.tokens), tokens: g.tokens, tokenLogprobs: g.logprobs, stop: g.stop,
+      confidence: g.logprobs.length ? g.logprobs.reduce((s, lp) => s + Math.exp(lp), 0) / g.logprobs.length : 0,
+      captionEmbedding: brain[i].captionEmbedding, brainTokens: brain[i].brainTokens,
+    }));
   }
 
   /** Caption embedding + brain tokens → RGB bytes of the generator's image. */
@@ -149,32 +164,42 @@ export class BrainDecoder {
   }
 
   /** Decodes one trial end to end into the shared `Caption` shape. */
-  async decode(trial: TrialResponse, opts: DecodeOptions = {}): Promise<Caption & { imageFormat?: ImageFormat; tokens: number[] }> {
-    const c = await this.caption(trial.subject, trial.vector, opts);
+  async decode(trial: TrialResponse, opts: DecodeOptions = {}): Promise<DecodedCaption> {
+    return (await this.decodeBatch([trial], opts))[0];
+  }
+
+  /** Decodes several trials with one batched LM generation (a backlog after a burst of trials). */
+  async decodeBatch(trials: TrialResponse[], opts: DecodeOptions = {}): Promise<DecodedCaption[]> {
+    const cs = await this.captionBatch(trials.map((t) => ({ subject: t.subject, voxels: t.vector })), opts);
     const captionDone = Date.now();
-    let image: Uint8Array | undefined;
-    let reconstruction: number | undefined;
     const format = opts.imageFormat ?? 'png';
-    if ((opts.reconstruct ?? true) && this.generator) {
-      const t0 = performance.now();
-      const r = await this.reconstruct(c.captionEmbedding, c.brainTokens);
-      image = await encodeRgb(r.rgb, r.width, r.height, format, opts.imageWidth);
-      reconstruction = performance.now() - t0;
+    const out: DecodedCaption[] = [];
+    for (const [i, trial] of trials.entries()) {
+      const c = cs[i];
+      let image: Uint8Array | undefined;
+      let reconstruction: number | undefined;
+      if ((opts.reconstruct ?? true) && this.generator) {
+        const t0 = performance.now();
+        const r = await this.reconstruct(c.captionEmbedding, c.brainTokens);
+        image = await encodeRgb(r.rgb, r.width, r.height, format, opts.imageWidth);
+        reconstruction = performance.now() - t0;
+      }
+      out.push({
+        run: trial.run,
+        trial: trial.trial,
+        stimulusId: trial.stimulusId,
+        text: c.text,
+        tokens: c.tokens,
+        confidence: c.confidence,
+        tokenLogprobs: c.tokenLogprobs,
+        image,
+        imageFormat: image ? format : undefined,
+        references: trial.event?.references,
+        flags: [...trial.flags],
+        latencyMs: { responseToCaption: Math.max(0, captionDone - trial.readyAt), ...(reconstruction !== undefined ? { reconstruction } : {}) },
+      });
     }
-    return {
-      run: trial.run,
-      trial: trial.trial,
-      stimulusId: trial.stimulusId,
-      text: c.text,
-      tokens: c.tokens,
-      confidence: c.confidence,
-      tokenLogprobs: c.tokenLogprobs,
-      image,
-      imageFormat: image ? format : undefined,
-      references: trial.event?.references,
-      flags: [...trial.flags],
-      latencyMs: { responseToCaption: Math.max(0, captionDone - trial.readyAt), ...(reconstruction !== undefined ? { reconstruction } : {}) },
-    };
+    return out;
   }
 
   async release(): Promise<void> {

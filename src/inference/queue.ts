@@ -23,11 +23,14 @@ export interface DecodeResult<R> {
   decodeMs: number;
 }
 
-export interface DecodeQueueOptions {
+export interface DecodeQueueOptions<R = unknown> {
   /** Waiting trials kept at most (default 256). */
   capacity?: number;
   /** Raise a lag alarm when a trial waits longer than this (ms, default 0: any wait behind another trial). */
   lagAlarmMs?: number;
+  /** When several trials wait, decode up to this many together with `batchWork` (default 1: one at a time). */
+  maxBatch?: number;
+  batchWork?: (trials: TrialResponse[]) => Promise<R[]>;
 }
 
 export class DecodeQueue<R> {
@@ -42,7 +45,7 @@ export class DecodeQueue<R> {
   /** Largest backlog seen (trials waiting). */
   maxBacklog = 0;
 
-  constructor(private readonly work: (t: TrialResponse) => Promise<R>, private readonly opts: DecodeQueueOptions = {}) {}
+  constructor(private readonly work: (t: TrialResponse) => Promise<R>, private readonly opts: DecodeQueueOptions<R> = {}) {}
 
   get backlog(): number {
     return this.waiting.length;
@@ -86,18 +89,20 @@ export class DecodeQueue<R> {
     if (this.busy) return;
     this.busy = true;
     while (this.waiting.length) {
-      const { trial, enqueued } = this.waiting.shift()!;
+      const n = this.opts.batchWork ? Math.min(this.opts.maxBatch ?? 1, this.waiting.length) : 1;
+      const batch = this.waiting.splice(0, n);
       const start = Date.now();
-      const waitedMs = start - enqueued;
       const lagMs = this.opts.lagAlarmMs ?? 0;
-      if (lagMs > 0 && waitedMs > lagMs && !this.lagging) this.raiseLag(trial);
+      if (lagMs > 0 && start - batch[0].enqueued > lagMs && !this.lagging) this.raiseLag(batch[0].trial);
       try {
-        const result = await this.work(trial);
-        this.results.next({ trial, result, waitedMs, decodeMs: Date.now() - start });
+        const results = n > 1 ? await this.opts.batchWork!(batch.map((b) => b.trial)) : [await this.work(batch[0].trial)];
+        batch.forEach((b, i) => this.results.next({ trial: b.trial, result: results[i], waitedMs: start - b.enqueued, decodeMs: Date.now() - start }));
       } catch (e) {
         const error = String((e as Error)?.message ?? e);
-        this.alarm('error', 'decode-failed', `trial ${trial.trial} of ${trial.run} could not be decoded: ${error}`, trial);
-        this.results.next({ trial, error, waitedMs, decodeMs: Date.now() - start });
+        for (const b of batch) {
+          this.alarm('error', 'decode-failed', `trial ${b.trial.trial} of ${b.trial.run} could not be decoded: ${error}`, b.trial);
+          this.results.next({ trial: b.trial, error, waitedMs: start - b.enqueued, decodeMs: Date.now() - start });
+        }
       }
       if (this.lagging && this.waiting.length === 0) {
         this.lagging = false;

@@ -31,6 +31,8 @@ export interface PipelineOptions {
   stimulusRoot?: string;
   /** Preprocessing overrides on top of the bundle manifest's block (later wins). */
   preprocessing?: unknown[];
+  /** Trials decoded together at most when a backlog builds up (default 8). */
+  maxBatch?: number;
   /** Live caption metrics on the dashboard (default true). */
   liveMetrics?: boolean;
   /** Volumes expected per run (progress bar), when the caller knows. */
@@ -130,16 +132,22 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
   }
 
   // ---- decode queue (off the per-volume path) ----
-  const queue = new DecodeQueue<DecodedTrial>(async (t: TrialResponse) => {
-    const run = runs.get(t.run);
-    const c = await decoder.decode(t, { imageFormat: 'webp', imageWidth: 128, ...opts.decode });
-    const base = opts.baseline?.has(t.subject) ? (await opts.baseline.predict(t.subject, t.vector)).caption : undefined;
-    return {
-      session: run?.info.session ?? '', subject: t.subject, run: t.run, trial: t.trial, stimulusId: t.stimulusId, onset: t.event.onset,
-      references: t.event.references, flags: c.flags, caption: c.text, confidence: c.confidence, tokenLogprobs: c.tokenLogprobs,
-      latencyMs: c.latencyMs.responseToCaption, reconstructionMs: c.latencyMs.reconstruction, baseline: base, image: c.image, imageFormat: c.imageFormat,
-    };
-  });
+  const decodeAll = async (ts: TrialResponse[]): Promise<DecodedTrial[]> => {
+    const cs = await decoder.decodeBatch(ts, { imageFormat: 'webp', imageWidth: 128, ...opts.decode });
+    const out: DecodedTrial[] = [];
+    for (const [i, t] of ts.entries()) {
+      const c = cs[i];
+      const base = opts.baseline?.has(t.subject) ? (await opts.baseline.predict(t.subject, t.vector)).caption : undefined;
+      out.push({
+        session: runs.get(t.run)?.info.session ?? '', subject: t.subject, run: t.run, trial: t.trial, stimulusId: t.stimulusId, onset: t.event.onset,
+        references: t.event.references, flags: c.flags, caption: c.text, confidence: c.confidence, tokenLogprobs: c.tokenLogprobs,
+        latencyMs: c.latencyMs.responseToCaption, reconstructionMs: c.latencyMs.reconstruction, baseline: base, image: c.image, imageFormat: c.imageFormat,
+      });
+    }
+    return out;
+  };
+  // A backlog (a burst of trials, a fast replay) is decoded in batches: one LM pass serves several trials.
+  const queue = new DecodeQueue<DecodedTrial>(async (t) => (await decodeAll([t]))[0], { batchWork: decodeAll, maxBatch: opts.maxBatch ?? 8 });
   subs.push(queue.alarms$.subscribe((a) => alert({ level: a.level, code: a.code, message: a.message, run: a.run, trial: a.trial })));
   subs.push(queue.results$.subscribe((r) => {
     const key = `${r.trial.run}/${r.trial.trial}`;

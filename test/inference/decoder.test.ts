@@ -73,6 +73,20 @@ test('decode gives a Caption with confidence from token log-probabilities and a 
   assert.equal(wm.width, 64);
 });
 
+test('a batch of trials decodes to the same captions as one at a time (PyTorch greedy)', async () => {
+  const cases = parityCases(dir).filter((c) => c.generation.suffix_ids);
+  const d = await BrainDecoder.load(dir, { generation: cases[0].generation, verify: false, log: () => {} });
+  try {
+    const got = await d.captionBatch(cases.map((c) => ({ subject: c.subject, voxels: Float32Array.from(c.voxels) })));
+    assert.deepEqual(got.map((g) => g.tokens), cases.map((c) => c.ids));
+    const short = await d.captionBatch(cases.map((c) => ({ subject: c.subject, voxels: Float32Array.from(c.voxels) })), { stopTokenIds: [cases[0].ids[0]] });
+    assert.deepEqual(short[0].tokens, [], 'rows stop on their own');
+    assert.deepEqual(short.slice(1).map((g) => g.tokens), cases.slice(1).map((c) => (c.ids[0] === cases[0].ids[0] ? [] : c.ids)));
+  } finally {
+    await d.release();
+  }
+});
+
 test('beam search and nucleus sampling respect max tokens; sampling is reproducible per seed', async () => {
   const c = parityCases(dir).find((x) => x.generation.suffix_ids)!;
   const d = await BrainDecoder.load(dir, { generation: c.generation, verify: false, log: () => {} });

@@ -51,3 +51,19 @@ test('past its bound the queue gives up the oldest waiting trial loudly, never s
   assert.equal(alarms.filter((a) => a.code === 'decode-queue-overflow').length, dropped.length);
   assert.deepEqual(results.filter((r) => !r.error).map((r) => r.result), results.filter((r) => !r.error).map((r) => r.trial.trial));
 });
+
+test('with batch work, a backlog is decoded in batches and every trial still gets its own result in order', async () => {
+  const batches: number[][] = [];
+  const q = new DecodeQueue<string>(async (tr) => { await sleep(10); return `one${tr.trial}`; }, {
+    maxBatch: 3,
+    batchWork: async (trs) => { batches.push(trs.map((x) => x.trial)); await sleep(10); return trs.map((x) => `b${x.trial}`); },
+  });
+  const results: DecodeResult<string>[] = [];
+  q.results$.subscribe((r) => results.push(r));
+  for (let i = 0; i < 7; i++) q.push(t(i));
+  await q.idle();
+  assert.deepEqual(results.map((r) => r.trial.trial), [0, 1, 2, 3, 4, 5, 6]);
+  assert.equal(results[0].result, 'one0', 'a lone trial is decoded alone');
+  assert.deepEqual(batches, [[1, 2, 3], [4, 5, 6]]);
+  assert.deepEqual(results.slice(1).map((r) => r.result), ['b1', 'b2', 'b3', 'b4', 'b5', 'b6']);
+});
