@@ -134,25 +134,28 @@ export class LanguageModel {
     const past = cache ? (B === 1 ? cache.past : cache.past.map((t) => repeatBatch(t, B))) : null;
     let step = await this.forward(prompts, B, L, past, cache?.pastLen ?? 0);
     const out: Generated[] = Array.from({ length: B }, () => ({ tokens: [], logprobs: [], stop: 'max-tokens' as Generated['stop'] }));
-    const done = new Array<boolean>(B).fill(false);
+    // Rows still generating, as indices into `out`; finished rows leave the batch (their cache rows are dropped).
+    let active = Array.from({ length: B }, (_, b) => b);
     const V = this.vocab;
     for (let t = 0; t < maxNew; t++) {
+      const keep: number[] = [];
       const next: number[] = [];
-      for (let b = 0; b < B; b++) {
-        const x = step.logits.subarray(b * V, (b + 1) * V);
-        if (done[b]) { next.push(this.gen.eos_token_ids[0] ?? 0); continue; }
+      active.forEach((b, row) => {
+        const x = step.logits.subarray(row * V, (row + 1) * V);
         const tok = strategy === 'sample' ? sampleNucleus(x, opts.temperature ?? 1, opts.topP ?? 0.9, rngs[b]) : argmax(x);
         if (stop.has(tok)) {
-          done[b] = true;
           out[b].stop = 'eos';
-        } else {
-          out[b].tokens.push(tok);
-          out[b].logprobs.push(x[tok] - logSumExp(x));
+          return;
         }
+        out[b].tokens.push(tok);
+        out[b].logprobs.push(x[tok] - logSumExp(x));
+        keep.push(row);
         next.push(tok);
-      }
-      if (done.every(Boolean) || t === maxNew - 1) break;
-      step = await this.forward(await this.embed(next, B), B, 1, step.present, step.pastLen);
+      });
+      if (!keep.length || t === maxNew - 1) break;
+      const present = keep.length === active.length ? step.present : step.present.map((p) => gatherBatch(p, keep));
+      active = keep.map((row) => active[row]);
+      step = await this.forward(await this.embed(next, active.length), active.length, 1, present, step.pastLen);
     }
     return out;
   }
