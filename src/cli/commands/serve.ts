@@ -3,6 +3,7 @@ import type { Command } from '../command.js';
 import { UserError } from '../errors.js';
 import { numberFlag, parseArgs, stringFlag } from '../args.js';
 import { startServer, readTokenFile, type DecoderServer, type IngestHub } from '../../server/index.js';
+import { createServePipeline } from '../../pipeline/serve.js';
 
 const help = `mindsemantix serve [--host 127.0.0.1] [--port 8080] [--models DIR] [--record DIR] [--token-file F]
 
@@ -15,7 +16,7 @@ Decoder server. Bridges and replays connect over WebSocket (protocol v1, docs/pr
   --token-file F   file holding the shared secret that bridges must present`;
 
 /** The single place where the decoding pipeline attaches to ingest (set by src/pipeline when it lands). */
-export type HubHook = (hub: IngestHub, opts: { models?: string }) => void | Promise<void>;
+export type HubHook = (hub: IngestHub, opts: { models?: string; record?: string }) => void | Promise<void>;
 let pipelineHook: HubHook | undefined;
 export function setPipelineHook(h: HubHook | undefined): void {
   pipelineHook = h;
@@ -57,7 +58,7 @@ export async function runServe(argv: string[], hooks: { onHub?: HubHook } = {}):
     srv = await startServer({
       host, port, token, recordDir: record,
       // The pipeline subscribes synchronously (nothing is missed); its promise settles once it is running.
-      onHub: hook ? (hub) => { hubReady = Promise.resolve(hook(hub, { models })); hubReady.catch(() => {}); } : undefined,
+      onHub: hook ? (hub) => { hubReady = Promise.resolve(hook(hub, { models, record })); hubReady.catch(() => {}); } : undefined,
     });
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
@@ -79,13 +80,18 @@ export const command: Command = {
   summary: 'decoder server: bridge ingest over WebSocket, pipeline, dashboard, BIDS recording',
   help,
   async run(argv) {
-    const srv = await runServe(argv);
+    // The decoding pipeline and dashboard (src/pipeline/serve.ts): subscribes via the hub hook, serves the dashboard.
+    const pipeline = createServePipeline();
+    const srv = await runServe(argv, { onHub: (hub, o) => pipeline.onHub(hub, o) });
+    const dashboard = pipeline.attach(srv);
     process.stderr.write(`mindsemantix serve: ready at ${srv.url}\n`);
+    process.stderr.write(`mindsemantix serve: dashboard at ${dashboard}\n`);
     await new Promise<void>((resolve) => {
       const stop = () => resolve();
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
     });
+    await pipeline.close();
     await srv.close();
     return 0;
   },
