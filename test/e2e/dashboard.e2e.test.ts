@@ -141,3 +141,27 @@ async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+test('`serve` (its own CLI) shows a run replayed by the `replay` CLI on its dashboard', async () => {
+  const bundle = join(work, 'bundle');
+  const serve = spawn(process.execPath, [join(ROOT, 'bin', 'mindsemantix.mjs'), 'serve', '--port', '0', '--models', bundle], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  serve.stderr!.on('data', (b: Buffer) => { err += b.toString(); });
+  try {
+    await waitFor(() => /dashboard at (http:\S+)/.test(err) && /decoding on cpu/.test(err), 60_000);
+    const dash = /dashboard at (http:\S+)/.exec(err)![1];
+    const bridge = /ready at (ws:\S+)/.exec(err)![1];
+    const page = await browser.newPage();
+    await page.goto(dash);
+    await page.locator('#conn.on').waitFor({ timeout: 15_000 });
+    const replay = spawn(process.execPath, [join(ROOT, 'bin', 'mindsemantix.mjs'), 'replay', session.dir, '--server', bridge, '--speed', 'max'], { cwd: ROOT, stdio: 'ignore' });
+    assert.equal(await new Promise((r) => replay.on('exit', r)), 0);
+    await page.waitForFunction(`document.querySelectorAll('.trial .caption:not(.pending)').length >= ${session.trials}`, undefined, { timeout: 60_000 });
+    assert.equal(await page.locator('img.recon').count(), session.trials);
+    assert.match(await page.locator('#bridge').innerText(), /replay/);
+    await page.close();
+  } finally {
+    serve.kill('SIGINT');
+    await new Promise((r) => serve.once('exit', r));
+  }
+});
