@@ -4,8 +4,8 @@
 
 Writes, when missing or stale:
   <bundle>/lm/decoder.onnx, lm/embed_tokens.onnx, lm/tokenizer.json, lm/lm-manifest.json   frozen SmolLM2-135M-Instruct
-  <bundle>/text_encoder.onnx (+ text_tokenizer.json if absent)                              MiniLM (all-MiniLM-L6-v2)
-The sha256 of text_encoder.onnx is recorded in lm/lm-manifest.json under "root_files" (it is generated, like lm/).
+  <bundle>/text_encoder.onnx + text_tokenizer.json                                         MiniLM (all-MiniLM-L6-v2)
+The sha256 of text_encoder.onnx (and text_tokenizer.json) is recorded in lm/lm-manifest.json under "root_files" (it is generated, like lm/).
 A second run only checks that the files exist with the recorded sizes (a few ms)."""
 from __future__ import annotations
 
@@ -47,6 +47,9 @@ def run(bundle: Path = DEFAULT_BUNDLE, force: bool = False) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     bundle = Path(bundle)
     if not force and _up_to_date(bundle):
+        if not (bundle / "text_tokenizer.json").exists():
+            from .textenc import minilm_dir
+            shutil.copyfile(minilm_dir() / "tokenizer.json", bundle / "text_tokenizer.json")
         log(f"bootstrap: {bundle.relative_to(REPO_MODELS.parent) if bundle.is_relative_to(REPO_MODELS.parent) else bundle}: LM and text encoder up to date")
         return 0
     t0 = time.time()
@@ -68,7 +71,7 @@ def run(bundle: Path = DEFAULT_BUNDLE, force: bool = False) -> int:
     export_text_encoder(load_minilm(), bundle / "text_encoder.onnx")
     if not (bundle / "text_tokenizer.json").exists():
         shutil.copyfile(minilm_dir() / "tokenizer.json", bundle / "text_tokenizer.json")
-    manifest["root_files"] = {"text_encoder.onnx": sha256_file(bundle / "text_encoder.onnx")}
+    manifest["root_files"] = {f: sha256_file(bundle / f) for f in ("text_encoder.onnx", "text_tokenizer.json")}
     manifest["sizes"] = {rel: (lm_dir / rel).stat().st_size for rel in manifest["files"]}
     manifest["sizes"]["../text_encoder.onnx"] = (bundle / "text_encoder.onnx").stat().st_size
     manifest["bootstrap_version"] = STAMP_VERSION
