@@ -1,5 +1,9 @@
 // Numbers for the demo summary: percentiles and corpus caption metrics (src/metrics, equal to pycocoevalcap on the
 // same inputs; METEOR from models/).
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { scoreCaptions } from '../metrics/index.js';
 
 export function percentile(values: readonly number[], p: number): number {
@@ -30,10 +34,6 @@ export async function summaryScores(refs: Record<string, string[]>, cands: Recor
 }
 
 async function meteor(refs: Record<string, string[]>, cands: Record<string, string>): Promise<number> {
-  const { spawn } = await import('node:child_process');
-  const { mkdtempSync, writeFileSync, rmSync, existsSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const { join } = await import('node:path');
   const py = join(process.cwd(), '.venv', 'bin', 'python');
   if (!existsSync(py)) throw new Error('no .venv (run `npm start` once)');
   const dir = mkdtempSync(join(tmpdir(), 'msx-meteor-'));
