@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { scoreCaptions } from '../metrics/index.js';
 
 export function percentile(values: readonly number[], p: number): number {
@@ -34,7 +35,8 @@ export async function summaryScores(refs: Record<string, string[]>, cands: Recor
 }
 
 async function meteor(refs: Record<string, string[]>, cands: Record<string, string>): Promise<number> {
-  const py = join(process.cwd(), '.venv', 'bin', 'python');
+  // dist/src/pipeline/summary.js → repository root, where bootstrap made .venv
+  const py = join(fileURLToPath(new URL('../../../', import.meta.url)), '.venv', 'bin', 'python');
   if (!existsSync(py)) throw new Error('no .venv (run `npm start` once)');
   const dir = mkdtempSync(join(tmpdir(), 'msx-meteor-'));
   try {
