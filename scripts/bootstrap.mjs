@@ -62,7 +62,7 @@ function step(name, inputs, check, fn) {
 // 1. npm packages (onnxruntime-node's own download of CUDA providers is skipped: its host is unreachable; CPU+WebGPU ship in the package).
 step('npm-packages', ['package.json', 'package-lock.json'], () => existsSync(join(root, 'node_modules', 'rxjs')), () => {
   const ci = existsSync(join(root, 'package-lock.json'));
-  run('npm', [ci ? 'ci' : 'install', '--no-audit', '--no-fund'], { env: { ONNXRUNTIME_NODE_INSTALL: 'skip', npm_config_onnxruntime_node_install: 'skip' } });
+  run('npm', [ci ? 'ci' : 'install', '--no-audit', '--no-fund'], { env: { ONNXRUNTIME_NODE_INSTALL: 'skip', npm_config_onnxruntime_node_install: 'skip', npm_config_loglevel: 'warn' } });
 });
 
 // 2. Debian packages the tests use as independent oracles or drivers (dcm2niix, chromium...). Test-only.
