@@ -11,6 +11,18 @@ import numpy as np
 import torch
 
 
+def _take_tokens(nxt, out: list[list[int]], done: list[bool], eos: set[int]) -> bool:
+    """Appends each unfinished row's next token (an eos token finishes the row); True once every row is finished."""
+    for i in range(len(out)):
+        t = int(nxt[i])
+        if not done[i]:
+            if t in eos:
+                done[i] = True
+            else:
+                out[i].append(t)
+    return all(done)
+
+
 @torch.no_grad()
 def greedy_torch(lm, embed, soft_prompt: torch.Tensor, gen: dict) -> list[list[int]]:
     """lm: KVLlama; embed: ids [B,S] → [B,S,H]; soft_prompt [B,Q,H]. Returns generated ids per row (eos excluded)."""
@@ -31,14 +43,7 @@ def greedy_torch(lm, embed, soft_prompt: torch.Tensor, gen: dict) -> list[list[i
     for step in range(gen["max_new_tokens"]):
         logits, *past = lm(x, mask, pos, *past)
         nxt = logits[:, -1].argmax(-1)
-        for i in range(B):
-            t = int(nxt[i])
-            if not done[i]:
-                if t in eos:
-                    done[i] = True
-                else:
-                    out[i].append(t)
-        if all(done):
+        if _take_tokens(nxt, out, done, eos):
             break
         x = embed(nxt[:, None])
         P = mask.shape[1]
@@ -94,14 +99,7 @@ class BundleRunner:
         for _ in range(g["max_new_tokens"]):
             res = dict(zip(names, self.decoder.run(None, {"inputs_embeds": x, "attention_mask": mask, "position_ids": pos, **past})))
             nxt = res["logits"][:, -1].argmax(-1)
-            for i in range(B):
-                t = int(nxt[i])
-                if not done[i]:
-                    if t in eos:
-                        done[i] = True
-                    else:
-                        out[i].append(t)
-            if all(done):
+            if _take_tokens(nxt, out, done, eos):
                 break
             past = {k.replace("present", "past_key_values"): v for k, v in res.items() if k.startswith("present")}
             x = self._embed(nxt[:, None])

@@ -64,8 +64,11 @@ def trial_order(train: list[int], test: list[int], rng: np.random.Generator, rep
     """All presentations in a random order, the repeats of a test scene spread over the whole experiment."""
     items = [(s, 0) for s in train] + [(s, r) for s in test for r in range(repeats)]
     order = rng.permutation(len(items))
-    seq = [items[k] for k in order]
-    # renumber repeats by order of appearance
+    return renumber_repeats([items[k] for k in order])
+
+
+def renumber_repeats(seq: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Repeat numbers by order of appearance (the first showing of a scene is repeat 0)."""
     seen: dict[int, int] = {}
     out = []
     for s, _ in seq:

@@ -12,7 +12,7 @@ import numpy as np
 from scipy.ndimage import affine_transform, map_coordinates
 
 from . import output
-from .dataset import RUNS_PER_SESSION, Trials
+from .dataset import RUNS_PER_SESSION, Trials, renumber_repeats
 from .design import STIM_S, make_run
 from .estimate import detrend_zscore, lss_betas, window_mean, zscore_rows
 from .features import scene_features
@@ -65,13 +65,7 @@ def choose_trials(split: str, total: int, rng: np.random.Generator) -> list[tupl
         n_test = min(N_TEST, max(1, round(total * 0.1 / 3)))
         items = [(int(s), r) for s in rng.choice(N_TEST, n_test, replace=False) for r in range(3)]
         items += [(int(s), 0) for s in rng.choice(np.arange(N_TEST, N_SCENES), total - len(items), replace=False)]
-    seq = [items[k] for k in rng.permutation(len(items))][:total]
-    seen: dict[int, int] = {}
-    out = []
-    for s, _ in seq:
-        out.append((s, seen.get(s, 0)))
-        seen[s] = seen.get(s, 0) + 1
-    return out
+    return renumber_repeats([items[k] for k in rng.permutation(len(items))][:total])
 
 
 def simulate_session(out: str, subject_id: str, seed: int, trials: int, runs: int, split: str = "test",
