@@ -4,6 +4,8 @@
 
 Writes, when missing or stale:
   <bundle>/lm/decoder.onnx, lm/embed_tokens.onnx, lm/tokenizer.json, lm/lm-manifest.json   frozen SmolLM2-135M-Instruct
+  <bundle>/lm/decoder.int8.onnx        the same decoder with 8-bit block-quantized weights (mindsemantix.lm_quant), which
+                                       the Node engine prefers on CPU; regenerated alone when its settings change
   <bundle>/text_encoder.onnx + text_tokenizer.json                                         MiniLM (all-MiniLM-L6-v2)
 The sha256 of text_encoder.onnx (and text_tokenizer.json) is recorded in lm/lm-manifest.json under "root_files" (it is generated, like lm/).
 A second run only checks that the files exist with the recorded sizes (a few ms)."""
@@ -17,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from .lm_quant import ensure_quantized
 from .util import log, sha256_file
 
 REPO_MODELS = Path(__file__).resolve().parent.parent
@@ -50,6 +53,7 @@ def run(bundle: Path = DEFAULT_BUNDLE, force: bool = False) -> int:
         if not (bundle / "text_tokenizer.json").exists():
             from .textenc import minilm_dir
             shutil.copyfile(minilm_dir() / "tokenizer.json", bundle / "text_tokenizer.json")
+        ensure_quantized(bundle / "lm")
         log(f"bootstrap: {bundle.relative_to(REPO_MODELS.parent) if bundle.is_relative_to(REPO_MODELS.parent) else bundle}: LM and text encoder up to date")
         return 0
     t0 = time.time()
@@ -76,6 +80,7 @@ def run(bundle: Path = DEFAULT_BUNDLE, force: bool = False) -> int:
     manifest["sizes"]["../text_encoder.onnx"] = (bundle / "text_encoder.onnx").stat().st_size
     manifest["bootstrap_version"] = STAMP_VERSION
     (lm_dir / "lm-manifest.json").write_text(json.dumps(manifest, indent=2))
+    ensure_quantized(bundle / "lm")
     log(f"bootstrap: done in {time.time() - t0:.0f} s")
     return 0
 

@@ -55,16 +55,18 @@ def greedy_torch(lm, embed, soft_prompt: torch.Tensor, gen: dict) -> list[list[i
 class BundleRunner:
     """Runs a bundle with onnxruntime only (the reference for the Node inference side)."""
 
-    def __init__(self, bundle_dir: Path):
+    def __init__(self, bundle_dir: Path, decoder: str = "lm/decoder.onnx", threads: int = 1):
+        """decoder: the LM graph relative to the bundle (lm/decoder.int8.onnx for the quantized one)."""
+        from functools import partial
         from .onnx_util import ort_session
         self.dir = Path(bundle_dir)
         self.m = json.loads((self.dir / "manifest.json").read_text())
         self.gen = self.m["generation"]
         self.sess = {}
-        self._ort = ort_session
-        self.qformer = ort_session(self.dir / "qformer.onnx")
-        self.decoder = ort_session(self.dir / "lm" / "decoder.onnx")
-        self.embed = ort_session(self.dir / "lm" / "embed_tokens.onnx")
+        self._ort = partial(ort_session, threads=threads)
+        self.qformer = self._ort(self.dir / "qformer.onnx")
+        self.decoder = self._ort(self.dir / decoder)
+        self.embed = self._ort(self.dir / "lm" / "embed_tokens.onnx")
 
     def session(self, rel: str):
         if rel not in self.sess:

@@ -21,9 +21,9 @@ def export_onnx(module: torch.nn.Module, args: tuple, path: Path, input_names, o
     onnx.checker.check_model(str(path))
 
 
-def ort_session(path: Path):
+def ort_session(path: Path, threads: int = 1):
     import onnxruntime as ort
     so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
+    so.intra_op_num_threads = threads
     so.log_severity_level = 3
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
