@@ -3,7 +3,7 @@
 // stage on (ingest over WebSocket, preprocessing, decoding, reconstruction, dashboard, live metrics) as × real time.
 import { existsSync } from 'node:fs';
 import type { TrialResponse } from '../core/types.js';
-import { BrainDecoder } from '../inference/decoder.js';
+import { BrainDecoder, type LmPrecision } from '../inference/decoder.js';
 import { RidgeRetrieval } from '../inference/baseline.js';
 import type { Device } from '../inference/sessions.js';
 import { runSessionThroughServe } from '../pipeline/session.js';
@@ -15,6 +15,8 @@ export interface DecodeBenchOptions {
   session?: string;
   device?: Device;
   threads?: number;
+  /** LM graph: 'auto' (the bundle's int8 graph when it has one), 'fp32' or 'int8'. */
+  lmPrecision?: LmPrecision;
   trials?: number;
   warmup?: number;
   maxNewTokens?: number;
@@ -24,7 +26,11 @@ export interface DecodeBenchOptions {
 }
 
 export interface DecodeBench {
-  decode_ms: { p50: number; p99: number; mean: number; trials: number; max_new_tokens: number; mean_tokens: number; provider: string };
+  decode_ms: {
+    p50: number; p99: number; mean: number; trials: number; max_new_tokens: number; mean_tokens: number; provider: string;
+    /** The LM graph that ran (lm/decoder.onnx = fp32, lm/decoder.int8.onnx = 8-bit weights) — the figures depend on it. */
+    lm: string;
+  };
   /** Acquired seconds ÷ wall seconds for the whole replay (null when no session was available). */
   replay_realtime_factor: number | null;
   replay?: { session: string; volumes: number; trials: number; wall_s: number; decode_p50: number; volume_p50: number };
@@ -40,7 +46,7 @@ export async function benchDecode(opts: DecodeBenchOptions = {}): Promise<Decode
   const log = opts.log ?? (() => {});
   const maxNew = opts.maxNewTokens ?? 20;
   const decoder = await BrainDecoder.load(opts.models ?? 'models/bundles/default', {
-    device: opts.device, threads: opts.threads, log, generation: { max_new_tokens: maxNew },
+    device: opts.device, threads: opts.threads, log, generation: { max_new_tokens: maxNew }, lmPrecision: opts.lmPrecision,
   });
   try {
     const subject = decoder.subjects[0];
@@ -63,9 +69,9 @@ export async function benchDecode(opts: DecodeBenchOptions = {}): Promise<Decode
     }
     const decode_ms = {
       p50: percentile(times, 50), p99: percentile(times, 99), mean: times.reduce((a, b) => a + b, 0) / times.length,
-      trials: n, max_new_tokens: maxNew, mean_tokens: tokens / n, provider: decoder.provider,
+      trials: n, max_new_tokens: maxNew, mean_tokens: tokens / n, provider: decoder.provider, lm: decoder.lmFile,
     };
-    log(`bench: decode p50 ${decode_ms.p50.toFixed(1)} ms, p99 ${decode_ms.p99.toFixed(1)} ms (${decode_ms.mean_tokens.toFixed(1)} tokens/caption, ${decoder.provider})`);
+    log(`bench: decode p50 ${decode_ms.p50.toFixed(1)} ms, p99 ${decode_ms.p99.toFixed(1)} ms (${decode_ms.mean_tokens.toFixed(1)} tokens/caption, ${decoder.provider}, ${decoder.lmFile})`);
     const session = opts.session ?? 'data/demo';
     if (opts.replay === false || !existsSync(session)) {
       if (opts.replay !== false) log(`bench: no session at ${session}; replay_realtime_factor not measured (run \`npm start\` once to simulate it).`);

@@ -1,8 +1,10 @@
-// `npm run bench [-- --json] [-- --models DIR] [-- --only ingest,preprocess,decode]`: runs the three benchmarks of the
-// product's hot paths on this machine and prints the CONTRACT's object (plus each part's detail).
+// `npm run bench [-- --json] [-- --models DIR] [-- --only ingest,preprocess,decode] [-- --lm-precision auto|fp32|int8]`:
+// runs the three benchmarks of the product's hot paths on this machine and prints the CONTRACT's object (plus each
+// part's detail; decode_ms.lm names the LM graph that ran).
 import { benchIngest } from './ingest.js';
 import { benchPreprocess } from './preprocess.js';
 import { benchDecode } from './decode.js';
+import { LM_PRECISIONS, type LmPrecision } from '../inference/decoder.js';
 import { parseArgs, boolFlag, stringFlag } from '../cli/args.js';
 import { UserError } from '../cli/errors.js';
 
@@ -10,6 +12,7 @@ async function main(argv: string[]): Promise<number> {
   const p = parseArgs('bench', argv, {
     json: { type: 'boolean' }, models: { type: 'string', default: 'models/bundles/default' }, session: { type: 'string', default: 'data/demo' },
     only: { type: 'string' }, device: { type: 'string', default: 'cpu', choices: ['cpu', 'webgpu', 'cuda'] },
+    'lm-precision': { type: 'string', default: 'auto', choices: [...LM_PRECISIONS] },
   });
   const only = new Set((stringFlag(p, 'only') ?? 'ingest,preprocess,decode').split(',').map((s) => s.trim()));
   for (const o of only) if (!['ingest', 'preprocess', 'decode'].includes(o)) throw new UserError(`bench: --only takes ingest, preprocess and/or decode (got "${o}").`, 2);
@@ -33,7 +36,7 @@ async function main(argv: string[]): Promise<number> {
     }
     if (only.has('decode')) {
       log(`per-trial decoding with ${stringFlag(p, 'models')} and demo replay at --speed max…`);
-      const dec = await benchDecode({ models: stringFlag(p, 'models'), session: stringFlag(p, 'session'), device: stringFlag(p, 'device') as 'cpu' | 'webgpu' | 'cuda', log });
+      const dec = await benchDecode({ models: stringFlag(p, 'models'), session: stringFlag(p, 'session'), device: stringFlag(p, 'device') as 'cpu' | 'webgpu' | 'cuda', lmPrecision: stringFlag(p, 'lm-precision') as LmPrecision, log });
       out.decode_ms = dec.decode_ms;
       out.replay_realtime_factor = dec.replay_realtime_factor;
       out.replay = dec.replay;

@@ -17,11 +17,15 @@ export interface DecoderOptions {
   /** Overrides of the manifest's generation settings (e.g. max_new_tokens, prompt ids). */
   generation?: Partial<GenerationConfig>;
   /**
-   * Which LM decoder graph: 'auto' (default) takes lm/decoder.int8.onnx when the bundle has it (weight-only int8,
-   * ~4× less memory traffic per token on CPU), else lm/decoder.onnx; 'fp32' always the latter (PyTorch parity).
+   * Which LM decoder graph: 'auto' (default) takes lm/decoder.int8.onnx when the bundle has it (8-bit weight blocks,
+   * ~4× less memory traffic per token on CPU; its captions can differ from fp32 where the LM's top two tokens are
+   * nearly tied — docs/inference.md), else lm/decoder.onnx; 'fp32' always the latter (PyTorch parity).
    */
-  lmPrecision?: 'auto' | 'fp32' | 'int8';
+  lmPrecision?: LmPrecision;
 }
+
+export type LmPrecision = 'auto' | 'fp32' | 'int8';
+export const LM_PRECISIONS: readonly LmPrecision[] = ['auto', 'fp32', 'int8'];
 
 export const LM_INT8 = 'lm/decoder.int8.onnx';
 
@@ -59,6 +63,8 @@ export class BrainDecoder {
     readonly tokenizer: TextTokenizer,
     private readonly generator: ort.InferenceSession | null,
     private readonly factory: SessionFactory,
+    /** The LM graph in use, relative to the bundle (lm/decoder.onnx or lm/decoder.int8.onnx). */
+    readonly lmFile: string,
   ) {}
 
   /** Loads and validates a bundle, creates the sessions, and warms them up (first-run allocation happens here). */
@@ -81,7 +87,7 @@ export class BrainDecoder {
     const gen: GenerationConfig = { ...m.generation, ...opts.generation };
     const lm = new LanguageModel(decoder, embed, gen, m.dims.D_lm);
     const tokenizer = loadTokenizer(bundle.path('lm/tokenizer.json'));
-    const d = new BrainDecoder(bundle, factory.provider, qformer, lm, tokenizer, generator, factory);
+    const d = new BrainDecoder(bundle, factory.provider, qformer, lm, tokenizer, generator, factory, lmFile);
     // The prompt prefix (e.g. few-shot examples) is the same for every trial: its KV cache is computed once here.
     d.prefixCache = gen.prefix_ids.length ? await lm.prefix(await lm.embed(gen.prefix_ids)) : undefined;
     d.suffixEmb = gen.suffix_ids.length ? await lm.embed(gen.suffix_ids) : new Float32Array(0);

@@ -2,7 +2,7 @@
 // responses (the parity oracle). Generated once per exporter version and reused across test files and runs.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -75,4 +75,16 @@ export function tinyBundle(seed = 3): string {
 
 export function parityCases(dir: string): ParityCase[] {
   return JSON.parse(readFileSync(join(dir, 'parity.json'), 'utf8')) as ParityCase[];
+}
+
+/**
+ * A copy of the tiny bundle in `into` with lm/decoder.int8.onnx added by the same code as the bootstrap
+ * (mindsemantix.lm_quant: 8-bit weight blocks, listed with its sha256 in lm/lm-manifest.json).
+ */
+export function quantizedCopy(dir: string, into: string): string {
+  const copy = join(into, 'bundle-int8');
+  cpSync(dir, copy, { recursive: true });
+  const r = spawnSync(PY, ['-m', 'mindsemantix.lm_quant', join(copy, 'lm')], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`quantizing the tiny bundle's LM failed:\n${r.stderr}`);
+  return copy;
 }
