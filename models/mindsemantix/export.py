@@ -141,7 +141,7 @@ TINY_CAPTIONS = ["a red car parked on a street", "a dog running on the grass", "
 
 
 def tiny_config() -> ModelConfig:
-    return ModelConfig(patch=8, dim=32, tokens=8, depth=2, heads=2, mlp_ratio=2.0, dec_dim=16, dec_depth=1, queries=4,
+    return ModelConfig(patch=8, hidden=32, dim=32, tokens=8, depth=2, heads=2, mlp_ratio=2.0, dec_dim=16, dec_depth=1, queries=4,
                        qformer_depth=1, text_dim=32, image_feat_dim=32, image_embed_dim=16, lm_dim=64, max_text_len=32,
                        image_size=16, gen_channels=16, dropout=0.0, subjects=dict(TINY_SUBJECTS))
 

@@ -1,6 +1,6 @@
 """The brain-language model: per-subject adapters + shared brain encoder (MAE-pretrainable), Brain Q-Former, image generator.
 
-Shapes: voxels [B, V_s] → adapter (voxel patches → T tokens) → shared transformer → brain_tokens [B, T, D]
+Shapes: voxels [B, V_s] → adapter (linear read-out → hidden) → shared to_tokens (→ T tokens) → shared transformer → brain_tokens [B, T, D]
 → Q-Former (Q learned queries: self-attention, cross-attention to brain tokens) → query outputs [B, Q, D]
 → soft_prompt = Linear(D, D_lm) [B, Q, D_lm]; caption_embedding = normalize(Linear(D, E)(mean_q)) [B, E] (MiniLM space).
 """
@@ -16,7 +16,9 @@ import torch.nn.functional as F
 
 @dataclass
 class ModelConfig:
-    patch: int = 16            # voxels per patch (MinD-Vis SC-MBM)
+    patch: int = 16            # voxels per masked patch (MinD-Vis SC-MBM)
+    hidden: int = 256          # per-subject linear read-out width (voxels → hidden → shared T×D tokens)
+    input_dropout: float = 0.2  # voxel dropout before the read-out (few trials per voxel weight)
     dim: int = 256             # D, brain token width
     tokens: int = 32           # T, brain tokens per trial (same for every subject)
     depth: int = 4             # shared encoder layers
@@ -91,17 +93,17 @@ class Block(nn.Module):
 
 
 class SubjectAdapter(nn.Module):
-    """Per-subject input layer: voxel patches (in ROI order) → patch embeddings → T tokens (learned patch→token mixing)."""
+    """Per-subject input layer: a full-rank linear read-out of every voxel (ridge-like, so no voxel's weight is tied to
+    another's) into a `hidden`-wide code; the shared `to_tokens` layer of the encoder turns that code into T tokens.
+    Masked brain modeling hides voxel patches (contiguous runs of `patch` voxels in ROI order) at the input."""
 
     def __init__(self, voxels: int, cfg: ModelConfig):
         super().__init__()
         self.voxels = voxels
         self.patch = cfg.patch
         self.n_patches = math.ceil(voxels / cfg.patch)
-        self.embed = nn.Linear(cfg.patch, cfg.dim)
-        self.pos = nn.Parameter(torch.randn(self.n_patches, cfg.dim) * 0.02)
-        self.mix = nn.Linear(self.n_patches, cfg.tokens)
-        self.norm = nn.LayerNorm(cfg.dim)
+        self.drop = nn.Dropout(cfg.input_dropout)
+        self.read = nn.Linear(voxels, cfg.hidden)
         # MAE decoder head for this subject: tokens → patches
         self.unmix = nn.Linear(cfg.tokens, self.n_patches)
         self.dec_pos = nn.Parameter(torch.randn(self.n_patches, cfg.dec_dim) * 0.02)
@@ -113,12 +115,11 @@ class SubjectAdapter(nn.Module):
         return x.view(x.shape[0], self.n_patches, self.patch)
 
     def forward(self, x, keep=None):
-        """x [B, V]; keep [B, N] float (1 = visible patch) for masked brain modeling."""
-        p = self.embed(self.patches(x)) + self.pos
+        """x [B, V]; keep [B, N] float (1 = visible patch) for masked brain modeling → code [B, hidden]."""
         if keep is not None:
-            p = p * keep[..., None] / keep.mean(dim=1, keepdim=True).clamp_min(1e-6)[..., None]
-        t = self.mix(p.transpose(1, 2)).transpose(1, 2)  # [B, T, D]
-        return self.norm(t)
+            vis = keep.repeat_interleave(self.patch, dim=1)[:, :self.voxels]
+            x = x * vis / vis.mean(dim=1, keepdim=True).clamp_min(1e-6)
+        return self.read(self.drop(x))
 
 
 class BrainEncoder(nn.Module):
@@ -126,6 +127,8 @@ class BrainEncoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.adapters = nn.ModuleDict({s: SubjectAdapter(v, cfg) for s, v in cfg.subjects.items()})
+        self.to_tokens = nn.Sequential(nn.LayerNorm(cfg.hidden), nn.Linear(cfg.hidden, cfg.tokens * cfg.dim))
+        self.in_norm = nn.LayerNorm(cfg.dim)
         self.pos = nn.Parameter(torch.randn(cfg.tokens, cfg.dim) * 0.02)
         self.blocks = nn.ModuleList([Block(cfg.dim, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth)])
         self.norm = nn.LayerNorm(cfg.dim)
@@ -136,7 +139,8 @@ class BrainEncoder(nn.Module):
         self.dec_out = nn.Linear(cfg.dec_dim, cfg.patch)
 
     def forward(self, subject: str, voxels, keep=None):
-        x = self.adapters[subject](voxels, keep) + self.pos
+        code = self.adapters[subject](voxels, keep)
+        x = self.in_norm(self.to_tokens(code).view(-1, self.cfg.tokens, self.cfg.dim)) + self.pos
         for b in self.blocks:
             x = b(x)
         return self.norm(x)

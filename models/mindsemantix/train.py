@@ -203,6 +203,11 @@ class BrainLM(_lightning().LightningModule):
         ce = qf.caption_embedding(q)
         logs["itc_text"] = contrastive(ce, txt, same, self.scale_text.exp().clamp(max=100))
         total = W.get("itc_text", 1.0) * logs["itc_text"]
+        if W.get("emb", 0) > 0:
+            # regression onto the mean reference embedding (the ridge baseline's target): steadies the contrastive space
+            mean_txt = F.normalize(t["cap_emb"][stim].mean(1), dim=-1)
+            logs["emb"] = (1 - (ce * mean_txt).sum(-1)).mean()
+            total = total + W["emb"] * logs["emb"]
         if t.get("img_feat") is not None and W.get("itc_image", 1.0) > 0:
             ie = qf.image_embedding(q)
             im = F.normalize(self.img_side(t["img_feat"][stim]), dim=-1)
