@@ -34,6 +34,14 @@ export interface Volume {
   times: StageTimes;
 }
 
+/** A stimulus image carried inline over the protocol (the file's bytes, checked at entry: docs/protocol.md). */
+export interface StimulusImage {
+  format: 'png' | 'jpeg' | 'webp';
+  bytes: Uint8Array;
+  width: number;
+  height: number;
+}
+
 /** One stimulus presentation (BIDS events row). */
 export interface StimulusEvent {
   run: string;
@@ -45,6 +53,8 @@ export interface StimulusEvent {
   references?: string[];
   /** Stimulus image as a path relative to the session root, or undefined. */
   image?: string;
+  /** The stimulus image itself, when the sender could read it (replays, a bridge beside the stimulus files). */
+  imageData?: StimulusImage;
   /** BIDS trial_type, when the sender knows it. */
   trialType?: string;
 }

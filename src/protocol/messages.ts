@@ -1,5 +1,6 @@
 // Wire protocol v1: the JSON messages (text frames) and the volume frame header (binary frames).
 // docs/protocol.md is the reference; this file is its executable form.
+import type { StimulusImage } from '../core/types.js';
 
 export const PROTOCOL_VERSION = 1;
 /** WebSocket path on the `serve` port. */
@@ -39,7 +40,16 @@ export interface EventMessage {
   stimulusId: string;
   trialType?: string;
   references?: string[];
+  /** Stimulus path relative to the sender's session root (informative: the server cannot open it). */
   image?: string;
+  /** The stimulus image file itself, base64 (PNG, JPEG or WebP; limits in inlineImage.ts). */
+  imageData?: string;
+}
+
+/** An event as validated at entry: the inline image decoded and checked, or why it was refused (the event stays). */
+export interface ReceivedEvent extends Omit<EventMessage, 'imageData'> {
+  imageData?: StimulusImage;
+  imageRefused?: string;
 }
 
 export interface RunEndMessage {
@@ -53,6 +63,8 @@ export interface RunEndMessage {
 }
 
 export type ClientMessage = HelloMessage | RunStartMessage | EventMessage | RunEndMessage;
+/** What the server handles after validation. */
+export type ReceivedMessage = HelloMessage | RunStartMessage | ReceivedEvent | RunEndMessage;
 
 // ---- server → client ----------------------------------------------------------------------------
 
@@ -97,7 +109,7 @@ export type ErrorCode =
   | 'bad-message' | 'unknown-type' | 'unsupported-version' | 'auth-required' | 'auth-failed' | 'not-authenticated'
   | 'frame-too-large' | 'bad-frame' | 'bad-volume' | 'dims-too-large' | 'dims-changed' | 'non-finite'
   | 'unknown-run' | 'run-conflict' | 'duplicate' | 'late-volume' | 'rate-limited' | 'too-many-connections'
-  | 'hello-timeout' | 'server-error';
+  | 'hello-timeout' | 'server-error' | 'bad-image';
 
 export interface ErrorMessage {
   type: 'error';

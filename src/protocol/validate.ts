@@ -1,16 +1,13 @@
 // Validates client messages once, at entry; every failure is a ProtocolError with a code and one sentence.
 import {
   PROTOCOL_VERSION,
-  type ClientMessage, type ErrorCode, type EventMessage, type HelloMessage, type RunEndMessage, type RunStartMessage,
+  type HelloMessage, type ReceivedEvent, type ReceivedMessage, type RunEndMessage, type RunStartMessage,
   type ServerMessage, type VolumeFrameHeader,
 } from './messages.js';
+import { ProtocolError } from './errors.js';
+import { decodeInlineImage } from './inlineImage.js';
 
-export class ProtocolError extends Error {
-  constructor(readonly code: ErrorCode, message: string, readonly fatal = false) {
-    super(message);
-    this.name = 'ProtocolError';
-  }
-}
+export { ProtocolError };
 
 type Obj = Record<string, unknown>;
 
@@ -65,7 +62,7 @@ export function checkVersion(o: Obj, what: string): void {
 }
 
 /** Parses and validates one text frame from a client. */
-export function parseClientMessage(text: string): ClientMessage {
+export function parseClientMessage(text: string): ReceivedMessage {
   const o = parseJson(text, 'message');
   const type = o.type;
   switch (type) {
@@ -92,12 +89,21 @@ export function parseClientMessage(text: string): ClientMessage {
       if (refs !== undefined && !(Array.isArray(refs) && refs.length <= 64 && refs.every((r) => typeof r === 'string' && r.length < 4096))) {
         throw new ProtocolError('bad-message', 'event: "references" must be an array of at most 64 strings.');
       }
-      const m: EventMessage = {
+      const m: ReceivedEvent = {
         type, session: label(o, 'session', w), run: label(o, 'run', w),
         trial: num(o, 'trial', w, { min: 0, int: true })!, onset: num(o, 'onset', w)!, duration: num(o, 'duration', w, { min: 0 })!,
         stimulusId: str(o, 'stimulusId', w)!, trialType: str(o, 'trialType', w, true),
         references: refs as string[] | undefined, image: str(o, 'image', w, true),
       };
+      // A bad image must not cost the event (its timing matters more): refuse the image alone, say why.
+      if (o.imageData !== undefined) {
+        try {
+          m.imageData = decodeInlineImage(o.imageData);
+        } catch (e) {
+          if (!(e instanceof ProtocolError)) throw e;
+          m.imageRefused = e.message;
+        }
+      }
       return m;
     }
     case 'run-end': {

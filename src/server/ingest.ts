@@ -2,7 +2,7 @@
 // Every run has one promise chain, so volumes, events and run-end of a run are handled strictly in arrival order
 // even while recording awaits the disk.
 import type { RunInfo, StimulusEvent, Volume } from '../core/types.js';
-import type { AckMessage, EventMessage, RunEndMessage, RunStartMessage, ServerMessage, VolumeFrameHeader } from '../protocol/messages.js';
+import type { AckMessage, ReceivedEvent, RunEndMessage, RunStartMessage, ServerMessage, VolumeFrameHeader } from '../protocol/messages.js';
 import { ProtocolError } from '../protocol/validate.js';
 import type { IngestHubSubjects, IngestNotice } from './hub.js';
 import type { Logger } from './log.js';
@@ -174,7 +174,7 @@ export class Ingest {
     });
   }
 
-  event(m: EventMessage, from: Peer): void {
+  event(m: ReceivedEvent, from: Peer): void {
     const r = this.runs.get(`${m.session}/${m.run}`);
     if (!r) {
       this.errorTo(from, 'unknown-run', `event ${m.trial} names run ${m.run} of session ${m.session}, which was not started; send run-start first.`, { session: m.session, run: m.run });
@@ -190,9 +190,12 @@ export class Ingest {
         this.notice({ kind: 'gap', level: 'warn', session: m.session, run: m.run, peer: from.name, message: `events ${r.eventsNext}..${m.trial - 1} of run ${m.run} never arrived; event ${m.trial} accepted after the gap` });
         from.send({ type: 'error', code: 'bad-message', message: `events ${r.eventsNext}..${m.trial - 1} of run ${m.run} are missing; they are reported, not filled.`, fatal: false, session: m.session, run: m.run });
       }
+      if (m.imageRefused) {
+        this.errorTo(from, 'bad-image', `stimulus image of event ${m.trial} (${m.stimulusId}) of run ${m.run} refused: ${m.imageRefused} The event was accepted without it.`, { session: m.session, run: m.run });
+      }
       const e: StimulusEvent = {
         run: m.run, trial: m.trial, onset: m.onset, duration: m.duration, stimulusId: m.stimulusId,
-        references: m.references, image: m.image, trialType: m.trialType,
+        references: m.references, image: m.image, imageData: m.imageData, trialType: m.trialType,
       };
       if (r.rec) await r.rec.appendEvent(e);
       r.eventsNext = m.trial + 1;
