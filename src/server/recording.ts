@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { crc32, gzip, constants as zlibConstants } from 'node:zlib';
 import type { RunInfo, StimulusEvent } from '../core/types.js';
 import { niftiHeader4D, setNifti1VolumeCount, NIFTI1_VOX_OFFSET, NIFTI_TYPE } from '../scanner/nifti.js';
+import { storeStimulusImage } from './stimulusStore.js';
 
 export type RecordType = 'int16' | 'float32';
 const gzipAsync = promisify(gzip);
@@ -87,13 +88,13 @@ export class RunRecording {
   eventsCount = 0;
   type: RecordType | undefined;
 
-  private constructor(readonly info: RunInfo, readonly paths: ReturnType<typeof runPaths>) {
+  private constructor(readonly root: string, readonly info: RunInfo, readonly paths: ReturnType<typeof runPaths>) {
     this.sidecar = { RepetitionTime: info.tr, TaskName: info.task, AcquisitionTimes: [], MissingVolumes: [] };
   }
 
   /** Opens the run's recording under `root`, continuing it when one exists (after a restart). */
   static async open(root: string, info: RunInfo): Promise<RunRecording> {
-    const r = new RunRecording(info, runPaths(root, info.subject, info.session, info.run));
+    const r = new RunRecording(root, info, runPaths(root, info.subject, info.session, info.run));
     await mkdir(dirname(r.paths.bold), { recursive: true });
     await ensureDatasetDescription(root);
     const exists = await stat(r.paths.bold).then(() => true, () => false);
@@ -190,8 +191,10 @@ export class RunRecording {
     await this.appendVolume((this.type ?? type) === 'int16' ? new Int16Array(n) : new Float32Array(n), acquisitionTime, true);
   }
 
+  /** An inline stimulus image is stored first (DIR/stimuli/), so the row's stim_file always names a file that exists. */
   async appendEvent(e: StimulusEvent): Promise<void> {
-    const row = [seconds(e.onset), seconds(e.duration), e.trialType ?? 'stimulus', e.stimulusId, e.references ? JSON.stringify(e.references) : undefined, e.image]
+    const stimFile = e.imageData ? await storeStimulusImage(this.root, e.stimulusId, e.imageData) : e.image;
+    const row = [seconds(e.onset), seconds(e.duration), e.trialType ?? 'stimulus', e.stimulusId, e.references ? JSON.stringify(e.references) : undefined, stimFile]
       .map(tsvCell).join('\t') + '\n';
     const fh = await open(this.paths.events, 'a');
     try {
