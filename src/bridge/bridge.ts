@@ -6,6 +6,7 @@ import { encodeNifti1Volume, type ScannerFormat } from '../scanner/index.js';
 import { ProtocolSender } from './sender.js';
 import { FolderWatcher, type WatchedVolume } from './watch.js';
 import { EventsTail } from './eventsTail.js';
+import { StimulusFiles } from './stimulusFile.js';
 
 export interface BridgeOptions {
   dir: string;
@@ -46,6 +47,7 @@ export class ScannerBridge {
   private tail: EventsTail | undefined;
   private tailTimer: NodeJS.Timeout | undefined;
   private runCounter = 0;
+  private readonly stimuli: StimulusFiles;
   readonly stats = { volumes: 0, invalid: 0, events: 0 };
 
   constructor(private readonly o: BridgeOptions) {
@@ -53,6 +55,7 @@ export class ScannerBridge {
     this.own = !o.sender;
     this.sender = o.sender ?? new ProtocolSender({ url: o.url!, token: o.token, client: 'bridge', log: o.log });
     if (o.eventsFile) this.tail = new EventsTail(o.eventsFile);
+    this.stimuli = new StimulusFiles(o.log);
     this.watcher = new FolderWatcher({
       dir: o.dir, format: o.format, pollMs: o.pollMs, retryMs: o.retryMs, fsEvents: o.fsEvents,
       onVolume: (v) => this.onVolume(v),
@@ -148,7 +151,9 @@ export class ScannerBridge {
     if (!this.tail || !this.current) return;
     const r = this.current;
     for (const e of this.tail.poll(r.info.run)) {
-      this.sender.sendEvent(r.info.session, e);
+      // Read synchronously so events stay in trial order; a stim_file next to the TSV travels with its event.
+      const imageData = this.stimuli.readSync(e.image, this.tail.path);
+      this.sender.sendEvent(r.info.session, imageData ? { ...e, imageData } : e);
       r.events = Math.max(r.events, e.trial + 1);
       this.stats.events++;
     }

@@ -9,6 +9,7 @@ import {
   type RunStartMessage, type WelcomeMessage,
 } from '../protocol/messages.js';
 import { encodeVolumeFrame } from '../protocol/frame.js';
+import { encodeInlineImage } from '../protocol/inlineImage.js';
 import { parseServerMessage } from '../protocol/validate.js';
 
 export interface SenderOptions {
@@ -125,7 +126,10 @@ export class ProtocolSender extends EventEmitter {
   sendEvent(session: string, e: StimulusEvent): void {
     const r = this.run(session, e.run);
     if (e.trial < r.eventsNext || r.events.some((x) => x.trial === e.trial)) return;
-    r.events.push({ type: 'event', session, run: e.run, trial: e.trial, onset: e.onset, duration: e.duration, stimulusId: e.stimulusId, trialType: e.trialType, references: e.references, image: e.image });
+    r.events.push({
+      type: 'event', session, run: e.run, trial: e.trial, onset: e.onset, duration: e.duration, stimulusId: e.stimulusId, trialType: e.trialType,
+      references: e.references, image: e.image, imageData: e.imageData ? encodeInlineImage(e.imageData) : undefined,
+    });
     r.events.sort((a, b) => a.trial - b.trial);
     this.pump();
   }

@@ -1,6 +1,7 @@
 // Streams BIDS runs over protocol v1 at the recorded timing ÷ speed, through the same sender as the bridge.
 import { encodeNifti1Volume } from '../scanner/nifti.js';
 import { ProtocolSender } from '../bridge/sender.js';
+import { StimulusFiles } from '../bridge/stimulusFile.js';
 import { findBidsRuns, loadBidsRun, type BidsRunFiles } from './bidsRun.js';
 
 export interface ReplayOptions {
@@ -49,6 +50,7 @@ export async function replaySession(o: ReplayOptions): Promise<ReplayResult> {
   if (!o.sender && !o.url) throw new Error('replay needs a server URL or a sender.');
   const sender = o.sender ?? new ProtocolSender({ url: o.url!, token: o.token, client: 'replay', log: o.log }).start();
   const maxPending = o.maxPending ?? 64;
+  const stimuli = new StimulusFiles(o.log);
   const t0 = performance.now();
   let nVol = 0, nEv = 0;
   try {
@@ -57,6 +59,8 @@ export async function replaySession(o: ReplayOptions): Promise<ReplayResult> {
       const { info } = run;
       o.log?.('info', `replaying ${f.bold}: ${run.volumes} volume(s) of ${info.dims.join('×')}, TR ${info.tr} s, ${run.events.length} event(s), speed ${o.speed}`);
       sender.startRun(info);
+      // Stimulus images travel inline with their events; reading starts now so a real-time replay never waits on them.
+      const images = run.events.map((e) => (f.events ? stimuli.load(e.image, f.events) : Promise.resolve(undefined)));
       type Item = { t: number; vol?: number; ev?: number };
       const items: Item[] = [
         ...run.acquisitionTimes.map((t, i): Item => ({ t, vol: i })),
@@ -68,7 +72,8 @@ export async function replaySession(o: ReplayOptions): Promise<ReplayResult> {
         if (o.speed !== 'max') await sleep(runStart + (it.t * 1000) / o.speed - performance.now(), o.signal);
         const now = Date.now();
         if (it.ev !== undefined) {
-          sender.sendEvent(info.session, run.events[it.ev]);
+          const imageData = await images[it.ev];
+          sender.sendEvent(info.session, imageData ? { ...run.events[it.ev], imageData } : run.events[it.ev]);
           nEv++;
           continue;
         }
