@@ -1,8 +1,7 @@
 // The serve/demo pipeline: ingest hub → streams/ preprocessor (mask from the bundle) → decode queue → outputs
 // (dashboard over socket.io, a callback for the demo's stdout, captions/reconstructions recorded as derivatives).
 // The per-volume path only preprocesses; decoding, images and dashboard rendering happen off it.
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { filter, Subject, type Observable, type Subscription } from 'rxjs';
 import type { RunInfo, TrialResponse, Volume } from '../core/types.js';
 import type { IngestHub } from '../server/hub.js';
@@ -18,7 +17,7 @@ import { mimeOf } from '../inference/image.js';
 import { renderMosaicPng } from './mosaic.js';
 import { CaptionScorer } from '../metrics/index.js';
 import { CaptionRecorder } from './recorder.js';
-import sharp from 'sharp';
+import { stimulusThumbnail } from './stimulusThumb.js';
 
 export interface PipelineOptions {
   decoder: BrainDecoder;
@@ -27,8 +26,6 @@ export interface PipelineOptions {
   decode?: DecodeOptions;
   /** `serve --record` folder: captions and reconstructions go to its derivatives/. */
   recordDir?: string;
-  /** Folder that StimulusEvent.image paths are relative to (a local session being replayed). */
-  stimulusRoot?: string;
   /** Preprocessing overrides on top of the bundle manifest's block (later wins). */
   preprocessing?: unknown[];
   /** Trials decoded together at most when a backlog builds up (default 8). */
@@ -278,14 +275,13 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
   }));
   subs.push(hub.events$.subscribe((e) => {
     if (!dashboard) return;
-    dashboard.publish({ type: 'trial', data: { run: e.run, trial: e.trial, stimulusId: e.stimulusId, onset: e.onset, duration: e.duration, references: e.references } });
-    if (e.image && opts.stimulusRoot) {
-      const file = join(opts.stimulusRoot, e.image);
-      if (existsSync(file)) {
-        sharp(file).resize(128, 128, { fit: 'cover' }).webp({ quality: 80 }).toBuffer()
-          .then((b) => dashboard.publish({ type: 'trial', data: { run: e.run, trial: e.trial, stimulusId: e.stimulusId, onset: e.onset, duration: e.duration, stimulusImage: `data:image/webp;base64,${b.toString('base64')}` } }))
-          .catch((err) => log('warn', `stimulus image ${file}: ${(err as Error).message}`));
-      }
+    const trial = { run: e.run, trial: e.trial, stimulusId: e.stimulusId, onset: e.onset, duration: e.duration };
+    dashboard.publish({ type: 'trial', data: { ...trial, references: e.references } });
+    // The image arrives with the event (protocol imageData), never from a path: the sender's files are not ours.
+    if (e.imageData) {
+      stimulusThumbnail(e.imageData)
+        .then((stimulusImage) => dashboard.publish({ type: 'trial', data: { ...trial, stimulusImage } }))
+        .catch((err) => log('warn', `stimulus image of trial ${e.trial} (${e.stimulusId}) could not be shown: ${(err as Error).message}`));
     }
   }));
   subs.push(hub.runEnds$.subscribe((e) => {

@@ -62,7 +62,7 @@ export async function runSessionThroughServe(o: SessionRunOptions): Promise<Sess
     log: (level, m) => { if (level === 'warn' || level === 'error') log(level, `serve: ${m}`); },
     onHub: (hub) => {
       pipeline = startPipeline(hub, {
-        decoder: o.decoder, baseline: o.baseline, dashboard, stimulusRoot: o.session, recordDir: o.recordDir, decode: o.decode,
+        decoder: o.decoder, baseline: o.baseline, dashboard, recordDir: o.recordDir, decode: o.decode,
         liveMetrics: o.liveMetrics, expectedVolumes: (info) => side.get(info.run)?.volumes, log,
       });
     },

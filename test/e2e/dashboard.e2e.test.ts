@@ -142,7 +142,7 @@ async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
   }
 }
 
-test('`serve` (its own CLI) shows a run replayed by the `replay` CLI on its dashboard', async () => {
+test('`serve` (its own CLI) shows a run replayed by the `replay` CLI on its dashboard, stimulus images included', async () => {
   const bundle = join(work, 'bundle');
   const serve = spawn(process.execPath, [join(ROOT, 'bin', 'mindsemantix.mjs'), 'serve', '--port', '0', '--models', bundle], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
@@ -158,6 +158,8 @@ test('`serve` (its own CLI) shows a run replayed by the `replay` CLI on its dash
     assert.equal(await new Promise((r) => replay.on('exit', r)), 0);
     await page.waitForFunction(`document.querySelectorAll('.trial .caption:not(.pending)').length >= ${session.trials}`, undefined, { timeout: 60_000 });
     assert.equal(await page.locator('img.recon').count(), session.trials);
+    // the stimulus images came over the protocol (serve cannot open the replay's paths)
+    await page.waitForFunction(`[...document.querySelectorAll('img.stim')].filter((i) => i.complete && i.naturalWidth > 0).length >= ${session.trials}`, undefined, { timeout: 20_000 });
     assert.match(await page.locator('#bridge').innerText(), /replay/);
     await page.close();
   } finally {
