@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '.venv/**', 'models/**', 'data/**', 'bundles/**', 'coverage/**'] },
+  { ignores: ['dist/**', 'node_modules/**', '.venv/**', 'models/**', 'data/**', 'bundles/**', 'coverage/**', '.scratch/**', '.bootstrap/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
