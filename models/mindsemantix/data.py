@@ -318,6 +318,11 @@ class SubjectBatchSampler(Sampler):
     def __init__(self, ds: TrialDataset, batch_size: int, seed: int = 0, rank: int = 0, world: int = 1, drop_last: bool = True):
         self.ds, self.bs, self.seed, self.rank, self.world, self.drop_last = ds, batch_size, seed, rank, world, drop_last
         self.epoch = 0
+        if len(self._all_batches()) // world == 0:
+            # Lightning would otherwise "train" zero steps and save untouched weights without a word
+            sizes = ", ".join(f"{s}: {ds.offsets[k + 1] - ds.offsets[k]}" for k, s in enumerate(ds.subjects))
+            raise ValueError(f"batch size {batch_size} is larger than every subject's training trials ({sizes}) across {world} "
+                             f"process(es): no full batch can be formed; lower train.batch_size (or the stage's batch_size) with --set.")
 
     def set_epoch(self, epoch: int):
         self.epoch = epoch

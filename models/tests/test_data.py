@@ -85,6 +85,14 @@ def test_cross_subject_batches_hold_one_subject_and_split_across_ranks(tmp_path)
     assert batch["voxels"].shape == (4, c.subjects[ds.subjects[batch["subject_index"]]].voxels)
 
 
+def test_a_batch_larger_than_any_subjects_trials_is_refused_with_the_fix(tmp_path):
+    c = D.load_sim(FX.write_sim(tmp_path / "sim", {"a": 20, "b": 31}, n_stim=20, n_test=4))
+    ds = D.TrialDataset(c)
+    with pytest.raises(ValueError, match="larger than every subject's training trials.*lower train.batch_size"):
+        D.SubjectBatchSampler(ds, 64)
+    assert len(D.SubjectBatchSampler(ds, 8)) > 0
+
+
 def test_selecting_subjects_keeps_only_the_stimuli_they_saw(tmp_path):
     root = FX.write_sim(tmp_path / "sim", {"sim01": 20, "sim02": 15}, n_stim=12, n_test=3)
     import h5py
