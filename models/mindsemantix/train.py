@@ -333,7 +333,11 @@ def run_stage(stage: str, cfg: dict, corpus, targets, lm, gen, out: Path, init: 
     module = BrainLM(mcfg, tcfg, stage, list(corpus.subjects), targets, lm, gen)
     if init is not None and init.exists():
         blob = torch.load(init, map_location="cpu", weights_only=False)
-        module.model.load_state_dict(blob["weights"]["model"])
+        own = set(module.model.encoder.adapters)
+        # masked brain modeling may have seen more subjects (data.ssl_subjects) than this stage: their adapters stay behind
+        state = {k: v for k, v in blob["weights"]["model"].items()
+                 if not (k.startswith("encoder.adapters.") and k.split(".")[2] not in own)}
+        module.model.load_state_dict(state)
         for k in ("img_side",):
             getattr(module, k).load_state_dict(blob["weights"][k])
         module.scale_text.data.copy_(blob["weights"]["scale_text"])
@@ -416,6 +420,14 @@ def main(argv=None):
     stages = STAGES if a.stage == "all" else (a.stage,)
     if a.no_ssl:
         stages = tuple(s for s in stages if s != "ssl")
+    ssl_corpus = corpus
+    if "ssl" in stages and cfg["data"].get("ssl_subjects"):
+        # self-supervised pretraining needs no captions: it takes every subject given, the captioning stages only `subjects`
+        ssl_corpus = load_corpus({**cfg["data"], "subjects": cfg["data"]["ssl_subjects"]})
+        missing = set(corpus.subjects) - set(ssl_corpus.subjects)
+        if missing:
+            raise ValueError(f"data.ssl_subjects lacks {sorted(missing)}, which the later stages train: add them to data.ssl_subjects.")
+        log(f"ssl data: {ssl_corpus.summary()}")
     # masked brain modeling needs no frozen-encoder targets: an ssl-only run starts at once
     targets = build_targets_cached(corpus, tok, gen, tcfg, out, tiny_te) if stages != ("ssl",) else {}
     if targets and cfg["train"].get("weights", {}).get("align", 0) > 0:
@@ -432,7 +444,7 @@ def main(argv=None):
             if (out / f"{STAGES[j]}.pt").exists() and not (a.no_ssl and STAGES[j] == "ssl"):
                 prev = out / f"{STAGES[j]}.pt"
                 break
-        run_stage(st, cfg, corpus, targets, lm, gen, out, prev, a)
+        run_stage(st, cfg, ssl_corpus if st == "ssl" else corpus, targets, lm, gen, out, prev, a)
     log(f"train: all done in {time.time() - t0:.0f} s")
     return 0
 

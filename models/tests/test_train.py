@@ -41,3 +41,25 @@ def test_contrastive_counts_every_trial_of_the_same_stimulus_as_positive():
     good = contrastive(a, b, same, torch.tensor(20.0), smoothing=0.0)
     wrong = contrastive(a, b[[2, 3, 0, 1]], same, torch.tensor(20.0), smoothing=0.0)
     assert good < wrong
+
+
+def test_masked_brain_modeling_can_pretrain_on_more_subjects_than_the_captioning_stages(tmp_path):
+    import pytest
+    from pathlib import Path
+    from mindsemantix.train import main
+    data = FX.write_sim(tmp_path / "sim", {"sim01": 40, "sim02": 40, "sim03": 40})
+    cfg = str(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml")
+    out = tmp_path / "run"
+    common = ["--config", cfg, "--data", str(data), "--out", str(out), "--accelerator", "cpu", "--devices", "1",
+              "--no-progress-bar", "--set", "data.subjects=[sim01,sim02]"]
+    with pytest.raises(ValueError, match=r"data.ssl_subjects lacks \['sim02'\]"):
+        main(common + ["--stage", "ssl", "--set", "data.ssl_subjects=[sim01,sim03]"])
+    assert main(common + ["--stage", "ssl", "--set", "data.ssl_subjects=[sim01,sim02,sim03]"]) == 0
+    ssl = torch.load(out / "ssl.pt", weights_only=False)["weights"]["model"]
+    assert {k.split(".")[2] for k in ssl if k.startswith("encoder.adapters.")} == {"sim01", "sim02", "sim03"}
+    assert main(common + ["--stage", "stage1"]) == 0
+    s1 = torch.load(out / "stage1.pt", weights_only=False)["weights"]["model"]
+    assert {k.split(".")[2] for k in s1 if k.startswith("encoder.adapters.")} == {"sim01", "sim02"}
+    # stage 1 started from the pretrained shared encoder: 3 small steps leave it close to it, far from a fresh init
+    k = "encoder.blocks.0.mlp.0.weight"
+    assert (s1[k] - ssl[k]).norm() < 0.1 * ssl[k].norm()
