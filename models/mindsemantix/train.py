@@ -76,6 +76,11 @@ def contrastive(a, b, same, scale, smoothing=0.1):
     return 0.5 * (-(t1 * F.log_softmax(logits, 1)).sum(1).mean() - (t2 * F.log_softmax(logits.t(), 1)).sum(1).mean())
 
 
+def consensus_reference(emb):
+    """[B, K, E] normalised reference embeddings → [B] index of the reference most similar to the others."""
+    return (emb @ emb.transpose(1, 2)).sum(-1).argmax(-1)
+
+
 # ---- Lightning module ---------------------------------------------------------------------------------------------
 
 def _lightning():
@@ -219,6 +224,10 @@ class BrainLM(_lightning().LightningModule):
             lens = (t["cap_tok"][stim] >= 0).sum(-1)             # [B, K]
             short = lens.argsort(dim=1, stable=True)[:, :n]
             k = short[torch.arange(B, device=x.device), torch.randint(0, short.shape[1], (B,), device=x.device)]
+        if self.stage == "stage2" and self.tcfg["stage2"].get("reference") == "consensus":
+            # the LM learns one caption per scene — the reference closest to the other four (MiniLM) — so that the soft
+            # prompt has to carry content, not which of five phrasings was drawn; greedy decoding then aims at the consensus
+            k = consensus_reference(t["cap_emb"][stim])
         tok = t["cap_tok"][stim, k]                              # [B, L] with -1 padding
         if self.stage == "stage1":
             emb_table = self.lm.embed_tokens.weight
@@ -384,6 +393,7 @@ def main(argv=None):
     ap.add_argument("--num-nodes", type=int, default=1)
     ap.add_argument("--strategy", default="auto")
     ap.add_argument("--resume", help="Lightning checkpoint to resume the (single) stage from")
+    ap.add_argument("--init", help="weights (<stage>.pt) the first stage starts from, instead of the previous stage's in --out")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave the default)")
     ap.add_argument("--no-progress-bar", action="store_true")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. train.stage2.steps=10")
@@ -444,6 +454,10 @@ def main(argv=None):
             if (out / f"{STAGES[j]}.pt").exists() and not (a.no_ssl and STAGES[j] == "ssl"):
                 prev = out / f"{STAGES[j]}.pt"
                 break
+        if a.init and st == stages[0]:
+            prev = Path(a.init)
+            if not prev.exists():
+                raise FileNotFoundError(f"--init {prev} does not exist; give a <stage>.pt written by this trainer.")
         run_stage(st, cfg, ssl_corpus if st == "ssl" else corpus, targets, lm, gen, out, prev, a)
     log(f"train: all done in {time.time() - t0:.0f} s")
     return 0

@@ -63,3 +63,13 @@ def test_masked_brain_modeling_can_pretrain_on_more_subjects_than_the_captioning
     # stage 1 started from the pretrained shared encoder: 3 small steps leave it close to it, far from a fresh init
     k = "encoder.blocks.0.mlp.0.weight"
     assert (s1[k] - ssl[k]).norm() < 0.1 * ssl[k].norm()
+
+
+def test_consensus_reference_is_the_caption_closest_to_the_others():
+    from mindsemantix.train import consensus_reference
+    odd = torch.nn.functional.normalize(torch.tensor([1.0, 0.0, 0.0]), dim=0)
+    a = torch.nn.functional.normalize(torch.tensor([0.0, 1.0, 0.2]), dim=0)
+    b = torch.nn.functional.normalize(torch.tensor([0.0, 1.0, 0.0]), dim=0)
+    c = torch.nn.functional.normalize(torch.tensor([0.0, 1.0, -0.2]), dim=0)
+    emb = torch.stack([torch.stack([odd, a, b, c]), torch.stack([b, odd, a, c])])
+    assert consensus_reference(emb).tolist() == [2, 0]   # b sits between a and c, far from the odd one out
