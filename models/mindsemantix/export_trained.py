@@ -10,6 +10,21 @@ import torch
 from .util import log
 
 
+def reproduce_commands(run_dir: Path) -> list[str]:
+    """The training commands behind a run, oldest first: its own argv (run.json), preceded by those of the run its
+    --init weights came from (a continued stage 2, say)."""
+    rj = run_dir / "run.json"
+    if not rj.exists():
+        return []
+    argv = [str(a) for a in json.loads(rj.read_text()).get("argv", [])][1:]
+    if not argv:
+        return []
+    before = []
+    if "--init" in argv:
+        before = reproduce_commands(Path(argv[argv.index("--init") + 1]).parent)
+    return before + ["python -m mindsemantix.train " + " ".join(a if " " not in a else repr(a) for a in argv)]
+
+
 def export_trained(ckpt: Path, data: Path | None, out: Path, ridge_rank: int = 64) -> dict:
     from .evaluate import load_weights, fit_baselines, train_caption_bank
     from .export import write_bundle, DEFAULT_PREPROCESSING
@@ -45,8 +60,9 @@ def export_trained(ckpt: Path, data: Path | None, out: Path, ridge_rank: int = 6
         pre["tr"] = corpus.meta["tr"]
     masks = {s: corpus.subjects[s].mask for s in model.cfg.subjects}
     # the canonical reproduce command (stages may have been run one by one with the same seed and config)
-    command = (f"python -m mindsemantix.train --config {run.get('config_path', 'models/configs/default.yaml')} "
-               f"--data {data or cfg['data']['root']} --out {ckpt.parent} --seed {blob['seed']} --stage all --threads 1")
+    command = " && ".join(reproduce_commands(ckpt.parent)) or (
+        f"python -m mindsemantix.train --config {run.get('config_path', 'models/configs/default.yaml')} "
+        f"--data {data or cfg['data']['root']} --out {ckpt.parent} --seed {blob['seed']} --stage all --threads 1")
     m = write_bundle(out, name=out.name, model=model, masks=masks, text_encoder=None, text_tokenizer_json=minilm_dir() / "tokenizer.json",
                      baselines=baselines, baseline_captions=caps, baseline_embeddings=emb, generation=gen, preprocessing=pre,
                      seed=blob["seed"], command=command,

@@ -73,3 +73,16 @@ def test_consensus_reference_is_the_caption_closest_to_the_others():
     c = torch.nn.functional.normalize(torch.tensor([0.0, 1.0, -0.2]), dim=0)
     emb = torch.stack([torch.stack([odd, a, b, c]), torch.stack([b, odd, a, c])])
     assert consensus_reference(emb).tolist() == [2, 0]   # b sits between a and c, far from the odd one out
+
+
+def test_a_continued_run_reproduces_with_the_commands_of_the_runs_it_started_from(tmp_path):
+    import json
+    from mindsemantix.export_trained import reproduce_commands
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "run.json").write_text(json.dumps({"argv": ["train.py", "--out", str(tmp_path / "a"), "--stage", "all"]}))
+    (tmp_path / "b" / "run.json").write_text(json.dumps({"argv": ["train.py", "--out", str(tmp_path / "b"), "--stage", "stage2",
+                                                                  "--init", str(tmp_path / "a" / "stage2.pt")]}))
+    cmds = reproduce_commands(tmp_path / "b")
+    assert len(cmds) == 2 and "--stage all" in cmds[0] and f"--init {tmp_path / 'a' / 'stage2.pt'}" in cmds[1]
+    assert all(c.startswith("python -m mindsemantix.train ") for c in cmds)
