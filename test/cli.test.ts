@@ -16,3 +16,11 @@ test('--help lists every contract command', () => {
   assert.equal(r.status, 0);
   for (const c of ['serve', 'bridge', 'replay', 'demo', 'simulate', 'convert', 'eval']) assert.match(r.stdout, new RegExp(`\\b${c}\\b`));
 });
+
+test('serve and demo refuse an unknown --lm-precision with the choices', () => {
+  for (const cmd of ['serve', 'demo']) {
+    const r = spawnSync(process.execPath, [bin, cmd, '--lm-precision', 'fp8'], { encoding: 'utf8' });
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, new RegExp(`${cmd}: --lm-precision must be one of auto, fp32, int8 \\(got "fp8"\\)`));
+  }
+});

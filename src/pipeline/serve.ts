@@ -11,9 +11,13 @@ import { BrainDecoder } from '../inference/decoder.js';
 import { RidgeRetrieval } from '../inference/baseline.js';
 import type { Device } from '../inference/sessions.js';
 import { UserError } from '../cli/errors.js';
+import type { LmPrecision } from '../inference/decoder.js';
 import { startPipeline, type Pipeline, type PipelineOptions } from './pipeline.js';
 
 export const DEFAULT_MODELS = 'models/bundles/default';
+
+/** What serve's command line hands the pipeline when the hub exists. */
+export interface HubHookOptions { models?: string; record?: string; device?: Device; lmPrecision?: LmPrecision }
 
 export interface ServePipelineOptions {
   device?: Device;
@@ -29,7 +33,7 @@ export interface ServePipeline {
    * An explicit --models folder without a manifest is a UserError; a missing default bundle means no decoding, said
    * in one log line and on the dashboard.
    */
-  onHub(hub: IngestHub, opts: { models?: string; record?: string }): void;
+  onHub(hub: IngestHub, opts: HubHookOptions): void;
   /** Resolves when decoding runs (or is known to be off); never rejects — failures are logged and shown as alerts. */
   readonly ready: Promise<void>;
   /**
@@ -89,11 +93,12 @@ export function createServePipeline(opts: ServePipelineOptions = {}): ServePipel
     dashboard.publish({ type: 'alert', data: { level, code: 'decoding-off', message: why, at: Date.now() } });
   };
 
-  async function load(hub: IngestHub, dir: string, record?: string): Promise<void> {
+  async function load(hub: IngestHub, dir: string, record?: string, device?: Device, lmPrecision?: LmPrecision): Promise<void> {
     const buffered = bufferedHub(hub);
     try {
       log(`serve: loading model bundle ${dir} (checking checksums)…`);
-      decoder = await BrainDecoder.load(dir, { device: opts.device, log });
+      decoder = await BrainDecoder.load(dir, { device, lmPrecision, log });
+      log(`serve: LM graph ${decoder.lmFile}`);
       baseline = await RidgeRetrieval.load(decoder.bundle, decoder.sessions);
       if (closed) { // serve stopped while the model loaded
         buffered.discard();
@@ -119,7 +124,7 @@ export function createServePipeline(opts: ServePipelineOptions = {}): ServePipel
     dashboard,
     ready,
     pipeline: () => pipeline,
-    onHub(hub, { models, record }) {
+    onHub(hub, { models, record, device, lmPrecision }) {
       const dir = models ?? DEFAULT_MODELS;
       if (!existsSync(join(dir, 'manifest.json'))) {
         if (models) throw new UserError(`serve: model bundle ${resolve(dir)} has no manifest.json; pass --models with a folder written by \`python -m mindsemantix.export\`.`);
@@ -127,7 +132,7 @@ export function createServePipeline(opts: ServePipelineOptions = {}): ServePipel
         markReady();
         return;
       }
-      void load(hub, dir, record);
+      void load(hub, dir, record, device ?? opts.device, lmPrecision);
     },
     attach(srv) {
       const u = new URL(srv.url.replace(/^ws/, 'http'));

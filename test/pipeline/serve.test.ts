@@ -65,3 +65,28 @@ test('serve with no bundle keeps ingesting and says decoding is off; an explicit
     rmSync(empty, { recursive: true, force: true });
   }
 });
+
+test('serve --lm-precision: fp32 is used when asked; int8 on a bundle without that graph turns decoding off with the reason', async () => {
+  const bundle = tinyBundle();
+  const lines: string[] = [];
+  const sp = createServePipeline({ log: (l) => lines.push(l) });
+  const srv = await startServer({ port: 0, log: () => {}, onHub: (hub) => sp.onHub(hub, { models: bundle, lmPrecision: 'fp32' }) });
+  try {
+    await sp.ready;
+    assert.ok(lines.includes('serve: LM graph lm/decoder.onnx'), lines.join('\n'));
+  } finally {
+    await sp.close();
+    await srv.close();
+  }
+  const lines2: string[] = [];
+  const sp2 = createServePipeline({ log: (l) => lines2.push(l) });
+  const srv2 = await startServer({ port: 0, log: () => {}, onHub: (hub) => sp2.onHub(hub, { models: bundle, lmPrecision: 'int8' }) });
+  try {
+    await sp2.ready;
+    assert.ok(lines2.some((l) => /decoding is off: .*has no lm\/decoder\.int8\.onnx/.test(l)), lines2.join('\n'));
+    assert.equal(sp2.dashboard.state.snapshot().alerts[0].code, 'decoding-off');
+  } finally {
+    await sp2.close();
+    await srv2.close();
+  }
+});

@@ -4,7 +4,7 @@ import type { Command } from '../command.js';
 import { UserError } from '../errors.js';
 import { boolFlag, numberFlag, parseArgs, stringFlag } from '../args.js';
 import { findBidsRuns } from '../../replay/index.js';
-import { BrainDecoder } from '../../inference/decoder.js';
+import { BrainDecoder, LM_PRECISIONS, type LmPrecision } from '../../inference/decoder.js';
 import { BundleError } from '../../inference/bundle.js';
 import { RidgeRetrieval } from '../../inference/baseline.js';
 import { DEVICES, type Device } from '../../inference/sessions.js';
@@ -24,6 +24,7 @@ trial's decoded caption (with the reference captions) as it is decoded. Keeps se
   --once           exit with a summary after the last trial instead of serving on
   --json           one JSON object per line on stdout (trials, then a summary); logs go to stderr
   --device D       cpu (default), webgpu or cuda; falls back to cpu with a log line when unavailable
+  --lm-precision P auto (default: the bundle's 8-bit LM graph when it has one), fp32 (exact PyTorch parity) or int8
   --strategy S     greedy (default), beam or sample
   --max-tokens N   caption length limit in tokens (default: the bundle's)
   --record DIR     also record the session (BIDS) with captions and reconstructions under DIR/derivatives
@@ -52,6 +53,7 @@ export const command: Command = {
       speed: { type: 'string', default: '10' }, port: { type: 'string', default: '8080' }, once: { type: 'boolean' }, json: { type: 'boolean' },
       device: { type: 'string', default: 'cpu', choices: DEVICES }, strategy: { type: 'string', default: 'greedy', choices: ['greedy', 'beam', 'sample'] },
       'max-tokens': { type: 'string' }, record: { type: 'string' }, 'no-meteor': { type: 'boolean' },
+      'lm-precision': { type: 'string', default: 'auto', choices: LM_PRECISIONS },
     });
     if (p.positionals.length) throw new UserError(`demo: unexpected argument "${p.positionals[0]}"; run \`mindsemantix demo --help\`.`, 2);
     const json = boolFlag(p, 'json');
@@ -75,7 +77,7 @@ export const command: Command = {
     say(`demo: loading model bundle ${stringFlag(p, 'models')} (checking checksums)…`);
     let decoder: BrainDecoder;
     try {
-      decoder = await BrainDecoder.load(stringFlag(p, 'models')!, { device: stringFlag(p, 'device') as Device, log: say, generation: maxTokens ? { max_new_tokens: maxTokens } : undefined });
+      decoder = await BrainDecoder.load(stringFlag(p, 'models')!, { device: stringFlag(p, 'device') as Device, lmPrecision: stringFlag(p, 'lm-precision') as LmPrecision, log: say, generation: maxTokens ? { max_new_tokens: maxTokens } : undefined });
     } catch (e) {
       if (e instanceof BundleError) throw new UserError(`demo: ${e.message}`);
       throw e;
