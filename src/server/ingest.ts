@@ -284,9 +284,9 @@ export class Ingest {
   }
 
   private async declareGap(r: RunState, from: number, to: number, reason: string): Promise<void> {
-    r.buffer.delete(from); // a refused volume's placeholder
+    r.buffer.delete(from); // the refused volume's buffer slot
     if (r.rec && !r.recType) {
-      // The recording's type is fixed by its first volume, even when that is a gap's placeholder.
+      // The recording's type is fixed by its first volume, even when that first volume is missing (a gap).
       const firstOk = [...r.buffer.entries()].filter(([, b]) => b.ok).sort((a, b) => a[0] - b[0])[0]?.[1];
       r.recType = firstOk && firstOk.ok && firstOk.int16Exact ? 'int16' : 'float32';
     }
