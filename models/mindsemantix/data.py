@@ -282,14 +282,17 @@ def load_nsd_wds(subjects: dict[str, dict], captions: Path, stim_info: Path | No
 class TrialDataset(Dataset):
     """All subjects' training trials, concatenated; item = (subject index, voxels, stimulus index)."""
 
-    def __init__(self, corpus: Corpus, split: str = "train"):
+    def __init__(self, corpus: Corpus, split: str = "train", repeat_targets: bool = False):
+        """repeat_targets: items also carry the mean of the trial's other repeats (masked brain modeling's target)."""
         self.subjects = list(corpus.subjects)
-        self.xs, self.stims, self.offsets = [], [], [0]
+        self.xs, self.stims, self.offsets, self.ys = [], [], [0], []
         for s in self.subjects:
             d = corpus.subjects[s]
             x, st = (d.train_x, d.train_stim) if split == "train" else (d.test_x, d.test_stim)
             self.xs.append(torch.from_numpy(x))
             self.stims.append(torch.from_numpy(st))
+            if repeat_targets:
+                self.ys.append(torch.from_numpy(other_repeats_mean(x, st)))
             self.offsets.append(self.offsets[-1] + len(x))
 
     def __len__(self):
@@ -301,14 +304,30 @@ class TrialDataset(Dataset):
 
     def __getitem__(self, i):
         k, j = self.locate(i)
+        if self.ys:
+            return k, self.xs[k][j], self.stims[k][j], self.ys[k][j]
         return k, self.xs[k][j], self.stims[k][j]
 
 
+def other_repeats_mean(x: np.ndarray, stim: np.ndarray) -> np.ndarray:
+    """[n, V] for each trial the mean of the other trials of the same stimulus (the trial itself where it has none).
+    A self-supervised target that needs no caption or image: only which trials repeat a stimulus."""
+    order, inv, counts = np.unique(stim, return_inverse=True, return_counts=True)
+    sums = np.zeros((len(order), x.shape[1]), np.float64)
+    np.add.at(sums, inv, x)
+    c = counts[inv][:, None]
+    out = np.where(c > 1, (sums[inv] - x) / np.maximum(c - 1, 1), x)
+    return out.astype(np.float32)
+
+
 def collate_single_subject(items):
-    ks = {k for k, _, _ in items}
+    ks = {it[0] for it in items}
     assert len(ks) == 1, "a batch must hold one subject (voxel counts differ)"
-    return {"subject_index": items[0][0], "voxels": torch.stack([x for _, x, _ in items]),
-            "stim": torch.stack([s for _, _, s in items])}
+    out = {"subject_index": items[0][0], "voxels": torch.stack([it[1] for it in items]),
+           "stim": torch.stack([it[2] for it in items])}
+    if len(items[0]) > 3:
+        out["target"] = torch.stack([it[3] for it in items])
+    return out
 
 
 class SubjectBatchSampler(Sampler):

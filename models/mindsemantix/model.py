@@ -145,8 +145,10 @@ class BrainEncoder(nn.Module):
             x = b(x)
         return self.norm(x)
 
-    def mae_loss(self, subject: str, voxels, generator: torch.Generator | None = None):
-        """Masked brain modeling: hide mask_ratio of the voxel patches, reconstruct them; MSE on hidden patches only."""
+    def mae_loss(self, subject: str, voxels, generator: torch.Generator | None = None, target=None):
+        """Masked brain modeling: hide mask_ratio of the voxel patches, reconstruct them; MSE on hidden patches only.
+        target [B, V] (default: the input itself) may instead be another measurement of the same stimulus, e.g. the mean
+        of the trial's other repeats: then only what the repeats share (the stimulus-driven signal) is predictable."""
         ad = self.adapters[subject]
         B, N = voxels.shape[0], ad.n_patches
         noise = torch.rand(B, N, generator=generator, device=voxels.device)
@@ -160,7 +162,7 @@ class BrainEncoder(nn.Module):
         for b in self.dec_blocks:
             h = b(h)
         pred = self.dec_out(self.dec_norm(h))                # [B, N, patch]
-        target = ad.patches(voxels)
+        target = ad.patches(voxels if target is None else target)
         # padded tail voxels are not data
         valid = torch.ones(N * ad.patch, device=voxels.device)
         valid[ad.voxels:] = 0

@@ -174,7 +174,7 @@ class BrainLM(_lightning().LightningModule):
         x, stim = batch["voxels"], batch["stim"]
         logs = {}
         if self.stage == "ssl":
-            loss = self.model.encoder.mae_loss(sub, x)
+            loss = self.model.encoder.mae_loss(sub, x, target=batch.get("target"))
             logs["mae"] = loss
         else:
             loss, logs = self.stage_losses(sub, x, stim)
@@ -366,7 +366,10 @@ def run_stage(stage: str, cfg: dict, corpus, targets, lm, gen, out: Path, init: 
         gradient_clip_val=cfg["train"].get("grad_clip", 1.0), deterministic=False, num_sanity_val_steps=0,
         enable_progress_bar=not args.no_progress_bar,
     )
-    trainer.datamodule_ds = TrialDataset(corpus, "train")
+    target = cfg["train"]["ssl"].get("target", "self") if stage == "ssl" else "self"
+    if target not in ("self", "repeats"):
+        raise ValueError(f"train.ssl.target is {target!r}; use self (reconstruct the trial) or repeats (the mean of its other repeats).")
+    trainer.datamodule_ds = TrialDataset(corpus, "train", repeat_targets=target == "repeats")
     t0 = time.time()
     trainer.fit(module, ckpt_path=args.resume if args.resume else None)
     final = out / f"{stage}.pt"

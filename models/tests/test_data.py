@@ -109,3 +109,18 @@ def test_selecting_subjects_keeps_only_the_stimuli_they_saw(tmp_path):
     d = only.subjects["sim02"]
     assert {only.stimuli[i] for i in d.train_stim} == {f"s{i:03d}" for i in range(6)}
     assert only.image(0).size == (32, 32)
+
+
+def test_repeat_targets_are_the_mean_of_the_other_trials_of_the_same_stimulus(tmp_path):
+    x = np.array([[1.0, 0.0], [3.0, 2.0], [5.0, 4.0], [7.0, 7.0]], np.float32)
+    stim = np.array([4, 4, 4, 9])
+    y = D.other_repeats_mean(x, stim)
+    np.testing.assert_allclose(y[0], [4.0, 3.0])   # mean of trials 1 and 2, never the trial itself
+    np.testing.assert_allclose(y[2], [2.0, 1.0])
+    np.testing.assert_allclose(y[3], [7.0, 7.0])   # a stimulus seen once is its own target
+    c = D.load_sim(FX.write_sim(tmp_path / "sim", {"sim01": 40}))
+    ds = D.TrialDataset(c, "train", repeat_targets=True)
+    b = D.collate_single_subject([ds[i] for i in range(4)])
+    d = c.subjects["sim01"]
+    np.testing.assert_allclose(b["target"].numpy(), D.other_repeats_mean(d.train_x, d.train_stim)[:4])
+    assert "target" not in D.collate_single_subject([D.TrialDataset(c, "train")[i] for i in range(4)])

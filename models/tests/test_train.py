@@ -54,7 +54,9 @@ def test_masked_brain_modeling_can_pretrain_on_more_subjects_than_the_captioning
               "--no-progress-bar", "--set", "data.subjects=[sim01,sim02]"]
     with pytest.raises(ValueError, match=r"data.ssl_subjects lacks \['sim02'\]"):
         main(common + ["--stage", "ssl", "--set", "data.ssl_subjects=[sim01,sim03]"])
-    assert main(common + ["--stage", "ssl", "--set", "data.ssl_subjects=[sim01,sim02,sim03]"]) == 0
+    with pytest.raises(ValueError, match=r"train.ssl.target is 'other'"):
+        main(common + ["--stage", "ssl", "--set", "train.ssl.target=other"])
+    assert main(common + ["--stage", "ssl", "--set", "data.ssl_subjects=[sim01,sim02,sim03]", "--set", "train.ssl.target=repeats"]) == 0
     ssl = torch.load(out / "ssl.pt", weights_only=False)["weights"]["model"]
     assert {k.split(".")[2] for k in ssl if k.startswith("encoder.adapters.")} == {"sim01", "sim02", "sim03"}
     assert main(common + ["--stage", "stage1"]) == 0
