@@ -36,6 +36,8 @@ interface BridgeRun {
   t0?: number;
   maxIndex: number;
   events: number;
+  /** run-end was queued (a later run began, or stop()): the sender forgets the run once the server acks the end. */
+  ended: boolean;
 }
 
 export class ScannerBridge {
@@ -89,7 +91,7 @@ export class ScannerBridge {
     this.watcher.stop();
     if (this.tailTimer) clearInterval(this.tailTimer);
     this.pollEvents();
-    for (const r of this.runs.values()) this.sender.endRun(r.info.session, r.info.run, r.maxIndex + 1, r.events);
+    for (const r of this.runs.values()) this.endRun(r);
     try {
       await this.sender.flush();
     } finally {
@@ -113,11 +115,8 @@ export class ScannerBridge {
       tr: tr ?? 2, dims: [...v.dims], voxelSize: [v.voxelSize[0], v.voxelSize[1], v.voxelSize[2]], affine: [...v.affine],
     };
     // Numbering starts at 0 or 1 (Siemens instance numbers); files already in the folder at start are sent too.
-    r = { info, key, base: undefined, counter: 0, maxIndex: -1, events: 0 };
-    if (this.current && this.current.key !== key) {
-      const c = this.current;
-      this.sender.endRun(c.info.session, c.info.run, c.maxIndex + 1, c.events);
-    }
+    r = { info, key, base: undefined, counter: 0, maxIndex: -1, events: 0, ended: false };
+    if (this.current && this.current.key !== key) this.endRun(this.current);
     this.runs.set(key, r);
     this.current = r;
     this.sender.startRun(info);
@@ -125,9 +124,20 @@ export class ScannerBridge {
     return r;
   }
 
+  /** Ends a run once: an ended run may already be acknowledged and forgotten by the sender. */
+  private endRun(r: BridgeRun): void {
+    if (r.ended) return;
+    r.ended = true;
+    this.sender.endRun(r.info.session, r.info.run, r.maxIndex + 1, r.events);
+  }
+
   private onVolume(w: WatchedVolume): void {
     const r = this.runFor(w);
     const v = w.volume;
+    if (r.ended) {
+      this.o.log?.('warn', `${w.path} belongs to ${r.info.run}, which already ended when a later series began; skipped (the server no longer accepts volumes for it).`);
+      return;
+    }
     let index: number;
     if (w.growing) index = w.positionInFile;
     else if (v.volumeIndex !== undefined) {

@@ -82,3 +82,32 @@ test('bridge follows a growing 4-D NIfTI: each appended volume is sent once the 
   for (const v of vols) assert.ok(bytesOf(Int16Array.from(v.data)).equals(bytesOf(int16Volume(info.dims, v.index))), `volume ${v.index} intact`);
   for (const v of vols) assert.deepEqual(v.affine, vols[0].affine);
 });
+
+test('bridge: a second 4-D NIfTI series ends the first run; stop() then ends only the open run, and both runs are complete', async (t) => {
+  const dir = tempDir('two-runs');
+  const info = runInfo({ dims: [6, 6, 4], tr: 1 });
+  const vols: Volume[] = [];
+  const ends: { run: string; volumes: number }[] = [];
+  const srv = await startServer({ port: 0, log: captureLog().log, onHub: (h) => {
+    h.volumes$.subscribe((v) => vols.push(v));
+    h.runEnds$.subscribe((e) => ends.push({ run: e.run, volumes: e.expected }));
+  } });
+  t.after(() => srv.close());
+  const bridge = new ScannerBridge({ dir, url: srv.url }).start();
+  const write4D = (name: string, n: number, offset: number) => {
+    const header = niftiHeader4D({ dims: [6, 6, 4, n], affine: [...info.affine], tr: 1, datatype: 'int16' });
+    const parts = [header, ...Array.from({ length: n }, (_, i) => bytesOf(int16Volume(info.dims, offset + i)))];
+    writeFileSync(join(dir, name), Buffer.concat(parts.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength))));
+  };
+  write4D('run1_bold.nii', 3, 0);
+  await waitFor(() => vols.length === 3, 5000, 'the first run\'s three volumes');
+  write4D('run2_bold.nii', 4, 10);
+  await waitFor(() => vols.length === 7 && ends.length === 1, 5000, 'the second run\'s volumes and the first run\'s end');
+  await sleep(200); // the server's ack of the first run-end reaches the sender, which then forgets that run
+  const stopped = await Promise.race([bridge.stop().then(() => 'stopped'), sleep(5000).then(() => 'timed out')]);
+  assert.equal(stopped, 'stopped');
+  await waitFor(() => ends.length === 2, 2000, 'the second run\'s end');
+  assert.deepEqual(ends.map((e) => e.volumes), [3, 4]);
+  assert.notEqual(ends[0].run, ends[1].run);
+  assert.deepEqual(vols.map((v) => v.index), [0, 1, 2, 0, 1, 2, 3]);
+});
