@@ -5,6 +5,7 @@ Train on single trials; evaluate on the mean of each test stimulus's repeats (pe
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -106,6 +107,23 @@ def load_sim(root: Path, field_name: str = "responses", subjects: list[str] | No
     if subjects:
         corpus = _only_seen(corpus)
     return corpus
+
+
+def labeled_subset(c: Corpus, fraction: float, seed: int = 0) -> Corpus:
+    """The same corpus with captions for only `fraction` of the training stimuli (seeded; every subject keeps all repeats
+    of the kept stimuli and none of the others): the semi-supervised setting, where masked brain modeling still
+    pretrains on every trial. Test stimuli are untouched."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"data.labeled_fraction is {fraction}; give a fraction in (0, 1].")
+    train = np.array([i for i, sp in enumerate(c.split) if sp == "train"])
+    rng = np.random.default_rng(seed)
+    keep = np.zeros(len(c.stimuli), bool)
+    keep[rng.choice(train, max(1, int(round(fraction * len(train)))), replace=False)] = True
+    out = Corpus(c.stimuli, c.captions, c.split, image=c.image, meta={**c.meta, "labeled_fraction": fraction})
+    for s, d in c.subjects.items():
+        m = keep[d.train_stim]
+        out.subjects[s] = dataclasses.replace(d, train_x=np.ascontiguousarray(d.train_x[m]), train_stim=d.train_stim[m])
+    return out
 
 
 def _only_seen(c: Corpus) -> Corpus:

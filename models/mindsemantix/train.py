@@ -441,6 +441,11 @@ def main(argv=None):
         if missing:
             raise ValueError(f"data.ssl_subjects lacks {sorted(missing)}, which the later stages train: add them to data.ssl_subjects.")
         log(f"ssl data: {ssl_corpus.summary()}")
+    frac = float(cfg["data"].get("labeled_fraction", 1.0))
+    if frac != 1.0:
+        from .data import labeled_subset
+        corpus = labeled_subset(corpus, frac, seed=a.seed)  # ssl_corpus keeps every trial
+        log(f"captioning stages: labeled_fraction {frac}: {corpus.summary()}")
     # masked brain modeling needs no frozen-encoder targets: an ssl-only run starts at once
     targets = build_targets_cached(corpus, tok, gen, tcfg, out, tiny_te) if stages != ("ssl",) else {}
     if targets and cfg["train"].get("weights", {}).get("align", 0) > 0:

@@ -124,3 +124,18 @@ def test_repeat_targets_are_the_mean_of_the_other_trials_of_the_same_stimulus(tm
     d = c.subjects["sim01"]
     np.testing.assert_allclose(b["target"].numpy(), D.other_repeats_mean(d.train_x, d.train_stim)[:4])
     assert "target" not in D.collate_single_subject([D.TrialDataset(c, "train")[i] for i in range(4)])
+
+
+def test_labeled_subset_keeps_all_repeats_of_a_seeded_share_of_training_stimuli(tmp_path):
+    c = D.load_sim(FX.write_sim(tmp_path / "sim", {"sim01": 60, "sim02": 60}, n_stim=36, n_test=12))
+    sub = D.labeled_subset(c, 0.25, seed=1)
+    kept = set(sub.subjects["sim01"].train_stim.tolist())
+    assert len(kept) == 6                                       # a quarter of the 24 training stimuli
+    assert kept == set(sub.subjects["sim02"].train_stim.tolist())  # the same captions for every subject
+    for s, d in c.subjects.items():
+        m = np.isin(d.train_stim, list(kept))
+        np.testing.assert_array_equal(sub.subjects[s].train_x, d.train_x[m])   # every repeat of a kept stimulus
+        np.testing.assert_array_equal(sub.subjects[s].test_x, d.test_x)        # the test set is untouched
+    assert set(D.labeled_subset(c, 0.25, seed=1).subjects["sim01"].train_stim.tolist()) == kept
+    with pytest.raises(ValueError, match="labeled_fraction"):
+        D.labeled_subset(c, 0.0)
