@@ -88,3 +88,29 @@ def test_a_continued_run_reproduces_with_the_commands_of_the_runs_it_started_fro
     cmds = reproduce_commands(tmp_path / "b")
     assert len(cmds) == 2 and "--stage all" in cmds[0] and f"--init {tmp_path / 'a' / 'stage2.pt'}" in cmds[1]
     assert all(c.startswith("python -m mindsemantix.train ") for c in cmds)
+
+
+def test_linear_probe_reads_the_stimulus_out_of_encoder_features(tmp_path):
+    from mindsemantix.model import BrainEncoder, ModelConfig
+    from mindsemantix.probe import encoder_features, probe_captions
+    import pytest
+    c = D.load_sim(FX.write_sim(tmp_path / "sim", {"sim01": 60}, n_stim=36, n_test=12))
+    words = FX.COLOURS + FX.SHAPES
+    emb = torch.tensor([[[float(w in cap.split()) for w in words] for cap in caps] for caps in c.captions])
+    emb = torch.nn.functional.normalize(emb, dim=-1)
+    caps, bank = train_caption_bank(c, emb)
+    target = torch.nn.functional.normalize(emb.mean(1), dim=-1).numpy()
+    torch.manual_seed(0)
+    enc = BrainEncoder(ModelConfig(subjects={"sim01": c.subjects["sim01"].voxels}, hidden=32, dim=16, tokens=4, depth=1, heads=2))
+    assert encoder_features(enc, "sim01", c.subjects["sim01"].test_x, "tokens").shape == (12, 64)
+    refs = references(c)
+    for feat in ("code", "tokens"):
+        out = probe_captions(enc, c, target, caps, bank, feat)
+        hits = sum(all(w in out[k].split() for w in refs[k][0].split() if w in words) for k in out)
+        assert hits >= 0.6 * len(out), feat   # a random but wide read-out keeps the linear signal
+    # a 1-wide code cannot hold 7 attributes: the probe must say so
+    narrow = BrainEncoder(ModelConfig(subjects={"sim01": c.subjects["sim01"].voxels}, hidden=1, dim=16, tokens=4, depth=1, heads=2))
+    out = probe_captions(narrow, c, target, caps, bank, "code")
+    assert sum(all(w in out[k].split() for w in refs[k][0].split() if w in words) for k in out) < 0.6 * len(out)
+    with pytest.raises(ValueError, match="not one of code, tokens"):
+        encoder_features(enc, "sim01", c.subjects["sim01"].test_x, "queries")
