@@ -49,6 +49,9 @@ export class ScannerBridge {
   private tail: EventsTail | undefined;
   private tailTimer: NodeJS.Timeout | undefined;
   private runCounter = 0;
+  /** Event and run-end sends, in order: an event may wait for its stimulus image to be shrunk, and a run-end follows
+   * the run's events. Volumes do not wait in it. */
+  private outbox: Promise<void> = Promise.resolve();
   private readonly stimuli: StimulusFiles;
   readonly stats = { volumes: 0, invalid: 0, events: 0 };
 
@@ -92,6 +95,7 @@ export class ScannerBridge {
     if (this.tailTimer) clearInterval(this.tailTimer);
     this.pollEvents();
     for (const r of this.runs.values()) this.endRun(r);
+    await this.outbox;
     try {
       await this.sender.flush();
     } finally {
@@ -128,7 +132,12 @@ export class ScannerBridge {
   private endRun(r: BridgeRun): void {
     if (r.ended) return;
     r.ended = true;
-    this.sender.endRun(r.info.session, r.info.run, r.maxIndex + 1, r.events);
+    const volumes = r.maxIndex + 1;
+    this.enqueue(() => this.sender.endRun(r.info.session, r.info.run, volumes, r.events));
+  }
+
+  private enqueue(job: () => void | Promise<void>): void {
+    this.outbox = this.outbox.then(job).catch((e: unknown) => this.o.log?.('error', `bridge: ${(e as Error).message}`));
   }
 
   private onVolume(w: WatchedVolume): void {
@@ -160,10 +169,15 @@ export class ScannerBridge {
   private pollEvents(): void {
     if (!this.tail || !this.current) return;
     const r = this.current;
+    const tsv = this.tail.path;
     for (const e of this.tail.poll(r.info.run)) {
-      // Read synchronously so events stay in trial order; a stim_file next to the TSV travels with its event.
-      const imageData = this.stimuli.readSync(e.image, this.tail.path);
-      this.sender.sendEvent(r.info.session, imageData ? { ...e, imageData } : e);
+      // A stim_file next to the TSV travels with its event, shrunk to the inline limit when it is larger; the outbox
+      // keeps events in trial order while an image is being shrunk.
+      const image = this.stimuli.load(e.image, tsv);
+      this.enqueue(async () => {
+        const imageData = await image;
+        this.sender.sendEvent(r.info.session, imageData ? { ...e, imageData } : e);
+      });
       r.events = Math.max(r.events, e.trial + 1);
       this.stats.events++;
     }

@@ -66,29 +66,12 @@ export async function fitStimulusFile(path: string): Promise<StimulusImage> {
 
 /** Per sender: resolves each stim_file once, caches the image (stimuli repeat across trials), warns once per file. */
 export class StimulusFiles {
-  private readonly read = new Map<string, StimulusImage | undefined>();
   private readonly fitted = new Map<string, Promise<StimulusImage | undefined>>();
   private readonly missing = new Set<string>();
 
   constructor(private readonly log?: Log) {}
 
-  /** Synchronous, for the bridge's poll loop (which must keep events in order): images that fit as they are. */
-  readSync(stimFile: string | undefined, eventsFile: string): StimulusImage | undefined {
-    const path = this.resolve(stimFile, eventsFile);
-    if (!path) return undefined;
-    if (!this.read.has(path)) {
-      let img: StimulusImage | undefined;
-      try {
-        img = readStimulusFile(path);
-      } catch (e) {
-        this.warn(e);
-      }
-      this.read.set(path, img);
-    }
-    return this.read.get(path);
-  }
-
-  /** For replays: also shrinks images that do not fit. */
+  /** The image of a stim_file, shrunk to the inline limits when it does not fit as it is (cached per file). */
   load(stimFile: string | undefined, eventsFile: string): Promise<StimulusImage | undefined> {
     const path = this.resolve(stimFile, eventsFile);
     if (!path) return Promise.resolve(undefined);

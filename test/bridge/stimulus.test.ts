@@ -39,15 +39,17 @@ test('stim_file resolves beside the events TSV or up to the dataset root; oversi
   await assert.rejects(fitStimulusFile(join(root, 'stimuli', 'text.png')), /not a PNG, JPEG or WebP file.*could not be re-encoded/);
 });
 
-test('the bridge sends the stimulus image next to the events TSV it follows; a missing one is warned about once', async (t) => {
+test('the bridge sends the stimulus image next to the events TSV it follows, shrinks one above the limit, keeps trial order; a missing one is warned about once', async (t) => {
   const dir = tempDir('stimwatch');
   const pres = tempDir('presentation');
   mkdirSync(join(pres, 'stimuli'));
   const cat = await sharp({ create: { width: 16, height: 16, channels: 3, background: '#a52' } }).png().toBuffer();
   writeFileSync(join(pres, 'stimuli', 'cat.png'), cat);
+  await sharp(randomBytes(900 * 700 * 3), { raw: { width: 900, height: 700, channels: 3 } }).png().toFile(join(pres, 'stimuli', 'big.png'));
   const tsv = join(pres, 'events.tsv');
   writeFileSync(tsv, 'onset\tduration\ttrial_type\tstimulus_id\treferences\tstim_file\n'
-    + '0.5\t3\tstimulus\tcat\t["a cat"]\tstimuli/cat.png\n2.1\t3\tstimulus\tdog\t["a dog"]\tstimuli/dog.png\n4\t3\tstimulus\tdog\tn/a\tstimuli/dog.png\n');
+    + '0.5\t3\tstimulus\tbig\tn/a\tstimuli/big.png\n'
+    + '1\t3\tstimulus\tcat\t["a cat"]\tstimuli/cat.png\n2.1\t3\tstimulus\tdog\t["a dog"]\tstimuli/dog.png\n4\t3\tstimulus\tdog\tn/a\tstimuli/dog.png\n');
   const events: StimulusEvent[] = [];
   const vols: Volume[] = [];
   const srv = await startServer({ port: 0, log: captureLog().log, onHub: (h) => { h.events$.subscribe((e) => events.push(e)); h.volumes$.subscribe((v) => vols.push(v)); } });
@@ -56,9 +58,10 @@ test('the bridge sends the stimulus image next to the events TSV it follows; a m
   const bridge = new ScannerBridge({ dir, url: srv.url, eventsFile: tsv, log: (l, m) => logs.push(`${l} ${m}`) }).start();
   const info = runInfo({ dims: [6, 5, 4] });
   for (let i = 0; i < 3; i++) writeFileSync(join(dir, `001_000003_${String(i + 1).padStart(6, '0')}.nii`), niftiVolume(info, i));
-  await waitFor(() => events.length === 3 && vols.length === 3, 5000, 'three events and three volumes');
+  await waitFor(() => events.length === 4 && vols.length === 3, 5000, 'four events and three volumes');
   await bridge.stop();
-  assert.deepEqual(events.map((e) => [e.stimulusId, e.imageData?.format ?? null]), [['cat', 'png'], ['dog', null], ['dog', null]]);
-  assert.ok(Buffer.from(events[0].imageData!.bytes).equals(cat));
+  assert.deepEqual(events.map((e) => [e.trial, e.stimulusId, e.imageData?.format ?? null]), [[0, 'big', 'jpeg'], [1, 'cat', 'png'], [2, 'dog', null], [3, 'dog', null]]);
+  assert.deepEqual([events[0].imageData!.width, events[0].imageData!.height], [512, 398]);
+  assert.ok(Buffer.from(events[1].imageData!.bytes).equals(cat));
   assert.equal(logs.filter((l) => /stimulus stimuli\/dog\.png named in .*events\.tsv is not next to it/.test(l)).length, 1);
 });
