@@ -184,7 +184,7 @@ class BrainLM(_lightning().LightningModule):
         every = self.tcfg.get("log_every", 25)
         if self.global_rank == 0 and (self.global_step % every == 0):
             parts = " ".join(f"{k}={float(v.detach()):.4f}" for k, v in logs.items())
-            log(f"{self.stage} step {self.global_step}/{self.tcfg[self.stage]['steps']} loss={float(loss):.4f} {parts} "
+            log(f"{self.stage} step {self.global_step}/{self.tcfg[self.stage]['steps']} loss={float(loss.detach()):.4f} {parts} "
                 f"({time.time() - self.t0:.0f} s)")
         return loss
 
