@@ -10,6 +10,8 @@ type Log = (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void
 
 /** How many folders above the events TSV a relative stim_file may live (func/ → ses-/ → sub-/ → dataset root). */
 const LEVELS_UP = 3;
+/** How long a stim_file that was not found is not looked for again (ms). */
+export const RETRY_MS = 1000;
 /** Longest side of an image shrunk to fit the inline limit. */
 const FIT_SIDE = 512;
 
@@ -67,7 +69,9 @@ export async function fitStimulusFile(path: string): Promise<StimulusImage> {
 /** Per sender: resolves each stim_file once, caches the image (stimuli repeat across trials), warns once per file. */
 export class StimulusFiles {
   private readonly fitted = new Map<string, Promise<StimulusImage | undefined>>();
-  private readonly missing = new Set<string>();
+  /** stim_files not found, with when they were last looked for: looked for again after RETRY_MS (a presentation
+   * program may copy a stimulus in after writing its row); each is warned about once. */
+  private readonly missing = new Map<string, number>();
 
   constructor(private readonly log?: Log) {}
 
@@ -86,13 +90,16 @@ export class StimulusFiles {
   private resolve(stimFile: string | undefined, eventsFile: string): string | undefined {
     if (!stimFile) return undefined;
     const key = `${eventsFile}\n${stimFile}`;
-    if (this.missing.has(key)) return undefined;
+    const miss = this.missing.get(key);
+    if (miss !== undefined && Date.now() - miss < RETRY_MS) return undefined;
     const path = resolveStimulusFile(stimFile, eventsFile);
-    if (!path) {
-      this.missing.add(key);
-      this.log?.('warn', `stimulus ${stimFile} named in ${eventsFile} is not next to it (nor up to ${LEVELS_UP} folders above); its events are sent without the image`);
+    if (path) {
+      this.missing.delete(key);
+      return path;
     }
-    return path;
+    if (miss === undefined) this.log?.('warn', `stimulus ${stimFile} named in ${eventsFile} is not next to it (nor up to ${LEVELS_UP} folders above); its events are sent without the image until it appears`);
+    this.missing.set(key, Date.now());
+    return undefined;
   }
 
   private warn(e: unknown): void {

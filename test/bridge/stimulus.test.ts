@@ -9,7 +9,7 @@ import sharp from 'sharp';
 import type { StimulusEvent, Volume } from '../../src/core/types.js';
 import { startServer } from '../../src/server/index.js';
 import { ScannerBridge } from '../../src/bridge/index.js';
-import { fitStimulusFile, readStimulusFile, resolveStimulusFile } from '../../src/bridge/stimulusFile.js';
+import { fitStimulusFile, readStimulusFile, resolveStimulusFile, RETRY_MS, StimulusFiles } from '../../src/bridge/stimulusFile.js';
 import { MAX_INLINE_IMAGE_BYTES } from '../../src/protocol/inlineImage.js';
 import { captureLog, niftiVolume, runInfo, tempDir, waitFor } from '../server/helpers.js';
 
@@ -64,4 +64,19 @@ test('the bridge sends the stimulus image next to the events TSV it follows, shr
   assert.deepEqual([events[0].imageData!.width, events[0].imageData!.height], [512, 398]);
   assert.ok(Buffer.from(events[1].imageData!.bytes).equals(cat));
   assert.equal(logs.filter((l) => /stimulus stimuli\/dog\.png named in .*events\.tsv is not next to it/.test(l)).length, 1);
+});
+
+test('a stim_file that appears after its events row is picked up for the later rows that name it; warned about once', async () => {
+  const pres = tempDir('late-stim');
+  mkdirSync(join(pres, 'stimuli'));
+  const tsv = join(pres, 'events.tsv');
+  const logs: string[] = [];
+  const files = new StimulusFiles((l, m) => logs.push(`${l} ${m}`));
+  assert.equal(await files.load('stimuli/late.png', tsv), undefined);
+  await sharp({ create: { width: 12, height: 8, channels: 3, background: '#0a0' } }).png().toFile(join(pres, 'stimuli', 'late.png'));
+  assert.equal(await files.load('stimuli/late.png', tsv), undefined, 'not looked for again at once');
+  await new Promise((r) => setTimeout(r, RETRY_MS + 50));
+  const img = await files.load('stimuli/late.png', tsv);
+  assert.deepEqual([img?.format, img?.width, img?.height], ['png', 12, 8]);
+  assert.equal(logs.filter((l) => l.includes('late.png')).length, 1);
 });
