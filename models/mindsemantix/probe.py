@@ -7,6 +7,7 @@ a stage's representation keeps what captions need, e.g. what masked brain modeli
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .ridge import fit_ridge, retrieve, ridge_predict
+from .data import Corpus
 from .util import log
 
 FEATURES = ("code", "tokens")
@@ -35,15 +36,14 @@ def encoder_features(encoder, subject: str, x: np.ndarray, feature: str, batch: 
     return np.concatenate(out).astype(np.float32)
 
 
-def probe_captions(encoder, corpus, target: np.ndarray, bank_caps, bank_emb, feature: str) -> dict:
-    """Per subject: ridge (penalty chosen on held-out training trials) features → target[stimulus], then retrieval."""
-    out = {}
+def probe_captions(encoder, corpus, cap_emb: torch.Tensor, bank_caps, bank_emb, feature: str) -> dict:
+    """The ridge baseline (a) — fit_baselines + ridge_captions — with the encoder's features in place of the voxels."""
+    from .evaluate import fit_baselines, ridge_captions
+    feats = Corpus(corpus.stimuli, corpus.captions, corpus.split, meta=corpus.meta)
     for s, d in corpus.subjects.items():
-        W, b, _ = fit_ridge(encoder_features(encoder, s, d.train_x, feature), target[d.train_stim])
-        pred = ridge_predict(encoder_features(encoder, s, d.test_x, feature), W, b)
-        for j, c in enumerate(retrieve(pred, bank_emb, bank_caps)):
-            out[f"{s}:{corpus.stimuli[d.test_stim[j]]}"] = c
-    return out
+        feats.subjects[s] = dataclasses.replace(d, train_x=encoder_features(encoder, s, d.train_x, feature),
+                                                test_x=encoder_features(encoder, s, d.test_x, feature))
+    return ridge_captions(feats, fit_baselines(feats, cap_emb), bank_caps, bank_emb)
 
 
 def main(argv=None):
@@ -68,14 +68,13 @@ def main(argv=None):
     cache = Path(cfg["train"].get("cache_dir") or "models/runs/cache")
     lm, tok = load_frozen_lm(cfg["lm"]["kind"], Path(cfg["lm"].get("cache_dir", "models/runs/cache")))
     targets = build_targets(corpus, tok, generation_settings(tok, lm)["eos_token_ids"][0], targets_config(cfg), cache)
-    target = torch.nn.functional.normalize(targets["cap_emb"].mean(1), dim=-1).numpy()
     caps, bank = train_caption_bank(corpus, targets["cap_emb"])
     refs = references(corpus)
     results = {}
     for ck in a.checkpoint:
         model, b = load_weights(Path(ck))
         for feat in FEATURES:
-            r = score(refs, probe_captions(model.encoder, corpus, target, caps, bank, feat))
+            r = score(refs, probe_captions(model.encoder, corpus, targets["cap_emb"], caps, bank, feat))
             results[f"{ck} ({b['stage']}) {feat}"] = r
             log(f"probe {ck} {feat}: CIDEr {r['CIDEr']:.3f} BLEU-4 {r.get('BLEU4', r.get('BLEU-4', 0)):.3f}")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

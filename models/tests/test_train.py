@@ -99,18 +99,17 @@ def test_linear_probe_reads_the_stimulus_out_of_encoder_features(tmp_path):
     emb = torch.tensor([[[float(w in cap.split()) for w in words] for cap in caps] for caps in c.captions])
     emb = torch.nn.functional.normalize(emb, dim=-1)
     caps, bank = train_caption_bank(c, emb)
-    target = torch.nn.functional.normalize(emb.mean(1), dim=-1).numpy()
     torch.manual_seed(0)
     enc = BrainEncoder(ModelConfig(subjects={"sim01": c.subjects["sim01"].voxels}, hidden=32, dim=16, tokens=4, depth=1, heads=2))
     assert encoder_features(enc, "sim01", c.subjects["sim01"].test_x, "tokens").shape == (12, 64)
     refs = references(c)
     for feat in ("code", "tokens"):
-        out = probe_captions(enc, c, target, caps, bank, feat)
+        out = probe_captions(enc, c, emb, caps, bank, feat)
         hits = sum(all(w in out[k].split() for w in refs[k][0].split() if w in words) for k in out)
         assert hits >= 0.6 * len(out), feat   # a random but wide read-out keeps the linear signal
     # a 1-wide code cannot hold 7 attributes: the probe must say so
     narrow = BrainEncoder(ModelConfig(subjects={"sim01": c.subjects["sim01"].voxels}, hidden=1, dim=16, tokens=4, depth=1, heads=2))
-    out = probe_captions(narrow, c, target, caps, bank, "code")
+    out = probe_captions(narrow, c, emb, caps, bank, "code")
     assert sum(all(w in out[k].split() for w in refs[k][0].split() if w in words) for k in out) < 0.6 * len(out)
     with pytest.raises(ValueError, match="not one of code, tokens"):
         encoder_features(enc, "sim01", c.subjects["sim01"].test_x, "queries")
