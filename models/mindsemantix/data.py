@@ -300,8 +300,11 @@ def load_nsd_wds(subjects: dict[str, dict], captions: Path, stim_info: Path | No
 class TrialDataset(Dataset):
     """All subjects' training trials, concatenated; item = (subject index, voxels, stimulus index)."""
 
-    def __init__(self, corpus: Corpus, split: str = "train", repeat_targets: bool = False):
-        """repeat_targets: items also carry the mean of the trial's other repeats (masked brain modeling's target)."""
+    def __init__(self, corpus: Corpus, split: str = "train", repeat_targets: bool = False, cross_targets: bool = False,
+                 seed: int = 0):
+        """repeat_targets: items also carry the mean of the trial's other repeats (masked brain modeling's target).
+        cross_targets: items also carry another subject's trial of the same stimulus (subject index, voxels), drawn at
+        random each time; -1 and an empty tensor where no other subject saw the stimulus."""
         self.subjects = list(corpus.subjects)
         self.xs, self.stims, self.offsets, self.ys = [], [], [0], []
         for s in self.subjects:
@@ -312,6 +315,8 @@ class TrialDataset(Dataset):
             if repeat_targets:
                 self.ys.append(torch.from_numpy(other_repeats_mean(x, st)))
             self.offsets.append(self.offsets[-1] + len(x))
+        self.partners = cross_subject_partners(self.stims) if cross_targets else None
+        self.rng = np.random.default_rng(seed)
 
     def __len__(self):
         return self.offsets[-1]
@@ -322,9 +327,32 @@ class TrialDataset(Dataset):
 
     def __getitem__(self, i):
         k, j = self.locate(i)
+        item = (k, self.xs[k][j], self.stims[k][j])
         if self.ys:
-            return k, self.xs[k][j], self.stims[k][j], self.ys[k][j]
-        return k, self.xs[k][j], self.stims[k][j]
+            item += (self.ys[k][j],)
+        if self.partners is not None:
+            cand = self.partners.get((k, int(self.stims[k][j])), ())
+            if cand:
+                pk, pj = cand[int(self.rng.integers(len(cand)))]
+                item += ((pk, self.xs[pk][pj]),)
+            else:
+                item += ((-1, torch.zeros(0)),)
+        return item
+
+
+def cross_subject_partners(stims: list[torch.Tensor]) -> dict[tuple[int, int], list[tuple[int, int]]]:
+    """(subject index, stimulus) → every (other subject index, row) whose trial showed the same stimulus."""
+    rows: dict[int, list[tuple[int, int]]] = {}
+    for k, st in enumerate(stims):
+        for j, s in enumerate(st.tolist()):
+            rows.setdefault(s, []).append((k, j))
+    out = {}
+    for s, r in rows.items():
+        subs = {k for k, _ in r}
+        if len(subs) > 1:
+            for k in subs:
+                out[(k, s)] = [(pk, pj) for pk, pj in r if pk != k]
+    return out
 
 
 def other_repeats_mean(x: np.ndarray, stim: np.ndarray) -> np.ndarray:
@@ -338,13 +366,28 @@ def other_repeats_mean(x: np.ndarray, stim: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
+def repeated_share(corpus: Corpus) -> float:
+    """Share of the training trials whose stimulus the same subject saw in another training trial too."""
+    n = rep = 0
+    for d in corpus.subjects.values():
+        _, inv, counts = np.unique(d.train_stim, return_inverse=True, return_counts=True)
+        n += len(inv)
+        rep += int((counts[inv] > 1).sum())
+    return rep / max(n, 1)
+
+
 def collate_single_subject(items):
     ks = {it[0] for it in items}
     assert len(ks) == 1, "a batch must hold one subject (voxel counts differ)"
     out = {"subject_index": items[0][0], "voxels": torch.stack([it[1] for it in items]),
            "stim": torch.stack([it[2] for it in items])}
-    if len(items[0]) > 3:
-        out["target"] = torch.stack([it[3] for it in items])
+    rest = [it[3:] for it in items]  # optional extras, in TrialDataset.__getitem__'s order
+    if rest[0] and torch.is_tensor(rest[0][0]):
+        out["target"] = torch.stack([r[0] for r in rest])
+        rest = [r[1:] for r in rest]
+    if rest[0]:
+        out["partner_subject"] = torch.tensor([r[0][0] for r in rest])
+        out["partner_voxels"] = [r[0][1] for r in rest]
     return out
 
 

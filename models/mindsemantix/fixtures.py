@@ -60,8 +60,10 @@ def roi_mask(V: int, seed: int, shape=(10, 10, 8)):
     return nib.Nifti1Image(flat.reshape(shape, order="F"), np.diag([2.0, 2.0, 2.0, 1.0]))
 
 
-def write_sim(root: Path, subjects: dict[str, int] | None = None, n_stim: int = 24, n_test: int = 6, seed: int = 0) -> Path:
-    """DIR/stimuli.tsv, DIR/stimuli/<id>.png, DIR/derivatives/mindsemantix/sub-<id>/sub-<id>_responses.h5 (+ roi mask)."""
+def write_sim(root: Path, subjects: dict[str, int] | None = None, n_stim: int = 24, n_test: int = 6, seed: int = 0,
+              train_repeats: int = 2) -> Path:
+    """DIR/stimuli.tsv, DIR/stimuli/<id>.png, DIR/derivatives/mindsemantix/sub-<id>/sub-<id>_responses.h5 (+ roi mask).
+    subjects: id → voxel count. Test stimuli are shown 3 times, training stimuli train_repeats times."""
     import h5py
     import nibabel as nib
     subjects = subjects or {"sim01": 70, "sim02": 53}
@@ -77,7 +79,7 @@ def write_sim(root: Path, subjects: dict[str, int] | None = None, n_stim: int = 
             (root / "stimuli" / f"{sid}.png").write_bytes(image_png(colour))
     (root / "dataset_description.json").write_text(json.dumps({"Name": "tiny sim fixture", "BIDSVersion": "1.9.0"}))
     for k, (sub, V) in enumerate(subjects.items()):
-        reps = {i: (3 if split[i] == "test" else 2) for i in range(n_stim)}
+        reps = {i: (3 if split[i] == "test" else train_repeats) for i in range(n_stim)}
         x, idx, rep = responses(st, V, seed + 10 + k, reps)
         d = root / "derivatives" / "mindsemantix" / f"sub-{sub}"
         d.mkdir(parents=True, exist_ok=True)

@@ -145,10 +145,20 @@ class BrainEncoder(nn.Module):
             x = b(x)
         return self.norm(x)
 
-    def mae_loss(self, subject: str, voxels, generator: torch.Generator | None = None, target=None):
+    def mae_loss(self, subject: str, voxels, generator: torch.Generator | None = None, target=None, norm_patches: bool = False):
         """Masked brain modeling: hide mask_ratio of the voxel patches, reconstruct them; MSE on hidden patches only.
         target [B, V] (default: the input itself) may instead be another measurement of the same stimulus, e.g. the mean
-        of the trial's other repeats: then only what the repeats share (the stimulus-driven signal) is predictable."""
+        of the trial's other repeats: then only what the repeats share (the stimulus-driven signal) is predictable.
+        norm_patches: each target patch is centred and scaled by its own mean and sd (MAE's normalised-pixel loss), so the
+        smooth components that move a whole patch together (global signal, slow shared noise) are not worth learning."""
+        return self.masked_modeling(subject, voxels, generator, target, norm_patches)["mae"]
+
+    def masked_modeling(self, subject: str, voxels, generator: torch.Generator | None = None, target=None,
+                        norm_patches: bool = False, partners=None) -> dict:
+        """{'mae': masked reconstruction (see mae_loss)} and, given partners — a list of (other subject, rows of this
+        batch, that subject's trials [n, V_other] of the same stimuli) — {'cross': how well the same masked code predicts
+        every patch of the other subject's response to the stimulus}. Trial noise is not shared between subjects, so
+        only the stimulus-driven signal is predictable there: a self-supervised target that needs no caption or image."""
         ad = self.adapters[subject]
         B, N = voxels.shape[0], ad.n_patches
         noise = torch.rand(B, N, generator=generator, device=voxels.device)
@@ -157,19 +167,31 @@ class BrainEncoder(nn.Module):
         keep = torch.zeros(B, N, device=voxels.device)
         keep.scatter_(1, ids[:, :n_keep], 1.0)
         z = self.forward(subject, voxels, keep)
+        err = self._patch_errors(subject, z, voxels if target is None else target, norm_patches)
+        hidden = 1 - keep
+        out = {"mae": (err * hidden).sum() / hidden.sum()}
+        if partners:
+            errs = [self._patch_errors(other, z[rows], px, norm_patches) for other, rows, px in partners]
+            out["cross"] = torch.cat([e.mean(1) for e in errs]).mean()
+        return out
+
+    def _patch_errors(self, subject: str, z, target, norm_patches: bool):
+        """Decode brain tokens z [B, T, D] into `subject`'s voxel patches → per-patch MSE against target [B, V] → [B, N]."""
+        ad = self.adapters[subject]
+        N = ad.n_patches
         h = self.dec_in(z)                                   # [B, T, dec]
         h = ad.unmix(h.transpose(1, 2)).transpose(1, 2) + ad.dec_pos  # [B, N, dec]
         for b in self.dec_blocks:
             h = b(h)
         pred = self.dec_out(self.dec_norm(h))                # [B, N, patch]
-        target = ad.patches(voxels if target is None else target)
+        target = ad.patches(target)
+        if norm_patches:
+            target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
         # padded tail voxels are not data
-        valid = torch.ones(N * ad.patch, device=voxels.device)
+        valid = torch.ones(N * ad.patch, device=z.device)
         valid[ad.voxels:] = 0
         valid = valid.view(N, ad.patch)
-        err = ((pred - target) ** 2 * valid).sum(-1) / valid.sum(-1).clamp_min(1)
-        hidden = 1 - keep
-        return (err * hidden).sum() / hidden.sum()
+        return ((pred - target) ** 2 * valid).sum(-1) / valid.sum(-1).clamp_min(1)
 
 
 class QFormer(nn.Module):

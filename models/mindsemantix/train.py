@@ -174,8 +174,10 @@ class BrainLM(_lightning().LightningModule):
         x, stim = batch["voxels"], batch["stim"]
         logs = {}
         if self.stage == "ssl":
-            loss = self.model.encoder.mae_loss(sub, x, target=batch.get("target"))
-            logs["mae"] = loss
+            sc = self.tcfg["ssl"]
+            logs = self.model.encoder.masked_modeling(sub, x, target=batch.get("target"), norm_patches=bool(sc.get("norm_patches", False)),
+                                                      partners=self.partner_groups(batch))
+            loss = logs["mae"] + float(sc.get("cross_weight", 1.0)) * logs["cross"] if "cross" in logs else logs["mae"]
         else:
             loss, logs = self.stage_losses(sub, x, stim)
         for k, v in logs.items():
@@ -187,6 +189,17 @@ class BrainLM(_lightning().LightningModule):
             log(f"{self.stage} step {self.global_step}/{self.tcfg[self.stage]['steps']} loss={float(loss.detach()):.4f} {parts} "
                 f"({time.time() - self.t0:.0f} s)")
         return loss
+
+    def partner_groups(self, batch):
+        """The batch's cross-subject targets grouped by the other subject: [(subject, rows, voxels [n, V])]."""
+        if "partner_subject" not in batch:
+            return None
+        ps = batch["partner_subject"]
+        groups = []
+        for k in sorted(set(ps.tolist()) - {-1}):
+            rows = (ps == k).nonzero().squeeze(1)
+            groups.append((self.subjects[k], rows, torch.stack([batch["partner_voxels"][int(r)] for r in rows]).to(self.device)))
+        return groups
 
     def stage_losses(self, sub, x, stim):
         W = self.weights
@@ -334,7 +347,7 @@ def run_stage(stage: str, cfg: dict, corpus, targets, lm, gen, out: Path, init: 
     L = _lightning()
     from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
     from lightning.pytorch.loggers import CSVLogger
-    from .data import TrialDataset
+    from .data import TrialDataset, repeated_share
     tcfg = dict(cfg["train"])
     tcfg["seed"] = args.seed
     L.seed_everything(args.seed + STAGES.index(stage), workers=True)
@@ -367,9 +380,25 @@ def run_stage(stage: str, cfg: dict, corpus, targets, lm, gen, out: Path, init: 
         enable_progress_bar=not args.no_progress_bar,
     )
     target = cfg["train"]["ssl"].get("target", "self") if stage == "ssl" else "self"
-    if target not in ("self", "repeats"):
-        raise ValueError(f"train.ssl.target is {target!r}; use self (reconstruct the trial) or repeats (the mean of its other repeats).")
-    trainer.datamodule_ds = TrialDataset(corpus, "train", repeat_targets=target == "repeats")
+    if target not in ("self", "repeats", "cross"):
+        raise ValueError(f"train.ssl.target is {target!r}; use self (reconstruct the trial), repeats (the mean of its other "
+                         "repeats) or cross (the trial itself plus another subject's response to the same stimulus).")
+    if target == "repeats":
+        share = repeated_share(corpus)
+        if share == 0:
+            raise ValueError("train.ssl.target=repeats needs training stimuli shown more than once to the same subject, and these "
+                             "training trials have none (the simulator shows each training scene once), so the target would be "
+                             "the trial itself: use train.ssl.target=self.")
+        log(f"ssl: {share:.0%} of the training trials have another repeat of their stimulus (the rest reconstruct themselves)")
+    trainer.datamodule_ds = TrialDataset(corpus, "train", repeat_targets=target == "repeats", cross_targets=target == "cross",
+                                         seed=args.seed)
+    if target == "cross":
+        parts = trainer.datamodule_ds.partners
+        n = sum(1 for k, st in enumerate(trainer.datamodule_ds.stims) for s in st.tolist() if (k, s) in parts)
+        if n == 0:
+            raise ValueError("train.ssl.target=cross needs training stimuli that more than one subject saw, and these subjects "
+                             "share none: add subjects with data.ssl_subjects, or use train.ssl.target=self.")
+        log(f"ssl: {n} of {len(trainer.datamodule_ds)} training trials have another subject's trial of the same stimulus")
     t0 = time.time()
     trainer.fit(module, ckpt_path=args.resume if args.resume else None)
     final = out / f"{stage}.pt"

@@ -1,5 +1,6 @@
 """Data loaders on small files written in exactly the users' layouts; cross-subject batching; repeat averaging."""
 import numpy as np
+import torch
 import pytest
 
 from mindsemantix import data as D
@@ -124,6 +125,36 @@ def test_repeat_targets_are_the_mean_of_the_other_trials_of_the_same_stimulus(tm
     d = c.subjects["sim01"]
     np.testing.assert_allclose(b["target"].numpy(), D.other_repeats_mean(d.train_x, d.train_stim)[:4])
     assert "target" not in D.collate_single_subject([D.TrialDataset(c, "train")[i] for i in range(4)])
+
+
+def test_repeated_share_counts_trials_whose_stimulus_the_same_subject_saw_again(tmp_path):
+    import dataclasses
+    c = D.load_sim(FX.write_sim(tmp_path / "sim", {"sim01": 40}))
+    d = c.subjects["sim01"]
+    assert 0 < D.repeated_share(c) <= 1
+    once = np.arange(len(d.train_stim))   # every trial its own stimulus: the simulator's training design
+    c.subjects["sim01"] = dataclasses.replace(d, train_stim=once)
+    assert D.repeated_share(c) == 0
+    c.subjects["sim01"] = dataclasses.replace(d, train_stim=np.array([0, 0] + list(range(1, len(once) - 1))))
+    assert D.repeated_share(c) == 2 / len(once)
+
+
+def test_cross_subject_partners_are_other_subjects_trials_of_the_same_stimulus(tmp_path):
+    stims = [torch.tensor([0, 1, 2]), torch.tensor([2, 3, 0, 2])]
+    p = D.cross_subject_partners(stims)
+    assert p[(0, 0)] == [(1, 2)] and p[(0, 2)] == [(1, 0), (1, 3)] and p[(1, 2)] == [(0, 2)]
+    assert (0, 1) not in p and (1, 3) not in p   # seen by one subject only
+    c = D.load_sim(FX.write_sim(tmp_path / "sim", {"sim01": 40, "sim02": 30}))
+    ds = D.TrialDataset(c, "train", cross_targets=True)
+    b = D.collate_single_subject([ds[i] for i in range(6)])          # sim01 rows; every stimulus was shown to both
+    assert b["partner_subject"].tolist() == [1] * 6
+    d2 = c.subjects["sim02"]
+    for st, px in zip(b["stim"].tolist(), b["partner_voxels"]):
+        rows = np.flatnonzero(d2.train_stim == st)
+        assert any(np.array_equal(px.numpy(), d2.train_x[r]) for r in rows)
+    only = D.TrialDataset(D.load_sim(FX.write_sim(tmp_path / "one", {"sim01": 40})), "train", cross_targets=True)
+    b = D.collate_single_subject([only[i] for i in range(3)])
+    assert b["partner_subject"].tolist() == [-1] * 3 and "target" not in b
 
 
 def test_labeled_subset_keeps_all_repeats_of_a_seeded_share_of_training_stimuli(tmp_path):

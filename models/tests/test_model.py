@@ -80,3 +80,29 @@ def test_exported_heads_shapes():
     assert torch.allclose(ce.norm(dim=-1), torch.ones(5), atol=1e-5)
     img = m.generator(ce, bt)
     assert img.shape == (5, 3, 16, 16) and img.min() >= 0 and img.max() <= 1
+
+
+def test_cross_subject_target_decodes_the_other_subjects_patches_from_this_subjects_code():
+    torch.manual_seed(0)
+    m = tiny().train()
+    xa, xb = torch.randn(4, 100), torch.randn(2, 37)
+    out = m.encoder.masked_modeling("a", xa, partners=[("b", torch.tensor([0, 3]), xb)])
+    assert set(out) == {"mae", "cross"} and torch.isfinite(out["cross"])
+    out["cross"].backward()
+    ad_a, ad_b = m.encoder.adapters["a"], m.encoder.adapters["b"]
+    # the code comes from subject a's read-out; subject b's decoder head (not its read-out) predicts b's voxels
+    assert ad_a.read.weight.grad.abs().sum() > 0 and ad_b.unmix.weight.grad.abs().sum() > 0
+    assert ad_b.read.weight.grad is None
+    assert "cross" not in m.encoder.masked_modeling("a", xa)
+
+
+def test_normalised_patch_target_ignores_what_moves_a_whole_patch_together():
+    torch.manual_seed(0)
+    m = tiny(subjects={"a": 96})   # 12 whole patches of 8
+    x = torch.randn(4, 96)
+    g = lambda: torch.Generator().manual_seed(1)
+    shift = torch.randn(4, 12).repeat_interleave(8, dim=1) * 5   # a per-patch offset (smooth, global signal)
+    plain = [float(m.encoder.mae_loss("a", x, g(), target=t)) for t in (x, x + shift)]
+    normed = [float(m.encoder.mae_loss("a", x, g(), target=t, norm_patches=True)) for t in (x, x + shift)]
+    assert plain[1] > plain[0] + 1
+    assert abs(normed[1] - normed[0]) < 1e-4

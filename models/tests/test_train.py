@@ -57,6 +57,14 @@ def test_masked_brain_modeling_can_pretrain_on_more_subjects_than_the_captioning
     with pytest.raises(ValueError, match=r"train.ssl.target is 'other'"):
         main(common + ["--stage", "ssl", "--set", "train.ssl.target=other"])
     assert main(common + ["--stage", "ssl", "--set", "data.ssl_subjects=[sim01,sim02,sim03]", "--set", "train.ssl.target=repeats"]) == 0
+    cross = [str(tmp_path / "cross") if a == str(out) else a for a in common]
+    assert main(cross + ["--stage", "ssl", "--set", "train.ssl.target=cross", "--set", "train.ssl.steps=3"]) == 0
+    with pytest.raises(ValueError, match=r"target=cross needs training stimuli that more than one subject saw"):
+        main(cross + ["--stage", "ssl", "--set", "train.ssl.target=cross", "--set", "data.subjects=[sim01]"])
+    once = FX.write_sim(tmp_path / "once", {"sim01": 40, "sim02": 40}, train_repeats=1)  # the simulator's design: seen once
+    with pytest.raises(ValueError, match=r"repeats needs training stimuli shown more than once .* use train.ssl.target=self"):
+        main(["--config", cfg, "--data", str(once), "--out", str(tmp_path / "once-run"), "--accelerator", "cpu", "--devices", "1",
+              "--no-progress-bar", "--stage", "ssl", "--set", "data.subjects=[sim01,sim02]", "--set", "train.ssl.target=repeats"])
     ssl = torch.load(out / "ssl.pt", weights_only=False)["weights"]["model"]
     assert {k.split(".")[2] for k in ssl if k.startswith("encoder.adapters.")} == {"sim01", "sim02", "sim03"}
     assert main(common + ["--stage", "stage1"]) == 0
