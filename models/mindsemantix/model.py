@@ -154,26 +154,41 @@ class BrainEncoder(nn.Module):
         return self.masked_modeling(subject, voxels, generator, target, norm_patches)["mae"]
 
     def masked_modeling(self, subject: str, voxels, generator: torch.Generator | None = None, target=None,
-                        norm_patches: bool = False, partners=None) -> dict:
+                        norm_patches: bool = False, partners=None, decode_partners: bool = True,
+                        contrast_partners: bool = False, temperature: float = 0.1) -> dict:
         """{'mae': masked reconstruction (see mae_loss)} and, given partners — a list of (other subject, rows of this
-        batch, that subject's trials [n, V_other] of the same stimuli) — {'cross': how well the same masked code predicts
-        every patch of the other subject's response to the stimulus}. Trial noise is not shared between subjects, so
-        only the stimulus-driven signal is predictable there: a self-supervised target that needs no caption or image."""
-        ad = self.adapters[subject]
-        B, N = voxels.shape[0], ad.n_patches
-        noise = torch.rand(B, N, generator=generator, device=voxels.device)
-        n_keep = max(1, int(round(N * (1 - self.cfg.mask_ratio))))
-        ids = noise.argsort(dim=1)
-        keep = torch.zeros(B, N, device=voxels.device)
-        keep.scatter_(1, ids[:, :n_keep], 1.0)
+        batch, that subject's trials [n, V_other] of the same stimuli):
+        'cross' (decode_partners): how well the same masked code predicts every patch of the other subject's response to
+        the stimulus. Trial noise is not shared between subjects, so only the stimulus-driven signal is predictable there.
+        'contrast' (contrast_partners): InfoNCE between this trial's mean brain token and the partner trial's (encoded
+        through its own subject's adapter, its own random mask); the other pairs in the batch are the negatives. Like
+        hyperalignment it asks each subject's read-out for what identifies the stimulus across people, weighted by how
+        reliably it does so rather than by its variance. Neither needs a caption or an image."""
+        keep = self._random_keep(voxels.shape[0], self.adapters[subject].n_patches, generator, voxels.device)
         z = self.forward(subject, voxels, keep)
         err = self._patch_errors(subject, z, voxels if target is None else target, norm_patches)
         hidden = 1 - keep
         out = {"mae": (err * hidden).sum() / hidden.sum()}
-        if partners:
+        if partners and decode_partners:
             errs = [self._patch_errors(other, z[rows], px, norm_patches) for other, rows, px in partners]
             out["cross"] = torch.cat([e.mean(1) for e in errs]).mean()
+        if partners and contrast_partners:
+            rows = torch.cat([r for _, r, _ in partners])
+            if len(rows) > 1:
+                zp = torch.cat([self.forward(o, px, self._random_keep(len(px), self.adapters[o].n_patches, generator, px.device))
+                                for o, _, px in partners])
+                a, b = F.normalize(z[rows].mean(1), dim=-1), F.normalize(zp.mean(1), dim=-1)
+                logits = a @ b.t() / temperature
+                lab = torch.arange(len(rows), device=z.device)
+                out["contrast"] = 0.5 * (F.cross_entropy(logits, lab) + F.cross_entropy(logits.t(), lab))
         return out
+
+    def _random_keep(self, B: int, N: int, generator, device):
+        """[B, N] 1 for the (1 - mask_ratio) share of patches left visible, drawn independently per row."""
+        ids = torch.rand(B, N, generator=generator, device=device).argsort(dim=1)
+        keep = torch.zeros(B, N, device=device)
+        keep.scatter_(1, ids[:, :max(1, int(round(N * (1 - self.cfg.mask_ratio))))], 1.0)
+        return keep
 
     def _patch_errors(self, subject: str, z, target, norm_patches: bool):
         """Decode brain tokens z [B, T, D] into `subject`'s voxel patches → per-patch MSE against target [B, V] → [B, N]."""

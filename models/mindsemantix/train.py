@@ -175,9 +175,15 @@ class BrainLM(_lightning().LightningModule):
         logs = {}
         if self.stage == "ssl":
             sc = self.tcfg["ssl"]
+            cw = float(sc.get("contrast_weight", 0.0))
             logs = self.model.encoder.masked_modeling(sub, x, target=batch.get("target"), norm_patches=bool(sc.get("norm_patches", False)),
-                                                      partners=self.partner_groups(batch))
-            loss = logs["mae"] + float(sc.get("cross_weight", 1.0)) * logs["cross"] if "cross" in logs else logs["mae"]
+                                                      partners=self.partner_groups(batch), decode_partners=sc.get("target") == "cross",
+                                                      contrast_partners=cw > 0)
+            loss = logs["mae"]
+            if "cross" in logs:
+                loss = loss + float(sc.get("cross_weight", 1.0)) * logs["cross"]
+            if "contrast" in logs:
+                loss = loss + cw * logs["contrast"]
         else:
             loss, logs = self.stage_losses(sub, x, stim)
         for k, v in logs.items():
@@ -390,14 +396,15 @@ def run_stage(stage: str, cfg: dict, corpus, targets, lm, gen, out: Path, init: 
                              "training trials have none (the simulator shows each training scene once), so the target would be "
                              "the trial itself: use train.ssl.target=self.")
         log(f"ssl: {share:.0%} of the training trials have another repeat of their stimulus (the rest reconstruct themselves)")
-    trainer.datamodule_ds = TrialDataset(corpus, "train", repeat_targets=target == "repeats", cross_targets=target == "cross",
-                                         seed=args.seed)
-    if target == "cross":
+    partners = stage == "ssl" and (target == "cross" or float(cfg["train"]["ssl"].get("contrast_weight", 0)) > 0)
+    trainer.datamodule_ds = TrialDataset(corpus, "train", repeat_targets=target == "repeats", cross_targets=partners, seed=args.seed)
+    if partners:
         parts = trainer.datamodule_ds.partners
         n = sum(1 for k, st in enumerate(trainer.datamodule_ds.stims) for s in st.tolist() if (k, s) in parts)
         if n == 0:
-            raise ValueError("train.ssl.target=cross needs training stimuli that more than one subject saw, and these subjects "
-                             "share none: add subjects with data.ssl_subjects, or use train.ssl.target=self.")
+            raise ValueError("train.ssl.target=cross and train.ssl.contrast_weight need training stimuli that more than one "
+                             "subject saw, and these subjects share none: add subjects with data.ssl_subjects, or use "
+                             "train.ssl.target=self with contrast_weight 0.")
         log(f"ssl: {n} of {len(trainer.datamodule_ds)} training trials have another subject's trial of the same stimulus")
     t0 = time.time()
     trainer.fit(module, ckpt_path=args.resume if args.resume else None)

@@ -106,3 +106,32 @@ def test_normalised_patch_target_ignores_what_moves_a_whole_patch_together():
     normed = [float(m.encoder.mae_loss("a", x, g(), target=t, norm_patches=True)) for t in (x, x + shift)]
     assert plain[1] > plain[0] + 1
     assert abs(normed[1] - normed[0]) < 1e-4
+
+
+def test_cross_subject_contrast_learns_to_identify_a_stimulus_across_subjects():
+    torch.manual_seed(0)
+    m = tiny(subjects={"a": 96, "b": 64}, mask_ratio=0.5).train()
+    S = torch.randn(48, 6)                      # 48 stimuli, 6 latent features both subjects respond to
+    Ma, Mb = torch.randn(6, 96), torch.randn(6, 64)
+    trial = lambda M: S @ M + 2.0 * torch.randn(48, M.shape[1])   # each subject's own noise
+
+    def identification():
+        m.eval()
+        with torch.no_grad():
+            a = torch.nn.functional.normalize(m.encoder("a", trial(Ma)).mean(1), dim=-1)
+            b = torch.nn.functional.normalize(m.encoder("b", trial(Mb)).mean(1), dim=-1)
+        m.train()
+        return float(((a @ b.t()).argmax(1) == torch.arange(48)).float().mean())
+
+    before = identification()
+    opt = torch.optim.Adam(m.encoder.parameters(), 3e-3)
+    for _ in range(150):
+        rows = torch.randperm(48)[:16]
+        out = m.encoder.masked_modeling("a", trial(Ma)[rows], partners=[("b", torch.arange(16), trial(Mb)[rows])],
+                                        decode_partners=False, contrast_partners=True)
+        assert "cross" not in out
+        opt.zero_grad()
+        out["contrast"].backward()
+        opt.step()
+    after = identification()
+    assert after > before + 0.2 and after > 0.3    # chance is 1/48

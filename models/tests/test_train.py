@@ -59,7 +59,8 @@ def test_masked_brain_modeling_can_pretrain_on_more_subjects_than_the_captioning
     assert main(common + ["--stage", "ssl", "--set", "data.ssl_subjects=[sim01,sim02,sim03]", "--set", "train.ssl.target=repeats"]) == 0
     cross = [str(tmp_path / "cross") if a == str(out) else a for a in common]
     assert main(cross + ["--stage", "ssl", "--set", "train.ssl.target=cross", "--set", "train.ssl.steps=3"]) == 0
-    with pytest.raises(ValueError, match=r"target=cross needs training stimuli that more than one subject saw"):
+    assert main(cross + ["--stage", "ssl", "--set", "train.ssl.contrast_weight=1.0", "--set", "train.ssl.steps=3"]) == 0
+    with pytest.raises(ValueError, match=r"target=cross and train.ssl.contrast_weight need training stimuli that more than one subject saw"):
         main(cross + ["--stage", "ssl", "--set", "train.ssl.target=cross", "--set", "data.subjects=[sim01]"])
     once = FX.write_sim(tmp_path / "once", {"sim01": 40, "sim02": 40}, train_repeats=1)  # the simulator's design: seen once
     with pytest.raises(ValueError, match=r"repeats needs training stimuli shown more than once .* use train.ssl.target=self"):
