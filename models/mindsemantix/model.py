@@ -114,6 +114,27 @@ class SubjectAdapter(nn.Module):
             x = F.pad(x, (0, pad))
         return x.view(x.shape[0], self.n_patches, self.patch)
 
+    @torch.no_grad()
+    def fit_principal(self, x: torch.Tensor, scale: float = 0.6, exact_max: int = 50_000_000) -> float:
+        """Closed-form linear autoencoder on unlabelled trials x [n, V]: the read-out becomes the top `hidden` principal
+        directions of the centred trials (each row `scale` long, about a fresh layer's size), so the code keeps the
+        directions the trials vary along most and drops the rest. Rows past rank(x) keep their initial weights.
+        Returns the share of the trials' variance the kept directions carry."""
+        x = x.float()
+        mu = x.mean(0)
+        xc = x - mu
+        k = min(self.read.out_features, x.shape[0] - 1, x.shape[1])
+        if x.shape[0] * x.shape[1] <= exact_max:
+            _, S, Vt = torch.linalg.svd(xc, full_matrices=False)
+            V = Vt[:k].T
+        else:  # NSD-sized (tens of thousands of trials × ~15k voxels): randomised SVD
+            _, S, V = torch.svd_lowrank(xc, q=min(k + 16, min(x.shape) - 1), niter=6)
+            V = V[:, :k]
+        W = V.T * scale
+        self.read.weight[:k] = W
+        self.read.bias[:k] = -(mu @ W.T)
+        return float((xc @ V).pow(2).sum() / xc.pow(2).sum())
+
     def forward(self, x, keep=None):
         """x [B, V]; keep [B, N] float (1 = visible patch) for masked brain modeling → code [B, hidden]."""
         if keep is not None:

@@ -146,9 +146,14 @@ class BrainLM(_lightning().LightningModule):
         if self.freeze_encoder:
             self.model.encoder.eval()  # frozen: no dropout either
 
+    def freeze_readouts(self):
+        """Masked brain modeling leaves the subject read-outs as they are (ssl.readout=pca fitted them already)."""
+        for a in self.model.encoder.adapters.values():
+            a.read.requires_grad_(False)
+
     def trainable(self):
         if self.stage == "ssl":
-            return list(self.model.encoder.parameters())
+            return [p for p in self.model.encoder.parameters() if p.requires_grad]
         return [p for n, p in self.named_parameters()]
 
     def configure_optimizers(self):
@@ -158,10 +163,19 @@ class BrainLM(_lightning().LightningModule):
             groups = [{"params": self.trainable(), "lr": tc["lr"]}]
         else:
             mult = tc.get("encoder_lr_mult", 1.0)
+            # readout_lr_mult: the subject read-outs' own rate (0 keeps the ones masked brain modeling fitted)
+            rmult = tc.get("readout_lr_mult", mult)
+            read = set(id(p) for a in self.model.encoder.adapters.values() for p in a.read.parameters())
             rest = [p for p in self.parameters() if id(p) not in enc]
-            groups = [{"params": [p for p in self.model.encoder.parameters()], "lr": tc["lr"] * mult}, {"params": rest, "lr": tc["lr"]}]
+            groups = [{"params": [p for p in self.model.encoder.parameters() if id(p) not in read], "lr": tc["lr"] * mult},
+                      {"params": rest, "lr": tc["lr"]}]
+            if rmult > 0:
+                groups.append({"params": [p for p in self.model.encoder.parameters() if id(p) in read], "lr": tc["lr"] * rmult})
+            else:
+                for a in self.model.encoder.adapters.values():
+                    a.read.requires_grad_(False)
             if self.freeze_encoder:
-                groups = groups[1:]
+                groups = groups[1:2]
         opt = torch.optim.AdamW(groups, weight_decay=tc.get("weight_decay", 0.05))
         steps, warm = tc["steps"], max(1, int(tc["steps"] * tc.get("warmup", 0.05)))
         sched = torch.optim.lr_scheduler.LambdaLR(
@@ -371,6 +385,15 @@ def run_stage(stage: str, cfg: dict, corpus, targets, lm, gen, out: Path, init: 
         module.scale_text.data.copy_(blob["weights"]["scale_text"])
         module.scale_img.data.copy_(blob["weights"]["scale_img"])
         log(f"{stage}: initialised from {init}")
+    readout = cfg["train"]["ssl"].get("readout", "learned")
+    if readout not in ("learned", "pca"):
+        raise ValueError(f"train.ssl.readout is {readout!r}; use learned (masked brain modeling trains the subject read-outs) or "
+                         "pca (each read-out is first fitted, without captions, as a linear autoencoder of its subject's trials).")
+    if stage == "ssl" and readout == "pca":
+        for s, d in corpus.subjects.items():
+            share = module.model.encoder.adapters[s].fit_principal(torch.from_numpy(d.train_x))
+            log(f"ssl: {s} read-out = top {mcfg.hidden} principal directions of {len(d.train_x)} trials ({share:.0%} of their variance)")
+        module.freeze_readouts()
     steps = cfg["train"][stage]["steps"]
     stage_dir = out / stage
     ckpt = ModelCheckpoint(dirpath=stage_dir / "checkpoints", every_n_train_steps=max(1, cfg["train"].get("ckpt_every", 200)),

@@ -135,3 +135,24 @@ def test_cross_subject_contrast_learns_to_identify_a_stimulus_across_subjects():
         opt.step()
     after = identification()
     assert after > before + 0.2 and after > 0.3    # chance is 1/48
+
+
+def test_principal_read_out_keeps_the_directions_the_trials_vary_along():
+    # 120 trials of 100 voxels: 6 strong directions plus weak isotropic noise; a 16-wide read-out (rows past 6 hold noise)
+    torch.manual_seed(0)
+    m = tiny(hidden=16)
+    ad = m.encoder.adapters["a"]
+    basis = torch.linalg.qr(torch.randn(100, 6))[0]                      # [V, 6] orthonormal
+    x = torch.randn(120, 6) * torch.tensor([9.0, 8, 7, 6, 5, 4]) @ basis.T + 0.05 * torch.randn(120, 100) + 3.0
+    for exact_max in (10**9, 0):                                        # exact SVD, then the randomised one NSD sizes take
+        share = ad.fit_principal(x, scale=0.6, exact_max=exact_max)
+        assert share > 0.99
+        W = ad.read.weight[:6]
+        assert torch.allclose(W @ W.T, 0.36 * torch.eye(6), atol=1e-3)   # orthogonal rows of length 0.6
+        assert torch.linalg.svdvals(W @ basis).min() > 0.599             # spanning exactly the strong directions
+        code = ad.read(x)[:, :6]
+        assert code.mean(0).abs().max() < 1e-3                           # centred on the trials' mean
+    few = tiny(hidden=16).encoder.adapters["a"]
+    before = few.read.weight[5:].clone()
+    few.fit_principal(torch.randn(6, 100))                             # 6 trials: rank 5, the other rows keep their init
+    assert torch.equal(few.read.weight[5:], before)

@@ -76,6 +76,33 @@ def test_masked_brain_modeling_can_pretrain_on_more_subjects_than_the_captioning
     assert (s1[k] - ssl[k]).norm() < 0.1 * ssl[k].norm()
 
 
+def test_principal_read_outs_are_fitted_without_captions_and_kept_through_training(tmp_path):
+    import pytest
+    from pathlib import Path
+    from mindsemantix.train import main
+    data = FX.write_sim(tmp_path / "sim", {"sim01": 40, "sim02": 50})
+    cfg = str(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml")
+    out = tmp_path / "run"
+    common = ["--config", cfg, "--data", str(data), "--out", str(out), "--accelerator", "cpu", "--devices", "1", "--no-progress-bar"]
+    with pytest.raises(ValueError, match=r"train.ssl.readout is 'svd'; use learned .* or pca"):
+        main(common + ["--stage", "ssl", "--set", "train.ssl.readout=svd"])
+    assert main(common + ["--stage", "ssl", "--set", "train.ssl.readout=pca"]) == 0
+    ssl = torch.load(out / "ssl.pt", weights_only=False)["weights"]["model"]
+    c = D.load_sim(data)
+    for s in ("sim01", "sim02"):
+        x = c.subjects[s].train_x.astype(np.float64)
+        k = min(32, len(x) - 1)                                          # tiny.yaml: hidden 32
+        top = np.linalg.svd(x - x.mean(0), full_matrices=False)[2][:k]
+        W = ssl[f"encoder.adapters.{s}.read.weight"].double().numpy()[:k]
+        # the read-out spans the trials' top principal directions, after masked brain modeling trained the rest
+        assert np.linalg.svd(W @ top.T, compute_uv=False).min() > 0.6 * 0.999
+    assert main(common + ["--stage", "stage1", "--set", "train.stage1.readout_lr_mult=0"]) == 0
+    s1 = torch.load(out / "stage1.pt", weights_only=False)["weights"]["model"]
+    assert torch.equal(s1["encoder.adapters.sim01.read.weight"], ssl["encoder.adapters.sim01.read.weight"])
+    k = "encoder.blocks.0.mlp.0.weight"
+    assert not torch.equal(s1[k], ssl[k])                                # the rest of the encoder still learns
+
+
 def test_consensus_reference_is_the_caption_closest_to_the_others():
     from mindsemantix.train import consensus_reference
     odd = torch.nn.functional.normalize(torch.tensor([1.0, 0.0, 0.0]), dim=0)
