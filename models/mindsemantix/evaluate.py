@@ -35,12 +35,21 @@ def train_caption_bank(corpus, cap_emb: torch.Tensor, per_stimulus: int = 1):
     return caps, np.stack(embs).astype(np.float32)
 
 
-def fit_baselines(corpus, cap_emb: torch.Tensor, rank: int | None = None, seed: int = 0):
+def fit_baselines(corpus, cap_emb: torch.Tensor, rank: int | None = None, seed: int = 0, pca: int | None = None):
     """Per subject ridge voxels → mean MiniLM embedding of the stimulus's captions. rank: reduced-rank ridge
-    (SVD of the fitted predictions' coefficient matrix), to keep the exported matrix small."""
+    (SVD of the fitted predictions' coefficient matrix), to keep the exported matrix small. pca: ridge on the top `pca`
+    principal components of the subject's training trials (found without captions), folded back into a voxel matrix."""
     target = torch.nn.functional.normalize(cap_emb.mean(1), dim=-1).numpy()
     out = {}
     for s, d in corpus.subjects.items():
+        if pca:
+            mu = d.train_x.mean(0)
+            Vk = np.linalg.svd(d.train_x - mu, full_matrices=False)[2][:pca].T      # [V, k]
+            Wk, bk, alpha = fit_ridge((d.train_x - mu) @ Vk, target[d.train_stim], seed=seed)
+            W, b = (Vk @ Wk).astype(np.float32), (bk - mu @ Vk @ Wk).astype(np.float32)
+            out[s] = (W, b)
+            log(f"ridge on {pca} principal components {s}: alpha={alpha:g}")
+            continue
         W, b, alpha = fit_ridge(d.train_x, target[d.train_stim], seed=seed)
         if rank is not None and rank < min(W.shape):
             # reduced-rank: project the coefficients onto the top right-singular directions of the fitted predictions
@@ -148,6 +157,7 @@ def main(argv=None):
     ap.add_argument("--data", help="override the data root of the first run's config")
     ap.add_argument("--out", required=True)
     ap.add_argument("--ridge-rank", type=int, default=0, help="also score the reduced-rank ridge that the bundle exports")
+    ap.add_argument("--ridge-pca", type=int, default=0, help="also score ridge on each subject's top K principal components")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--lm-subjects", default="", help="comma list: LM captions only for these subjects (CPU budget)")
     ap.add_argument("--lm-limit", type=int, default=0, help="LM captions for the first N test stimuli per subject (0 = all)")
@@ -177,6 +187,10 @@ def main(argv=None):
     results["ridge-retrieval"] = score(refs, rc)
     samples["ridge-retrieval"] = dict(list(rc.items())[:8])
     log(f"ridge-retrieval: {results['ridge-retrieval']}")
+    if a.ridge_pca:
+        rp = ridge_captions(corpus, fit_baselines(corpus, targets["cap_emb"], pca=a.ridge_pca), bank_caps, bank_emb)
+        results[f"ridge-retrieval-pca{a.ridge_pca}"] = score(refs, rp)
+        log(f"ridge-retrieval-pca{a.ridge_pca}: {results[f'ridge-retrieval-pca{a.ridge_pca}']}")
     if a.ridge_rank:
         rc2 = ridge_captions(corpus, fit_baselines(corpus, targets["cap_emb"], rank=a.ridge_rank), bank_caps, bank_emb)
         results[f"ridge-retrieval-rank{a.ridge_rank}"] = score(refs, rc2)

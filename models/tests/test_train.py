@@ -32,6 +32,26 @@ def test_ridge_retrieval_recovers_the_stimulus_attributes(tmp_path):
     np.testing.assert_allclose(got, ref / np.linalg.norm(ref, axis=1, keepdims=True), atol=1e-5)
 
 
+def test_ridge_on_principal_components_folds_into_one_voxel_matrix(tmp_path):
+    from mindsemantix.ridge import fit_ridge
+    c = D.load_sim(FX.write_sim(tmp_path / "sim", {"sim01": 60}, n_stim=36, n_test=12))
+    words = FX.COLOURS + FX.SHAPES
+    emb = torch.tensor([[[float(w in cap.split()) for w in words] for cap in caps] for caps in c.captions])
+    emb = torch.nn.functional.normalize(emb, dim=-1)
+    W, b = fit_baselines(c, emb, pca=8)["sim01"]
+    assert W.shape == (60, len(words)) and np.linalg.matrix_rank(W) <= 8
+    d = c.subjects["sim01"]
+    mu = d.train_x.mean(0)
+    Vk = np.linalg.svd(d.train_x - mu, full_matrices=False)[2][:8].T
+    Wk, bk, _ = fit_ridge((d.train_x - mu) @ Vk, emb.mean(1).numpy()[d.train_stim] / np.linalg.norm(emb.mean(1).numpy()[d.train_stim], axis=1, keepdims=True))
+    np.testing.assert_allclose(d.test_x @ W + b, (d.test_x - mu) @ Vk @ Wk + bk, atol=1e-4)  # the same predictions
+    caps, bank = train_caption_bank(c, emb)
+    out = ridge_captions(c, {"sim01": (W, b)}, caps, bank)
+    refs = references(c)
+    hits = sum(all(w in cand.split() for w in refs[k][0].split() if w in words) for k, cand in out.items())
+    assert hits >= 0.8 * len(out)                                        # 8 components still carry colour and shape
+
+
 def test_contrastive_counts_every_trial_of_the_same_stimulus_as_positive():
     a = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
     stim = torch.tensor([0, 0, 1, 2])
