@@ -44,8 +44,9 @@ def fit_baselines(corpus, cap_emb: torch.Tensor, rank: int | None = None, seed: 
     for s, d in corpus.subjects.items():
         if pca:
             mu = d.train_x.mean(0)
-            Vk = np.linalg.svd(d.train_x - mu, full_matrices=False)[2][:pca].T      # [V, k]
-            Wk, bk, alpha = fit_ridge((d.train_x - mu) @ Vk, target[d.train_stim], seed=seed)
+            xc = d.train_x - mu
+            Vk = np.linalg.svd(xc, full_matrices=False)[2][:pca].T      # [V, k]
+            Wk, bk, alpha = fit_ridge(xc @ Vk, target[d.train_stim], seed=seed)
             W, b = (Vk @ Wk).astype(np.float32), (bk - mu @ Vk @ Wk).astype(np.float32)
             out[s] = (W, b)
             log(f"ridge on {pca} principal components {s}: alpha={alpha:g}")

@@ -121,6 +121,8 @@ class BrainLM(_lightning().LightningModule):
         if self.freeze_encoder:
             for p in self.model.encoder.parameters():
                 p.requires_grad_(False)
+        if stage != "ssl" and tcfg.get(stage, {}).get("readout_lr_mult") == 0:
+            self.freeze_readouts()
 
     @property
     def lm(self):
@@ -163,19 +165,19 @@ class BrainLM(_lightning().LightningModule):
             groups = [{"params": self.trainable(), "lr": tc["lr"]}]
         else:
             mult = tc.get("encoder_lr_mult", 1.0)
-            # readout_lr_mult: the subject read-outs' own rate (0 keeps the ones masked brain modeling fitted)
-            rmult = tc.get("readout_lr_mult", mult)
-            read = set(id(p) for a in self.model.encoder.adapters.values() for p in a.read.parameters())
+            rmult = tc.get("readout_lr_mult", mult)  # the subject read-outs' own rate; 0: frozen in __init__
             rest = [p for p in self.parameters() if id(p) not in enc]
-            groups = [{"params": [p for p in self.model.encoder.parameters() if id(p) not in read], "lr": tc["lr"] * mult},
-                      {"params": rest, "lr": tc["lr"]}]
-            if rmult > 0:
-                groups.append({"params": [p for p in self.model.encoder.parameters() if id(p) in read], "lr": tc["lr"] * rmult})
-            else:
-                for a in self.model.encoder.adapters.values():
-                    a.read.requires_grad_(False)
+            encoder = list(self.model.encoder.parameters())
+            read = []
+            if rmult != mult:
+                ids = set(id(p) for a in self.model.encoder.adapters.values() for p in a.read.parameters())
+                read = [p for p in encoder if id(p) in ids] if rmult > 0 else []
+                encoder = [p for p in encoder if id(p) not in ids]
+            # encoder first, as checkpoints written before readout_lr_mult existed expect when resumed
+            groups = [{"params": encoder, "lr": tc["lr"] * mult}, {"params": rest, "lr": tc["lr"]}]
+            groups += [{"params": read, "lr": tc["lr"] * rmult}] if read else []
             if self.freeze_encoder:
-                groups = groups[1:2]
+                groups = [groups[1]]
         opt = torch.optim.AdamW(groups, weight_decay=tc.get("weight_decay", 0.05))
         steps, warm = tc["steps"], max(1, int(tc["steps"] * tc.get("warmup", 0.05)))
         sched = torch.optim.lr_scheduler.LambdaLR(
