@@ -3,6 +3,7 @@
 // inputs (a hash) matches the last successful run, so a second `npm start` / `npm test` starts in seconds.
 // Usage: node scripts/bootstrap.mjs --for start|test [--quiet]
 import { spawnSync } from 'node:child_process';
+import { runInstaller } from './bootstrapRun.mjs';
 import { createHash } from 'node:crypto';
 import { existsSync, rmSync, mkdirSync, readFileSync, writeFileSync, readdirSync, statSync } from 'node:fs';
 import { join, dirname } from 'node:path';
@@ -39,11 +40,7 @@ function listFiles(dir) {
   return out;
 }
 function run(cmd, argv, opts = {}) {
-  const r = spawnSync(cmd, argv, { cwd: root, stdio: quiet ? ['ignore', 'ignore', 'inherit'] : ['ignore', 'inherit', 'inherit'], env: { ...process.env, ...opts.env } });
-  if (r.status !== 0) {
-    console.error(`[bootstrap] failed: ${cmd} ${argv.join(' ')} (exit ${r.status}). ${opts.hint ?? 'Fix the error above and run the command again.'}`);
-    process.exit(1);
-  }
+  runInstaller(cmd, argv, { cwd: root, quiet, env: opts.env, hint: opts.hint });
 }
 /** Runs `fn` unless the stamp for `name` equals the hash of `inputs` and `check()` still holds. */
 function step(name, inputs, check, fn) {
@@ -59,10 +56,11 @@ function step(name, inputs, check, fn) {
   log(`${stepNo}. ${name}: done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 }
 
-// 1. npm packages (onnxruntime-node's own download of CUDA providers is skipped: its host is unreachable; CPU+WebGPU ship in the package).
+// 1. npm packages. package.json's allowScripts runs sharp's install check and denies onnxruntime-node's, whose only job
+// is to download CUDA providers from an unreachable host (CPU+WebGPU ship in the package).
 step('npm-packages', ['package.json', 'package-lock.json'], () => existsSync(join(root, 'node_modules', 'rxjs')), () => {
   const ci = existsSync(join(root, 'package-lock.json'));
-  run('npm', [ci ? 'ci' : 'install', '--no-audit', '--no-fund'], { env: { ONNXRUNTIME_NODE_INSTALL: 'skip', npm_config_onnxruntime_node_install: 'skip', npm_config_loglevel: 'warn' } });
+  run('npm', [ci ? 'ci' : 'install', '--no-audit', '--no-fund'], { env: { npm_config_loglevel: 'warn' } });
 });
 
 // 2. Debian packages the tests use as independent oracles or drivers (dcm2niix, chromium...). Test-only.

@@ -1,5 +1,5 @@
 """evalcaps reproduces BrainHub's published BLEU-1..4, METEOR, ROUGE-L and CIDEr for every method and subject in
-shared/brainhub/published.csv (12 candidate files, 982 images each; one tokenizer call and one METEOR JVM for all)."""
+test/fixtures/brainhub/published.csv (12 candidate files, 982 images each; one tokenizer call and one METEOR JVM for all)."""
 import pytest
 
 from mindsemantix.evalcaps import conformance
@@ -9,7 +9,7 @@ METRICS = ["BLEU1", "BLEU2", "BLEU3", "BLEU4", "METEOR", "ROUGE_L", "CIDEr"]
 
 @pytest.fixture(scope="module")
 def results():
-    rows = conformance.published_rows()  # raises a clear error when ../shared is missing
+    rows = conformance.published_rows()  # raises a clear error when test/fixtures/brainhub is missing
     assert len(rows) == 12 and {r["subject"] for r in rows} == {"1", "2", "5", "7"}
     return conformance.deviations(rows, ["BLEU", "METEOR", "ROUGE_L", "CIDEr"])
 

@@ -3,6 +3,7 @@ import { encodeNifti1Volume } from '../scanner/nifti.js';
 import { ProtocolSender } from '../bridge/sender.js';
 import { StimulusFiles } from '../bridge/stimulusFile.js';
 import { findBidsRuns, loadBidsRun, type BidsRunFiles } from './bidsRun.js';
+import { abortableSleep } from '../core/sleep.js';
 
 export interface ReplayOptions {
   /** BIDS dataset or session folder. */
@@ -37,12 +38,6 @@ export function selectRuns(session: string, run?: string): BidsRunFiles[] {
   return chosen;
 }
 
-const sleep = (ms: number, signal?: AbortSignal) => new Promise<void>((resolve) => {
-  if (ms <= 0 || signal?.aborted) return resolve();
-  const t = setTimeout(resolve, ms);
-  signal?.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
-});
-
 export async function replaySession(o: ReplayOptions): Promise<ReplayResult> {
   if (o.speed !== 'max' && !(o.speed > 0)) throw new Error(`speed must be a positive number or "max" (got ${o.speed}).`);
   const files = selectRuns(o.session, o.run);
@@ -69,7 +64,7 @@ export async function replaySession(o: ReplayOptions): Promise<ReplayResult> {
       const runStart = performance.now();
       for (const it of items) {
         if (o.signal?.aborted) break;
-        if (o.speed !== 'max') await sleep(runStart + (it.t * 1000) / o.speed - performance.now(), o.signal);
+        if (o.speed !== 'max') await abortableSleep(runStart + (it.t * 1000) / o.speed - performance.now(), o.signal);
         const now = Date.now();
         if (it.ev !== undefined) {
           const imageData = await images[it.ev];

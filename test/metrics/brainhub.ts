@@ -1,4 +1,4 @@
-// Shared by the metrics tests: the BrainHub caption files beside the repo (../shared/brainhub) and the Python oracle
+// Shared by the metrics tests: the BrainHub caption files kept in the repo (test/fixtures/brainhub, MIT, see SOURCE.md) and the Python oracle
 // (pycocoevalcap 1.2 through models/mindsemantix/evalcaps, its PTB jar running on Java).
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -6,14 +6,14 @@ import { join } from 'node:path';
 
 export const root = new URL('../../../', import.meta.url).pathname;
 export const python = join(root, '.venv', 'bin', 'python');
-export const brainhubDir = join(root, '..', 'shared', 'brainhub');
+export const brainhubDir = join(root, 'test', 'fixtures', 'brainhub');
 
 export type Refs = Record<string, string[]>;
 export type Cands = Record<string, string>;
 
 function requireBrainhub(): void {
   if (!existsSync(join(brainhubDir, 'published.csv'))) {
-    throw new Error(`BrainHub conformance files not found at ${brainhubDir}; put the shared/ folder beside the repository root.`);
+    throw new Error(`BrainHub conformance files not found at ${brainhubDir}; restore them with git checkout -- test/fixtures.`);
   }
 }
 

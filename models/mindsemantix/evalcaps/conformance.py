@@ -1,4 +1,4 @@
-"""Conformance with BrainHub's published caption scores (shared/brainhub/published.csv).
+"""Conformance with BrainHub's published caption scores (test/fixtures/brainhub/published.csv, a copy of shared/brainhub).
 
     python -m mindsemantix.evalcaps.conformance [--metrics BLEU,METEOR,ROUGE_L,CIDEr,SentenceScore] [--tolerance 0.0005]
 
@@ -25,10 +25,10 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def brainhub_dir() -> Path:
-    """shared/brainhub beside the repository (`../shared` from the repo root; CI copies shared/ there)."""
-    d = REPO_ROOT.parent / "shared" / "brainhub"
+    """The BrainHub files kept in the repository (test/fixtures/brainhub, MIT licence; see its SOURCE.md)."""
+    d = REPO_ROOT / "test" / "fixtures" / "brainhub"
     if not (d / "published.csv").is_file():
-        raise EvalCapsError(f"BrainHub conformance files not found at {d}; put the shared/ folder beside the repository root ({REPO_ROOT.parent}/shared).")
+        raise EvalCapsError(f"BrainHub conformance files not found at {d}; restore test/fixtures/brainhub from the repository (git checkout -- test/fixtures).")
     return d
 
 
