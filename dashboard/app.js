@@ -235,9 +235,12 @@ function fillCard(el, t) {
   const meta = c && !c.error ? `<span>conf ${c.confidence.toFixed(2)}</span><span>${c.latencyMs.toFixed(0)} ms</span>` : '';
   const refs = t.references && t.references.length ? `<ul class="refs">${t.references.slice(0, 5).map((r) => `<li>${esc(r)}</li>`).join('')}</ul>` : '';
   const base = c && c.baseline ? `<div class="base">ridge baseline: ${esc(c.baseline)}</div>` : '';
+  // A repeated stimulus: the caption of the mean of its presentations so far, shown as such beside the single trial's.
+  const mean = c && c.mean ? `<div class="mean" title="decoded from the mean response of ${c.mean.of} presentations">mean of ${c.mean.of} presentations: ${esc(c.mean.caption)}</div>` : '';
+  const shown = c && c.presentation > 1 ? `<span class="pres">presentation ${c.presentation}</span>` : '';
   el.innerHTML = `<figure>${stim}<figcaption>stimulus</figcaption></figure><figure>${rec}<figcaption>reconstruction</figcaption></figure>`
-    + `<div><div class="head"><span>trial ${t.trial}</span><span>${esc(t.stimulusId)}</span><span>${t.onset.toFixed(1)} s</span>${meta}${flags.map((f) => `<span class="flag">⚑ ${esc(f)}</span>`).join('')}</div>`
-    + `${text}${conf}${base}${refs}</div>`;
+    + `<div><div class="head"><span>trial ${t.trial}</span><span>${esc(t.stimulusId)}</span><span>${t.onset.toFixed(1)} s</span>${shown}${meta}${flags.map((f) => `<span class="flag">⚑ ${esc(f)}</span>`).join('')}</div>`
+    + `${text}${conf}${mean}${base}${refs}</div>`;
 }
 
 window.addEventListener('resize', () => mark('all'));

@@ -12,3 +12,4 @@ export { maskIndices, maskVolume, gaussianSmooth } from './mask.js';
 export { TrialResponseEstimator, windowVolumes, type StreamTrialResponse, type TrialResponseOptions } from './trialResponses.js';
 export { doubleGammaHrf, boxcarResponse } from './hrf.js';
 export { framewiseDisplacement, paramsToMatrix, matrixToParams, type MotionParams } from './rigid.js';
+export { RepeatMeans, type Presentation } from './repeatMeans.js';

@@ -10,6 +10,7 @@ const commands: Record<string, () => Promise<{ command: Command }>> = {
   simulate: () => import('./commands/simulate.js'),
   convert: () => import('./commands/convert.js'),
   eval: () => import('./commands/eval.js'),
+  responses: () => import('./commands/responses.js'),
 };
 
 async function usage(): Promise<string> {

@@ -19,3 +19,22 @@ export function readNpy(path: string): { data: Float32Array; shape: number[] } {
   if (descr === '<f8') return { data: Float32Array.from(new Float64Array(body.buffer.slice(body.byteOffset, body.byteOffset + n * 8))), shape };
   throw new Error(`${path}: dtype ${descr} is not supported (need float32/float64)`);
 }
+
+/** A .npy (format 1.0) holding a little-endian float32 C-order array: what numpy.load reads with no other library. */
+export function encodeNpyFloat32(data: Float32Array, shape: readonly number[]): Buffer {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (n !== data.length) throw new Error(`npy: shape ${shape.join('×')} needs ${n} values, got ${data.length}`);
+  const dims = shape.length === 1 ? `${shape[0]},` : shape.join(', ');
+  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${dims}), }`;
+  // The header is padded with spaces and ends in \n so that magic + length + header is a multiple of 64 bytes.
+  const pad = 64 - ((10 + header.length + 1) % 64);
+  header += ' '.repeat(pad % 64) + '\n';
+  const out = Buffer.alloc(10 + header.length + data.byteLength);
+  out.write('\x93NUMPY', 0, 'latin1');
+  out[6] = 1;
+  out[7] = 0;
+  out.writeUInt16LE(header.length, 8);
+  out.write(header, 10, 'latin1');
+  Buffer.from(data.buffer, data.byteOffset, data.byteLength).copy(out, 10 + header.length);
+  return out;
+}

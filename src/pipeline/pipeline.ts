@@ -1,15 +1,12 @@
 // The serve/demo pipeline: ingest hub → streams/ preprocessor (mask from the bundle) → decode queue → outputs
 // (dashboard over socket.io, a callback for the demo's stdout, captions/reconstructions recorded as derivatives).
 // The per-volume path only preprocesses; decoding, images and dashboard rendering happen off it.
-import { readFileSync } from 'node:fs';
 import { filter, Subject, type Observable, type Subscription } from 'rxjs';
 import type { RunInfo, TrialResponse, Volume } from '../core/types.js';
 import type { IngestHub } from '../server/hub.js';
 import type { Dashboard } from '../server/dashboard.js';
 import type { DashAlert, DashVolume } from '../server/dashboard-state.js';
-import { createPreprocessor, parsePreprocessConfig, type MaskImage, type Preprocessor } from '../../streams/index.js';
-import type { ProcessedVolume } from '../../streams/index.js';
-import { decodeNifti } from '../scanner/nifti.js';
+import { RepeatMeans, type Preprocessor, type ProcessedVolume } from '../../streams/index.js';
 import type { BrainDecoder, DecodeOptions } from '../inference/decoder.js';
 import type { RidgeRetrieval } from '../inference/baseline.js';
 import { DecodeQueue } from '../inference/queue.js';
@@ -18,6 +15,9 @@ import { renderMosaicPng } from './mosaic.js';
 import { CaptionScorer } from '../metrics/index.js';
 import { CaptionRecorder } from './recorder.js';
 import { stimulusThumbnail } from './stimulusThumb.js';
+import { loadMask, preprocessorForRun, type LoadedMask } from './runPreprocessor.js';
+import { ResponseRecorder, type ResponseRow } from './responseFiles.js';
+import { DERIVATIVE } from './recorder.js';
 
 export interface PipelineOptions {
   decoder: BrainDecoder;
@@ -32,6 +32,11 @@ export interface PipelineOptions {
   maxBatch?: number;
   /** Live caption metrics on the dashboard (default true). */
   liveMetrics?: boolean;
+  /**
+   * Decode every trial, however long the backlog (replays and demos: a fast replay must not lose a decode). Live
+   * sessions shed the oldest waiting trial past 256, with an alarm, so captions stay near the scanner.
+   */
+  lossless?: boolean;
   /** Volumes expected per run (progress bar), when the caller knows. */
   expectedVolumes?: (run: RunInfo) => number | undefined;
   log?: (level: 'info' | 'warn' | 'error', message: string) => void;
@@ -56,6 +61,36 @@ export interface DecodedTrial {
   image?: Uint8Array;
   imageFormat?: 'png' | 'webp';
   error?: string;
+  /** 1 for the stimulus's first showing in this session, 2 for the second… */
+  presentation: number;
+  /** From the second presentation on: the caption decoded from the mean of the presentations so far. */
+  mean?: MeanCaption;
+}
+
+export interface MeanCaption {
+  /** How many presentations the mean averages. */
+  of: number;
+  caption: string;
+  confidence: number;
+  baseline?: string;
+}
+
+/** A trial's response exactly as handed to the decoder, with what `serve --record` writes beside it. */
+export interface DecoderInput {
+  session: string;
+  response: TrialResponse;
+  presentation: number;
+  /** Mean of this stimulus's responses so far in the session (second presentation on). */
+  mean?: Float32Array;
+  meanOf?: number;
+}
+
+/** What the decode queue carries: the trial plus its repeat mean. */
+interface QueuedTrial extends TrialResponse {
+  session: string;
+  presentation: number;
+  mean?: Float32Array;
+  meanOf?: number;
 }
 
 export interface PipelineStats {
@@ -74,6 +109,8 @@ export interface PipelineStats {
 
 export interface Pipeline {
   readonly decoded$: Observable<DecodedTrial>;
+  /** Every trial's response as handed to the decoder (the recorder and evaluations subscribe). */
+  readonly responses$: Observable<DecoderInput>;
   readonly alerts$: Observable<DashAlert>;
   stats(): PipelineStats;
   /** Resolves once every listed run has ended and every trial of it is decoded. */
@@ -87,6 +124,9 @@ interface RunState {
   subs: Subscription[];
 }
 
+/** Waiting trials a lossless pipeline keeps at most (~400 MB at 5000 voxels): a bound, never reached by a replay. */
+const LOSSLESS_CAPACITY = 20_000;
+
 export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
   const { decoder, dashboard } = opts;
   const manifest = decoder.bundle.manifest;
@@ -94,8 +134,10 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
   const decoded = new Subject<DecodedTrial>();
   const alerts = new Subject<DashAlert>();
   const runs = new Map<string, RunState>();
-  const masks = new Map<string, MaskImage>();
+  const masks = new Map<string, LoadedMask>();
   const recorder = opts.recordDir ? new CaptionRecorder(opts.recordDir) : null;
+  const responses = new Subject<DecoderInput>();
+  const repeats = new RepeatMeans();
   const stats: PipelineStats = { volumesReceived: 0, volumesProcessed: 0, volumesLost: 0, volumeMs: [], decodeMs: [], trialsSeen: 0, trialsDecoded: 0, maxBacklog: 0, runsEnded: [] };
   const pendingTrials = new Set<string>();
   const doneWaiters: (() => void)[] = [];
@@ -103,6 +145,7 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
   const modelScores = new CaptionScorer();
   const baselineScores = new CaptionScorer();
   const subs: Subscription[] = [];
+  const closers: (() => Promise<void>)[] = [];
 
   const alert = (a: Omit<DashAlert, 'at'> & { at?: number }): void => {
     const full: DashAlert = { at: Date.now(), ...a };
@@ -115,42 +158,71 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
     dashboard.publish({ type: 'status', data: { bridge: 'waiting', at: Date.now(), model: { name: manifest.name, provider: decoder.provider, subjects: decoder.subjects } } });
   }
 
-  function maskFor(subject: string): MaskImage {
+  function maskFor(subject: string): LoadedMask {
     const cached = masks.get(subject);
     if (cached) return cached;
     const entry = manifest.subjects[subject];
     if (!entry) throw new Error(`the model bundle has no subject "${subject}" (it has ${decoder.subjects.join(', ')}); load a bundle trained for this subject`);
-    const img = decodeNifti(new Uint8Array(readFileSync(decoder.bundle.path(entry.mask))));
-    const data = new Uint8Array(img.data.length);
-    for (let i = 0; i < data.length; i++) data[i] = img.data[i] > 0 ? 1 : 0;
-    const m: MaskImage = { dims: [img.dims[0], img.dims[1], img.dims[2]], data, affine: img.affine };
+    const m = loadMask(decoder.bundle.path(entry.mask));
     masks.set(subject, m);
     return m;
   }
 
+  // ---- what the decoder saw, recorded (serve --record) ----
+  if (opts.recordDir) {
+    const files = new ResponseRecorder(`${opts.recordDir}/derivatives/${DERIVATIVE}`);
+    subs.push(responses.subscribe((d) => {
+      const t = d.response;
+      const row: ResponseRow = {
+        subject: t.subject, session: d.session, run: t.run, trial: t.trial, stimulusId: t.stimulusId, onset: t.event.onset,
+        presentation: d.presentation, estimator: t.method, window: t.window, volumes: t.volumes, flags: t.flags,
+        bundle: manifest.name, maskSha256: masks.get(t.subject)?.sha256 ?? '',
+      };
+      files.record(row, t.vector).catch((e) => alert({ level: 'error', code: 'record-failed', run: t.run, trial: t.trial,
+        message: `could not record the response of trial ${t.trial} of ${t.run}: ${(e as Error).message}; later trials are still recorded.` }));
+    }));
+    closers.push(() => files.flush());
+  }
+
   // ---- decode queue (off the per-volume path) ----
-  const decodeAll = async (ts: TrialResponse[]): Promise<DecodedTrial[]> => {
-    const cs = await decoder.decodeBatch(ts, { imageFormat: 'webp', imageWidth: 128, ...opts.decode });
+  // A repeated stimulus's mean response rides in the same batch as its single trial: one LM pass decodes both.
+  const decodeAll = async (qs: TrialResponse[]): Promise<DecodedTrial[]> => {
+    const ts = qs as QueuedTrial[];
+    const inputs: TrialResponse[] = [];
+    for (const t of ts) {
+      inputs.push(t);
+      if (t.mean) inputs.push({ ...t, vector: t.mean, flags: [...t.flags, `mean-of-${t.meanOf}`] });
+    }
+    const cs = await decoder.decodeBatch(inputs, { imageFormat: 'webp', imageWidth: 128, ...opts.decode });
+    const baselineOf = async (subject: string, v: Float32Array) => (opts.baseline?.has(subject) ? (await opts.baseline.predict(subject, v)).caption : undefined);
     const out: DecodedTrial[] = [];
-    for (const [i, t] of ts.entries()) {
-      const c = cs[i];
-      const base = opts.baseline?.has(t.subject) ? (await opts.baseline.predict(t.subject, t.vector)).caption : undefined;
-      out.push({
-        session: runs.get(t.run)?.info.session ?? '', subject: t.subject, run: t.run, trial: t.trial, stimulusId: t.stimulusId, onset: t.event.onset,
+    let k = 0;
+    for (const t of ts) {
+      const c = cs[k++];
+      const d: DecodedTrial = {
+        session: t.session, subject: t.subject, run: t.run, trial: t.trial, stimulusId: t.stimulusId, onset: t.event.onset,
         references: t.event.references, flags: c.flags, caption: c.text, confidence: c.confidence, tokenLogprobs: c.tokenLogprobs,
-        latencyMs: c.latencyMs.responseToCaption, reconstructionMs: c.latencyMs.reconstruction, baseline: base, image: c.image, imageFormat: c.imageFormat,
-      });
+        latencyMs: c.latencyMs.responseToCaption, reconstructionMs: c.latencyMs.reconstruction, baseline: await baselineOf(t.subject, t.vector),
+        image: c.image, imageFormat: c.imageFormat, presentation: t.presentation,
+      };
+      if (t.mean) {
+        const m = cs[k++];
+        d.mean = { of: t.meanOf ?? t.presentation, caption: m.text, confidence: m.confidence, baseline: await baselineOf(t.subject, t.mean) };
+      }
+      out.push(d);
     }
     return out;
   };
   // A backlog (a burst of trials, a fast replay) is decoded in batches: one LM pass serves several trials.
-  const queue = new DecodeQueue<DecodedTrial>(async (t) => (await decodeAll([t]))[0], { batchWork: decodeAll, maxBatch: opts.maxBatch ?? 8 });
+  const queue = new DecodeQueue<DecodedTrial>(async (t) => (await decodeAll([t]))[0],
+    { batchWork: decodeAll, maxBatch: opts.maxBatch ?? 8, capacity: opts.lossless ? LOSSLESS_CAPACITY : undefined });
   subs.push(queue.alarms$.subscribe((a) => alert({ level: a.level, code: a.code, message: a.message, run: a.run, trial: a.trial })));
   subs.push(queue.results$.subscribe((r) => {
     const key = `${r.trial.run}/${r.trial.trial}`;
+    const q = r.trial as QueuedTrial;
     const d: DecodedTrial = r.result ?? {
-      session: runs.get(r.trial.run)?.info.session ?? '', subject: r.trial.subject, run: r.trial.run, trial: r.trial.trial,
-      stimulusId: r.trial.stimulusId, onset: r.trial.event.onset, references: r.trial.event.references, flags: r.trial.flags, error: r.error,
+      session: q.session, subject: q.subject, run: q.run, trial: q.trial, presentation: q.presentation,
+      stimulusId: q.stimulusId, onset: q.event.onset, references: q.event.references, flags: q.flags, error: r.error,
     };
     stats.maxBacklog = queue.maxBacklog;
     if (!d.error) {
@@ -164,6 +236,7 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
         run: d.run, trial: d.trial,
         caption: {
           text: d.caption ?? '', confidence: d.confidence ?? 0, latencyMs: d.latencyMs ?? 0, flags: d.flags, baseline: d.baseline, error: d.error,
+          presentation: d.presentation, mean: d.mean,
           image: d.image ? `data:${mimeOf(d.imageFormat ?? 'png')};base64,${Buffer.from(d.image).toString('base64')}` : undefined,
         },
       },
@@ -189,9 +262,7 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
     if (runs.has(info.run)) return; // a resumed run keeps its preprocessor
     let pre: Preprocessor;
     try {
-      const cfg = parsePreprocessConfig(manifest.preprocessing, { subject: info.subject, tr: info.tr }, ...(opts.preprocessing ?? []));
-      pre = createPreprocessor(cfg, maskFor(info.subject));
-      pre.validateRun(info.dims, info.affine);
+      pre = preprocessorForRun(manifest, maskFor(info.subject), info, opts.preprocessing);
     } catch (e) {
       alert({ level: 'error', code: 'run-rejected', message: `run ${info.run} of sub-${info.subject} cannot be decoded: ${(e as Error).message}`, run: info.run });
       return;
@@ -204,7 +275,10 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
     st.subs.push(out.trials$.subscribe((t) => {
       stats.trialsSeen++;
       pendingTrials.add(`${t.run}/${t.trial}`);
-      queue.push(t);
+      const p = repeats.add(info.session, t);
+      responses.next({ session: info.session, response: t, presentation: p.presentation, mean: p.mean, meanOf: p.meanOf });
+      const q: QueuedTrial = { ...t, session: info.session, presentation: p.presentation, mean: p.mean, meanOf: p.meanOf };
+      queue.push(q);
     }));
     st.subs.push(out.alarms$.subscribe((a) => alert({ level: 'warn', code: a.kind, message: a.message, run: a.run })));
     st.subs.push(out.connect());
@@ -315,6 +389,7 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
 
   return {
     decoded$: decoded.asObservable(),
+    responses$: responses.asObservable(),
     alerts$: alerts.asObservable(),
     stats: () => ({ ...stats, volumeMs: [...stats.volumeMs], decodeMs: [...stats.decodeMs], runsEnded: [...stats.runsEnded] }),
     whenDone(runNames) {
@@ -330,6 +405,8 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
       await queue.idle();
       queue.close();
       await recorder?.flush();
+      for (const c of closers) await c();
+      responses.complete();
       decoded.complete();
       alerts.complete();
     },

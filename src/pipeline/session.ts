@@ -64,6 +64,7 @@ export async function runSessionThroughServe(o: SessionRunOptions): Promise<Sess
       pipeline = startPipeline(hub, {
         decoder: o.decoder, baseline: o.baseline, dashboard, recordDir: o.recordDir, decode: o.decode,
         liveMetrics: o.liveMetrics, expectedVolumes: (info) => side.get(info.run)?.volumes, log,
+        lossless: true, // a replay is not a live scanner: every trial is decoded, however far behind
       });
     },
   });

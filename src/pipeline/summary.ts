@@ -60,3 +60,54 @@ async function meteor(refs: Record<string, string[]>, cands: Record<string, stri
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+export interface PresentationScores {
+  presentation: number;
+  trials: number;
+  CIDEr: number;
+  BLEU4: number;
+  baseline_CIDEr?: number;
+  baseline_BLEU4?: number;
+}
+
+/** What `by_presentation` needs of a decoded trial: from the second presentation on, the mean's captions are scored. */
+export interface PresentationTrial {
+  key: string;
+  presentation: number;
+  references: string[];
+  caption: string;
+  baseline?: string;
+  mean?: { caption: string; baseline?: string };
+}
+
+/**
+ * Quality by how many times the stimulus has been shown so far in the session (CONTRACT.md `by_presentation`):
+ * presentation 1 scores the single-trial captions, presentation k ≥ 2 the captions of the mean of the k presentations.
+ */
+export function byPresentation(trials: readonly PresentationTrial[]): PresentationScores[] {
+  const groups = new Map<number, PresentationTrial[]>();
+  for (const t of trials) {
+    if (!t.references.length) continue;
+    if (t.presentation >= 2 && !t.mean) continue; // a repeat whose mean could not be formed (no data) is not scored as one
+    const g = groups.get(t.presentation) ?? [];
+    g.push(t);
+    groups.set(t.presentation, g);
+  }
+  const out: PresentationScores[] = [];
+  for (const k of [...groups.keys()].sort((a, b) => a - b)) {
+    const g = groups.get(k)!;
+    const refs = Object.fromEntries(g.map((t) => [t.key, t.references]));
+    const pick = (t: PresentationTrial) => (k >= 2 ? t.mean! : t);
+    const model = corpusScores(refs, Object.fromEntries(g.map((t) => [t.key, pick(t).caption])));
+    const row: PresentationScores = { presentation: k, trials: g.length, CIDEr: round4(model.CIDEr), BLEU4: round4(model.BLEU4) };
+    if (g.every((t) => pick(t).baseline !== undefined)) {
+      const base = corpusScores(refs, Object.fromEntries(g.map((t) => [t.key, pick(t).baseline!])));
+      row.baseline_CIDEr = round4(base.CIDEr);
+      row.baseline_BLEU4 = round4(base.BLEU4);
+    }
+    out.push(row);
+  }
+  return out;
+}
+
+const round4 = (x: number) => Number((x ?? 0).toFixed(4));

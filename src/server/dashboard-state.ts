@@ -54,6 +54,10 @@ export interface DashTrial {
     flags: string[];
     baseline?: string;
     error?: string;
+    /** 1 for the stimulus's first showing in the session, 2 for the second… */
+    presentation?: number;
+    /** From the second presentation on: the caption of the mean of the presentations so far. */
+    mean?: { of: number; caption: string; confidence: number; baseline?: string };
   };
 }
 export interface DashMetrics {

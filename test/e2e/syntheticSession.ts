@@ -24,7 +24,11 @@ export interface SyntheticSession {
   tr: number;
 }
 
-export async function writeSyntheticSession(dir: string, maskPath: string, opts: { subject?: string; trials?: number; tr?: number; seed?: number } = {}): Promise<SyntheticSession> {
+/**
+ * `motionFrom`: from this volume on, the head sits one voxel further along x (a step the motion corrector must undo).
+ * `missing`: volume indices the sidecar records as never received (MissingVolumes), as a recording with gaps has.
+ */
+export async function writeSyntheticSession(dir: string, maskPath: string, opts: { subject?: string; trials?: number; tr?: number; seed?: number; motionFrom?: number; missing?: number[] } = {}): Promise<SyntheticSession> {
   const subject = opts.subject ?? 'sim01';
   const trials = opts.trials ?? 6;
   const tr = opts.tr ?? 1.5;
@@ -54,6 +58,12 @@ export async function writeSyntheticSession(dir: string, maskPath: string, opts:
       if (mask.data[i] > 0) onsets.forEach((o, k) => { sig += 20 * hrf(t - o) * patterns[k % patterns.length][i]; });
       vol[i] = Math.round(sig);
     }
+    if (opts.motionFrom !== undefined && v >= opts.motionFrom) {
+      const moved = new Int16Array(n);
+      for (let i = 0; i < n; i++) moved[i] = i % dims[0] === 0 ? vol[i] : vol[i - 1];
+      volumes.push(moved);
+      continue;
+    }
     volumes.push(vol);
   }
   const run = 'task-vision_run-01';
@@ -62,7 +72,7 @@ export async function writeSyntheticSession(dir: string, maskPath: string, opts:
   mkdirSync(join(dir, 'stimuli'), { recursive: true });
   const stem = join(func, `sub-${subject}_ses-01_${run}`);
   writeFileSync(`${stem}_bold.nii.gz`, gzipSync(encodeNifti1Series({ dims, affine: mask.affine, tr, volumes })));
-  writeFileSync(`${stem}_bold.json`, JSON.stringify({ RepetitionTime: tr, TaskName: 'vision', AcquisitionTimes: Array.from({ length: nvol }, (_, i) => i * tr) }));
+  writeFileSync(`${stem}_bold.json`, JSON.stringify({ RepetitionTime: tr, TaskName: 'vision', AcquisitionTimes: Array.from({ length: nvol }, (_, i) => i * tr), ...(opts.missing ? { MissingVolumes: opts.missing } : {}) }));
   const rows = ['onset\tduration\ttrial_type\tstimulus_id\treferences\tstim_file'];
   const stimRows = ['stimulus_id\tsplit\tcaptions'];
   for (let k = 0; k < CAPTIONS.length; k++) {

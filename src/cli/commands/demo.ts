@@ -10,7 +10,7 @@ import { RidgeRetrieval } from '../../inference/baseline.js';
 import { DEVICES, type Device } from '../../inference/sessions.js';
 import type { DecodedTrial } from '../../pipeline/pipeline.js';
 import { runSessionThroughServe, type SessionRun } from '../../pipeline/session.js';
-import { percentile, summaryScores } from '../../pipeline/summary.js';
+import { byPresentation, percentile, summaryScores, type PresentationScores } from '../../pipeline/summary.js';
 
 const help = `mindsemantix demo [--session DIR] [--models DIR] [--speed N|max] [--port P] [--once] [--json]
 
@@ -39,6 +39,7 @@ export interface DemoSummary {
   latency_ms: { volume_p50: number; volume_p99: number; decode_p50: number; decode_p99: number };
   volumes: { received: number; processed: number; lost: number };
   realtime_factor: number;
+  by_presentation: PresentationScores[];
 }
 
 const round = (x: number, d = 1) => Number(x.toFixed(d));
@@ -93,6 +94,8 @@ export const command: Command = {
           type: 'trial', run: d.run, trial: d.trial, stimulus: d.stimulusId, caption: d.caption ?? null, references: d.references ?? [],
           confidence: d.confidence === undefined ? null : round(d.confidence, 4), latency_ms: { response_to_caption: d.latencyMs === undefined ? null : round(d.latencyMs) },
           ...(d.baseline !== undefined ? { baseline: d.baseline } : {}), ...(d.flags.length ? { flags: d.flags } : {}), ...(d.error ? { error: d.error } : {}),
+          presentation: d.presentation,
+          ...(d.mean ? { mean: { presentations: d.mean.of, caption: d.mean.caption, confidence: round(d.mean.confidence, 4), ...(d.mean.baseline !== undefined ? { baseline: d.mean.baseline } : {}) } } : {}),
         }) + '\n');
         return;
       }
@@ -102,6 +105,7 @@ export const command: Command = {
         return;
       }
       process.stdout.write(`${head}  "${d.caption}"  (confidence ${d.confidence!.toFixed(2)}, ${d.latencyMs!.toFixed(0)} ms${d.flags.length ? `, ${d.flags.join(', ')}` : ''})\n`);
+      if (d.mean) process.stdout.write(`      mean of ${d.mean.of} presentations: "${d.mean.caption}"\n`);
       if (d.baseline !== undefined) process.stdout.write(`      ridge baseline: "${d.baseline}"\n`);
       for (const r of d.references ?? []) process.stdout.write(`      ref: ${r}\n`);
     };
@@ -149,6 +153,10 @@ export const command: Command = {
       },
       volumes: { received: st.volumesReceived, processed: st.volumesProcessed, lost: st.volumesLost },
       realtime_factor: round(run.wallSeconds > 0 ? run.acquiredSeconds / run.wallSeconds : 0, 2),
+      by_presentation: byPresentation(scored.map((t) => ({
+        key: `${t.run}/${t.trial}`, presentation: t.presentation, references: t.references!, caption: t.caption ?? '', baseline: t.baseline,
+        mean: t.mean ? { caption: t.mean.caption, baseline: t.mean.baseline } : undefined,
+      }))),
     };
     if (json) process.stdout.write(JSON.stringify(summary) + '\n');
     else {
