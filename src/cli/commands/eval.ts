@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from '../command.js';
 import { UserError } from '../errors.js';
 import { boolFlag, parseArgs, requireString, stringFlag } from '../args.js';
+import { evalSessionsHelp, runEvalSessions } from './evalSessions.js';
 
 const root = new URL('../../../../', import.meta.url).pathname;
 
@@ -19,7 +20,9 @@ Caption metrics as BrainHub reports them, on pycocoevalcap's 0..1 scale: BLEU-1.
   --subset            score only the ids in C.json (default: every id in R.json needs a caption)
   --per-image OUT     also write per-image scores to OUT (JSON)
 
-Every candidate id must appear in R.json. See docs/metrics.md for definitions and conformance with BrainHub.`;
+Every candidate id must appear in R.json. See docs/metrics.md for definitions and conformance with BrainHub.
+
+${evalSessionsHelp}`;
 
 const METRIC_NAMES = ['BLEU', 'BLEU1', 'BLEU2', 'BLEU3', 'BLEU4', 'METEOR', 'ROUGE', 'ROUGE_L', 'CIDER', 'CIDER-D', 'SENTENCESCORE', 'SENTENCE'];
 const LABELS: Record<string, string> = {
@@ -104,6 +107,7 @@ export const command: Command = {
   summary: 'caption metrics (BLEU-1..4, METEOR, ROUGE-L, CIDEr-D, SentenceScore) of decoded captions against references',
   help,
   async run(argv: string[]): Promise<number> {
+    if (argv[0] === 'sessions') return runEvalSessions(argv.slice(1));
     const p = parseArgs('eval', argv, {
       refs: { type: 'string' }, cands: { type: 'string' }, json: { type: 'boolean' }, metrics: { type: 'string' },
       subset: { type: 'boolean' }, 'per-image': { type: 'string' },
@@ -112,7 +116,7 @@ export const command: Command = {
     if (what !== 'captions') {
       throw new UserError(what === undefined
         ? 'eval: say what to evaluate: `mindsemantix eval captions --refs R.json --cands C.json`.'
-        : `eval: unknown evaluation "${what}"; the only one is \`captions\` (run \`mindsemantix eval --help\`).`, 2);
+        : `eval: unknown evaluation "${what}"; they are \`captions\` and \`sessions\` (run \`mindsemantix eval --help\`).`, 2);
     }
     if (extra.length) throw new UserError(`eval: unexpected argument "${extra[0]}"; run \`mindsemantix eval --help\`.`, 2);
     const refsPath = resolve(requireString('eval', p, 'refs'));

@@ -1,0 +1,169 @@
+// `eval sessions`: caption quality on new sessions, measured as live decoding gets it (one computation with serving:
+// the `responses` chain, RepeatMeans, BrainDecoder), pooled over sessions with bootstrap intervals over scenes.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve, basename } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { numberFlag, parseArgs, stringFlag, boolFlag, type FlagSpecs } from '../args.js';
+import { UserError } from '../errors.js';
+import { BrainDecoder } from '../../inference/decoder.js';
+import { RidgeRetrieval } from '../../inference/baseline.js';
+import { BundleError } from '../../inference/bundle.js';
+import { findBidsRuns, readEventsTsv } from '../../replay/bidsRun.js';
+import { findResponseRuns, type ResponseRunFile } from '../../pipeline/responseFiles.js';
+import { ResponsesInputError, writeSessionResponses } from '../../pipeline/sessionResponses.js';
+import { decodeResponseRuns, scoreConditions, type ConditionScores, type EvalTrial } from '../../pipeline/evaluateResponses.js';
+
+export const evalSessionsHelp = `mindsemantix eval sessions --models DIR (--session DIR... | --simulate SEEDS) [options]
+
+Scores a bundle on whole sessions as live decoding sees them: each session's runs go through the serving chain
+(\`responses\`), every trial is decoded from its single-trial response and, from a stimulus's second showing on, from
+the mean of its presentations so far; the ridge baseline decodes the same vectors. Prints CIDEr-D, BLEU-4, BLEU-1 and
+ROUGE-L pooled over the sessions, single trial and by presentation, with 95 % bootstrap intervals over scenes.
+
+  --models DIR         bundle to score (default models/bundles/default)
+  --session DIR        a BIDS session with events (references from events.tsv or stimuli.tsv); repeatable
+  --responses DIR      score response files already written (by \`responses\` or \`serve --record\`, under
+                       derivatives/mindsemantix-decoder) instead of computing them; needs one --session for references
+  --simulate SEEDS     comma list of seeds: simulate one new test session per seed (\`simulate --split test\`)
+  --subject ID         subject of simulated sessions (default sim01)
+  --runs N, --trials N runs and trials per run of simulated sessions (default 5 × 60: 100 scenes × 3)
+  --work DIR           where simulated sessions and response files go (default data/eval-sessions)
+  --resamples N        bootstrap resamples (default 500)
+  --out FILE           also write the full result (per-trial captions included) as JSON
+  --json               print the summary as one JSON object`;
+
+const specs: FlagSpecs = {
+  models: { type: 'string', default: 'models/bundles/default' },
+  session: { type: 'string', multiple: true },
+  responses: { type: 'string' },
+  simulate: { type: 'string' },
+  subject: { type: 'string', default: 'sim01' },
+  runs: { type: 'string', default: '5' },
+  trials: { type: 'string', default: '60' },
+  work: { type: 'string', default: 'data/eval-sessions' },
+  resamples: { type: 'string', default: '500' },
+  out: { type: 'string' },
+  json: { type: 'boolean' },
+};
+
+const bin = fileURLToPath(new URL('../../../../bin/mindsemantix.mjs', import.meta.url));
+
+/** Reference captions per stimulus id: stimuli.tsv at the dataset root if present, else the events' references column. */
+function referencesOf(session: string): Map<string, string[]> {
+  const refs = new Map<string, string[]>();
+  for (const dir of [session, resolve(session, '..'), resolve(session, '..', '..')]) {
+    const f = join(dir, 'stimuli.tsv');
+    if (!existsSync(f)) continue;
+    const lines = readFileSync(f, 'utf8').split('\n').filter(Boolean);
+    const head = lines[0].split('\t');
+    const iId = head.indexOf('stimulus_id'), iCap = head.indexOf('captions');
+    if (iId < 0 || iCap < 0) continue;
+    for (const l of lines.slice(1)) {
+      const c = l.split('\t');
+      try { refs.set(c[iId], (JSON.parse(c[iCap]) as unknown[]).map(String)); } catch { /* a row without JSON captions */ }
+    }
+    break;
+  }
+  for (const r of findBidsRuns(session)) {
+    if (!r.events) continue;
+    for (const e of readEventsTsv(r.events, r.run)) if (e.references?.length && !refs.has(e.stimulusId)) refs.set(e.stimulusId, e.references);
+  }
+  return refs;
+}
+
+const fmt = (c: ConditionScores | undefined, who: 'model' | 'baseline', m = 'CIDEr') => {
+  const s = c?.[who]?.[m];
+  return s ? `${(100 * s.value).toFixed(1)} [${(100 * s.lo).toFixed(1)}, ${(100 * s.hi).toFixed(1)}]` : '–';
+};
+
+export async function runEvalSessions(argv: string[]): Promise<number> {
+  const p = parseArgs('eval sessions', argv, specs);
+  if (p.positionals.length) throw new UserError(`eval sessions: unexpected argument "${p.positionals[0]}"; run \`mindsemantix eval --help\`.`, 2);
+  const say = (m: string) => process.stderr.write(`${m}\n`);
+  const work = resolve(stringFlag(p, 'work')!);
+  const given = ((p.flags.session as string[] | undefined) ?? []).map((s) => resolve(s));
+  const seeds = (stringFlag(p, 'simulate') ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  if (seeds.some((s) => !/^\d+$/.test(s))) throw new UserError('eval sessions: --simulate takes a comma list of integer seeds such as 101,102,103.', 2);
+  const responsesDir = stringFlag(p, 'responses');
+  if (responsesDir && given.length !== 1) throw new UserError('eval sessions: --responses needs exactly one --session (where the references are).', 2);
+  if (!given.length && !seeds.length) throw new UserError('eval sessions: pass --session DIR (repeatable) or --simulate SEEDS.', 2);
+  const subject = stringFlag(p, 'subject')!;
+  const runs = numberFlag('eval sessions', p, 'runs', { integer: true, min: 1, max: 100 })!;
+  const trials = numberFlag('eval sessions', p, 'trials', { integer: true, min: 1, max: 1000 })!;
+  const resamples = numberFlag('eval sessions', p, 'resamples', { integer: true, min: 0, max: 100_000 })!;
+  for (const s of given) if (!existsSync(s)) throw new UserError(`eval sessions: session ${s} does not exist.`, 2);
+
+  const sessions: { name: string; dir: string }[] = given.map((dir) => ({ name: basename(dir), dir }));
+  for (const seed of seeds) {
+    const dir = join(work, `sub-${subject}_seed-${seed}_${runs}x${trials}`);
+    if (!existsSync(join(dir, 'dataset_description.json'))) {
+      say(`eval sessions: simulating sub-${subject}, seed ${seed}, ${runs} run(s) × ${trials} trials → ${dir}`);
+      const r = spawnSync(process.execPath, [bin, 'simulate', '--out', dir, '--subject', subject, '--seed', seed, '--runs', String(runs), '--trials', String(trials), '--split', 'test'], { stdio: ['ignore', 2, 2] });
+      if (r.status !== 0) throw new UserError(`eval sessions: simulating seed ${seed} failed (exit ${r.status}); see the messages above.`);
+    }
+    sessions.push({ name: `seed-${seed}`, dir });
+  }
+
+  let decoder: BrainDecoder;
+  try {
+    decoder = await BrainDecoder.load(stringFlag(p, 'models')!, { log: say });
+  } catch (e) {
+    if (e instanceof BundleError) throw new UserError(`eval sessions: ${e.message}`);
+    throw e;
+  }
+  const baseline = await RidgeRetrieval.load(decoder.bundle, decoder.sessions);
+  try {
+    const files: { name: string; runs: ResponseRunFile[]; refs: Map<string, string[]> }[] = [];
+    for (const s of sessions) {
+      let dir = responsesDir ? resolve(responsesDir) : join(work, 'responses', `${decoder.bundle.manifest.name}`, s.name);
+      if (!responsesDir && !existsSync(dir)) {
+        try {
+          await writeSessionResponses({ session: s.dir, manifest: decoder.bundle.manifest, bundlePath: decoder.bundle.path, out: dir, log: say });
+        } catch (e) {
+          if (e instanceof ResponsesInputError) throw new UserError(`eval sessions: ${s.name}: ${e.message}`);
+          throw e;
+        }
+      }
+      if (responsesDir && existsSync(join(dir, 'derivatives', 'mindsemantix-decoder'))) dir = join(dir, 'derivatives', 'mindsemantix-decoder');
+      files.push({ name: s.name, runs: findResponseRuns(dir), refs: referencesOf(s.dir) });
+    }
+    const all: EvalTrial[] = [];
+    const perSession: Record<string, Record<string, ConditionScores>> = {};
+    const refsOf = (id: string) => { for (const f of files) { const r = f.refs.get(id); if (r) return r; } return undefined; };
+    for (const f of files) {
+      const t0 = Date.now();
+      const decoded = await decodeResponseRuns(f.runs, decoder, baseline, {
+        sessionLabel: (r) => `${f.name}/${r.subject}/${r.session}`,
+        onProgress: (d, n) => { if (d === n || d % 64 === 0) say(`eval sessions: ${f.name}: decoded ${d}/${n} trials (${((Date.now() - t0) / 1000).toFixed(0)} s)`); },
+      });
+      all.push(...decoded);
+      perSession[f.name] = scoreConditions(decoded, (id) => f.refs.get(id), { resamples: Math.min(resamples, 200) });
+    }
+    const pooled = scoreConditions(all, refsOf, { resamples });
+    const summary = {
+      type: 'eval-sessions', bundle: decoder.bundle.manifest.name, sessions: sessions.map((s) => s.name),
+      trials: all.length, scenes: new Set(all.map((t) => t.stimulusId)).size, resamples,
+      pooled, per_session: perSession,
+    };
+    const out = stringFlag(p, 'out');
+    if (out) {
+      mkdirSync(resolve(out, '..'), { recursive: true });
+      writeFileSync(out, JSON.stringify({ ...summary, captions: all }, null, 1));
+    }
+    if (boolFlag(p, 'json')) process.stdout.write(JSON.stringify(summary) + '\n');
+    else {
+      const lines = [`bundle ${summary.bundle}: ${summary.trials} trials, ${summary.scenes} scenes, ${sessions.length} session(s); CIDEr-D ×100 [95 % interval over scenes]`];
+      lines.push(`${'condition'.padEnd(14)} ${'trials'.padStart(6)}  ${'model'.padEnd(20)} ridge baseline`);
+      for (const [k, c] of Object.entries(pooled)) lines.push(`${k.padEnd(14)} ${String(c.trials).padStart(6)}  ${fmt(c, 'model').padEnd(20)} ${fmt(c, 'baseline')}`);
+      for (const [name, conds] of Object.entries(perSession)) {
+        lines.push(`  ${name}: ${Object.entries(conds).map(([k, c]) => `${k} ${fmt(c, 'model')} vs ${fmt(c, 'baseline')}`).join('; ')}`);
+      }
+      process.stdout.write(lines.join('\n') + '\n');
+    }
+    return 0;
+  } finally {
+    await baseline?.release();
+    await decoder.release();
+  }
+}

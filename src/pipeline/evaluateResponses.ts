@@ -1,0 +1,160 @@
+// Caption quality from recorded response files, as live decoding would get it: every trial's single-trial response
+// and, from a stimulus's second presentation on, the mean of its presentations so far (RepeatMeans, the class live
+// serving uses, over the rows in recorded order), decoded by the same BrainDecoder and ridge baseline. Scores come with
+// bootstrap confidence intervals over scenes, because 20-scene results swing by a factor of two.
+import { RepeatMeans } from '../../streams/index.js';
+import type { TrialResponse } from '../core/types.js';
+import type { BrainDecoder } from '../inference/decoder.js';
+import type { RidgeRetrieval } from '../inference/baseline.js';
+import { ptbTokenize, scoreCaptions } from '../metrics/index.js';
+import type { ResponseRunFile } from './responseFiles.js';
+
+export interface EvalTrial {
+  key: string;
+  subject: string;
+  session: string;
+  run: string;
+  trial: number;
+  stimulusId: string;
+  presentation: number;
+  flags: string[];
+  caption: string;
+  baseline?: string;
+  /** From the second presentation on: decoded from the mean of the presentations so far. */
+  mean?: { of: number; caption: string; baseline?: string };
+}
+
+/** Decodes every recorded trial (and its repeat mean) in recorded order, `batch` trials per decoder call. */
+export async function decodeResponseRuns(runs: readonly ResponseRunFile[], decoder: BrainDecoder, baseline: RidgeRetrieval | null,
+  opts: { batch?: number; sessionLabel?: (r: ResponseRunFile) => string; onProgress?: (done: number, total: number) => void } = {}): Promise<EvalTrial[]> {
+  const repeats = new RepeatMeans();
+  type Item = { t: EvalTrial; vector: Float32Array; mean?: Float32Array; of?: number };
+  const items: Item[] = [];
+  for (const r of runs) {
+    const session = opts.sessionLabel?.(r) ?? r.session;
+    for (const [i, row] of r.rows.entries()) {
+      const vector = r.data.subarray(i * r.voxels, (i + 1) * r.voxels);
+      const p = repeats.add(session, { subject: r.subject, stimulusId: row.stimulusId, vector, flags: row.flags });
+      if (p.presentation !== row.presentation && opts.sessionLabel === undefined) {
+        throw new Error(`${r.tsv}: trial ${row.trial} is recorded as presentation ${row.presentation} but is presentation ${p.presentation} in recorded order; are runs of the session missing?`);
+      }
+      items.push({
+        t: { key: `${session}/${r.run}/${row.trial}`, subject: r.subject, session, run: r.run, trial: row.trial, stimulusId: row.stimulusId, presentation: p.presentation, flags: row.flags, caption: '' },
+        vector, mean: p.mean, of: p.meanOf,
+      });
+    }
+  }
+  const asResponse = (it: Item, v: Float32Array): TrialResponse => ({
+    run: it.t.run, subject: it.t.subject, trial: it.t.trial, stimulusId: it.t.stimulusId, vector: v, method: 'window-mean',
+    window: { start: 0, end: 0 }, volumes: [], flags: it.t.flags, readyAt: Date.now(),
+    event: { run: it.t.run, trial: it.t.trial, onset: 0, duration: 0, stimulusId: it.t.stimulusId },
+  });
+  const batch = Math.max(1, opts.batch ?? 8);
+  for (let s = 0; s < items.length; s += batch) {
+    const chunk = items.slice(s, s + batch);
+    const inputs: TrialResponse[] = [];
+    for (const it of chunk) {
+      inputs.push(asResponse(it, it.vector));
+      if (it.mean) inputs.push(asResponse(it, it.mean));
+    }
+    const caps = await decoder.decodeBatch(inputs, { reconstruct: false });
+    let k = 0;
+    for (const it of chunk) {
+      it.t.caption = caps[k++].text;
+      if (baseline?.has(it.t.subject)) it.t.baseline = (await baseline.predict(it.t.subject, it.vector)).caption;
+      if (it.mean) {
+        it.t.mean = { of: it.of!, caption: caps[k++].text };
+        if (baseline?.has(it.t.subject)) it.t.mean.baseline = (await baseline.predict(it.t.subject, it.mean)).caption;
+      }
+    }
+    opts.onProgress?.(Math.min(items.length, s + batch), items.length);
+  }
+  return items.map((it) => it.t);
+}
+
+export interface Interval { value: number; lo: number; hi: number }
+
+export interface ConditionScores {
+  /** Trials scored, and distinct scenes among them. */
+  trials: number;
+  scenes: number;
+  model: Record<string, Interval>;
+  baseline?: Record<string, Interval>;
+}
+
+const METRICS = ['CIDEr', 'BLEU4', 'BLEU1', 'ROUGE_L'] as const;
+
+/** Deterministic PRNG for the bootstrap (mulberry32). */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Corpus metrics with a percentile bootstrap over scenes (a resample draws scenes with replacement and keeps all their
+ * trials), so an interval reflects which images happened to be shown, the dominant source of spread.
+ */
+export function scoreWithIntervals(rows: readonly { scene: string; references: string[]; caption: string }[], opts: { resamples?: number; seed?: number; level?: number } = {}): Record<string, Interval> {
+  const tok = (s: string) => ptbTokenize(s);
+  const refsTok = rows.map((r) => r.references.map(tok));
+  const capTok = rows.map((r) => tok(r.caption));
+  const score = (idx: number[]): Record<string, number> => {
+    const refs: Record<string, string[]> = {};
+    const cands: Record<string, string> = {};
+    idx.forEach((i, k) => { refs[String(k)] = refsTok[i]; cands[String(k)] = capTok[i]; });
+    return { ...scoreCaptions(refs, cands, { tokenized: true }) };
+  };
+  const all = rows.map((_, i) => i);
+  const point = score(all);
+  const byScene = new Map<string, number[]>();
+  rows.forEach((r, i) => { const g = byScene.get(r.scene) ?? []; g.push(i); byScene.set(r.scene, g); });
+  const scenes = [...byScene.values()];
+  const B = opts.resamples ?? 500;
+  const rand = rng(opts.seed ?? 12345);
+  const draws: Record<string, number[]> = Object.fromEntries(METRICS.map((m) => [m, []]));
+  for (let b = 0; b < B && scenes.length > 1; b++) {
+    const idx: number[] = [];
+    for (let s = 0; s < scenes.length; s++) idx.push(...scenes[Math.floor(rand() * scenes.length)]);
+    const sc = score(idx);
+    for (const m of METRICS) draws[m].push(sc[m]);
+  }
+  const level = opts.level ?? 0.95;
+  const q = (xs: number[], p: number) => {
+    if (!xs.length) return NaN;
+    const s = [...xs].sort((a, b) => a - b);
+    const r = p * (s.length - 1);
+    const lo = Math.floor(r);
+    return s[lo] + (s[Math.ceil(r)] - s[lo]) * (r - lo);
+  };
+  return Object.fromEntries(METRICS.map((m) => [m, { value: point[m], lo: q(draws[m], (1 - level) / 2), hi: q(draws[m], 1 - (1 - level) / 2) }]));
+}
+
+/**
+ * The conditions a live session decodes: every single trial, and by presentation k the captions a viewer sees then
+ * (k = 1 single trials, k ≥ 2 the mean of the k presentations so far).
+ */
+export function scoreConditions(trials: readonly EvalTrial[], references: (stimulusId: string) => string[] | undefined, opts: { resamples?: number; seed?: number } = {}): Record<string, ConditionScores> {
+  const out: Record<string, ConditionScores> = {};
+  const cond = (name: string, sel: { t: EvalTrial; caption: string; baseline?: string }[]) => {
+    const rows = sel.map((x) => ({ x, refs: references(x.t.stimulusId) })).filter((r) => r.refs && r.refs.length);
+    if (!rows.length) return;
+    const model = scoreWithIntervals(rows.map((r) => ({ scene: r.x.t.stimulusId, references: r.refs!, caption: r.x.caption })), opts);
+    const c: ConditionScores = { trials: rows.length, scenes: new Set(rows.map((r) => r.x.t.stimulusId)).size, model };
+    if (rows.every((r) => r.x.baseline !== undefined)) {
+      c.baseline = scoreWithIntervals(rows.map((r) => ({ scene: r.x.t.stimulusId, references: r.refs!, caption: r.x.baseline! })), opts);
+    }
+    out[name] = c;
+  };
+  cond('single_trial', trials.map((t) => ({ t, caption: t.caption, baseline: t.baseline })));
+  const maxK = Math.max(0, ...trials.map((t) => t.presentation));
+  for (let k = 2; k <= maxK; k++) {
+    cond(`mean_of_${k}`, trials.filter((t) => t.presentation === k && t.mean).map((t) => ({ t, caption: t.mean!.caption, baseline: t.mean!.baseline })));
+  }
+  return out;
+}
