@@ -6,7 +6,7 @@ import { RepeatMeans } from '../../streams/index.js';
 import type { TrialResponse } from '../core/types.js';
 import type { BrainDecoder } from '../inference/decoder.js';
 import type { RidgeRetrieval } from '../inference/baseline.js';
-import { ptbTokenize, scoreCaptions } from '../metrics/index.js';
+import { ciderD, ciderImage, ptbTokenize, scoreCaptions } from '../metrics/index.js';
 import type { ResponseRunFile } from './responseFiles.js';
 
 export interface EvalTrial {
@@ -98,7 +98,9 @@ function rng(seed: number): () => number {
 
 /**
  * Corpus metrics with a percentile bootstrap over scenes (a resample draws scenes with replacement and keeps all their
- * trials), so an interval reflects which images happened to be shown, the dominant source of spread.
+ * trials), so an interval reflects which images happened to be shown, the dominant source of spread. CIDEr-D is the
+ * mean of per-image scores whose document frequencies come from the whole evaluated set; a resample averages those
+ * fixed per-image scores (recomputing document frequencies over a resample full of duplicates would bias it low).
  */
 export function scoreWithIntervals(rows: readonly { scene: string; references: string[]; caption: string }[], opts: { resamples?: number; seed?: number; level?: number } = {}): Record<string, Interval> {
   const tok = (s: string) => ptbTokenize(s);
@@ -112,6 +114,7 @@ export function scoreWithIntervals(rows: readonly { scene: string; references: s
   };
   const all = rows.map((_, i) => i);
   const point = score(all);
+  const ciderPer = ciderD(rows.map((_, i) => ciderImage(capTok[i], refsTok[i])));
   const byScene = new Map<string, number[]>();
   rows.forEach((r, i) => { const g = byScene.get(r.scene) ?? []; g.push(i); byScene.set(r.scene, g); });
   const scenes = [...byScene.values()];
@@ -122,6 +125,7 @@ export function scoreWithIntervals(rows: readonly { scene: string; references: s
     const idx: number[] = [];
     for (let s = 0; s < scenes.length; s++) idx.push(...scenes[Math.floor(rand() * scenes.length)]);
     const sc = score(idx);
+    sc.CIDEr = idx.reduce((a, i) => a + ciderPer[i], 0) / idx.length;
     for (const m of METRICS) draws[m].push(sc[m]);
   }
   const level = opts.level ?? 0.95;

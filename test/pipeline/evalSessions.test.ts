@@ -1,0 +1,81 @@
+// The evaluation of recorded response files gives the numbers live decoding gave: same captions, same scores, for
+// single trials and for the means of repeated stimuli. And its intervals are honest bootstrap intervals.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startServer } from '../../src/server/index.js';
+import { replaySession } from '../../src/replay/index.js';
+import { startPipeline, type DecodedTrial, type Pipeline } from '../../src/pipeline/pipeline.js';
+import { BrainDecoder } from '../../src/inference/decoder.js';
+import { RidgeRetrieval } from '../../src/inference/baseline.js';
+import { findResponseRuns } from '../../src/pipeline/responseFiles.js';
+import { DERIVATIVE } from '../../src/pipeline/recorder.js';
+import { decodeResponseRuns, scoreConditions, scoreWithIntervals } from '../../src/pipeline/evaluateResponses.js';
+import { byPresentation, corpusScores } from '../../src/pipeline/summary.js';
+import { tinyBundle } from '../inference/tinyBundle.js';
+import { writeSyntheticSession } from '../e2e/syntheticSession.js';
+
+test('decoding the recorded responses reproduces the live captions and scores exactly', async () => {
+  const work = mkdtempSync(join(tmpdir(), 'msx-evalrec-'));
+  const bundle = tinyBundle();
+  const decoder = await BrainDecoder.load(bundle);
+  const baseline = await RidgeRetrieval.load(decoder.bundle, decoder.sessions);
+  const record = join(work, 'record');
+  let pipeline!: Pipeline;
+  const srv = await startServer({ port: 0, log: () => {}, recordDir: record,
+    onHub: (hub) => { pipeline = startPipeline(hub, { decoder, baseline, recordDir: record, maxBatch: 1, lossless: true, liveMetrics: false, log: () => {} }); } });
+  const live: DecodedTrial[] = [];
+  try {
+    const s = await writeSyntheticSession(join(work, 'session'), join(bundle, 'masks', 'sub-sim01_roi-mask.nii.gz'), { trials: 12, motionFrom: 30 });
+    pipeline.decoded$.subscribe((d) => live.push(d));
+    const replay = await replaySession({ session: s.dir, url: srv.url, speed: 'max' });
+    await pipeline.whenDone(replay.runs);
+  } finally {
+    await pipeline.close();
+    await srv.close();
+  }
+  try {
+    const runs = findResponseRuns(join(record, 'derivatives', DERIVATIVE));
+    const offline = await decodeResponseRuns(runs, decoder, baseline, { batch: 1 });
+    assert.equal(offline.length, 12);
+    live.sort((a, b) => a.trial - b.trial);
+    for (const [i, t] of offline.entries()) {
+      assert.equal(t.caption, live[i].caption, `trial ${i}: single-trial caption`);
+      assert.equal(t.baseline, live[i].baseline, `trial ${i}: baseline caption`);
+      assert.equal(t.mean?.caption, live[i].mean?.caption, `trial ${i}: mean caption`);
+      assert.equal(t.presentation, live[i].presentation);
+    }
+    // presentations 2 and 3 of four stimuli, less any whose earlier showing had no data (a warm-up trial)
+    assert.equal(offline.filter((t) => t.mean).length, live.filter((d) => d.mean).length);
+    assert.ok(offline.filter((t) => t.mean).length >= 6);
+    const refs = new Map(live.map((d) => [d.stimulusId, d.references!]));
+    const scores = scoreConditions(offline, (id) => refs.get(id), { resamples: 50 });
+    const liveSingle = corpusScores(Object.fromEntries(live.map((d) => [`${d.trial}`, d.references!])), Object.fromEntries(live.map((d) => [`${d.trial}`, d.caption!])));
+    assert.equal(scores.single_trial.model.CIDEr.value, liveSingle.CIDEr);
+    const livePres = byPresentation(live.map((d) => ({ key: `${d.trial}`, presentation: d.presentation, references: d.references!, caption: d.caption!, baseline: d.baseline, mean: d.mean })));
+    assert.equal(Number(scores.mean_of_2.model.CIDEr.value.toFixed(4)), livePres.find((r) => r.presentation === 2)!.CIDEr);
+    assert.equal(Number(scores.mean_of_3.baseline!.CIDEr.value.toFixed(4)), livePres.find((r) => r.presentation === 3)!.baseline_CIDEr);
+  } finally {
+    await baseline?.release();
+    await decoder.release();
+    rmSync(work, { recursive: true, force: true });
+  }
+});
+
+test('bootstrap intervals over scenes bracket the corpus score and narrow with more scenes', () => {
+  const caps = ['a red car on a street', 'a dog on the grass', 'a bowl of fruit', 'a man on a bike', 'a boat on a lake', 'a cat on a sofa'];
+  const mk = (n: number) => Array.from({ length: n }, (_, i) => ({
+    scene: `s${i}`, references: [caps[i % caps.length], `${caps[i % caps.length]} today`],
+    caption: i % 3 === 0 ? caps[(i + 1) % caps.length] : caps[i % caps.length],
+  }));
+  const small = scoreWithIntervals(mk(12), { resamples: 300 });
+  const large = scoreWithIntervals(mk(120), { resamples: 300 });
+  for (const r of [small, large]) {
+    assert.ok(r.CIDEr.lo <= r.CIDEr.value && r.CIDEr.value <= r.CIDEr.hi, JSON.stringify(r.CIDEr));
+    assert.ok(r.BLEU4.lo <= r.BLEU4.hi);
+  }
+  assert.ok(large.CIDEr.hi - large.CIDEr.lo < small.CIDEr.hi - small.CIDEr.lo, 'more scenes, narrower interval');
+  assert.deepEqual(scoreWithIntervals(mk(12), { resamples: 300 }), small, 'seeded: the same interval every time');
+});
