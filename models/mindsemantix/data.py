@@ -100,6 +100,13 @@ def load_sim(root: Path, field_name: str = "responses", subjects: list[str] | No
                     corpus.meta.setdefault("tr", float(h.attrs[a]))
             if "estimator" in h.attrs:
                 corpus.meta.setdefault("estimator", str(h.attrs["estimator"]))
+            # Serving-chain data (sim.serving_dataset) flags trials whose window had no usable volume (a zero vector).
+            keep = None
+            if "flags" in h:
+                fl = [f.decode() if isinstance(f, bytes) else str(f) for f in h["flags"][()]]
+                keep = np.array(["no-data" not in f.split(",") for f in fl])
+        if keep is not None and not keep.all():
+            x, sids, sp = x[keep], [s for s, k in zip(sids, keep) if k], [s for s, k in zip(sp, keep) if k]
         stim = np.array([index[s] for s in sids], np.int64)
         is_test = np.array([s == "test" for s in sp])
         mask = fp.parent / f"sub-{sub}_roi-mask.nii.gz"

@@ -69,12 +69,17 @@ def choose_trials(split: str, total: int, rng: np.random.Generator) -> list[tupl
 
 
 def simulate_session(out: str, subject_id: str, seed: int, trials: int, runs: int, split: str = "test",
-                     grid: str = "default", log=print) -> dict:
+                     grid: str = "default", log=print, seq: list[tuple[int, int]] | None = None) -> dict:
+    """`seq` (scene index, repeat) per trial, in order, replaces the split's random choice (training sessions built
+    from a fixed experiment plan: mindsemantix.sim.serving_dataset)."""
     t0 = time.time()
     subj = get_subject(subject_id, grid)
     a = subj.anat
     sidx = subject_index(subject_id)
-    seq = choose_trials(split, trials * runs, stream(seed, "session-scenes", sidx))
+    if seq is None:
+        seq = choose_trials(split, trials * runs, stream(seed, "session-scenes", sidx))
+    elif len(seq) > trials * runs:
+        raise ValueError(f"seq has {len(seq)} trials but {runs} run(s) × {trials} trials hold {trials * runs}")
     uniq = sorted({s for s, _ in seq})
     images: dict[int, np.ndarray] = {}
     low, sem = scene_features(uniq, subj.world_seed, images)
