@@ -19,6 +19,9 @@ from .world import BG_NOUNS, BG_PHRASES, CATEGORIES, COLOUR_NAMES, COUNT_PHRASES
 _BG_LEAD = {"in", "on", "under", "by", "near", "at", "against", "inside", "front", "of", "a", "an", "the"}
 # Number words beyond the generator's, for captions from a language model ("one ball", "4 cups").
 _NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10}
+# Head nouns of the generator's background phrases, on their own ("a green field", "on the floor"): language-model
+# captions vary the adjective. "snowy field" still names snow, being the longer match.
+_BG_HEADS = {"field": "field", "lawn": "field", "floor": "room", "wall": "wall"}
 # English plurals the generator's "+s" rule misses.
 _EXTRA_PLURALS = {"bush": "bushes"}
 
@@ -54,6 +57,8 @@ def vocabulary() -> dict:
     for bg, phrases in BG_PHRASES.items():
         for ph in [*phrases, BG_NOUNS[bg]]:
             backgrounds[_core(ph)] = bg
+    for head, bg in _BG_HEADS.items():
+        backgrounds.setdefault(head, bg)
     by_len = lambda d: sorted(d, key=lambda k: (-len(k.split()), k))  # noqa: E731
     return {
         "nouns": [nouns[k] for k in by_len(nouns)],
