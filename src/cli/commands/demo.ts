@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Command } from '../command.js';
 import { UserError } from '../errors.js';
 import { boolFlag, numberFlag, parseArgs, stringFlag } from '../args.js';
@@ -186,7 +186,10 @@ export const command: Command = {
 function sessionComposition(session: string, scored: DecodedTrial[], decoder: BrainDecoder, say: (m: string) => void): CompositionSummary | undefined {
   try {
     const scenes = readSceneTable(session);
-    if (!scenes) return undefined;
+    if (!scenes) {
+      if (existsSync(join(session, 'stimuli.tsv'))) say('demo: no composition rates: the session\'s stimuli.tsv has no scene columns (simulated before they existed); simulate it again to get them.');
+      return undefined;
+    }
     const trials = scored.map((t) => ({ key: `${t.run}/${t.trial}`, stimulusId: t.stimulusId, caption: t.caption ?? '', baseline: t.baseline }));
     return compositionSummary(trials, scenes, readBaselineCaptions(decoder.bundle) ?? undefined);
   } catch (e) {
