@@ -1,5 +1,7 @@
 """Caption quality on the held-out test stimuli (mean of each stimulus's repeats, every subject):
 (a) ridge regression → MiniLM caption embedding → nearest training caption, and trained models (stage-2 weights).
+On simulator data every result also gets the compositional rates (`composition`: object, colour, count, background,
+exact, copied, novel_exact; docs/metrics.md).
 
   python -m mindsemantix.evaluate --run models/runs/default [--run models/runs/nossl ...] --out models/runs/eval.json
 """
