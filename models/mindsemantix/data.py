@@ -67,6 +67,9 @@ def _pil_loader(paths: list[Path]):
 
 # ---- (a) simulator ----------------------------------------------------------------------------------------------------
 
+SCENE_FACT_COLUMNS = ("object", "colour", "count", "background")   # stimuli.tsv columns the compositional metric scores
+
+
 def load_sim(root: Path, field_name: str = "responses", subjects: list[str] | None = None) -> Corpus:
     """DIR/stimuli.tsv + DIR/stimuli/<id>.png + DIR/derivatives/mindsemantix/sub-<id>/sub-<id>_responses.h5 (ARCHITECTURE.md)."""
     import h5py
@@ -74,15 +77,19 @@ def load_sim(root: Path, field_name: str = "responses", subjects: list[str] | No
     tsv = root / "stimuli.tsv"
     if not tsv.exists():
         raise FileNotFoundError(f"{tsv} is missing; write the training data with `python -m mindsemantix.sim.dataset --out {root}`.")
-    ids, caps, split = [], [], []
+    ids, caps, split, facts = [], [], [], {}
     with open(tsv, newline="") as f:
         for row in csv.DictReader(f, delimiter="\t"):
             ids.append(row["stimulus_id"])
             caps.append([str(c) for c in json.loads(row["captions"])])
             split.append(row["split"].strip())
+            if all(row.get(k) for k in SCENE_FACT_COLUMNS):   # written by the simulator since the compositional metric
+                facts[row["stimulus_id"]] = {k: int(row[k]) if k == "count" else row[k] for k in SCENE_FACT_COLUMNS}
     index = {s: i for i, s in enumerate(ids)}
-    corpus = Corpus(ids, caps, split, image=_pil_loader([root / "stimuli" / f"{s}.png" for s in ids]),
-                    meta={"source": "sim", "root": str(root), "field": field_name})
+    meta = {"source": "sim", "root": str(root), "field": field_name}
+    if facts:
+        meta["scene_facts"] = facts   # {stimulus id: {object, colour, count, background}}
+    corpus = Corpus(ids, caps, split, image=_pil_loader([root / "stimuli" / f"{s}.png" for s in ids]), meta=meta)
     deriv = root / "derivatives" / "mindsemantix"
     files = sorted(deriv.glob("sub-*/sub-*_responses.h5"))
     if not files:

@@ -1,5 +1,7 @@
 """Caption quality on the held-out test stimuli (mean of each stimulus's repeats, every subject):
 (a) ridge regression → MiniLM caption embedding → nearest training caption, and trained models (stage-2 weights).
+On simulator data every result also gets the compositional rates (`composition`: object, colour, count, background,
+exact, copied, novel_exact; docs/metrics.md).
 
   python -m mindsemantix.evaluate --run models/runs/default [--run models/runs/nossl ...] --out models/runs/eval.json
 """
@@ -147,6 +149,27 @@ def ridge_captions(corpus, baselines, bank_caps, bank_emb) -> dict:
     return out
 
 
+class CompositionScorer:
+    """The compositional rates (docs/metrics.md) of a candidate set on this corpus's test stimuli; adds nothing where
+    the corpus does not know its scenes (NSD)."""
+
+    def __init__(self, corpus):
+        from . import composition as C
+        self._rates = C.rates
+        self.facts = C.corpus_facts(corpus) or {}
+        self.train = C.training_captions(corpus)
+        self.stim = {f"{s}:{corpus.stimuli[i]}": corpus.stimuli[i] for s, d in corpus.subjects.items() for i in d.test_stim}
+        self.split = dict(zip(corpus.stimuli, corpus.split))
+
+    def __call__(self, scores: dict, cands: dict) -> dict:
+        keys = [k for k in cands if self.stim.get(k) in self.facts]
+        if not keys:
+            return scores
+        rates = self._rates({k: cands[k] for k in keys}, {k: self.facts[self.stim[k]] for k in keys},
+                            novel={k: self.split[self.stim[k]] == "test" for k in keys}, training_captions=self.train)
+        return {**scores, "composition": rates}
+
+
 def references(corpus) -> dict:
     return {f"{s}:{corpus.stimuli[i]}": corpus.captions[i] for s, d in corpus.subjects.items() for i in d.test_stim}
 
@@ -182,19 +205,20 @@ def main(argv=None):
     tcfg = targets_config(cfg)
     targets = build_targets(corpus, tok, gen["eos_token_ids"][0], tcfg, Path(cfg["train"].get("cache_dir") or Path(a.run[0]) / "cache"))
     refs = references(corpus)
+    with_composition = CompositionScorer(corpus)  # object, colour, count, background, exact, copied, novel_exact
     results, samples = {}, {}
     bank_caps, bank_emb = train_caption_bank(corpus, targets["cap_emb"])
     rc = ridge_captions(corpus, fit_baselines(corpus, targets["cap_emb"]), bank_caps, bank_emb)
-    results["ridge-retrieval"] = score(refs, rc)
+    results["ridge-retrieval"] = with_composition(score(refs, rc), rc)
     samples["ridge-retrieval"] = dict(list(rc.items())[:8])
     log(f"ridge-retrieval: {results['ridge-retrieval']}")
     if a.ridge_pca:
         rp = ridge_captions(corpus, fit_baselines(corpus, targets["cap_emb"], pca=a.ridge_pca), bank_caps, bank_emb)
-        results[f"ridge-retrieval-pca{a.ridge_pca}"] = score(refs, rp)
+        results[f"ridge-retrieval-pca{a.ridge_pca}"] = with_composition(score(refs, rp), rp)
         log(f"ridge-retrieval-pca{a.ridge_pca}: {results[f'ridge-retrieval-pca{a.ridge_pca}']}")
     if a.ridge_rank:
         rc2 = ridge_captions(corpus, fit_baselines(corpus, targets["cap_emb"], rank=a.ridge_rank), bank_caps, bank_emb)
-        results[f"ridge-retrieval-rank{a.ridge_rank}"] = score(refs, rc2)
+        results[f"ridge-retrieval-rank{a.ridge_rank}"] = with_composition(score(refs, rc2), rc2)
     subs = [x for x in a.lm_subjects.split(",") if x]
     for i, run in enumerate(a.run):
         name = a.name[i] if i < len(a.name) else Path(run).name
@@ -203,16 +227,16 @@ def main(argv=None):
             ck = Path(run) / "stage1.pt"
         model, blob = load_weights(ck)
         ec = embedding_captions(model, corpus, bank_caps, bank_emb)
-        results[f"{name} (caption_embedding → nearest train caption)"] = score(refs, ec)
+        results[f"{name} (caption_embedding → nearest train caption)"] = with_composition(score(refs, ec), ec)
         log(f"{name} retrieval: {results[f'{name} (caption_embedding → nearest train caption)']}")
         if a.no_lm or blob["stage"] != "stage2":
             continue
         caps = model_captions(model, corpus, lm, tok, gen, subjects=subs, limit=a.lm_limit)
         sub_refs = {k: refs[k] for k in caps}
-        results[f"{name} (LM captions)"] = score(sub_refs, caps)
+        results[f"{name} (LM captions)"] = with_composition(score(sub_refs, caps), caps)
         # the baselines on exactly the same subset, for a like-for-like comparison
-        results[f"ridge-retrieval on the LM subset ({len(caps)})"] = score(sub_refs, {k: rc[k] for k in caps})
-        results[f"{name} retrieval on the LM subset ({len(caps)})"] = score(sub_refs, {k: ec[k] for k in caps})
+        results[f"ridge-retrieval on the LM subset ({len(caps)})"] = with_composition(score(sub_refs, {k: rc[k] for k in caps}), {k: rc[k] for k in caps})
+        results[f"{name} retrieval on the LM subset ({len(caps)})"] = with_composition(score(sub_refs, {k: ec[k] for k in caps}), {k: ec[k] for k in caps})
         samples[name] = dict(list(caps.items())[:8])
         log(f"{name}: {results[f'{name} (LM captions)']}")
         Path(a.out).write_text(json.dumps({"partial": True, "results": results, "samples": samples}, indent=2))

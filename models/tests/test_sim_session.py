@@ -45,7 +45,8 @@ def test_layout_and_formats(sessions):
         assert os.path.exists(os.path.join(d, r["stim_file"])) and r["stim_file"] == f"stimuli/{r['stimulus_id']}.png"
         assert float(r["duration"]) == 3.0
     stim = open(os.path.join(d, "stimuli.tsv"), encoding="utf-8").read().splitlines()
-    assert stim[0] == "stimulus_id\tsplit\tcaptions" and all(ln.split("\t")[1] == "test" for ln in stim[1:])
+    assert stim[0] == "stimulus_id\tsplit\tcaptions\tobject\tcolour\tcount\tbackground\tobjects\trelation"
+    assert all(ln.split("\t")[1] == "test" for ln in stim[1:])
     mask = nib.load(os.path.join(d, DER + "roi-mask.nii.gz"))
     assert mask.get_data_dtype() == np.uint8 and mask.shape == (64, 64, 40)
     nvox = int((np.asarray(mask.dataobj) > 0).sum())

@@ -8,6 +8,20 @@ import { readNpy } from './npy.js';
 import { loadTokenizer } from './tokenizer.js';
 import type { SessionFactory } from './sessions.js';
 
+/**
+ * The bundle's baseline captions (`baseline_captions.json` unless the manifest's baseline.captions names another file):
+ * the distinct training captions the ridge retrieves from. Null when the bundle has none.
+ */
+export function readBaselineCaptions(bundle: Bundle): string[] | null {
+  const m = bundle.manifest;
+  const spec = (typeof m.baseline === 'object' && m.baseline !== null ? m.baseline : {}) as { captions?: unknown };
+  const capFile = typeof spec.captions === 'string' ? spec.captions : 'baseline_captions.json';
+  if (!bundle.has(capFile)) return null;
+  const captions = JSON.parse(readFileSync(bundle.path(capFile), 'utf8')) as string[];
+  if (!Array.isArray(captions) || !captions.every((c) => typeof c === 'string')) throw new Error(`${capFile} must be a JSON array of caption strings`);
+  return captions;
+}
+
 export class RidgeRetrieval {
   private constructor(
     private readonly sessions: Map<string, ort.InferenceSession>,
@@ -22,10 +36,9 @@ export class RidgeRetrieval {
     const m = bundle.manifest;
     const subjects = Object.entries(m.subjects).filter(([, s]) => s.baseline && bundle.has(s.baseline));
     const spec = (typeof m.baseline === 'object' && m.baseline !== null ? m.baseline : {}) as { captions?: unknown; embeddings?: unknown };
-    const capFile = typeof spec.captions === 'string' ? spec.captions : 'baseline_captions.json';
-    if (!subjects.length || !bundle.has(capFile)) return null;
-    const captions = JSON.parse(readFileSync(bundle.path(capFile), 'utf8')) as string[];
-    if (!Array.isArray(captions) || !captions.every((c) => typeof c === 'string')) throw new Error(`${capFile} must be a JSON array of caption strings`);
+    if (!subjects.length) return null;
+    const captions = readBaselineCaptions(bundle);
+    if (!captions) return null;
     const E = m.dims.E;
     const embFile = typeof spec.embeddings === 'string' ? spec.embeddings : 'baseline_embeddings.npy';
     let emb: Float32Array;

@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 from PIL import Image
 
-from .world import WORLD_SEED, image_array, scene, scene_id, split_of
+from .world import WORLD_SEED, image_array, scene, scene_id, scene_index, split_of
 
 DERIV = os.path.join("derivatives", "mindsemantix")
 
@@ -33,23 +33,40 @@ def write_stimuli(out: str, indices, images: dict | None = None, world_seed: int
         os.replace(tmp, path)
 
 
+STIMULI_COLUMNS = ["stimulus_id", "split", "captions", "object", "colour", "count", "background", "objects", "relation"]
+
+
+def scene_columns(index: int, world_seed: int = WORLD_SEED) -> dict[str, str]:
+    """The scene's facts for stimuli.tsv: the main object's category, colour and count, the background (what the
+    compositional metric scores), every object group as JSON (main first) and the main group's relation to the other."""
+    s = scene(index, world_seed)
+    groups = [g for g in (s.primary, s.secondary) if g is not None]
+    objects = [{"category": g.category, "colour": g.colour, "size": g.size, "count": g.count} for g in groups]
+    return {"object": s.primary.category, "colour": s.primary.colour, "count": str(s.primary.count),
+            "background": s.background, "objects": json.dumps(objects), "relation": s.relation or "n/a"}
+
+
 def write_stimuli_tsv(out: str, indices, world_seed: int = WORLD_SEED) -> None:
-    """stimuli.tsv: merged with any existing rows so that repeated runs into the same folder accumulate."""
+    """stimuli.tsv: merged with any existing rows so that repeated runs into the same folder accumulate (rows from
+    before the scene columns existed get them from the world, which their stimulus id fixes)."""
     path = os.path.join(out, "stimuli.tsv")
-    rows: dict[str, tuple[str, str]] = {}
+    rows: dict[str, dict[str, str]] = {}
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
-            next(f, None)
+            head = next(f, "").rstrip("\n").split("\t")
             for line in f:
-                sid, split, caps = line.rstrip("\n").split("\t")
-                rows[sid] = (split, caps)
+                row = dict(zip(head, line.rstrip("\n").split("\t")))
+                rows[row["stimulus_id"]] = row
     for i in indices:
-        rows[scene_id(i)] = (split_of(i), json.dumps(list(scene(i, world_seed).captions)))
+        rows[scene_id(i)] = {"stimulus_id": scene_id(i), "split": split_of(i), "captions": json.dumps(list(scene(i, world_seed).captions))}
+    for sid, row in rows.items():
+        if any(c not in row for c in STIMULI_COLUMNS):
+            row.update(scene_columns(scene_index(sid), world_seed))
     os.makedirs(out, exist_ok=True)
     with open(path + ".tmp", "w", encoding="utf-8") as f:  # plain TSV: JSON arrays contain no tabs or newlines
-        f.write("stimulus_id\tsplit\tcaptions\n")
+        f.write("\t".join(STIMULI_COLUMNS) + "\n")
         for k in sorted(rows):
-            f.write(f"{k}\t{rows[k][0]}\t{rows[k][1]}\n")
+            f.write("\t".join(rows[k][c] for c in STIMULI_COLUMNS) + "\n")
     os.replace(path + ".tmp", path)
 
 

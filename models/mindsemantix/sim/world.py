@@ -53,6 +53,8 @@ BG_PHRASES = {
 BG_NOUNS = {"field": "A grassy field", "beach": "A sandy beach", "snow": "A snowy field", "street": "A city street",
             "room": "A room", "night": "The night sky", "lake": "A lake", "wall": "A plain wall"}
 HELD_OUT_PER_CATEGORY = 2
+# How captions say a group's count (one object takes "a"/"an"); repeated entries weight the draw.
+COUNT_PHRASES = {2: ["two", "two", "a pair of", "a couple of"], 3: ["three", "three", "several", "a group of", "a few"]}
 
 
 @dataclass(frozen=True)
@@ -189,9 +191,8 @@ def _np(rng, g: Group, detail: int) -> str:
     words = " ".join(adj + [noun if g.count == 1 else _plural(noun)])
     if g.count == 1:
         return ("an " if words[0] in "aeiou" else "a ") + words
-    if g.count == 2:
-        return ["two ", "two ", "a pair of ", "a couple of "][rng.integers(4)] + words
-    return ["three ", "three ", "several ", "a group of ", "a few "][rng.integers(5)] + words
+    phrases = COUNT_PHRASES[g.count]
+    return phrases[rng.integers(len(phrases))] + " " + words
 
 
 REL_WORDS = {"left of": ["to the left of", "on the left of", "left of"], "right of": ["to the right of", "on the right of", "right of"],

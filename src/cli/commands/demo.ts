@@ -1,16 +1,18 @@
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Command } from '../command.js';
 import { UserError } from '../errors.js';
 import { boolFlag, numberFlag, parseArgs, stringFlag } from '../args.js';
 import { findBidsRuns } from '../../replay/index.js';
 import { BrainDecoder, LM_PRECISIONS, type LmPrecision } from '../../inference/decoder.js';
 import { BundleError } from '../../inference/bundle.js';
-import { RidgeRetrieval } from '../../inference/baseline.js';
+import { readBaselineCaptions, RidgeRetrieval } from '../../inference/baseline.js';
 import { DEVICES, type Device } from '../../inference/sessions.js';
 import type { DecodedTrial } from '../../pipeline/pipeline.js';
 import { runSessionThroughServe, type SessionRun } from '../../pipeline/session.js';
 import { byPresentation, percentile, summaryScores, type PresentationScores } from '../../pipeline/summary.js';
+import { compositionSummary, type CompositionSummary } from '../../pipeline/compositionSummary.js';
+import { readSceneTable } from '../../pipeline/sceneTable.js';
 
 const help = `mindsemantix demo [--session DIR] [--models DIR] [--speed N|max] [--port P] [--once] [--json]
 
@@ -40,6 +42,8 @@ export interface DemoSummary {
   volumes: { received: number; processed: number; lost: number };
   realtime_factor: number;
   by_presentation: PresentationScores[];
+  /** Simulated sessions only (stimuli.tsv has the scene facts): compositional rates, docs/metrics.md. */
+  composition?: CompositionSummary;
 }
 
 const round = (x: number, d = 1) => Number(x.toFixed(d));
@@ -143,6 +147,7 @@ export const command: Command = {
       scored.length ? summaryScores(refs, Object.fromEntries(scored.map((t) => [`${t.run}/${t.trial}`, t.caption ?? ''])), sopts) : {},
       baseline && scored.length ? summaryScores(refs, Object.fromEntries(scored.map((t) => [`${t.run}/${t.trial}`, t.baseline ?? ''])), sopts) : undefined,
     ]);
+    const composition = sessionComposition(session, scored, decoder, say);
     const summary: DemoSummary = {
       type: 'summary', trials: st.trialsSeen, decoded: st.trialsDecoded,
       metrics: roundAll(metrics),
@@ -157,6 +162,7 @@ export const command: Command = {
         key: `${t.run}/${t.trial}`, presentation: t.presentation, references: t.references!, caption: t.caption ?? '', baseline: t.baseline,
         mean: t.mean ? { caption: t.mean.caption, baseline: t.mean.baseline } : undefined,
       }))),
+      ...(composition ? { composition } : {}),
     };
     if (json) process.stdout.write(JSON.stringify(summary) + '\n');
     else {
@@ -164,7 +170,9 @@ export const command: Command = {
       process.stdout.write(`\nSummary: ${summary.decoded}/${summary.trials} trials decoded; BLEU-4 ${fmt(m.BLEU4)}, CIDEr ${fmt(m.CIDEr)}, ROUGE-L ${fmt(m.ROUGE_L)}`
         + (summary.baseline ? ` (ridge baseline BLEU-4 ${fmt(summary.baseline.BLEU4 as number)}, CIDEr ${fmt(summary.baseline.CIDEr as number)})` : '')
         + `\n         decode p50 ${summary.latency_ms.decode_p50} ms, p99 ${summary.latency_ms.decode_p99} ms; volume p50 ${summary.latency_ms.volume_p50} ms;`
-        + ` ${summary.volumes.received} volumes (${summary.volumes.lost} lost); ${summary.realtime_factor}× real time\n`);
+        + ` ${summary.volumes.received} volumes (${summary.volumes.lost} lost); ${summary.realtime_factor}× real time\n`
+        + (composition ? `         composition over ${composition.trials} trials: ${fmtComposition(composition.model)}`
+          + (composition.baseline ? `\n         ridge baseline:           ${fmtComposition(composition.baseline)}` : '') + '\n' : ''));
     }
     if (!once && !ac.signal.aborted) {
       say(`demo: replay finished; still serving the dashboard at ${dashUrl} — press Ctrl-C to stop.`);
@@ -181,6 +189,28 @@ export const command: Command = {
     }
   },
 };
+
+/** The summary's composition block when the session's stimuli.tsv has scene facts; a bad stimuli.tsv is one log line. */
+function sessionComposition(session: string, scored: DecodedTrial[], decoder: BrainDecoder, say: (m: string) => void): CompositionSummary | undefined {
+  try {
+    const scenes = readSceneTable(session);
+    if (!scenes) {
+      if (existsSync(join(session, 'stimuli.tsv'))) say('demo: no composition rates: the session\'s stimuli.tsv has no scene columns (simulated before they existed); simulate it again to get them.');
+      return undefined;
+    }
+    const trials = scored.map((t) => ({ key: `${t.run}/${t.trial}`, stimulusId: t.stimulusId, caption: t.caption ?? '', baseline: t.baseline }));
+    return compositionSummary(trials, scenes, readBaselineCaptions(decoder.bundle) ?? undefined);
+  } catch (e) {
+    say(`demo: composition left out of the summary: ${(e as Error).message}`);
+    return undefined;
+  }
+}
+
+function fmtComposition(r: CompositionSummary['model']): string {
+  const pct = (x: number | null | undefined) => (x === undefined || x === null ? '–' : `${Math.round(100 * x)}%`);
+  return `object ${pct(r.object)}, colour ${pct(r.colour)}, count ${pct(r.count)}, background ${pct(r.background)}, exact ${pct(r.exact)}`
+    + (r.novel_trials ? ` (novel ${pct(r.novel_exact)} of ${r.novel_trials})` : '') + (r.copied !== undefined ? `, copied ${pct(r.copied)}` : '');
+}
 
 function roundAll(m: Record<string, number>): Record<string, number> {
   return Object.fromEntries(Object.entries(m).map(([k, v]) => [k, Number(v.toFixed(4))]));
