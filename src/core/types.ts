@@ -20,6 +20,8 @@ export interface RunInfo {
   dims: [number, number, number];
   voxelSize: [number, number, number]; // mm
   affine: Affine;
+  /** What sent the run, from the sender's hello ('bridge', 'replay'…), when ingest knows it. */
+  source?: string;
 }
 
 /** One fMRI volume as it flows through the pipeline; `data` is x-fastest (NIfTI order), length = dims product. */

@@ -1,6 +1,7 @@
 // Decoding runs off the per-volume path: trials enter a bounded FIFO and are decoded one at a time. When trials
 // arrive faster than they decode they wait (nothing is dropped) and a lag alarm is raised, cleared once caught up.
 // Only when the bound itself is exceeded is the oldest waiting trial given up — loudly, as an alarm and a record.
+// Trials pushed as lossless (a replay's) are never given up below a far larger hard bound: the oldest live trial goes.
 import { Subject, type Observable } from 'rxjs';
 import type { TrialResponse } from '../core/types.js';
 
@@ -26,6 +27,8 @@ export interface DecodeResult<R> {
 export interface DecodeQueueOptions<R = unknown> {
   /** Waiting trials kept at most (default 256). */
   capacity?: number;
+  /** Waiting trials kept at most when they are lossless (default 20 000, ~400 MB of 5000-voxel responses). */
+  losslessCapacity?: number;
   /** Raise a lag alarm when a trial waits longer than this (ms, default 0: any wait behind another trial). */
   lagAlarmMs?: number;
   /** When several trials wait, decode up to this many together with `batchWork` (default 1: one at a time). */
@@ -34,7 +37,7 @@ export interface DecodeQueueOptions<R = unknown> {
 }
 
 export class DecodeQueue<R> {
-  private readonly waiting: { trial: TrialResponse; enqueued: number }[] = [];
+  private readonly waiting: { trial: TrialResponse; enqueued: number; lossless: boolean }[] = [];
   private busy = false;
   private lagging = false;
   private idleWaiters: (() => void)[] = [];
@@ -51,15 +54,20 @@ export class DecodeQueue<R> {
     return this.waiting.length;
   }
 
-  push(trial: TrialResponse): void {
-    const capacity = this.opts.capacity ?? 256;
-    if (this.waiting.length >= capacity) {
-      const dropped = this.waiting.shift()!;
-      const msg = `decode queue full (${capacity} trials waiting): trial ${dropped.trial.trial} of ${dropped.trial.run} was not decoded; the decoder cannot keep up — use a faster --device or fewer max tokens.`;
+  /** Queues a trial; `lossless` trials (replays, demos) are decoded however long the backlog grows. */
+  push(trial: TrialResponse, opts: { lossless?: boolean } = {}): void {
+    const lossless = opts.lossless === true;
+    // Live trials are bounded by `capacity` among themselves; everything by the far larger lossless bound.
+    const live = lossless ? -1 : this.waiting.filter((w) => !w.lossless).length;
+    const dropAt = live >= (this.opts.capacity ?? 256) ? this.waiting.findIndex((w) => !w.lossless)
+      : this.waiting.length >= (this.opts.losslessCapacity ?? 20_000) ? 0 : -1;
+    if (dropAt >= 0) {
+      const dropped = this.waiting.splice(dropAt, 1)[0];
+      const msg = `decode queue full (${this.waiting.length + 1} trials waiting): trial ${dropped.trial.trial} of ${dropped.trial.run} was not decoded; the decoder cannot keep up — use a faster --device or fewer max tokens.`;
       this.alarm('error', 'decode-queue-overflow', msg, dropped.trial);
       this.results.next({ trial: dropped.trial, error: 'dropped: decode queue full', waitedMs: Date.now() - dropped.enqueued, decodeMs: 0 });
     }
-    this.waiting.push({ trial, enqueued: Date.now() });
+    this.waiting.push({ trial, enqueued: Date.now(), lossless });
     this.maxBacklog = Math.max(this.maxBacklog, this.waiting.length - (this.busy ? 0 : 1));
     if (this.busy && !this.lagging && (this.opts.lagAlarmMs ?? 0) === 0) this.raiseLag(trial);
     void this.pump();

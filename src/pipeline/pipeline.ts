@@ -36,7 +36,7 @@ export interface PipelineOptions {
    * Decode every trial, however long the backlog (replays and demos: a fast replay must not lose a decode). Live
    * sessions shed the oldest waiting trial past 256, with an alarm, so captions stay near the scanner.
    */
-  lossless?: boolean;
+  lossless?: boolean | ((run: RunInfo) => boolean);
   /** Volumes expected per run (progress bar), when the caller knows. */
   expectedVolumes?: (run: RunInfo) => number | undefined;
   log?: (level: 'info' | 'warn' | 'error', message: string) => void;
@@ -215,7 +215,8 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
   };
   // A backlog (a burst of trials, a fast replay) is decoded in batches: one LM pass serves several trials.
   const queue = new DecodeQueue<DecodedTrial>(async (t) => (await decodeAll([t]))[0],
-    { batchWork: decodeAll, maxBatch: opts.maxBatch ?? 8, capacity: opts.lossless ? LOSSLESS_CAPACITY : undefined });
+    { batchWork: decodeAll, maxBatch: opts.maxBatch ?? 8, losslessCapacity: LOSSLESS_CAPACITY });
+  const losslessRun = (info: RunInfo): boolean => (typeof opts.lossless === 'function' ? opts.lossless(info) : opts.lossless === true);
   subs.push(queue.alarms$.subscribe((a) => alert({ level: a.level, code: a.code, message: a.message, run: a.run, trial: a.trial })));
   subs.push(queue.results$.subscribe((r) => {
     const key = `${r.trial.run}/${r.trial.trial}`;
@@ -271,6 +272,7 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
     const ends$ = hub.runEnds$.pipe(filter((e) => e.run === info.run));
     const out = pre.attach(byRun(hub.volumes$), byRun(hub.events$), ends$);
     const st: RunState = { info, pre, subs: [] };
+    const lossless = losslessRun(info);
     st.subs.push(out.volumes$.subscribe((p) => onProcessed(p)));
     st.subs.push(out.trials$.subscribe((t) => {
       stats.trialsSeen++;
@@ -278,7 +280,7 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
       const p = repeats.add(info.session, t);
       responses.next({ session: info.session, response: t, presentation: p.presentation, mean: p.mean, meanOf: p.meanOf });
       const q: QueuedTrial = { ...t, session: info.session, presentation: p.presentation, mean: p.mean, meanOf: p.meanOf };
-      queue.push(q);
+      queue.push(q, { lossless: lossless });
     }));
     st.subs.push(out.alarms$.subscribe((a) => alert({ level: 'warn', code: a.kind, message: a.message, run: a.run })));
     st.subs.push(out.connect());

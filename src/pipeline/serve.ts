@@ -108,6 +108,8 @@ export function createServePipeline(opts: ServePipelineOptions = {}): ServePipel
       }
       pipeline = startPipeline(buffered.hub, {
         decoder, baseline, dashboard, recordDir: opts.recordDir ?? record, decode: opts.decode,
+        // A replay (`mindsemantix replay`) is decoded whole however far decoding falls behind; a scanner sheds load.
+        lossless: (info) => info.source === 'replay',
         log: (level, m) => log(`pipeline ${level}: ${m}`),
       });
       buffered.release();

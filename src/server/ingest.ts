@@ -12,6 +12,8 @@ import type { CheckedVolume } from './volumeDecode.js';
 /** Where replies go: the connection that sent the message. */
 export interface Peer {
   readonly name: string;
+  /** The client name its hello gave ('bridge', 'replay', …): a replay's runs are decoded without shedding load. */
+  readonly client?: string;
   send(msg: ServerMessage): void;
   isOpen(): boolean;
 }
@@ -84,7 +86,7 @@ export class Ingest {
 
   runStart(m: RunStartMessage, from: Peer): void {
     const key = `${m.session}/${m.run}`;
-    const info: RunInfo = { session: m.session, run: m.run, subject: m.subject, task: m.task, tr: m.tr, dims: m.dims, voxelSize: m.voxelSize, affine: m.affine };
+    const info: RunInfo = { session: m.session, run: m.run, subject: m.subject, task: m.task, tr: m.tr, dims: m.dims, voxelSize: m.voxelSize, affine: m.affine, ...(from.client ? { source: from.client } : {}) };
     const existing = this.runs.get(key);
     if (existing) {
       const a = existing.info;

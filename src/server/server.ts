@@ -88,7 +88,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
     let authed = false;
     let client = '?';
     const rate = new RateLimiter(limits.maxMessagesPerSecond);
-    const peer: Peer = { name, send: (m) => send(ws, m), isOpen: () => ws.readyState === ws.OPEN };
+    const peer: Peer = { name, get client() { return client === '?' ? undefined : client; }, send: (m) => send(ws, m), isOpen: () => ws.readyState === ws.OPEN };
     const helloTimer = setTimeout(() => fatal('hello-timeout', `no hello within ${limits.helloTimeoutMs} ms; a client must send hello first.`), limits.helloTimeoutMs);
     helloTimer.unref();
 

@@ -67,3 +67,22 @@ test('with batch work, a backlog is decoded in batches and every trial still get
   assert.deepEqual(batches, [[1, 2, 3], [4, 5, 6]]);
   assert.deepEqual(results.slice(1).map((r) => r.result), ['b1', 'b2', 'b3', 'b4', 'b5', 'b6']);
 });
+
+test('lossless trials (a replay) wait past the live bound; live trials among them are shed oldest first; a hard bound holds', async () => {
+  const q = new DecodeQueue<number>(async (tr) => { await sleep(5); return tr.trial; }, { capacity: 2, losslessCapacity: 8 });
+  const results: DecodeResult<number>[] = [];
+  q.results$.subscribe((r) => results.push(r));
+  for (let i = 0; i < 6; i++) q.push(t(i), { lossless: true });
+  for (let i = 10; i < 14; i++) q.push(t(i));
+  await q.idle();
+  const shed = results.filter((r) => r.error).map((r) => r.trial.trial);
+  assert.deepEqual(shed, [10, 11], 'only live trials are shed, the oldest first, once 2 live ones wait');
+  assert.ok([0, 1, 2, 3, 4, 5].every((n) => results.some((r) => r.trial.trial === n && !r.error)), 'every lossless trial decoded');
+
+  const hard = new DecodeQueue<number>(async (tr) => { await sleep(5); return tr.trial; }, { capacity: 2, losslessCapacity: 4 });
+  const out: DecodeResult<number>[] = [];
+  hard.results$.subscribe((r) => out.push(r));
+  for (let i = 0; i < 8; i++) hard.push(t(i), { lossless: true });
+  await hard.idle();
+  assert.ok(out.filter((r) => r.error).length > 0, 'past the hard bound even lossless trials are shed, loudly');
+});
