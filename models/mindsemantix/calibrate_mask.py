@@ -3,8 +3,8 @@
 1. `brain_mask`: an automatic brain mask from the mean EPI intensity of the calibration runs (voxels brighter than a
    fraction of the robust maximum; the scanner background is dark).
 2. `select_voxels`: inside it, the voxels whose responses carry the stimulus most reliably:
-   - with repeats (≥ MIN_REPEATED stimuli shown at least twice): split-half reliability — per voxel, the correlation
-     across stimuli between one presentation and the mean of the others (noise is not shared between presentations);
+   - with repeats (≥ MIN_REPEATED stimuli shown at least twice): repeat reliability — per voxel, the one-way ANOVA F of
+     the responses over the repeated stimuli (between-stimulus over between-presentation variance);
    - without: split-half predictability — a ridge from the caption embeddings to every voxel, fitted on half the
      stimuli and correlated with the responses of the other half (both ways, averaged).
 The responses under the brain mask come from the serving chain; the chosen voxels' columns are exactly what that
@@ -22,7 +22,7 @@ import numpy as np
 
 from .util import log
 
-MIN_REPEATED = 20
+MIN_REPEATED = 2
 BRAIN_FRACTION = 0.3
 
 
@@ -53,14 +53,18 @@ def brain_mask(session: Path, subject: str, fraction: float = BRAIN_FRACTION, ma
 
 
 def repeat_reliability(x: np.ndarray, stim: np.ndarray) -> np.ndarray | None:
-    """Per voxel correlation across repeated stimuli between the first presentation and the mean of the rest."""
+    """Per voxel one-way ANOVA F over the repeated stimuli: variance of the stimulus means over the variance of the
+    presentations around them (noise is not shared between presentations). None with fewer than MIN_REPEATED."""
     uniq, counts = np.unique(stim, return_counts=True)
     rep = uniq[counts >= 2]
     if len(rep) < MIN_REPEATED:
         return None
-    a = np.stack([x[np.flatnonzero(stim == s)[0]] for s in rep])
-    b = np.stack([x[np.flatnonzero(stim == s)[1:]].mean(0) for s in rep])
-    return _colcorr(a, b)
+    rows = np.isin(stim, rep)
+    xs, ss = x[rows], stim[rows]
+    means = np.stack([xs[ss == s].mean(0) for s in rep])
+    within = sum(((xs[ss == s] - means[i]) ** 2).sum(0) for i, s in enumerate(rep)) / max(1, len(xs) - len(rep))
+    between = (counts[np.isin(uniq, rep)][:, None] * (means - xs.mean(0)) ** 2).sum(0) / max(1, len(rep) - 1)
+    return between / (within + 1e-9)
 
 
 def predictability(x: np.ndarray, stim: np.ndarray, target: np.ndarray, alpha: float = 10.0, seed: int = 0) -> np.ndarray:
@@ -85,10 +89,10 @@ def _colcorr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def select_voxels(x: np.ndarray, stim: np.ndarray, target: np.ndarray, count: int) -> tuple[np.ndarray, dict]:
     """Column indices (ascending, i.e. mask voxel order) of the `count` most reliable voxels, and how they were chosen."""
     rel = repeat_reliability(x, stim)
-    how = "split-half reliability over repeated stimuli"
+    how = "repeat reliability (ANOVA F over repeated stimuli)"
     if rel is None:
         rel = predictability(x, stim, target)
-        how = "split-half predictability from the captions (no repeats)"
+        how = "split-half predictability from the captions (no repeated stimuli)"
     rel = np.nan_to_num(rel, nan=-1.0)
     count = min(count, x.shape[1])
     cols = np.sort(np.argsort(-rel)[:count])

@@ -29,6 +29,11 @@ def onnx_named_weights(path: Path) -> dict[str, np.ndarray]:
     from onnx import numpy_helper
     g = onnx.load(str(path)).graph
     init = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    # the exporter merges identical initializers (e.g. freshly initialised norms, all ones) and names the others as
+    # Identity outputs of the one it kept
+    for n in g.node:
+        if n.op_type == "Identity" and n.input[0] in init:
+            init[n.output[0]] = init[n.input[0]]
     out = {k: v for k, v in init.items() if not k.startswith("onnx::")}
     producer = {o: n for n in g.node for o in n.output}
     for n in g.node:
