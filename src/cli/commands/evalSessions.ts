@@ -29,7 +29,7 @@ ROUGE-L pooled over the sessions, single trial and by presentation, with 95 % bo
   --subject ID         subject of simulated sessions (default sim01)
   --runs N, --trials N runs and trials per run of simulated sessions (default 5 × 60: 100 scenes × 3)
   --work DIR           where simulated sessions and response files go (default data/eval-sessions)
-  --resamples N        bootstrap resamples (default 500)
+  --resamples N        bootstrap resamples (default 1000)
   --out FILE           also write the full result (per-trial captions included) as JSON
   --json               print the summary as one JSON object`;
 
@@ -42,7 +42,7 @@ const specs: FlagSpecs = {
   runs: { type: 'string', default: '5' },
   trials: { type: 'string', default: '60' },
   work: { type: 'string', default: 'data/eval-sessions' },
-  resamples: { type: 'string', default: '500' },
+  resamples: { type: 'string', default: '1000' },
   out: { type: 'string' },
   json: { type: 'boolean' },
 };
@@ -138,7 +138,7 @@ export async function runEvalSessions(argv: string[]): Promise<number> {
         onProgress: (d, n) => { if (d === n || d % 64 === 0) say(`eval sessions: ${f.name}: decoded ${d}/${n} trials (${((Date.now() - t0) / 1000).toFixed(0)} s)`); },
       });
       all.push(...decoded);
-      perSession[f.name] = scoreConditions(decoded, (id) => f.refs.get(id), { resamples: Math.min(resamples, 200) });
+      perSession[f.name] = scoreConditions(decoded, (id) => f.refs.get(id), { resamples });
     }
     const pooled = scoreConditions(all, refsOf, { resamples });
     const summary = {
