@@ -6,6 +6,7 @@ import { RepeatMeans } from '../../streams/index.js';
 import type { TrialResponse } from '../core/types.js';
 import type { BrainDecoder } from '../inference/decoder.js';
 import type { RidgeRetrieval } from '../inference/baseline.js';
+import { mulberry32 } from '../inference/lm.js';
 import { bleuFromTotals, bleuStats, ciderD, ciderImage, ptbTokenize, rougeL, type BleuStats } from '../metrics/index.js';
 import type { ResponseRunFile } from './responseFiles.js';
 
@@ -84,18 +85,6 @@ export interface ConditionScores {
 
 const METRICS = ['CIDEr', 'BLEU4', 'BLEU1', 'ROUGE_L'] as const;
 
-/** Deterministic PRNG for the bootstrap (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * Corpus metrics with a percentile bootstrap over scenes (a resample draws scenes with replacement and keeps all their
  * trials), so an interval reflects which images happened to be shown, the dominant source of spread. CIDEr-D is the
@@ -127,7 +116,7 @@ export function scoreWithIntervals(rows: readonly { scene: string; references: s
   rows.forEach((r, i) => { const g = byScene.get(r.scene) ?? []; g.push(i); byScene.set(r.scene, g); });
   const scenes = [...byScene.values()];
   const B = opts.resamples ?? 1000;
-  const rand = rng(opts.seed ?? 12345);
+  const rand = mulberry32(opts.seed ?? 12345);
   const draws: Record<string, number[]> = Object.fromEntries(METRICS.map((m) => [m, []]));
   for (let b = 0; b < B && scenes.length > 1; b++) {
     const idx: number[] = [];
