@@ -9,3 +9,5 @@ export {
 } from './nifti.js';
 export { DicomError } from './dicom.js';
 export { parseCsaHeader, CsaError, type CsaTag } from './csa.js';
+export { ParRecError, parsePar, readParRec, parAffine, looksLikePar, type ParRecScaling, type ParRecOptions, type ParRecRead } from './parrec.js';
+export { recBeside } from './read.js';
