@@ -1,7 +1,7 @@
 // One entry point for the bridge and `convert`: detect the format, prove the file complete, decode it.
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { DicomError, hasDicmPreamble, parseDicomBytes } from './dicom.js';
+import { DicomError, hasDicmPreamble, imageType, parseDicomBytes, str } from './dicom.js';
 import { isEnhanced, readEnhanced } from './enhanced.js';
 import { csaImageHeader, isMosaic, readMosaic } from './mosaic.js';
 import { NiftiError, decodeNifti, inflateNifti, isGzip, looksLikeNifti, niftiCompleteness } from './nifti.js';
@@ -30,6 +30,13 @@ export interface ReadOptions {
 export function nameIndex(name: string | undefined): number | undefined {
   if (!name) return undefined;
   const m = /(?:^|\D)(\d{1,9})(?:\.(?:dcm|ima|nii|img|par|rec))?(?:\.gz)?$/i.exec(basename(name));
+  return m ? Number(m[1]) : undefined;
+}
+
+/** The series number in a Siemens export name, <session>_<series>_<instance>: 001_000007_000042.dcm → 7. */
+export function nameSeries(name: string | undefined): number | undefined {
+  if (!name) return undefined;
+  const m = /^\d+_(\d{1,9})_\d{1,9}(?:\.(?:dcm|ima))?$/i.exec(basename(name));
   return m ? Number(m[1]) : undefined;
 }
 
@@ -73,7 +80,7 @@ export function readScannerFile(input: string | Uint8Array, opts: ReadOptions = 
     const d = detect(bytes, name);
     if (!d) {
       if (bytes.length < 132) return { status: 'incomplete', reason: `only ${bytes.length} bytes are there, too few to tell DICOM from NIfTI.` };
-      return { status: 'invalid', reason: 'neither DICOM (no "DICM" at byte 128), NIfTI (no 348/540 header size with its magic, not gzip) nor a Philips PAR.' };
+      return { status: 'invalid', reason: 'neither DICOM (no "DICM" at byte 128) nor NIfTI (no 348/540 header size with its magic, not gzip), and not a Philips PAR.' };
     }
     format = d;
   }
@@ -135,8 +142,28 @@ function readPar(bytes: Uint8Array, path: string | undefined, opts: ReadOptions,
   return { status: 'complete', format: 'parrec', volumes: r.volumes, warnings: r.warnings.length ? r.warnings : undefined };
 }
 
+/**
+ * Whether a DICOM says it is EPI: ScanningSequence (0018,0020) holds EP, or does not; without it, ImageType LOCALIZER
+ * says no. Undefined when the file does not say (such series are streamed).
+ */
+function dicomEpi(p: ReturnType<typeof parseDicomBytes>): boolean | undefined {
+  const seq = str(p.ds, 'x00180020');
+  if (seq) return seq.toUpperCase().split('\\').map((x) => x.trim()).includes('EP');
+  return imageType(p.ds).includes('LOCALIZER') ? false : undefined;
+}
+
 function readDicom(bytes: Uint8Array, index: number | undefined): ReadResult {
   const p = parseDicomBytes(bytes);
+  const epi = dicomEpi(p);
+  const r = readDicomKind(p, index);
+  if (epi !== undefined && r.status === 'complete') {
+    for (const v of r.volumes) v.epi = epi;
+    for (const s of r.slices ?? []) s.epi = epi;
+  }
+  return r;
+}
+
+function readDicomKind(p: ReturnType<typeof parseDicomBytes>, index: number | undefined): ReadResult {
   if (isEnhanced(p)) {
     const volumes = readEnhanced(p);
     if (index !== undefined && volumes.length === 1) volumes[0].volumeIndex = index;

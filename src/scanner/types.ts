@@ -49,6 +49,8 @@ export interface ScannerSlice {
   tr?: number;
   /** The trailing number of the file name, when read from a path. */
   nameIndex?: number;
+  /** As ScannerVolume.epi. */
+  epi?: boolean;
   /** Pixels in DICOM order (column fastest, then row), rescale applied. */
   data: Float32Array;
 }
