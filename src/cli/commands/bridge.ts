@@ -1,13 +1,14 @@
 import type { Command } from '../command.js';
 import { UserError } from '../errors.js';
-import { numberFlag, parseArgs, requireString, stringFlag } from '../args.js';
-import { ScannerBridge } from '../../bridge/bridge.js';
+import { numberFlag, parseArgs, requireString, stringFlag, type ParsedArgs } from '../args.js';
+import { ScannerBridge, type BridgeOptions } from '../../bridge/bridge.js';
+import { MrdListener, parseListenAddress } from '../../bridge/mrdListener.js';
 import { SenderFatalError } from '../../bridge/sender.js';
 import { readTokenFile } from '../../server/auth.js';
 import { stderrLogger } from '../../server/log.js';
 import type { ScannerFormat } from '../../scanner/index.js';
 
-const help = `mindsemantix bridge (--watch DIR | --xtc DIR) --server ws://HOST:PORT [--format auto|dicom|nifti|parrec]
+const help = `mindsemantix bridge (--watch DIR | --xtc DIR | --mrd-listen [HOST:]PORT) --server ws://HOST:PORT [--format auto|dicom|nifti|parrec]
                     [--series N[,N...]] [--give-up SECONDS] [--token-file F] [--events F]
                     [--subject ID] [--session ID] [--task NAME] [--tr SECONDS]
 
@@ -21,6 +22,10 @@ series by series; series that say they are not EPI (a localizer) are skipped unl
 
   --watch DIR        folder the scanner exports into
   --xtc DIR          Philips XTC export: DIR holds numbered series folders of PAR/REC pairs (one per dynamic)
+  --mrd-listen [HOST:]PORT
+                     receive an ISMRMRD/MRD image stream (Siemens FIRE) on this TCP port (host 127.0.0.1 unless
+                     given; FIRE's usual port is 9002): 2-D images are gathered per repetition into volumes, 3-D
+                     images are volumes; a run is one MRD measurement, and a sender that reconnects continues it
   --server URL       ws://HOST:PORT of mindsemantix serve
   --format F         auto (default), dicom, nifti or parrec
   --series N[,N...]  stream only these series (every EPI series by default, each as its own run)
@@ -31,20 +36,29 @@ series by series; series that say they are not EPI (a localizer) are skipped unl
   --tr SECONDS       repetition time when the files do not carry one
 Stop with Ctrl-C: open runs are ended and the bridge exits once everything is acknowledged.`;
 
+/** The network listener chosen by --mrd-listen, if any. */
+function listenerSource(p: ParsedArgs, tr: number | undefined, log: ReturnType<typeof stderrLogger>, onListenError: (m: string) => void): BridgeOptions['source'] {
+  const flag = stringFlag(p, 'mrd-listen');
+  if (flag === undefined) return undefined;
+  const at = parseListenAddress(flag);
+  if (!at) throw new UserError(`bridge: --mrd-listen takes [HOST:]PORT, such as 9002 or 127.0.0.1:9002 (got "${flag}").`, 2);
+  return (h) => new MrdListener({ ...h, ...at, tr, log, onListenError });
+}
+
 export const command: Command = {
   name: 'bridge',
   summary: 'scanner bridge: watch an export folder and stream each complete volume to serve',
   help,
   async run(argv) {
     const p = parseArgs('bridge', argv, {
-      watch: { type: 'string' }, xtc: { type: 'string' }, server: { type: 'string' },
+      watch: { type: 'string' }, xtc: { type: 'string' }, 'mrd-listen': { type: 'string' }, server: { type: 'string' },
       format: { type: 'string', default: 'auto', choices: ['auto', 'dicom', 'nifti', 'parrec'] }, series: { type: 'string' }, 'give-up': { type: 'string' },
       'token-file': { type: 'string' }, events: { type: 'string' }, subject: { type: 'string' }, session: { type: 'string' },
       task: { type: 'string' }, tr: { type: 'string' },
     });
     if (p.positionals.length) throw new UserError(`bridge: unexpected argument "${p.positionals[0]}"; run \`mindsemantix bridge --help\`.`, 2);
-    const inputs = ['watch', 'xtc'].filter((k) => stringFlag(p, k) !== undefined);
-    if (inputs.length !== 1) throw new UserError(`bridge: give exactly one of --watch DIR or --xtc DIR (got ${inputs.length ? inputs.map((k) => `--${k}`).join(' and ') : 'neither'}); run \`mindsemantix bridge --help\`.`, 2);
+    const inputs = ['watch', 'xtc', 'mrd-listen'].filter((k) => stringFlag(p, k) !== undefined);
+    if (inputs.length !== 1) throw new UserError(`bridge: give exactly one of --watch DIR, --xtc DIR or --mrd-listen [HOST:]PORT (got ${inputs.length ? inputs.map((k) => `--${k}`).join(' and ') : 'neither'}); run \`mindsemantix bridge --help\`.`, 2);
     const url = requireString('bridge', p, 'server');
     const seriesFlag = stringFlag(p, 'series');
     const series = seriesFlag?.split(',').map((x) => Number(x.trim()));
@@ -63,16 +77,20 @@ export const command: Command = {
       throw new UserError(`bridge: ${(e as Error).message}`);
     }
     const log = stderrLogger();
-    const dir = stringFlag(p, 'watch') ?? stringFlag(p, 'xtc')!;
+    const tr = numberFlag('bridge', p, 'tr', { min: 0.001 });
+    let listenError: (m: string) => void = () => undefined;
+    const cannotListen = new Promise<never>((_, reject) => { listenError = (m) => reject(new UserError(`bridge: ${m}`)); });
+    const source = listenerSource(p, tr, log, (m) => listenError(m));
+    const dir = stringFlag(p, 'watch') ?? stringFlag(p, 'xtc');
     const bridge = new ScannerBridge({
-      dir, layout: stringFlag(p, 'xtc') ? 'series-folders' : 'folder', series, giveUpMs: giveUp !== undefined ? giveUp * 1000 : undefined,
+      dir, source, layout: stringFlag(p, 'xtc') ? 'series-folders' : 'folder', series, giveUpMs: giveUp !== undefined ? giveUp * 1000 : undefined,
       url, token, format: stringFlag(p, 'format') as ScannerFormat, eventsFile: stringFlag(p, 'events'),
       subject: stringFlag(p, 'subject'), session: stringFlag(p, 'session'), task: stringFlag(p, 'task'),
-      tr: numberFlag('bridge', p, 'tr', { min: 0.001 }), log,
+      tr, log,
     });
-    const fatal = new Promise<never>((_, reject) => bridge.sender.once('fatal', reject));
+    const fatal = Promise.race([cannotListen, new Promise<never>((_, reject) => bridge.sender.once('fatal', reject))]);
     bridge.start();
-    log('info', `watching ${dir}, sending to ${url}`);
+    log('info', `${dir ? `watching ${dir}` : `listening with --${inputs[0]} ${stringFlag(p, inputs[0])}`}, sending to ${url}`);
     try {
       await Promise.race([fatal, new Promise<void>((resolve) => { process.once('SIGINT', resolve); process.once('SIGTERM', resolve); })]);
       log('info', 'stopping: ending open runs and waiting for the last acknowledgements');
