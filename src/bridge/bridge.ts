@@ -78,6 +78,7 @@ export class ScannerBridge {
       onVolume: (v) => this.onVolume(v),
       onInvalid: (p, reason) => { this.stats.invalid++; o.log?.('warn', `${p} is not a readable scanner file and was skipped: ${reason}`); },
       onGiveUp: (p, reason) => { this.stats.invalid++; o.log?.('warn', `${p} stayed incomplete for ${((o.giveUpMs ?? DEFAULT_GIVE_UP_MS) / 1000).toFixed(0)} s and was given up (it is read again if it changes): ${reason}`); },
+      onRunEnd: (key) => { const r = this.runs.get(key); if (r) this.endRun(r); },
       onFile: (p) => {
         if (!this.tail && /events.*\.tsv$/i.test(basename(p))) {
           this.tail = new EventsTail(p);

@@ -9,6 +9,8 @@ export interface SourceHandlers {
   onGiveUp?(path: string, reason: string): void;
   /** Every name seen in a watched folder, for others (the events TSV follower). */
   onFile?(path: string): void;
+  /** The source knows a run is over (an AFNI dataset ended): the bridge ends it now rather than at the next run. */
+  onRunEnd?(runKey: string): void;
 }
 
 export interface VolumeSource {

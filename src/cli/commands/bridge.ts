@@ -3,12 +3,13 @@ import { UserError } from '../errors.js';
 import { numberFlag, parseArgs, requireString, stringFlag, type ParsedArgs } from '../args.js';
 import { ScannerBridge, type BridgeOptions } from '../../bridge/bridge.js';
 import { MrdListener, parseListenAddress } from '../../bridge/mrdListener.js';
+import { AfniListener } from '../../bridge/afniListener.js';
 import { SenderFatalError } from '../../bridge/sender.js';
 import { readTokenFile } from '../../server/auth.js';
 import { stderrLogger } from '../../server/log.js';
 import type { ScannerFormat } from '../../scanner/index.js';
 
-const help = `mindsemantix bridge (--watch DIR | --xtc DIR | --mrd-listen [HOST:]PORT) --server ws://HOST:PORT [--format auto|dicom|nifti|parrec]
+const help = `mindsemantix bridge (--watch DIR | --xtc DIR | --mrd-listen [HOST:]PORT | --afni-listen [HOST:]PORT) --server ws://HOST:PORT [--format auto|dicom|nifti|parrec]
                     [--series N[,N...]] [--give-up SECONDS] [--token-file F] [--events F]
                     [--subject ID] [--session ID] [--task NAME] [--tr SECONDS]
 
@@ -26,6 +27,10 @@ series by series; series that say they are not EPI (a localizer) are skipped unl
                      receive an ISMRMRD/MRD image stream (Siemens FIRE) on this TCP port (host 127.0.0.1 unless
                      given; FIRE's usual port is 9002): 2-D images are gathered per repetition into volumes, 3-D
                      images are volumes; a run is one MRD measurement, and a sender that reconnects continues it
+  --afni-listen [HOST:]PORT
+                     stand in for AFNI's real-time plugin (control channel on PORT, AFNI's is 7954; the data
+                     channel on the TCP port the sender names) for Dimon -rt / rtfeedme; each dataset is a run.
+                     Written from AFNI's README.realtime, not yet run against AFNI's own senders
   --server URL       ws://HOST:PORT of mindsemantix serve
   --format F         auto (default), dicom, nifti or parrec
   --series N[,N...]  stream only these series (every EPI series by default, each as its own run)
@@ -36,13 +41,16 @@ series by series; series that say they are not EPI (a localizer) are skipped unl
   --tr SECONDS       repetition time when the files do not carry one
 Stop with Ctrl-C: open runs are ended and the bridge exits once everything is acknowledged.`;
 
-/** The network listener chosen by --mrd-listen, if any. */
+/** The network listener chosen by --mrd-listen or --afni-listen, if any. */
 function listenerSource(p: ParsedArgs, tr: number | undefined, log: ReturnType<typeof stderrLogger>, onListenError: (m: string) => void): BridgeOptions['source'] {
-  const flag = stringFlag(p, 'mrd-listen');
-  if (flag === undefined) return undefined;
-  const at = parseListenAddress(flag);
-  if (!at) throw new UserError(`bridge: --mrd-listen takes [HOST:]PORT, such as 9002 or 127.0.0.1:9002 (got "${flag}").`, 2);
-  return (h) => new MrdListener({ ...h, ...at, tr, log, onListenError });
+  for (const [name, example, Listener] of [['mrd-listen', '9002', MrdListener], ['afni-listen', '7954', AfniListener]] as const) {
+    const flag = stringFlag(p, name);
+    if (flag === undefined) continue;
+    const at = parseListenAddress(flag);
+    if (!at) throw new UserError(`bridge: --${name} takes [HOST:]PORT, such as ${example} or 127.0.0.1:${example} (got "${flag}").`, 2);
+    return (h) => new Listener({ ...h, ...at, tr, log, onListenError });
+  }
+  return undefined;
 }
 
 export const command: Command = {
@@ -51,14 +59,14 @@ export const command: Command = {
   help,
   async run(argv) {
     const p = parseArgs('bridge', argv, {
-      watch: { type: 'string' }, xtc: { type: 'string' }, 'mrd-listen': { type: 'string' }, server: { type: 'string' },
+      watch: { type: 'string' }, xtc: { type: 'string' }, 'mrd-listen': { type: 'string' }, 'afni-listen': { type: 'string' }, server: { type: 'string' },
       format: { type: 'string', default: 'auto', choices: ['auto', 'dicom', 'nifti', 'parrec'] }, series: { type: 'string' }, 'give-up': { type: 'string' },
       'token-file': { type: 'string' }, events: { type: 'string' }, subject: { type: 'string' }, session: { type: 'string' },
       task: { type: 'string' }, tr: { type: 'string' },
     });
     if (p.positionals.length) throw new UserError(`bridge: unexpected argument "${p.positionals[0]}"; run \`mindsemantix bridge --help\`.`, 2);
-    const inputs = ['watch', 'xtc', 'mrd-listen'].filter((k) => stringFlag(p, k) !== undefined);
-    if (inputs.length !== 1) throw new UserError(`bridge: give exactly one of --watch DIR, --xtc DIR or --mrd-listen [HOST:]PORT (got ${inputs.length ? inputs.map((k) => `--${k}`).join(' and ') : 'neither'}); run \`mindsemantix bridge --help\`.`, 2);
+    const inputs = ['watch', 'xtc', 'mrd-listen', 'afni-listen'].filter((k) => stringFlag(p, k) !== undefined);
+    if (inputs.length !== 1) throw new UserError(`bridge: give exactly one of --watch DIR, --xtc DIR, --mrd-listen [HOST:]PORT or --afni-listen [HOST:]PORT (got ${inputs.length ? inputs.map((k) => `--${k}`).join(' and ') : 'neither'}); run \`mindsemantix bridge --help\`.`, 2);
     const url = requireString('bridge', p, 'server');
     const seriesFlag = stringFlag(p, 'series');
     const series = seriesFlag?.split(',').map((x) => Number(x.trim()));
