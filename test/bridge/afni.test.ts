@@ -34,7 +34,7 @@ async function setup(t: { after(fn: () => unknown): void }) {
     source: (h) => new AfniListener({ ...h, host: '127.0.0.1', port: 0, log, onListening: (p) => { port = p; } }),
   }).start();
   t.after(async () => { await bridge.abort(); await srv.close(); });
-  await waitFor(() => port > 0, 5000, 'the control port');
+  await waitFor(() => port > 0, 15000, 'the control port');
   return { rec, vols, runs, logs, bridge, port: () => port };
 }
 
@@ -56,11 +56,11 @@ test('AFNI 2D+zt (slices in alt order, little-endian short): a 4-D run recorded 
   const header = ['ACQUISITION_TYPE 2D+zt', 'TR 1.2', 'XYFOV 200.0 192.0 28.0', `XYMATRIX ${nx} ${ny}`, `ZNUM ${nz}`,
     'XYZAXES R-L A-P I-S', 'XYZFIRST 90R 120A 60I', 'DATUM short', 'BYTEORDER LSB_FIRST', 'ZORDER alt', 'NOTE hello', 'DRIVE_AFNI OPEN_WINDOW A.axialimage'];
   await sendAfni({ controlPort: s.port(), dataPort: await freePort(), datasets: [{ header, images }] });
-  await waitFor(() => s.vols.length === nt, 8000, 'five volumes');
+  await waitFor(() => s.vols.length === nt, 15000, 'five volumes');
   await sleep(300);
   await s.bridge.stop();
   const bold = runPaths(s.rec, 'afni', '01', 'task-vision_run-01').bold;
-  await waitFor(() => existsSync(bold), 5000, 'the recorded run');
+  await waitFor(() => existsSync(bold), 15000, 'the recorded run');
   const [nib] = nibReadMany('nifti', [bold]);
   assert.deepEqual(nib.dims, [nx, ny, nz, nt]);
   assert.ok(Math.abs(nib.tr! - 1.2) < 1e-6, `TR ${nib.tr}`);
@@ -83,7 +83,7 @@ test('AFNI 3D+t big-endian float: two datasets on one channel (end marker) are t
   const b = [1, 2].map((i) => volume(nx, ny, nz, 20 + i));
   const header = ['ACQUISITION_TYPE 3D+t', 'TR 2', `XYFOV 120 100 30`, `XYMATRIX ${nx} ${ny} ${nz}`, 'XYZAXES L-R P-A I-S', 'XYZFIRST 55R 40P 10I', 'DATUM float', 'BYTEORDER MSB_FIRST'];
   await sendAfni({ controlPort: s.port(), dataPort: await freePort(), datasets: [{ header, images: a.map(f32be) }, { header, images: b.map(f32be) }] });
-  await waitFor(() => s.vols.length === 5, 8000, 'five volumes in two runs');
+  await waitFor(() => s.vols.length === 5, 15000, 'five volumes in two runs');
   assert.deepEqual(s.runs.map((r) => r.run), ['task-vision_run-01', 'task-vision_run-02']);
   const got = (run: string) => s.vols.filter((v) => v.run === run);
   got('task-vision_run-01').forEach((v, i) => assert.equal(maxDiff(v.data, Float32Array.from(a[i], (x) => x / 4)), 0));
@@ -95,15 +95,15 @@ test('AFNI 3D+t big-endian float: two datasets on one channel (end marker) are t
   const c = [1, 2].map((i) => volume(nx, ny, nz, 30 + i));
   await sendAfni({ controlPort: s.port(), dataPort: await freePort(), datasets: [{ header, images: c.map(f32be) }], vanishAfter: nx * ny * nz * 4 + 1000 });
   await waitFor(() => s.logs.some((l) => /^warn AFNI data channel .* closed after 1 volume\(s\); a partly received image \(1000 bytes\) was dropped/.test(l)), 5000, 'the vanish warning');
-  await waitFor(() => s.vols.length === 6, 5000, 'the third run\'s complete volume');
+  await waitFor(() => s.vols.length === 6, 15000, 'the third run\'s complete volume');
 
   await sendAfni({ controlPort: s.port(), dataPort: 0, datasets: [], channel: 'shm:grv:1M' });
-  await waitFor(() => s.logs.some((l) => l.includes('asked for a shared-memory data channel (shm:grv:1M)')), 5000, 'the shm warning');
+  await waitFor(() => s.logs.some((l) => l.includes('asked for a shared-memory data channel (shm:grv:1M)')), 15000, 'the shm warning');
   await sendAfni({ controlPort: s.port(), dataPort: await freePort(), datasets: [{ header: ['ACQUISITION_TYPE 3D+t', 'XYMATRIX 5000 64 30'], images: [Buffer.alloc(16)] }] });
-  await waitFor(() => s.logs.some((l) => l.includes('image size 5000×64×30 is outside 1..1024 a side')), 5000, 'the bad-header warning');
+  await waitFor(() => s.logs.some((l) => l.includes('image size 5000×64×30 is outside 1..1024 a side')), 15000, 'the bad-header warning');
   await s.bridge.stop();
   const third = runPaths(s.rec, 'afni', '01', 'task-vision_run-03').bold;
-  await waitFor(() => existsSync(third), 5000, 'the third run recorded');
+  await waitFor(() => existsSync(third), 15000, 'the third run recorded');
   const [nib] = nibReadMany('nifti', [third]);
   assert.deepEqual(nib.dims.slice(0, 3), [nx, ny, nz]);
   assert.equal(maxDiff(nib.data!.subarray(0, nx * ny * nz), Float32Array.from(c[0], (x) => x / 4)), 0);

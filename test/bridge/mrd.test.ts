@@ -50,7 +50,7 @@ async function setup(t: { after(fn: () => unknown): void }) {
     source: (h) => new MrdListener({ ...h, host: '127.0.0.1', port: 0, log, onListening: (p) => { port = p; } }),
   }).start();
   t.after(async () => { await bridge.abort(); await srv.close(); });
-  await waitFor(() => port > 0, 5000, 'the MRD port');
+  await waitFor(() => port > 0, 15000, 'the MRD port');
   return { rec, vols, logs, bridge, port: () => port };
 }
 
@@ -58,13 +58,13 @@ test('MRD (2-D slices, shuffled): a sender that vanishes mid-run and reconnects 
   const s = await setup(t);
   const out = tempDir('mrd-sent');
   await send(s.port(), ['--out', out, '--volumes', '3', '--drop-after', '2', '--extras']);
-  await waitFor(() => s.vols.length === 2, 8000, 'the first two volumes');
-  await waitFor(() => s.logs.some((l) => l.includes('went away without a close message')), 5000, 'the vanish warning');
+  await waitFor(() => s.vols.length === 2, 15000, 'the first two volumes');
+  await waitFor(() => s.logs.some((l) => l.includes('went away without a close message')), 15000, 'the vanish warning');
   await send(s.port(), ['--out', out, '--start', '2', '--volumes', '3']);
-  await waitFor(() => s.vols.length === 5, 8000, 'five volumes');
+  await waitFor(() => s.vols.length === 5, 15000, 'five volumes');
   await s.bridge.stop();
   const bold = runPaths(s.rec, '01', '01', 'task-vision_run-01').bold;
-  await waitFor(() => existsSync(bold), 5000, 'the recorded run');
+  await waitFor(() => existsSync(bold), 15000, 'the recorded run');
   await sleep(200);
   const [nib] = nibReadMany('nifti', [bold]);
   const g = JSON.parse(readFileSync(join(out, 'geometry.json'), 'utf8')) as Geometry;
@@ -93,7 +93,7 @@ test('MRD (3-D images): dims changing mid-run skip that volume with a warning; a
   const out = tempDir('mrd-sent3d');
   await send(s.port(), ['--out', out, '--mode', 'volumes', '--volumes', '4', '--change-dims-at', '2', '--measurement', 'm3d']);
   // the skipped volume 2 is a gap the server declares after its reorder window; volume 3 follows
-  await waitFor(() => s.vols.length === 3, 8000, 'three volumes');
+  await waitFor(() => s.vols.length === 3, 15000, 'three volumes');
   assert.deepEqual(s.vols.map((v) => v.index), [0, 1, 3]);
   assert.ok(s.logs.some((l) => /^warn .*a 32×48×6 volume arrived in task-vision_run-01, which is 64×48×6; skipped/.test(l)), s.logs.join('\n'));
   const n = 64 * 48 * 6;
@@ -105,10 +105,10 @@ test('MRD (3-D images): dims changing mid-run skip that volume with a warning; a
   sock.on('error', () => { /* the listener resets it */ });
   await new Promise((r) => sock.once('connect', r));
   sock.write(Buffer.from([0x0f, 0x27, 1, 2, 3, 4]));
-  await waitFor(() => s.logs.some((l) => l.includes('MRD message id 9999 is not part of the MRD streaming protocol')), 5000, 'the unknown-id warning');
+  await waitFor(() => s.logs.some((l) => l.includes('MRD message id 9999 is not part of the MRD streaming protocol')), 15000, 'the unknown-id warning');
   await closed;
   await send(s.port(), ['--out', tempDir('mrd-again'), '--mode', 'volumes', '--volumes', '1', '--start', '4', '--measurement', 'm3d', '--seed', '9']);
-  await waitFor(() => s.vols.length === 4, 8000, 'a fourth volume after the bad peer');
+  await waitFor(() => s.vols.length === 4, 15000, 'a fourth volume after the bad peer');
   await s.bridge.stop();
 });
 
@@ -139,7 +139,7 @@ test('CLI: serve --record + bridge --mrd-listen record an ismrmrd stream; a bad 
   bridge.p.kill('SIGINT');
   assert.equal(await bridge.exited, 0, bridge.err());
   const bold = runPaths(rec, 'fire', '01', 'task-vision_run-01').bold;
-  await waitFor(() => existsSync(bold), 5000, 'the recording');
+  await waitFor(() => existsSync(bold), 15000, 'the recording');
   const [nib] = nibReadMany('nifti', [bold]);
   assert.deepEqual(nib.dims, [64, 48, 6, 3]);
   const n = 64 * 48 * 6;
