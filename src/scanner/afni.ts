@@ -38,6 +38,16 @@ const AXES: Record<string, [number, number, number]> = {
 /** A coordinate's letter → the RAS+ axis and sign it is measured along. */
 const LETTERS: Record<string, [number, number]> = { R: [0, 1], L: [0, -1], A: [1, 1], P: [1, -1], S: [2, 1], I: [2, -1] };
 
+const TYPESTR: Record<string, string> = {
+  'RIGHT-TO-LEFT': 'R-L', 'LEFT-TO-RIGHT': 'L-R', 'POSTERIOR-TO-ANTERIOR': 'P-A', 'ANTERIOR-TO-POSTERIOR': 'A-P',
+  'INFERIOR-TO-SUPERIOR': 'I-S', 'SUPERIOR-TO-INFERIOR': 'S-I',
+};
+function axisCode(a: string): string {
+  const u = a.toUpperCase();
+  if (TYPESTR[u]) return TYPESTR[u];
+  return /^[RLAPIS]{2}$/.test(u) ? `${u[0]}-${u[1]}` : u;
+}
+
 const num = (s: string | undefined, what: string): number => {
   const v = Number(s);
   if (s === undefined || !Number.isFinite(v)) throw new AfniError(`the AFNI header command ${what} needs a number (got "${s ?? ''}").`);
@@ -63,7 +73,8 @@ export function parseAfniHeader(text: string): AfniAcquisition {
   if (chans !== 1) throw new AfniError(`NUM_CHAN ${chans}: several channels (coils or echoes) are not supported; send one combined channel.`);
   const m = cmd.get('XYMATRIX');
   if (!m) throw new AfniError('the AFNI header has no XYMATRIX command, so the image size is unknown.');
-  const nx = num(m[0], 'XYMATRIX'), ny = num(m[1], 'XYMATRIX');
+  // as plug_realtime: a missing y size is the x size
+  const nx = num(m[0], 'XYMATRIX'), ny = m[1] !== undefined ? num(m[1], 'XYMATRIX') : nx;
   const nz = m[2] !== undefined ? num(m[2], 'XYMATRIX') : num(cmd.get('ZNUM')?.[0], 'ZNUM');
   for (const n of [nx, ny, nz]) {
     if (!Number.isInteger(n) || n < 1 || n > AFNI_LIMITS.maxSide) throw new AfniError(`image size ${nx}×${ny}×${nz} is outside 1..${AFNI_LIMITS.maxSide} a side.`);
@@ -73,38 +84,41 @@ export function parseAfniHeader(text: string): AfniAcquisition {
   if (datum !== 'short' && datum !== 'float' && datum !== 'byte') throw new AfniError(`DATUM ${datum} is not supported (short, float or byte; complex data cannot be decoded).`);
   const order = (cmd.get('BYTEORDER')?.[0] ?? 'LSB_FIRST').toUpperCase();
   if (order !== 'LSB_FIRST' && order !== 'MSB_FIRST') throw new AfniError(`BYTEORDER ${order} is neither LSB_FIRST nor MSB_FIRST.`);
-  // field of view: XYFOV fx fy [fz]; without fz, ZDELTA; AFNI's default FOV is 240 mm
-  const fov = cmd.get('XYFOV') ?? ['240', '240'];
-  const fx = num(fov[0], 'XYFOV'), fy = num(fov[1] ?? fov[0], 'XYFOV');
-  const dz = fov[2] !== undefined && Number(fov[2]) > 0 ? num(fov[2], 'XYFOV') / nz : cmd.has('ZDELTA') ? num(cmd.get('ZDELTA')![0], 'ZDELTA') : fx / nx;
+  // field of view: XYFOV fx [fy [fz]] (fy defaults to fx); a z FOV wins over ZDELTA, as in plug_realtime; its
+  // defaults are a 240 mm FOV and 5 mm slices
+  const fov = cmd.get('XYFOV') ?? ['240'];
+  const fx = num(fov[0], 'XYFOV'), fy = fov[1] !== undefined ? num(fov[1], 'XYFOV') : fx;
+  const dz = fov[2] !== undefined && Number(fov[2]) > 0 ? num(fov[2], 'XYFOV') / nz : cmd.has('ZDELTA') ? num(cmd.get('ZDELTA')![0], 'ZDELTA') : 5;
   const voxelSize: [number, number, number] = [fx / nx, fy / ny, dz];
   if (voxelSize.some((d) => !(d > 0))) throw new AfniError(`voxel size ${voxelSize.join('×')} mm from XYFOV/ZDELTA is not positive.`);
-  const axesCodes = (cmd.get('XYZAXES') ?? ['R-L', 'A-P', 'I-S']).map((a) => a.toUpperCase());
+  // axis codes as AFNI's ORIENT_shortstr ("R-L"), ORIENT_tinystr ("RL") or ORIENT_typestr ("Right-to-Left")
+  const axesCodes = (cmd.get('XYZAXES') ?? ['R-L', 'A-P', 'I-S']).map(axisCode);
   const axes = axesCodes.map((a) => AXES[a]);
   if (axes.length !== 3 || axes.some((a) => !a)) throw new AfniError(`XYZAXES ${axesCodes.join(' ')} is not three of R-L, L-R, A-P, P-A, I-S, S-I.`);
   if (new Set(axes.map((a) => a.findIndex((v) => v !== 0))).size !== 3) throw new AfniError(`XYZAXES ${axesCodes.join(' ')} names one direction twice.`);
   const cols = axes.map((a, i) => a.map((v) => v * voxelSize[i]));
-  // XYZFIRST: centre of the first voxel; each value's letter names the direction it is measured in (120L = 120 mm
-  // left). A bare number is measured in AFNI's DICOM order (+ = L, P, S) along the world axis the i-th XYZAXES names.
-  // Without XYZFIRST the volume is centred on the origin (AFNI's default).
+  // Centre of the first voxel, per axis: XYZFIRST x y z (or ZFIRST z); without one, that axis is centred on 0 (AFNI's
+  // default). As plug_realtime reads ZFIRST: a letter names the direction the value is measured in (120L = 120 mm
+  // left); a bare number is measured toward the side the axis starts from (the first letter of its XYZAXES code).
   const first = [0, 0, 0];
+  const given: (string | undefined)[] = [undefined, undefined, cmd.get('ZFIRST')?.[0]];
   const xf = cmd.get('XYZFIRST');
   if (xf) {
     if (xf.length < 3) throw new AfniError('XYZFIRST needs three coordinates.');
-    xf.slice(0, 3).forEach((s, i) => {
-      const mm = /^([-+]?[\d.]+(?:e[-+]?\d+)?)([RLAPIS])?$/i.exec(s);
-      if (!mm) throw new AfniError(`XYZFIRST coordinate "${s}" is not a number with an optional R/L/A/P/I/S letter.`);
-      const v = Number(mm[1]);
-      if (mm[2]) {
-        const [axis, sign] = LETTERS[mm[2].toUpperCase()];
-        first[axis] = v * sign;
-      } else {
-        const axis = axes[i].findIndex((c) => c !== 0);
-        first[axis] = axis === 2 ? v : -v; // DICOM order: + is L and P, which are − in RAS+
-      }
-    });
-  } else {
-    for (let r = 0; r < 3; r++) first[r] = -(cols[0][r] * (nx - 1) + cols[1][r] * (ny - 1) + cols[2][r] * (nz - 1)) / 2;
+    xf.slice(0, 3).forEach((v, i) => { given[i] = v; });
+  }
+  for (let i = 0; i < 3; i++) {
+    const axis = axes[i].findIndex((c) => c !== 0);
+    const g = given[i];
+    if (g === undefined) {
+      first[axis] = -(axes[i][axis] * [voxelSize[0] * (nx - 1), voxelSize[1] * (ny - 1), voxelSize[2] * (nz - 1)][i]) / 2;
+      continue;
+    }
+    const mm = /^([-+]?[\d.]+(?:e[-+]?\d+)?)([RLAPIS])?$/i.exec(g);
+    if (!mm) throw new AfniError(`first-voxel coordinate "${g}" (XYZFIRST/ZFIRST) is not a number with an optional R/L/A/P/I/S letter.`);
+    const [world, sign] = LETTERS[(mm[2] ?? axesCodes[i][0]).toUpperCase()];
+    if (world !== axis) throw new AfniError(`first-voxel coordinate "${g}" names a direction that is not along axis ${i + 1} (${axesCodes[i]}).`);
+    first[axis] = Number(mm[1]) * sign;
   }
   // ZORDER: the order slices arrive in; alt (AFNI's default: 0,2,4,...,1,3,5,...), seq, or explicit k0 k1 ...
   const zo = cmd.get('ZORDER') ?? ['alt'];

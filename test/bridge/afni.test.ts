@@ -10,6 +10,7 @@ import { AfniListener } from '../../src/bridge/afniListener.js';
 import { maxDiff, nibReadMany } from '../scanner/oracle.js';
 import { captureLog, tempDir, waitFor } from '../server/helpers.js';
 import { sendAfni } from './afniSender.js';
+import { parseAfniHeader } from '../../src/scanner/afni.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -107,4 +108,21 @@ test('AFNI 3D+t big-endian float: two datasets on one channel (end marker) are t
   const [nib] = nibReadMany('nifti', [third]);
   assert.deepEqual(nib.dims.slice(0, 3), [nx, ny, nz]);
   assert.equal(maxDiff(nib.data!.subarray(0, nx * ny * nz), Float32Array.from(c[0], (x) => x / 4)), 0);
+});
+
+test('AFNI header geometry as plug_realtime reads it: bare first-voxel numbers count toward the axis start, ZFIRST, default centring, tiny/long axis names; bad headers are one sentence', () => {
+  const base = ['XYMATRIX 4 6', 'ZNUM 3', 'XYFOV 40 60 30'];
+  const lettered = parseAfniHeader([...base, 'XYZAXES R-L A-P I-S', 'XYZFIRST 90R 120A 60I'].join('\n'));
+  const bare = parseAfniHeader([...base, 'XYZAXES RL Anterior-to-Posterior I-S', 'XYZFIRST 90 120 60'].join('\n'));
+  assert.deepEqual(bare.affine, lettered.affine);
+  assert.deepEqual(lettered.affine, [-10, 0, 0, 90, 0, -10, 0, 120, 0, 0, 10, -60, 0, 0, 0, 1]);
+  const centred = parseAfniHeader([...base, 'XYZAXES L-R P-A S-I', 'ZFIRST 25S'].join('\n'));
+  // x, y centred on 0; z from ZFIRST (25 mm superior, going down)
+  assert.deepEqual(centred.affine, [10, 0, 0, -15, 0, 10, 0, -25, 0, 0, -10, 25, 0, 0, 0, 1]);
+  assert.deepEqual(parseAfniHeader('XYMATRIX 64\nZNUM 2').voxelSize, [3.75, 3.75, 5]);
+  assert.deepEqual(parseAfniHeader('XYMATRIX 4 4\nZNUM 5').zorder, [0, 2, 4, 1, 3], 'AFNI\'s default slice order is alt');
+  assert.throws(() => parseAfniHeader('XYMATRIX 4 4 4\nDATUM complex'), /DATUM complex is not supported \(short, float or byte; complex data cannot be decoded\)\./);
+  assert.throws(() => parseAfniHeader('ZNUM 4'), /no XYMATRIX command/);
+  assert.throws(() => parseAfniHeader('XYMATRIX 4 4 4\nXYZAXES R-L L-R I-S'), /names one direction twice/);
+  assert.throws(() => parseAfniHeader('XYMATRIX 4 4 4\nXYZFIRST 3A 2A 1S'), /not along axis 1 \(R-L\)/);
 });
