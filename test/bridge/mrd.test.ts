@@ -99,6 +99,15 @@ test('MRD (3-D images): dims changing mid-run skip that volume with a warning; a
   const n = 64 * 48 * 6;
   for (const v of s.vols) assert.equal(maxDiff(v.data, f32(join(out, `vol-${v.index}.f32`))), 0);
   assert.equal(s.vols[0].data.length, n);
+  // a 3-D image's position is the slab centre: the centre voxel lands there, axes scaled by FOV / matrix
+  const g = JSON.parse(readFileSync(join(out, 'geometry.json'), 'utf8')) as Geometry;
+  const ras = (v: number[]) => [-v[0], -v[1], v[2]];
+  const a = [...s.vols[0].affine];
+  assert.ok(maxDiff(world(a, [31.5, 23.5, 2.5]), ras(g.centre)) < 1e-3, `centre ${world(a, [31.5, 23.5, 2.5])} vs ${ras(g.centre)}`);
+  for (let j = 0; j < 3; j++) {
+    const want = ras([g.read, g.phase, g.slice][j]).map((v) => v * [g.fov[0] / 64, g.fov[1] / 48, g.step][j]);
+    assert.ok(maxDiff([a[j], a[4 + j], a[8 + j]], want) < 1e-4, `axis ${j}`);
+  }
   // a peer speaking something else: one clear warning, that connection closed, the listener still serving
   const sock = connect(s.port(), '127.0.0.1');
   const closed = new Promise((r) => sock.once('close', r));
