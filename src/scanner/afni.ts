@@ -148,7 +148,9 @@ const BYTES = { byte: 1, short: 2, float: 4 } as const;
 
 /** Data channel parser: header, then images; the end marker starts a new dataset (a new header follows). */
 export class AfniDataStream {
-  private buf: Buffer = Buffer.alloc(0);
+  // received bytes as a list: an image is joined once when all its bytes are in (no re-copying per chunk)
+  private chunks: Buffer[] = [];
+  private length = 0;
   private acq: AfniAcquisition | undefined;
   private volume: Float32Array | undefined;
   private sliceInVolume = 0;
@@ -158,22 +160,39 @@ export class AfniDataStream {
   /** Bytes of a partly received image or volume (dropped if the sender goes away). */
   pending(): number {
     const a = this.acq;
-    return this.buf.length + (a ? this.sliceInVolume * a.nx * a.ny * BYTES[a.datum] : 0);
+    return this.length + (a ? this.sliceInVolume * a.nx * a.ny * BYTES[a.datum] : 0);
+  }
+
+  private take(n: number): Buffer {
+    let out: Buffer;
+    if (this.chunks[0].length >= n) out = this.chunks[0].subarray(0, n);
+    else out = Buffer.concat(this.chunks, this.length).subarray(0, n);
+    let left = n;
+    while (left > 0) {
+      const c = this.chunks[0];
+      if (c.length <= left) { left -= c.length; this.chunks.shift(); } else { this.chunks[0] = c.subarray(left); left = 0; }
+    }
+    this.length -= n;
+    return out;
   }
 
   push(chunk: Buffer, now = Date.now()): AfniEvent[] {
     this.firstByteAt ??= now;
-    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    this.chunks.push(chunk);
+    this.length += chunk.length;
     const out: AfniEvent[] = [];
     for (;;) {
       if (!this.acq) {
-        const nul = this.buf.indexOf(0);
+        if (!this.length) return out;
+        const all = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.length);
+        this.chunks = [all];
+        const nul = all.indexOf(0);
         if (nul < 0) {
-          if (this.buf.length > AFNI_LIMITS.maxHeaderBytes) throw new AfniError(`the AFNI header has run past ${AFNI_LIMITS.maxHeaderBytes} bytes without its closing NUL byte.`);
+          if (all.length > AFNI_LIMITS.maxHeaderBytes) throw new AfniError(`the AFNI header has run past ${AFNI_LIMITS.maxHeaderBytes} bytes without its closing NUL byte.`);
           return out;
         }
-        this.acq = parseAfniHeader(this.buf.subarray(0, nul).toString('latin1'));
-        this.buf = this.buf.subarray(nul + 1);
+        this.acq = parseAfniHeader(all.subarray(0, nul).toString('latin1'));
+        this.take(nul + 1);
         this.volume = undefined;
         this.sliceInVolume = 0;
         this.volumeIndex = 0;
@@ -183,9 +202,8 @@ export class AfniDataStream {
       const a = this.acq;
       const plane = a.nx * a.ny;
       const n = (a.slices ? plane : plane * a.nz) * BYTES[a.datum];
-      if (this.buf.length < n) return out;
-      const img = this.buf.subarray(0, n);
-      this.buf = this.buf.subarray(n);
+      if (this.length < n) return out;
+      const img = this.take(n);
       if (img.length >= AFNI_END_MARKER.length && img.subarray(0, AFNI_END_MARKER.length).toString('latin1') === AFNI_END_MARKER) {
         this.acq = undefined;
         out.push({ kind: 'end' });
@@ -194,7 +212,7 @@ export class AfniDataStream {
       const values = decode(img, a);
       if (!a.slices) {
         out.push({ kind: 'volume', volume: this.make(values), firstByteAt: this.firstByteAt ?? now });
-        this.firstByteAt = this.buf.length ? now : undefined;
+        this.firstByteAt = this.length ? now : undefined;
         continue;
       }
       this.volume ??= new Float32Array(plane * a.nz);
@@ -204,7 +222,7 @@ export class AfniDataStream {
         out.push({ kind: 'volume', volume: this.make(this.volume), firstByteAt: this.firstByteAt ?? now });
         this.volume = undefined;
         this.sliceInVolume = 0;
-        this.firstByteAt = this.buf.length ? now : undefined;
+        this.firstByteAt = this.length ? now : undefined;
       }
     }
   }
