@@ -6,9 +6,11 @@ import { join } from 'node:path';
 import type { RunInfo, Volume } from '../../src/core/types.js';
 import { startServer } from '../../src/server/index.js';
 import { ScannerBridge } from '../../src/bridge/index.js';
-import { maxDiff, nibData, nibRead } from '../scanner/oracle.js';
-import { xtcDumps } from '../scanner/xtc.js';
-import { captureLog, tempDir, waitFor } from '../server/helpers.js';
+import { spawn } from 'node:child_process';
+import { runPaths } from '../../src/server/index.js';
+import { maxDiff, nibData, nibRead, nibReadMany } from '../scanner/oracle.js';
+import { splitXtc, xtcDumps } from '../scanner/xtc.js';
+import { captureLog, root, tempDir, waitFor } from '../server/helpers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -56,4 +58,36 @@ test('bridge --xtc: the PAR/REC phantom as XTC dumps in a numbered series folder
     assert.equal(maxDiff(v.data, o.data!.subarray(v.index * n, (v.index + 1) * n)), 0, `volume ${v.index} equals nibabel's`);
     assert.ok(v.times.read! >= done[v.index], `volume ${v.index} was read only after its REC was complete`);
   }
+});
+
+test('CLI: serve --record + bridge --xtc record the phantom\'s XTC dumps as a BIDS run with nibabel\'s voxels', async (t) => {
+  const bin = join(root, 'bin', 'mindsemantix.mjs');
+  const child = (args: string[]) => {
+    const p = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr!.on('data', (d) => { err += d; });
+    const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
+    t.after(() => { p.kill('SIGKILL'); });
+    return { p, err: () => err, exited };
+  };
+  const phantom = join(nibData, 'phantom_EPI_asc_CLEAR_2_1.PAR');
+  const o = nibRead('parrec', phantom);
+  const rec = tempDir('xtc-cli-rec');
+  const dir = tempDir('xtc-cli');
+  const serve = child(['serve', '--port', '0', '--record', rec]);
+  await waitFor(() => /ready at (ws:\S+)/.test(serve.err()), 15000, 'serve ready');
+  const url = /ready at (ws:\S+)/.exec(serve.err())![1];
+  const bridge = child(['bridge', '--xtc', dir, '--server', url, '--subject', 'philips']);
+  splitXtc(phantom, join(dir, '0004'));
+  await waitFor(() => /run task-vision_run-04/.test(bridge.err()), 15000, 'the run');
+  await sleep(1000);
+  bridge.p.kill('SIGINT');
+  assert.equal(await bridge.exited, 0, bridge.err());
+  assert.match(bridge.err(), /3 volume\(s\) and 0 event\(s\) sent and acknowledged/);
+  const [nib] = nibReadMany('nifti', [runPaths(rec, 'philips', '01', 'task-vision_run-04').bold]);
+  assert.deepEqual(nib.dims, [64, 64, 9, 3]);
+  assert.equal(maxDiff(nib.data!, o.data!), 0);
+  assert.ok(maxDiff(nib.affine, o.affine) < 1e-4);
+  serve.p.kill('SIGTERM');
+  await serve.exited;
 });
