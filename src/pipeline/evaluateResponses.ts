@@ -21,8 +21,10 @@ export interface EvalTrial {
   flags: string[];
   caption: string;
   baseline?: string;
+  /** The read-out without the LM: the Q-Former's caption embedding → nearest training caption. */
+  readout?: string;
   /** From the second presentation on: decoded from the mean of the presentations so far. */
-  mean?: { of: number; caption: string; baseline?: string };
+  mean?: { of: number; caption: string; baseline?: string; readout?: string };
 }
 
 /** Decodes every recorded trial (and its repeat mean) in recorded order, `batch` trials per decoder call. */
@@ -61,10 +63,13 @@ export async function decodeResponseRuns(runs: readonly ResponseRunFile[], decod
     const caps = await decoder.decodeBatch(inputs, { reconstruct: false });
     let k = 0;
     for (const it of chunk) {
-      it.t.caption = caps[k++].text;
+      const c = caps[k++];
+      it.t.caption = c.text;
+      if (baseline) it.t.readout = baseline.nearest(c.captionEmbedding.slice()).caption;
       if (baseline?.has(it.t.subject)) it.t.baseline = (await baseline.predict(it.t.subject, it.vector)).caption;
       if (it.mean) {
-        it.t.mean = { of: it.of!, caption: caps[k++].text };
+        const m = caps[k++];
+        it.t.mean = { of: it.of!, caption: m.text, ...(baseline ? { readout: baseline.nearest(m.captionEmbedding.slice()).caption } : {}) };
         if (baseline?.has(it.t.subject)) it.t.mean.baseline = (await baseline.predict(it.t.subject, it.mean)).caption;
       }
     }
@@ -81,6 +86,8 @@ export interface ConditionScores {
   scenes: number;
   model: Record<string, Interval>;
   baseline?: Record<string, Interval>;
+  /** Q-Former caption embedding → nearest training caption (no LM). */
+  readout?: Record<string, Interval>;
 }
 
 const METRICS = ['CIDEr', 'BLEU4', 'BLEU1', 'ROUGE_L'] as const;
@@ -141,7 +148,7 @@ export function scoreWithIntervals(rows: readonly { scene: string; references: s
  */
 export function scoreConditions(trials: readonly EvalTrial[], references: (stimulusId: string) => string[] | undefined, opts: { resamples?: number; seed?: number } = {}): Record<string, ConditionScores> {
   const out: Record<string, ConditionScores> = {};
-  const cond = (name: string, sel: { t: EvalTrial; caption: string; baseline?: string }[]) => {
+  const cond = (name: string, sel: { t: EvalTrial; caption: string; baseline?: string; readout?: string }[]) => {
     const rows = sel.map((x) => ({ x, refs: references(x.t.stimulusId) })).filter((r) => r.refs && r.refs.length);
     if (!rows.length) return;
     const model = scoreWithIntervals(rows.map((r) => ({ scene: r.x.t.stimulusId, references: r.refs!, caption: r.x.caption })), opts);
@@ -149,12 +156,15 @@ export function scoreConditions(trials: readonly EvalTrial[], references: (stimu
     if (rows.every((r) => r.x.baseline !== undefined)) {
       c.baseline = scoreWithIntervals(rows.map((r) => ({ scene: r.x.t.stimulusId, references: r.refs!, caption: r.x.baseline! })), opts);
     }
+    if (rows.every((r) => r.x.readout !== undefined)) {
+      c.readout = scoreWithIntervals(rows.map((r) => ({ scene: r.x.t.stimulusId, references: r.refs!, caption: r.x.readout! })), opts);
+    }
     out[name] = c;
   };
-  cond('single_trial', trials.map((t) => ({ t, caption: t.caption, baseline: t.baseline })));
+  cond('single_trial', trials.map((t) => ({ t, caption: t.caption, baseline: t.baseline, readout: t.readout })));
   const maxK = Math.max(0, ...trials.map((t) => t.presentation));
   for (let k = 2; k <= maxK; k++) {
-    cond(`mean_of_${k}`, trials.filter((t) => t.presentation === k && t.mean).map((t) => ({ t, caption: t.mean!.caption, baseline: t.mean!.baseline })));
+    cond(`mean_of_${k}`, trials.filter((t) => t.presentation === k && t.mean).map((t) => ({ t, caption: t.mean!.caption, baseline: t.mean!.baseline, readout: t.mean!.readout })));
   }
   return out;
 }
