@@ -5,11 +5,22 @@ import type { RunInfo } from '../core/types.js';
 import { encodeNifti1Volume, type ScannerFormat } from '../scanner/index.js';
 import { ProtocolSender } from './sender.js';
 import { FolderWatcher, type WatchedVolume } from './watch.js';
+import { SeriesFoldersWatcher } from './seriesFolders.js';
+import type { SourceHandlers, VolumeSource } from './source.js';
 import { EventsTail } from './eventsTail.js';
 import { StimulusFiles } from './stimulusFile.js';
 
 export interface BridgeOptions {
-  dir: string;
+  /** The watched export folder (unless `source` is given). */
+  dir?: string;
+  /** 'folder' (default): files in `dir`; 'series-folders': one numbered subfolder per series (Philips XTC). */
+  layout?: 'folder' | 'series-folders';
+  /** Where volumes come from instead of a watched folder (the MRD and AFNI listeners). */
+  source?: (h: SourceHandlers) => VolumeSource;
+  /** Only these series (DICOM SeriesNumber, PAR acquisition number, XTC folder number) are streamed. */
+  series?: number[];
+  /** Give up on a file that stays incomplete this long (ms), with a warning. */
+  giveUpMs?: number;
   url?: string;
   sender?: ProtocolSender;
   token?: string;
@@ -43,7 +54,8 @@ interface BridgeRun {
 export class ScannerBridge {
   readonly sender: ProtocolSender;
   private readonly own: boolean;
-  private watcher: FolderWatcher;
+  private watcher: VolumeSource;
+  private skippedSeries = new Set<string>();
   private runs = new Map<string, BridgeRun>();
   private current: BridgeRun | undefined;
   private tail: EventsTail | undefined;
@@ -57,25 +69,31 @@ export class ScannerBridge {
 
   constructor(private readonly o: BridgeOptions) {
     if (!o.sender && !o.url) throw new Error('the bridge needs a server URL or a sender.');
+    if (!o.dir && !o.source) throw new Error('the bridge needs a folder to watch or a volume source.');
     this.own = !o.sender;
     this.sender = o.sender ?? new ProtocolSender({ url: o.url!, token: o.token, client: 'bridge', log: o.log });
     if (o.eventsFile) this.tail = new EventsTail(o.eventsFile);
     this.stimuli = new StimulusFiles(o.log);
-    this.watcher = new FolderWatcher({
-      dir: o.dir, format: o.format, pollMs: o.pollMs, retryMs: o.retryMs, fsEvents: o.fsEvents,
+    const handlers: SourceHandlers = {
       onVolume: (v) => this.onVolume(v),
       onInvalid: (p, reason) => { this.stats.invalid++; o.log?.('warn', `${p} is not a readable scanner file and was skipped: ${reason}`); },
+      onGiveUp: (p, reason) => { this.stats.invalid++; o.log?.('warn', `${p} stayed incomplete for ${((o.giveUpMs ?? DEFAULT_GIVE_UP_MS) / 1000).toFixed(0)} s and was given up (it is read again if it changes): ${reason}`); },
+      onRunEnd: (key) => { const r = this.runs.get(key); if (r) this.endRun(r); },
       onFile: (p) => {
         if (!this.tail && /events.*\.tsv$/i.test(basename(p))) {
           this.tail = new EventsTail(p);
           o.log?.('info', `following stimulus events in ${p}`);
         }
       },
-    });
+    };
+    const watch = { format: o.format, pollMs: o.pollMs, retryMs: o.retryMs, fsEvents: o.fsEvents, giveUpMs: o.giveUpMs ?? DEFAULT_GIVE_UP_MS, ...handlers };
+    if (o.source) this.watcher = o.source(handlers);
+    else if (o.layout === 'series-folders') this.watcher = new SeriesFoldersWatcher({ ...watch, dir: o.dir! });
+    else this.watcher = new FolderWatcher({ ...watch, dir: o.dir! });
   }
 
   start(): this {
-    if (!existsSync(this.o.dir)) this.o.log?.('warn', `${this.o.dir} does not exist yet; waiting for it`);
+    if (this.o.dir && !existsSync(this.o.dir)) this.o.log?.('warn', `${this.o.dir} does not exist yet; waiting for it`);
     this.sender.start();
     this.watcher.start();
     this.tailTimer = setInterval(() => this.pollEvents(), this.o.pollMs ?? 50);
@@ -84,14 +102,14 @@ export class ScannerBridge {
 
   /** Stops at once, without ending runs or waiting for acks (after a permanent refusal). */
   async abort(): Promise<void> {
-    this.watcher.stop();
+    await this.watcher.stop();
     if (this.tailTimer) clearInterval(this.tailTimer);
     if (this.own) await this.sender.close();
   }
 
   /** Stops watching, ends the open runs (their length = the highest volume seen + 1), waits for every ack. */
   async stop(): Promise<void> {
-    this.watcher.stop();
+    await this.watcher.stop();
     if (this.tailTimer) clearInterval(this.tailTimer);
     this.pollEvents();
     for (const r of this.runs.values()) this.endRun(r);
@@ -103,10 +121,26 @@ export class ScannerBridge {
     }
   }
 
+  /** Whether a volume's series is streamed: the chosen ones with --series, else all but those that say they are not EPI. */
+  private wanted(w: WatchedVolume): boolean {
+    const v = w.volume;
+    const chosen = this.o.series ? v.seriesNumber !== undefined && this.o.series.includes(v.seriesNumber) : v.epi !== false;
+    if (!chosen) {
+      const key = String(v.seriesNumber ?? w.path);
+      if (!this.skippedSeries.has(key)) {
+        this.skippedSeries.add(key);
+        const why = this.o.series ? `not among --series ${this.o.series.join(',')}` : 'not an EPI series (a localizer or other structural scan)';
+        this.o.log?.('info', `series ${v.seriesNumber ?? '(unnumbered)'} (${w.path}) is ${why}; its volumes are not streamed`);
+      }
+    }
+    return chosen;
+  }
+
   private runFor(w: WatchedVolume): BridgeRun {
     const v = w.volume;
-    // A run is a DICOM series, or one growing 4-D NIfTI, or (per-volume NIfTI files) the whole folder.
-    const key = v.seriesNumber !== undefined ? `series-${v.seriesNumber}` : w.growing ? `file-${w.path}` : 'folder';
+    // A run is the source's own key (an MRD measurement), a DICOM series, one growing 4-D NIfTI, or (per-volume NIfTI
+    // files) the whole folder.
+    const key = w.runKey ?? (v.seriesNumber !== undefined ? `series-${v.seriesNumber}` : w.growing ? `file-${w.path}` : 'folder');
     let r = this.runs.get(key);
     if (r) return r;
     this.runCounter++;
@@ -141,8 +175,14 @@ export class ScannerBridge {
   }
 
   private onVolume(w: WatchedVolume): void {
+    if (!this.wanted(w)) return;
     const r = this.runFor(w);
     const v = w.volume;
+    if (v.dims.some((d, i) => d !== r.info.dims[i])) {
+      this.stats.invalid++;
+      this.o.log?.('warn', `${w.path}: a ${v.dims.join('×')} volume arrived in ${r.info.run}, which is ${r.info.dims.join('×')}; skipped (start a new series or run for a new geometry).`);
+      return;
+    }
     if (r.ended) {
       this.o.log?.('warn', `${w.path} belongs to ${r.info.run}, which already ended when a later series began; skipped (the server no longer accepts volumes for it).`);
       return;
@@ -183,6 +223,9 @@ export class ScannerBridge {
     }
   }
 }
+
+/** A file still incomplete after this long is given up with a warning (a scanner writes a volume in well under a second). */
+export const DEFAULT_GIVE_UP_MS = 10_000;
 
 /** Scanner data is int16 at heart; send it as int16 when that is exact (half the bytes), else float32. */
 function int16IfExact(a: Float32Array): Int16Array | Float32Array {

@@ -3,7 +3,7 @@
 // Never a fixed settle timer.
 import { watch, readdirSync, statSync, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
-import { readScannerFile, nameIndex, SliceAssembler, type ScannerFormat, type ScannerVolume } from '../scanner/index.js';
+import { readScannerFile, nameIndex, nameSeries, SliceAssembler, type ScannerFormat, type ScannerVolume } from '../scanner/index.js';
 import { readNewNiftiVolumes } from './growingNifti.js';
 
 export interface WatchedVolume {
@@ -16,6 +16,8 @@ export interface WatchedVolume {
   /** ms: when the file (or its growth) was first noticed, and when the volume was proven complete. */
   seenAt: number;
   readAt: number;
+  /** The run this volume belongs to, when the source knows better than the series number (an MRD measurement). */
+  runKey?: string;
 }
 
 export interface WatchOptions {
@@ -25,11 +27,17 @@ export interface WatchOptions {
   retryMs?: number;
   /** Use file-system events as well as polling (default true; false behaves like a network share). */
   fsEvents?: boolean;
-  /** Files whose name matches are ignored (the events TSV, dotfiles, partial-download suffixes). */
+  /** Files whose name matches are ignored (the events TSV, dotfiles, partial-download suffixes, Philips REC pixels). */
   ignore?: RegExp;
+  /** Stop retrying a file that stays incomplete this long (ms); it is looked at again when it changes. Default: never. */
+  giveUpMs?: number;
+  /** The series of every volume in this folder (an XTC series folder's number), over what the files say. */
+  seriesNumber?: number;
   onVolume(v: WatchedVolume): void;
   /** A file that will never decode: reported once per size. */
   onInvalid?(path: string, reason: string): void;
+  /** A file that stayed incomplete for giveUpMs. */
+  onGiveUp?(path: string, reason: string): void;
   /** Every name seen in the folder, for others (the events TSV follower). */
   onFile?(path: string): void;
 }
@@ -44,9 +52,14 @@ interface Tracked {
   growing?: boolean;
   invalidAt?: number;
   retry?: NodeJS.Timeout;
+  /** ms: when the current run of incomplete reads began. */
+  incompleteSince?: number;
+  /** Given up while incomplete at this size and mtime: looked at again only when either changes. */
+  gaveUp?: { size: number; mtimeMs: number };
 }
 
-const DEFAULT_IGNORE = /(^\.|\.tsv$|\.json$|\.txt$|\.tmp$|\.part$|~$)/i;
+// A Philips .REC holds only pixels: it is read through its .PAR.
+const DEFAULT_IGNORE = /(^\.|\.tsv$|\.json$|\.txt$|\.tmp$|\.part$|~$|\.rec$)/i;
 
 export class FolderWatcher {
   private files = new Map<string, Tracked>();
@@ -79,7 +92,9 @@ export class FolderWatcher {
     } catch {
       return; // folder not there (yet): keep polling
     }
-    names.sort((a, b) => (nameIndex(a) ?? Infinity) - (nameIndex(b) ?? Infinity) || a.localeCompare(b));
+    // series first (Siemens 001_<series>_<instance>), then the volume number: a busy folder's series come one after
+    // another rather than interleaved, so no run is ended while its files are still waiting
+    names.sort((a, b) => (nameSeries(a) ?? -1) - (nameSeries(b) ?? -1) || (nameIndex(a) ?? Infinity) - (nameIndex(b) ?? Infinity) || a.localeCompare(b));
     for (const n of names) this.consider(n);
   }
 
@@ -104,6 +119,8 @@ export class FolderWatcher {
     }
     if (t.final || t.retry) return;
     if (st.size === t.size && st.mtimeMs === t.mtimeMs) return; // nothing new since the last attempt
+    if (t.gaveUp && st.size === t.gaveUp.size && st.mtimeMs === t.gaveUp.mtimeMs) return; // still the stuck file
+    t.gaveUp = undefined;
     if (t.sent > 0 && st.size !== t.size) t.seenAt = Date.now(); // a growing file grew
     this.attempt(path, t);
   }
@@ -136,10 +153,21 @@ export class FolderWatcher {
     }
     const r = readScannerFile(path, { format: this.o.format ?? 'auto' });
     if (r.status === 'incomplete') {
+      const now = Date.now();
+      t.incompleteSince ??= now;
+      if (this.o.giveUpMs !== undefined && now - t.incompleteSince >= this.o.giveUpMs) {
+        // a stuck file (the scanner died mid-write, a corrupt length): stop polling it, say so once
+        t.gaveUp = { size: st.size, mtimeMs: st.mtimeMs };
+        t.size = -1;
+        t.incompleteSince = undefined;
+        this.o.onGiveUp?.(path, r.reason);
+        return;
+      }
       t.size = -1; // force another look
       t.retry = setTimeout(() => this.attempt(path, t), this.o.retryMs ?? 25);
       return;
     }
+    t.incompleteSince = undefined;
     t.size = st.size;
     t.mtimeMs = st.mtimeMs;
     if (r.status === 'invalid') {
@@ -150,6 +178,7 @@ export class FolderWatcher {
     const readAt = Date.now();
     const vols: ScannerVolume[] = [...r.volumes];
     for (const s of r.slices ?? []) vols.push(...this.assembler.add(s));
+    if (this.o.seriesNumber !== undefined) for (const v of vols) v.seriesNumber = this.o.seriesNumber;
     // One volume per file is final; a multi-volume NIfTI may still grow (a scanner appending to a 4-D file).
     const growing = r.format === 'nifti' && (r.volumes.length > 1 || nameIndex(path) === undefined);
     for (let i = t.sent; i < vols.length; i++) this.o.onVolume({ path, volume: vols[i], positionInFile: growing ? i : 0, growing, seenAt: t.seenAt, readAt });

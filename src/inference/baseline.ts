@@ -63,7 +63,13 @@ export class RidgeRetrieval {
     const s = this.sessions.get(subject);
     if (!s) throw new Error(`no ridge baseline for subject ${subject}`);
     const out = await s.run({ [s.inputNames[0]]: new ort.Tensor('float32', voxels, [1, voxels.length]) });
-    const q = Float32Array.from(out[s.outputNames[0]].data as Float32Array);
+    return this.nearest(Float32Array.from(out[s.outputNames[0]].data as Float32Array));
+  }
+
+  /** The training caption whose embedding is closest (cosine) to `embedding`, which is normalised in place. */
+  nearest(embedding: Float32Array): { caption: string; index: number; similarity: number } {
+    const q = embedding;
+    if (q.length !== this.dim) throw new Error(`an embedding of ${q.length} values cannot be compared with the bank's ${this.dim}`);
     normaliseRows(q, this.dim);
     let best = 0;
     let bestSim = -Infinity;

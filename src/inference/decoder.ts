@@ -48,7 +48,8 @@ export interface BrainCaption {
   brainTokens: ort.Tensor;
 }
 
-export type DecodedCaption = Caption & { imageFormat?: ImageFormat; tokens: number[] };
+/** `captionEmbedding`: the Q-Former's read-out in text space (what the read-out-retrieval comparison uses). */
+export type DecodedCaption = Caption & { imageFormat?: ImageFormat; tokens: number[]; captionEmbedding: Float32Array };
 
 export class BrainDecoder {
   private readonly encoders = new Map<string, ort.InferenceSession>();
@@ -198,6 +199,7 @@ export class BrainDecoder {
         tokens: c.tokens,
         confidence: c.confidence,
         tokenLogprobs: c.tokenLogprobs,
+        captionEmbedding: c.captionEmbedding,
         image,
         imageFormat: image ? format : undefined,
         references: trial.event?.references,

@@ -6,7 +6,8 @@ import { RepeatMeans } from '../../streams/index.js';
 import type { TrialResponse } from '../core/types.js';
 import type { BrainDecoder } from '../inference/decoder.js';
 import type { RidgeRetrieval } from '../inference/baseline.js';
-import { ciderD, ciderImage, ptbTokenize, scoreCaptions } from '../metrics/index.js';
+import { mulberry32 } from '../inference/lm.js';
+import { bleuFromTotals, bleuStats, ciderD, ciderImage, ptbTokenize, rougeL, type BleuStats } from '../metrics/index.js';
 import type { ResponseRunFile } from './responseFiles.js';
 
 export interface EvalTrial {
@@ -20,8 +21,10 @@ export interface EvalTrial {
   flags: string[];
   caption: string;
   baseline?: string;
+  /** The read-out without the LM: the Q-Former's caption embedding → nearest training caption. */
+  readout?: string;
   /** From the second presentation on: decoded from the mean of the presentations so far. */
-  mean?: { of: number; caption: string; baseline?: string };
+  mean?: { of: number; caption: string; baseline?: string; readout?: string };
 }
 
 /** Decodes every recorded trial (and its repeat mean) in recorded order, `batch` trials per decoder call. */
@@ -60,10 +63,13 @@ export async function decodeResponseRuns(runs: readonly ResponseRunFile[], decod
     const caps = await decoder.decodeBatch(inputs, { reconstruct: false });
     let k = 0;
     for (const it of chunk) {
-      it.t.caption = caps[k++].text;
+      const c = caps[k++];
+      it.t.caption = c.text;
+      if (baseline) it.t.readout = baseline.nearest(c.captionEmbedding.slice()).caption;
       if (baseline?.has(it.t.subject)) it.t.baseline = (await baseline.predict(it.t.subject, it.vector)).caption;
       if (it.mean) {
-        it.t.mean = { of: it.of!, caption: caps[k++].text };
+        const m = caps[k++];
+        it.t.mean = { of: it.of!, caption: m.text, ...(baseline ? { readout: baseline.nearest(m.captionEmbedding.slice()).caption } : {}) };
         if (baseline?.has(it.t.subject)) it.t.mean.baseline = (await baseline.predict(it.t.subject, it.mean)).caption;
       }
     }
@@ -80,21 +86,11 @@ export interface ConditionScores {
   scenes: number;
   model: Record<string, Interval>;
   baseline?: Record<string, Interval>;
+  /** Q-Former caption embedding → nearest training caption (no LM). */
+  readout?: Record<string, Interval>;
 }
 
 const METRICS = ['CIDEr', 'BLEU4', 'BLEU1', 'ROUGE_L'] as const;
-
-/** Deterministic PRNG for the bootstrap (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Corpus metrics with a percentile bootstrap over scenes (a resample draws scenes with replacement and keeps all their
@@ -103,38 +99,45 @@ function rng(seed: number): () => number {
  * fixed per-image scores (recomputing document frequencies over a resample full of duplicates would bias it low).
  */
 export function scoreWithIntervals(rows: readonly { scene: string; references: string[]; caption: string }[], opts: { resamples?: number; seed?: number; level?: number } = {}): Record<string, Interval> {
-  const tok = (s: string) => ptbTokenize(s);
-  const refsTok = rows.map((r) => r.references.map(tok));
-  const capTok = rows.map((r) => tok(r.caption));
-  const score = (idx: number[]): Record<string, number> => {
-    const refs: Record<string, string[]> = {};
-    const cands: Record<string, string> = {};
-    idx.forEach((i, k) => { refs[String(k)] = refsTok[i]; cands[String(k)] = capTok[i]; });
-    return { ...scoreCaptions(refs, cands, { tokenized: true }) };
+  // Per-image statistics once (BLEU n-gram counts, ROUGE-L, CIDEr-D with the whole set's document frequencies); a
+  // resample only re-sums them, so 500 resamples of 900 trials take milliseconds rather than minutes.
+  const refsTok = rows.map((r) => r.references.map((x) => ptbTokenize(x)));
+  const capTok = rows.map((r) => ptbTokenize(r.caption));
+  const bleu = rows.map((_, i) => bleuStats(capTok[i], refsTok[i]));
+  const rouge = rows.map((_, i) => rougeL(capTok[i], refsTok[i]));
+  const cider = ciderD(rows.map((_, i) => ciderImage(capTok[i], refsTok[i])));
+  const score = (idx: readonly number[]): Record<string, number> => {
+    const t: BleuStats = { testlen: 0, reflen: 0, guess: [0, 0, 0, 0], correct: [0, 0, 0, 0] };
+    let r = 0, c = 0;
+    for (const i of idx) {
+      const b = bleu[i];
+      t.testlen += b.testlen; t.reflen += b.reflen;
+      for (let k = 0; k < 4; k++) { t.guess[k] += b.guess[k]; t.correct[k] += b.correct[k]; }
+      r += rouge[i]; c += cider[i];
+    }
+    const bl = bleuFromTotals(t);
+    return { CIDEr: c / idx.length, BLEU4: bl[3], BLEU1: bl[0], ROUGE_L: r / idx.length };
   };
-  const all = rows.map((_, i) => i);
-  const point = score(all);
-  const ciderPer = ciderD(rows.map((_, i) => ciderImage(capTok[i], refsTok[i])));
+  const point = score(rows.map((_, i) => i));
   const byScene = new Map<string, number[]>();
   rows.forEach((r, i) => { const g = byScene.get(r.scene) ?? []; g.push(i); byScene.set(r.scene, g); });
   const scenes = [...byScene.values()];
-  const B = opts.resamples ?? 500;
-  const rand = rng(opts.seed ?? 12345);
+  const B = opts.resamples ?? 1000;
+  const rand = mulberry32(opts.seed ?? 12345);
   const draws: Record<string, number[]> = Object.fromEntries(METRICS.map((m) => [m, []]));
   for (let b = 0; b < B && scenes.length > 1; b++) {
     const idx: number[] = [];
     for (let s = 0; s < scenes.length; s++) idx.push(...scenes[Math.floor(rand() * scenes.length)]);
     const sc = score(idx);
-    sc.CIDEr = idx.reduce((a, i) => a + ciderPer[i], 0) / idx.length;
     for (const m of METRICS) draws[m].push(sc[m]);
   }
   const level = opts.level ?? 0.95;
   const q = (xs: number[], p: number) => {
     if (!xs.length) return NaN;
-    const s = [...xs].sort((a, b) => a - b);
-    const r = p * (s.length - 1);
-    const lo = Math.floor(r);
-    return s[lo] + (s[Math.ceil(r)] - s[lo]) * (r - lo);
+    const sorted = [...xs].sort((x, y) => x - y);
+    const k = p * (sorted.length - 1);
+    const lo = Math.floor(k);
+    return sorted[lo] + (sorted[Math.ceil(k)] - sorted[lo]) * (k - lo);
   };
   return Object.fromEntries(METRICS.map((m) => [m, { value: point[m], lo: q(draws[m], (1 - level) / 2), hi: q(draws[m], 1 - (1 - level) / 2) }]));
 }
@@ -145,7 +148,7 @@ export function scoreWithIntervals(rows: readonly { scene: string; references: s
  */
 export function scoreConditions(trials: readonly EvalTrial[], references: (stimulusId: string) => string[] | undefined, opts: { resamples?: number; seed?: number } = {}): Record<string, ConditionScores> {
   const out: Record<string, ConditionScores> = {};
-  const cond = (name: string, sel: { t: EvalTrial; caption: string; baseline?: string }[]) => {
+  const cond = (name: string, sel: { t: EvalTrial; caption: string; baseline?: string; readout?: string }[]) => {
     const rows = sel.map((x) => ({ x, refs: references(x.t.stimulusId) })).filter((r) => r.refs && r.refs.length);
     if (!rows.length) return;
     const model = scoreWithIntervals(rows.map((r) => ({ scene: r.x.t.stimulusId, references: r.refs!, caption: r.x.caption })), opts);
@@ -153,12 +156,15 @@ export function scoreConditions(trials: readonly EvalTrial[], references: (stimu
     if (rows.every((r) => r.x.baseline !== undefined)) {
       c.baseline = scoreWithIntervals(rows.map((r) => ({ scene: r.x.t.stimulusId, references: r.refs!, caption: r.x.baseline! })), opts);
     }
+    if (rows.every((r) => r.x.readout !== undefined)) {
+      c.readout = scoreWithIntervals(rows.map((r) => ({ scene: r.x.t.stimulusId, references: r.refs!, caption: r.x.readout! })), opts);
+    }
     out[name] = c;
   };
-  cond('single_trial', trials.map((t) => ({ t, caption: t.caption, baseline: t.baseline })));
+  cond('single_trial', trials.map((t) => ({ t, caption: t.caption, baseline: t.baseline, readout: t.readout })));
   const maxK = Math.max(0, ...trials.map((t) => t.presentation));
   for (let k = 2; k <= maxK; k++) {
-    cond(`mean_of_${k}`, trials.filter((t) => t.presentation === k && t.mean).map((t) => ({ t, caption: t.mean!.caption, baseline: t.mean!.baseline })));
+    cond(`mean_of_${k}`, trials.filter((t) => t.presentation === k && t.mean).map((t) => ({ t, caption: t.mean!.caption, baseline: t.mean!.baseline, readout: t.mean!.readout })));
   }
   return out;
 }

@@ -12,13 +12,8 @@ import { encodeNpyFloat32, readNpy } from '../inference/npy.js';
 
 export const RESPONSE_COLUMNS = ['trial', 'stimulus_id', 'onset', 'presentation', 'estimator', 'window_start', 'window_end', 'volumes', 'flags', 'bundle', 'mask_sha256'] as const;
 
-/** Trials whose window starts this early sit on unsettled detrend/z-score estimates: flagged for whoever reads the file. */
-export const EARLY_IN_RUN_S = 30;
-
-export interface ResponseRow {
-  subject: string;
-  session: string;
-  run: string;
+/** One TSV row. */
+export interface ResponseFileRow {
   trial: number;
   stimulusId: string;
   onset: number;
@@ -30,6 +25,16 @@ export interface ResponseRow {
   flags: string[];
   bundle: string;
   maskSha256: string;
+}
+
+/** Trials whose window starts this early sit on unsettled detrend/z-score estimates: flagged for whoever reads the file. */
+export const EARLY_IN_RUN_S = 30;
+
+/** One trial as written: the TSV's columns, plus the run it belongs to. */
+export interface ResponseRow extends ResponseFileRow {
+  subject: string;
+  session: string;
+  run: string;
 }
 
 export function responsePaths(root: string, subject: string, session: string, run: string): { dir: string; npy: string; tsv: string } {
@@ -126,19 +131,6 @@ export class ResponseRecorder {
     await writeAtomic(p.tsv, [RESPONSE_COLUMNS.join('\t'), ...b.rows].join('\n') + '\n');
     await syncDir(p.dir);
   }
-}
-
-export interface ResponseFileRow {
-  trial: number;
-  stimulusId: string;
-  onset: number;
-  presentation: number;
-  estimator: string;
-  window: { start: number; end: number };
-  volumes: number[];
-  flags: string[];
-  bundle: string;
-  maskSha256: string;
 }
 
 export interface ResponseRunFile {

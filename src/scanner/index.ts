@@ -1,6 +1,6 @@
 // Public API of the scanner readers (see docs/formats.md).
 export * from './types.js';
-export { readScannerFile, compareVolumes, nameIndex, type ReadOptions, type ScannerFormat } from './read.js';
+export { readScannerFile, compareVolumes, nameIndex, nameSeries, type ReadOptions, type ScannerFormat } from './read.js';
 export { SliceAssembler, stackSlices } from './slices.js';
 export {
   NiftiError, decodeNifti, inflateNifti, niftiCompleteness, encodeNifti1Volume, encodeNifti1Series, niftiHeader, niftiHeader4D,
@@ -9,3 +9,5 @@ export {
 } from './nifti.js';
 export { DicomError } from './dicom.js';
 export { parseCsaHeader, CsaError, type CsaTag } from './csa.js';
+export { ParRecError, parsePar, readParRec, parAffine, looksLikePar, type ParRecScaling, type ParRecOptions, type ParRecRead } from './parrec.js';
+export { recBeside } from './read.js';

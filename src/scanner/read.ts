@@ -1,14 +1,15 @@
 // One entry point for the bridge and `convert`: detect the format, prove the file complete, decode it.
-import { readFileSync } from 'node:fs';
-import { basename } from 'node:path';
-import { DicomError, hasDicmPreamble, parseDicomBytes } from './dicom.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { DicomError, hasDicmPreamble, imageType, parseDicomBytes, str } from './dicom.js';
 import { isEnhanced, readEnhanced } from './enhanced.js';
 import { csaImageHeader, isMosaic, readMosaic } from './mosaic.js';
 import { NiftiError, decodeNifti, inflateNifti, isGzip, looksLikeNifti, niftiCompleteness } from './nifti.js';
+import { ParRecError, looksLikePar, readParRec, type ParRecScaling } from './parrec.js';
 import { readSlice } from './slices.js';
 import type { ReadResult, ScannerVolume } from './types.js';
 
-export type ScannerFormat = 'auto' | 'dicom' | 'nifti';
+export type ScannerFormat = 'auto' | 'dicom' | 'nifti' | 'parrec';
 
 export interface ReadOptions {
   format?: ScannerFormat;
@@ -16,6 +17,10 @@ export interface ReadOptions {
   maxBytes?: number;
   /** Name used for volumeIndex when bytes are passed instead of a path. */
   name?: string;
+  /** PAR/REC: the REC bytes when the PAR is passed as bytes (a PAR path finds its REC beside it). */
+  rec?: Uint8Array;
+  /** PAR/REC scaling: 'dv' (console values, default, as nibabel) or 'fp' (floating point values). */
+  parrecScaling?: ParRecScaling;
 }
 
 /**
@@ -24,12 +29,20 @@ export interface ReadOptions {
  */
 export function nameIndex(name: string | undefined): number | undefined {
   if (!name) return undefined;
-  const m = /(?:^|\D)(\d{1,9})(?:\.(?:dcm|ima|nii|img))?(?:\.gz)?$/i.exec(basename(name));
+  const m = /(?:^|\D)(\d{1,9})(?:\.(?:dcm|ima|nii|img|par|rec))?(?:\.gz)?$/i.exec(basename(name));
   return m ? Number(m[1]) : undefined;
 }
 
-function detect(bytes: Uint8Array, name: string | undefined): 'dicom' | 'nifti' | undefined {
+/** The series number in a Siemens export name, <session>_<series>_<instance>: 001_000007_000042.dcm → 7. */
+export function nameSeries(name: string | undefined): number | undefined {
+  if (!name) return undefined;
+  const m = /^\d+_(\d{1,9})_\d{1,9}(?:\.(?:dcm|ima))?$/i.exec(basename(name));
+  return m ? Number(m[1]) : undefined;
+}
+
+function detect(bytes: Uint8Array, name: string | undefined): 'dicom' | 'nifti' | 'parrec' | undefined {
   if (hasDicmPreamble(bytes)) return 'dicom';
+  if (looksLikePar(bytes) || (name && /\.par$/i.test(name))) return 'parrec';
   if (isGzip(bytes)) return 'nifti';
   if (looksLikeNifti(bytes)) {
     // sizeof_hdr alone is weak evidence (a DICOM preamble can hold anything): also want the magic once it is there
@@ -59,20 +72,25 @@ export function readScannerFile(input: string | Uint8Array, opts: ReadOptions = 
       return { status: 'invalid', reason: `${input} cannot be read (${e.code ?? e.message}).` };
     }
   } else bytes = input;
+  if (name && /\.rec$/i.test(name) && (opts.format ?? 'auto') !== 'dicom' && opts.format !== 'nifti') {
+    return { status: 'invalid', reason: `${basename(name)} is a Philips REC file, which holds only pixels; read the .PAR beside it.` };
+  }
   let format = opts.format ?? 'auto';
   if (format === 'auto') {
     const d = detect(bytes, name);
     if (!d) {
       if (bytes.length < 132) return { status: 'incomplete', reason: `only ${bytes.length} bytes are there, too few to tell DICOM from NIfTI.` };
-      return { status: 'invalid', reason: 'neither DICOM (no "DICM" at byte 128) nor NIfTI (no 348/540 header size with its magic, not gzip).' };
+      return { status: 'invalid', reason: 'neither DICOM (no "DICM" at byte 128) nor NIfTI (no 348/540 header size with its magic, not gzip), and not a Philips PAR.' };
     }
     format = d;
   }
   const index = nameIndex(name);
   try {
     if (format === 'nifti') return readNifti(bytes, opts.maxBytes, index);
+    if (format === 'parrec') return readPar(bytes, typeof input === 'string' ? input : undefined, opts, index);
     return readDicom(bytes, index);
   } catch (err) {
+    if (err instanceof ParRecError) return { status: err.status, reason: err.message };
     if (err instanceof DicomError) return { status: err.status, reason: err.message };
     if (err instanceof NiftiError) return { status: 'invalid', reason: err.message };
     throw err;
@@ -99,8 +117,53 @@ function readNifti(bytes: Uint8Array, maxBytes: number | undefined, index: numbe
   return { status: 'complete', format: 'nifti', volumes };
 }
 
+/** The REC beside a PAR: same name, extension .REC in any case. */
+export function recBeside(parPath: string): string | undefined {
+  const stem = basename(parPath).replace(/\.par$/i, '');
+  for (const ext of ['.REC', '.rec', '.Rec']) {
+    const p = join(dirname(parPath), stem + ext);
+    if (existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+function readPar(bytes: Uint8Array, path: string | undefined, opts: ReadOptions, index: number | undefined): ReadResult {
+  let rec = opts.rec;
+  if (!rec) {
+    const recPath = path ? recBeside(path) : undefined;
+    if (!recPath) return { status: 'incomplete', reason: `the REC file beside ${path ? basename(path) : 'the PAR'} is not there (yet).` };
+    try {
+      rec = readFileSync(recPath);
+    } catch (err) {
+      return { status: 'incomplete', reason: `the REC file ${basename(recPath)} cannot be read yet (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}).` };
+    }
+  }
+  const r = readParRec(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1'), rec, { scaling: opts.parrecScaling, nameIndex: index });
+  return { status: 'complete', format: 'parrec', volumes: r.volumes, warnings: r.warnings.length ? r.warnings : undefined };
+}
+
+/**
+ * Whether a DICOM says it is EPI: ScanningSequence (0018,0020) holds EP, or does not; without it, ImageType LOCALIZER
+ * says no. Undefined when the file does not say (such series are streamed).
+ */
+function dicomEpi(p: ReturnType<typeof parseDicomBytes>): boolean | undefined {
+  const seq = str(p.ds, 'x00180020');
+  if (seq) return seq.toUpperCase().split('\\').map((x) => x.trim()).includes('EP');
+  return imageType(p.ds).includes('LOCALIZER') ? false : undefined;
+}
+
 function readDicom(bytes: Uint8Array, index: number | undefined): ReadResult {
   const p = parseDicomBytes(bytes);
+  const epi = dicomEpi(p);
+  const r = readDicomKind(p, index);
+  if (epi !== undefined && r.status === 'complete') {
+    for (const v of r.volumes) v.epi = epi;
+    for (const s of r.slices ?? []) s.epi = epi;
+  }
+  return r;
+}
+
+function readDicomKind(p: ReturnType<typeof parseDicomBytes>, index: number | undefined): ReadResult {
   if (isEnhanced(p)) {
     const volumes = readEnhanced(p);
     if (index !== undefined && volumes.length === 1) volumes[0].volumeIndex = index;

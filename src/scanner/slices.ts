@@ -53,7 +53,7 @@ export function stackSlices(slices: ScannerSlice[]): ScannerVolume {
   const times = slices.map((s) => s.acquisitionTime).filter((t): t is number => t !== undefined);
   return {
     dims: [s0.cols, s0.rows, n], affine: stackAffine(geom), voxelSize: voxelSizeOf(geom), tr: s0.tr,
-    acquisitionTime: times.length ? Math.min(...times) : undefined, seriesNumber: s0.seriesNumber,
+    acquisitionTime: times.length ? Math.min(...times) : undefined, seriesNumber: s0.seriesNumber, epi: s0.epi,
     source: 'dicom-slices', data,
   };
 }

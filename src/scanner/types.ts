@@ -15,12 +15,15 @@ export interface ScannerVolume {
   volumeIndex?: number;
   /** Slice acquisition times in ms relative to the volume start, in z order (Siemens MosaicRefAcqTimes). */
   sliceTimes?: number[];
-  /** Where it came from: 'nifti', 'dicom-mosaic', 'dicom-enhanced', 'dicom-slices'. */
+  /** True when the file says the sequence is EPI (DICOM ScanningSequence EP, PAR technique *EPI*), false when it says
+   * otherwise (a localizer), absent when it does not say. The bridge uses it to tell EPI series from the rest. */
+  epi?: boolean;
+  /** Where it came from: 'nifti', 'dicom-mosaic', 'dicom-enhanced', 'dicom-slices', 'parrec', 'mrd', 'afni'. */
   source: ScannerSource;
   data: Float32Array;
 }
 
-export type ScannerSource = 'nifti' | 'dicom-mosaic' | 'dicom-enhanced' | 'dicom-slices';
+export type ScannerSource = 'nifti' | 'dicom-mosaic' | 'dicom-enhanced' | 'dicom-slices' | 'parrec' | 'mrd' | 'afni';
 
 /** One 2-D DICOM image (GE style: one file per slice), before assembly into a volume. */
 export interface ScannerSlice {
@@ -46,11 +49,13 @@ export interface ScannerSlice {
   tr?: number;
   /** The trailing number of the file name, when read from a path. */
   nameIndex?: number;
+  /** As ScannerVolume.epi. */
+  epi?: boolean;
   /** Pixels in DICOM order (column fastest, then row), rescale applied. */
   data: Float32Array;
 }
 
 export type ReadResult =
-  | { status: 'complete'; format: ScannerSource; volumes: ScannerVolume[]; slices?: ScannerSlice[] }
+  | { status: 'complete'; format: ScannerSource; volumes: ScannerVolume[]; slices?: ScannerSlice[]; warnings?: string[] }
   | { status: 'incomplete'; reason: string }
   | { status: 'invalid'; reason: string };

@@ -83,6 +83,8 @@ test('the dashboard shows every decoded trial live, with images and metrics, and
   assert.equal(await page.locator('img.recon').count(), session.trials);
   assert.equal(await page.locator('.trial .conf').count(), session.trials);
   assert.ok((await page.locator('.trial .refs li').count()) >= session.trials * 5);
+  // a stimulus shown again: the caption of the mean of its presentations so far, labelled as such
+  assert.match((await page.locator('.trial .mean').allInnerTexts()).join(' | '), /mean of 2 presentations: \S/);
   const reconOk = await page.evaluate(`[...document.querySelectorAll('img.recon')].every((i) => i.complete && i.naturalWidth > 0)`);
   assert.ok(reconOk, 'reconstructions decode as images');
   // header, charts, mosaic, metrics

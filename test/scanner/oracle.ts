@@ -10,6 +10,8 @@ export const nibData = join(root, '.venv/lib/python3.11/site-packages/nibabel/te
 export const nicomData = join(root, '.venv/lib/python3.11/site-packages/nibabel/nicom/tests/data');
 export const pydicomData = join(root, '.venv/lib/python3.11/site-packages/pydicom/data/test_files');
 
+export type OracleKind = 'nifti' | 'dicom' | 'parrec' | 'parrec-fp';
+
 export interface OracleImage {
   dims: number[];
   affine: number[];
@@ -20,13 +22,15 @@ export interface OracleImage {
 }
 
 export function runOracle(args: string[]): string {
-  const r = spawnSync(python, ['-W', 'ignore', '-m', 'mindsemantix.oracles.nib_read', ...args], { encoding: 'utf8', cwd: root });
+  // PYTHONPATH: this checkout's models/ wins over whichever checkout the venv's editable install points at
+  const env = { ...process.env, PYTHONPATH: join(root, 'models') };
+  const r = spawnSync(python, ['-W', 'ignore', '-m', 'mindsemantix.oracles.nib_read', ...args], { encoding: 'utf8', cwd: root, env });
   if (r.status !== 0) throw new Error(`oracle ${args.join(' ')} failed: ${r.stderr}`);
   return r.stdout;
 }
 
 /** nibabel's reading of files ('nifti' or 'dicom') in one Python start, with voxels when withData. */
-export function nibReadMany(kind: 'nifti' | 'dicom', paths: string[], withData = true): (OracleImage & { error?: string })[] {
+export function nibReadMany(kind: OracleKind, paths: string[], withData = true): (OracleImage & { error?: string })[] {
   const dir = mkdtempSync(join(tmpdir(), 'nibread-'));
   try {
     const out = JSON.parse(runOracle(withData ? [kind, ...paths, '--raw-dir', dir] : [kind, ...paths])) as (OracleImage & { error?: string })[];
@@ -43,7 +47,7 @@ export function nibReadMany(kind: 'nifti' | 'dicom', paths: string[], withData =
   }
 }
 
-export function nibRead(kind: 'nifti' | 'dicom', path: string, withData = true): OracleImage {
+export function nibRead(kind: OracleKind, path: string, withData = true): OracleImage {
   const [r] = nibReadMany(kind, [path], withData);
   if (r.error) throw new Error(`nibabel cannot read ${path}: ${r.error}`);
   return r;

@@ -2,6 +2,7 @@
 
     python -m mindsemantix.oracles.nib_read nifti FILE... [--raw-dir DIR]
     python -m mindsemantix.oracles.nib_read dicom FILE... [--raw-dir DIR]
+    python -m mindsemantix.oracles.nib_read parrec|parrec-fp FILE.PAR... [--raw-dir DIR]   (nibabel.parrec, scaling dv|fp)
     python -m mindsemantix.oracles.nib_read csa BLOB.bin...    (nibabel's csareader: {tag: items} per file)
     python -m mindsemantix.oracles.nib_read variants SOURCE.nii OUTDIR
     python -m mindsemantix.oracles.nib_read dicom-variants MOSAIC.dcm[.gz] ENHANCED.dcm[.gz] SLICE.dcm OUTDIR
@@ -122,6 +123,15 @@ def write_variants(src, outdir):
     sys.stdout.write("\n")
 
 
+def read_parrec(path, raw, scaling="dv"):
+    import nibabel as nib
+    img = nib.parrec.load(path, scaling=scaling)
+    zooms = img.header.get_zooms()
+    tr = float(zooms[3]) if len(zooms) > 3 else 0.0
+    data = img.get_fdata(dtype=np.float64).astype(np.float32) if raw else None
+    return _result(img.shape, img.affine, zooms[:3], data, raw, {"tr": tr})
+
+
 def _dcmread(path):
     import pydicom
     opener = gzip.open if path.endswith(".gz") else open
@@ -208,7 +218,7 @@ def read_csa(paths):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m mindsemantix.oracles.nib_read")
-    ap.add_argument("kind", choices=["nifti", "dicom", "csa", "variants", "dicom-variants"])
+    ap.add_argument("kind", choices=["nifti", "dicom", "parrec", "parrec-fp", "csa", "variants", "dicom-variants"])
     ap.add_argument("paths", nargs="+")
     ap.add_argument("--raw-dir", help="write file i's voxels to DIR/i.f32 as float32, x fastest")
     a = ap.parse_args(argv)
@@ -222,7 +232,9 @@ def main(argv=None):
         write_variants(a.paths[0], a.paths[1])
         return
     import os
-    reader = read_nifti if a.kind == "nifti" else read_dicom
+    readers = {"nifti": read_nifti, "dicom": read_dicom, "parrec": read_parrec,
+               "parrec-fp": lambda p, raw: read_parrec(p, raw, "fp")}
+    reader = readers[a.kind]
     results = []
     for i, path in enumerate(a.paths):
         try:

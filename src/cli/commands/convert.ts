@@ -11,7 +11,8 @@ import {
 const specs: FlagSpecs = {
   o: { type: 'string' },
   output: { type: 'string' },
-  format: { type: 'string', default: 'auto', choices: ['auto', 'dicom', 'nifti'] },
+  format: { type: 'string', default: 'auto', choices: ['auto', 'dicom', 'nifti', 'parrec'] },
+  'parrec-scaling': { type: 'string', default: 'dv', choices: ['dv', 'fp'] },
   'slices-per-volume': { type: 'string' },
   datatype: { type: 'string', default: 'auto', choices: ['auto', 'float32', 'int16'] },
 };
@@ -19,7 +20,8 @@ const specs: FlagSpecs = {
 const help = `mindsemantix convert INPUT... -o OUT.nii[.gz] [options]
 
 Converts scanner files to NIfTI-1 with the same readers the bridge uses: Siemens mosaic DICOM, enhanced multi-frame
-DICOM (Siemens XA, Philips), one-DICOM-per-slice series (GE style), and NIfTI-1/2 (.nii, .nii.gz).
+DICOM (Siemens XA, Philips), one-DICOM-per-slice series (GE style), NIfTI-1/2 (.nii, .nii.gz) and Philips PAR/REC
+(V4-V4.2; give the .PAR, its .REC is read beside it; XTC dump folders of one pair per dynamic work too).
 INPUT may be files or folders (every file directly inside). Several volumes become one 4-D series, ordered as the
 bridge orders them: series number, then volume number (the trailing number of the file name, e.g.
 001_000007_000042.dcm → 42, else the DICOM acquisition/temporal index), then acquisition time.
@@ -27,7 +29,9 @@ Voxel order and affine are dcm2niix's (x = DICOM column, y = row reversed; RAS+ 
 
 Options:
   -o, --output FILE          output .nii or .nii.gz (required)
-  --format auto|dicom|nifti  how to read the inputs (default: auto-detect each file)
+  --format auto|dicom|nifti|parrec
+                             how to read the inputs (default: auto-detect each file)
+  --parrec-scaling dv|fp     PAR/REC values: dv (console values, default, as nibabel) or fp (floating point values)
   --slices-per-volume N      slices per volume for per-slice DICOM, when the files do not say (ImagesInAcquisition)
   --datatype auto|float32|int16
                              stored type; auto writes int16 when every value is an integer that fits, else float32
@@ -58,7 +62,7 @@ function fitsInt16(vols: ScannerVolume[]): boolean {
 
 export const command: Command = {
   name: 'convert',
-  summary: 'convert scanner files (DICOM mosaic/enhanced/per-slice, NIfTI) to NIfTI-1, as the bridge reads them',
+  summary: 'convert scanner files (DICOM mosaic/enhanced/per-slice, NIfTI, Philips PAR/REC) to NIfTI-1, as the bridge reads them',
   help,
   async run(argv: string[]): Promise<number> {
     const p = parseArgs('convert', argv, specs);
@@ -68,11 +72,16 @@ export const command: Command = {
     if (!p.positionals.length) throw new UserError('convert: give at least one input file or folder; run `mindsemantix convert --help`.', 2);
     const format = (stringFlag(p, 'format') ?? 'auto') as ScannerFormat;
     const spv = numberFlag('convert', p, 'slices-per-volume', { min: 1, integer: true });
-    const files = expandInputs(p.positionals);
+    // a REC is read through its PAR: drop RECs whose PAR is among the inputs
+    const all = expandInputs(p.positionals);
+    const pars = new Set(all.filter((f) => /\.par$/i.test(f)).map((f) => f.replace(/\.par$/i, '').toLowerCase()));
+    const files = all.filter((f) => !(/\.rec$/i.test(f) && pars.has(f.replace(/\.rec$/i, '').toLowerCase())));
+    const parrecScaling = stringFlag(p, 'parrec-scaling') as 'dv' | 'fp';
     const asm = new SliceAssembler({ slicesPerVolume: spv });
     const volumes: ScannerVolume[] = [];
     for (const f of files) {
-      const r = readScannerFile(f, { format });
+      const r = readScannerFile(f, { format, parrecScaling });
+      for (const w of r.status === 'complete' ? r.warnings ?? [] : []) process.stderr.write(`convert: ${f}: ${w}\n`);
       if (r.status === 'incomplete') throw new UserError(`convert: ${f} is incomplete: ${r.reason}`);
       if (r.status === 'invalid') throw new UserError(`convert: ${f} cannot be read: ${r.reason}`);
       volumes.push(...r.volumes);

@@ -18,7 +18,8 @@ export const evalSessionsHelp = `mindsemantix eval sessions --models DIR (--sess
 
 Scores a bundle on whole sessions as live decoding sees them: each session's runs go through the serving chain
 (\`responses\`), every trial is decoded from its single-trial response and, from a stimulus's second showing on, from
-the mean of its presentations so far; the ridge baseline decodes the same vectors. Prints CIDEr-D, BLEU-4, BLEU-1 and
+the mean of its presentations so far; the ridge baseline decodes the same vectors, and the read-out alone (the
+Q-Former caption embedding → nearest training caption, no LM) is scored beside them. Prints CIDEr-D, BLEU-4, BLEU-1 and
 ROUGE-L pooled over the sessions, single trial and by presentation, with 95 % bootstrap intervals over scenes.
 
   --models DIR         bundle to score (default models/bundles/default)
@@ -29,7 +30,7 @@ ROUGE-L pooled over the sessions, single trial and by presentation, with 95 % bo
   --subject ID         subject of simulated sessions (default sim01)
   --runs N, --trials N runs and trials per run of simulated sessions (default 5 × 60: 100 scenes × 3)
   --work DIR           where simulated sessions and response files go (default data/eval-sessions)
-  --resamples N        bootstrap resamples (default 500)
+  --resamples N        bootstrap resamples (default 1000)
   --out FILE           also write the full result (per-trial captions included) as JSON
   --json               print the summary as one JSON object`;
 
@@ -42,7 +43,7 @@ const specs: FlagSpecs = {
   runs: { type: 'string', default: '5' },
   trials: { type: 'string', default: '60' },
   work: { type: 'string', default: 'data/eval-sessions' },
-  resamples: { type: 'string', default: '500' },
+  resamples: { type: 'string', default: '1000' },
   out: { type: 'string' },
   json: { type: 'boolean' },
 };
@@ -72,7 +73,7 @@ function referencesOf(session: string): Map<string, string[]> {
   return refs;
 }
 
-const fmt = (c: ConditionScores | undefined, who: 'model' | 'baseline', m = 'CIDEr') => {
+const fmt = (c: ConditionScores | undefined, who: 'model' | 'baseline' | 'readout', m = 'CIDEr') => {
   const s = c?.[who]?.[m];
   return s ? `${(100 * s.value).toFixed(1)} [${(100 * s.lo).toFixed(1)}, ${(100 * s.hi).toFixed(1)}]` : '–';
 };
@@ -138,7 +139,7 @@ export async function runEvalSessions(argv: string[]): Promise<number> {
         onProgress: (d, n) => { if (d === n || d % 64 === 0) say(`eval sessions: ${f.name}: decoded ${d}/${n} trials (${((Date.now() - t0) / 1000).toFixed(0)} s)`); },
       });
       all.push(...decoded);
-      perSession[f.name] = scoreConditions(decoded, (id) => f.refs.get(id), { resamples: Math.min(resamples, 200) });
+      perSession[f.name] = scoreConditions(decoded, (id) => f.refs.get(id), { resamples });
     }
     const pooled = scoreConditions(all, refsOf, { resamples });
     const summary = {
@@ -154,8 +155,8 @@ export async function runEvalSessions(argv: string[]): Promise<number> {
     if (boolFlag(p, 'json')) process.stdout.write(JSON.stringify(summary) + '\n');
     else {
       const lines = [`bundle ${summary.bundle}: ${summary.trials} trials, ${summary.scenes} scenes, ${sessions.length} session(s); CIDEr-D ×100 [95 % interval over scenes]`];
-      lines.push(`${'condition'.padEnd(14)} ${'trials'.padStart(6)}  ${'model'.padEnd(20)} ridge baseline`);
-      for (const [k, c] of Object.entries(pooled)) lines.push(`${k.padEnd(14)} ${String(c.trials).padStart(6)}  ${fmt(c, 'model').padEnd(20)} ${fmt(c, 'baseline')}`);
+      lines.push(`${'condition'.padEnd(14)} ${'trials'.padStart(6)}  ${'model (LM)'.padEnd(20)} ${'ridge baseline'.padEnd(20)} read-out retrieval`);
+      for (const [k, c] of Object.entries(pooled)) lines.push(`${k.padEnd(14)} ${String(c.trials).padStart(6)}  ${fmt(c, 'model').padEnd(20)} ${fmt(c, 'baseline').padEnd(20)} ${fmt(c, 'readout')}`);
       for (const [name, conds] of Object.entries(perSession)) {
         lines.push(`  ${name}: ${Object.entries(conds).map(([k, c]) => `${k} ${fmt(c, 'model')} vs ${fmt(c, 'baseline')}`).join('; ')}`);
       }
