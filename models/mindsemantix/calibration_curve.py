@@ -70,6 +70,20 @@ def one(work: Path, models: str, sub: str, trials: int, arm: str, seed: int) -> 
             "demo_seconds": round(time.time() - t0, 1)}
 
 
+def table(rows: list[dict]) -> str:
+    """CIDEr-D ×100, single trial, on the test session: (i) pretrained, (ii) random shared encoder, (iii) ridge."""
+    cell = {(r["subject"], r["trials"], r["arm"]): r["test"] for r in rows}
+    keys = sorted({(s, t) for s, t, _ in cell}, key=lambda k: (k[0], k[1]))
+    out = ["| person | calibration trials | (i) shared model + new read-out | (ii) same, untrained shared encoder | (iii) ridge, same trials | (i) / (iii) |",
+           "|---|---|---|---|---|---|"]
+    for s, t in keys:
+        p, r = cell.get((s, t, "pretrained")), cell.get((s, t, "random"))
+        f = lambda x, k="CIDEr": f"{100 * x[k]:.1f}" if x else "–"
+        ratio = f"{p['CIDEr'] / p['baseline_CIDEr']:.2f}" if p and p["baseline_CIDEr"] else "–"
+        out.append(f"| {s} | {t} | {f(p)} | {f(r)} | {f(p, 'baseline_CIDEr')} | {ratio} |")
+    return "\n".join(out)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m mindsemantix.calibration_curve", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -81,8 +95,12 @@ def main(argv=None):
     ap.add_argument("--arms", default="pretrained,random")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--plan", default="", help="explicit order: comma list of sub:trials:arm (default: every combination)")
+    ap.add_argument("--table", action="store_true", help="print the results so far as a markdown table and exit")
     a = ap.parse_args(argv)
     work, results = (ROOT / a.work).resolve(), (ROOT / a.results).resolve()
+    if a.table:
+        print(table([json.loads(l) for l in results.read_text().splitlines()] if results.exists() else []))
+        return 0
     work.mkdir(parents=True, exist_ok=True)
     results.parent.mkdir(parents=True, exist_ok=True)
     done = set()
