@@ -1,6 +1,6 @@
 """Choosing a new person's voxels from the calibration data when no ROI mask is given.
 
-1. `brain_mask`: an automatic brain mask from the mean EPI intensity of the calibration runs (voxels brighter than a
+1. `brain_mask`: an automatic brain mask from the mean EPI intensity of the first calibration runs (voxels brighter than a
    fraction of the robust maximum; the scanner background is dark).
 2. `select_voxels`: inside it, the voxels whose responses carry the stimulus most reliably:
    - with repeats (≥ MIN_REPEATED stimuli shown at least twice): repeat reliability — per voxel, the one-way ANOVA F of
@@ -30,22 +30,20 @@ def bold_runs(session: Path, subject: str) -> list[Path]:
     return sorted(p for p in Path(session).rglob(f"sub-{subject}_*_bold.nii*") if "derivatives" not in p.parts)
 
 
-def brain_mask(session: Path, subject: str, fraction: float = BRAIN_FRACTION, max_volumes: int = 40):
-    """uint8 NIfTI: mean EPI (up to max_volumes per run, spread over the run) > fraction × its 99th percentile."""
+def brain_mask(session: Path, subject: str, fraction: float = BRAIN_FRACTION, max_runs: int = 2):
+    """uint8 NIfTI: mean EPI of the first `max_runs` runs > fraction × its 99th percentile. Each run is read once, whole
+    (a .nii.gz cannot be sliced per volume without inflating it again from the start)."""
     import nibabel as nib
     runs = bold_runs(session, subject)
     if not runs:
         raise ValueError(f"no runs of sub-{subject} under {session}")
-    acc, n, ref = None, 0, None
-    for p in runs:
+    means, ref = [], None
+    for p in runs[:max_runs]:
         img = nib.load(str(p))
-        T = img.shape[3] if len(img.shape) == 4 else 1
-        for t in np.unique(np.linspace(0, T - 1, min(T, max_volumes)).astype(int)):
-            v = np.asarray(img.dataobj[..., t] if len(img.shape) == 4 else img.dataobj, dtype=np.float64)
-            acc = v if acc is None else acc + v
-            n += 1
+        data = np.asarray(img.dataobj, dtype=np.float32)
+        means.append(data.mean(3) if data.ndim == 4 else data)
         ref = ref or img
-    mean = acc / n
+    mean = np.mean(means, axis=0)
     mask = (mean > fraction * np.percentile(mean, 99)).astype(np.uint8)
     out = nib.Nifti1Image(mask, ref.affine)
     out.header.set_xyzt_units("mm", "sec")
