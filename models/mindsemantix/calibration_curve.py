@@ -91,6 +91,44 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def svg(rows: list[dict]) -> str:
+    """A small line plot (no plotting library here): mean single-trial CIDEr over the people per arm vs trials (log2),
+    each person's points faint."""
+    W, H, L, B, T, R = 640, 320, 50, 40, 20, 220
+    xs = sorted({r["trials"] for r in rows})
+    series = {"(i) shared model + new read-out": ("pretrained", "CIDEr", "#1f77b4"),
+              "(ii) untrained shared encoder": ("random", "CIDEr", "#999999"),
+              "(iii) ridge, same trials": ("pretrained", "baseline_CIDEr", "#d62728")}
+    vals = [100 * r["test"][k] for r in rows for _, (a, k, _) in series.items() if r["arm"] == a]
+    lo, hi = 0.0, max(vals + [1]) * 1.15
+    px = lambda t: L + (W - L - R) * (xs.index(t) / max(1, len(xs) - 1))
+    py = lambda v: H - B - (H - B - T) * (v - lo) / (hi - lo)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
+           f'<line x1="{L}" y1="{H - B}" x2="{W - R}" y2="{H - B}" stroke="black"/><line x1="{L}" y1="{T}" x2="{L}" y2="{H - B}" stroke="black"/>']
+    for t in xs:
+        out.append(f'<text x="{px(t)}" y="{H - B + 15}" text-anchor="middle">{t}</text>')
+    for v in range(0, int(hi) + 1, 5):
+        out.append(f'<text x="{L - 6}" y="{py(v) + 4}" text-anchor="end">{v}</text>'
+                   f'<line x1="{L}" y1="{py(v)}" x2="{W - R}" y2="{py(v)}" stroke="#eee"/>')
+    out.append(f'<text x="{(L + W - R) / 2}" y="{H - 6}" text-anchor="middle">calibration trials</text>')
+    out.append(f'<text x="14" y="{(T + H - B) / 2}" transform="rotate(-90 14 {(T + H - B) / 2})" text-anchor="middle">CIDEr-D ×100, single trial</text>')
+    for i, (name, (arm, k, col)) in enumerate(series.items()):
+        pts = {}
+        for r in rows:
+            if r["arm"] == arm:
+                pts.setdefault(r["trials"], []).append(100 * r["test"][k])
+                out.append(f'<circle cx="{px(r["trials"])}" cy="{py(100 * r["test"][k])}" r="2" fill="{col}" opacity="0.35"/>')
+        mean = [(t, sum(v) / len(v)) for t, v in sorted(pts.items())]
+        if len(mean) > 1:
+            out.append('<polyline fill="none" stroke-width="2" stroke="%s" points="%s"/>' % (col, " ".join(f"{px(t)},{py(v)}" for t, v in mean)))
+        for t, v in mean:
+            out.append(f'<circle cx="{px(t)}" cy="{py(v)}" r="3.5" fill="{col}"/>')
+        out.append(f'<rect x="{W - R + 8}" y="{T + 18 * i}" width="10" height="10" fill="{col}"/>'
+                   f'<text x="{W - R + 22}" y="{T + 18 * i + 9}" font-size="9">{name}</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m mindsemantix.calibration_curve", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -103,10 +141,15 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--plan", default="", help="explicit order: comma list of sub:trials:arm (default: every combination)")
     ap.add_argument("--table", action="store_true", help="print the results so far as a markdown table and exit")
+    ap.add_argument("--svg", help="write the results so far as an SVG plot to this file and exit")
     a = ap.parse_args(argv)
     work, results = (ROOT / a.work).resolve(), (ROOT / a.results).resolve()
+    rows = [json.loads(l) for l in results.read_text().splitlines()] if results.exists() else []
+    if a.svg:
+        Path(a.svg).write_text(svg(rows))
     if a.table:
-        print(table([json.loads(l) for l in results.read_text().splitlines()] if results.exists() else []))
+        print(table(rows))
+    if a.svg or a.table:
         return 0
     work.mkdir(parents=True, exist_ok=True)
     results.parent.mkdir(parents=True, exist_ok=True)
