@@ -285,9 +285,9 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
     }
   }));
   subs.push(hub.runEnds$.subscribe((e) => {
-    stats.volumesLost += e.missing.length;
+    stats.volumesLost += e.missingCount;
     stats.runsEnded.push(e.run);
-    if (e.missing.length) alert({ level: 'warn', code: 'volumes-missing', message: `run ${e.run} ended with ${e.missing.length} volume(s) never received`, run: e.run });
+    if (e.missingCount) alert({ level: 'warn', code: 'volumes-missing', message: `run ${e.run} ended with ${e.missingCount} volume(s) never received`, run: e.run });
     dashboard?.publish({ type: 'status', data: { bridge: 'ended', detail: `${e.run} complete (${e.accepted}/${e.expected} volumes)`, at: Date.now() } });
     // Trials flushed at run end are pushed synchronously by the preprocessor; check after they are queued.
     setImmediate(checkDone);

@@ -138,7 +138,7 @@ export function createServePipeline(opts: ServePipelineOptions = {}): ServePipel
       const u = new URL(srv.url.replace(/^ws/, 'http'));
       const host = u.hostname.replace(/^\[|\]$/g, '');
       const viewerToken = isLoopbackHost(host) ? undefined : randomBytes(16).toString('hex');
-      dashboard.attach(srv.http, { viewerToken });
+      dashboard.attach(srv.http, { viewerToken, loopbackBind: isLoopbackHost(host) });
       const shown = host === '0.0.0.0' || host === '::' ? '<this-host>' : u.host;
       return `http://${shown}/${viewerToken ? `?token=${viewerToken}` : ''}`;
     },

@@ -2,7 +2,7 @@
 import { Subject, type Observable } from 'rxjs';
 import type { RunEnd, RunInfo, StimulusEvent, Volume } from '../core/types.js';
 
-export type IngestNoticeKind = 'connection' | 'auth' | 'run' | 'resume' | 'gap' | 'error' | 'alarm';
+export type IngestNoticeKind = 'connection' | 'auth' | 'run' | 'resume' | 'gap' | 'error' | 'alarm' | 'record';
 
 /** Something the operator should see on the dashboard (connections, auth failures, gaps, rejected input, alarms). */
 export interface IngestNotice {

@@ -12,6 +12,9 @@ import { DEFAULT_LIMITS, RateLimiter, type ServerLimits } from './limits.js';
 import { stderrLogger, type Logger } from './log.js';
 import { tokenMatches } from './auth.js';
 import { decodeFrameVolume } from './volumeDecode.js';
+import { checkBridgeOrigin, checkHost, isLoopbackHost } from './requestGuard.js';
+import type { Duplex } from 'node:stream';
+import type { RecordingFs } from './recording.js';
 
 export interface ServerOptions {
   host?: string;
@@ -25,6 +28,8 @@ export interface ServerOptions {
   log?: Logger;
   reorderWindowMs?: number;
   maxReorder?: number;
+  /** File system the recording writes through (tests inject failures); node:fs/promises by default. */
+  recordFs?: RecordingFs;
   /** Called with the hub before the server listens, so no message is missed: the pipeline subscribes here. */
   onHub?: (hub: IngestHub) => void;
 }
@@ -43,10 +48,17 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
   const limits: ServerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   const log = opts.log ?? stderrLogger();
   const hub = new IngestHubSubjects();
-  const ingest = new Ingest({ hub, log, recordDir: opts.recordDir, reorderWindowMs: opts.reorderWindowMs ?? 2000, maxReorder: opts.maxReorder ?? 16 });
+  const ingest = new Ingest({ hub, log, recordDir: opts.recordDir, reorderWindowMs: opts.reorderWindowMs ?? 2000, maxReorder: opts.maxReorder ?? 16, limits, recordFs: opts.recordFs });
   opts.onHub?.(hub);
 
+  const loopbackBind = isLoopbackHost(host);
   const server = http.createServer((req, res) => {
+    const refusal = checkHost(req, loopbackBind);
+    if (refusal) {
+      res.writeHead(refusal.status, { 'content-type': 'text/plain; charset=utf-8' });
+      res.end(`${refusal.message}\n`);
+      return;
+    }
     if (req.url === '/healthz') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ ok: true, protocol: PROTOCOL_VERSION, ...hub.stats() }));
@@ -65,15 +77,22 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
 
   server.on('upgrade', (req, socket, head) => {
     const path = (req.url ?? '').split('?')[0];
-    if (path !== BRIDGE_PATH) return; // someone else's (socket.io) or nobody's
-    wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, req.socket.remoteAddress ?? 'unknown', req.socket.remotePort ?? 0));
+    if (path !== BRIDGE_PATH) return; // someone else's (socket.io checks its own requests) or nobody's
+    const refusal = checkHost(req, loopbackBind) ?? checkBridgeOrigin(req);
+    if (refusal) {
+      log('warn', `refused a /bridge upgrade from ${req.socket.remoteAddress ?? '?'}: ${refusal.message}`);
+      const body = `${refusal.message}\n`;
+      socket.end(`HTTP/1.1 ${refusal.status} ${refusal.status === 403 ? 'Forbidden' : 'Misdirected Request'}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, req.socket, req.socket.remoteAddress ?? 'unknown', req.socket.remotePort ?? 0));
   });
 
   function send(ws: WebSocket, m: ServerMessage): void {
     if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(m));
   }
 
-  function onConnection(ws: WebSocket, ip: string, port: number): void {
+  function onConnection(ws: WebSocket, rawSocket: Duplex, ip: string, port: number): void {
     const name = `${ip}:${port}`;
     const count = (perIp.get(ip) ?? 0) + 1;
     if (count > limits.maxConnectionsPerIp) {
@@ -88,12 +107,27 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
     let authed = false;
     let client = '?';
     const rate = new RateLimiter(limits.maxMessagesPerSecond);
-    const peer: Peer = { name, send: (m) => send(ws, m), isOpen: () => ws.readyState === ws.OPEN };
+    const peer: Peer = { name, send: (m) => send(ws, m), isOpen: () => ws.readyState === ws.OPEN, runs: new Map() };
     const helloTimer = setTimeout(() => fatal('hello-timeout', `no hello within ${limits.helloTimeoutMs} ms; a client must send hello first.`), limits.helloTimeoutMs);
     helloTimer.unref();
+    // Before hello nobody is known: a few KiB, counted as bytes arrive, so a large unauthenticated frame is cut off
+    // instead of being buffered up to the frame limit. (ws delivers messages synchronously from the data event, so
+    // a hello followed in the same packet by volume frames counts only up to the hello.)
+    let preHelloBytes = 0;
+    const countPreHello = (chunk: Buffer): void => {
+      if (authed) { rawSocket.off('data', countPreHello); return; }
+      preHelloBytes += chunk.length;
+      if (preHelloBytes > limits.maxPreHelloBytes) {
+        rawSocket.off('data', countPreHello);
+        rawSocket.pause();
+        fatal('not-authenticated', `more than ${limits.maxPreHelloBytes} bytes arrived before hello; a client must send hello (a small JSON message) first.`);
+        setTimeout(() => ws.terminate(), 200).unref();
+      }
+    };
+    rawSocket.on('data', countPreHello);
 
     function fatal(code: ProtocolError['code'], message: string): void {
-      ingest.notice({ kind: code.startsWith('auth') ? 'auth' : 'error', level: 'warn', message: `${code}: ${message}`, peer: name });
+      ingest.notice({ kind: code.startsWith('auth') ? 'auth' : 'error', level: 'warn', message: `${code}: ${message}`, peer: name }, code);
       send(ws, { type: 'error', code, message, fatal: true });
       ws.close(1008, code);
     }
@@ -128,7 +162,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
           authed = true;
           client = m.client;
           clearTimeout(helloTimer);
-          send(ws, { type: 'welcome', v: PROTOCOL_VERSION, server: 'mindsemantix', limits: { maxFrameBytes: limits.maxFrameBytes, maxDim: limits.maxDim, maxVoxels: limits.maxVoxels, maxMessagesPerSecond: limits.maxMessagesPerSecond, maxConnectionsPerIp: limits.maxConnectionsPerIp } });
+          send(ws, { type: 'welcome', v: PROTOCOL_VERSION, server: 'mindsemantix', limits: { maxFrameBytes: limits.maxFrameBytes, maxDim: limits.maxDim, maxVoxels: limits.maxVoxels, maxMessagesPerSecond: limits.maxMessagesPerSecond, maxConnectionsPerIp: limits.maxConnectionsPerIp, maxRunVolumes: limits.maxRunVolumes } });
           ingest.notice({ kind: 'connection', level: 'info', message: `${client} connected${opts.token !== undefined ? ' (token ok)' : ''}`, peer: name });
           return;
         }
@@ -144,9 +178,10 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
         }
       } catch (e) {
         if (e instanceof ProtocolError) {
-          if (e.fatal) fatal(e.code, e.message);
+          // Before hello any bad message ends the connection: an unknown client gets no second try on this socket.
+          if (e.fatal || !authed) fatal(e.code, e.message);
           else {
-            ingest.notice({ kind: 'error', level: 'warn', message: `${e.code}: ${e.message}`, peer: name });
+            ingest.notice({ kind: 'error', level: 'warn', message: `${e.code}: ${e.message}`, peer: name }, e.code);
             send(ws, { type: 'error', code: e.code, message: e.message, fatal: false });
           }
         } else {
