@@ -11,10 +11,20 @@ import { Ingest, type Peer } from './ingest.js';
 import { DEFAULT_LIMITS, RateLimiter, type ServerLimits } from './limits.js';
 import { stderrLogger, type Logger } from './log.js';
 import { tokenMatches } from './auth.js';
-import { decodeFrameVolume } from './volumeDecode.js';
+import { decodeFrameVolume, inflateFramePayload, isGzip, type CheckedVolume } from './volumeDecode.js';
 import { checkBridgeOrigin, checkHost, isLoopbackHost } from './requestGuard.js';
 import type { Duplex } from 'node:stream';
 import type { RecordingFs } from './recording.js';
+
+/** Messages one connection may have waiting behind inflating volumes (the sender's window is 32 volumes). */
+const MAX_QUEUED_MESSAGES = 256;
+
+/** A volume frame whose NIfTI payload is gzip (its header length is in bytes 4..7). */
+function isGzipFrame(buf: Buffer): boolean {
+  if (buf.length < 8) return false;
+  const at = 8 + buf.readUInt32LE(4);
+  return buf.length >= at + 2 && buf[at] === 0x1f && buf[at + 1] === 0x8b;
+}
 
 export interface ServerOptions {
   host?: string;
@@ -166,32 +176,54 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
           ingest.notice({ kind: 'connection', level: 'info', message: `${client} connected${opts.token !== undefined ? ' (token ok)' : ''}`, peer: name });
           return;
         }
-        if (isBinary) onFrame(buf, receivedAt);
-        else {
-          const m = parseClientMessage(buf.toString('utf8'));
-          switch (m.type) {
-            case 'hello': throw new ProtocolError('bad-message', 'hello was already received on this connection.');
-            case 'run-start': ingest.runStart(m, peer); break;
-            case 'event': ingest.event(m, peer); break;
-            case 'run-end': ingest.runEnd(m, peer); break;
-          }
+        if (waiting > MAX_QUEUED_MESSAGES) {
+          fatal('rate-limited', `more than ${MAX_QUEUED_MESSAGES} messages are waiting behind compressed volumes; slow down and reconnect.`);
+          return;
         }
+        // Messages take effect in arrival order: while a gzip volume inflates, what follows it waits (a run-end
+        // never overtakes the run's last volume).
+        if (waiting === 0 && !(isBinary && isGzipFrame(buf))) handle(buf, isBinary, receivedAt);
+        else inOrder(() => handle(buf, isBinary, receivedAt));
       } catch (e) {
-        if (e instanceof ProtocolError) {
-          // Before hello any bad message ends the connection: an unknown client gets no second try on this socket.
-          if (e.fatal || !authed) fatal(e.code, e.message);
-          else {
-            ingest.notice({ kind: 'error', level: 'warn', message: `${e.code}: ${e.message}`, peer: name }, e.code);
-            send(ws, { type: 'error', code: e.code, message: e.message, fatal: false });
-          }
-        } else {
-          log('error', `connection ${name}: internal error ${(e as Error)?.stack ?? String(e)}`);
-          send(ws, { type: 'error', code: 'server-error', message: `the server failed on this message: ${(e as Error)?.message}`, fatal: false });
-        }
+        report(e);
       }
     });
 
-    function onFrame(buf: Buffer, receivedAt: number): void {
+    /** Work queued behind an inflating volume: one inflation at a time per connection, results in order. */
+    let order: Promise<void> = Promise.resolve();
+    let waiting = 0;
+    function inOrder(step: () => void | Promise<void>): void {
+      waiting++;
+      order = order.then(step).catch(report).finally(() => { waiting--; });
+    }
+
+    function report(e: unknown): void {
+      if (e instanceof ProtocolError) {
+        // Before hello any bad message ends the connection: an unknown client gets no second try on this socket.
+        if (e.fatal || !authed) fatal(e.code, e.message);
+        else {
+          ingest.notice({ kind: 'error', level: 'warn', message: `${e.code}: ${e.message}`, peer: name }, e.code);
+          send(ws, { type: 'error', code: e.code, message: e.message, fatal: false });
+        }
+      } else {
+        log('error', `connection ${name}: internal error ${(e as Error)?.stack ?? String(e)}`);
+        send(ws, { type: 'error', code: 'server-error', message: `the server failed on this message: ${(e as Error)?.message}`, fatal: false });
+      }
+    }
+
+    /** One message after hello; a volume frame with a gzip payload resolves once it is inflated and handed on. */
+    function handle(buf: Buffer, isBinary: boolean, receivedAt: number): void | Promise<void> {
+      if (isBinary) return onFrame(buf, receivedAt);
+      const m = parseClientMessage(buf.toString('utf8'));
+      switch (m.type) {
+        case 'hello': throw new ProtocolError('bad-message', 'hello was already received on this connection.');
+        case 'run-start': ingest.runStart(m, peer); break;
+        case 'event': ingest.event(m, peer); break;
+        case 'run-end': ingest.runEnd(m, peer); break;
+      }
+    }
+
+    function onFrame(buf: Buffer, receivedAt: number): void | Promise<void> {
       if (buf.length > limits.maxFrameBytes) {
         const id = peekFrameIdentity(buf);
         const err = new ProtocolError('frame-too-large', `frame of ${buf.length} bytes exceeds the ${limits.maxFrameBytes}-byte limit.`);
@@ -205,14 +237,25 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
         throw err;
       }
       const { header, nifti } = decodeVolumeFrame(buf);
-      let vol;
-      try {
-        vol = decodeFrameVolume(nifti, limits);
-      } catch (e) {
-        if (!(e instanceof ProtocolError)) throw e;
-        vol = e;
+      const decode = (bytes: Uint8Array): CheckedVolume | ProtocolError => {
+        try {
+          return decodeFrameVolume(bytes, limits);
+        } catch (e) {
+          if (!(e instanceof ProtocolError)) throw e;
+          return e;
+        }
+      };
+      if (!isGzip(nifti)) {
+        ingest.volume(header, decode(nifti), peer, receivedAt);
+        return;
       }
-      ingest.volume(header, vol, peer, receivedAt);
+      return inflateFramePayload(nifti, limits).then(
+        (bytes) => ingest.volume(header, decode(bytes), peer, receivedAt),
+        (e: unknown) => {
+          if (!(e instanceof ProtocolError)) throw e;
+          ingest.volume(header, e, peer, receivedAt);
+        },
+      );
     }
   }
 
