@@ -11,6 +11,7 @@ import { Ingest, type Peer } from './ingest.js';
 import { DEFAULT_LIMITS, RateLimiter, type ServerLimits } from './limits.js';
 import { stderrLogger, type Logger } from './log.js';
 import { tokenMatches } from './auth.js';
+import { reportRxErrorsTo } from './rxErrors.js';
 import { decodeFrameVolume, inflateFramePayload, isGzip, type CheckedVolume } from './volumeDecode.js';
 import { checkBridgeOrigin, checkHost, isLoopbackHost } from './requestGuard.js';
 import type { Duplex } from 'node:stream';
@@ -58,6 +59,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
   const limits: ServerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   const log = opts.log ?? stderrLogger();
   const hub = new IngestHubSubjects();
+  const stopRxReports = reportRxErrorsTo((m) => log('error', m));
   const ingest = new Ingest({ hub, log, recordDir: opts.recordDir, reorderWindowMs: opts.reorderWindowMs ?? 2000, maxReorder: opts.maxReorder ?? 16, limits, recordFs: opts.recordFs });
   opts.onHub?.(hub);
 
@@ -284,6 +286,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
         server.closeAllConnections();
         await done;
         hub.complete();
+        stopRxReports();
       })();
       return closed;
     },
