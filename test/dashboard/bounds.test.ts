@@ -3,7 +3,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DashboardState, type DashTrial } from '../../src/server/dashboard-state.js';
-import { oneLine } from '../../src/server/log.js';
 
 const trial = (i: number, o: Partial<DashTrial> = {}): DashTrial => ({ run: 'task-x_run-01', subject: 'a', session: '01', trial: i, stimulusId: `s${i}`, onset: i, duration: 1, ...o });
 
@@ -38,8 +37,4 @@ test('an 8-hour session keeps the late-joiner snapshot bounded: 1000 trials, ima
   assert.equal(snap.alerts.length, 200);
   assert.ok(JSON.stringify(snap).length < 3_000_000, `snapshot ${JSON.stringify(snap).length} bytes`);
   assert.equal(st.trial({ run: 'task-x_run-01', subject: 'a', session: '01', trial: 5 }), undefined, 'dropped trials leave the index too');
-});
-
-test('log lines: control characters from clients are escaped, one event stays one line', () => {
-  assert.equal(oneLine('client "evil\nFAKE 2026 info [ingest] ok\u001b[31m\u202e" connected'), 'client "evil\\nFAKE 2026 info [ingest] ok\\u001b[31m\\u202e" connected');
 });
