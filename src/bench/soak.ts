@@ -88,9 +88,9 @@ function startServe(port: number, rec: string, models?: string): Promise<{ child
   });
 }
 
-async function healthz(port: number): Promise<{ volumesAccepted: number; gaps: number }> {
+async function healthz(port: number): Promise<{ volumesAccepted: number; gaps: number; memory: { rssMb: number; heapUsedMb: number; externalMb: number } }> {
   const r = await fetch(`http://127.0.0.1:${port}/healthz`);
-  return await r.json() as { volumesAccepted: number; gaps: number };
+  return await r.json() as { volumesAccepted: number; gaps: number; memory: { rssMb: number; heapUsedMb: number; externalMb: number } };
 }
 
 function lateJoiner(port: number): Promise<{ snap: DashSnapshot; bytes: number; ms: number }> {
@@ -119,9 +119,12 @@ async function main(): Promise<void> {
     const viewer = connect(`http://127.0.0.1:${port}`, { transports: ['websocket'] });
     viewer.onAny(() => { updates++; });
     await new Promise((r) => setTimeout(r, 2000));
-    const samples: { t: number; rss: number; accepted: number }[] = [];
+    const samples: { t: number; rss: number; heap: number; accepted: number }[] = [];
     const t0 = performance.now();
-    const sample = async () => samples.push({ t: (performance.now() - t0) / 1000, rss: rssMb(pid), accepted: (await healthz(port)).volumesAccepted });
+    const sample = async () => {
+      const h = await healthz(port);
+      samples.push({ t: (performance.now() - t0) / 1000, rss: rssMb(pid), heap: h.memory.heapUsedMb, accepted: h.volumesAccepted });
+    };
     await sample();
     const timer = setInterval(() => { void sample(); }, 2000);
     const replay = spawn(process.execPath, [BIN, 'replay', join(work, 'session'), '--server', `ws://127.0.0.1:${port}/bridge`, '--speed', 'max'], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -155,7 +158,9 @@ async function main(): Promise<void> {
       volumes: a.volumes, tr: a.tr, hours: (a.volumes * a.tr) / 3600, trials: session.trials, decoding: a.models ?? 'off (no --models)',
       replay: { exit: code, seconds: replaySeconds, volumes_per_s: a.volumes / replaySeconds },
       server_rss_mb: { start: rss[0], after_first_quarter: samples.find((s) => s.accepted >= a.volumes / 4)?.rss, peak: Math.max(...rss), end: rss[rss.length - 1] },
-      rss_samples: samples.filter((_, i) => i % Math.max(1, Math.floor(samples.length / 12)) === 0).map((s) => `${s.t.toFixed(0)} s: ${s.rss.toFixed(0)} MB, ${s.accepted} volumes`),
+      // heapUsed is sampled without forcing a collection: compare the lows, not single samples.
+      server_heap_used_mb: { start: samples[0].heap, min_second_half: Math.min(...samples.filter((s) => s.accepted >= a.volumes / 2).map((s) => s.heap)), peak: Math.max(...samples.map((s) => s.heap)), end: samples[samples.length - 1].heap },
+      samples: samples.filter((_, i) => i % Math.max(1, Math.floor(samples.length / 12)) === 0).map((s) => `${s.t.toFixed(0)} s: rss ${s.rss.toFixed(0)} MB, heap ${s.heap} MB, ${s.accepted} volumes`),
       late_joiner: { snapshot_bytes: late.bytes, ms: Math.round(late.ms), trials: late.snap.trials.length, with_images: late.snap.trials.filter((t) => t.stimulusImage || t.caption?.image).length, captions: late.snap.trials.filter((t) => t.caption).length, volumes: late.snap.volumes.length, alerts: late.snap.alerts.length },
       live_updates_received: updates,
       recording: {

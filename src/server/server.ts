@@ -73,7 +73,10 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
     }
     if (req.url === '/healthz') {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ ok: true, protocol: PROTOCOL_VERSION, ...hub.stats() }));
+      const m = process.memoryUsage();
+      // Memory in MiB, so a long session can be watched from outside (scripts, the soak).
+      const memory = { rssMb: Math.round(m.rss / 2 ** 20), heapUsedMb: Math.round(m.heapUsed / 2 ** 20), externalMb: Math.round(m.external / 2 ** 20) };
+      res.end(JSON.stringify({ ok: true, protocol: PROTOCOL_VERSION, ...hub.stats(), memory }));
       return;
     }
     // Other request listeners (the dashboard) answer everything else; alone, we answer 404.
