@@ -32,7 +32,9 @@ ROUGE-L pooled over the sessions, single trial and by presentation, with 95 % bo
   --work DIR           where simulated sessions and response files go (default data/eval-sessions)
   --resamples N        bootstrap resamples (default 1000)
   --out FILE           also write the full result (per-trial captions included) as JSON
-  --json               print the summary as one JSON object`;
+  --json               print the summary as one JSON object
+  --rag K              retrieval-augmented prompting (experimental): the K training captions nearest to the trial's
+                       caption embedding are written after the soft prompt, for the LM to use (default 0: off)`;
 
 const specs: FlagSpecs = {
   models: { type: 'string', default: 'models/bundles/default' },
@@ -46,6 +48,7 @@ const specs: FlagSpecs = {
   resamples: { type: 'string', default: '1000' },
   out: { type: 'string' },
   json: { type: 'boolean' },
+  rag: { type: 'string', default: '0' },
 };
 
 const bin = fileURLToPath(new URL('../../../../bin/mindsemantix.mjs', import.meta.url));
@@ -93,6 +96,7 @@ export async function runEvalSessions(argv: string[]): Promise<number> {
   const runs = numberFlag('eval sessions', p, 'runs', { integer: true, min: 1, max: 100 })!;
   const trials = numberFlag('eval sessions', p, 'trials', { integer: true, min: 1, max: 1000 })!;
   const resamples = numberFlag('eval sessions', p, 'resamples', { integer: true, min: 0, max: 100_000 })!;
+  const rag = numberFlag('eval sessions', p, 'rag', { integer: true, min: 0, max: 10 })!;
   for (const s of given) if (!existsSync(s)) throw new UserError(`eval sessions: session ${s} does not exist.`, 2);
 
   const sessions: { name: string; dir: string }[] = given.map((dir) => ({ name: basename(dir), dir }));
@@ -134,7 +138,8 @@ export async function runEvalSessions(argv: string[]): Promise<number> {
     const refsOf = (id: string) => { for (const f of files) { const r = f.refs.get(id); if (r) return r; } return undefined; };
     for (const f of files) {
       const t0 = Date.now();
-      const decoded = await decodeResponseRuns(f.runs, decoder, baseline, {
+      const context = rag > 0 && baseline ? (e: Float32Array) => ` (similar images: ${baseline.nearestK(e.slice(), rag).map((c) => c.replace(/\.$/, '')).join('; ')})` : undefined;
+      const decoded = await decodeResponseRuns(f.runs, decoder, baseline, { decode: { context },
         sessionLabel: (r) => `${f.name}/${r.subject}/${r.session}`,
         onProgress: (d, n) => { if (d === n || d % 64 === 0) say(`eval sessions: ${f.name}: decoded ${d}/${n} trials (${((Date.now() - t0) / 1000).toFixed(0)} s)`); },
       });
