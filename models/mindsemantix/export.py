@@ -36,6 +36,9 @@ DEFAULT_PREPROCESSING = {
 }
 
 
+SHARED_WEIGHTS = "shared.safetensors"
+
+
 def versions() -> dict:
     import onnx
     import onnxruntime
@@ -75,6 +78,11 @@ def write_bundle(out: Path, *, name: str, model: BrainCaptioner, masks: dict, te
     cfg = model.cfg
     log(f"export: networks → {out}")
     encoders = export_networks(model, out)
+    # the frozen shared encoder + Q-Former as named tensors: `mindsemantix calibrate` fits a new person's read-out
+    # through them (frozen_shared.py; bundles without this file are rebuilt from their ONNX graphs)
+    from safetensors.numpy import save_file
+    from .frozen_shared import shared_tensors
+    save_file(shared_tensors(model), str(out / SHARED_WEIGHTS))
     generated = set()
     if text_encoder is not None:
         log("export: text encoder")
@@ -124,6 +132,7 @@ def write_bundle(out: Path, *, name: str, model: BrainCaptioner, masks: dict, te
         "baseline": {"method": "ridge-retrieval", "captions": "baseline_captions.json",
                      "embeddings": "baseline_embeddings.npy", "count": int(baseline_embeddings.shape[0])},
         "model_config": {k: v for k, v in cfg.to_dict().items() if k != "subjects"},
+        "shared": {"weights": SHARED_WEIGHTS, "modules": ["enc (shared after the read-out)", "q (serving)"]},
         "files": files,
     }
     if extra:

@@ -11,6 +11,7 @@ const commands: Record<string, () => Promise<{ command: Command }>> = {
   convert: () => import('./commands/convert.js'),
   eval: () => import('./commands/eval.js'),
   responses: () => import('./commands/responses.js'),
+  calibrate: () => import('./commands/calibrate.js'),
 };
 
 async function usage(): Promise<string> {

@@ -293,6 +293,13 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
     try {
       pre = preprocessorForRun(manifest, maskFor(info.subject), info, opts.preprocessing);
     } catch (e) {
+      if (!manifest.subjects[info.subject]) {
+        // a new person: the run is still recorded (serve --record) and becomes calibration data
+        const message = `sub-${info.subject} is not calibrated yet: record calibration runs, then run \`mindsemantix calibrate\``;
+        alert({ level: 'warn', code: 'not-calibrated', message: `${message} (run ${info.run} is not decoded${opts.recordDir ? '; it is recorded' : ''}).`, run: info.run });
+        dashboard?.publish({ type: 'status', data: { bridge: 'streaming', detail: `${info.run}: ${message}`, at: Date.now() } });
+        return;
+      }
       alert({ level: 'error', code: 'run-rejected', message: `run ${info.run} of sub-${info.subject} cannot be decoded: ${(e as Error).message}`, run: info.run });
       return;
     }

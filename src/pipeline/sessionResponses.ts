@@ -18,6 +18,8 @@ export interface SessionResponsesOptions {
   bundlePath: (rel: string) => string;
   out: string;
   subject?: string;
+  /** Only runs with these names (BIDS entities after sub/ses, e.g. task-vision_run-01). */
+  runs?: string[];
   /** ROI mask in the runs' functional space; default: the bundle's mask for the subject. */
   mask?: string;
   log?: (m: string) => void;
@@ -35,6 +37,7 @@ export async function writeSessionResponses(o: SessionResponsesOptions): Promise
     throw new ResponsesInputError((e as Error).message);
   }
   if (o.subject) runs = runs.filter((r) => r.subject === o.subject);
+  if (o.runs) runs = runs.filter((r) => o.runs!.includes(r.run));
   if (!runs.length) throw new ResponsesInputError(`no *_bold.nii[.gz] runs${o.subject ? ` of sub-${o.subject}` : ''} under ${o.session}; pass a BIDS session folder${o.subject ? ' or another --subject' : ''}.`);
   for (const r of runs) {
     if (!r.events) throw new ResponsesInputError(`run ${r.run} of sub-${r.subject} has no _events.tsv beside ${r.bold}; responses needs the stimulus events to know the trials.`);

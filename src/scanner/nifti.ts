@@ -312,6 +312,12 @@ export function niftiCompleteness(bytes: Uint8Array, opts: { maxBytes?: number }
   return { complete: true, volumes };
 }
 
+/** The image dims (x, y, z[, t…]) from the first bytes of a .nii or .nii.gz (the header is enough: no voxel is decoded). */
+export function niftiDims(headBytes: Uint8Array): number[] {
+  const { data } = uncompressed(headBytes, DEFAULT_MAX_NIFTI_BYTES, true);
+  return parseHeader(data).dims.slice();
+}
+
 // ---------------------------------------------------------------- writing
 
 export type NiftiWriteType = 'int16' | 'float32' | 'uint8';

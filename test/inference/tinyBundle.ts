@@ -58,7 +58,7 @@ export function tinyBundle(seed = 3): string {
   const work = `${dir}.tmp-${process.pid}`;
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
-  const r = spawnSync(PY, ['-c', ORACLE, work, String(seed)], { encoding: 'utf8', env: { ...process.env, HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1' } });
+  const r = spawnSync(PY, ['-c', ORACLE, work, String(seed)], { encoding: 'utf8', env: { ...process.env, PYTHONPATH: join(ROOT, 'models'), HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1' } });
   if (r.status !== 0) throw new Error(`tiny bundle export failed:\n${r.stderr}`);
   try {
     renameSync(work, dir);
