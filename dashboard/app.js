@@ -12,6 +12,18 @@ const MOTION_LABELS = ['x mm', 'y mm', 'z mm', 'pitch °', 'roll °', 'yaw °'];
 
 let S = { status: { bridge: 'waiting' }, runs: [], volumes: [], trials: [], alerts: [] };
 const trialByKey = new Map();
+// As the server's record (src/server/dashboard-state.ts DASH_LIMITS): an 8-hour session stays within bounds here too.
+const LIMITS = { volumes: 3000, alerts: 200, trials: 1000, trialImages: 100 };
+// A run is (subject, session, run): labels repeat across sessions and subjects.
+const keyOf = (t) => `${t.subject ?? ''}/${t.session ?? ''}/${t.run}/${t.trial}`;
+function dropImages(t) {
+  delete t.stimulusImage;
+  if (t.caption && t.caption.image) t.caption = { ...t.caption, image: undefined };
+}
+function keepsImages(t) {
+  for (let i = S.trials.length - 1; i >= Math.max(0, S.trials.length - LIMITS.trialImages); i--) if (S.trials[i] === t) return true;
+  return false;
+}
 const dirty = new Set(['all']);
 
 const token = new URLSearchParams(location.search).get('token') || undefined;
@@ -23,36 +35,62 @@ socket.on('connect_error', (e) => setBadge($('conn'), 'bad', `dashboard: ${e.mes
 socket.on('snapshot', (snap) => {
   S = snap;
   trialByKey.clear();
-  for (const t of S.trials) trialByKey.set(`${t.run}/${t.trial}`, t);
+  for (const t of S.trials) trialByKey.set(keyOf(t), t);
   $('trials').innerHTML = '';
   cardEls.clear();
   mark('all');
 });
 socket.on('status', (d) => { S.status = { ...S.status, ...d }; mark('header'); });
 socket.on('run', (r) => {
-  const i = S.runs.findIndex((x) => x.run === r.run && x.session === r.session);
+  const i = S.runs.findIndex((x) => x.run === r.run && x.session === r.session && x.subject === r.subject);
   if (i >= 0) S.runs[i] = r; else S.runs.push(r);
   mark('header');
 });
 socket.on('volume', (v) => {
   S.volumes.push(v);
-  if (S.volumes.length > 3000) S.volumes.splice(0, S.volumes.length - 3000);
+  if (S.volumes.length > LIMITS.volumes) S.volumes.splice(0, S.volumes.length - LIMITS.volumes);
   mark('volumes');
 });
 socket.on('trial', (t) => {
-  const key = `${t.run}/${t.trial}`;
+  const key = keyOf(t);
   const prev = trialByKey.get(key);
-  if (prev) Object.assign(prev, t); else { const n = { ...t }; trialByKey.set(key, n); S.trials.push(n); }
+  if (prev) {
+    Object.assign(prev, t);
+    if (!keepsImages(prev)) dropImages(prev);
+  } else {
+    const n = { ...t };
+    trialByKey.set(key, n);
+    S.trials.push(n);
+    const fell = S.trials[S.trials.length - 1 - LIMITS.trialImages];
+    if (fell) { dropImages(fell); dirtyTrials.add(keyOf(fell)); }
+    if (S.trials.length > LIMITS.trials) {
+      for (const old of S.trials.splice(0, S.trials.length - LIMITS.trials)) {
+        const k = keyOf(old);
+        trialByKey.delete(k);
+        dirtyTrials.delete(k);
+        const el = cardEls.get(k);
+        if (el) { el.remove(); cardEls.delete(k); }
+      }
+    }
+  }
   dirtyTrials.add(key);
   mark('trials');
 });
 socket.on('caption', (c) => {
-  const t = trialByKey.get(`${c.run}/${c.trial}`);
-  if (t) { t.caption = c.caption; dirtyTrials.add(`${c.run}/${c.trial}`); }
+  const t = trialByKey.get(keyOf(c));
+  if (t) {
+    t.caption = c.caption;
+    if (!keepsImages(t)) dropImages(t);
+    dirtyTrials.add(keyOf(c));
+  }
   mark('trials');
 });
 socket.on('metrics', (m) => { S.metrics = m; mark('metrics'); });
-socket.on('alert', (a) => { S.alerts.push(a); mark('alerts'); });
+socket.on('alert', (a) => {
+  S.alerts.push(a);
+  if (S.alerts.length > LIMITS.alerts) S.alerts.splice(0, S.alerts.length - LIMITS.alerts);
+  mark('alerts');
+});
 socket.on('mosaic', (m) => { S.mosaic = m; mark('mosaic'); });
 
 const dirtyTrials = new Set();
@@ -188,7 +226,7 @@ function renderTrials(all) {
   const container = $('trials');
   const run = currentRun();
   const trials = S.trials;
-  const keys = all ? trials.map((t) => `${t.run}/${t.trial}`) : [...dirtyTrials];
+  const keys = all ? trials.map(keyOf) : [...dirtyTrials];
   dirtyTrials.clear();
   for (const key of keys) {
     const t = trialByKey.get(key);
@@ -205,7 +243,7 @@ function renderTrials(all) {
   }
   // Strip: trial onsets along the run, coloured by confidence once decoded.
   const strip = $('strip');
-  const runTrials = run ? trials.filter((t) => t.run === run.run) : [];
+  const runTrials = run ? trials.filter((t) => t.run === run.run && (t.session ?? run.session) === run.session && (t.subject ?? run.subject) === run.subject) : [];
   const end = Math.max(1, ...runTrials.map((t) => t.onset + t.duration), run && run.expected ? run.expected * run.tr : 0);
   strip.innerHTML = '';
   for (const t of runTrials) {

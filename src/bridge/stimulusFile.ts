@@ -1,8 +1,8 @@
 // Finds and reads the stimulus image an events row names (stim_file), so that senders carry the image itself to the
 // server (which cannot open a path on the sender's machine). A missing or unusable image never stops a sender: the
 // event goes without it, with one warning per file.
-import { readFileSync, statSync } from 'node:fs';
-import { dirname, isAbsolute, join } from 'node:path';
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import type { StimulusImage } from '../core/types.js';
 import { inspectImage, MAX_INLINE_IMAGE_BYTES } from '../protocol/inlineImage.js';
 
@@ -15,18 +15,52 @@ export const RETRY_MS = 1000;
 /** Longest side of an image shrunk to fit the inline limit. */
 const FIT_SIDE = 512;
 
-/** stim_file relative to the events TSV's folder or one of the folders above it (BIDS puts stimuli/ at the root). */
-export function resolveStimulusFile(stimFile: string, eventsFile: string): string | undefined {
+/**
+ * stim_file relative to the events TSV's folder or one of the folders above it (BIDS puts stimuli/ at the root).
+ * With `root` (replay: the dataset being replayed), the events file is data from elsewhere (a recording holds what
+ * a sender named): only relative paths without `..` whose real location is inside `root` are used, so a replay
+ * never reads and sends a file from elsewhere on the machine.
+ */
+export function resolveStimulusFile(stimFile: string, eventsFile: string, root?: string): string | undefined {
+  if (root !== undefined && !isConfinedPath(stimFile)) return undefined;
   if (isAbsolute(stimFile)) return isFile(stimFile) ? stimFile : undefined;
   let dir = dirname(eventsFile);
   for (let up = 0; up <= LEVELS_UP; up++) {
     const p = join(dir, stimFile);
-    if (isFile(p)) return p;
+    if (isFile(p) && (root === undefined || isInside(p, root))) return p;
+    const parent = dirname(dir);
+    if (parent === dir || (root !== undefined && !isInside(parent, root))) break;
+    dir = parent;
+  }
+  return undefined;
+}
+
+/** Relative, no `..` segment, no drive letter. */
+function isConfinedPath(p: string): boolean {
+  return !isAbsolute(p) && !/^[A-Za-z]:/.test(p) && !p.split(/[\\/]/).includes('..');
+}
+
+/** `p`'s real location (symlinks followed) is `root` or below it. */
+function isInside(p: string, root: string): boolean {
+  try {
+    const rel = relative(realpathSync(root), realpathSync(p));
+    return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+  } catch {
+    return false;
+  }
+}
+
+/** The BIDS dataset a replayed folder belongs to: the folder itself or the nearest one above (≤ 2 levels: a session
+ * or subject folder) holding dataset_description.json; else the folder itself. */
+export function datasetRoot(folder: string): string {
+  let dir = resolve(folder);
+  for (let up = 0; up <= 2; up++) {
+    if (existsSync(join(dir, 'dataset_description.json'))) return dir;
     const parent = dirname(dir);
     if (parent === dir) break;
     dir = parent;
   }
-  return undefined;
+  return resolve(folder);
 }
 
 function isFile(p: string): boolean {
@@ -72,8 +106,12 @@ export class StimulusFiles {
   /** stim_files not found, with when they were last looked for: looked for again after RETRY_MS (a presentation
    * program may copy a stimulus in after writing its row); each is warned about once. */
   private readonly missing = new Map<string, number>();
+  /** stim_files that point outside `root`: refused once, with one warning. */
+  private readonly refused = new Set<string>();
 
-  constructor(private readonly log?: Log) {}
+  /** `root`: stimulus files must lie inside it (see resolveStimulusFile); the bridge, reading the local stimulus
+   * program's own events file, passes none. */
+  constructor(private readonly log?: Log, private readonly root?: string) {}
 
   /** The image of a stim_file, shrunk to the inline limits when it does not fit as it is (cached per file). */
   load(stimFile: string | undefined, eventsFile: string): Promise<StimulusImage | undefined> {
@@ -92,12 +130,17 @@ export class StimulusFiles {
     const key = `${eventsFile}\n${stimFile}`;
     const miss = this.missing.get(key);
     if (miss !== undefined && Date.now() - miss < RETRY_MS) return undefined;
-    const path = resolveStimulusFile(stimFile, eventsFile);
+    if (this.root !== undefined && !isConfinedPath(stimFile)) {
+      if (!this.refused.has(key)) this.log?.('warn', `stimulus ${stimFile} named in ${eventsFile} is outside the dataset (absolute or with ..); it is not read, its events are sent without the image`);
+      this.refused.add(key);
+      return undefined;
+    }
+    const path = resolveStimulusFile(stimFile, eventsFile, this.root);
     if (path) {
       this.missing.delete(key);
       return path;
     }
-    if (miss === undefined) this.log?.('warn', `stimulus ${stimFile} named in ${eventsFile} is not next to it (nor up to ${LEVELS_UP} folders above); its events are sent without the image until it appears`);
+    if (miss === undefined) this.log?.('warn', `stimulus ${stimFile} named in ${eventsFile} is not next to it (nor up to ${LEVELS_UP} folders above${this.root !== undefined ? `, inside ${this.root}` : ''}); its events are sent without the image until it appears`);
     this.missing.set(key, Date.now());
     return undefined;
   }

@@ -24,9 +24,27 @@ export interface RunInfo {
   source?: string;
 }
 
+/** A run is (subject, session, run): labels alone repeat across sessions and subjects (every session has a run-01). */
+export interface RunIdentity {
+  subject: string;
+  session: string;
+  run: string;
+}
+
+/** The key of a run in maps and filters: (subject, session, run). */
+export function runKey(r: RunIdentity): string {
+  return `${r.subject}/${r.session}/${r.run}`;
+}
+
+/** Half-open range of volume indices [from, to). */
+export type IndexRange = [from: number, to: number];
+
 /** One fMRI volume as it flows through the pipeline; `data` is x-fastest (NIfTI order), length = dims product. */
 export interface Volume {
   run: string;
+  /** Set by ingest: with `run`, identifies the run (offline readers that handle one run may leave them out). */
+  subject?: string;
+  session?: string;
   index: number;        // 0-based volume index within the run
   dims: [number, number, number];
   affine: Affine;
@@ -47,6 +65,9 @@ export interface StimulusImage {
 /** One stimulus presentation (BIDS events row). */
 export interface StimulusEvent {
   run: string;
+  /** Set by ingest, as for Volume. */
+  subject?: string;
+  session?: string;
   trial: number;        // 0-based order within the run
   onset: number;        // seconds from run start
   duration: number;     // seconds
@@ -63,14 +84,17 @@ export interface StimulusEvent {
 
 /** The end of a run as seen by ingest (protocol `run-end`). */
 export interface RunEnd {
+  subject: string;
   session: string;
   run: string;
   /** Volumes the sender produced (indices 0..expected-1). */
   expected: number;
   /** Volumes accepted and emitted. */
   accepted: number;
-  /** Indices never accepted (reported gaps), ascending. */
-  missing: number[];
+  /** Indices never accepted (reported gaps) as ascending half-open ranges: a range costs the same whatever its length. */
+  missing: IndexRange[];
+  /** How many indices `missing` covers. */
+  missingCount: number;
 }
 
 /** A trial's estimated brain response over the model's ROI voxels, ready for decoding. */

@@ -66,6 +66,20 @@ export class RidgeRetrieval {
     return this.nearest(Float32Array.from(out[s.outputNames[0]].data as Float32Array));
   }
 
+  /** The k training captions closest (cosine) to `embedding`, best first (`embedding` is normalised in place). */
+  nearestK(embedding: Float32Array, k: number): string[] {
+    const q = embedding;
+    normaliseRows(q, this.dim);
+    const sims = new Float32Array(this.captions.length);
+    for (let i = 0; i < this.captions.length; i++) {
+      let dot = 0;
+      const o = i * this.dim;
+      for (let d = 0; d < this.dim; d++) dot += q[d] * this.embeddings[o + d];
+      sims[i] = dot;
+    }
+    return [...sims.keys()].sort((a, b) => sims[b] - sims[a]).slice(0, k).map((i) => this.captions[i]);
+  }
+
   /** The training caption whose embedding is closest (cosine) to `embedding`, which is normalised in place. */
   nearest(embedding: Float32Array): { caption: string; index: number; similarity: number } {
     const q = embedding;

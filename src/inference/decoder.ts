@@ -30,6 +30,11 @@ export const LM_PRECISIONS: readonly LmPrecision[] = ['auto', 'fp32', 'int8'];
 export const LM_INT8 = 'lm/decoder.int8.onnx';
 
 export interface DecodeOptions extends GenerateOptions {
+  /**
+   * Retrieval-augmented prompting: text placed after the soft prompt, from the trial's caption embedding (e.g. the
+   * nearest training captions). Trials with context are generated one by one (their prompts differ in length).
+   */
+  context?: (captionEmbedding: Float32Array) => string | undefined;
   /** Run the image generator too (default true when the bundle has one). */
   reconstruct?: boolean;
   imageFormat?: ImageFormat;
@@ -129,7 +134,7 @@ export class BrainDecoder {
   }
 
   /** Several responses at once: encoders and Q-Former per response, one batched LM generation for all. */
-  async captionBatch(items: { subject: string; voxels: Float32Array }[], opts: GenerateOptions = {}): Promise<BrainCaption[]> {
+  async captionBatch(items: { subject: string; voxels: Float32Array }[], opts: GenerateOptions & Pick<DecodeOptions, 'context'> = {}): Promise<BrainCaption[]> {
     const m = this.bundle.manifest;
     const brain: { brainTokens: ort.Tensor; captionEmbedding: Float32Array; soft: Float32Array }[] = [];
     for (const { subject, voxels } of items) {
@@ -143,13 +148,27 @@ export class BrainDecoder {
       const q = await this.qformer.run({ brain_tokens: brainTokens });
       brain.push({ brainTokens, captionEmbedding: q.caption_embedding.data as Float32Array, soft: q.soft_prompt.data as Float32Array });
     }
-    const per = brain[0].soft.length + this.suffixEmb.length;
-    const prompts = new Float32Array(per * brain.length);
-    brain.forEach((x, i) => {
-      prompts.set(x.soft, i * per);
-      prompts.set(this.suffixEmb, i * per + x.soft.length);
-    });
-    const gs = await this.lm.generateBatch(prompts, brain.length, opts, this.prefixCache);
+    let gs: Generated[];
+    if (opts.context) {
+      gs = [];
+      for (const x of brain) {
+        const text = opts.context(x.captionEmbedding);
+        const ctx = text ? await this.lm.embed(this.tokenizer.encode(text)) : new Float32Array(0);
+        const prompt = new Float32Array(x.soft.length + ctx.length + this.suffixEmb.length);
+        prompt.set(x.soft, 0);
+        prompt.set(ctx, x.soft.length);
+        prompt.set(this.suffixEmb, x.soft.length + ctx.length);
+        gs.push(...(await this.lm.generateBatch(prompt, 1, opts, this.prefixCache)));
+      }
+    } else {
+      const per = brain[0].soft.length + this.suffixEmb.length;
+      const prompts = new Float32Array(per * brain.length);
+      brain.forEach((x, i) => {
+        prompts.set(x.soft, i * per);
+        prompts.set(this.suffixEmb, i * per + x.soft.length);
+      });
+      gs = await this.lm.generateBatch(prompts, brain.length, opts, this.prefixCache);
+    }
     return gs.map((g, i) => ({
       text: this.tokenizer.decode(g.tokens), tokens: g.tokens, tokenLogprobs: g.logprobs, stop: g.stop,
       confidence: g.logprobs.length ? g.logprobs.reduce((s, lp) => s + Math.exp(lp), 0) / g.logprobs.length : 0,

@@ -4,7 +4,7 @@
 // bootstrap confidence intervals over scenes, because 20-scene results swing by a factor of two.
 import { RepeatMeans } from '../../streams/index.js';
 import type { TrialResponse } from '../core/types.js';
-import type { BrainDecoder } from '../inference/decoder.js';
+import type { BrainDecoder, DecodeOptions } from '../inference/decoder.js';
 import type { RidgeRetrieval } from '../inference/baseline.js';
 import { mulberry32 } from '../inference/lm.js';
 import { bleuFromTotals, bleuStats, ciderD, ciderImage, ptbTokenize, rougeL, type BleuStats } from '../metrics/index.js';
@@ -29,7 +29,7 @@ export interface EvalTrial {
 
 /** Decodes every recorded trial (and its repeat mean) in recorded order, `batch` trials per decoder call. */
 export async function decodeResponseRuns(runs: readonly ResponseRunFile[], decoder: BrainDecoder, baseline: RidgeRetrieval | null,
-  opts: { batch?: number; sessionLabel?: (r: ResponseRunFile) => string; onProgress?: (done: number, total: number) => void } = {}): Promise<EvalTrial[]> {
+  opts: { batch?: number; sessionLabel?: (r: ResponseRunFile) => string; onProgress?: (done: number, total: number) => void; decode?: DecodeOptions } = {}): Promise<EvalTrial[]> {
   const repeats = new RepeatMeans();
   type Item = { t: EvalTrial; vector: Float32Array; mean?: Float32Array; of?: number };
   const items: Item[] = [];
@@ -60,7 +60,7 @@ export async function decodeResponseRuns(runs: readonly ResponseRunFile[], decod
       inputs.push(asResponse(it, it.vector));
       if (it.mean) inputs.push(asResponse(it, it.mean));
     }
-    const caps = await decoder.decodeBatch(inputs, { reconstruct: false });
+    const caps = await decoder.decodeBatch(inputs, { ...opts.decode, reconstruct: false });
     let k = 0;
     for (const it of chunk) {
       const c = caps[k++];

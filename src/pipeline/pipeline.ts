@@ -1,8 +1,8 @@
 // The serve/demo pipeline: ingest hub → streams/ preprocessor (mask from the bundle) → decode queue → outputs
 // (dashboard over socket.io, a callback for the demo's stdout, captions/reconstructions recorded as derivatives).
 // The per-volume path only preprocesses; decoding, images and dashboard rendering happen off it.
-import { filter, Subject, type Observable, type Subscription } from 'rxjs';
-import type { RunInfo, TrialResponse, Volume } from '../core/types.js';
+import { filter, Subject, type Observable, type Observer, type Subscription } from 'rxjs';
+import { runKey, type RunInfo, type TrialResponse, type Volume } from '../core/types.js';
 import type { IngestHub } from '../server/hub.js';
 import type { Dashboard } from '../server/dashboard.js';
 import type { DashAlert, DashVolume } from '../server/dashboard-state.js';
@@ -127,12 +127,18 @@ interface RunState {
 /** Waiting trials a lossless pipeline keeps at most (~400 MB at 5000 voxels): a bound, never reached by a replay. */
 const LOSSLESS_CAPACITY = 20_000;
 
+/** A trial of a run: (subject, session, run, trial). */
+function trialKey(t: { subject: string; run: string; trial: number; event: { session?: string } }): string {
+  return `${runKey({ subject: t.subject, session: t.event.session ?? '', run: t.run })}/${t.trial}`;
+}
+
 export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
   const { decoder, dashboard } = opts;
   const manifest = decoder.bundle.manifest;
   const log = opts.log ?? ((level, m) => process.stderr.write(`[${level}] ${m}\n`));
   const decoded = new Subject<DecodedTrial>();
   const alerts = new Subject<DashAlert>();
+  /** Per run, keyed by (subject, session, run): run labels repeat across sessions and subjects. */
   const runs = new Map<string, RunState>();
   const masks = new Map<string, LoadedMask>();
   const recorder = opts.recordDir ? new CaptionRecorder(opts.recordDir) : null;
@@ -149,10 +155,31 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
 
   const alert = (a: Omit<DashAlert, 'at'> & { at?: number }): void => {
     const full: DashAlert = { at: Date.now(), ...a };
-    alerts.next(full);
-    dashboard?.publish({ type: 'alert', data: full });
     if (a.level !== 'info') log(a.level, a.message);
+    alerts.next(full);
+    try {
+      dashboard?.publish({ type: 'alert', data: full });
+    } catch (e) {
+      log('error', `the dashboard could not show an alert: ${(e as Error).message}`);
+    }
   };
+
+  /**
+   * Every long-lived subscription goes through here: an exception in one sink (a dashboard update, a recorder) is
+   * reported and skips that one item, and a stream that errors is reported, instead of either ending the session.
+   */
+  function guard<T>(what: string, next: (v: T) => void): Partial<Observer<T>> {
+    return {
+      next: (v) => {
+        try {
+          next(v);
+        } catch (e) {
+          alert({ level: 'error', code: 'sink-failed', message: `handling ${what} failed on one item, which was skipped: ${(e as Error)?.message ?? String(e)}` });
+        }
+      },
+      error: (e: unknown) => alert({ level: 'error', code: 'stream-failed', message: `the ${what} stream stopped with an error: ${(e as Error)?.message ?? String(e)}` }),
+    };
+  }
 
   if (dashboard) {
     dashboard.publish({ type: 'status', data: { bridge: 'waiting', at: Date.now(), model: { name: manifest.name, provider: decoder.provider, subjects: decoder.subjects } } });
@@ -217,9 +244,9 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
   const queue = new DecodeQueue<DecodedTrial>(async (t) => (await decodeAll([t]))[0],
     { batchWork: decodeAll, maxBatch: opts.maxBatch ?? 8, losslessCapacity: LOSSLESS_CAPACITY });
   const losslessRun = (info: RunInfo): boolean => (typeof opts.lossless === 'function' ? opts.lossless(info) : opts.lossless === true);
-  subs.push(queue.alarms$.subscribe((a) => alert({ level: a.level, code: a.code, message: a.message, run: a.run, trial: a.trial })));
-  subs.push(queue.results$.subscribe((r) => {
-    const key = `${r.trial.run}/${r.trial.trial}`;
+  subs.push(queue.alarms$.subscribe(guard('decode alarms', (a) => alert({ level: a.level, code: a.code, message: a.message, run: a.run, trial: a.trial }))));
+  subs.push(queue.results$.subscribe(guard('decode results', (r) => {
+    const key = trialKey(r.trial);
     const q = r.trial as QueuedTrial;
     const d: DecodedTrial = r.result ?? {
       session: q.session, subject: q.subject, run: q.run, trial: q.trial, presentation: q.presentation,
@@ -234,7 +261,7 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
     dashboard?.publish({
       type: 'caption',
       data: {
-        run: d.run, trial: d.trial,
+        run: d.run, subject: d.subject, session: d.session, trial: d.trial,
         caption: {
           text: d.caption ?? '', confidence: d.confidence ?? 0, latencyMs: d.latencyMs ?? 0, flags: d.flags, baseline: d.baseline, error: d.error,
           presentation: d.presentation, mean: d.mean,
@@ -256,11 +283,12 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
     }
     pendingTrials.delete(key);
     checkDone();
-  }));
+  })));
 
   // ---- per-run preprocessing ----
   function startRun(info: RunInfo): void {
-    if (runs.has(info.run)) return; // a resumed run keeps its preprocessor
+    const key = runKey(info);
+    if (runs.has(key)) return; // a resumed run keeps its preprocessor
     let pre: Preprocessor;
     try {
       pre = preprocessorForRun(manifest, maskFor(info.subject), info, opts.preprocessing);
@@ -275,23 +303,24 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
       alert({ level: 'error', code: 'run-rejected', message: `run ${info.run} of sub-${info.subject} cannot be decoded: ${(e as Error).message}`, run: info.run });
       return;
     }
-    const byRun = <T extends { run: string }>(o: Observable<T>) => o.pipe(filter((x) => x.run === info.run));
-    const ends$ = hub.runEnds$.pipe(filter((e) => e.run === info.run));
+    const ofRun = (x: { run: string; session?: string; subject?: string }) => x.run === info.run && x.session === info.session && x.subject === info.subject;
+    const byRun = <T extends { run: string; session?: string; subject?: string }>(o: Observable<T>): Observable<T> => o.pipe(filter((x: T) => ofRun(x)));
+    const ends$ = hub.runEnds$.pipe(filter(ofRun));
     const out = pre.attach(byRun(hub.volumes$), byRun(hub.events$), ends$);
     const st: RunState = { info, pre, subs: [] };
     const lossless = losslessRun(info);
-    st.subs.push(out.volumes$.subscribe((p) => onProcessed(p)));
-    st.subs.push(out.trials$.subscribe((t) => {
+    st.subs.push(out.volumes$.subscribe(guard('processed volumes', (p) => onProcessed(p))));
+    st.subs.push(out.trials$.subscribe(guard('trial responses', (t) => {
       stats.trialsSeen++;
-      pendingTrials.add(`${t.run}/${t.trial}`);
+      pendingTrials.add(trialKey(t));
       const p = repeats.add(info.session, t);
       responses.next({ session: info.session, response: t, presentation: p.presentation, mean: p.mean, meanOf: p.meanOf });
       const q: QueuedTrial = { ...t, session: info.session, presentation: p.presentation, mean: p.mean, meanOf: p.meanOf };
-      queue.push(q, { lossless: lossless });
-    }));
-    st.subs.push(out.alarms$.subscribe((a) => alert({ level: 'warn', code: a.kind, message: a.message, run: a.run })));
+      queue.push(q, { lossless });
+    })));
+    st.subs.push(out.alarms$.subscribe(guard('preprocessing alarms', (a) => alert({ level: 'warn', code: a.kind, message: a.message, run: a.run }))));
     st.subs.push(out.connect());
-    runs.set(info.run, st);
+    runs.set(key, st);
     dashboard?.publish({
       type: 'run',
       data: { session: info.session, run: info.run, subject: info.subject, tr: info.tr, dims: info.dims, expected: opts.expectedVolumes?.(info), startedAt: Date.now(), fdThresholdMm: pre.config.fdThresholdMm },
@@ -350,15 +379,15 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
   }
 
   // ---- hub subscriptions ----
-  subs.push(hub.runs$.subscribe((info) => startRun(info)));
-  subs.push(hub.volumes$.subscribe((v) => {
+  subs.push(hub.runs$.subscribe(guard('run starts', (info) => startRun(info))));
+  subs.push(hub.volumes$.subscribe(guard('volumes', (v) => {
     stats.volumesReceived++;
     latest = v;
     maybeMosaic();
-  }));
-  subs.push(hub.events$.subscribe((e) => {
+  })));
+  subs.push(hub.events$.subscribe(guard('events', (e) => {
     if (!dashboard) return;
-    const trial = { run: e.run, trial: e.trial, stimulusId: e.stimulusId, onset: e.onset, duration: e.duration };
+    const trial = { run: e.run, subject: e.subject, session: e.session, trial: e.trial, stimulusId: e.stimulusId, onset: e.onset, duration: e.duration };
     dashboard.publish({ type: 'trial', data: { ...trial, references: e.references } });
     // The image arrives with the event (protocol imageData), never from a path: the sender's files are not ours.
     if (e.imageData) {
@@ -366,22 +395,22 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
         .then((stimulusImage) => dashboard.publish({ type: 'trial', data: { ...trial, stimulusImage } }))
         .catch((err) => log('warn', `stimulus image of trial ${e.trial} (${e.stimulusId}) could not be shown: ${(err as Error).message}`));
     }
-  }));
-  subs.push(hub.runEnds$.subscribe((e) => {
-    stats.volumesLost += e.missing.length;
+  })));
+  subs.push(hub.runEnds$.subscribe(guard('run ends', (e) => {
+    stats.volumesLost += e.missingCount;
     stats.runsEnded.push(e.run);
-    if (e.missing.length) alert({ level: 'warn', code: 'volumes-missing', message: `run ${e.run} ended with ${e.missing.length} volume(s) never received`, run: e.run });
+    if (e.missingCount) alert({ level: 'warn', code: 'volumes-missing', message: `run ${e.run} ended with ${e.missingCount} volume(s) never received`, run: e.run });
     dashboard?.publish({ type: 'status', data: { bridge: 'ended', detail: `${e.run} complete (${e.accepted}/${e.expected} volumes)`, at: Date.now() } });
     // Trials flushed at run end are pushed synchronously by the preprocessor; check after they are queued.
     setImmediate(checkDone);
-  }));
-  subs.push(hub.status$.subscribe((n) => {
+  })));
+  subs.push(hub.status$.subscribe(guard('ingest notices', (n) => {
     if (n.kind === 'connection' && dashboard) {
       const closed = /disconnect|closed|lost/i.test(n.message);
       dashboard.publish({ type: 'status', data: { bridge: closed ? 'disconnected' : 'connected', detail: n.message, at: n.at } });
     }
     if (n.level !== 'info' || n.kind === 'gap' || n.kind === 'auth') alert({ level: n.level, code: `ingest-${n.kind}`, message: n.message, run: n.run });
-  }));
+  })));
 
   let watched: string[] = [];
   function checkDone(): void {

@@ -44,10 +44,14 @@ export class CaptionRecorder {
     };
   }
 
-  /** Appends one caption (writes are serialised so rows never interleave). */
+  /**
+   * Appends one caption (writes are serialised so rows never interleave). A failed write rejects its own promise
+   * only: the chain goes on, so the next caption is written once the disk is writable again.
+   */
   record(c: RecordedCaption): Promise<void> {
-    this.chain = this.chain.then(() => this.write(c));
-    return this.chain;
+    const written = this.chain.then(() => this.write(c));
+    this.chain = written.catch(() => undefined);
+    return written;
   }
 
   flush(): Promise<void> {

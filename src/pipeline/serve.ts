@@ -13,6 +13,7 @@ import type { Device } from '../inference/sessions.js';
 import { UserError } from '../cli/errors.js';
 import type { LmPrecision } from '../inference/decoder.js';
 import { startPipeline, type Pipeline, type PipelineOptions } from './pipeline.js';
+import { oneLine } from '../server/log.js';
 
 export const DEFAULT_MODELS = 'models/bundles/default';
 
@@ -58,6 +59,7 @@ export function bufferedHub(hub: IngestHub): { hub: IngestHub; release(): void; 
     subs.push((hub[key] as Observable<unknown>).subscribe({
       next: (value) => (held ? held.push({ key, value }) : out[key].next(value)),
       complete: () => (held ? held.push({ key, done: true }) : out[key].complete()),
+      error: (e: unknown) => process.stderr.write(`${oneLine(`serve: the hub's ${key} stream failed: ${(e as Error)?.message ?? String(e)}`)}\n`),
     }));
   }
   const view = Object.fromEntries(STREAMS.map((k) => [k, out[k].asObservable()]));
@@ -80,7 +82,7 @@ export function bufferedHub(hub: IngestHub): { hub: IngestHub; release(): void; 
 }
 
 export function createServePipeline(opts: ServePipelineOptions = {}): ServePipeline {
-  const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const log = opts.log ?? ((l: string) => process.stderr.write(`${oneLine(l)}\n`));
   const dashboard = createDashboard();
   let decoder: BrainDecoder | undefined;
   let baseline: RidgeRetrieval | null = null;
@@ -140,7 +142,7 @@ export function createServePipeline(opts: ServePipelineOptions = {}): ServePipel
       const u = new URL(srv.url.replace(/^ws/, 'http'));
       const host = u.hostname.replace(/^\[|\]$/g, '');
       const viewerToken = isLoopbackHost(host) ? undefined : randomBytes(16).toString('hex');
-      dashboard.attach(srv.http, { viewerToken });
+      dashboard.attach(srv.http, { viewerToken, loopbackBind: isLoopbackHost(host) });
       const shown = host === '0.0.0.0' || host === '::' ? '<this-host>' : u.host;
       return `http://${shown}/${viewerToken ? `?token=${viewerToken}` : ''}`;
     },

@@ -74,6 +74,8 @@ export interface ProtocolLimits {
   maxVoxels: number;
   maxMessagesPerSecond: number;
   maxConnectionsPerIp: number;
+  /** Volumes per run (indices 0..maxRunVolumes-1); a run-end or index beyond it is refused. */
+  maxRunVolumes: number;
 }
 
 export interface WelcomeMessage {

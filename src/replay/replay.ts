@@ -1,7 +1,7 @@
 // Streams BIDS runs over protocol v1 at the recorded timing ÷ speed, through the same sender as the bridge.
 import { encodeNifti1Volume } from '../scanner/nifti.js';
 import { ProtocolSender } from '../bridge/sender.js';
-import { StimulusFiles } from '../bridge/stimulusFile.js';
+import { datasetRoot, StimulusFiles } from '../bridge/stimulusFile.js';
 import { findBidsRuns, loadBidsRun, type BidsRunFiles } from './bidsRun.js';
 import { abortableSleep } from '../core/sleep.js';
 
@@ -45,7 +45,8 @@ export async function replaySession(o: ReplayOptions): Promise<ReplayResult> {
   if (!o.sender && !o.url) throw new Error('replay needs a server URL or a sender.');
   const sender = o.sender ?? new ProtocolSender({ url: o.url!, token: o.token, client: 'replay', log: o.log }).start();
   const maxPending = o.maxPending ?? 64;
-  const stimuli = new StimulusFiles(o.log);
+  // The events files being replayed may come from a recording, i.e. from a sender: stimuli only from this dataset.
+  const stimuli = new StimulusFiles(o.log, datasetRoot(o.session));
   const t0 = performance.now();
   let nVol = 0, nEv = 0;
   try {

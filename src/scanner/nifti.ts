@@ -142,6 +142,21 @@ function parseHeader(bytes: Uint8Array): ParsedHeader {
   return { header, version, littleEndian, dims: all, datatype, bytesPerVoxel, voxOffset, voxels: volumeVoxels * nVolumes, volumeVoxels, nVolumes };
 }
 
+/** What a NIfTI header says about the image, without reading (or inflating) the voxels. */
+export interface NiftiLayout {
+  dims: number[];
+  bytesPerVoxel: number;
+  voxOffset: number;
+  /** vox_offset + voxels × bytes: the uncompressed size of the complete file. */
+  fileBytes: number;
+}
+
+/** Reads the header of uncompressed NIfTI bytes (at least the 348/540-byte header); throws NiftiError. */
+export function readNiftiLayout(bytes: Uint8Array): NiftiLayout {
+  const p = parseHeader(bytes);
+  return { dims: p.dims.slice(), bytesPerVoxel: p.bytesPerVoxel, voxOffset: p.voxOffset, fileBytes: p.voxOffset + p.voxels * p.bytesPerVoxel };
+}
+
 /** A real copy (Buffer#slice would return a view into a shared pool). */
 function copyBytes(b: Uint8Array, start: number, end: number): Uint8Array {
   const out = new Uint8Array(end - start);

@@ -38,6 +38,9 @@ export interface DashVolume {
 }
 export interface DashTrial {
   run: string;
+  /** With `run`, identify the run: labels repeat across sessions and subjects. */
+  subject?: string;
+  session?: string;
   trial: number;
   stimulusId: string;
   onset: number;
@@ -90,7 +93,7 @@ export type DashUpdate =
   | { type: 'run'; data: DashRun }
   | { type: 'volume'; data: DashVolume }
   | { type: 'trial'; data: DashTrial }
-  | { type: 'caption'; data: { run: string; trial: number; caption: NonNullable<DashTrial['caption']> } }
+  | { type: 'caption'; data: { run: string; subject?: string; session?: string; trial: number; caption: NonNullable<DashTrial['caption']> } }
   | { type: 'metrics'; data: DashMetrics }
   | { type: 'alert'; data: DashAlert }
   | { type: 'mosaic'; data: NonNullable<DashSnapshot['mosaic']> };
@@ -99,6 +102,23 @@ export interface DashboardStateLimits {
   /** Volumes kept for the charts (most recent). */
   volumes?: number;
   alerts?: number;
+  /** Trials kept (most recent): the late-joiner snapshot stays bounded in an 8-hour session. */
+  trials?: number;
+  /** Trials that keep their images (stimulus thumbnail, reconstruction); older cards keep only their text. */
+  trialImages?: number;
+}
+
+/** Defaults, mirrored by dashboard/app.js so a browser holds no more than a late joiner receives. */
+export const DASH_LIMITS = { volumes: 3000, alerts: 200, trials: 1000, trialImages: 100 } as const;
+
+/** The key of a trial: (subject, session, run, trial). */
+export function dashTrialKey(t: { subject?: string; session?: string; run: string; trial: number }): string {
+  return `${t.subject ?? ''}/${t.session ?? ''}/${t.run}/${t.trial}`;
+}
+
+function dropImages(t: DashTrial): void {
+  delete t.stimulusImage;
+  if (t.caption?.image) t.caption = { ...t.caption, image: undefined };
 }
 
 export class DashboardState {
@@ -114,29 +134,38 @@ export class DashboardState {
         s.status = { ...s.status, ...u.data };
         break;
       case 'run': {
-        const i = s.runs.findIndex((r) => r.run === u.data.run && r.session === u.data.session);
+        const i = s.runs.findIndex((r) => r.run === u.data.run && r.session === u.data.session && r.subject === u.data.subject);
         if (i >= 0) s.runs[i] = u.data; else s.runs.push(u.data);
         break;
       }
       case 'volume':
         s.volumes.push(u.data);
-        if (s.volumes.length > (this.limits.volumes ?? 3000)) s.volumes.splice(0, s.volumes.length - (this.limits.volumes ?? 3000));
+        if (s.volumes.length > this.max('volumes')) s.volumes.splice(0, s.volumes.length - this.max('volumes'));
         break;
       case 'trial': {
-        const key = `${u.data.run}/${u.data.trial}`;
+        const key = dashTrialKey(u.data);
         const prev = this.trialIndex.get(key);
-        if (prev) Object.assign(prev, u.data);
-        else {
+        if (prev) {
+          Object.assign(prev, u.data);
+          if (!this.keepsImages(prev)) dropImages(prev);
+        } else {
           const t = { ...u.data };
           this.trialIndex.set(key, t);
           s.trials.push(t);
+          const fell = s.trials[s.trials.length - 1 - this.max('trialImages')];
+          if (fell) dropImages(fell);
+          if (s.trials.length > this.max('trials')) {
+            for (const old of s.trials.splice(0, s.trials.length - this.max('trials'))) this.trialIndex.delete(dashTrialKey(old));
+          }
         }
         break;
       }
       case 'caption': {
-        const key = `${u.data.run}/${u.data.trial}`;
-        const t = this.trialIndex.get(key);
-        if (t) t.caption = u.data.caption;
+        const t = this.trialIndex.get(dashTrialKey(u.data));
+        if (t) {
+          t.caption = u.data.caption;
+          if (!this.keepsImages(t)) dropImages(t);
+        }
         break;
       }
       case 'metrics':
@@ -144,7 +173,7 @@ export class DashboardState {
         break;
       case 'alert':
         s.alerts.push(u.data);
-        if (s.alerts.length > (this.limits.alerts ?? 200)) s.alerts.splice(0, s.alerts.length - (this.limits.alerts ?? 200));
+        if (s.alerts.length > this.max('alerts')) s.alerts.splice(0, s.alerts.length - this.max('alerts'));
         break;
       case 'mosaic':
         s.mosaic = u.data;
@@ -156,7 +185,19 @@ export class DashboardState {
     return this.s;
   }
 
-  trial(run: string, trial: number): DashTrial | undefined {
-    return this.trialIndex.get(`${run}/${trial}`);
+  trial(t: { subject?: string; session?: string; run: string; trial: number }): DashTrial | undefined {
+    return this.trialIndex.get(dashTrialKey(t));
+  }
+
+  private max(k: keyof typeof DASH_LIMITS): number {
+    return this.limits[k] ?? DASH_LIMITS[k];
+  }
+
+  /** Only the most recent trials keep their images (searched from the end: updates concern recent trials). */
+  private keepsImages(t: DashTrial): boolean {
+    const trials = this.s.trials;
+    const n = this.max('trialImages');
+    for (let i = trials.length - 1; i >= Math.max(0, trials.length - n); i--) if (trials[i] === t) return true;
+    return false;
   }
 }

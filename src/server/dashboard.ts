@@ -7,6 +7,7 @@ import { extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Server as IoServer } from 'socket.io';
 import { DashboardState, type DashSnapshot, type DashUpdate } from './dashboard-state.js';
+import { checkDashboardOrigin, checkHost, isLoopbackHost } from './requestGuard.js';
 
 export const DASHBOARD_DIR = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..', 'dashboard');
 
@@ -20,6 +21,8 @@ export interface DashboardOptions {
   viewerToken?: string;
   /** Folder with index.html, app.js, style.css (default: the repo's dashboard/). */
   staticDir?: string;
+  /** The server is bound to a loopback address: socket.io requests must name a loopback Host (DNS rebinding guard). */
+  loopbackBind?: boolean;
 }
 
 export interface Dashboard {
@@ -32,10 +35,7 @@ export interface Dashboard {
   close(): Promise<void>;
 }
 
-/** A host that is reachable only from this machine needs no viewer token. */
-export function isLoopbackHost(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\./.test(host);
-}
+export { isLoopbackHost };
 
 function tokenOk(expected: string, given: unknown): boolean {
   if (typeof given !== 'string') return false;
@@ -69,7 +69,15 @@ export function createDashboard(): Dashboard {
 }
 
 function attachDashboard(http: HttpServer, state: DashboardState, opts: DashboardOptions): IoServer {
-  const io = new IoServer(http, { serveClient: true, maxHttpBufferSize: 1e6, cors: { origin: false } });
+  // `cors` covers only XHR polling; allowRequest also sees WebSocket upgrades, where browsers send Origin but no CORS
+  // check applies: only the dashboard's own page (or a non-browser client, with no Origin) gets the live data.
+  const io = new IoServer(http, {
+    serveClient: true, maxHttpBufferSize: 1e6, cors: { origin: false },
+    allowRequest: (req, done) => {
+      const refusal = checkHost(req, opts.loopbackBind ?? false) ?? checkDashboardOrigin(req);
+      done(refusal ? refusal.message : null, !refusal);
+    },
+  });
   const staticDir = resolve(opts.staticDir ?? DASHBOARD_DIR);
   if (opts.viewerToken) {
     const token = opts.viewerToken;

@@ -2,7 +2,7 @@
 import { Subject, type Observable } from 'rxjs';
 import type { RunEnd, RunInfo, StimulusEvent, Volume } from '../core/types.js';
 
-export type IngestNoticeKind = 'connection' | 'auth' | 'run' | 'resume' | 'gap' | 'error' | 'alarm';
+export type IngestNoticeKind = 'connection' | 'auth' | 'run' | 'resume' | 'gap' | 'error' | 'alarm' | 'record';
 
 /** Something the operator should see on the dashboard (connections, auth failures, gaps, rejected input, alarms). */
 export interface IngestNotice {
@@ -58,7 +58,10 @@ export class IngestHubSubjects implements IngestHub {
   stats(): IngestStats {
     return { ...this.counters };
   }
-  /** A throwing subscriber must not take ingest down: report it and carry on. */
+  /**
+   * A throwing subscriber must not take ingest down. RxJS 7 catches a subscriber's exception itself and reports it
+   * through config.onUnhandledError (set by the server: src/server/rxErrors.ts); the catch here covers the rest.
+   */
   emit<T>(s: Subject<T>, v: T, onError: (e: unknown) => void): void {
     try {
       s.next(v);

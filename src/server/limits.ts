@@ -5,6 +5,12 @@ export interface ServerLimits extends ProtocolLimits {
   helloTimeoutMs: number;
   /** Largest decompressed NIfTI accepted from a gzip payload (gzip-bomb guard). */
   maxInflatedBytes: number;
+  /** Bytes a connection may send before its hello is accepted (a hello is well under 1 KiB). */
+  maxPreHelloBytes: number;
+  /** Events (trial numbers) per run. */
+  maxRunEvents: number;
+  /** Runs one connection may start (each holds state until the connection closes). */
+  maxRunsPerConnection: number;
 }
 
 export const DEFAULT_LIMITS: ServerLimits = {
@@ -16,6 +22,11 @@ export const DEFAULT_LIMITS: ServerLimits = {
   maxConnectionsPerIp: 16,
   helloTimeoutMs: 5000,
   maxInflatedBytes: 128 * 1024 * 1024,
+  // The recording's NIfTI-1 header keeps the volume count in an int16 (dim[4]): 32767 volumes is 14.5 h at TR 1.6 s.
+  maxRunVolumes: 32767,
+  maxRunEvents: 100_000,
+  maxPreHelloBytes: 4096,
+  maxRunsPerConnection: 256,
 };
 
 /** Token bucket: `rate` messages per second with a burst of `rate`. */

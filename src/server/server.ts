@@ -11,7 +11,21 @@ import { Ingest, type Peer } from './ingest.js';
 import { DEFAULT_LIMITS, RateLimiter, type ServerLimits } from './limits.js';
 import { stderrLogger, type Logger } from './log.js';
 import { tokenMatches } from './auth.js';
-import { decodeFrameVolume } from './volumeDecode.js';
+import { reportRxErrorsTo } from './rxErrors.js';
+import { decodeFrameVolume, inflateFramePayload, isGzip, type CheckedVolume } from './volumeDecode.js';
+import { checkBridgeOrigin, checkHost, isLoopbackHost } from './requestGuard.js';
+import type { Duplex } from 'node:stream';
+import type { RecordingFs } from './recording.js';
+
+/** Messages one connection may have waiting behind inflating volumes (the sender's window is 32 volumes). */
+const MAX_QUEUED_MESSAGES = 256;
+
+/** A volume frame whose NIfTI payload is gzip (its header length is in bytes 4..7). */
+function isGzipFrame(buf: Buffer): boolean {
+  if (buf.length < 8) return false;
+  const at = 8 + buf.readUInt32LE(4);
+  return buf.length >= at + 2 && buf[at] === 0x1f && buf[at + 1] === 0x8b;
+}
 
 export interface ServerOptions {
   host?: string;
@@ -25,6 +39,8 @@ export interface ServerOptions {
   log?: Logger;
   reorderWindowMs?: number;
   maxReorder?: number;
+  /** File system the recording writes through (tests inject failures); node:fs/promises by default. */
+  recordFs?: RecordingFs;
   /** Called with the hub before the server listens, so no message is missed: the pipeline subscribes here. */
   onHub?: (hub: IngestHub) => void;
 }
@@ -43,13 +59,24 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
   const limits: ServerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   const log = opts.log ?? stderrLogger();
   const hub = new IngestHubSubjects();
-  const ingest = new Ingest({ hub, log, recordDir: opts.recordDir, reorderWindowMs: opts.reorderWindowMs ?? 2000, maxReorder: opts.maxReorder ?? 16 });
+  const stopRxReports = reportRxErrorsTo((m) => log('error', m));
+  const ingest = new Ingest({ hub, log, recordDir: opts.recordDir, reorderWindowMs: opts.reorderWindowMs ?? 2000, maxReorder: opts.maxReorder ?? 16, limits, recordFs: opts.recordFs });
   opts.onHub?.(hub);
 
+  const loopbackBind = isLoopbackHost(host);
   const server = http.createServer((req, res) => {
+    const refusal = checkHost(req, loopbackBind);
+    if (refusal) {
+      res.writeHead(refusal.status, { 'content-type': 'text/plain; charset=utf-8' });
+      res.end(`${refusal.message}\n`);
+      return;
+    }
     if (req.url === '/healthz') {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ ok: true, protocol: PROTOCOL_VERSION, ...hub.stats() }));
+      const m = process.memoryUsage();
+      // Memory in MiB, so a long session can be watched from outside (scripts, the soak).
+      const memory = { rssMb: Math.round(m.rss / 2 ** 20), heapUsedMb: Math.round(m.heapUsed / 2 ** 20), externalMb: Math.round(m.external / 2 ** 20) };
+      res.end(JSON.stringify({ ok: true, protocol: PROTOCOL_VERSION, ...hub.stats(), memory }));
       return;
     }
     // Other request listeners (the dashboard) answer everything else; alone, we answer 404.
@@ -65,15 +92,22 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
 
   server.on('upgrade', (req, socket, head) => {
     const path = (req.url ?? '').split('?')[0];
-    if (path !== BRIDGE_PATH) return; // someone else's (socket.io) or nobody's
-    wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, req.socket.remoteAddress ?? 'unknown', req.socket.remotePort ?? 0));
+    if (path !== BRIDGE_PATH) return; // someone else's (socket.io checks its own requests) or nobody's
+    const refusal = checkHost(req, loopbackBind) ?? checkBridgeOrigin(req);
+    if (refusal) {
+      log('warn', `refused a /bridge upgrade from ${req.socket.remoteAddress ?? '?'}: ${refusal.message}`);
+      const body = `${refusal.message}\n`;
+      socket.end(`HTTP/1.1 ${refusal.status} ${refusal.status === 403 ? 'Forbidden' : 'Misdirected Request'}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, req.socket, req.socket.remoteAddress ?? 'unknown', req.socket.remotePort ?? 0));
   });
 
   function send(ws: WebSocket, m: ServerMessage): void {
     if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(m));
   }
 
-  function onConnection(ws: WebSocket, ip: string, port: number): void {
+  function onConnection(ws: WebSocket, rawSocket: Duplex, ip: string, port: number): void {
     const name = `${ip}:${port}`;
     const count = (perIp.get(ip) ?? 0) + 1;
     if (count > limits.maxConnectionsPerIp) {
@@ -88,12 +122,27 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
     let authed = false;
     let client = '?';
     const rate = new RateLimiter(limits.maxMessagesPerSecond);
-    const peer: Peer = { name, get client() { return client === '?' ? undefined : client; }, send: (m) => send(ws, m), isOpen: () => ws.readyState === ws.OPEN };
+    const peer: Peer = { name, get client() { return client === '?' ? undefined : client; }, send: (m) => send(ws, m), isOpen: () => ws.readyState === ws.OPEN, runs: new Map() };
     const helloTimer = setTimeout(() => fatal('hello-timeout', `no hello within ${limits.helloTimeoutMs} ms; a client must send hello first.`), limits.helloTimeoutMs);
     helloTimer.unref();
+    // Before hello nobody is known: a few KiB, counted as bytes arrive, so a large unauthenticated frame is cut off
+    // instead of being buffered up to the frame limit. (ws delivers messages synchronously from the data event, so
+    // a hello followed in the same packet by volume frames counts only up to the hello.)
+    let preHelloBytes = 0;
+    const countPreHello = (chunk: Buffer): void => {
+      if (authed) { rawSocket.off('data', countPreHello); return; }
+      preHelloBytes += chunk.length;
+      if (preHelloBytes > limits.maxPreHelloBytes) {
+        rawSocket.off('data', countPreHello);
+        rawSocket.pause();
+        fatal('not-authenticated', `more than ${limits.maxPreHelloBytes} bytes arrived before hello; a client must send hello (a small JSON message) first.`);
+        setTimeout(() => ws.terminate(), 200).unref();
+      }
+    };
+    rawSocket.on('data', countPreHello);
 
     function fatal(code: ProtocolError['code'], message: string): void {
-      ingest.notice({ kind: code.startsWith('auth') ? 'auth' : 'error', level: 'warn', message: `${code}: ${message}`, peer: name });
+      ingest.notice({ kind: code.startsWith('auth') ? 'auth' : 'error', level: 'warn', message: `${code}: ${message}`, peer: name }, code);
       send(ws, { type: 'error', code, message, fatal: true });
       ws.close(1008, code);
     }
@@ -128,35 +177,58 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
           authed = true;
           client = m.client;
           clearTimeout(helloTimer);
-          send(ws, { type: 'welcome', v: PROTOCOL_VERSION, server: 'mindsemantix', limits: { maxFrameBytes: limits.maxFrameBytes, maxDim: limits.maxDim, maxVoxels: limits.maxVoxels, maxMessagesPerSecond: limits.maxMessagesPerSecond, maxConnectionsPerIp: limits.maxConnectionsPerIp } });
+          send(ws, { type: 'welcome', v: PROTOCOL_VERSION, server: 'mindsemantix', limits: { maxFrameBytes: limits.maxFrameBytes, maxDim: limits.maxDim, maxVoxels: limits.maxVoxels, maxMessagesPerSecond: limits.maxMessagesPerSecond, maxConnectionsPerIp: limits.maxConnectionsPerIp, maxRunVolumes: limits.maxRunVolumes } });
           ingest.notice({ kind: 'connection', level: 'info', message: `${client} connected${opts.token !== undefined ? ' (token ok)' : ''}`, peer: name });
           return;
         }
-        if (isBinary) onFrame(buf, receivedAt);
-        else {
-          const m = parseClientMessage(buf.toString('utf8'));
-          switch (m.type) {
-            case 'hello': throw new ProtocolError('bad-message', 'hello was already received on this connection.');
-            case 'run-start': ingest.runStart(m, peer); break;
-            case 'event': ingest.event(m, peer); break;
-            case 'run-end': ingest.runEnd(m, peer); break;
-          }
+        if (waiting > MAX_QUEUED_MESSAGES) {
+          fatal('rate-limited', `more than ${MAX_QUEUED_MESSAGES} messages are waiting behind compressed volumes; slow down and reconnect.`);
+          return;
         }
+        // Messages take effect in arrival order: while a gzip volume inflates, what follows it waits (a run-end
+        // never overtakes the run's last volume).
+        if (waiting === 0 && !(isBinary && isGzipFrame(buf))) handle(buf, isBinary, receivedAt);
+        else inOrder(() => handle(buf, isBinary, receivedAt));
       } catch (e) {
-        if (e instanceof ProtocolError) {
-          if (e.fatal) fatal(e.code, e.message);
-          else {
-            ingest.notice({ kind: 'error', level: 'warn', message: `${e.code}: ${e.message}`, peer: name });
-            send(ws, { type: 'error', code: e.code, message: e.message, fatal: false });
-          }
-        } else {
-          log('error', `connection ${name}: internal error ${(e as Error)?.stack ?? String(e)}`);
-          send(ws, { type: 'error', code: 'server-error', message: `the server failed on this message: ${(e as Error)?.message}`, fatal: false });
-        }
+        report(e);
       }
     });
 
-    function onFrame(buf: Buffer, receivedAt: number): void {
+    /** Work queued behind an inflating volume: one inflation at a time per connection, results in order. */
+    let order: Promise<void> = Promise.resolve();
+    let waiting = 0;
+    function inOrder(step: () => void | Promise<void>): void {
+      waiting++;
+      order = order.then(step).catch(report).finally(() => { waiting--; });
+    }
+
+    function report(e: unknown): void {
+      if (e instanceof ProtocolError) {
+        // Before hello any bad message ends the connection: an unknown client gets no second try on this socket.
+        if (e.fatal || !authed) fatal(e.code, e.message);
+        else {
+          ingest.notice({ kind: 'error', level: 'warn', message: `${e.code}: ${e.message}`, peer: name }, e.code);
+          send(ws, { type: 'error', code: e.code, message: e.message, fatal: false });
+        }
+      } else {
+        log('error', `connection ${name}: internal error ${(e as Error)?.stack ?? String(e)}`);
+        send(ws, { type: 'error', code: 'server-error', message: `the server failed on this message: ${(e as Error)?.message}`, fatal: false });
+      }
+    }
+
+    /** One message after hello; a volume frame with a gzip payload resolves once it is inflated and handed on. */
+    function handle(buf: Buffer, isBinary: boolean, receivedAt: number): void | Promise<void> {
+      if (isBinary) return onFrame(buf, receivedAt);
+      const m = parseClientMessage(buf.toString('utf8'));
+      switch (m.type) {
+        case 'hello': throw new ProtocolError('bad-message', 'hello was already received on this connection.');
+        case 'run-start': ingest.runStart(m, peer); break;
+        case 'event': ingest.event(m, peer); break;
+        case 'run-end': ingest.runEnd(m, peer); break;
+      }
+    }
+
+    function onFrame(buf: Buffer, receivedAt: number): void | Promise<void> {
       if (buf.length > limits.maxFrameBytes) {
         const id = peekFrameIdentity(buf);
         const err = new ProtocolError('frame-too-large', `frame of ${buf.length} bytes exceeds the ${limits.maxFrameBytes}-byte limit.`);
@@ -170,14 +242,25 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
         throw err;
       }
       const { header, nifti } = decodeVolumeFrame(buf);
-      let vol;
-      try {
-        vol = decodeFrameVolume(nifti, limits);
-      } catch (e) {
-        if (!(e instanceof ProtocolError)) throw e;
-        vol = e;
+      const decode = (bytes: Uint8Array): CheckedVolume | ProtocolError => {
+        try {
+          return decodeFrameVolume(bytes, limits);
+        } catch (e) {
+          if (!(e instanceof ProtocolError)) throw e;
+          return e;
+        }
+      };
+      if (!isGzip(nifti)) {
+        ingest.volume(header, decode(nifti), peer, receivedAt);
+        return;
       }
-      ingest.volume(header, vol, peer, receivedAt);
+      return inflateFramePayload(nifti, limits).then(
+        (bytes) => ingest.volume(header, decode(bytes), peer, receivedAt),
+        (e: unknown) => {
+          if (!(e instanceof ProtocolError)) throw e;
+          ingest.volume(header, e, peer, receivedAt);
+        },
+      );
     }
   }
 
@@ -206,6 +289,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
         server.closeAllConnections();
         await done;
         hub.complete();
+        stopRxReports();
       })();
       return closed;
     },

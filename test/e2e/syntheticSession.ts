@@ -28,7 +28,7 @@ export interface SyntheticSession {
  * `motionFrom`: from this volume on, the head sits one voxel further along x (a step the motion corrector must undo).
  * `missing`: volume indices the sidecar records as never received (MissingVolumes), as a recording with gaps has.
  */
-export async function writeSyntheticSession(dir: string, maskPath: string, opts: { subject?: string; trials?: number; tr?: number; seed?: number; motionFrom?: number; missing?: number[] } = {}): Promise<SyntheticSession> {
+export async function writeSyntheticSession(dir: string, maskPath: string, opts: { subject?: string; session?: string; trials?: number; tr?: number; seed?: number; motionFrom?: number; missing?: number[] } = {}): Promise<SyntheticSession> {
   const subject = opts.subject ?? 'sim01';
   const trials = opts.trials ?? 6;
   const tr = opts.tr ?? 1.5;
@@ -67,10 +67,11 @@ export async function writeSyntheticSession(dir: string, maskPath: string, opts:
     volumes.push(vol);
   }
   const run = 'task-vision_run-01';
-  const func = join(dir, `sub-${subject}`, 'ses-01', 'func');
+  const ses = opts.session ?? '01';
+  const func = join(dir, `sub-${subject}`, `ses-${ses}`, 'func');
   mkdirSync(func, { recursive: true });
   mkdirSync(join(dir, 'stimuli'), { recursive: true });
-  const stem = join(func, `sub-${subject}_ses-01_${run}`);
+  const stem = join(func, `sub-${subject}_ses-${ses}_${run}`);
   writeFileSync(`${stem}_bold.nii.gz`, gzipSync(encodeNifti1Series({ dims, affine: mask.affine, tr, volumes })));
   writeFileSync(`${stem}_bold.json`, JSON.stringify({ RepetitionTime: tr, TaskName: 'vision', AcquisitionTimes: Array.from({ length: nvol }, (_, i) => i * tr), ...(opts.missing ? { MissingVolumes: opts.missing } : {}) }));
   const rows = ['onset\tduration\ttrial_type\tstimulus_id\treferences\tstim_file'];

@@ -81,7 +81,8 @@ test('corrupt volumes (truncated, wrong magic, NaN/Inf, changed dims, gzip bomb)
   await waitFor(() => c.msgs.some((m) => m.type === 'ack' && m.next === 7), 3000, 'ack after volume 6');
   assert.deepEqual(vols.map((v) => v.index), [0, 6]);
   const codes = c.errors().map((e) => `${e.index}:${e.code}`);
-  assert.deepEqual(codes, ['1:bad-volume', '2:bad-volume', '3:non-finite', '4:dims-changed', '5:bad-volume']);
+  // The bomb's header claims 512×512×256 voxels: refused from the header, before its body is inflated.
+  assert.deepEqual(codes, ['1:bad-volume', '2:bad-volume', '3:non-finite', '4:dims-changed', '5:dims-too-large']);
   const msg = (i: number) => c.errors().find((e) => e.index === i)!.message;
   assert.match(msg(1), /truncated/);
   assert.match(msg(2), /magic/);

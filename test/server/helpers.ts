@@ -90,3 +90,69 @@ export function writeBidsRun(dir: string, s: BidsRunSpec): { bold: string; volum
 export function bytesOf(a: Int16Array | Float32Array): Buffer {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 }
+
+/** One call the recording made through a FaultyFs: the operation and the path it touched. */
+export interface FsCall { op: string; path: string }
+
+/**
+ * node:fs/promises for a recording, with failures on demand: `fail(op, path)` returns an errno code (ENOSPC, EIO) to
+ * throw for that call, or undefined to let it through. Every call is listed in `calls`, in order.
+ */
+export async function faultyFs(fail: (op: string, path: string) => string | undefined): Promise<{ fs: import('../../src/server/recording.js').RecordingFs; calls: FsCall[] }> {
+  const fsp = await import('node:fs/promises');
+  const calls: FsCall[] = [];
+  const check = (op: string, path: string): void => {
+    calls.push({ op, path });
+    const code = fail(op, path);
+    if (code) throw Object.assign(new Error(`${code}: injected failure, ${op} ${path}`), { code });
+  };
+  const HANDLE_OPS = new Set(['write', 'writev', 'writeFile', 'datasync', 'sync', 'truncate']);
+  const wrap = (fh: import('node:fs/promises').FileHandle, path: string) => new Proxy(fh, {
+    get(target, key) {
+      const v = Reflect.get(target, key) as unknown;
+      if (typeof v !== 'function') return v;
+      return (...args: unknown[]) => {
+        if (typeof key === 'string' && HANDLE_OPS.has(key)) {
+          try { check(key, path); } catch (e) { return Promise.reject(e); }
+        }
+        return (v as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+  const fs = {
+    ...fsp,
+    open: async (p: import('node:fs').PathLike, flags?: string | number) => { check('open', String(p)); return wrap(await fsp.open(p, flags), String(p)); },
+    rename: async (a: import('node:fs').PathLike, b: import('node:fs').PathLike) => { check('rename', String(b)); return fsp.rename(a, b); },
+    link: async (a: import('node:fs').PathLike, b: import('node:fs').PathLike) => { check('link', String(b)); return fsp.link(a, b); },
+  } as import('../../src/server/recording.js').RecordingFs;
+  return { fs, calls };
+}
+
+export interface RawClient {
+  ws: import('ws').WebSocket;
+  msgs: import('../../src/protocol/messages.js').ServerMessage[];
+  closed: { code?: number };
+  errors(): import('../../src/protocol/messages.js').ErrorMessage[];
+  acks(): import('../../src/protocol/messages.js').AckMessage[];
+}
+
+/** A bare protocol client (no resend logic): sends what a test says, keeps every server message. */
+export async function rawClient(url: string, hello: object | null, wsOptions: import('ws').ClientOptions = {}): Promise<RawClient> {
+  const { WebSocket } = await import('ws');
+  const ws = new WebSocket(url, wsOptions);
+  const msgs: RawClient['msgs'] = [];
+  const closed: { code?: number } = {};
+  ws.on('message', (d, bin) => { if (!bin) msgs.push(JSON.parse(d.toString()) as RawClient['msgs'][number]); });
+  ws.on('close', (code) => { closed.code = code; });
+  ws.on('error', () => {});
+  await new Promise<void>((resolve, reject) => { ws.once('open', () => resolve()); ws.once('error', reject); });
+  if (hello) {
+    ws.send(JSON.stringify(hello));
+    await waitFor(() => msgs.length > 0 || closed.code !== undefined, 3000, 'hello reply');
+  }
+  return {
+    ws, msgs, closed,
+    errors: () => msgs.filter((m): m is import('../../src/protocol/messages.js').ErrorMessage => m.type === 'error'),
+    acks: () => msgs.filter((m): m is import('../../src/protocol/messages.js').AckMessage => m.type === 'ack'),
+  };
+}

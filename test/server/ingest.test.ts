@@ -38,7 +38,7 @@ test('volumes and events sent over a real socket arrive in order, once, and are 
     assert.deepEqual(Array.from(v.data.subarray(0, 20)), Array.from(int16Volume(info.dims, v.index).subarray(0, 20)));
   }
   assert.deepEqual(events.map((e) => e.stimulusId), ['s0', 's4', 's8']);
-  assert.deepEqual(ends, [{ session: '01', run: info.run, expected: n, accepted: n, missing: [] }]);
+  assert.deepEqual(ends, [{ subject: info.subject, session: '01', run: info.run, expected: n, accepted: n, missing: [], missingCount: 0 }]);
 
   const p = runPaths(rec, info.subject, info.session, info.run);
   const { report, raw } = nibLoad(p.bold, true);
@@ -79,7 +79,8 @@ test('missing volumes are reported, never filled: the hub skips them, the record
   await sender.close();
   await a.close();
   assert.deepEqual(vols.map((v) => v.index), [1, 2, 4]);
-  assert.deepEqual(ends[0].missing, [0, 3]);
+  assert.deepEqual(ends[0].missing, [[0, 1], [3, 4]]);
+  assert.equal(ends[0].missingCount, 2);
   assert.equal(sender.stats.gaps, 2);
   const pa = runPaths(recA, 'g01', info.session, info.run);
   const { report, raw } = nibLoad(pa.bold, true);

@@ -7,7 +7,9 @@ import { fileURLToPath } from 'node:url';
 import { numberFlag, parseArgs, stringFlag, boolFlag, type FlagSpecs } from '../args.js';
 import { UserError } from '../errors.js';
 import { BrainDecoder } from '../../inference/decoder.js';
-import { RidgeRetrieval } from '../../inference/baseline.js';
+import { readBaselineCaptions, RidgeRetrieval } from '../../inference/baseline.js';
+import { compositionSummary, type CompositionSummary } from '../../pipeline/compositionSummary.js';
+import { readSceneTable, type SceneRow } from '../../pipeline/sceneTable.js';
 import { BundleError } from '../../inference/bundle.js';
 import { findBidsRuns, readEventsTsv } from '../../replay/bidsRun.js';
 import { findResponseRuns, type ResponseRunFile } from '../../pipeline/responseFiles.js';
@@ -32,7 +34,9 @@ ROUGE-L pooled over the sessions, single trial and by presentation, with 95 % bo
   --work DIR           where simulated sessions and response files go (default data/eval-sessions)
   --resamples N        bootstrap resamples (default 1000)
   --out FILE           also write the full result (per-trial captions included) as JSON
-  --json               print the summary as one JSON object`;
+  --json               print the summary as one JSON object
+  --rag K              retrieval-augmented prompting (experimental): the K training captions nearest to the trial's
+                       caption embedding are written after the soft prompt, for the LM to use (default 0: off)`;
 
 const specs: FlagSpecs = {
   models: { type: 'string', default: 'models/bundles/default' },
@@ -46,6 +50,7 @@ const specs: FlagSpecs = {
   resamples: { type: 'string', default: '1000' },
   out: { type: 'string' },
   json: { type: 'boolean' },
+  rag: { type: 'string', default: '0' },
 };
 
 const bin = fileURLToPath(new URL('../../../../bin/mindsemantix.mjs', import.meta.url));
@@ -78,6 +83,29 @@ const fmt = (c: ConditionScores | undefined, who: 'model' | 'baseline' | 'readou
   return s ? `${(100 * s.value).toFixed(1)} [${(100 * s.lo).toFixed(1)}, ${(100 * s.hi).toFixed(1)}]` : '–';
 };
 
+const pct = (x: number | null | undefined) => (x === undefined || x === null ? '–' : `${Math.round(100 * x)}%`);
+
+/** Compositional rates (docs/metrics.md) of the LM, ridge and read-out captions, single trial and mean of the last presentation. */
+function compositionByCondition(trials: readonly EvalTrial[], sessionDirs: string[], training?: string[]):
+  Record<string, { trials: number; model: CompositionSummary['model']; baseline?: CompositionSummary['model']; readout?: CompositionSummary['model'] }> | undefined {
+  const scenes = new Map<string, SceneRow>();
+  for (const d of sessionDirs) for (const [k, v] of readSceneTable(d) ?? []) scenes.set(k, v);
+  if (!scenes.size) return undefined;
+  const out: Record<string, { trials: number; model: CompositionSummary['model']; baseline?: CompositionSummary['model']; readout?: CompositionSummary['model'] }> = {};
+  const maxK = Math.max(0, ...trials.map((t) => t.presentation));
+  const conds: [string, { t: EvalTrial; caption: string; baseline?: string; readout?: string }[]][] = [
+    ['single_trial', trials.map((t) => ({ t, caption: t.caption, baseline: t.baseline, readout: t.readout }))],
+    ...(maxK >= 2 ? [[`mean_of_${maxK}`, trials.filter((t) => t.presentation === maxK && t.mean).map((t) => ({ t, caption: t.mean!.caption, baseline: t.mean!.baseline, readout: t.mean!.readout }))] as [string, { t: EvalTrial; caption: string; baseline?: string; readout?: string }[]]] : []),
+  ];
+  for (const [name, sel] of conds) {
+    const lm = compositionSummary(sel.map((x) => ({ key: x.t.key, stimulusId: x.t.stimulusId, caption: x.caption, baseline: x.baseline })), scenes, training);
+    if (!lm) continue;
+    const ro = sel.every((x) => x.readout !== undefined) ? compositionSummary(sel.map((x) => ({ key: x.t.key, stimulusId: x.t.stimulusId, caption: x.readout! })), scenes, training) : undefined;
+    out[name] = { trials: lm.trials, model: lm.model, ...(lm.baseline ? { baseline: lm.baseline } : {}), ...(ro ? { readout: ro.model } : {}) };
+  }
+  return out;
+}
+
 export async function runEvalSessions(argv: string[]): Promise<number> {
   const p = parseArgs('eval sessions', argv, specs);
   if (p.positionals.length) throw new UserError(`eval sessions: unexpected argument "${p.positionals[0]}"; run \`mindsemantix eval --help\`.`, 2);
@@ -93,6 +121,7 @@ export async function runEvalSessions(argv: string[]): Promise<number> {
   const runs = numberFlag('eval sessions', p, 'runs', { integer: true, min: 1, max: 100 })!;
   const trials = numberFlag('eval sessions', p, 'trials', { integer: true, min: 1, max: 1000 })!;
   const resamples = numberFlag('eval sessions', p, 'resamples', { integer: true, min: 0, max: 100_000 })!;
+  const rag = numberFlag('eval sessions', p, 'rag', { integer: true, min: 0, max: 10 })!;
   for (const s of given) if (!existsSync(s)) throw new UserError(`eval sessions: session ${s} does not exist.`, 2);
 
   const sessions: { name: string; dir: string }[] = given.map((dir) => ({ name: basename(dir), dir }));
@@ -134,7 +163,8 @@ export async function runEvalSessions(argv: string[]): Promise<number> {
     const refsOf = (id: string) => { for (const f of files) { const r = f.refs.get(id); if (r) return r; } return undefined; };
     for (const f of files) {
       const t0 = Date.now();
-      const decoded = await decodeResponseRuns(f.runs, decoder, baseline, {
+      const context = rag > 0 && baseline ? (e: Float32Array) => ` (similar images: ${baseline.nearestK(e.slice(), rag).map((c) => c.replace(/\.$/, '')).join('; ')})` : undefined;
+      const decoded = await decodeResponseRuns(f.runs, decoder, baseline, { decode: { context },
         sessionLabel: (r) => `${f.name}/${r.subject}/${r.session}`,
         onProgress: (d, n) => { if (d === n || d % 64 === 0) say(`eval sessions: ${f.name}: decoded ${d}/${n} trials (${((Date.now() - t0) / 1000).toFixed(0)} s)`); },
       });
@@ -142,10 +172,11 @@ export async function runEvalSessions(argv: string[]): Promise<number> {
       perSession[f.name] = scoreConditions(decoded, (id) => f.refs.get(id), { resamples });
     }
     const pooled = scoreConditions(all, refsOf, { resamples });
+    const composition = compositionByCondition(all, sessions.map((s) => s.dir), readBaselineCaptions(decoder.bundle) ?? undefined);
     const summary = {
       type: 'eval-sessions', bundle: decoder.bundle.manifest.name, sessions: sessions.map((s) => s.name),
       trials: all.length, scenes: new Set(all.map((t) => t.stimulusId)).size, resamples,
-      pooled, per_session: perSession,
+      pooled, per_session: perSession, ...(composition ? { composition } : {}),
     };
     const out = stringFlag(p, 'out');
     if (out) {
@@ -157,6 +188,10 @@ export async function runEvalSessions(argv: string[]): Promise<number> {
       const lines = [`bundle ${summary.bundle}: ${summary.trials} trials, ${summary.scenes} scenes, ${sessions.length} session(s); CIDEr-D ×100 [95 % interval over scenes]`];
       lines.push(`${'condition'.padEnd(14)} ${'trials'.padStart(6)}  ${'model (LM)'.padEnd(20)} ${'ridge baseline'.padEnd(20)} read-out retrieval`);
       for (const [k, c] of Object.entries(pooled)) lines.push(`${k.padEnd(14)} ${String(c.trials).padStart(6)}  ${fmt(c, 'model').padEnd(20)} ${fmt(c, 'baseline').padEnd(20)} ${fmt(c, 'readout')}`);
+      for (const [k, c] of Object.entries(composition ?? {})) {
+        const f = (r: CompositionSummary['model'] | undefined) => (r ? `object ${pct(r.object)}, colour ${pct(r.colour)}, exact ${pct(r.exact)}, novel exact ${pct(r.novel_exact)}, copied ${pct(r.copied)}` : '–');
+        lines.push(`composition ${k}: LM ${f(c.model)} | ridge ${f(c.baseline)} | read-out ${f(c.readout)}`);
+      }
       for (const [name, conds] of Object.entries(perSession)) {
         lines.push(`  ${name}: ${Object.entries(conds).map(([k, c]) => `${k} ${fmt(c, 'model')} vs ${fmt(c, 'baseline')}`).join('; ')}`);
       }
