@@ -117,10 +117,14 @@ export async function benchIngest(o: BenchIngestOptions = {}): Promise<BenchInge
 
     // every other input path, same size and pace; t0 = the moment the volume starts to appear
     const dims: [number, number, number] = [64, 64, 40];
-    const path = async (task: string, bridgeFor: (url: string) => ScannerBridge, send: (i: number, data: Int16Array) => Promise<void>, done: () => Promise<void>): Promise<Percentiles> => {
+    // `connect` (a stream's connection and header) runs before the clock starts: a volume's latency is from the moment
+    // its bytes start to be written, as for a file, not the once-per-run connection set-up.
+    const path = async (task: string, bridgeFor: (url: string) => ScannerBridge, send: (i: number, data: Int16Array) => Promise<void>, done: () => Promise<void>,
+      connect: () => Promise<void> = async () => {}): Promise<Percentiles> => {
       const bridge = bridgeFor(srv.url).start();
       const started: number[] = [];
       try {
+        await connect();
         for (let i = 0; i < n; i++) {
           const data = volumeData(dims, i, false) as Int16Array;
           started.push(Date.now());
@@ -157,25 +161,23 @@ export async function benchIngest(o: BenchIngestOptions = {}): Promise<BenchInge
     let sock: Socket | undefined;
     const mrdL = listening((h, onListening) => new MrdListener({ ...h, host: '127.0.0.1', port: 0, onListening }));
     const mrd = await path('mrd', (url) => new ScannerBridge({ source: mrdL.source, url, task: 'mrd' }), async (i, data) => {
-      if (!sock) {
-        while (!mrdL.port()) await sleep(5);
-        sock = await connectWithRetry(mrdL.port());
-        sock.write(mrdHeaderMessage('bench-1', 2000, dims[2]));
-      }
-      sock.write(mrdImageMessage(dims, i, data));
-    }, async () => { sock?.end(Buffer.from([4, 0])); sock = undefined; });
+      sock!.write(mrdImageMessage(dims, i, data));
+    }, async () => { sock?.end(Buffer.from([4, 0])); sock = undefined; }, async () => {
+      while (!mrdL.port()) await sleep(5);
+      sock = await connectWithRetry(mrdL.port());
+      sock.write(mrdHeaderMessage('bench-1', 2000, dims[2]));
+    });
     const afniL = listening((h, onListening) => new AfniListener({ ...h, host: '127.0.0.1', port: 0, onListening }));
     const afni = await path('afni', (url) => new ScannerBridge({ source: afniL.source, url, task: 'afni' }), async (_i, data) => {
-      if (!sock) {
-        while (!afniL.port()) await sleep(5);
-        const dataPort = await freePort();
-        const control = await connectWithRetry(afniL.port());
-        control.end(Buffer.from(`tcp:127.0.0.1:${dataPort}\0`, 'latin1'));
-        sock = await connectWithRetry(dataPort);
-        sock.write(afniHeader(dims, 2));
-      }
-      sock.write(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-    }, async () => {});
+      sock!.write(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    }, async () => {}, async () => {
+      while (!afniL.port()) await sleep(5);
+      const dataPort = await freePort();
+      const control = await connectWithRetry(afniL.port());
+      control.end(Buffer.from(`tcp:127.0.0.1:${dataPort}\0`, 'latin1'));
+      sock = await connectWithRetry(dataPort);
+      sock.write(afniHeader(dims, 2));
+    });
     sock?.end();
     const byPath = { nifti: small, parrec_xtc: xtc, mrd, afni };
 
