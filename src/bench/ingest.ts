@@ -13,7 +13,7 @@ import { encodeNifti1Series, encodeNifti1Volume } from '../scanner/nifti.js';
 import { MrdListener } from '../bridge/mrdListener.js';
 import { AfniListener } from '../bridge/afniListener.js';
 import type { SourceHandlers, VolumeSource } from '../bridge/source.js';
-import { afniHeader, connectWithRetry, mrdHeaderMessage, mrdImageMessage, xtcPar } from './senders.js';
+import { afniHeader, connectWithRetry, freePort, mrdHeaderMessage, mrdImageMessage, xtcPar } from './senders.js';
 import type { Socket } from 'node:net';
 
 export interface BenchIngestOptions {
@@ -68,14 +68,6 @@ async function waitAccepted(accepted: Map<string, number>, run: string, n: numbe
   }
 }
 
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const p = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return p;
-}
 
 export async function benchIngest(o: BenchIngestOptions = {}): Promise<BenchIngestResult> {
   const n = o.volumes ?? 60;

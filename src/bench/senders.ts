@@ -65,3 +65,13 @@ export async function connectWithRetry(port: number, tries = 50): Promise<Socket
     }
   }
 }
+
+/** A TCP port nobody listens on right now (for a data channel the sender names before the receiver opens it). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const p = (s.address() as { port: number }).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return p;
+}

@@ -9,7 +9,7 @@ export type Logger = (level: LogLevel, message: string) => void;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 
-/** The message with every control character written as \uXXXX (a stack trace stays one line). */
+/** The message with every control character written as a \u escape (a stack trace stays one line). */
 export function oneLine(message: string): string {
   return message.replace(CONTROL, (c) => (c === '\n' ? '\\n' : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
 }

@@ -11,6 +11,7 @@ import { maxDiff, nibReadMany } from '../scanner/oracle.js';
 import { captureLog, tempDir, waitFor } from '../server/helpers.js';
 import { sendAfni } from './afniSender.js';
 import { parseAfniHeader } from '../../src/scanner/afni.js';
+import { freePort } from '../../src/bench/senders.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -39,14 +40,6 @@ async function setup(t: { after(fn: () => unknown): void }) {
   return { rec, vols, runs, logs, bridge, port: () => port };
 }
 
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const p = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return p;
-}
 
 test('AFNI 2D+zt (slices in alt order, little-endian short): a 4-D run recorded exactly, affine from XYZAXES/XYZFIRST/XYFOV', async (t) => {
   const s = await setup(t);
