@@ -6,21 +6,10 @@ import type { StimulusEvent, Volume } from '../../src/core/types.js';
 import { startServer } from '../../src/server/index.js';
 import { ScannerBridge } from '../../src/bridge/index.js';
 import { niftiHeader4D, setNifti1VolumeCount } from '../../src/scanner/nifti.js';
-import { bytesOf, captureLog, int16Volume, niftiVolume, runInfo, tempDir, waitFor } from '../server/helpers.js';
+import { bytesOf, captureLog, int16Volume, niftiVolume, runInfo, slowWrite, tempDir, waitFor } from '../server/helpers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Writes a file the way a scanner does: in pieces, with pauses, never atomically. Returns when the last byte is written. */
-async function slowWrite(path: string, bytes: Uint8Array, pieces = 3, pauseMs = 40): Promise<number> {
-  const fd = openSync(path, 'w');
-  const step = Math.ceil(bytes.length / pieces);
-  for (let off = 0; off < bytes.length; off += step) {
-    writeSync(fd, bytes, off, Math.min(step, bytes.length - off));
-    if (off + step < bytes.length) await sleep(pauseMs);
-  }
-  closeSync(fd);
-  return Date.now();
-}
 
 for (const fsEvents of [true, false]) {
   test(`bridge (${fsEvents ? 'fs events + polling' : 'polling only, as on a network share'}): half-written files are never sent, order follows the file number, events TSV rows are followed, a corrupt file is skipped`, async (t) => {

@@ -2,7 +2,7 @@
 // written slowly in chunks and interleaved.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import dicomParser from 'dicom-parser';
 import type { RunInfo, Volume } from '../../src/core/types.js';
@@ -10,7 +10,7 @@ import { startServer } from '../../src/server/index.js';
 import { ScannerBridge } from '../../src/bridge/index.js';
 import { readScannerFile } from '../../src/scanner/index.js';
 import { nicomData, pydicomData, runOracle } from '../scanner/oracle.js';
-import { captureLog, tempDir, waitFor } from '../server/helpers.js';
+import { captureLog, slowWrite, tempDir, waitFor } from '../server/helpers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let mosaic: Uint8Array;
@@ -33,16 +33,6 @@ before(() => {
   mosaic = readFileSync(join(src, 'mosaic.dcm'));
 });
 
-async function slowWrite(path: string, bytes: Uint8Array, pieces = 3, pauseMs = 25): Promise<number> {
-  const fd = openSync(path, 'w');
-  const step = Math.ceil(bytes.length / pieces);
-  for (let off = 0; off < bytes.length; off += step) {
-    writeSync(fd, bytes, off, Math.min(step, bytes.length - off));
-    if (off + step < bytes.length) await sleep(pauseMs);
-  }
-  closeSync(fd);
-  return Date.now();
-}
 
 async function busyFolder(series: number[] | undefined): Promise<{ vols: Volume[]; runs: RunInfo[]; logs: string[]; done: Map<string, number> }> {
   const dir = tempDir('busy');
@@ -68,7 +58,7 @@ async function busyFolder(series: number[] | undefined): Promise<{ vols: Volume[
     // a stuck file: the scanner died mid-write; it is given up after giveUpMs and does not hold back the rest
     writeFileSync(name(13, 9), epi13.subarray(0, 500_000));
     // series 13 goes on, each file written in pieces
-    for (const i of [2, 3]) done.set(`13-${i}`, await slowWrite(name(13, i), epi13));
+    for (const i of [2, 3]) done.set(`13-${i}`, await slowWrite(name(13, i), epi13, 3, 25));
     const want = series ? 3 : 6;
     await waitFor(() => vols.length === want && logs.some((l) => l.includes('given up')), 8000, `${want} volumes and the stuck file given up (have ${vols.length}; log: ${logs.join(' | ')})`);
     await sleep(100);

@@ -1,21 +1,15 @@
 // The three commands as a user runs them: serve, bridge and replay as child processes over real sockets.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { runPaths } from '../../src/server/recording.js';
-import { bytesOf, int16Volume, nibLoad, niftiVolume, root, runInfo, tempDir, waitFor } from '../server/helpers.js';
+import { bytesOf, cliChild, int16Volume, nibLoad, niftiVolume, root, runInfo, tempDir, waitFor } from '../server/helpers.js';
 
 const bin = join(root, 'bin', 'mindsemantix.mjs');
 
-function child(args: string[]): { p: ChildProcess; err: () => string; exited: Promise<number | null> } {
-  const p = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  p.stderr!.on('data', (d) => { err += d; });
-  const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
-  return { p, err: () => err, exited };
-}
+const child = (args: string[]) => cliChild(args);
 
 test('serve + bridge + replay from the command line: token auth, files streamed and recorded, clean stop on SIGINT, clear one-line errors', async (t) => {
   const dir = tempDir('cli');

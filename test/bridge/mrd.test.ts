@@ -11,7 +11,7 @@ import { startServer, runPaths } from '../../src/server/index.js';
 import { ScannerBridge } from '../../src/bridge/index.js';
 import { MrdListener } from '../../src/bridge/mrdListener.js';
 import { maxDiff, nibReadMany } from '../scanner/oracle.js';
-import { captureLog, python, root, tempDir, waitFor } from '../server/helpers.js';
+import { captureLog, cliChild, python, root, tempDir, waitFor } from '../server/helpers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -122,15 +122,7 @@ test('MRD (3-D images): dims changing mid-run skip that volume with a warning; a
 });
 
 test('CLI: serve --record + bridge --mrd-listen record an ismrmrd stream; a bad address or a taken port is one clear line', async (t) => {
-  const bin = join(root, 'bin', 'mindsemantix.mjs');
-  const child = (args: string[]) => {
-    const p = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    p.stderr!.on('data', (d) => { err += d; });
-    const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
-    t.after(() => { p.kill('SIGKILL'); });
-    return { p, err: () => err, exited };
-  };
+  const child = (args: string[]) => cliChild(args, t);
   const rec = tempDir('mrd-cli-rec');
   const serve = child(['serve', '--port', '0', '--record', rec]);
   await waitFor(() => /ready at (ws:\S+)/.test(serve.err()), 15000, 'serve ready');

@@ -1,29 +1,18 @@
 // The bridge on a Philips XTC export: numbered series folders, one PAR/REC pair per dynamic, written slowly.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RunInfo, Volume } from '../../src/core/types.js';
 import { startServer } from '../../src/server/index.js';
 import { ScannerBridge } from '../../src/bridge/index.js';
-import { spawn } from 'node:child_process';
 import { runPaths } from '../../src/server/index.js';
 import { maxDiff, nibData, nibRead, nibReadMany } from '../scanner/oracle.js';
 import { splitXtc, xtcDumps } from '../scanner/xtc.js';
-import { captureLog, root, tempDir, waitFor } from '../server/helpers.js';
+import { captureLog, cliChild, slowWrite, tempDir, waitFor } from '../server/helpers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function slowWrite(path: string, bytes: Uint8Array, pieces: number, pauseMs = 30): Promise<number> {
-  const fd = openSync(path, 'w');
-  const step = Math.ceil(bytes.length / pieces);
-  for (let off = 0; off < bytes.length; off += step) {
-    writeSync(fd, bytes, off, Math.min(step, bytes.length - off));
-    if (off + step < bytes.length) await sleep(pauseMs);
-  }
-  closeSync(fd);
-  return Date.now();
-}
 
 test('bridge --xtc: the PAR/REC phantom as XTC dumps in a numbered series folder streams voxels identical to nibabel, never a half-written pair', async (t) => {
   const phantom = join(nibData, 'phantom_EPI_asc_CLEAR_2_1.PAR');
@@ -42,8 +31,8 @@ test('bridge --xtc: the PAR/REC phantom as XTC dumps in a numbered series folder
   for (const [i, d] of dumps.entries()) {
     const stem = join(series, `Dump-${String(i).padStart(4, '0')}`);
     // the PAR first and the REC in pieces: the pair is complete only with the REC's last byte
-    await slowWrite(`${stem}.par`, Buffer.from(d.par, 'latin1'), 2);
-    done.push(await slowWrite(`${stem}.rec`, d.rec, 4));
+    await slowWrite(`${stem}.par`, Buffer.from(d.par, 'latin1'), 2, 30);
+    done.push(await slowWrite(`${stem}.rec`, d.rec, 4, 30));
   }
   await waitFor(() => vols.length === 3, 8000, 'three volumes');
   await bridge.stop();
@@ -61,15 +50,7 @@ test('bridge --xtc: the PAR/REC phantom as XTC dumps in a numbered series folder
 });
 
 test('CLI: serve --record + bridge --xtc record the phantom\'s XTC dumps as a BIDS run with nibabel\'s voxels', async (t) => {
-  const bin = join(root, 'bin', 'mindsemantix.mjs');
-  const child = (args: string[]) => {
-    const p = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    p.stderr!.on('data', (d) => { err += d; });
-    const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
-    t.after(() => { p.kill('SIGKILL'); });
-    return { p, err: () => err, exited };
-  };
+  const child = (args: string[]) => cliChild(args, t);
   const phantom = join(nibData, 'phantom_EPI_asc_CLEAR_2_1.PAR');
   const o = nibRead('parrec', phantom);
   const rec = tempDir('xtc-cli-rec');

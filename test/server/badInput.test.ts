@@ -2,31 +2,17 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
-import WebSocket from 'ws';
 import type { Volume } from '../../src/core/types.js';
 import { startServer, type DecoderServer, type IngestNotice } from '../../src/server/index.js';
 import { encodeVolumeFrame } from '../../src/protocol/frame.js';
-import type { ErrorMessage, ServerMessage, VolumeFrameHeader } from '../../src/protocol/messages.js';
+import type { VolumeFrameHeader } from '../../src/protocol/messages.js';
 import { ProtocolSender } from '../../src/bridge/sender.js';
 import { encodeNifti1Volume, niftiHeader } from '../../src/scanner/nifti.js';
-import { captureLog, niftiVolume, runInfo, waitFor } from './helpers.js';
+import { captureLog, niftiVolume, rawClient, runInfo, waitFor, type RawClient } from './helpers.js';
 
-interface Raw { ws: WebSocket; msgs: ServerMessage[]; closed: { code?: number }; errors(): ErrorMessage[] }
+type Raw = RawClient;
 
-async function raw(url: string, hello: object | null = { type: 'hello', v: 1, client: 'raw', token: 'tok' }): Promise<Raw> {
-  const ws = new WebSocket(url);
-  const msgs: ServerMessage[] = [];
-  const closed: { code?: number } = {};
-  ws.on('message', (d, bin) => { if (!bin) msgs.push(JSON.parse(d.toString()) as ServerMessage); });
-  ws.on('close', (code) => { closed.code = code; });
-  ws.on('error', () => {});
-  await new Promise<void>((resolve, reject) => { ws.once('open', () => resolve()); ws.once('error', reject); });
-  if (hello) {
-    ws.send(JSON.stringify(hello));
-    await waitFor(() => msgs.length > 0 || closed.code !== undefined, 3000, 'hello reply');
-  }
-  return { ws, msgs, closed, errors: () => msgs.filter((m): m is ErrorMessage => m.type === 'error') };
-}
+const raw = (url: string, hello: object | null = { type: 'hello', v: 1, client: 'raw', token: 'tok' }): Promise<Raw> => rawClient(url, hello);
 
 const info = runInfo({ subject: 'b01', dims: [6, 5, 4] });
 const start = { type: 'run-start', ...info };

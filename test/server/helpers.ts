@@ -1,6 +1,6 @@
 // Shared by the protocol/server/bridge/replay tests: deterministic volumes, BIDS runs on disk, the nibabel oracle.
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync, readFileSync, mkdtempSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, writeFileSync, writeSync, readFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -155,4 +155,26 @@ export async function rawClient(url: string, hello: object | null, wsOptions: im
     errors: () => msgs.filter((m): m is import('../../src/protocol/messages.js').ErrorMessage => m.type === 'error'),
     acks: () => msgs.filter((m): m is import('../../src/protocol/messages.js').AckMessage => m.type === 'ack'),
   };
+}
+
+/** Writes a file the way a scanner does: in pieces, with pauses, never atomically. Returns when the last byte is written. */
+export async function slowWrite(path: string, bytes: Uint8Array, pieces = 3, pauseMs = 40): Promise<number> {
+  const fd = openSync(path, 'w');
+  const step = Math.ceil(bytes.length / pieces);
+  for (let off = 0; off < bytes.length; off += step) {
+    writeSync(fd, bytes, off, Math.min(step, bytes.length - off));
+    if (off + step < bytes.length) await new Promise((r) => setTimeout(r, pauseMs));
+  }
+  closeSync(fd);
+  return Date.now();
+}
+
+/** `mindsemantix <args>` as a child process (stderr kept); with a test context it is killed when the test ends. */
+export function cliChild(args: string[], t?: { after(fn: () => void): void }): { p: ChildProcess; err: () => string; exited: Promise<number | null> } {
+  const p = spawn(process.execPath, [join(root, 'bin', 'mindsemantix.mjs'), ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  p.stderr!.on('data', (d) => { err += d; });
+  const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
+  t?.after(() => { p.kill('SIGKILL'); });
+  return { p, err: () => err, exited };
 }
