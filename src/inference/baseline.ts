@@ -1,12 +1,12 @@
 // Ridge-retrieval baseline: a per-subject linear map (baseline-<subject>.onnx) predicts a caption embedding from the
 // voxels; the answer is the training caption whose MiniLM embedding is nearest by cosine. Scored on the same trials
 // as the brain decoder so the demo's summary shows what the model adds over a linear read-out.
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import type { Bundle } from './bundle.js';
 import { readNpy } from './npy.js';
-import { loadTokenizer } from './tokenizer.js';
 import type { SessionFactory } from './sessions.js';
+import { normaliseRows, SentenceEncoder } from './sentenceEncoder.js';
 
 /**
  * The bundle's baseline captions (`baseline_captions.json` unless the manifest's baseline.captions names another file):
@@ -101,37 +101,15 @@ export class RidgeRetrieval {
   }
 }
 
-function normaliseRows(a: Float32Array, dim: number): void {
-  for (let o = 0; o < a.length; o += dim) {
-    let n = 0;
-    for (let k = 0; k < dim; k++) n += a[o + k] * a[o + k];
-    n = Math.sqrt(n) || 1;
-    for (let k = 0; k < dim; k++) a[o + k] /= n;
-  }
-}
-
-/** Sentence embeddings with the bundle's text encoder (MiniLM), in batches. */
+/** Sentence embeddings with the bundle's text encoder (MiniLM), rows L2-normalised. */
 export async function embedTexts(bundle: Bundle, factory: SessionFactory, texts: string[]): Promise<Float32Array> {
-  if (!bundle.has('text_encoder.onnx') || !existsSync(bundle.path('text_tokenizer.json'))) {
+  if (!SentenceEncoder.available(bundle)) {
     throw new Error('the bundle has neither baseline embeddings nor text_encoder.onnx + text_tokenizer.json');
   }
-  const tok = loadTokenizer(bundle.path('text_tokenizer.json'));
-  const session = await factory.create(bundle.path('text_encoder.onnx'));
-  const E = bundle.manifest.dims.E;
-  const out = new Float32Array(texts.length * E);
-  const batch = 32;
-  for (let i = 0; i < texts.length; i += batch) {
-    const chunk = texts.slice(i, i + batch).map((t) => tok.encode(t, true).slice(0, 128));
-    const S = Math.max(...chunk.map((c) => c.length));
-    const ids = new BigInt64Array(chunk.length * S);
-    const mask = new BigInt64Array(chunk.length * S);
-    chunk.forEach((c, b) => c.forEach((id, s) => { ids[b * S + s] = BigInt(id); mask[b * S + s] = 1n; }));
-    const r = await session.run({
-      input_ids: new ort.Tensor('int64', ids, [chunk.length, S]),
-      attention_mask: new ort.Tensor('int64', mask, [chunk.length, S]),
-    });
-    out.set(r.sentence_embedding.data as Float32Array, i * E);
+  const enc = await SentenceEncoder.load(bundle, factory);
+  try {
+    return await enc.embed(texts);
+  } finally {
+    await enc.release();
   }
-  await session.release();
-  return out;
 }

@@ -6,6 +6,7 @@ import { type Bundle, type GenerationConfig, loadBundle, BundleError } from './b
 import { createSessionFactory, type Device, type SessionFactory } from './sessions.js';
 import { LanguageModel, type GenerateOptions, type Generated, type PromptCache } from './lm.js';
 import { loadTokenizer, type TextTokenizer } from './tokenizer.js';
+import { SentenceEncoder } from './sentenceEncoder.js';
 import { encodeRgb, planarToRgb, type ImageFormat } from './image.js';
 
 export interface DecoderOptions {
@@ -35,12 +36,33 @@ export interface DecodeOptions extends GenerateOptions {
    * nearest training captions). Trials with context are generated one by one (their prompts differ in length).
    */
   context?: (captionEmbedding: Float32Array) => string | undefined;
+  /** Choose the caption among several the LM proposes, by the brain's own read-out (see `RerankOptions`). */
+  rerank?: RerankOptions;
   /** Run the image generator too (default true when the bundle has one). */
   reconstruct?: boolean;
   imageFormat?: ImageFormat;
   /** Upscale the reconstruction to this width for display (default: native size). */
   imageWidth?: number;
 }
+
+/**
+ * Brain-guided candidate selection. The LM's most probable caption is what it finds fluent after the soft prompt, and
+ * on a noisy single trial that drifts to generic captions; the Q-Former also predicts the caption's sentence embedding.
+ * Generating several candidates and keeping the one whose MiniLM embedding is closest to that prediction uses the
+ * brain twice, and every caption is still the LM's own (never a training caption).
+ */
+export interface RerankOptions {
+  /** Candidates per trial (1 = off). */
+  candidates: number;
+  /** 'beam': the distinct hypotheses of a beam of that width; 'sample': the greedy caption plus nucleus samples. */
+  strategy?: 'beam' | 'sample';
+  /** Sampling temperature for 'sample' (default 0.7). */
+  temperature?: number;
+  /** Weight of the candidate's mean token log-probability beside the cosine (default 0: cosine alone). */
+  lmWeight?: number;
+}
+
+export const MAX_RERANK_CANDIDATES = 16;
 
 export interface BrainCaption {
   text: string;
@@ -60,6 +82,7 @@ export class BrainDecoder {
   private readonly encoders = new Map<string, ort.InferenceSession>();
   private prefixCache: PromptCache | undefined;
   private suffixEmb!: Float32Array;
+  private sentenceEncoder: Promise<SentenceEncoder> | undefined;
 
   private constructor(
     readonly bundle: Bundle,
@@ -133,8 +156,8 @@ export class BrainDecoder {
     return (await this.captionBatch([{ subject, voxels }], opts))[0];
   }
 
-  /** Several responses at once: encoders and Q-Former per response, one batched LM generation for all. */
-  async captionBatch(items: { subject: string; voxels: Float32Array }[], opts: GenerateOptions & Pick<DecodeOptions, 'context'> = {}): Promise<BrainCaption[]> {
+  /** Encoder and Q-Former per response: brain tokens, the read-out's caption embedding and the soft prompt. */
+  private async brainOf(items: { subject: string; voxels: Float32Array }[]): Promise<{ brainTokens: ort.Tensor; captionEmbedding: Float32Array; soft: Float32Array }[]> {
     const m = this.bundle.manifest;
     const brain: { brainTokens: ort.Tensor; captionEmbedding: Float32Array; soft: Float32Array }[] = [];
     for (const { subject, voxels } of items) {
@@ -148,6 +171,13 @@ export class BrainDecoder {
       const q = await this.qformer.run({ brain_tokens: brainTokens });
       brain.push({ brainTokens, captionEmbedding: q.caption_embedding.data as Float32Array, soft: q.soft_prompt.data as Float32Array });
     }
+    return brain;
+  }
+
+  /** Several responses at once: encoders and Q-Former per response, one batched LM generation for all. */
+  async captionBatch(items: { subject: string; voxels: Float32Array }[], opts: GenerateOptions & Pick<DecodeOptions, 'context' | 'rerank'> = {}): Promise<BrainCaption[]> {
+    const brain = await this.brainOf(items);
+    if (opts.context && (opts.rerank?.candidates ?? 1) > 1) throw new Error('retrieval context and candidate reranking cannot be combined; use one of them.');
     let gs: Generated[];
     if (opts.context) {
       gs = [];
@@ -167,13 +197,82 @@ export class BrainDecoder {
         prompts.set(x.soft, i * per);
         prompts.set(this.suffixEmb, i * per + x.soft.length);
       });
-      gs = await this.lm.generateBatch(prompts, brain.length, opts, this.prefixCache);
+      const n = opts.rerank?.candidates ?? 1;
+      gs = n > 1
+        ? await this.rerankBatch(prompts, per, brain.map((x) => x.captionEmbedding), opts.rerank!, opts)
+        : await this.lm.generateBatch(prompts, brain.length, opts, this.prefixCache);
     }
     return gs.map((g, i) => ({
       text: this.tokenizer.decode(g.tokens), tokens: g.tokens, tokenLogprobs: g.logprobs, stop: g.stop,
       confidence: g.logprobs.length ? g.logprobs.reduce((s, lp) => s + Math.exp(lp), 0) / g.logprobs.length : 0,
       captionEmbedding: brain[i].captionEmbedding, brainTokens: brain[i].brainTokens,
     }));
+  }
+
+  /** The candidate captions reranking chooses from, for one trial (`r.candidates` at most). */
+  async captionCandidates(subject: string, voxels: Float32Array, r: RerankOptions, opts: GenerateOptions = {}): Promise<Generated[]> {
+    const [x] = await this.brainOf([{ subject, voxels }]);
+    const prompt = new Float32Array(x.soft.length + this.suffixEmb.length);
+    prompt.set(x.soft, 0);
+    prompt.set(this.suffixEmb, x.soft.length);
+    return (await this.candidates(prompt, prompt.length, 1, r, opts))[0];
+  }
+
+  private async candidates(prompts: Float32Array, per: number, B: number, r: RerankOptions, opts: GenerateOptions): Promise<Generated[][]> {
+    const n = Math.min(Math.max(1, Math.floor(r.candidates)), MAX_RERANK_CANDIDATES);
+    const cands: Generated[][] = [];
+    if ((r.strategy ?? 'beam') === 'beam') {
+      for (let b = 0; b < B; b++) cands.push(await this.lm.beamCandidates(prompts.subarray(b * per, (b + 1) * per), n, opts, this.prefixCache));
+    } else {
+      const greedy = await this.lm.generateBatch(prompts, B, { ...opts, strategy: 'greedy' }, this.prefixCache);
+      const tiled = new Float32Array(per * B * (n - 1));
+      for (let b = 0; b < B; b++) for (let k = 0; k < n - 1; k++) tiled.set(prompts.subarray(b * per, (b + 1) * per), (b * (n - 1) + k) * per);
+      const sampled = await this.lm.generateBatch(tiled, B * (n - 1), { ...opts, strategy: 'sample', temperature: r.temperature ?? 0.7 }, this.prefixCache);
+      for (let b = 0; b < B; b++) {
+        // Distinct texts only: a sample that repeats the greedy caption adds nothing to choose from.
+        const seen = new Set<string>();
+        cands.push([greedy[b], ...sampled.slice(b * (n - 1), (b + 1) * (n - 1))].filter((g) => {
+          const key = g.tokens.join(',');
+          if (seen.has(key)) return false;
+          seen.add(key);
+          return true;
+        }));
+      }
+    }
+    return cands;
+  }
+
+  /** Per prompt, the candidate caption whose sentence embedding is closest to that trial's caption embedding. */
+  private async rerankBatch(prompts: Float32Array, per: number, targets: Float32Array[], r: RerankOptions, opts: GenerateOptions): Promise<Generated[]> {
+    const B = targets.length;
+    const cands = await this.candidates(prompts, per, B, r, opts);
+    this.sentenceEncoder ??= SentenceEncoder.load(this.bundle, this.factory);
+    const enc = await this.sentenceEncoder;
+    const texts = cands.map((cs) => cs.map((g) => this.tokenizer.decode(g.tokens)));
+    const emb = await enc.embed(texts.flat());
+    const E = enc.dim;
+    const w = r.lmWeight ?? 0;
+    const out: Generated[] = [];
+    let row = 0;
+    for (let b = 0; b < B; b++) {
+      const t = targets[b];
+      let norm = 0;
+      for (let k = 0; k < E; k++) norm += t[k] * t[k];
+      norm = Math.sqrt(norm) || 1;
+      let best = 0;
+      let bestScore = -Infinity;
+      for (let c = 0; c < cands[b].length; c++, row++) {
+        const g = cands[b][c];
+        // An empty caption has no embedding worth comparing; it can win only if nothing else was generated.
+        let cos = texts[b][c] ? 0 : -2;
+        for (let k = 0; k < E; k++) cos += (emb[row * E + k] * t[k]) / norm;
+        const meanLp = g.logprobs.length ? g.logprobs.reduce((s, x) => s + x, 0) / g.logprobs.length : 0;
+        const score = cos + w * meanLp;
+        if (score > bestScore) { bestScore = score; best = c; }
+      }
+      out.push(cands[b][best]);
+    }
+    return out;
   }
 
   /** Caption embedding + brain tokens → RGB bytes of the generator's image. */
@@ -231,7 +330,7 @@ export class BrainDecoder {
 
   async release(): Promise<void> {
     const all = [this.qformer, this.generator, ...this.encoders.values()].filter((s): s is ort.InferenceSession => s !== null);
-    await Promise.all([...all.map((s) => s.release()), this.lm.release()]);
+    await Promise.all([...all.map((s) => s.release()), this.lm.release(), this.sentenceEncoder?.then((e) => e.release())]);
   }
 
   /** The session factory (same execution provider) for side models such as the ridge baseline. */

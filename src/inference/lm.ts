@@ -162,6 +162,28 @@ export class LanguageModel {
 
   /** Beam search with a cache per beam; finished hypotheses are ranked by length-normalised log-probability. */
   private async beam(prompt: Float32Array, opts: GenerateOptions, cache?: PromptCache): Promise<Generated> {
+    return (await this.beamHypotheses(prompt, opts, cache))[0];
+  }
+
+  /**
+   * The `n` best distinct hypotheses of a beam search of width `n` (best first), for callers that choose among
+   * candidates by another score (e.g. agreement with the brain's caption embedding).
+   */
+  async beamCandidates(prompt: Float32Array, n: number, opts: GenerateOptions = {}, cache?: PromptCache): Promise<Generated[]> {
+    const hyps = await this.beamHypotheses(prompt, { ...opts, numBeams: n }, cache);
+    const seen = new Set<string>();
+    const out: Generated[] = [];
+    for (const h of hyps) {
+      const key = h.tokens.join(',');
+      if (seen.has(key)) continue;
+      seen.add(key);
+      out.push(h);
+      if (out.length >= n) break;
+    }
+    return out;
+  }
+
+  private async beamHypotheses(prompt: Float32Array, opts: GenerateOptions, cache?: PromptCache): Promise<Generated[]> {
     const K = opts.numBeams ?? 4;
     const maxNew = opts.maxNewTokens ?? this.gen.max_new_tokens;
     const lpPow = opts.lengthPenalty ?? 1;
@@ -210,8 +232,7 @@ export class LanguageModel {
     }
     for (const b of beams) done.push({ ...b, stop: 'max-tokens' });
     done.sort((a, b) => norm(b.score, b.tokens.length) - norm(a.score, a.tokens.length));
-    const best = done[0];
-    return { tokens: best.tokens, logprobs: best.logprobs, stop: best.stop };
+    return done.map((d) => ({ tokens: d.tokens, logprobs: d.logprobs, stop: d.stop }));
   }
 }
 

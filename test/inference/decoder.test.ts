@@ -8,6 +8,8 @@ import { BrainDecoder } from '../../src/inference/decoder.js';
 import { argmax } from '../../src/inference/lm.js';
 import { BundleError, loadBundle } from '../../src/inference/bundle.js';
 import { RidgeRetrieval } from '../../src/inference/baseline.js';
+import { SentenceEncoder } from '../../src/inference/sentenceEncoder.js';
+import { readNpy } from '../../src/inference/npy.js';
 import type { TrialResponse } from '../../src/core/types.js';
 import { parityCases, quantizedCopy, tinyBundle } from './tinyBundle.js';
 
@@ -109,6 +111,62 @@ test('beam search and nucleus sampling respect max tokens; sampling is reproduci
     assert.equal(stop.confidence, 0);
   } finally {
     await d.release();
+  }
+});
+
+test('the sentence encoder in Node gives the embeddings the exporter computed in PyTorch for the baseline captions', async () => {
+  const enc = await SentenceEncoder.load(decoder.bundle, decoder.sessions);
+  try {
+    const captions = JSON.parse(readFileSync(join(dir, 'baseline_captions.json'), 'utf8')) as string[];
+    const got = await enc.embed(captions, 3); // a batch size that splits the captions, padding included
+    const want = readNpy(join(dir, 'baseline_embeddings.npy'));
+    const E = enc.dim;
+    assert.deepEqual(want.shape, [captions.length, E]);
+    let maxDiff = 0;
+    for (let i = 0; i < captions.length; i++) {
+      let n = 0;
+      for (let k = 0; k < E; k++) n += want.data[i * E + k] ** 2;
+      for (let k = 0; k < E; k++) maxDiff = Math.max(maxDiff, Math.abs(got[i * E + k] - want.data[i * E + k] / Math.sqrt(n)));
+    }
+    assert.ok(maxDiff < 1e-4, `max |Δ| ${maxDiff}`);
+  } finally {
+    await enc.release();
+  }
+});
+
+test('reranking keeps, among the LM\'s own candidates, the one closest to the brain\'s caption embedding', async () => {
+  const enc = await SentenceEncoder.load(decoder.bundle, decoder.sessions);
+  const cos = async (texts: string[], target: Float32Array) => {
+    const e = await enc.embed(texts);
+    const n = Math.hypot(...target);
+    return texts.map((_, i) => target.reduce((s, x, k) => s + (x / n) * e[i * enc.dim + k], 0));
+  };
+  try {
+    for (const c of parityCases(dir).filter((x) => !x.generation.suffix_ids).slice(0, 3)) {
+      const v = Float32Array.from(c.voxels);
+      const greedy = await decoder.caption(c.subject, v);
+      const one = (await decoder.captionBatch([{ subject: c.subject, voxels: v }], { rerank: { candidates: 1 } }))[0];
+      assert.deepEqual(one.tokens, greedy.tokens, 'one candidate is the plain greedy caption');
+
+      const [beam] = await decoder.captionBatch([{ subject: c.subject, voxels: v }], { rerank: { candidates: 4, strategy: 'beam' } });
+      // The candidates, scored here against the read-out by cosine with the encoder used directly.
+      const texts = (await decoder.captionCandidates(c.subject, v, { candidates: 4, strategy: 'beam' })).map((g) => decoder.tokenizer.decode(g.tokens));
+      assert.ok(texts.length > 1 && new Set(texts).size === texts.length, `distinct candidates ${JSON.stringify(texts)}`);
+      assert.ok(texts.includes(beam.text), `the kept caption "${beam.text}" is one of the candidates ${JSON.stringify(texts)}`);
+      // An empty caption is never kept while another exists (the random tiny LM does propose one).
+      const spoken = texts.filter(Boolean);
+      const sims = await cos(spoken, beam.captionEmbedding);
+      const kept = sims[spoken.indexOf(beam.text)];
+      assert.ok(sims.every((x) => x <= kept + 1e-5), `kept ${kept}, candidates ${sims.map((x) => x.toFixed(4))}`);
+
+      const [sampled] = await decoder.captionBatch([{ subject: c.subject, voxels: v }], { rerank: { candidates: 5, strategy: 'sample', temperature: 1.2 } });
+      const [gSim, sSim] = await cos([greedy.text, sampled.text], sampled.captionEmbedding);
+      assert.ok(sSim >= gSim - 1e-5, 'the greedy caption is a candidate, so the kept one is at least as close');
+    }
+    await assert.rejects(decoder.captionBatch([{ subject: 'sim01', voxels: new Float32Array(decoder.bundle.manifest.subjects.sim01.voxels) }],
+      { rerank: { candidates: 3 }, context: () => 'x' }), /cannot be combined/);
+  } finally {
+    await enc.release();
   }
 });
 

@@ -117,9 +117,18 @@ test('network drops between sender and server (either side cut) lose, duplicate 
   const sender = new ProtocolSender({ url: `ws://127.0.0.1:${(proxy.address() as net.AddressInfo).port}/bridge`, backoffMs: { initial: 10, max: 100 } }).start();
   sender.startRun(info);
   const n = 120;
+  let welcomedAtCut = 0;
+  let cuts = 0;
   for (let i = 0; i < n; i++) {
     sender.sendVolume({ session: info.session, run: info.run, index: i, tr: info.tr, acquisitionTime: i, nifti: niftiVolume(info, i) });
-    if (i % 17 === 5) for (const [c, s] of pairs) (i % 2 ? c : s).destroy(); // cut the client side, then the server side
+    if (i % 17 === 5) {
+      // Cut only once the sender is back on a new connection: on a fast machine a fixed pace would cut while it is
+      // still reconnecting, and the test would exercise fewer drops than it claims.
+      await waitFor(() => sender.stats.connects > welcomedAtCut && pairs.size > 0, 10000, `reconnect before cut ${cuts + 1}`);
+      welcomedAtCut = sender.stats.connects;
+      for (const [c, s] of pairs) (i % 2 ? c : s).destroy(); // cut the client side, then the server side
+      cuts++;
+    }
     await new Promise((r) => setTimeout(r, 2));
   }
   sender.endRun(info.session, info.run, n, 0);
@@ -128,5 +137,6 @@ test('network drops between sender and server (either side cut) lose, duplicate 
   proxy.close();
   await srv.close();
   assert.deepEqual(got.map((v) => v.index), [...Array(n).keys()]);
-  assert.ok(sender.stats.connects >= 5, `expected reconnects, got ${sender.stats.connects} connections`);
+  assert.equal(cuts, 7);
+  assert.ok(sender.stats.connects >= cuts + 1, `every cut is followed by a reconnect: ${sender.stats.connects} connections for ${cuts} cuts`);
 });
