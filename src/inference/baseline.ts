@@ -60,10 +60,15 @@ export class RidgeRetrieval {
   }
 
   async predict(subject: string, voxels: Float32Array): Promise<{ caption: string; index: number; similarity: number }> {
+    return this.nearest(await this.embedding(subject, voxels));
+  }
+
+  /** The ridge's predicted caption embedding for these voxels (not normalised). */
+  async embedding(subject: string, voxels: Float32Array): Promise<Float32Array> {
     const s = this.sessions.get(subject);
     if (!s) throw new Error(`no ridge baseline for subject ${subject}`);
     const out = await s.run({ [s.inputNames[0]]: new ort.Tensor('float32', voxels, [1, voxels.length]) });
-    return this.nearest(Float32Array.from(out[s.outputNames[0]].data as Float32Array));
+    return Float32Array.from(out[s.outputNames[0]].data as Float32Array);
   }
 
   /** The k training captions closest (cosine) to `embedding`, best first (`embedding` is normalised in place). */

@@ -60,6 +60,16 @@ export interface RerankOptions {
   temperature?: number;
   /** Weight of the candidate's mean token log-probability beside the cosine (default 0: cosine alone). */
   lmWeight?: number;
+  /**
+   * A second read-out of the same voxels into caption-embedding space (the bundle's ridge baseline): the target is
+   * then the mean of the two unit-length predictions, whose errors are partly independent.
+   */
+  guide?: EmbeddingReadout;
+}
+
+export interface EmbeddingReadout {
+  has(subject: string): boolean;
+  embedding(subject: string, voxels: Float32Array): Promise<Float32Array>;
 }
 
 export const MAX_RERANK_CANDIDATES = 16;
@@ -199,7 +209,7 @@ export class BrainDecoder {
       });
       const n = opts.rerank?.candidates ?? 1;
       gs = n > 1
-        ? await this.rerankBatch(prompts, per, brain.map((x) => x.captionEmbedding), opts.rerank!, opts)
+        ? await this.rerankBatch(prompts, per, await this.rerankTargets(items, brain.map((x) => x.captionEmbedding), opts.rerank!), opts.rerank!, opts)
         : await this.lm.generateBatch(prompts, brain.length, opts, this.prefixCache);
     }
     return gs.map((g, i) => ({
@@ -242,7 +252,21 @@ export class BrainDecoder {
     return cands;
   }
 
-  /** Per prompt, the candidate caption whose sentence embedding is closest to that trial's caption embedding. */
+  /** What candidates are compared with: the Q-Former's caption embedding, averaged with the guide's where it has one. */
+  private async rerankTargets(items: { subject: string; voxels: Float32Array }[], readouts: Float32Array[], r: RerankOptions): Promise<Float32Array[]> {
+    const unit = (x: Float32Array) => {
+      const n = Math.hypot(...x) || 1;
+      return x.map((v) => v / n);
+    };
+    return Promise.all(items.map(async ({ subject, voxels }, i) => {
+      if (!r.guide?.has(subject)) return readouts[i];
+      const a = unit(readouts[i]);
+      const b = unit(await r.guide.embedding(subject, voxels));
+      return a.map((v, k) => v + b[k]);
+    }));
+  }
+
+  /** Per prompt, the candidate caption whose sentence embedding is closest to that trial's target embedding. */
   private async rerankBatch(prompts: Float32Array, per: number, targets: Float32Array[], r: RerankOptions, opts: GenerateOptions): Promise<Generated[]> {
     const B = targets.length;
     const cands = await this.candidates(prompts, per, B, r, opts);

@@ -40,7 +40,9 @@ ROUGE-L pooled over the sessions, single trial and by presentation, with 95 % bo
   --rerank N           generate N candidate captions per trial and keep the one whose sentence embedding is closest
                        to the Q-Former's caption embedding (default: the bundle's generation.rerank, else 1: off)
   --rerank-strategy S  beam (the distinct hypotheses of a beam of width N) or sample (greedy + N-1 nucleus samples)
-  --rerank-lm W        weight of the candidate's mean token log-probability beside the cosine (default 0)`;
+  --rerank-lm W        weight of the candidate's mean token log-probability beside the cosine (default 0)
+  --rerank-guide G     readout (the Q-Former's caption embedding) or readout+ridge (its mean with the ridge
+                       baseline's prediction) as what candidates are compared with (default readout)`;
 
 const specs: FlagSpecs = {
   models: { type: 'string', default: 'models/bundles/default' },
@@ -58,6 +60,7 @@ const specs: FlagSpecs = {
   rerank: { type: 'string' },
   'rerank-strategy': { type: 'string', default: 'beam' },
   'rerank-lm': { type: 'string', default: '0' },
+  'rerank-guide': { type: 'string', default: 'readout' },
 };
 
 const bin = fileURLToPath(new URL('../../../../bin/mindsemantix.mjs', import.meta.url));
@@ -133,6 +136,8 @@ export async function runEvalSessions(argv: string[]): Promise<number> {
   const strategy = stringFlag(p, 'rerank-strategy')!;
   if (strategy !== 'beam' && strategy !== 'sample') throw new UserError('eval sessions: --rerank-strategy is beam or sample.', 2);
   const lmWeight = numberFlag('eval sessions', p, 'rerank-lm', { min: 0, max: 10 })!;
+  const guideName = stringFlag(p, 'rerank-guide')!;
+  if (guideName !== 'readout' && guideName !== 'readout+ridge') throw new UserError('eval sessions: --rerank-guide is readout or readout+ridge.', 2);
   if (rag > 0 && (rerankN ?? 1) > 1) throw new UserError('eval sessions: --rag and --rerank cannot be combined; pass one of them.', 2);
   for (const s of given) if (!existsSync(s)) throw new UserError(`eval sessions: session ${s} does not exist.`, 2);
 
@@ -176,7 +181,8 @@ export async function runEvalSessions(argv: string[]): Promise<number> {
     for (const f of files) {
       const t0 = Date.now();
       const context = rag > 0 && baseline ? (e: Float32Array) => ` (similar images: ${baseline.nearestK(e.slice(), rag).map((c) => c.replace(/\.$/, '')).join('; ')})` : undefined;
-      const rerank = rerankN !== undefined ? { candidates: rerankN, strategy, lmWeight } as RerankOptions : undefined;
+      const guide = guideName === 'readout+ridge' && baseline ? baseline : undefined;
+      const rerank = rerankN !== undefined ? { candidates: rerankN, strategy, lmWeight, ...(guide ? { guide } : {}) } as RerankOptions : undefined;
       const decoded = await decodeResponseRuns(f.runs, decoder, baseline, { decode: { context, ...(rerank ? { rerank } : {}) },
         sessionLabel: (r) => `${f.name}/${r.subject}/${r.session}`,
         onProgress: (d, n) => { if (d === n || d % 64 === 0) say(`eval sessions: ${f.name}: decoded ${d}/${n} trials (${((Date.now() - t0) / 1000).toFixed(0)} s)`); },
