@@ -10,7 +10,7 @@ import { createDashboard, isLoopbackHost, type Dashboard } from '../server/dashb
 import { BrainDecoder } from '../inference/decoder.js';
 import { RidgeRetrieval } from '../inference/baseline.js';
 import type { Device } from '../inference/sessions.js';
-import { UserError } from '../cli/errors.js';
+import { UserError } from '../core/errors.js';
 import type { LmPrecision } from '../inference/decoder.js';
 import { startPipeline, type Pipeline, type PipelineOptions } from './pipeline.js';
 import { oneLine } from '../server/log.js';

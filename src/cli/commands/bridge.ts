@@ -1,5 +1,5 @@
 import type { Command } from '../command.js';
-import { UserError } from '../errors.js';
+import { UserError } from '../../core/errors.js';
 import { numberFlag, parseArgs, requireString, stringFlag, type ParsedArgs } from '../args.js';
 import { ScannerBridge, type BridgeOptions } from '../../bridge/bridge.js';
 import { MrdListener, parseListenAddress } from '../../bridge/mrdListener.js';

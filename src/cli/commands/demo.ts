@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from '../command.js';
-import { UserError } from '../errors.js';
+import { UserError } from '../../core/errors.js';
 import { boolFlag, numberFlag, parseArgs, stringFlag } from '../args.js';
 import { findBidsRuns } from '../../replay/index.js';
 import { BrainDecoder, LM_PRECISIONS, type LmPrecision } from '../../inference/decoder.js';

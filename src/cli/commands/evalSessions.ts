@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve, basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { numberFlag, parseArgs, stringFlag, boolFlag, type FlagSpecs } from '../args.js';
-import { UserError } from '../errors.js';
+import { UserError } from '../../core/errors.js';
 import { BrainDecoder, MAX_RERANK_CANDIDATES, type RerankOptions } from '../../inference/decoder.js';
 import { readBaselineCaptions, RidgeRetrieval } from '../../inference/baseline.js';
 import { compositionSummary, type CompositionSummary } from '../../pipeline/compositionSummary.js';

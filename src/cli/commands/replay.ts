@@ -1,5 +1,5 @@
 import type { Command } from '../command.js';
-import { UserError } from '../errors.js';
+import { UserError } from '../../core/errors.js';
 import { parseArgs, requireString, stringFlag } from '../args.js';
 import { replaySession } from '../../replay/index.js';
 import { readTokenFile } from '../../server/auth.js';

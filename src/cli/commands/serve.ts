@@ -1,6 +1,6 @@
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import type { Command } from '../command.js';
-import { UserError } from '../errors.js';
+import { UserError } from '../../core/errors.js';
 import { numberFlag, parseArgs, stringFlag } from '../args.js';
 import { startServer, readTokenFile, type DecoderServer, type IngestHub } from '../../server/index.js';
 import { createServePipeline, type HubHookOptions } from '../../pipeline/serve.js';
