@@ -3,7 +3,8 @@
 import { readFileSync } from 'node:fs';
 import { startServer, type DecoderServer } from '../server/index.js';
 import { createDashboard, type Dashboard } from '../server/dashboard.js';
-import { replaySession, findBidsRuns, type BidsRunFiles, type ReplayResult } from '../replay/index.js';
+import { replaySession, type ReplayResult } from '../replay/index.js';
+import { findBidsRuns, type BidsRunFiles } from '../bids/index.js';
 import type { BrainDecoder } from '../inference/decoder.js';
 import type { RidgeRetrieval } from '../inference/baseline.js';
 import { startPipeline, type DecodedTrial, type Pipeline, type PipelineOptions, type PipelineStats } from './pipeline.js';

@@ -4,7 +4,7 @@ import { numberFlag, parseArgs, requireString, stringFlag, type ParsedArgs } fro
 import { ScannerBridge, type BridgeOptions } from '../../bridge/bridge.js';
 import { MrdListener, parseListenAddress } from '../../bridge/mrdListener.js';
 import { AfniListener } from '../../bridge/afniListener.js';
-import { SenderFatalError } from '../../bridge/sender.js';
+import { SenderFatalError } from '../../sender/sender.js';
 import { readTokenFile } from '../../server/auth.js';
 import { stderrLogger } from '../../server/log.js';
 import type { ScannerFormat } from '../../scanner/index.js';

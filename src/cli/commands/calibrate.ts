@@ -7,7 +7,7 @@ import type { Command } from '../command.js';
 import { boolFlag, numberFlag, parseArgs, requireString, stringFlag, type FlagSpecs } from '../args.js';
 import { UserError } from '../../core/errors.js';
 import { BundleError, loadBundle, type Bundle } from '../../inference/bundle.js';
-import { findBidsRuns, readEventsTsv, type BidsRunFiles } from '../../replay/bidsRun.js';
+import { findBidsRuns, readEventsTsv, type BidsRunFiles } from '../../bids/bidsRun.js';
 import { ResponsesInputError, writeSessionResponses } from '../../pipeline/sessionResponses.js';
 import { niftiDims } from '../../scanner/nifti.js';
 

@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from '../command.js';
 import { UserError } from '../../core/errors.js';
 import { boolFlag, numberFlag, parseArgs, stringFlag } from '../args.js';
-import { findBidsRuns } from '../../replay/index.js';
+import { findBidsRuns } from '../../bids/index.js';
 import { BrainDecoder, LM_PRECISIONS, type LmPrecision } from '../../inference/decoder.js';
 import { BundleError } from '../../inference/bundle.js';
 import { readBaselineCaptions, RidgeRetrieval } from '../../inference/baseline.js';

@@ -11,7 +11,7 @@ import { readBaselineCaptions, RidgeRetrieval } from '../../inference/baseline.j
 import { compositionSummary, type CompositionSummary } from '../../pipeline/compositionSummary.js';
 import { readSceneTable, type SceneRow } from '../../pipeline/sceneTable.js';
 import { BundleError } from '../../inference/bundle.js';
-import { findBidsRuns, readEventsTsv } from '../../replay/bidsRun.js';
+import { findBidsRuns, readEventsTsv } from '../../bids/bidsRun.js';
 import { findResponseRuns, type ResponseRunFile } from '../../pipeline/responseFiles.js';
 import { ResponsesInputError, writeSessionResponses } from '../../pipeline/sessionResponses.js';
 import { decodeResponseRuns, scoreConditions, type ConditionScores, type EvalTrial } from '../../pipeline/evaluateResponses.js';

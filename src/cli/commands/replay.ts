@@ -3,7 +3,7 @@ import { UserError } from '../../core/errors.js';
 import { parseArgs, requireString, stringFlag } from '../args.js';
 import { replaySession } from '../../replay/index.js';
 import { readTokenFile } from '../../server/auth.js';
-import { SenderFatalError } from '../../bridge/sender.js';
+import { SenderFatalError } from '../../sender/sender.js';
 import { stderrLogger } from '../../server/log.js';
 
 const help = `mindsemantix replay SESSION --server ws://HOST:PORT [--speed N|max] [--run NAME] [--token-file F]
