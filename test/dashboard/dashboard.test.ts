@@ -6,7 +6,7 @@ import { Subject } from 'rxjs';
 import { io as connect, type Socket } from 'socket.io-client';
 import { createDashboard, isLoopbackHost } from '../../src/server/dashboard.js';
 import type { DashSnapshot } from '../../src/server/dashboard-state.js';
-import { bufferedHub } from '../../src/pipeline/serve.js';
+import { bufferedHub } from '../../src/app/serve.js';
 import type { IngestHub } from '../../src/server/hub.js';
 
 async function serveDashboard(viewerToken?: string) {

@@ -9,7 +9,7 @@ import { BundleError } from '../../inference/bundle.js';
 import { readBaselineCaptions, RidgeRetrieval } from '../../inference/baseline.js';
 import { DEVICES, type Device } from '../../inference/sessions.js';
 import type { DecodedTrial } from '../../pipeline/pipeline.js';
-import { runSessionThroughServe, type SessionRun } from '../../pipeline/session.js';
+import { runSessionThroughServe, type SessionRun } from '../../app/session.js';
 import { byPresentation, percentile, summaryScores, type PresentationScores } from '../../pipeline/summary.js';
 import { compositionSummary, type CompositionSummary } from '../../pipeline/compositionSummary.js';
 import { readSceneTable } from '../../pipeline/sceneTable.js';

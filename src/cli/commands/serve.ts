@@ -3,7 +3,7 @@ import type { Command } from '../command.js';
 import { UserError } from '../../core/errors.js';
 import { numberFlag, parseArgs, stringFlag } from '../args.js';
 import { startServer, readTokenFile, type DecoderServer, type IngestHub } from '../../server/index.js';
-import { createServePipeline, type HubHookOptions } from '../../pipeline/serve.js';
+import { createServePipeline, type HubHookOptions } from '../../app/serve.js';
 import { DEVICES, type Device } from '../../inference/sessions.js';
 import { LM_PRECISIONS, type LmPrecision } from '../../inference/decoder.js';
 
@@ -85,7 +85,7 @@ export const command: Command = {
   summary: 'decoder server: bridge ingest over WebSocket, pipeline, dashboard, BIDS recording',
   help,
   async run(argv) {
-    // The decoding pipeline and dashboard (src/pipeline/serve.ts): subscribes via the hub hook, serves the dashboard.
+    // The decoding pipeline and dashboard (src/app/serve.ts): subscribes via the hub hook, serves the dashboard.
     const pipeline = createServePipeline();
     const srv = await runServe(argv, { onHub: (hub, o) => pipeline.onHub(hub, o) });
     const dashboard = pipeline.attach(srv);

@@ -7,7 +7,7 @@ import { replaySession, type ReplayResult } from '../replay/index.js';
 import { findBidsRuns, type BidsRunFiles } from '../bids/index.js';
 import type { BrainDecoder } from '../inference/decoder.js';
 import type { RidgeRetrieval } from '../inference/baseline.js';
-import { startPipeline, type DecodedTrial, type Pipeline, type PipelineOptions, type PipelineStats } from './pipeline.js';
+import { startPipeline, type DecodedTrial, type Pipeline, type PipelineOptions, type PipelineStats } from '../pipeline/pipeline.js';
 
 export interface SessionRunOptions {
   session: string;

@@ -12,7 +12,7 @@ import { RidgeRetrieval } from '../inference/baseline.js';
 import type { Device } from '../inference/sessions.js';
 import { UserError } from '../core/errors.js';
 import type { LmPrecision } from '../inference/decoder.js';
-import { startPipeline, type Pipeline, type PipelineOptions } from './pipeline.js';
+import { startPipeline, type Pipeline, type PipelineOptions } from '../pipeline/pipeline.js';
 import { oneLine } from '../server/log.js';
 
 export const DEFAULT_MODELS = 'models/bundles/default';
