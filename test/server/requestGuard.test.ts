@@ -7,7 +7,7 @@ import http from 'node:http';
 import { WebSocket } from 'ws';
 import { io as connect } from 'socket.io-client';
 import { startServer, type DecoderServer } from '../../src/server/index.js';
-import { createDashboard } from '../../src/server/dashboard.js';
+import { createDashboard } from '../../src/sinks/dashboard/dashboard.js';
 import { ProtocolSender } from '../../src/sender/sender.js';
 import { captureLog, niftiVolume, rawClient, runInfo } from './helpers.js';
 
