@@ -19,12 +19,8 @@ Decoder server. Bridges and replays connect over WebSocket (protocol v1, docs/pr
   --device D       cpu (default), webgpu or cuda; falls back to cpu with a log line when unavailable
   --lm-precision P auto (default: the bundle's 8-bit LM graph when it has one), fp32 (exact PyTorch parity) or int8`;
 
-/** The single place where the decoding pipeline attaches to ingest (set by src/pipeline when it lands). */
+/** Where the decoding pipeline attaches to ingest (the serve command passes src/app/serve.ts's hook). */
 export type HubHook = (hub: IngestHub, opts: HubHookOptions) => void | Promise<void>;
-let pipelineHook: HubHook | undefined;
-export function setPipelineHook(h: HubHook | undefined): void {
-  pipelineHook = h;
-}
 
 export async function runServe(argv: string[], hooks: { onHub?: HubHook } = {}): Promise<DecoderServer> {
   const p = parseArgs('serve', argv, {
@@ -56,7 +52,7 @@ export async function runServe(argv: string[], hooks: { onHub?: HubHook } = {}):
     }
   }
   const models = stringFlag(p, 'models');
-  const hook = hooks.onHub ?? pipelineHook;
+  const hook = hooks.onHub;
   let hubReady: Promise<void> = Promise.resolve();
   let srv: DecoderServer;
   try {
