@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Runs every check `npm test` promises: lint, typecheck (the build already ran), TS tests, Python tests.
+// Runs every check `npm test` promises: lint, typecheck (the build already ran), dependency rules, TS tests, Python tests.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +18,8 @@ function stage(name, cmd, argv, env = {}, always = false) {
 }
 stage('lint', join(root, 'node_modules', '.bin', 'eslint'), ['.']);
 stage('typecheck', join(root, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.json', '--noEmit']);
+// One-way imports between folders (rules in .dependency-cruiser.cjs, layers in docs/ARCHITECTURE.md).
+stage('deps', join(root, 'node_modules', '.bin', 'depcruise'), ['--config', '.dependency-cruiser.cjs', 'src', 'streams']);
 // Failures also go to a file so the summary, the part of a CI log that is always shown, can name them.
 const failDir = mkdtempSync(join(tmpdir(), 'msx-test-'));
 const tsArgs = (failFile, files) => [

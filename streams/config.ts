@@ -1,6 +1,6 @@
 // Preprocessing configuration: the model bundle's manifest `preprocessing` block, overridden by a config file and
 // the CLI (later sources win), validated once with one-sentence errors.
-import { UserError } from '../src/cli/errors.js';
+import { UserError } from '../src/core/errors.js';
 
 export interface PreprocessConfig {
   /** Repetition time, s. */

@@ -63,33 +63,6 @@ export function symPinv(a: Float64Array, k: number, out: Float64Array, work: Flo
   return rank;
 }
 
-/** Solves the symmetric positive-definite 6×6 (or k×k) system a·x = b in place by Cholesky; false if not positive definite. */
-export function choleskySolve(a: Float64Array, b: Float64Array, k: number): boolean {
-  for (let j = 0; j < k; j++) {
-    let s = a[j * k + j];
-    for (let p = 0; p < j; p++) s -= a[j * k + p] * a[j * k + p];
-    if (!(s > 0)) return false;
-    const l = Math.sqrt(s);
-    a[j * k + j] = l;
-    for (let i = j + 1; i < k; i++) {
-      let t = a[i * k + j];
-      for (let p = 0; p < j; p++) t -= a[i * k + p] * a[j * k + p];
-      a[i * k + j] = t / l;
-    }
-  }
-  for (let i = 0; i < k; i++) {
-    let t = b[i];
-    for (let p = 0; p < i; p++) t -= a[i * k + p] * b[p];
-    b[i] = t / a[i * k + i];
-  }
-  for (let i = k - 1; i >= 0; i--) {
-    let t = b[i];
-    for (let p = i + 1; p < k; p++) t -= a[p * k + i] * b[p];
-    b[i] = t / a[i * k + i];
-  }
-  return true;
-}
-
 /** Legendre polynomials P_0..P_d at s ∈ [-1,1] by the three-term recurrence. */
 export function legendre(s: number, d: number, out: Float64Array, offset = 0): void {
   out[offset] = 1;

@@ -191,7 +191,7 @@ def main(argv=None):
         torch.set_num_threads(a.threads)
     from .train import load_corpus
     from .targets import build_targets
-    from .lm_assets import load_frozen_lm, generation_settings
+    from .lm_assets import load_frozen_lm
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     first = json.loads((Path(a.run[0]) / "run.json").read_text())
     cfg = first["config"]

@@ -1,6 +1,5 @@
 """The tiny random bundle: complete per docs/ARCHITECTURE.md, checksums right, and ONNX == PyTorch (≤ 1e-4, same greedy ids)."""
 import json
-from pathlib import Path
 
 import numpy as np
 import onnx

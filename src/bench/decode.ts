@@ -6,7 +6,7 @@ import type { TrialResponse } from '../core/types.js';
 import { BrainDecoder, type LmPrecision } from '../inference/decoder.js';
 import { RidgeRetrieval } from '../inference/baseline.js';
 import type { Device } from '../inference/sessions.js';
-import { runSessionThroughServe } from '../pipeline/session.js';
+import { runSessionThroughServe } from '../app/session.js';
 import { percentile } from '../pipeline/summary.js';
 
 export interface DecodeBenchOptions {

@@ -6,7 +6,7 @@ import { benchPreprocess } from './preprocess.js';
 import { benchDecode } from './decode.js';
 import { LM_PRECISIONS, type LmPrecision } from '../inference/decoder.js';
 import { parseArgs, boolFlag, stringFlag } from '../cli/args.js';
-import { UserError } from '../cli/errors.js';
+import { UserError } from '../core/errors.js';
 
 async function main(argv: string[]): Promise<number> {
   const p = parseArgs('bench', argv, {

@@ -16,7 +16,7 @@ import sharp from 'sharp';
 import { io as connect } from 'socket.io-client';
 import { decodeNifti, encodeNifti1Series } from '../scanner/nifti.js';
 import { runPaths } from '../server/recording.js';
-import type { DashSnapshot } from '../server/dashboard-state.js';
+import type { DashSnapshot } from '../sinks/dashboard/dashboard-state.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/mindsemantix.mjs', import.meta.url));
 

@@ -3,12 +3,12 @@ import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { RunInfo } from '../core/types.js';
 import { encodeNifti1Volume, type ScannerFormat } from '../scanner/index.js';
-import { ProtocolSender } from './sender.js';
+import { ProtocolSender } from '../sender/sender.js';
 import { FolderWatcher, type WatchedVolume } from './watch.js';
 import { SeriesFoldersWatcher } from './seriesFolders.js';
 import type { SourceHandlers, VolumeSource } from './source.js';
 import { EventsTail } from './eventsTail.js';
-import { StimulusFiles } from './stimulusFile.js';
+import { StimulusFiles } from '../bids/stimulusFile.js';
 
 export interface BridgeOptions {
   /** The watched export folder (unless `source` is given). */

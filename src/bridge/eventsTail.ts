@@ -1,7 +1,7 @@
 // Follows a BIDS events TSV that presentation software appends to; hands out each complete new row once.
 import { openSync, readSync, fstatSync, closeSync } from 'node:fs';
 import type { StimulusEvent } from '../core/types.js';
-import { parseEventsTsv } from '../replay/bidsRun.js';
+import { parseEventsTsv } from '../bids/bidsRun.js';
 
 export class EventsTail {
   private offset = 0;

@@ -1,4 +1,3 @@
-export { ProtocolSender, SenderFatalError, type OutgoingVolume, type SenderOptions } from './sender.js';
 export { ScannerBridge, type BridgeOptions } from './bridge.js';
 export { FolderWatcher, type WatchedVolume, type WatchOptions } from './watch.js';
 export { EventsTail } from './eventsTail.js';

@@ -1,4 +1,4 @@
-import { UserError } from './errors.js';
+import { UserError } from '../core/errors.js';
 
 /** Declares one `--flag`: `string` takes a value, `boolean` does not; `multiple` collects repeats. */
 export interface FlagSpec {

@@ -1,5 +1,5 @@
 import type { Command } from './command.js';
-import { UserError } from './errors.js';
+import { UserError } from '../core/errors.js';
 
 // Commands load lazily so `mindsemantix eval` does not pay for onnxruntime or the server.
 const commands: Record<string, () => Promise<{ command: Command }>> = {

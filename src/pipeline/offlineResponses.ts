@@ -5,7 +5,7 @@
 import { Subject } from 'rxjs';
 import type { StimulusEvent, Volume } from '../core/types.js';
 import type { Preprocessor, StreamTrialResponse } from '../../streams/index.js';
-import type { LoadedRun } from '../replay/bidsRun.js';
+import type { LoadedRun } from '../bids/bidsRun.js';
 
 export async function runChainOffline(run: LoadedRun, pre: Preprocessor): Promise<StreamTrialResponse[]> {
   const { info } = run;

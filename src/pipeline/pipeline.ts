@@ -1,44 +1,30 @@
-// The serve/demo pipeline: ingest hub → streams/ preprocessor (mask from the bundle) → decode queue → outputs
-// (dashboard over socket.io, a callback for the demo's stdout, captions/reconstructions recorded as derivatives).
-// The per-volume path only preprocesses; decoding, images and dashboard rendering happen off it.
+// The serve/demo pipeline: ingest hub → streams/ preprocessor (mask from the bundle) → decode queue → outputs as
+// observables. It knows no sink: the dashboard, the derivatives recorder, live metrics and the demo's stdout
+// subscribe to its outputs (src/sinks, wired by src/app). The per-volume path only preprocesses; decoding happens off it.
 import { filter, Subject, type Observable, type Observer, type Subscription } from 'rxjs';
-import { runKey, type RunInfo, type TrialResponse, type Volume } from '../core/types.js';
+import { runKey, type RunInfo, type StimulusEvent, type TrialResponse, type Volume } from '../core/types.js';
 import type { IngestHub } from '../server/hub.js';
-import type { Dashboard } from '../server/dashboard.js';
-import type { DashAlert, DashVolume } from '../server/dashboard-state.js';
 import { RepeatMeans, type Preprocessor, type ProcessedVolume } from '../../streams/index.js';
 import type { BrainDecoder, DecodeOptions } from '../inference/decoder.js';
 import type { RidgeRetrieval } from '../inference/baseline.js';
 import { DecodeQueue } from '../inference/queue.js';
-import { mimeOf } from '../inference/image.js';
-import { renderMosaicPng } from './mosaic.js';
-import { CaptionScorer } from '../metrics/index.js';
-import { CaptionRecorder } from './recorder.js';
-import { stimulusThumbnail } from './stimulusThumb.js';
 import { loadMask, preprocessorForRun, type LoadedMask } from './runPreprocessor.js';
-import { ResponseRecorder, type ResponseRow } from './responseFiles.js';
-import { DERIVATIVE } from './recorder.js';
 
 export interface PipelineOptions {
   decoder: BrainDecoder;
   baseline?: RidgeRetrieval | null;
-  dashboard?: Dashboard;
   decode?: DecodeOptions;
-  /** `serve --record` folder: captions and reconstructions go to its derivatives/. */
-  recordDir?: string;
+  /** Ingest records the runs (`serve --record`): an undecodable run's alert says it is still recorded. */
+  recording?: boolean;
   /** Preprocessing overrides on top of the bundle manifest's block (later wins). */
   preprocessing?: unknown[];
   /** Trials decoded together at most when a backlog builds up (default 8). */
   maxBatch?: number;
-  /** Live caption metrics on the dashboard (default true). */
-  liveMetrics?: boolean;
   /**
    * Decode every trial, however long the backlog (replays and demos: a fast replay must not lose a decode). Live
    * sessions shed the oldest waiting trial past 256, with an alarm, so captions stay near the scanner.
    */
   lossless?: boolean | ((run: RunInfo) => boolean);
-  /** Volumes expected per run (progress bar), when the caller knows. */
-  expectedVolumes?: (run: RunInfo) => number | undefined;
   log?: (level: 'info' | 'warn' | 'error', message: string) => void;
 }
 
@@ -83,6 +69,32 @@ export interface DecoderInput {
   /** Mean of this stimulus's responses so far in the session (second presentation on). */
   mean?: Float32Array;
   meanOf?: number;
+  /** sha256 of the ROI mask the response was taken with ('' when unknown). */
+  maskSha256: string;
+}
+
+/** Something the operator should see (sinks show it; warnings and errors are also logged). */
+export interface PipelineAlert {
+  level: 'info' | 'warn' | 'error';
+  code: string;
+  message: string;
+  at: number;
+  run?: string;
+  trial?: number;
+}
+
+/** Where the sender link stands, as far as the pipeline sees it. */
+export interface PipelineStatus {
+  bridge: 'connected' | 'disconnected' | 'streaming' | 'ended';
+  detail?: string;
+  at: number;
+}
+
+/** A run the pipeline decodes, once its preprocessor is set up. */
+export interface RunStart {
+  info: RunInfo;
+  startedAt: number;
+  fdThresholdMm: number;
 }
 
 /** What the decode queue carries: the trial plus its repeat mean. */
@@ -108,10 +120,22 @@ export interface PipelineStats {
 }
 
 export interface Pipeline {
+  /** The model decoding: bundle name, onnxruntime provider, subjects it has read-outs for. */
+  readonly model: { name: string; provider: string; subjects: string[] };
   readonly decoded$: Observable<DecodedTrial>;
   /** Every trial's response as handed to the decoder (the recorder and evaluations subscribe). */
   readonly responses$: Observable<DecoderInput>;
-  readonly alerts$: Observable<DashAlert>;
+  readonly alerts$: Observable<PipelineAlert>;
+  readonly status$: Observable<PipelineStatus>;
+  readonly runStarts$: Observable<RunStart>;
+  /** Raw volumes as ingest hands them over (counted as received). */
+  readonly received$: Observable<Volume>;
+  /** Volumes the preprocessor processed ('ok' only), with their stage times. */
+  readonly processed$: Observable<ProcessedVolume>;
+  /** Stimulus events as ingest hands them over. */
+  readonly events$: Observable<StimulusEvent>;
+  /** A sink's failure, shown and logged like the pipeline's own alerts. */
+  report(a: Omit<PipelineAlert, 'at'> & { at?: number }): void;
   stats(): PipelineStats;
   /** Resolves once every listed run has ended and every trial of it is decoded. */
   whenDone(runs: string[]): Promise<void>;
@@ -133,40 +157,36 @@ function trialKey(t: { subject: string; run: string; trial: number; event: { ses
 }
 
 export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
-  const { decoder, dashboard } = opts;
+  const { decoder } = opts;
   const manifest = decoder.bundle.manifest;
   const log = opts.log ?? ((level, m) => process.stderr.write(`[${level}] ${m}\n`));
   const decoded = new Subject<DecodedTrial>();
-  const alerts = new Subject<DashAlert>();
+  const alerts = new Subject<PipelineAlert>();
+  const status = new Subject<PipelineStatus>();
+  const runStarts = new Subject<RunStart>();
+  const received = new Subject<Volume>();
+  const processed = new Subject<ProcessedVolume>();
+  const events = new Subject<StimulusEvent>();
   /** Per run, keyed by (subject, session, run): run labels repeat across sessions and subjects. */
   const runs = new Map<string, RunState>();
   const masks = new Map<string, LoadedMask>();
-  const recorder = opts.recordDir ? new CaptionRecorder(opts.recordDir) : null;
   const responses = new Subject<DecoderInput>();
   const repeats = new RepeatMeans();
   const stats: PipelineStats = { volumesReceived: 0, volumesProcessed: 0, volumesLost: 0, volumeMs: [], decodeMs: [], trialsSeen: 0, trialsDecoded: 0, maxBacklog: 0, runsEnded: [] };
   const pendingTrials = new Set<string>();
   const doneWaiters: (() => void)[] = [];
-  // Running BLEU/ROUGE-L/CIDEr-D (src/metrics, equal to pycocoevalcap) over decoded trials with references.
-  const modelScores = new CaptionScorer();
-  const baselineScores = new CaptionScorer();
   const subs: Subscription[] = [];
-  const closers: (() => Promise<void>)[] = [];
 
-  const alert = (a: Omit<DashAlert, 'at'> & { at?: number }): void => {
-    const full: DashAlert = { at: Date.now(), ...a };
+  const alert = (a: Omit<PipelineAlert, 'at'> & { at?: number }): void => {
+    const full: PipelineAlert = { at: Date.now(), ...a };
     if (a.level !== 'info') log(a.level, a.message);
     alerts.next(full);
-    try {
-      dashboard?.publish({ type: 'alert', data: full });
-    } catch (e) {
-      log('error', `the dashboard could not show an alert: ${(e as Error).message}`);
-    }
   };
 
   /**
-   * Every long-lived subscription goes through here: an exception in one sink (a dashboard update, a recorder) is
-   * reported and skips that one item, and a stream that errors is reported, instead of either ending the session.
+   * Every long-lived subscription goes through here: an exception while handling one item is reported and skips that
+   * item, and a stream that errors is reported, instead of either ending the session. (Sinks guard their own
+   * subscriptions and report through `report`: RxJS does not hand a subscriber's exception back to `next`.)
    */
   function guard<T>(what: string, next: (v: T) => void): Partial<Observer<T>> {
     return {
@@ -181,10 +201,6 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
     };
   }
 
-  if (dashboard) {
-    dashboard.publish({ type: 'status', data: { bridge: 'waiting', at: Date.now(), model: { name: manifest.name, provider: decoder.provider, subjects: decoder.subjects } } });
-  }
-
   function maskFor(subject: string): LoadedMask {
     const cached = masks.get(subject);
     if (cached) return cached;
@@ -193,22 +209,6 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
     const m = loadMask(decoder.bundle.path(entry.mask));
     masks.set(subject, m);
     return m;
-  }
-
-  // ---- what the decoder saw, recorded (serve --record) ----
-  if (opts.recordDir) {
-    const files = new ResponseRecorder(`${opts.recordDir}/derivatives/${DERIVATIVE}`);
-    subs.push(responses.subscribe((d) => {
-      const t = d.response;
-      const row: ResponseRow = {
-        subject: t.subject, session: d.session, run: t.run, trial: t.trial, stimulusId: t.stimulusId, onset: t.event.onset,
-        presentation: d.presentation, estimator: t.method, window: t.window, volumes: t.volumes, flags: t.flags,
-        bundle: manifest.name, maskSha256: masks.get(t.subject)?.sha256 ?? '',
-      };
-      files.record(row, t.vector).catch((e) => alert({ level: 'error', code: 'record-failed', run: t.run, trial: t.trial,
-        message: `could not record the response of trial ${t.trial} of ${t.run}: ${(e as Error).message}; later trials are still recorded.` }));
-    }));
-    closers.push(() => files.flush());
   }
 
   // ---- decode queue (off the per-volume path) ----
@@ -258,29 +258,6 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
       stats.decodeMs.push(d.latencyMs!);
     }
     decoded.next(d);
-    dashboard?.publish({
-      type: 'caption',
-      data: {
-        run: d.run, subject: d.subject, session: d.session, trial: d.trial,
-        caption: {
-          text: d.caption ?? '', confidence: d.confidence ?? 0, latencyMs: d.latencyMs ?? 0, flags: d.flags, baseline: d.baseline, error: d.error,
-          presentation: d.presentation, mean: d.mean,
-          image: d.image ? `data:${mimeOf(d.imageFormat ?? 'png')};base64,${Buffer.from(d.image).toString('base64')}` : undefined,
-        },
-      },
-    });
-    if (recorder && !d.error) {
-      recorder.record({ ...d, text: d.caption ?? '', confidence: d.confidence ?? 0, tokenLogprobs: d.tokenLogprobs ?? [], latencyMs: d.latencyMs ?? 0 })
-        .catch((e) => alert({ level: 'error', code: 'record-failed', message: `could not record the caption of trial ${d.trial}: ${(e as Error).message}` }));
-    }
-    if (!d.error && d.references?.length && opts.liveMetrics !== false) {
-      modelScores.add(key, d.caption ?? '', d.references);
-      if (d.baseline !== undefined) baselineScores.add(key, d.baseline, d.references);
-      dashboard?.publish({
-        type: 'metrics',
-        data: { n: modelScores.size, model: { ...modelScores.scores() }, baseline: baselineScores.size === modelScores.size ? { ...baselineScores.scores() } : undefined },
-      });
-    }
     pendingTrials.delete(key);
     checkDone();
   })));
@@ -296,8 +273,8 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
       if (!manifest.subjects[info.subject]) {
         // a new person: the run is still recorded (serve --record) and becomes calibration data
         const message = `sub-${info.subject} is not calibrated yet: record calibration runs, then run \`mindsemantix calibrate\``;
-        alert({ level: 'warn', code: 'not-calibrated', message: `${message} (run ${info.run} is not decoded${opts.recordDir ? '; it is recorded' : ''}).`, run: info.run });
-        dashboard?.publish({ type: 'status', data: { bridge: 'streaming', detail: `${info.run}: ${message}`, at: Date.now() } });
+        alert({ level: 'warn', code: 'not-calibrated', message: `${message} (run ${info.run} is not decoded${opts.recording ? '; it is recorded' : ''}).`, run: info.run });
+        status.next({ bridge: 'streaming', detail: `${info.run}: ${message}`, at: Date.now() });
         return;
       }
       alert({ level: 'error', code: 'run-rejected', message: `run ${info.run} of sub-${info.subject} cannot be decoded: ${(e as Error).message}`, run: info.run });
@@ -314,18 +291,15 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
       stats.trialsSeen++;
       pendingTrials.add(trialKey(t));
       const p = repeats.add(info.session, t);
-      responses.next({ session: info.session, response: t, presentation: p.presentation, mean: p.mean, meanOf: p.meanOf });
+      responses.next({ session: info.session, response: t, presentation: p.presentation, mean: p.mean, meanOf: p.meanOf, maskSha256: masks.get(t.subject)?.sha256 ?? '' });
       const q: QueuedTrial = { ...t, session: info.session, presentation: p.presentation, mean: p.mean, meanOf: p.meanOf };
       queue.push(q, { lossless });
     })));
     st.subs.push(out.alarms$.subscribe(guard('preprocessing alarms', (a) => alert({ level: 'warn', code: a.kind, message: a.message, run: a.run }))));
     st.subs.push(out.connect());
     runs.set(key, st);
-    dashboard?.publish({
-      type: 'run',
-      data: { session: info.session, run: info.run, subject: info.subject, tr: info.tr, dims: info.dims, expected: opts.expectedVolumes?.(info), startedAt: Date.now(), fdThresholdMm: pre.config.fdThresholdMm },
-    });
-    dashboard?.publish({ type: 'status', data: { bridge: 'streaming', detail: `${info.run}`, at: Date.now() } });
+    runStarts.next({ info, startedAt: Date.now(), fdThresholdMm: pre.config.fdThresholdMm });
+    status.next({ bridge: 'streaming', detail: `${info.run}`, at: Date.now() });
     log('info', `pipeline: run ${info.run} of sub-${info.subject} (${info.dims.join('×')}, TR ${info.tr} s, ${pre.roiVoxels} ROI voxels)`);
   }
 
@@ -336,78 +310,28 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
     const r = t.received ?? 0;
     const total = (t.zscored ?? r) - r;
     stats.volumeMs.push(total);
-    if (!dashboard) return;
-    const lagOrigin = t.acquired ?? t.fileSeen ?? t.sent;
-    const v: DashVolume = {
-      run: p.run, index: p.index, t: p.acquisitionTime, totalMs: total,
-      stages: {
-        motion: (t.corrected ?? r) - r, mask: (t.masked ?? 0) - (t.corrected ?? 0),
-        detrend: (t.detrended ?? 0) - (t.masked ?? 0), zscore: (t.zscored ?? 0) - (t.detrended ?? 0),
-      },
-      // How far results trail the scanner side: from acquisition (or the bridge seeing the file) to z-scored.
-      lagMs: lagOrigin !== undefined && t.zscored !== undefined ? t.zscored - lagOrigin : undefined,
-    };
-    if (p.motion) {
-      const m = p.motion.params;
-      v.motion = { trans: [m[0], m[1], m[2]], rot: [m[3], m[4], m[5]], fd: p.motion.fd };
-    }
-    if (p.zscored) {
-      let s = 0;
-      for (let i = 0; i < p.zscored.length; i++) s += p.zscored[i];
-      v.roi = s / p.zscored.length;
-    }
-    dashboard.publish({ type: 'volume', data: v });
-  }
-
-  // ---- mosaic of the latest raw volume, throttled, rendered off the volume path ----
-  let latest: Volume | null = null;
-  let mosaicBusy = false;
-  let lastMosaic = 0;
-  function maybeMosaic(): void {
-    // Nobody watching: no rendering (the next volume after someone joins is drawn).
-    if (!dashboard || mosaicBusy || !latest || Date.now() - lastMosaic < 400 || dashboard.viewers() === 0) return;
-    const v = latest;
-    latest = null;
-    mosaicBusy = true;
-    lastMosaic = Date.now();
-    setImmediate(() => {
-      renderMosaicPng(v.data, v.dims)
-        .then((png) => dashboard.publish({ type: 'mosaic', data: { run: v.run, index: v.index, image: `data:image/png;base64,${png.toString('base64')}` } }))
-        .catch((e) => log('warn', `mosaic: ${(e as Error).message}`))
-        .finally(() => { mosaicBusy = false; if (latest) setTimeout(maybeMosaic, 400); });
-    });
+    processed.next(p);
   }
 
   // ---- hub subscriptions ----
   subs.push(hub.runs$.subscribe(guard('run starts', (info) => startRun(info))));
   subs.push(hub.volumes$.subscribe(guard('volumes', (v) => {
     stats.volumesReceived++;
-    latest = v;
-    maybeMosaic();
+    received.next(v);
   })));
-  subs.push(hub.events$.subscribe(guard('events', (e) => {
-    if (!dashboard) return;
-    const trial = { run: e.run, subject: e.subject, session: e.session, trial: e.trial, stimulusId: e.stimulusId, onset: e.onset, duration: e.duration };
-    dashboard.publish({ type: 'trial', data: { ...trial, references: e.references } });
-    // The image arrives with the event (protocol imageData), never from a path: the sender's files are not ours.
-    if (e.imageData) {
-      stimulusThumbnail(e.imageData)
-        .then((stimulusImage) => dashboard.publish({ type: 'trial', data: { ...trial, stimulusImage } }))
-        .catch((err) => log('warn', `stimulus image of trial ${e.trial} (${e.stimulusId}) could not be shown: ${(err as Error).message}`));
-    }
-  })));
+  subs.push(hub.events$.subscribe(guard('events', (e) => events.next(e))));
   subs.push(hub.runEnds$.subscribe(guard('run ends', (e) => {
     stats.volumesLost += e.missingCount;
     stats.runsEnded.push(e.run);
     if (e.missingCount) alert({ level: 'warn', code: 'volumes-missing', message: `run ${e.run} ended with ${e.missingCount} volume(s) never received`, run: e.run });
-    dashboard?.publish({ type: 'status', data: { bridge: 'ended', detail: `${e.run} complete (${e.accepted}/${e.expected} volumes)`, at: Date.now() } });
+    status.next({ bridge: 'ended', detail: `${e.run} complete (${e.accepted}/${e.expected} volumes)`, at: Date.now() });
     // Trials flushed at run end are pushed synchronously by the preprocessor; check after they are queued.
     setImmediate(checkDone);
   })));
   subs.push(hub.status$.subscribe(guard('ingest notices', (n) => {
-    if (n.kind === 'connection' && dashboard) {
+    if (n.kind === 'connection') {
       const closed = /disconnect|closed|lost/i.test(n.message);
-      dashboard.publish({ type: 'status', data: { bridge: closed ? 'disconnected' : 'connected', detail: n.message, at: n.at } });
+      status.next({ bridge: closed ? 'disconnected' : 'connected', detail: n.message, at: n.at });
     }
     if (n.level !== 'info' || n.kind === 'gap' || n.kind === 'auth') alert({ level: n.level, code: `ingest-${n.kind}`, message: n.message, run: n.run });
   })));
@@ -426,9 +350,16 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
   }
 
   return {
+    model: { name: manifest.name, provider: decoder.provider, subjects: decoder.subjects },
     decoded$: decoded.asObservable(),
     responses$: responses.asObservable(),
     alerts$: alerts.asObservable(),
+    status$: status.asObservable(),
+    runStarts$: runStarts.asObservable(),
+    received$: received.asObservable(),
+    processed$: processed.asObservable(),
+    events$: events.asObservable(),
+    report: alert,
     stats: () => ({ ...stats, volumeMs: [...stats.volumeMs], decodeMs: [...stats.decodeMs], runsEnded: [...stats.runsEnded] }),
     whenDone(runNames) {
       watched = runNames;
@@ -442,10 +373,7 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
       for (const r of runs.values()) for (const s of r.subs) s.unsubscribe();
       await queue.idle();
       queue.close();
-      await recorder?.flush();
-      for (const c of closers) await c();
-      responses.complete();
-      decoded.complete();
+      for (const x of [responses, decoded, status, runStarts, received, processed, events]) x.complete();
       alerts.complete();
     },
   };

@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import type { BundleManifest } from '../inference/bundle.js';
 import { RepeatMeans } from '../../streams/index.js';
-import { findBidsRuns, loadBidsRun, type BidsRunFiles } from '../replay/bidsRun.js';
+import { findBidsRuns, loadBidsRun, type BidsRunFiles } from '../bids/bidsRun.js';
 import { runChainOffline } from './offlineResponses.js';
 import { loadMask, preprocessorForRun, type LoadedMask } from './runPreprocessor.js';
 import { ResponseRecorder, responsePaths } from './responseFiles.js';

@@ -1,8 +1,8 @@
 // Streams BIDS runs over protocol v1 at the recorded timing ÷ speed, through the same sender as the bridge.
 import { encodeNifti1Volume } from '../scanner/nifti.js';
-import { ProtocolSender } from '../bridge/sender.js';
-import { datasetRoot, StimulusFiles } from '../bridge/stimulusFile.js';
-import { findBidsRuns, loadBidsRun, type BidsRunFiles } from './bidsRun.js';
+import { ProtocolSender } from '../sender/sender.js';
+import { datasetRoot, StimulusFiles } from '../bids/stimulusFile.js';
+import { findBidsRuns, loadBidsRun, type BidsRunFiles } from '../bids/bidsRun.js';
 import { abortableSleep } from '../core/sleep.js';
 
 export interface ReplayOptions {

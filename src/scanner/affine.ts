@@ -2,10 +2,6 @@
 
 export type Mat3 = [number, number, number, number, number, number, number, number, number];
 
-export function identity4(): number[] {
-  return [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1];
-}
-
 /** Affine from three column vectors (the voxel axes in mm) and the position of voxel 0. */
 export function affineFromColumns(cx: number[], cy: number[], cz: number[], origin: number[]): number[] {
   return [
@@ -129,11 +125,4 @@ export function qformToAffine(b: number, c: number, d: number, qfac: number, pix
     rot[6] * dx, rot[7] * dy, rot[8] * dz, offset[2],
     0, 0, 0, 1,
   ];
-}
-
-/** Largest absolute element difference between two affines. */
-export function maxAbsDiff(a: number[], b: number[]): number {
-  let m = 0;
-  for (let i = 0; i < Math.min(a.length, b.length); i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
 }

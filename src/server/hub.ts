@@ -1,4 +1,4 @@
-// The ingest hub: validated, ordered, deduplicated streams that `streams/` and the dashboard subscribe to.
+// The ingest hub: validated, ordered, deduplicated streams that the pipeline (and through it streams/ and the sinks) subscribes to.
 import { Subject, type Observable } from 'rxjs';
 import type { RunEnd, RunInfo, StimulusEvent, Volume } from '../core/types.js';
 

@@ -9,7 +9,7 @@ import sharp from 'sharp';
 import type { StimulusEvent, Volume } from '../../src/core/types.js';
 import { startServer } from '../../src/server/index.js';
 import { ScannerBridge } from '../../src/bridge/index.js';
-import { fitStimulusFile, readStimulusFile, resolveStimulusFile, RETRY_MS, StimulusFiles } from '../../src/bridge/stimulusFile.js';
+import { fitStimulusFile, readStimulusFile, resolveStimulusFile, RETRY_MS, StimulusFiles } from '../../src/bids/stimulusFile.js';
 import { MAX_INLINE_IMAGE_BYTES } from '../../src/protocol/inlineImage.js';
 import { captureLog, niftiVolume, runInfo, tempDir, waitFor } from '../server/helpers.js';
 

@@ -2,7 +2,7 @@
 // trials kept, images only on the most recent trials, alerts capped.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DashboardState, type DashTrial } from '../../src/server/dashboard-state.js';
+import { DashboardState, type DashTrial } from '../../src/sinks/dashboard/dashboard-state.js';
 
 const trial = (i: number, o: Partial<DashTrial> = {}): DashTrial => ({ run: 'task-x_run-01', subject: 'a', session: '01', trial: i, stimulusId: `s${i}`, onset: i, duration: 1, ...o });
 

@@ -16,8 +16,8 @@ import { RidgeRetrieval } from '../../src/inference/baseline.js';
 import { decodeNifti, encodeNifti1Volume } from '../../src/scanner/nifti.js';
 import { startServer } from '../../src/server/index.js';
 import { replaySession } from '../../src/replay/index.js';
-import { createServePipeline } from '../../src/pipeline/serve.js';
-import type { DashSnapshot } from '../../src/server/dashboard-state.js';
+import { createServePipeline } from '../../src/app/serve.js';
+import type { DashSnapshot } from '../../src/sinks/dashboard/dashboard-state.js';
 import { ROOT, tinyBundle } from '../inference/tinyBundle.js';
 import { writeSyntheticSession, type SyntheticSession } from '../e2e/syntheticSession.js';
 

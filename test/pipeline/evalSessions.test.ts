@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer } from '../../src/server/index.js';
 import { replaySession } from '../../src/replay/index.js';
-import { startPipeline, type DecodedTrial, type Pipeline } from '../../src/pipeline/pipeline.js';
+import type { DecodedTrial, Pipeline } from '../../src/pipeline/pipeline.js';
+import { startDecoding } from '../../src/app/decoding.js';
 import { BrainDecoder } from '../../src/inference/decoder.js';
 import { RidgeRetrieval } from '../../src/inference/baseline.js';
 import { findResponseRuns } from '../../src/pipeline/responseFiles.js';
@@ -25,7 +26,7 @@ test('decoding the recorded responses reproduces the live captions and scores ex
   const record = join(work, 'record');
   let pipeline!: Pipeline;
   const srv = await startServer({ port: 0, log: () => {}, recordDir: record,
-    onHub: (hub) => { pipeline = startPipeline(hub, { decoder, baseline, recordDir: record, maxBatch: 1, lossless: true, liveMetrics: false, log: () => {} }); } });
+    onHub: (hub) => { pipeline = startDecoding(hub, { decoder, baseline, recordDir: record, maxBatch: 1, lossless: true, liveMetrics: false, log: () => {} }); } });
   const live: DecodedTrial[] = [];
   try {
     const s = await writeSyntheticSession(join(work, 'session'), join(bundle, 'masks', 'sub-sim01_roi-mask.nii.gz'), { trials: 12, motionFrom: 30 });

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { map } from 'rxjs';
 import { startServer } from '../../src/server/index.js';
 import { CaptionRecorder } from '../../src/pipeline/recorder.js';
-import { ProtocolSender } from '../../src/bridge/sender.js';
+import { ProtocolSender } from '../../src/sender/sender.js';
 import { captureLog, niftiVolume, runInfo, tempDir, waitFor } from '../server/helpers.js';
 
 test('a throwing hub subscriber and an erroring operator chain are logged; ingest, acks and the other subscribers go on', async (t) => {

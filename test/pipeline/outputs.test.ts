@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { mosaicPixels, renderMosaicPng } from '../../src/pipeline/mosaic.js';
+import { mosaicPixels, renderMosaicPng } from '../../src/sinks/dashboard/mosaic.js';
 import { CaptionRecorder } from '../../src/pipeline/recorder.js';
 import { percentile } from '../../src/pipeline/summary.js';
 

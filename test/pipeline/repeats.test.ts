@@ -9,7 +9,8 @@ import { RepeatMeans } from '../../streams/index.js';
 import { byPresentation } from '../../src/pipeline/summary.js';
 import { startServer } from '../../src/server/index.js';
 import { replaySession } from '../../src/replay/index.js';
-import { startPipeline, type DecodedTrial, type Pipeline, type PipelineOptions } from '../../src/pipeline/pipeline.js';
+import type { DecodedTrial, Pipeline } from '../../src/pipeline/pipeline.js';
+import { startDecoding, type DecodingOptions } from '../../src/app/decoding.js';
 import { BrainDecoder } from '../../src/inference/decoder.js';
 
 import { tinyBundle } from '../inference/tinyBundle.js';
@@ -48,7 +49,7 @@ test('byPresentation scores single trials at presentation 1 and the means from p
   assert.ok(rows[0].baseline_CIDEr! > rows[1].baseline_CIDEr! + 1, 'and the baseline on the mean too');
 });
 
-async function replayHeld(lossless: PipelineOptions['lossless']): Promise<{ seen: number; decoded: number; shed: number; withMean: number }> {
+async function replayHeld(lossless: DecodingOptions['lossless']): Promise<{ seen: number; decoded: number; shed: number; withMean: number }> {
   const work = mkdtempSync(join(tmpdir(), 'msx-lossless-'));
   const bundle = tinyBundle();
   const real = await BrainDecoder.load(bundle);
@@ -63,7 +64,7 @@ async function replayHeld(lossless: PipelineOptions['lossless']): Promise<{ seen
     },
   });
   let pipeline!: Pipeline;
-  const srv = await startServer({ port: 0, log: () => {}, onHub: (hub) => { pipeline = startPipeline(hub, { decoder: held, lossless, liveMetrics: false, log: () => {} }); } });
+  const srv = await startServer({ port: 0, log: () => {}, onHub: (hub) => { pipeline = startDecoding(hub, { decoder: held, lossless, liveMetrics: false, log: () => {} }); } });
   try {
     const s = await writeSyntheticSession(join(work, 'session'), join(bundle, 'masks', 'sub-sim01_roi-mask.nii.gz'), { trials: 300, tr: 2 });
     const decoded: DecodedTrial[] = [];

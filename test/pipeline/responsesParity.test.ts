@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer } from '../../src/server/index.js';
 import { replaySession } from '../../src/replay/index.js';
-import { createServePipeline } from '../../src/pipeline/serve.js';
+import { createServePipeline } from '../../src/app/serve.js';
 import { loadBundle } from '../../src/inference/bundle.js';
 import { findResponseRuns, type ResponseRunFile } from '../../src/pipeline/responseFiles.js';
 import { writeSessionResponses } from '../../src/pipeline/sessionResponses.js';

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer } from '../../src/server/index.js';
 import { replaySession } from '../../src/replay/index.js';
-import { createServePipeline } from '../../src/pipeline/serve.js';
+import { createServePipeline } from '../../src/app/serve.js';
 import { CaptionRecorder } from '../../src/pipeline/recorder.js';
 import { tinyBundle } from '../inference/tinyBundle.js';
 import { writeSyntheticSession } from '../e2e/syntheticSession.js';

@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import { io as connect } from 'socket.io-client';
 import { startServer } from '../../src/server/index.js';
 import { replaySession } from '../../src/replay/index.js';
-import { createServePipeline } from '../../src/pipeline/serve.js';
-import type { DashSnapshot } from '../../src/server/dashboard-state.js';
+import { createServePipeline } from '../../src/app/serve.js';
+import type { DashSnapshot } from '../../src/sinks/dashboard/dashboard-state.js';
 import { tinyBundle } from '../inference/tinyBundle.js';
 import { writeSyntheticSession } from '../e2e/syntheticSession.js';
 

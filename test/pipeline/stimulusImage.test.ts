@@ -9,7 +9,7 @@ import sharp from 'sharp';
 import type { StimulusEvent } from '../../src/core/types.js';
 import { startServer, runPaths } from '../../src/server/index.js';
 import { replaySession } from '../../src/replay/index.js';
-import { createServePipeline } from '../../src/pipeline/serve.js';
+import { createServePipeline } from '../../src/app/serve.js';
 import { tinyBundle } from '../inference/tinyBundle.js';
 import { writeSyntheticSession } from '../e2e/syntheticSession.js';
 import { waitFor } from '../server/helpers.js';

@@ -6,7 +6,7 @@ import type { Volume } from '../../src/core/types.js';
 import { startServer, type DecoderServer, type IngestNotice } from '../../src/server/index.js';
 import { encodeVolumeFrame } from '../../src/protocol/frame.js';
 import type { VolumeFrameHeader } from '../../src/protocol/messages.js';
-import { ProtocolSender } from '../../src/bridge/sender.js';
+import { ProtocolSender } from '../../src/sender/sender.js';
 import { encodeNifti1Volume, niftiHeader } from '../../src/scanner/nifti.js';
 import { captureLog, niftiVolume, rawClient, runInfo, waitFor, type RawClient } from './helpers.js';
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Volume } from '../../src/core/types.js';
 import { startServer } from '../../src/server/index.js';
 import { runPaths } from '../../src/server/recording.js';
-import { ProtocolSender } from '../../src/bridge/sender.js';
+import { ProtocolSender } from '../../src/sender/sender.js';
 import { bytesOf, captureLog, int16Volume, nibLoad, niftiVolume, root, runInfo, tempDir, waitFor } from './helpers.js';
 
 const bin = join(root, 'bin', 'mindsemantix.mjs');

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import type { StimulusEvent, Volume, RunEnd } from '../../src/core/types.js';
 import { startServer } from '../../src/server/index.js';
 import { runPaths } from '../../src/server/recording.js';
-import { ProtocolSender } from '../../src/bridge/sender.js';
+import { ProtocolSender } from '../../src/sender/sender.js';
 import { AFFINE, bytesOf, captureLog, int16Volume, nibLoad, niftiVolume, runInfo, tempDir } from './helpers.js';
 
 test('volumes and events sent over a real socket arrive in order, once, and are recorded as BIDS that nibabel loads', async (t) => {

@@ -9,7 +9,7 @@ import type { RunEnd } from '../../src/core/types.js';
 import { startServer, type IngestNotice } from '../../src/server/index.js';
 import { RunRecording, runPaths } from '../../src/server/recording.js';
 import { storeStimulusImage } from '../../src/server/stimulusStore.js';
-import { ProtocolSender } from '../../src/bridge/sender.js';
+import { ProtocolSender } from '../../src/sender/sender.js';
 import type { ErrorMessage } from '../../src/protocol/messages.js';
 import { bytesOf, captureLog, faultyFs, int16Volume, nibLoad, niftiVolume, runInfo, tempDir, waitFor } from './helpers.js';
 

@@ -7,8 +7,8 @@ import http from 'node:http';
 import { WebSocket } from 'ws';
 import { io as connect } from 'socket.io-client';
 import { startServer, type DecoderServer } from '../../src/server/index.js';
-import { createDashboard } from '../../src/server/dashboard.js';
-import { ProtocolSender } from '../../src/bridge/sender.js';
+import { createDashboard } from '../../src/sinks/dashboard/dashboard.js';
+import { ProtocolSender } from '../../src/sender/sender.js';
 import { captureLog, niftiVolume, rawClient, runInfo } from './helpers.js';
 
 /** The HTTP status a WebSocket upgrade gets (101 when it opens). */

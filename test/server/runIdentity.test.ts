@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import type { Volume } from '../../src/core/types.js';
 import { startServer } from '../../src/server/index.js';
 import { runPaths } from '../../src/server/recording.js';
-import { ProtocolSender } from '../../src/bridge/sender.js';
+import { ProtocolSender } from '../../src/sender/sender.js';
 import { bytesOf, captureLog, int16Volume, nibLoad, niftiVolume, rawClient, runInfo, tempDir, waitFor } from './helpers.js';
 
 test('two subjects with the same session and run labels are two runs: own volumes, own recordings', async (t) => {

@@ -1,7 +1,7 @@
 // Preprocessing configuration: defaults, precedence of sources, and one-sentence errors.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { UserError } from '../../src/cli/errors.js';
+import { UserError } from '../../src/core/errors.js';
 import { parseConfigOverrides, parsePreprocessConfig, validateMaskForRun } from '../../streams/config.js';
 
 test('the manifest block with defaults; config file and CLI overrides win in that order', () => {

@@ -10,14 +10,13 @@ Each subject sees its own training scenes once (NSD-like: mostly unique images p
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from .design import TR, make_run
+from .design import make_run
 from .estimate import WINDOW, detrend_zscore, lss_betas, window_mean, zscore_rows
 from .features import scene_features
 from .forward import Subject, subject as get_subject

@@ -70,10 +70,6 @@ class KernelRidge:
         return ((Xte - self.mu).astype(np.float32) @ self.A.T) @ alpha + ym
 
 
-def ridge_fit_predict(Xtr, Ytr, Xte, lam):
-    return KernelRidge(Xtr).predict(Ytr, Xte, lam)
-
-
 def ridge_baseline(X, scenes, split, lam=None, n_val=0.1, seed=0) -> dict:
     """X [trials, V]; scenes int [trials]; split str [trials]. λ picked on held-out training scenes when None."""
     tr = split == "train"

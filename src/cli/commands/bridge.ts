@@ -1,10 +1,10 @@
 import type { Command } from '../command.js';
-import { UserError } from '../errors.js';
+import { UserError } from '../../core/errors.js';
 import { numberFlag, parseArgs, requireString, stringFlag, type ParsedArgs } from '../args.js';
 import { ScannerBridge, type BridgeOptions } from '../../bridge/bridge.js';
 import { MrdListener, parseListenAddress } from '../../bridge/mrdListener.js';
 import { AfniListener } from '../../bridge/afniListener.js';
-import { SenderFatalError } from '../../bridge/sender.js';
+import { SenderFatalError } from '../../sender/sender.js';
 import { readTokenFile } from '../../server/auth.js';
 import { stderrLogger } from '../../server/log.js';
 import type { ScannerFormat } from '../../scanner/index.js';

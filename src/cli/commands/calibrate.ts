@@ -5,9 +5,9 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from '../command.js';
 import { boolFlag, numberFlag, parseArgs, requireString, stringFlag, type FlagSpecs } from '../args.js';
-import { UserError } from '../errors.js';
+import { UserError } from '../../core/errors.js';
 import { BundleError, loadBundle, type Bundle } from '../../inference/bundle.js';
-import { findBidsRuns, readEventsTsv, type BidsRunFiles } from '../../replay/bidsRun.js';
+import { findBidsRuns, readEventsTsv, type BidsRunFiles } from '../../bids/bidsRun.js';
 import { ResponsesInputError, writeSessionResponses } from '../../pipeline/sessionResponses.js';
 import { niftiDims } from '../../scanner/nifti.js';
 

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type { Command } from '../command.js';
 import { numberFlag, parseArgs, stringFlag, type FlagSpecs } from '../args.js';
-import { UserError } from '../errors.js';
+import { UserError } from '../../core/errors.js';
 import {
   SliceAssembler, compareVolumes, encodeNifti1Series, encodeNifti1Volume, readScannerFile, type ScannerFormat, type ScannerVolume,
 } from '../../scanner/index.js';

@@ -1,15 +1,15 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from '../command.js';
-import { UserError } from '../errors.js';
+import { UserError } from '../../core/errors.js';
 import { boolFlag, numberFlag, parseArgs, stringFlag } from '../args.js';
-import { findBidsRuns } from '../../replay/index.js';
+import { findBidsRuns } from '../../bids/index.js';
 import { BrainDecoder, LM_PRECISIONS, type LmPrecision } from '../../inference/decoder.js';
 import { BundleError } from '../../inference/bundle.js';
 import { readBaselineCaptions, RidgeRetrieval } from '../../inference/baseline.js';
 import { DEVICES, type Device } from '../../inference/sessions.js';
 import type { DecodedTrial } from '../../pipeline/pipeline.js';
-import { runSessionThroughServe, type SessionRun } from '../../pipeline/session.js';
+import { runSessionThroughServe, type SessionRun } from '../../app/session.js';
 import { byPresentation, percentile, summaryScores, type PresentationScores } from '../../pipeline/summary.js';
 import { compositionSummary, type CompositionSummary } from '../../pipeline/compositionSummary.js';
 import { readSceneTable } from '../../pipeline/sceneTable.js';

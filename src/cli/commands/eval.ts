@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from '../command.js';
-import { UserError } from '../errors.js';
+import { UserError } from '../../core/errors.js';
 import { boolFlag, parseArgs, requireString, stringFlag } from '../args.js';
 import { evalSessionsHelp, runEvalSessions } from './evalSessions.js';
 

@@ -1,9 +1,9 @@
 import type { Command } from '../command.js';
-import { UserError } from '../errors.js';
+import { UserError } from '../../core/errors.js';
 import { parseArgs, requireString, stringFlag } from '../args.js';
 import { replaySession } from '../../replay/index.js';
 import { readTokenFile } from '../../server/auth.js';
-import { SenderFatalError } from '../../bridge/sender.js';
+import { SenderFatalError } from '../../sender/sender.js';
 import { stderrLogger } from '../../server/log.js';
 
 const help = `mindsemantix replay SESSION --server ws://HOST:PORT [--speed N|max] [--run NAME] [--token-file F]

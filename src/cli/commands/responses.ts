@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import type { Command } from '../command.js';
 import { boolFlag, parseArgs, requireString, stringFlag, type FlagSpecs } from '../args.js';
-import { UserError } from '../errors.js';
+import { UserError } from '../../core/errors.js';
 import { BundleError, loadBundle } from '../../inference/bundle.js';
 import { ResponsesInputError, writeSessionResponses } from '../../pipeline/sessionResponses.js';
 

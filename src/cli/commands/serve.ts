@@ -1,9 +1,9 @@
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import type { Command } from '../command.js';
-import { UserError } from '../errors.js';
+import { UserError } from '../../core/errors.js';
 import { numberFlag, parseArgs, stringFlag } from '../args.js';
 import { startServer, readTokenFile, type DecoderServer, type IngestHub } from '../../server/index.js';
-import { createServePipeline, type HubHookOptions } from '../../pipeline/serve.js';
+import { createServePipeline, type HubHookOptions } from '../../app/serve.js';
 import { DEVICES, type Device } from '../../inference/sessions.js';
 import { LM_PRECISIONS, type LmPrecision } from '../../inference/decoder.js';
 
@@ -19,12 +19,8 @@ Decoder server. Bridges and replays connect over WebSocket (protocol v1, docs/pr
   --device D       cpu (default), webgpu or cuda; falls back to cpu with a log line when unavailable
   --lm-precision P auto (default: the bundle's 8-bit LM graph when it has one), fp32 (exact PyTorch parity) or int8`;
 
-/** The single place where the decoding pipeline attaches to ingest (set by src/pipeline when it lands). */
+/** Where the decoding pipeline attaches to ingest (the serve command passes src/app/serve.ts's hook). */
 export type HubHook = (hub: IngestHub, opts: HubHookOptions) => void | Promise<void>;
-let pipelineHook: HubHook | undefined;
-export function setPipelineHook(h: HubHook | undefined): void {
-  pipelineHook = h;
-}
 
 export async function runServe(argv: string[], hooks: { onHub?: HubHook } = {}): Promise<DecoderServer> {
   const p = parseArgs('serve', argv, {
@@ -56,7 +52,7 @@ export async function runServe(argv: string[], hooks: { onHub?: HubHook } = {}):
     }
   }
   const models = stringFlag(p, 'models');
-  const hook = hooks.onHub ?? pipelineHook;
+  const hook = hooks.onHub;
   let hubReady: Promise<void> = Promise.resolve();
   let srv: DecoderServer;
   try {
@@ -85,7 +81,7 @@ export const command: Command = {
   summary: 'decoder server: bridge ingest over WebSocket, pipeline, dashboard, BIDS recording',
   help,
   async run(argv) {
-    // The decoding pipeline and dashboard (src/pipeline/serve.ts): subscribes via the hub hook, serves the dashboard.
+    // The decoding pipeline and dashboard (src/app/serve.ts): subscribes via the hub hook, serves the dashboard.
     const pipeline = createServePipeline();
     const srv = await runServe(argv, { onHub: (hub, o) => pipeline.onHub(hub, o) });
     const dashboard = pipeline.attach(srv);

@@ -4,7 +4,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from '../command.js';
 import { numberFlag, parseArgs, requireString, stringFlag, type FlagSpecs } from '../args.js';
-import { UserError } from '../errors.js';
+import { UserError } from '../../core/errors.js';
 
 // The simulator is Python (models/mindsemantix/sim); this command validates options once and delegates to it,
 // streaming its progress lines to stderr.

@@ -1,8 +1,8 @@
 // The dashboard's copy of a stimulus image: a 128-px WebP data: URL, so a long session's snapshot stays small
 // whatever the senders inline (up to 512 KiB an image).
 import sharp from 'sharp';
-import type { StimulusImage } from '../core/types.js';
-import { MAX_INLINE_IMAGE_SIDE } from '../protocol/inlineImage.js';
+import type { StimulusImage } from '../../core/types.js';
+import { MAX_INLINE_IMAGE_SIDE } from '../../protocol/inlineImage.js';
 
 export async function stimulusThumbnail(img: StimulusImage, side = 128): Promise<string> {
   // The header was checked at entry; the pixel cap guards the decoder again should that check ever change.

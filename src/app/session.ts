@@ -2,11 +2,13 @@
 // what `demo` shows and what the benchmark times.
 import { readFileSync } from 'node:fs';
 import { startServer, type DecoderServer } from '../server/index.js';
-import { createDashboard, type Dashboard } from '../server/dashboard.js';
-import { replaySession, findBidsRuns, type BidsRunFiles, type ReplayResult } from '../replay/index.js';
+import { createDashboard, type Dashboard } from '../sinks/dashboard/dashboard.js';
+import { replaySession, type ReplayResult } from '../replay/index.js';
+import { findBidsRuns, type BidsRunFiles } from '../bids/index.js';
 import type { BrainDecoder } from '../inference/decoder.js';
 import type { RidgeRetrieval } from '../inference/baseline.js';
-import { startPipeline, type DecodedTrial, type Pipeline, type PipelineOptions, type PipelineStats } from './pipeline.js';
+import type { DecodedTrial, Pipeline, PipelineOptions, PipelineStats } from '../pipeline/pipeline.js';
+import { startDecoding } from './decoding.js';
 
 export interface SessionRunOptions {
   session: string;
@@ -61,7 +63,7 @@ export async function runSessionThroughServe(o: SessionRunOptions): Promise<Sess
     host: '127.0.0.1', port: o.port ?? 0, recordDir: o.recordDir,
     log: (level, m) => { if (level === 'warn' || level === 'error') log(level, `serve: ${m}`); },
     onHub: (hub) => {
-      pipeline = startPipeline(hub, {
+      pipeline = startDecoding(hub, {
         decoder: o.decoder, baseline: o.baseline, dashboard, recordDir: o.recordDir, decode: o.decode,
         liveMetrics: o.liveMetrics, expectedVolumes: (info) => side.get(info.run)?.volumes, log,
         lossless: true, // a replay is not a live scanner: every trial is decoded, however far behind

@@ -7,9 +7,9 @@ import { extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Server as IoServer } from 'socket.io';
 import { DashboardState, type DashSnapshot, type DashUpdate } from './dashboard-state.js';
-import { checkDashboardOrigin, checkHost, isLoopbackHost } from './requestGuard.js';
+import { checkDashboardOrigin, checkHost, isLoopbackHost } from '../../server/requestGuard.js';
 
-export const DASHBOARD_DIR = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..', 'dashboard');
+export const DASHBOARD_DIR = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..', '..', 'dashboard');
 
 const MIME: Record<string, string> = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8',

@@ -1,4 +1,4 @@
-// Reads BIDS runs (4-D NIfTI, events TSV, JSON sidecar) for replay.
+// Reads BIDS runs (4-D NIfTI, events TSV, JSON sidecar): replay and offline responses load runs, the bridge parses the events TSV it tails.
 import { readdirSync, readFileSync, statSync, existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { RunInfo, StimulusEvent } from '../core/types.js';

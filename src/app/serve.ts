@@ -6,13 +6,14 @@ import { join, resolve } from 'node:path';
 import type { Server as HttpServer } from 'node:http';
 import { Subject, type Observable, type Subscription } from 'rxjs';
 import type { IngestHub } from '../server/hub.js';
-import { createDashboard, isLoopbackHost, type Dashboard } from '../server/dashboard.js';
+import { createDashboard, isLoopbackHost, type Dashboard } from '../sinks/dashboard/dashboard.js';
 import { BrainDecoder } from '../inference/decoder.js';
 import { RidgeRetrieval } from '../inference/baseline.js';
 import type { Device } from '../inference/sessions.js';
-import { UserError } from '../cli/errors.js';
+import { UserError } from '../core/errors.js';
 import type { LmPrecision } from '../inference/decoder.js';
-import { startPipeline, type Pipeline, type PipelineOptions } from './pipeline.js';
+import type { Pipeline, PipelineOptions } from '../pipeline/pipeline.js';
+import { startDecoding } from './decoding.js';
 import { oneLine } from '../server/log.js';
 
 export const DEFAULT_MODELS = 'models/bundles/default';
@@ -108,7 +109,7 @@ export function createServePipeline(opts: ServePipelineOptions = {}): ServePipel
         await decoder.release();
         return;
       }
-      pipeline = startPipeline(buffered.hub, {
+      pipeline = startDecoding(buffered.hub, {
         decoder, baseline, dashboard, recordDir: opts.recordDir ?? record, decode: opts.decode,
         // A replay (`mindsemantix replay`) is decoded whole however far decoding falls behind; a scanner sheds load.
         lossless: (info) => info.source === 'replay',
