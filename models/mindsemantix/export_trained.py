@@ -10,16 +10,25 @@ from .util import log
 
 def reproduce_commands(run_dir: Path) -> list[str]:
     """The training commands behind a run, oldest first: its own argv (run.json), preceded by those of the run its
-    --init weights came from (a continued stage 2, say)."""
+    --init weights came from (a continued stage 2, say), or, for --init-bundle, by the command recorded in that bundle's
+    manifest and the export that made the bundle from its checkpoint (run.json `init_bundle` names the bundle by its
+    manifest's sha256: the folder may since have been overwritten)."""
     rj = run_dir / "run.json"
     if not rj.exists():
         return []
-    argv = [str(a) for a in json.loads(rj.read_text()).get("argv", [])][1:]
+    run = json.loads(rj.read_text())
+    argv = [str(a) for a in run.get("argv", [])][1:]
     if not argv:
         return []
     before = []
     if "--init" in argv:
         before = reproduce_commands(Path(argv[argv.index("--init") + 1]).parent)
+    b = run.get("init_bundle") or {}
+    if "--init-bundle" in argv and b.get("command"):
+        before = [b["command"]]
+        if b.get("checkpoint"):
+            before.append(f"python -m mindsemantix.export --checkpoint {b['checkpoint']}" + (f" --data {b['data']}" if b.get("data") else "")
+                          + f" --out {b['path']}")
     return before + ["python -m mindsemantix.train " + " ".join(a if " " not in a else repr(a) for a in argv)]
 
 
@@ -66,6 +75,8 @@ def export_trained(ckpt: Path, data: Path | None, out: Path, ridge_rank: int = 6
                      seed=blob["seed"], command=command,
                      extra={"training": {"checkpoint": str(ckpt), "stage": blob["stage"], "steps": blob["steps"], "metrics": blob["metrics"],
                                          "estimator": corpus.meta.get("estimator"), "data": cfg["data"],
-                                         "baseline_ridge_rank": ridge_rank}})
+                                         "baseline_ridge_rank": ridge_rank,
+                                         **({"init_bundle": {k: run["init_bundle"].get(k) for k in ("path", "name", "created", "manifest_sha256")}}
+                                            if run.get("init_bundle") else {})}})
     log(f"export: {out} written")
     return m

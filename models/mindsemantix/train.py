@@ -374,7 +374,16 @@ def run_stage(stage: str, cfg: dict, corpus, targets, lm, gen, out: Path, init: 
     L.seed_everything(args.seed + STAGES.index(stage), workers=True)
     mcfg = model_config(cfg, corpus)
     module = BrainLM(mcfg, tcfg, stage, list(corpus.subjects), targets, lm, gen)
-    if init is not None and init.exists():
+    if init is not None and init.is_dir():
+        # an exported bundle: its serving weights exactly (ONNX graphs / shared.safetensors), every other module — MAE
+        # decoder, ITM / ITG heads, image projections, contrastive temperatures — at its fresh initialisation
+        from .frozen_shared import load_bundle_weights, fresh_summary
+        rep = load_bundle_weights(module.model, init)
+        fresh = rep["fresh"] + [f"img_side.{k}" for k in module.img_side.state_dict()] + ["scale_text", "scale_img"]
+        log(f"{stage}: initialised from the bundle {init} ({rep['loaded']} tensors: shared {rep['sources']['shared']}, read-outs "
+            f"{', '.join(rep['sources']['adapters'])}, generator {rep['sources']['generator'] or 'none (fresh)'}); "
+            f"not in the bundle, fresh: {fresh_summary(fresh)}")
+    elif init is not None and init.exists():
         blob = torch.load(init, map_location="cpu", weights_only=False)
         own = set(module.model.encoder.adapters)
         # masked brain modeling may have seen more subjects (data.ssl_subjects) than this stage: their adapters stay behind
@@ -436,7 +445,8 @@ def run_stage(stage: str, cfg: dict, corpus, targets, lm, gen, out: Path, init: 
     if trainer.global_rank == 0:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         torch.save({"config": cfg, "model_config": mcfg.to_dict(), "stage": stage, "seed": args.seed, "steps": steps,
-                    "weights": module.weights_state(), "metrics": metrics, "seconds": time.time() - t0}, final)
+                    "weights": module.weights_state(), "metrics": metrics, "seconds": time.time() - t0,
+                    **({"init_bundle": getattr(args, "bundle_identity", None)} if init is not None and init.is_dir() else {})}, final)
         log(f"{stage}: done in {time.time() - t0:.0f} s; {json.dumps({k: round(v, 4) for k, v in metrics.items()})} → {final}")
     if trainer.world_size > 1:
         torch.distributed.barrier()
@@ -456,7 +466,11 @@ def main(argv=None):
     ap.add_argument("--num-nodes", type=int, default=1)
     ap.add_argument("--strategy", default="auto")
     ap.add_argument("--resume", help="Lightning checkpoint to resume the (single) stage from")
-    ap.add_argument("--init", help="weights (<stage>.pt) the first stage starts from, instead of the previous stage's in --out")
+    init = ap.add_mutually_exclusive_group()
+    init.add_argument("--init", help="weights (<stage>.pt) the first stage starts from, instead of the previous stage's in --out")
+    init.add_argument("--init-bundle", metavar="DIR",
+                      help="an exported bundle (e.g. models/bundles/default) whose serving weights the first stage starts from; "
+                           "its model_config replaces the config's architecture")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave the default)")
     ap.add_argument("--no-progress-bar", action="store_true")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. train.stage2.steps=10")
@@ -477,6 +491,12 @@ def main(argv=None):
             d = d.setdefault(p, {})
         import yaml
         d[parts[-1]] = yaml.safe_load(val)
+    bundle_manifest = None
+    if a.init_bundle:
+        from .frozen_shared import bundle_manifest as read_manifest, bundle_identity
+        bundle_manifest = read_manifest(Path(a.init_bundle))
+        cfg["model"] = bundle_model_config(cfg["model"], bundle_manifest["model_config"])
+        a.bundle_identity = bundle_identity(Path(a.init_bundle))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -501,6 +521,10 @@ def main(argv=None):
         if missing:
             raise ValueError(f"data.ssl_subjects lacks {sorted(missing)}, which the later stages train: add them to data.ssl_subjects.")
         log(f"ssl data: {ssl_corpus.summary()}")
+    if bundle_manifest is not None:
+        from .frozen_shared import check_bundle_subjects
+        first = ssl_corpus if stages[0] == "ssl" else corpus
+        check_bundle_subjects(Path(a.init_bundle), bundle_manifest, {s: d.voxels for s, d in first.subjects.items()})
     frac = float(cfg["data"].get("labeled_fraction", 1.0))
     if frac != 1.0:
         from .data import labeled_subset
@@ -514,7 +538,8 @@ def main(argv=None):
     if targets and targets.get("img_feat") is not None and cfg["model"].get("image_feat_dim", 1280) != targets["img_feat"].shape[1]:
         targets["img_feat"] = targets["img_feat"][:, :cfg["model"]["image_feat_dim"]]
     (out / "run.json").write_text(json.dumps({"config": cfg, "config_path": a.config, "seed": a.seed, "argv": sys.argv,
-                                              "generation": gen}, indent=2))
+                                              "generation": gen, **({"init_bundle": a.bundle_identity} if a.init_bundle else {})},
+                                             indent=2))
     for st in stages:
         prev = None
         i = STAGES.index(st)
@@ -524,11 +549,29 @@ def main(argv=None):
                 break
         if a.init and st == stages[0]:
             prev = Path(a.init)
-            if not prev.exists():
-                raise FileNotFoundError(f"--init {prev} does not exist; give a <stage>.pt written by this trainer.")
+            if not prev.is_file():
+                raise FileNotFoundError(f"--init {prev} is not a file; give a <stage>.pt written by this trainer (a bundle folder goes to --init-bundle).")
+        if a.init_bundle and st == stages[0]:
+            prev = Path(a.init_bundle)
         run_stage(st, cfg, ssl_corpus if st == "ssl" else corpus, targets, lm, gen, out, prev, a)
     log(f"train: all done in {time.time() - t0:.0f} s")
     return 0
+
+
+# model_config keys a bundle fixes (the shapes of its weights and how they are wired); the others are training settings
+# (dropout, masking) or belong to the training targets (image_feat_dim: the frozen image encoder's width) and stay the config's
+BUNDLE_ARCHITECTURE = ("patch", "hidden", "dim", "tokens", "depth", "heads", "mlp_ratio", "dec_dim", "dec_depth", "queries",
+                       "qformer_depth", "text_dim", "image_embed_dim", "lm_dim", "max_text_len", "image_size", "gen_channels")
+
+
+def bundle_model_config(model: dict, bundle_mc: dict) -> dict:
+    """The config's model section with the bundle's architecture (logged where they differ)."""
+    out = dict(model)
+    for k in BUNDLE_ARCHITECTURE:
+        if k in bundle_mc and out.get(k) != bundle_mc[k]:
+            log(f"init-bundle: model.{k} = {bundle_mc[k]} (the bundle's; the config has {out.get(k)})")
+            out[k] = bundle_mc[k]
+    return out
 
 
 def targets_config(cfg: dict) -> dict:
