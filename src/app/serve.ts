@@ -12,6 +12,7 @@ import { RidgeRetrieval } from '../inference/baseline.js';
 import type { Device } from '../inference/sessions.js';
 import { UserError } from '../core/errors.js';
 import type { LmPrecision } from '../inference/decoder.js';
+import { rerankOptions, type RerankSetting } from '../inference/rerankSetting.js';
 import type { Pipeline, PipelineOptions } from '../pipeline/pipeline.js';
 import { startDecoding } from './decoding.js';
 import { oneLine } from '../server/log.js';
@@ -19,7 +20,11 @@ import { oneLine } from '../server/log.js';
 export const DEFAULT_MODELS = 'models/bundles/default';
 
 /** What serve's command line hands the pipeline when the hub exists. */
-export interface HubHookOptions { models?: string; record?: string; device?: Device; lmPrecision?: LmPrecision }
+export interface HubHookOptions {
+  models?: string; record?: string; device?: Device; lmPrecision?: LmPrecision;
+  /** How the caption is chosen among the LM's candidates (default: none, the greedy caption; serve's CLI passes its own). */
+  rerank?: RerankSetting;
+}
 
 export interface ServePipelineOptions {
   device?: Device;
@@ -96,7 +101,7 @@ export function createServePipeline(opts: ServePipelineOptions = {}): ServePipel
     dashboard.publish({ type: 'alert', data: { level, code: 'decoding-off', message: why, at: Date.now() } });
   };
 
-  async function load(hub: IngestHub, dir: string, record?: string, device?: Device, lmPrecision?: LmPrecision): Promise<void> {
+  async function load(hub: IngestHub, dir: string, record?: string, device?: Device, lmPrecision?: LmPrecision, rerank?: RerankSetting): Promise<void> {
     const buffered = bufferedHub(hub);
     try {
       log(`serve: loading model bundle ${dir} (checking checksums)…`);
@@ -110,7 +115,8 @@ export function createServePipeline(opts: ServePipelineOptions = {}): ServePipel
         return;
       }
       pipeline = startDecoding(buffered.hub, {
-        decoder, baseline, dashboard, recordDir: opts.recordDir ?? record, decode: opts.decode,
+        decoder, baseline, dashboard, recordDir: opts.recordDir ?? record,
+        decode: { ...opts.decode, ...(rerank ? { rerank: rerankOptions(rerank, baseline) } : {}) },
         // A replay (`mindsemantix replay`) is decoded whole however far decoding falls behind; a scanner sheds load.
         lossless: (info) => info.source === 'replay',
         log: (level, m) => log(`pipeline ${level}: ${m}`),
@@ -129,7 +135,7 @@ export function createServePipeline(opts: ServePipelineOptions = {}): ServePipel
     dashboard,
     ready,
     pipeline: () => pipeline,
-    onHub(hub, { models, record, device, lmPrecision }) {
+    onHub(hub, { models, record, device, lmPrecision, rerank }) {
       const dir = models ?? DEFAULT_MODELS;
       if (!existsSync(join(dir, 'manifest.json'))) {
         if (models) throw new UserError(`serve: model bundle ${resolve(dir)} has no manifest.json; pass --models with a folder written by \`python -m mindsemantix.export\`.`);
@@ -137,7 +143,7 @@ export function createServePipeline(opts: ServePipelineOptions = {}): ServePipel
         markReady();
         return;
       }
-      void load(hub, dir, record, device ?? opts.device, lmPrecision);
+      void load(hub, dir, record, device ?? opts.device, lmPrecision, rerank);
     },
     attach(srv) {
       const u = new URL(srv.url.replace(/^ws/, 'http'));

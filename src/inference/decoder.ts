@@ -237,7 +237,14 @@ export class BrainDecoder {
       const greedy = await this.lm.generateBatch(prompts, B, { ...opts, strategy: 'greedy' }, this.prefixCache);
       const tiled = new Float32Array(per * B * (n - 1));
       for (let b = 0; b < B; b++) for (let k = 0; k < n - 1; k++) tiled.set(prompts.subarray(b * per, (b + 1) * per), (b * (n - 1) + k) * per);
-      const sampled = await this.lm.generateBatch(tiled, B * (n - 1), { ...opts, strategy: 'sample', temperature: r.temperature ?? 0.7 }, this.prefixCache);
+      // Each trial's samples are seeded from its own prompt, so a trial gets the same candidates alone, in any batch,
+      // live or replayed from recorded responses.
+      const rowSeeds: number[] = [];
+      for (let b = 0; b < B; b++) {
+        const h = hashFloats(prompts.subarray(b * per, (b + 1) * per), opts.seed ?? 0);
+        for (let k = 0; k < n - 1; k++) rowSeeds.push((h + k) >>> 0);
+      }
+      const sampled = await this.lm.generateBatch(tiled, B * (n - 1), { ...opts, strategy: 'sample', temperature: r.temperature ?? 0.7, rowSeeds }, this.prefixCache);
       for (let b = 0; b < B; b++) {
         // Distinct texts only: a sample that repeats the greedy caption adds nothing to choose from.
         const seen = new Set<string>();
@@ -361,4 +368,12 @@ export class BrainDecoder {
   get sessions(): SessionFactory {
     return this.factory;
   }
+}
+
+/** FNV-1a over the float bits: a seed that is a function of the values alone. */
+function hashFloats(x: Float32Array, seed: number): number {
+  const bits = new Uint32Array(x.buffer, x.byteOffset, x.length);
+  let h = (0x811c9dc5 ^ seed) >>> 0;
+  for (let i = 0; i < bits.length; i++) h = Math.imul(h ^ bits[i], 0x01000193) >>> 0;
+  return h;
 }

@@ -15,6 +15,8 @@ export interface GenerateOptions {
   topP?: number;
   temperature?: number;
   seed?: number;
+  /** Per-row seeds for `sample` in generateBatch (default seed + row): a row's draw then does not depend on its batch. */
+  rowSeeds?: number[];
 }
 
 export interface Generated {
@@ -129,7 +131,7 @@ export class LanguageModel {
     }
     const maxNew = opts.maxNewTokens ?? this.gen.max_new_tokens;
     const stop = new Set([...this.gen.eos_token_ids, ...(opts.stopTokenIds ?? [])]);
-    const rngs = Array.from({ length: B }, (_, b) => mulberry32((opts.seed ?? 0) + b));
+    const rngs = Array.from({ length: B }, (_, b) => mulberry32(opts.rowSeeds?.[b] ?? (opts.seed ?? 0) + b));
     const L = prompts.length / this.hidden / B;
     const past = cache ? (B === 1 ? cache.past : cache.past.map((t) => repeatBatch(t, B))) : null;
     let step = await this.forward(prompts, B, L, past, cache?.pastLen ?? 0);

@@ -16,17 +16,30 @@ import { DERIVATIVE } from '../../src/pipeline/recorder.js';
 import { decodeResponseRuns, scoreConditions, scoreWithIntervals } from '../../src/pipeline/evaluateResponses.js';
 import { byPresentation, corpusScores } from '../../src/pipeline/summary.js';
 import { tinyBundle } from '../inference/tinyBundle.js';
+import { DEFAULT_RERANK, rerankOptions, type RerankSetting } from '../../src/inference/rerankSetting.js';
 import { writeSyntheticSession } from '../e2e/syntheticSession.js';
 
 test('decoding the recorded responses reproduces the live captions and scores exactly', async () => {
+  await liveVersusRecorded({ liveBatch: 1, offlineBatch: 1 });
+});
+
+test('with reranking (sampled candidates, read-out + ridge guide) recorded responses still reproduce live, batched differently', async () => {
+  await liveVersusRecorded({ liveBatch: 8, offlineBatch: 3, rerank: DEFAULT_RERANK });
+});
+
+async function liveVersusRecorded(o: { liveBatch: number; offlineBatch: number; rerank?: RerankSetting }): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'msx-evalrec-'));
   const bundle = tinyBundle();
   const decoder = await BrainDecoder.load(bundle);
   const baseline = await RidgeRetrieval.load(decoder.bundle, decoder.sessions);
   const record = join(work, 'record');
+  const rerank = o.rerank ? rerankOptions(o.rerank, baseline) : undefined;
+  const decode = rerank ? { rerank } : undefined;
   let pipeline!: Pipeline;
   const srv = await startServer({ port: 0, log: () => {}, recordDir: record,
-    onHub: (hub) => { pipeline = startDecoding(hub, { decoder, baseline, recordDir: record, maxBatch: 1, lossless: true, liveMetrics: false, log: () => {} }); } });
+    onHub: (hub) => {
+      pipeline = startDecoding(hub, { decoder, baseline, recordDir: record, maxBatch: o.liveBatch, lossless: true, liveMetrics: false, log: () => {}, ...(decode ? { decode } : {}) });
+    } });
   const live: DecodedTrial[] = [];
   try {
     const s = await writeSyntheticSession(join(work, 'session'), join(bundle, 'masks', 'sub-sim01_roi-mask.nii.gz'), { trials: 12, motionFrom: 30 });
@@ -39,7 +52,7 @@ test('decoding the recorded responses reproduces the live captions and scores ex
   }
   try {
     const runs = findResponseRuns(join(record, 'derivatives', DERIVATIVE));
-    const offline = await decodeResponseRuns(runs, decoder, baseline, { batch: 1 });
+    const offline = await decodeResponseRuns(runs, decoder, baseline, { batch: o.offlineBatch, ...(decode ? { decode } : {}) });
     assert.equal(offline.length, 12);
     live.sort((a, b) => a.trial - b.trial);
     for (const [i, t] of offline.entries()) {
@@ -63,7 +76,7 @@ test('decoding the recorded responses reproduces the live captions and scores ex
     await decoder.release();
     rmSync(work, { recursive: true, force: true });
   }
-});
+}
 
 test('bootstrap intervals over scenes bracket the corpus score and narrow with more scenes', () => {
   const caps = ['a red car on a street', 'a dog on the grass', 'a bowl of fruit', 'a man on a bike', 'a boat on a lake', 'a cat on a sofa'];

@@ -3,6 +3,8 @@ import { join, resolve } from 'node:path';
 import type { Command } from '../command.js';
 import { UserError } from '../../core/errors.js';
 import { boolFlag, numberFlag, parseArgs, stringFlag } from '../args.js';
+import { parseRerank, rerankFlagSpecs, rerankHelp } from '../rerankFlags.js';
+import { rerankOptions, type RerankSetting } from '../../inference/rerankSetting.js';
 import { findBidsRuns } from '../../bids/index.js';
 import { BrainDecoder, LM_PRECISIONS, type LmPrecision } from '../../inference/decoder.js';
 import { BundleError } from '../../inference/bundle.js';
@@ -27,7 +29,8 @@ trial's decoded caption (with the reference captions) as it is decoded. Keeps se
   --json           one JSON object per line on stdout (trials, then a summary); logs go to stderr
   --device D       cpu (default), webgpu or cuda; falls back to cpu with a log line when unavailable
   --lm-precision P auto (default: the bundle's 8-bit LM graph when it has one), fp32 (exact PyTorch parity) or int8
-  --strategy S     greedy (default), beam or sample
+  --strategy S     greedy (default), beam or sample: how the LM's first candidate is drawn (with --rerank 1, the caption)
+${rerankHelp}
   --max-tokens N   caption length limit in tokens (default: the bundle's)
   --record DIR     also record the session (BIDS) with captions and reconstructions under DIR/derivatives
   --no-meteor      leave METEOR out of the summary (it runs pycocoevalcap's Java METEOR through models/, seconds)`;
@@ -44,6 +47,8 @@ export interface DemoSummary {
   by_presentation: PresentationScores[];
   /** Simulated sessions only (stimuli.tsv has the scene facts): compositional rates, docs/metrics.md. */
   composition?: CompositionSummary;
+  /** How each caption was chosen among the LM's candidates (candidates 1: the greedy caption). */
+  rerank: RerankSetting;
 }
 
 const round = (x: number, d = 1) => Number(x.toFixed(d));
@@ -59,6 +64,7 @@ export const command: Command = {
       device: { type: 'string', default: 'cpu', choices: DEVICES }, strategy: { type: 'string', default: 'greedy', choices: ['greedy', 'beam', 'sample'] },
       'max-tokens': { type: 'string' }, record: { type: 'string' }, 'no-meteor': { type: 'boolean' },
       'lm-precision': { type: 'string', default: 'auto', choices: LM_PRECISIONS },
+      ...rerankFlagSpecs,
     });
     if (p.positionals.length) throw new UserError(`demo: unexpected argument "${p.positionals[0]}"; run \`mindsemantix demo --help\`.`, 2);
     const json = boolFlag(p, 'json');
@@ -68,6 +74,7 @@ export const command: Command = {
     const speed = speedRaw === 'max' ? 'max' : numberFlag('demo', p, 'speed', { min: 0.01 })!;
     const port = numberFlag('demo', p, 'port', { min: 0, max: 65535, integer: true })!;
     const maxTokens = numberFlag('demo', p, 'max-tokens', { min: 1, max: 512, integer: true });
+    const rerankSetting = parseRerank('demo', p);
     const say = (line: string) => process.stderr.write(`${line}\n`);
 
     if (!existsSync(session)) throw new UserError(`demo: session ${session} does not exist; run \`npm start\` once (it simulates the demo session) or pass --session DIR.`);
@@ -88,6 +95,7 @@ export const command: Command = {
       throw e;
     }
     const baseline = await RidgeRetrieval.load(decoder.bundle, decoder.sessions);
+    const rerank = rerankOptions(rerankSetting, baseline);
     say(`demo: model "${decoder.bundle.manifest.name}" ready on ${decoder.provider} (subjects ${decoder.subjects.join(', ')}${baseline ? '; ridge-retrieval baseline loaded' : ''})`);
 
     const trials: DecodedTrial[] = [];
@@ -122,7 +130,7 @@ export const command: Command = {
     try {
       run = await runSessionThroughServe({
         session, decoder, baseline, speed, port, recordDir: stringFlag(p, 'record'), signal: ac.signal,
-        decode: { strategy: stringFlag(p, 'strategy') as 'greedy' | 'beam' | 'sample' },
+        decode: { strategy: stringFlag(p, 'strategy') as 'greedy' | 'beam' | 'sample', ...(rerank ? { rerank } : {}) },
         onDecoded: print,
         onServing: (url) => {
           dashUrl = url;
@@ -163,6 +171,7 @@ export const command: Command = {
         mean: t.mean ? { caption: t.mean.caption, baseline: t.mean.baseline } : undefined,
       }))),
       ...(composition ? { composition } : {}),
+      rerank: rerankSetting,
     };
     if (json) process.stdout.write(JSON.stringify(summary) + '\n');
     else {

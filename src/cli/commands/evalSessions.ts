@@ -6,7 +6,9 @@ import { join, resolve, basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { numberFlag, parseArgs, stringFlag, boolFlag, type FlagSpecs } from '../args.js';
 import { UserError } from '../../core/errors.js';
-import { BrainDecoder, MAX_RERANK_CANDIDATES, type RerankOptions } from '../../inference/decoder.js';
+import { BrainDecoder } from '../../inference/decoder.js';
+import { parseRerank, rerankFlagSpecs, rerankHelp } from '../rerankFlags.js';
+import { DEFAULT_RERANK, rerankOptions } from '../../inference/rerankSetting.js';
 import { readBaselineCaptions, RidgeRetrieval } from '../../inference/baseline.js';
 import { compositionSummary, type CompositionSummary } from '../../pipeline/compositionSummary.js';
 import { readSceneTable, type SceneRow } from '../../pipeline/sceneTable.js';
@@ -37,12 +39,7 @@ ROUGE-L pooled over the sessions, single trial and by presentation, with 95 % bo
   --json               print the summary as one JSON object
   --rag K              retrieval-augmented prompting (experimental): the K training captions nearest to the trial's
                        caption embedding are written after the soft prompt, for the LM to use (default 0: off)
-  --rerank N           generate N candidate captions per trial and keep the one whose sentence embedding is closest
-                       to the Q-Former's caption embedding (default: the bundle's generation.rerank, else 1: off)
-  --rerank-strategy S  beam (the distinct hypotheses of a beam of width N) or sample (greedy + N-1 nucleus samples)
-  --rerank-lm W        weight of the candidate's mean token log-probability beside the cosine (default 0)
-  --rerank-guide G     readout (the Q-Former's caption embedding) or readout+ridge (its mean with the ridge
-                       baseline's prediction) as what candidates are compared with (default readout)`;
+${rerankHelp}`;
 
 const specs: FlagSpecs = {
   models: { type: 'string', default: 'models/bundles/default' },
@@ -57,10 +54,7 @@ const specs: FlagSpecs = {
   out: { type: 'string' },
   json: { type: 'boolean' },
   rag: { type: 'string', default: '0' },
-  rerank: { type: 'string' },
-  'rerank-strategy': { type: 'string', default: 'beam' },
-  'rerank-lm': { type: 'string', default: '0' },
-  'rerank-guide': { type: 'string', default: 'readout' },
+  ...rerankFlagSpecs,
 };
 
 const bin = fileURLToPath(new URL('../../../../bin/mindsemantix.mjs', import.meta.url));
@@ -132,13 +126,9 @@ export async function runEvalSessions(argv: string[]): Promise<number> {
   const trials = numberFlag('eval sessions', p, 'trials', { integer: true, min: 1, max: 1000 })!;
   const resamples = numberFlag('eval sessions', p, 'resamples', { integer: true, min: 0, max: 100_000 })!;
   const rag = numberFlag('eval sessions', p, 'rag', { integer: true, min: 0, max: 10 })!;
-  const rerankN = numberFlag('eval sessions', p, 'rerank', { integer: true, min: 1, max: MAX_RERANK_CANDIDATES });
-  const strategy = stringFlag(p, 'rerank-strategy')!;
-  if (strategy !== 'beam' && strategy !== 'sample') throw new UserError('eval sessions: --rerank-strategy is beam or sample.', 2);
-  const lmWeight = numberFlag('eval sessions', p, 'rerank-lm', { min: 0, max: 10 })!;
-  const guideName = stringFlag(p, 'rerank-guide')!;
-  if (guideName !== 'readout' && guideName !== 'readout+ridge') throw new UserError('eval sessions: --rerank-guide is readout or readout+ridge.', 2);
-  if (rag > 0 && (rerankN ?? 1) > 1) throw new UserError('eval sessions: --rag and --rerank cannot be combined; pass one of them.', 2);
+  if (rag > 0 && stringFlag(p, 'rerank') !== undefined && stringFlag(p, 'rerank') !== '1') throw new UserError('eval sessions: --rag and --rerank cannot be combined; pass one of them.', 2);
+  // Retrieval-augmented prompts are their own experiment: they are decoded without reranking.
+  const rerankSetting = rag > 0 ? { ...DEFAULT_RERANK, candidates: 1 } : parseRerank('eval sessions', p);
   for (const s of given) if (!existsSync(s)) throw new UserError(`eval sessions: session ${s} does not exist.`, 2);
 
   const sessions: { name: string; dir: string }[] = given.map((dir) => ({ name: basename(dir), dir }));
@@ -181,8 +171,7 @@ export async function runEvalSessions(argv: string[]): Promise<number> {
     for (const f of files) {
       const t0 = Date.now();
       const context = rag > 0 && baseline ? (e: Float32Array) => ` (similar images: ${baseline.nearestK(e.slice(), rag).map((c) => c.replace(/\.$/, '')).join('; ')})` : undefined;
-      const guide = guideName === 'readout+ridge' && baseline ? baseline : undefined;
-      const rerank = rerankN !== undefined ? { candidates: rerankN, strategy, lmWeight, ...(guide ? { guide } : {}) } as RerankOptions : undefined;
+      const rerank = rerankOptions(rerankSetting, baseline);
       const decoded = await decodeResponseRuns(f.runs, decoder, baseline, { decode: { context, ...(rerank ? { rerank } : {}) },
         sessionLabel: (r) => `${f.name}/${r.subject}/${r.session}`,
         onProgress: (d, n) => { if (d === n || d % 64 === 0) say(`eval sessions: ${f.name}: decoded ${d}/${n} trials (${((Date.now() - t0) / 1000).toFixed(0)} s)`); },
@@ -193,7 +182,7 @@ export async function runEvalSessions(argv: string[]): Promise<number> {
     const pooled = scoreConditions(all, refsOf, { resamples });
     const composition = compositionByCondition(all, sessions.map((s) => s.dir), readBaselineCaptions(decoder.bundle) ?? undefined);
     const summary = {
-      type: 'eval-sessions', bundle: decoder.bundle.manifest.name, sessions: sessions.map((s) => s.name),
+      type: 'eval-sessions', bundle: decoder.bundle.manifest.name, sessions: sessions.map((s) => s.name), rerank: rerankSetting,
       trials: all.length, scenes: new Set(all.map((t) => t.stimulusId)).size, resamples,
       pooled, per_session: perSession, ...(composition ? { composition } : {}),
     };

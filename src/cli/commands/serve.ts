@@ -2,12 +2,13 @@ import { accessSync, constants, mkdirSync } from 'node:fs';
 import type { Command } from '../command.js';
 import { UserError } from '../../core/errors.js';
 import { numberFlag, parseArgs, stringFlag } from '../args.js';
+import { parseRerank, rerankFlagSpecs, rerankHelp } from '../rerankFlags.js';
 import { startServer, readTokenFile, type DecoderServer, type IngestHub } from '../../server/index.js';
 import { createServePipeline, type HubHookOptions } from '../../app/serve.js';
 import { DEVICES, type Device } from '../../inference/sessions.js';
 import { LM_PRECISIONS, type LmPrecision } from '../../inference/decoder.js';
 
-const help = `mindsemantix serve [--host 127.0.0.1] [--port 8080] [--models DIR] [--record DIR] [--token-file F] [--device D] [--lm-precision P]
+const help = `mindsemantix serve [--host 127.0.0.1] [--port 8080] [--models DIR] [--record DIR] [--token-file F] [--device D] [--lm-precision P] [--rerank N]
 
 Decoder server. Bridges and replays connect over WebSocket (protocol v1, docs/protocol.md) at ws://HOST:PORT/bridge.
 
@@ -17,7 +18,8 @@ Decoder server. Bridges and replays connect over WebSocket (protocol v1, docs/pr
   --record DIR     write every run as BIDS under DIR (crash-safe; a restart continues the same run)
   --token-file F   file holding the shared secret that bridges must present
   --device D       cpu (default), webgpu or cuda; falls back to cpu with a log line when unavailable
-  --lm-precision P auto (default: the bundle's 8-bit LM graph when it has one), fp32 (exact PyTorch parity) or int8`;
+  --lm-precision P auto (default: the bundle's 8-bit LM graph when it has one), fp32 (exact PyTorch parity) or int8
+${rerankHelp}`;
 
 /** Where the decoding pipeline attaches to ingest (the serve command passes src/app/serve.ts's hook). */
 export type HubHook = (hub: IngestHub, opts: HubHookOptions) => void | Promise<void>;
@@ -27,6 +29,7 @@ export async function runServe(argv: string[], hooks: { onHub?: HubHook } = {}):
     host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string', default: '8080' },
     models: { type: 'string' }, record: { type: 'string' }, 'token-file': { type: 'string' },
     device: { type: 'string', default: 'cpu', choices: DEVICES }, 'lm-precision': { type: 'string', default: 'auto', choices: LM_PRECISIONS },
+    ...rerankFlagSpecs,
   });
   if (p.positionals.length) throw new UserError(`serve: unexpected argument "${p.positionals[0]}"; run \`mindsemantix serve --help\`.`, 2);
   const host = stringFlag(p, 'host')!;
@@ -52,6 +55,7 @@ export async function runServe(argv: string[], hooks: { onHub?: HubHook } = {}):
     }
   }
   const models = stringFlag(p, 'models');
+  const rerank = parseRerank('serve', p);
   const hook = hooks.onHub;
   let hubReady: Promise<void> = Promise.resolve();
   let srv: DecoderServer;
@@ -59,7 +63,7 @@ export async function runServe(argv: string[], hooks: { onHub?: HubHook } = {}):
     srv = await startServer({
       host, port, token, recordDir: record,
       // The pipeline subscribes synchronously (nothing is missed); its promise settles once it is running.
-      onHub: hook ? (hub) => { hubReady = Promise.resolve(hook(hub, { models, record, device: stringFlag(p, 'device') as Device, lmPrecision: stringFlag(p, 'lm-precision') as LmPrecision })); hubReady.catch(() => {}); } : undefined,
+      onHub: hook ? (hub) => { hubReady = Promise.resolve(hook(hub, { models, record, device: stringFlag(p, 'device') as Device, lmPrecision: stringFlag(p, 'lm-precision') as LmPrecision, rerank })); hubReady.catch(() => {}); } : undefined,
     });
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
