@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import type { TrialResponse } from '../core/types.js';
 import { BrainDecoder, type LmPrecision } from '../inference/decoder.js';
 import { RidgeRetrieval } from '../inference/baseline.js';
+import { DEFAULT_RERANK, rerankOptions, type RerankSetting } from '../inference/rerankSetting.js';
 import type { Device } from '../inference/sessions.js';
 import { runSessionThroughServe } from '../app/session.js';
 import { percentile } from '../pipeline/summary.js';
@@ -22,6 +23,8 @@ export interface DecodeBenchOptions {
   maxNewTokens?: number;
   /** Replay the session too (default true). */
   replay?: boolean;
+  /** How the caption is chosen among the LM's candidates (default: what serve does, DEFAULT_RERANK). */
+  rerank?: RerankSetting;
   log?: (line: string) => void;
 }
 
@@ -30,6 +33,8 @@ export interface DecodeBench {
     p50: number; p99: number; mean: number; trials: number; max_new_tokens: number; mean_tokens: number; provider: string;
     /** The LM graph that ran (lm/decoder.onnx = fp32, lm/decoder.int8.onnx = 8-bit weights) — the figures depend on it. */
     lm: string;
+    /** The caption choice timed (candidates 1 = greedy alone). */
+    rerank: RerankSetting;
   };
   /** Acquired seconds ÷ wall seconds for the whole replay (null when no session was available). */
   replay_realtime_factor: number | null;
@@ -48,6 +53,9 @@ export async function benchDecode(opts: DecodeBenchOptions = {}): Promise<Decode
   const decoder = await BrainDecoder.load(opts.models ?? 'models/bundles/default', {
     device: opts.device, threads: opts.threads, log, generation: { max_new_tokens: maxNew }, lmPrecision: opts.lmPrecision,
   });
+  const baseline = await RidgeRetrieval.load(decoder.bundle, decoder.sessions);
+  const setting = opts.rerank ?? DEFAULT_RERANK;
+  const rerank = rerankOptions(setting, baseline);
   try {
     const subject = decoder.subjects[0];
     const V = decoder.bundle.manifest.subjects[subject].voxels;
@@ -61,7 +69,7 @@ export async function benchDecode(opts: DecodeBenchOptions = {}): Promise<Decode
         event: { run: 'bench', trial: i, onset: 0, duration: 3, stimulusId: `bench-${i}` },
       };
       const t0 = performance.now();
-      const c = await decoder.decode(trial, { imageFormat: 'webp', imageWidth: 128 });
+      const c = await decoder.decode(trial, { imageFormat: 'webp', imageWidth: 128, ...(rerank ? { rerank } : {}) });
       if (i >= 0) {
         times.push(performance.now() - t0);
         tokens += c.tokens.length;
@@ -69,7 +77,7 @@ export async function benchDecode(opts: DecodeBenchOptions = {}): Promise<Decode
     }
     const decode_ms = {
       p50: percentile(times, 50), p99: percentile(times, 99), mean: times.reduce((a, b) => a + b, 0) / times.length,
-      trials: n, max_new_tokens: maxNew, mean_tokens: tokens / n, provider: decoder.provider, lm: decoder.lmFile,
+      trials: n, max_new_tokens: maxNew, mean_tokens: tokens / n, provider: decoder.provider, lm: decoder.lmFile, rerank: setting,
     };
     log(`bench: decode p50 ${decode_ms.p50.toFixed(1)} ms, p99 ${decode_ms.p99.toFixed(1)} ms (${decode_ms.mean_tokens.toFixed(1)} tokens/caption, ${decoder.provider}, ${decoder.lmFile})`);
     const session = opts.session ?? 'data/demo';
@@ -77,10 +85,8 @@ export async function benchDecode(opts: DecodeBenchOptions = {}): Promise<Decode
       if (opts.replay !== false) log(`bench: no session at ${session}; replay_realtime_factor not measured (run \`npm start\` once to simulate it).`);
       return { decode_ms, replay_realtime_factor: null };
     }
-    const baseline = await RidgeRetrieval.load(decoder.bundle, decoder.sessions);
-    const run = await runSessionThroughServe({ session, decoder, baseline, speed: 'max', log: (level, m) => { if (level !== 'info') log(m); } });
+    const run = await runSessionThroughServe({ session, decoder, baseline, speed: 'max', decode: rerank ? { rerank } : {}, log: (level, m) => { if (level !== 'info') log(m); } });
     await run.close();
-    await baseline?.release();
     const st = run.stats;
     const factor = run.wallSeconds > 0 ? run.acquiredSeconds / run.wallSeconds : 0;
     log(`bench: replay of ${session} at --speed max: ${run.acquiredSeconds.toFixed(0)} s of scanning in ${run.wallSeconds.toFixed(1)} s = ${factor.toFixed(1)}× real time`);
@@ -90,6 +96,7 @@ export async function benchDecode(opts: DecodeBenchOptions = {}): Promise<Decode
       replay: { session, volumes: st.volumesReceived, trials: st.trialsDecoded, wall_s: run.wallSeconds, decode_p50: percentile(st.decodeMs, 50), volume_p50: percentile(st.volumeMs, 50) },
     };
   } finally {
+    await baseline?.release();
     await decoder.release();
   }
 }

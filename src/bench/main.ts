@@ -1,4 +1,4 @@
-// `npm run bench [-- --json] [-- --models DIR] [-- --only ingest,preprocess,decode] [-- --lm-precision auto|fp32|int8]`:
+// `npm run bench [-- --json] [-- --models DIR] [-- --only ingest,preprocess,decode] [-- --lm-precision auto|fp32|int8] [-- --rerank N]`:
 // runs the three benchmarks of the product's hot paths on this machine and prints the CONTRACT's object (plus each
 // part's detail; decode_ms.lm names the LM graph that ran).
 import { benchIngest } from './ingest.js';
@@ -6,6 +6,7 @@ import { benchPreprocess } from './preprocess.js';
 import { benchDecode } from './decode.js';
 import { LM_PRECISIONS, type LmPrecision } from '../inference/decoder.js';
 import { parseArgs, boolFlag, stringFlag } from '../cli/args.js';
+import { parseRerank, rerankFlagSpecs } from '../cli/rerankFlags.js';
 import { UserError } from '../core/errors.js';
 
 async function main(argv: string[]): Promise<number> {
@@ -13,7 +14,9 @@ async function main(argv: string[]): Promise<number> {
     json: { type: 'boolean' }, models: { type: 'string', default: 'models/bundles/default' }, session: { type: 'string', default: 'data/demo' },
     only: { type: 'string' }, device: { type: 'string', default: 'cpu', choices: ['cpu', 'webgpu', 'cuda'] },
     'lm-precision': { type: 'string', default: 'auto', choices: [...LM_PRECISIONS] },
+    ...rerankFlagSpecs,
   });
+  const rerank = parseRerank('bench', p);
   const only = new Set((stringFlag(p, 'only') ?? 'ingest,preprocess,decode').split(',').map((s) => s.trim()));
   for (const o of only) if (!['ingest', 'preprocess', 'decode'].includes(o)) throw new UserError(`bench: --only takes ingest, preprocess and/or decode (got "${o}").`, 2);
   const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
@@ -36,7 +39,7 @@ async function main(argv: string[]): Promise<number> {
     }
     if (only.has('decode')) {
       log(`per-trial decoding with ${stringFlag(p, 'models')} and demo replay at --speed max…`);
-      const dec = await benchDecode({ models: stringFlag(p, 'models'), session: stringFlag(p, 'session'), device: stringFlag(p, 'device') as 'cpu' | 'webgpu' | 'cuda', lmPrecision: stringFlag(p, 'lm-precision') as LmPrecision, log });
+      const dec = await benchDecode({ models: stringFlag(p, 'models'), session: stringFlag(p, 'session'), device: stringFlag(p, 'device') as 'cpu' | 'webgpu' | 'cuda', lmPrecision: stringFlag(p, 'lm-precision') as LmPrecision, rerank, log });
       out.decode_ms = dec.decode_ms;
       out.replay_realtime_factor = dec.replay_realtime_factor;
       out.replay = dec.replay;
