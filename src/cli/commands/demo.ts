@@ -44,8 +44,8 @@ the recording into a new bundle under the work folder (--models is only read), s
 and decodes it live with the new bundle as above; the summary gains \`calibration\`. Finished steps are reused.
   --new-subject [ID]     the new person's id (default sim21; any id but sim01–sim08 is a brain the bundle never saw)
   --work DIR             sessions, recording and new bundle (default data/new-subject/<ID>)
-  --calibration-runs N   calibration runs (default 4; --calibration-trials per run, default 62; calibrate needs ≥ 50)
-  --test-runs N          test runs (default 2; --test-trials per run, default 60)
+  --calibration-runs N   calibration runs (default 2; --calibration-trials per run, default 62; calibrate needs ≥ 50)
+  --test-runs N          test runs (default 1; --test-trials per run, default 60)
   --fresh                redo every step instead of reusing finished ones`;
 
 export interface DemoSummary {
@@ -77,7 +77,7 @@ export const command: Command = {
     const argv = argvIn.flatMap((a, i) => (a === '--new-subject' && (i + 1 >= argvIn.length || argvIn[i + 1].startsWith('-')) ? [a, 'sim21'] : [a]));
     const p = parseArgs('demo', argv, {
       session: { type: 'string' }, 'new-subject': { type: 'string' }, work: { type: 'string' }, fresh: { type: 'boolean' },
-      'calibration-runs': { type: 'string', default: '4' }, 'test-runs': { type: 'string', default: '2' },
+      'calibration-runs': { type: 'string', default: '2' }, 'test-runs': { type: 'string', default: '1' },
       'calibration-trials': { type: 'string', default: '62' }, 'test-trials': { type: 'string', default: '60' }, models: { type: 'string', default: 'models/bundles/default' },
       speed: { type: 'string', default: '10' }, port: { type: 'string', default: '8080' }, once: { type: 'boolean' }, json: { type: 'boolean' },
       device: { type: 'string', default: 'cpu', choices: DEVICES }, strategy: { type: 'string', default: 'greedy', choices: ['greedy', 'beam', 'sample'] },
