@@ -74,6 +74,9 @@ function lastLine(s: string): string {
 export async function prepareNewSubject(o: NewSubjectOptions): Promise<NewSubjectPrepared> {
   const work = resolve(o.work);
   const say = (m: string) => o.log(`demo: ${m}`);
+  if (o.calibrationRuns * o.calibrationTrials < 50) {
+    throw new UserError(`${WHAT}: ${o.calibrationRuns} × ${o.calibrationTrials} calibration trials is too few (calibrate needs at least 50 usable ones); raise --calibration-runs or --calibration-trials.`, 2);
+  }
   let input: Bundle;
   try {
     input = await loadBundle(o.models, { verify: false });

@@ -70,7 +70,7 @@ test('demo --new-subject simulates, records, calibrates and decodes a new person
   assert.deepEqual(s2.calibration, summary.calibration);
 });
 
-test('demo --new-subject: a person the bundle already has, or --session with it, is one sentence', () => {
+test('demo --new-subject: a person the bundle already has, --session with it, or too few calibration trials is one sentence', () => {
   const known = demo(['--new-subject', 'sim01', '--models', bundle, '--work', join(work, 'known'), '--once', '--json', '--port', '0']);
   assert.equal(known.code, 2);
   assert.match(known.stderr.trim().split('\n').pop()!, /sub-sim01 is already in the bundle .*pass a new person's id such as sim21/);
@@ -78,4 +78,8 @@ test('demo --new-subject: a person the bundle already has, or --session with it,
   assert.equal(both.code, 2);
   assert.match(both.stderr, /--session and --new-subject exclude each other/);
   assert.equal(known.stdout, '');
+  const few = demo(['--new-subject', '--models', bundle, '--work', join(work, 'few'), '--calibration-runs', '1', '--calibration-trials', '20', '--once', '--json']);
+  assert.equal(few.code, 2);
+  assert.match(few.stderr.trim().split('\n').pop()!, /1 × 20 calibration trials is too few .*raise --calibration-runs or --calibration-trials/);
+  assert.ok(!existsSync(join(work, 'few')), 'nothing simulated');
 });
