@@ -15,8 +15,11 @@ import { runSessionThroughServe, type SessionRun } from '../../app/session.js';
 import { byPresentation, percentile, summaryScores, type PresentationScores } from '../../pipeline/summary.js';
 import { compositionSummary, type CompositionSummary } from '../../pipeline/compositionSummary.js';
 import { readSceneTable } from '../../pipeline/sceneTable.js';
+import { prepareNewSubject, type NewSubjectCalibration } from '../../app/newSubjectDemo.js';
 
 const help = `mindsemantix demo [--session DIR] [--models DIR] [--speed N|max] [--port P] [--once] [--json]
+mindsemantix demo --new-subject [ID] [--work DIR] [--calibration-runs N] [--test-runs N] [--fresh]
+                  [--calibration-trials N] [--test-trials N] [other options]
 
 Starts the decoder server with its dashboard, replays a recorded session into it as a scanner would, and prints each
 trial's decoded caption (with the reference captions) as it is decoded. Keeps serving the dashboard until Ctrl-C.
@@ -33,7 +36,17 @@ trial's decoded caption (with the reference captions) as it is decoded. Keeps se
 ${rerankHelp}
   --max-tokens N   caption length limit in tokens (default: the bundle's)
   --record DIR     also record the session (BIDS) with captions and reconstructions under DIR/derivatives
-  --no-meteor      leave METEOR out of the summary (it runs pycocoevalcap's Java METEOR through models/, seconds)`;
+  --no-meteor      leave METEOR out of the summary (it runs pycocoevalcap's Java METEOR through models/, seconds)
+
+A new person, end to end (\`npm start -- --new-subject\`): simulates person ID's calibration session (captioned
+training images), replays it through serve --record (the dashboard shows "not calibrated yet"), runs \`calibrate\` on
+the recording into a new bundle under the work folder (--models is only read), simulates that person's test session
+and decodes it live with the new bundle as above; the summary gains \`calibration\`. Finished steps are reused.
+  --new-subject [ID]     the new person's id (default sim21; any id but sim01–sim08 is a brain the bundle never saw)
+  --work DIR             sessions, recording and new bundle (default data/new-subject/<ID>)
+  --calibration-runs N   calibration runs (default 2; --calibration-trials per run, default 62; calibrate needs ≥ 50)
+  --test-runs N          test runs (default 1; --test-trials per run, default 60)
+  --fresh                redo every step instead of reusing finished ones`;
 
 export interface DemoSummary {
   type: 'summary';
@@ -49,6 +62,8 @@ export interface DemoSummary {
   composition?: CompositionSummary;
   /** How each caption was chosen among the LM's candidates (candidates 1: the greedy caption). */
   rerank: RerankSetting;
+  /** `--new-subject`: the calibration the decoded person got (seconds: calibrate's own). */
+  calibration?: Omit<NewSubjectCalibration, 'bundle'>;
 }
 
 const round = (x: number, d = 1) => Number(x.toFixed(d));
@@ -57,9 +72,13 @@ export const command: Command = {
   name: 'demo',
   summary: 'replay the demo session through serve and print captions live (dashboard URL printed)',
   help,
-  async run(argv) {
+  async run(argvIn) {
+    // a bare --new-subject (last, or followed by another flag) takes the default person
+    const argv = argvIn.flatMap((a, i) => (a === '--new-subject' && (i + 1 >= argvIn.length || argvIn[i + 1].startsWith('-')) ? [a, 'sim21'] : [a]));
     const p = parseArgs('demo', argv, {
-      session: { type: 'string', default: 'data/demo' }, models: { type: 'string', default: 'models/bundles/default' },
+      session: { type: 'string' }, 'new-subject': { type: 'string' }, work: { type: 'string' }, fresh: { type: 'boolean' },
+      'calibration-runs': { type: 'string', default: '2' }, 'test-runs': { type: 'string', default: '1' },
+      'calibration-trials': { type: 'string', default: '62' }, 'test-trials': { type: 'string', default: '60' }, models: { type: 'string', default: 'models/bundles/default' },
       speed: { type: 'string', default: '10' }, port: { type: 'string', default: '8080' }, once: { type: 'boolean' }, json: { type: 'boolean' },
       device: { type: 'string', default: 'cpu', choices: DEVICES }, strategy: { type: 'string', default: 'greedy', choices: ['greedy', 'beam', 'sample'] },
       'max-tokens': { type: 'string' }, record: { type: 'string' }, 'no-meteor': { type: 'boolean' },
@@ -69,13 +88,26 @@ export const command: Command = {
     if (p.positionals.length) throw new UserError(`demo: unexpected argument "${p.positionals[0]}"; run \`mindsemantix demo --help\`.`, 2);
     const json = boolFlag(p, 'json');
     const once = boolFlag(p, 'once');
-    const session = resolve(stringFlag(p, 'session')!);
+    let session = resolve(stringFlag(p, 'session') ?? 'data/demo');
+    let models = stringFlag(p, 'models')!;
     const speedRaw = stringFlag(p, 'speed')!;
     const speed = speedRaw === 'max' ? 'max' : numberFlag('demo', p, 'speed', { min: 0.01 })!;
     const port = numberFlag('demo', p, 'port', { min: 0, max: 65535, integer: true })!;
     const maxTokens = numberFlag('demo', p, 'max-tokens', { min: 1, max: 512, integer: true });
     const rerankSetting = parseRerank('demo', p);
     const say = (line: string) => process.stderr.write(`${line}\n`);
+    let calibration: NewSubjectCalibration | undefined;
+    const subject = stringFlag(p, 'new-subject');
+    if (subject !== undefined) {
+      if (stringFlag(p, 'session')) throw new UserError('demo: --session and --new-subject exclude each other (--new-subject simulates its own sessions); pass one.', 2);
+      if (!/^[A-Za-z0-9]+$/.test(subject)) throw new UserError(`demo: --new-subject must be letters and digits (a BIDS label such as sim21), got "${subject}".`, 2);
+      const prepared = await prepareNewSubject({
+        subject, work: stringFlag(p, 'work') ?? join('data', 'new-subject', subject), models, fresh: boolFlag(p, 'fresh'), port, log: say,
+        calibrationRuns: numberFlag('demo', p, 'calibration-runs', { min: 1, max: 16, integer: true })!, calibrationTrials: numberFlag('demo', p, 'calibration-trials', { min: 1, max: 1000, integer: true })!,
+        testRuns: numberFlag('demo', p, 'test-runs', { min: 1, max: 15, integer: true })!, testTrials: numberFlag('demo', p, 'test-trials', { min: 1, max: 300, integer: true })!,
+      });
+      ({ session, bundle: models, calibration } = prepared);
+    } else if (stringFlag(p, 'work') || boolFlag(p, 'fresh')) throw new UserError('demo: --work and --fresh go with --new-subject; add --new-subject or leave them out.', 2);
 
     if (!existsSync(session)) throw new UserError(`demo: session ${session} does not exist; run \`npm start\` once (it simulates the demo session) or pass --session DIR.`);
     let runs;
@@ -86,10 +118,10 @@ export const command: Command = {
     }
     if (!runs.length) throw new UserError(`demo: no *_bold.nii.gz runs under ${session}; pass a BIDS session with --session.`);
 
-    say(`demo: loading model bundle ${stringFlag(p, 'models')} (checking checksums)…`);
+    say(`demo: loading model bundle ${models} (checking checksums)…`);
     let decoder: BrainDecoder;
     try {
-      decoder = await BrainDecoder.load(stringFlag(p, 'models')!, { device: stringFlag(p, 'device') as Device, lmPrecision: stringFlag(p, 'lm-precision') as LmPrecision, log: say, generation: maxTokens ? { max_new_tokens: maxTokens } : undefined });
+      decoder = await BrainDecoder.load(models, { device: stringFlag(p, 'device') as Device, lmPrecision: stringFlag(p, 'lm-precision') as LmPrecision, log: say, generation: maxTokens ? { max_new_tokens: maxTokens } : undefined });
     } catch (e) {
       if (e instanceof BundleError) throw new UserError(`demo: ${e.message}`);
       throw e;
@@ -172,6 +204,7 @@ export const command: Command = {
       }))),
       ...(composition ? { composition } : {}),
       rerank: rerankSetting,
+      ...(calibration ? { calibration: { subject: calibration.subject, trials: calibration.trials, voxels: calibration.voxels, seconds: calibration.seconds } } : {}),
     };
     if (json) process.stdout.write(JSON.stringify(summary) + '\n');
     else {
@@ -181,7 +214,8 @@ export const command: Command = {
         + `\n         decode p50 ${summary.latency_ms.decode_p50} ms, p99 ${summary.latency_ms.decode_p99} ms; volume p50 ${summary.latency_ms.volume_p50} ms;`
         + ` ${summary.volumes.received} volumes (${summary.volumes.lost} lost); ${summary.realtime_factor}× real time\n`
         + (composition ? `         composition over ${composition.trials} trials: ${fmtComposition(composition.model)}`
-          + (composition.baseline ? `\n         ridge baseline:           ${fmtComposition(composition.baseline)}` : '') + '\n' : ''));
+          + (composition.baseline ? `\n         ridge baseline:           ${fmtComposition(composition.baseline)}` : '') + '\n' : '')
+        + (calibration ? `         sub-${calibration.subject} calibrated on ${calibration.trials} trials, ${calibration.voxels} voxels (${calibration.seconds} s) into ${calibration.bundle}\n` : ''));
     }
     if (!once && !ac.signal.aborted) {
       say(`demo: replay finished; still serving the dashboard at ${dashUrl} — press Ctrl-C to stop.`);
