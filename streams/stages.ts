@@ -2,6 +2,9 @@
 // (MotionCorrector, maskVolume/gaussianSmooth, IncrementalDetrender, RunningZScore, TrialResponseEstimator).
 // A stage resets itself when the run changes. Nothing here throws on bad volumes: they pass through 'rejected'.
 import type { Affine, StageTimes, StimulusEvent, Volume } from '../src/core/types.js';
+import { nowMs } from '../src/core/clock.js';
+
+export { nowMs };
 import type { MaskImage, PreprocessConfig } from './config.js';
 import { IncrementalDetrender } from './detrend.js';
 import { gaussianSmooth, maskIndices, maskVolume } from './mask.js';
@@ -11,7 +14,6 @@ import { TrialResponseEstimator, type StreamTrialResponse } from './trialRespons
 import { RunningZScore } from './zscore.js';
 
 /** Wall-clock ms on the Date.now() scale with sub-ms resolution. */
-export const nowMs = (): number => performance.timeOrigin + performance.now();
 
 export interface MotionInfo {
   /** [tx, ty, tz] mm, [rx, ry, rz] degrees relative to the reference volume. */

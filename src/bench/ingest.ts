@@ -2,6 +2,7 @@
 // and for every input path at 64×64×40 int16 (NIfTI folder, Philips XTC PAR/REC, MRD stream, AFNI real-time; for the
 // network paths "appears" is the first byte of the volume on the socket), replay throughput over loopback, and peak
 // RSS. Everything runs in this process on 127.0.0.1.
+import { nowMs } from '../core/clock.js';
 import { mkdtempSync, rmSync, openSync, writeSync, closeSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -90,7 +91,7 @@ export async function benchIngest(o: BenchIngestOptions = {}): Promise<BenchInge
       for (let i = 0; i < n; i++) {
         const path = join(dir, `001_000001_${String(i + 1).padStart(6, '0')}.nii`);
         const bytes = encodeNifti1Volume({ dims, affine: AFFINE, tr: 2, data: volumeData(dims, i, float) });
-        started.push(Date.now());
+        started.push(nowMs());
         const fd = openSync(path, 'w');
         writeSync(fd, bytes);
         closeSync(fd);
@@ -119,7 +120,7 @@ export async function benchIngest(o: BenchIngestOptions = {}): Promise<BenchInge
         await connect();
         for (let i = 0; i < n; i++) {
           const data = volumeData(dims, i, false) as Int16Array;
-          started.push(Date.now());
+          started.push(nowMs());
           await send(i, data);
           await sleep(interval);
         }

@@ -1,6 +1,7 @@
 // Per-run ordering, deduplication, gap reporting and recording; pushes accepted data into the hub.
 // Every run has one promise chain, so volumes, events and run-end of a run are handled strictly in arrival order
 // even while recording awaits the disk.
+import { nowMs } from '../core/clock.js';
 import { runKey, type IndexRange, type RunInfo, type StimulusEvent, type Volume } from '../core/types.js';
 import type { AckMessage, ReceivedEvent, RunEndMessage, RunStartMessage, ServerMessage, VolumeFrameHeader } from '../protocol/messages.js';
 import { ProtocolError } from '../protocol/validate.js';
@@ -350,7 +351,7 @@ export class Ingest {
           }
         }
         b.emitted = true;
-        b.vol.times.accepted = Date.now();
+        b.vol.times.accepted = nowMs();
         r.accepted += 1;
         this.o.hub.counters.volumesAccepted++;
         this.o.hub.emit(this.o.hub.volumesS, b.vol, (e) => this.subscriberFailed(e));

@@ -14,6 +14,7 @@ import { tokenMatches } from './auth.js';
 import { reportRxErrorsTo } from './rxErrors.js';
 import { decodeFrameVolume, inflateFramePayload, isGzip, type CheckedVolume } from './volumeDecode.js';
 import { checkBridgeOrigin, checkHost, isLoopbackHost } from './requestGuard.js';
+import { nowMs } from '../core/clock.js';
 import type { Duplex } from 'node:stream';
 import type { RecordingFs } from './recording.js';
 
@@ -158,7 +159,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
     });
     ws.on('message', (data: RawData, isBinary: boolean) => {
       if (ws.readyState !== ws.OPEN) return;
-      const receivedAt = Date.now();
+      const receivedAt = nowMs(); // the clock the pipeline's stage stamps use (src/core/clock.ts)
       const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
       hub.counters.bytesReceived += buf.length;
       if (!rate.take()) {
