@@ -234,17 +234,22 @@ export class BrainDecoder {
     if ((r.strategy ?? 'beam') === 'beam') {
       for (let b = 0; b < B; b++) cands.push(await this.lm.beamCandidates(prompts.subarray(b * per, (b + 1) * per), n, opts, this.prefixCache));
     } else {
-      const greedy = await this.lm.generateBatch(prompts, B, { ...opts, strategy: 'greedy' }, this.prefixCache);
-      const tiled = new Float32Array(per * B * (n - 1));
-      for (let b = 0; b < B; b++) for (let k = 0; k < n - 1; k++) tiled.set(prompts.subarray(b * per, (b + 1) * per), (b * (n - 1) + k) * per);
+      // One generation for all: per trial a greedy row and n-1 sampled rows (a step costs far less per row in a batch).
+      const tiled = new Float32Array(per * B * n);
+      for (let b = 0; b < B; b++) for (let k = 0; k < n; k++) tiled.set(prompts.subarray(b * per, (b + 1) * per), (b * n + k) * per);
       // Each trial's samples are seeded from its own prompt, so a trial gets the same candidates alone, in any batch,
       // live or replayed from recorded responses.
       const rowSeeds: number[] = [];
+      const greedyRows = new Set<number>();
       for (let b = 0; b < B; b++) {
         const h = hashFloats(prompts.subarray(b * per, (b + 1) * per), opts.seed ?? 0);
+        greedyRows.add(b * n);
+        rowSeeds.push(0);
         for (let k = 0; k < n - 1; k++) rowSeeds.push((h + k) >>> 0);
       }
-      const sampled = await this.lm.generateBatch(tiled, B * (n - 1), { ...opts, strategy: 'sample', temperature: r.temperature ?? 0.7, rowSeeds }, this.prefixCache);
+      const rows = await this.lm.generateBatch(tiled, B * n, { ...opts, strategy: 'sample', temperature: r.temperature ?? 0.7, rowSeeds, greedyRows }, this.prefixCache);
+      const greedy = rows.filter((_, i) => greedyRows.has(i));
+      const sampled = rows.filter((_, i) => !greedyRows.has(i));
       for (let b = 0; b < B; b++) {
         // Distinct texts only: a sample that repeats the greedy caption adds nothing to choose from.
         const seen = new Set<string>();

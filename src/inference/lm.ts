@@ -17,6 +17,8 @@ export interface GenerateOptions {
   seed?: number;
   /** Per-row seeds for `sample` in generateBatch (default seed + row): a row's draw then does not depend on its batch. */
   rowSeeds?: number[];
+  /** Rows of a `sample` generateBatch that take the most probable token instead (greedy rows in a sampled batch). */
+  greedyRows?: ReadonlySet<number>;
 }
 
 export interface Generated {
@@ -144,7 +146,7 @@ export class LanguageModel {
       const next: number[] = [];
       active.forEach((b, row) => {
         const x = step.logits.subarray(row * V, (row + 1) * V);
-        const tok = strategy === 'sample' ? sampleNucleus(x, opts.temperature ?? 1, opts.topP ?? 0.9, rngs[b]) : argmax(x);
+        const tok = strategy === 'sample' && !opts.greedyRows?.has(b) ? sampleNucleus(x, opts.temperature ?? 1, opts.topP ?? 0.9, rngs[b]) : argmax(x);
         if (stop.has(tok)) {
           out[b].stop = 'eos';
           return;
