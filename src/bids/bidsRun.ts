@@ -52,7 +52,7 @@ export interface LoadedRun {
   /** Volume i as typed voxels: Int16Array when the file stores int16 without scaling, else Float32Array. */
   volume(i: number): Int16Array | Float32Array;
   acquisitionTimes: number[];
-  /** Indices recorded as missing (placeholders) in the sidecar: replay skips them, so the gap is reported again. */
+  /** Indices recorded as missing (zero-filled) in the sidecar: replay skips them, so the gap is reported again. */
   missing: Set<number>;
   events: StimulusEvent[];
 }

@@ -1,6 +1,8 @@
 // What the dashboard shows, as one accumulating record: every update is applied here and broadcast, so a browser
 // that joins late receives the session so far in one `snapshot` and then the same incremental updates as everyone.
 
+import type { PipelineAlert } from '../../pipeline/pipeline.js';
+
 export type ConnState = 'waiting' | 'connected' | 'disconnected' | 'streaming' | 'ended';
 
 export interface DashStatus {
@@ -68,14 +70,8 @@ export interface DashMetrics {
   model: Record<string, number>;
   baseline?: Record<string, number>;
 }
-export interface DashAlert {
-  level: 'info' | 'warn' | 'error';
-  code: string;
-  message: string;
-  at: number;
-  run?: string;
-  trial?: number;
-}
+/** The dashboard shows the pipeline's alerts as they are. */
+export type DashAlert = PipelineAlert;
 export interface DashSnapshot {
   status: DashStatus;
   runs: DashRun[];
