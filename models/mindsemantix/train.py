@@ -344,7 +344,7 @@ class BrainLM(_lightning().LightningModule):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tok.reshape(-1), ignore_index=-1)
 
     def train_dataloader(self):
-        from .data import TrialDataset, SubjectBatchSampler, collate_single_subject
+        from .data import SubjectBatchSampler, collate_single_subject
         from torch.utils.data import DataLoader
         ds = self.trainer.datamodule_ds
         sampler = SubjectBatchSampler(ds, self.tcfg[self.stage].get("batch_size", self.tcfg["batch_size"]), seed=self.tcfg["seed"], rank=self.global_rank,
