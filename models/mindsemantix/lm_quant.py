@@ -11,6 +11,7 @@ fast kernel and keeps the logits close to fp32 (captions still differ where the 
 43 % identical with the default bundle of 2026-11-26). The fp32 graph stays beside it (PyTorch parity, lmPrecision 'fp32')."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -79,12 +80,11 @@ def ensure_quantized(lm_dir: Path) -> bool:
 
 def main(argv=None) -> int:
     """python -m mindsemantix.lm_quant LM_DIR: add the quantized decoder to an exported lm/ folder (tests, other bundles)."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        sys.stderr.write("usage: python -m mindsemantix.lm_quant BUNDLE/lm\n")
-        return 2
+    ap = argparse.ArgumentParser(prog="python -m mindsemantix.lm_quant", description="Add lm/decoder.int8.onnx to an exported lm/ folder.")
+    ap.add_argument("lm_dir", metavar="BUNDLE/lm", help="the lm/ folder that python -m mindsemantix.bootstrap exported")
+    a = ap.parse_args(argv)
     try:
-        ensure_quantized(Path(args[0]))
+        ensure_quantized(Path(a.lm_dir))
     except FileNotFoundError as e:
         sys.stderr.write(f"[lm_quant] {e}\n")
         return 1
