@@ -16,24 +16,22 @@ import sharp from 'sharp';
 import { io as connect } from 'socket.io-client';
 import { decodeNifti, encodeNifti1Series } from '../scanner/nifti.js';
 import { runPaths } from '../server/recording.js';
+import { boolFlag, numberFlag, parseArgs, stringFlag } from '../cli/args.js';
 import type { DashSnapshot } from '../sinks/dashboard/dashboard-state.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/mindsemantix.mjs', import.meta.url));
 
 interface Args { volumes: number; tr: number; models?: string; keep: boolean; trialEvery: number }
 
-function parseArgs(argv: string[]): Args {
-  const a: Args = { volumes: 18000, tr: 1.6, keep: false, trialEvery: 8 };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i];
-    if (k === '--volumes') a.volumes = Number(argv[++i]);
-    else if (k === '--tr') a.tr = Number(argv[++i]);
-    else if (k === '--models') a.models = argv[++i];
-    else if (k === '--keep') a.keep = true;
-    else throw new Error(`unknown argument ${k}; use --volumes N --tr S --models DIR --keep`);
-  }
-  if (!(a.volumes > 0 && a.volumes <= 32767)) throw new Error('--volumes must be 1..32767 (one run).');
-  return a;
+function soakArgs(argv: string[]): Args {
+  const p = parseArgs('soak', argv, { volumes: { type: 'string', default: '18000' }, tr: { type: 'string', default: '1.6' }, models: { type: 'string' }, keep: { type: 'boolean' } });
+  return {
+    volumes: numberFlag('soak', p, 'volumes', { integer: true, min: 1, max: 32767 })!, // one run: the series' volume count is int16
+    tr: numberFlag('soak', p, 'tr', { min: 0.1 })!,
+    models: stringFlag(p, 'models'),
+    keep: boolFlag(p, 'keep'),
+    trialEvery: 8,
+  };
 }
 
 /** The session's volumes: 8×8×8 int16 (the tiny bundle's mask grid), a smooth anatomy plus noise. */
@@ -103,7 +101,7 @@ function lateJoiner(port: number): Promise<{ snap: DashSnapshot; bytes: number; 
 }
 
 async function main(): Promise<void> {
-  const a = parseArgs(process.argv.slice(2));
+  const a = soakArgs(process.argv.slice(2));
   const work = mkdtempSync(join(tmpdir(), 'msx-soak-'));
   const say = (m: string) => process.stderr.write(`soak: ${m}\n`);
   try {

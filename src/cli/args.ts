@@ -1,3 +1,4 @@
+import { parseArgs as nodeParseArgs } from 'node:util';
 import { UserError } from '../core/errors.js';
 
 /** Declares one `--flag`: `string` takes a value, `boolean` does not; `multiple` collects repeats. */
@@ -14,37 +15,38 @@ export interface ParsedArgs {
   positionals: string[];
 }
 
-/** Parses argv against a spec; unknown flags and missing values are usage errors with a sentence that says what to do. */
+/**
+ * Parses argv against a spec. node:util's parseArgs splits argv (`--name value`, `--name=value`, `--`, short groups);
+ * it runs non-strict and this checks its tokens, because its strict mode refuses a value that starts with a dash
+ * (`--offset -2`) and its errors are multi-line and name no command. Unknown flags, missing values and values outside
+ * `choices` are usage errors (exit 2), one sentence each, the first in argv order.
+ */
 export function parseArgs(command: string, argv: string[], specs: FlagSpecs): ParsedArgs {
+  const options: Record<string, { type: 'string' | 'boolean' }> = {};
+  for (const [name, spec] of Object.entries(specs)) options[name] = { type: spec.type };
+  const { tokens } = nodeParseArgs({ args: argv, options, strict: false, allowPositionals: true, tokens: true });
   const flags: ParsedArgs['flags'] = {};
   const positionals: string[] = [];
   for (const [name, spec] of Object.entries(specs)) if (spec.default !== undefined) flags[name] = spec.default;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--') { positionals.push(...argv.slice(i + 1)); break; }
-    if (!a.startsWith('-') || a === '-') { positionals.push(a); continue; }
-    let name = a.replace(/^-{1,2}/, '');
-    let value: string | undefined;
-    const eq = name.indexOf('=');
-    if (eq >= 0) { value = name.slice(eq + 1); name = name.slice(0, eq); }
-    const spec = specs[name];
-    if (!spec) throw new UserError(`${command}: unknown option --${name}; run \`mindsemantix ${command} --help\` for the options.`, 2);
+  for (const t of tokens) {
+    if (t.kind === 'positional') { positionals.push(t.value); continue; }
+    if (t.kind !== 'option') continue;
+    const spec = Object.hasOwn(specs, t.name) ? specs[t.name] : undefined;
+    if (!spec) throw new UserError(`${command}: unknown option ${t.rawName}; run \`mindsemantix ${command} --help\` for the options.`, 2);
     if (spec.type === 'boolean') {
-      if (value !== undefined) throw new UserError(`${command}: --${name} takes no value.`, 2);
-      flags[name] = true;
+      if (t.value !== undefined) throw new UserError(`${command}: ${t.rawName} takes no value.`, 2);
+      flags[t.name] = true;
       continue;
     }
-    if (value === undefined) {
-      value = argv[++i];
-      if (value === undefined) throw new UserError(`${command}: --${name} needs a value.`, 2);
-    }
+    const value = t.value;
+    if (value === undefined) throw new UserError(`${command}: ${t.rawName} needs a value.`, 2);
     if (spec.choices && !spec.choices.includes(value)) {
-      throw new UserError(`${command}: --${name} must be one of ${spec.choices.join(', ')} (got "${value}").`, 2);
+      throw new UserError(`${command}: ${t.rawName} must be one of ${spec.choices.join(', ')} (got "${value}").`, 2);
     }
     if (spec.multiple) {
-      const prev = flags[name];
-      flags[name] = Array.isArray(prev) ? [...prev, value] : [value];
-    } else flags[name] = value;
+      const prev = flags[t.name];
+      flags[t.name] = Array.isArray(prev) ? [...prev, value] : [value];
+    } else flags[t.name] = value;
   }
   return { flags, positionals };
 }
