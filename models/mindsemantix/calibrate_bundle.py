@@ -21,7 +21,7 @@ import torch
 
 from .model import BrainCaptioner, EncoderExport
 from .onnx_util import export_onnx, ort_session
-from .ridge import RidgeExport
+from .export import RidgeExport
 from .util import sha256_file, log
 
 

@@ -21,7 +21,6 @@ import torch
 
 from .model import BrainCaptioner, ModelConfig, EncoderExport, QFormerExport, GeneratorExport
 from .onnx_util import export_onnx, OPSET
-from .ridge import RidgeExport
 from .util import sha256_file, log
 
 # Keys as streams/config.ts reads them. The training data's estimator (sim/estimate.py) detrends (Legendre order 2)
@@ -37,6 +36,25 @@ DEFAULT_PREPROCESSING = {
 
 
 SHARED_WEIGHTS = "shared.safetensors"
+
+
+class RidgeExport(torch.nn.Module):
+    """The ridge baseline's graph (mindsemantix.ridge): voxels [B,V] → caption_embedding [B,E] (normalised).
+    W: [V,E] or reduced-rank factors (A [V,r], B [r,E])."""
+
+    def __init__(self, W, b: np.ndarray):
+        super().__init__()
+        f = W if isinstance(W, tuple) else (W,)
+        self.n = len(f)
+        for i, m in enumerate(f):
+            self.register_buffer(f"W{i}", torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32)))
+        self.register_buffer("b", torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32)))
+
+    def forward(self, voxels):
+        h = voxels @ self.W0
+        if self.n == 2:
+            h = h @ self.W1
+        return torch.nn.functional.normalize(h + self.b, dim=-1)
 
 
 def versions() -> dict:

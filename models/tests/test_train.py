@@ -5,7 +5,8 @@ import torch
 from mindsemantix import data as D
 from mindsemantix import fixtures as FX
 from mindsemantix.evaluate import fit_baselines, ridge_captions, train_caption_bank, references
-from mindsemantix.ridge import RidgeExport, ridge_predict
+from mindsemantix.export import RidgeExport
+from mindsemantix.ridge import ridge_predict
 from mindsemantix.train import contrastive
 
 

@@ -18,6 +18,7 @@ import sys
 import h5py
 import numpy as np
 
+from ..ridge import Ridge, choose_penalty
 from .estimate import ncsnr, noise_ceiling
 from .world import scene, scene_index
 
@@ -51,25 +52,6 @@ class BagOfWords:
         return E / (np.linalg.norm(E, axis=1, keepdims=True) + 1e-12)
 
 
-class KernelRidge:
-    """Linear ridge in its dual form (trials ≪ voxels): the Gram matrix is computed once for every λ."""
-
-    def __init__(self, Xtr: np.ndarray):
-        self.mu = Xtr.mean(0)
-        self.A = (Xtr - self.mu).astype(np.float32)
-        self.K = (self.A @ self.A.T).astype(np.float64)
-        self._alpha: dict = {}
-
-    def predict(self, Ytr: np.ndarray, Xte: np.ndarray, lam: float) -> np.ndarray:
-        from scipy.linalg import cho_factor, cho_solve
-
-        if lam not in self._alpha:
-            self._alpha = {lam: cho_factor(self.K + lam * np.eye(len(self.K)))}
-        ym = Ytr.mean(0)
-        alpha = cho_solve(self._alpha[lam], Ytr - ym)
-        return ((Xte - self.mu).astype(np.float32) @ self.A.T) @ alpha + ym
-
-
 def ridge_baseline(X, scenes, split, lam=None, n_val=0.1, seed=0) -> dict:
     """X [trials, V]; scenes int [trials]; split str [trials]. λ picked on held-out training scenes when None."""
     tr = split == "train"
@@ -81,21 +63,16 @@ def ridge_baseline(X, scenes, split, lam=None, n_val=0.1, seed=0) -> dict:
     Xte = np.stack([X[scenes == s].mean(0) for s in te_ids]).astype(np.float64)
     Yte = bow.embed([caps[int(s)] for s in te_ids])
     if lam is None:
-        rng = np.random.default_rng(seed)
-        perm = rng.permutation(len(Xtr))
-        nv = max(20, int(n_val * len(Xtr)))
-        v, f = perm[:nv], perm[nv:]
-        best = None
-        kr = KernelRidge(Xtr[f])
-        for cand in (1e2, 3e2, 1e3, 3e3, 1e4, 3e4, 1e5):
-            P = kr.predict(Ytr[f], Xtr[v], cand)
-            S = _cos(P, Ytr[v])
-            acc = (S.argmax(1) == np.arange(len(v))).mean()
-            if best is None or acc > best[0]:
-                best = (acc, cand)
-        lam = best[1]
-    kr = KernelRidge(Xtr)
-    P = kr.predict(Ytr, Xte, lam)
+        lam = choose_penalty(Xtr, Ytr, (1e2, 3e2, 1e3, 3e3, 1e4, 3e4, 1e5), _identification, val_frac=n_val, min_val=20, seed=seed)
+    # factor decoding (one-vs-rest ridge classifiers on the same voxels): the headroom a structured decoder can use;
+    # fitted with the caption embedding as one solve (the columns are independent)
+    factors = {"category": lambda sc: sc.primary.category, "colour": lambda sc: sc.primary.colour,
+               "count": lambda sc: sc.primary.count, "background": lambda sc: sc.background}
+    labels = {name: sorted({get(scene(int(s))) for s in np.unique(scenes)}, key=str) for name, get in factors.items()}
+    onehot = [np.array([[get(scene(int(s))) == lab for lab in labels[name]] for s in Str], np.float64) for name, get in factors.items()]
+    W, icpt = Ridge(Xtr).fit(np.hstack([Ytr, *onehot]), lam)
+    out = np.split(Xte @ W + icpt, np.cumsum([Ytr.shape[1]] + [len(v) for v in labels.values()])[:-1], axis=1)
+    P = out[0]
     S = _cos(P, Yte)
     n = len(te_ids)
     top1 = float((S.argmax(1) == np.arange(n)).mean())
@@ -111,18 +88,18 @@ def ridge_baseline(X, scenes, split, lam=None, n_val=0.1, seed=0) -> dict:
         same["colour"] += a.primary.colour == b.primary.colour
         same["count"] += a.primary.count == b.primary.count
         same["background"] += a.background == b.background
-    # factor decoding (one-vs-rest ridge classifiers on the same voxels): the headroom a structured decoder can use
-    factors = {"category": lambda sc: sc.primary.category, "colour": lambda sc: sc.primary.colour,
-               "count": lambda sc: sc.primary.count, "background": lambda sc: sc.background}
     factor_acc = {}
-    for name, get in factors.items():
-        labels = sorted({get(scene(int(s))) for s in np.unique(scenes)}, key=str)
-        Ltr = np.array([[get(scene(int(s))) == lab for lab in labels] for s in Str], np.float64)
-        pred = kr.predict(Ltr, Xte, lam).argmax(1)
-        factor_acc[name] = float(np.mean([labels[pred[i]] == get(scene(int(s))) for i, s in enumerate(te_ids)]))
+    for k, (name, get) in enumerate(factors.items()):
+        pred = out[k + 1].argmax(1)
+        factor_acc[name] = float(np.mean([labels[name][pred[i]] == get(scene(int(s))) for i, s in enumerate(te_ids)]))
     return {"test_scenes": n, "lambda": lam, "factor_accuracy": factor_acc, "top1": top1, "chance": 1.0 / n, "top5": float((rank < 5).mean()),
             "mean_rank": float(rank.mean()), "retrieval_match": {k: v / n for k, v in same.items()},
             "retrieved_examples": [[scene(int(te_ids[i])).captions[0], scene(int(tr_ids[hit[i]])).captions[0]] for i in range(3)]}
+
+
+def _identification(P, Y) -> float:
+    """How often a prediction is closest (cosine) to its own trial's target among the held-out trials'."""
+    return float((_cos(P, Y).argmax(1) == np.arange(len(Y))).mean())
 
 
 def _cos(P, Y):
