@@ -15,7 +15,7 @@ async function main(argv: string[]): Promise<number> {
     only: { type: 'string' }, device: { type: 'string', default: 'cpu', choices: ['cpu', 'webgpu', 'cuda'] },
     'lm-precision': { type: 'string', default: 'auto', choices: [...LM_PRECISIONS] },
     ...rerankFlagSpecs,
-  });
+  }, 'the options are in the usage line at the top of src/bench/main.ts');
   const rerank = parseRerank('bench', p);
   const only = new Set((stringFlag(p, 'only') ?? 'ingest,preprocess,decode').split(',').map((s) => s.trim()));
   for (const o of only) if (!['ingest', 'preprocess', 'decode'].includes(o)) throw new UserError(`bench: --only takes ingest, preprocess and/or decode (got "${o}").`, 2);
@@ -55,6 +55,6 @@ async function main(argv: string[]): Promise<number> {
 
 main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (err: unknown) => {
   const e = err as Error;
-  console.error(err instanceof UserError ? `mindsemantix bench: ${e.message}` : `mindsemantix bench: failed: ${e?.message ?? String(err)}`);
+  console.error(err instanceof UserError ? `mindsemantix ${e.message}` : `mindsemantix bench: failed: ${e?.message ?? String(err)}`);
   process.exitCode = 1;
 });

@@ -17,6 +17,7 @@ import { io as connect } from 'socket.io-client';
 import { decodeNifti, encodeNifti1Series } from '../scanner/nifti.js';
 import { runPaths } from '../server/recording.js';
 import { boolFlag, numberFlag, parseArgs, stringFlag } from '../cli/args.js';
+import { UserError } from '../core/errors.js';
 import type { DashSnapshot } from '../sinks/dashboard/dashboard-state.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/mindsemantix.mjs', import.meta.url));
@@ -24,7 +25,8 @@ const BIN = fileURLToPath(new URL('../../../bin/mindsemantix.mjs', import.meta.u
 interface Args { volumes: number; tr: number; models?: string; keep: boolean; trialEvery: number }
 
 function soakArgs(argv: string[]): Args {
-  const p = parseArgs('soak', argv, { volumes: { type: 'string', default: '18000' }, tr: { type: 'string', default: '1.6' }, models: { type: 'string' }, keep: { type: 'boolean' } });
+  const p = parseArgs('soak', argv, { volumes: { type: 'string', default: '18000' }, tr: { type: 'string', default: '1.6' }, models: { type: 'string' }, keep: { type: 'boolean' } },
+    'the options are --volumes N, --tr S, --models DIR and --keep');
   return {
     volumes: numberFlag('soak', p, 'volumes', { integer: true, min: 1, max: 32767 })!, // one run: the series' volume count is int16
     tr: numberFlag('soak', p, 'tr', { min: 0.1 })!,
@@ -176,4 +178,10 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+try {
+  await main();
+} catch (err) {
+  if (!(err instanceof UserError)) throw err;
+  process.stderr.write(`${err.message}\n`);
+  process.exitCode = err.exitCode;
+}

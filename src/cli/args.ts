@@ -19,9 +19,10 @@ export interface ParsedArgs {
  * Parses argv against a spec. node:util's parseArgs splits argv (`--name value`, `--name=value`, `--`, short groups);
  * it runs non-strict and this checks its tokens, because its strict mode refuses a value that starts with a dash
  * (`--offset -2`) and its errors are multi-line and name no command. Unknown flags, missing values and values outside
- * `choices` are usage errors (exit 2), one sentence each, the first in argv order.
+ * `choices` are usage errors (exit 2), one sentence each, the first in argv order. `usage` ends the unknown-option
+ * sentence (scripts that are not `mindsemantix` commands name their options there).
  */
-export function parseArgs(command: string, argv: string[], specs: FlagSpecs): ParsedArgs {
+export function parseArgs(command: string, argv: string[], specs: FlagSpecs, usage = `run \`mindsemantix ${command} --help\` for the options`): ParsedArgs {
   const options: Record<string, { type: 'string' | 'boolean' }> = {};
   for (const [name, spec] of Object.entries(specs)) options[name] = { type: spec.type };
   const { tokens } = nodeParseArgs({ args: argv, options, strict: false, allowPositionals: true, tokens: true });
@@ -32,7 +33,7 @@ export function parseArgs(command: string, argv: string[], specs: FlagSpecs): Pa
     if (t.kind === 'positional') { positionals.push(t.value); continue; }
     if (t.kind !== 'option') continue;
     const spec = Object.hasOwn(specs, t.name) ? specs[t.name] : undefined;
-    if (!spec) throw new UserError(`${command}: unknown option ${t.rawName}; run \`mindsemantix ${command} --help\` for the options.`, 2);
+    if (!spec) throw new UserError(`${command}: unknown option ${t.rawName}; ${usage}.`, 2);
     if (spec.type === 'boolean') {
       if (t.value !== undefined) throw new UserError(`${command}: ${t.rawName} takes no value.`, 2);
       flags[t.name] = true;

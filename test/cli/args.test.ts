@@ -44,6 +44,8 @@ test('usage errors are one sentence naming the flag and what to do', () => {
   assert.equal(usageError(['--precision', 'fp8']), 'demo: --precision must be one of auto, fp32 (got "fp8").');
   assert.equal(usageError(['--constructor']), 'demo: unknown option --constructor; run `mindsemantix demo --help` for the options.');
   assert.equal(usageError(['-x']), 'demo: unknown option -x; run `mindsemantix demo --help` for the options.');
+  // a script that is not a mindsemantix command names its options itself
+  assert.throws(() => parseArgs('soak', ['--frob'], specs, 'the options are --out and --json'), { message: 'soak: unknown option --frob; the options are --out and --json.' });
   // the first problem in argv order is the one reported
   assert.match(usageError(['--out', 'x', '--frob', '--json=1']), /unknown option --frob/);
 });
