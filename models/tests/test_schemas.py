@@ -69,3 +69,17 @@ def test_the_exporter_refuses_a_bad_preprocessing_block(tmp_path, monkeypatch):
     with pytest.raises(schemas.SchemaViolation, match=r'unknown field "preprocessing\.detrend\.polort"'):
         export.export_tiny(tmp_path / "b", seed=3)
     assert (tmp_path / "b" / "qformer.onnx").exists() and not (tmp_path / "b" / "manifest.json").exists()
+
+
+def test_calibrate_refuses_an_input_bundle_whose_manifest_breaks_the_contract(tmp_path):
+    from types import SimpleNamespace
+    from mindsemantix.calibrate import run
+    from mindsemantix.calibrate_data import CalibrationInputError
+    m = json.loads((ROOT / "models" / "bundles" / "default" / "manifest.json").read_text())
+    del m["dims"]["E"]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "manifest.json").write_text(json.dumps(m))
+    a = SimpleNamespace(bundle=str(tmp_path / "in"), out=str(tmp_path / "out"), subject="p01", threads=1, seed=0, replace=False)
+    with pytest.raises(CalibrationInputError, match=r'^.*/in: manifest\.json has no field "dims\.E" \(an integer ≥ 1\); pass --bundle with a folder'):
+        run(a)
+    assert not (tmp_path / "out").exists()
