@@ -1,6 +1,7 @@
 // Preprocessing configuration: the model bundle's manifest `preprocessing` block, overridden by a config file and
 // the CLI (later sources win), validated once with one-sentence errors.
 import { UserError } from '../src/core/errors.js';
+import { schemaCheck, shortJson, type SchemaCheck } from '../src/core/schemas/validator.js';
 
 export interface PreprocessConfig {
   /** Repetition time, s. */
@@ -72,111 +73,63 @@ export function parseConfigOverrides(pairs: string[]): Json {
   return out;
 }
 
-const KNOWN: Record<string, string[]> = {
-  '': ['tr', 'discard_volumes', 'subject', 'motion', 'smoothing_fwhm_mm', 'detrend', 'zscore', 'response',
-    'fd_threshold_mm', 'lag_alarm_fraction', 'mask'],
-  motion: ['enabled', 'reference', 'samples', 'max_iterations', 'interpolation', 'fd_radius_mm', 'emit_corrected'],
-  detrend: ['mode', 'window_volumes', 'max_order', 'seconds_per_order', 'motion_regressors'],
-  zscore: ['mode', 'baseline_volumes'],
-  response: ['method', 'window', 'lss_window', 'history_s'],
-};
-
 function fail(msg: string): never {
   throw new UserError(`preprocessing config: ${msg}`);
 }
 
-function num(o: Json, key: string, path: string, dflt: number | undefined, check: (n: number) => boolean, what: string): number {
-  const v = o[key];
-  if (v === undefined) {
-    if (dflt === undefined) fail(`${path}${key} is missing; set it to ${what} in the bundle manifest, config file or CLI.`);
-    return dflt;
-  }
-  if (typeof v !== 'number' || !Number.isFinite(v) || !check(v)) fail(`${path}${key} is ${JSON.stringify(v)}; it must be ${what}.`);
-  return v;
-}
-
-function oneOf<T extends string>(o: Json, key: string, path: string, dflt: T, allowed: readonly T[]): T {
-  const v = o[key];
-  if (v === undefined) return dflt;
-  if (typeof v !== 'string' || !allowed.includes(v as T)) fail(`${path}${key} is ${JSON.stringify(v)}; use one of ${allowed.join(', ')}.`);
-  return v as T;
-}
-
-function bool(o: Json, key: string, path: string, dflt: boolean): boolean {
-  const v = o[key];
-  if (v === undefined) return dflt;
-  if (typeof v !== 'boolean') fail(`${path}${key} is ${JSON.stringify(v)}; use true or false.`);
-  return v;
-}
-
-function pair(o: Json, key: string, path: string, dflt: [number, number]): [number, number] {
-  const v = o[key];
-  if (v === undefined) return dflt;
-  if (!Array.isArray(v) || v.length !== 2 || !v.every((x) => typeof x === 'number' && Number.isFinite(x)) || !(v[1] > v[0])) {
-    fail(`${path}${key} is ${JSON.stringify(v)}; it must be [start, end] in seconds after onset with end > start.`);
-  }
-  return [v[0], v[1]];
-}
-
-function section(o: Json, key: string): Json {
-  const v = o[key];
-  if (v === undefined) return {};
-  if (!isObj(v)) fail(`${key} must be an object.`);
-  const known = KNOWN[key] ?? [];
-  for (const k of Object.keys(v)) if (!known.includes(k)) fail(`unknown field ${key}.${k}; known fields: ${known.join(', ')}.`);
-  return v;
-}
+// Fields, ranges and defaults are src/core/schemas/preprocessing-config.schema.json (the manifest's block is checked
+// against the same file by models/ before a bundle is written); the schema check fills in the defaults.
+let check: SchemaCheck | undefined;
 
 /**
  * Validates and completes a preprocessing configuration. Accepts the manifest's snake_case block (several sources
  * are merged, later winning: manifest, config file, CLI overrides). Throws UserError with one sentence on bad input.
  */
 export function parsePreprocessConfig(...sources: unknown[]): PreprocessConfig {
-  const j = mergeConfigSources(...sources);
-  for (const k of Object.keys(j)) if (!KNOWN[''].includes(k)) fail(`unknown field ${k}; known fields: ${KNOWN[''].join(', ')}.`);
-  const tr = num(j, 'tr', '', undefined, (n) => n > 0 && n < 60, 'the repetition time in seconds (e.g. 2)');
-  const m = section(j, 'motion'), d = section(j, 'detrend'), z = section(j, 'zscore'), r = section(j, 'response');
-  const ref = m.reference;
-  if (ref !== undefined && ref !== 'first' && !(typeof ref === 'number' && Number.isInteger(ref) && ref >= 0)) {
-    fail(`motion.reference is ${JSON.stringify(ref)}; use "first" or a volume index (integer ≥ 0).`);
-  }
-  const subject = j.subject === undefined ? '' : j.subject;
-  if (typeof subject !== 'string') fail(`subject is ${JSON.stringify(subject)}; it must be a string.`);
+  // A copy: the merge shares nested objects with its sources, and the check fills defaults in place.
+  const j = structuredClone(mergeConfigSources(...sources));
+  check ??= schemaCheck('preprocessing-config', '', { useDefaults: true });
+  const p = check(j);
+  if (p?.kind === 'missing') fail(`${p.field} is missing; set it to ${p.expected} in the bundle manifest, config file or CLI.`);
+  if (p?.kind === 'unknown') fail(`unknown field ${p.field}; known fields: ${p.known?.join(', ')}.`);
+  if (p) fail(`${p.field} is ${shortJson(p.value)}; it must be ${p.expected}.`);
+  // Complete and valid from here on: every field has its schema default.
+  const m = j.motion as Json, d = j.detrend as Json, z = j.zscore as Json, r = j.response as Json;
   const cfg: PreprocessConfig = {
-    tr,
-    discardVolumes: num(j, 'discard_volumes', '', 0, (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0'),
-    subject,
+    tr: j.tr as number,
+    discardVolumes: j.discard_volumes as number,
+    subject: j.subject as string,
     motion: {
-      enabled: bool(m, 'enabled', 'motion.', true),
-      reference: (ref as 'first' | number | undefined) ?? 'first',
-      samples: num(m, 'samples', 'motion.', 10000, (n) => Number.isInteger(n) && n >= 100, 'an integer ≥ 100'),
-      maxIterations: num(m, 'max_iterations', 'motion.', 40, (n) => Number.isInteger(n) && n >= 1, 'an integer ≥ 1'),
-      interpolation: oneOf(m, 'interpolation', 'motion.', 'trilinear', ['trilinear', 'cubic'] as const),
-      fdRadiusMm: num(m, 'fd_radius_mm', 'motion.', 50, (n) => n > 0, 'a positive radius in mm'),
-      emitCorrected: bool(m, 'emit_corrected', 'motion.', false),
+      enabled: m.enabled as boolean,
+      reference: m.reference as 'first' | number,
+      samples: m.samples as number,
+      maxIterations: m.max_iterations as number,
+      interpolation: m.interpolation as 'trilinear' | 'cubic',
+      fdRadiusMm: m.fd_radius_mm as number,
+      emitCorrected: m.emit_corrected as boolean,
     },
-    smoothingFwhmMm: num(j, 'smoothing_fwhm_mm', '', 0, (n) => n >= 0 && n <= 20, 'a FWHM in mm between 0 (off) and 20'),
+    smoothingFwhmMm: j.smoothing_fwhm_mm as number,
     detrend: {
-      mode: oneOf(d, 'mode', 'detrend.', 'cumulative', ['cumulative', 'window'] as const),
-      windowVolumes: num(d, 'window_volumes', 'detrend.', 100, (n) => Number.isInteger(n) && n >= 10, 'an integer ≥ 10'),
-      maxOrder: num(d, 'max_order', 'detrend.', 8, (n) => Number.isInteger(n) && n >= 0 && n <= 30, 'an integer from 0 to 30'),
-      secondsPerOrder: num(d, 'seconds_per_order', 'detrend.', 150, (n) => n > 0, 'a positive number of seconds'),
-      motionRegressors: bool(d, 'motion_regressors', 'detrend.', true),
+      mode: d.mode as 'cumulative' | 'window',
+      windowVolumes: d.window_volumes as number,
+      maxOrder: d.max_order as number,
+      secondsPerOrder: d.seconds_per_order as number,
+      motionRegressors: d.motion_regressors as boolean,
     },
-    zscore: {
-      mode: oneOf(z, 'mode', 'zscore.', 'running', ['running', 'baseline'] as const),
-      baselineVolumes: num(z, 'baseline_volumes', 'zscore.', 20, (n) => Number.isInteger(n) && n >= 2, 'an integer ≥ 2'),
-    },
+    zscore: { mode: z.mode as 'running' | 'baseline', baselineVolumes: z.baseline_volumes as number },
     response: {
-      method: oneOf(r, 'method', 'response.', 'window-mean', ['window-mean', 'lss-beta'] as const),
-      window: pair(r, 'window', 'response.', [4, 8]),
-      lssWindow: pair(r, 'lss_window', 'response.', [-40, 16]),
-      historySeconds: num(r, 'history_s', 'response.', 60, (n) => n >= 0 && n <= 3600, 'seconds between 0 and 3600'),
+      method: r.method as 'window-mean' | 'lss-beta',
+      window: [...(r.window as [number, number])],
+      lssWindow: [...(r.lss_window as [number, number])],
+      historySeconds: r.history_s as number,
     },
-    fdThresholdMm: num(j, 'fd_threshold_mm', '', 0.9, (n) => n > 0, 'a positive displacement in mm'),
-    lagAlarmFraction: num(j, 'lag_alarm_fraction', '', 1, (n) => n > 0, 'a positive fraction of the TR'),
+    fdThresholdMm: j.fd_threshold_mm as number,
+    lagAlarmFraction: j.lag_alarm_fraction as number,
   };
-  if (cfg.response.window[0] < 0) fail('response.window starts before the onset; use a start ≥ 0 s.');
+  // What the schema cannot say: relations between values.
+  for (const [key, w] of [['window', cfg.response.window], ['lss_window', cfg.response.lssWindow]] as const) {
+    if (!(w[1] > w[0])) fail(`response.${key} is ${JSON.stringify(w)}; it must be [start, end] in seconds after onset with end > start.`);
+  }
   if (cfg.detrend.mode === 'window' && cfg.detrend.windowVolumes <= cfg.detrend.maxOrder + 1 + (cfg.detrend.motionRegressors ? 6 : 0)) {
     fail(`detrend.window_volumes (${cfg.detrend.windowVolumes}) must exceed the number of regressors; raise it or lower detrend.max_order.`);
   }

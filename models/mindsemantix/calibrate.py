@@ -25,6 +25,7 @@ import torch
 
 from .calibrate_data import BundleTextEncoder, CalibrationInputError, load_calibration, read_captions
 from .calibrate_fit import FitConfig, fit_readout, fit_ridge_baseline, heldout_split, retrieval_scores
+from .schemas import check, manifest_problem_text
 from .util import log
 
 
@@ -64,6 +65,10 @@ def run(a) -> dict:
     torch.manual_seed(a.seed)
     bundle, out = Path(a.bundle), Path(a.out)
     manifest = json.loads((bundle / "manifest.json").read_text())
+    problem = check("bundle-manifest", manifest)
+    if problem is not None:
+        raise CalibrationInputError(f"{bundle}: {manifest_problem_text(problem)}; pass --bundle with a folder written by "
+                                    "`python -m mindsemantix.export` (or re-export this one).")
     if out.exists():
         raise CalibrationInputError(f"{out} already exists; pass a new --out folder (calibrate never overwrites a bundle).")
     if a.subject in manifest["subjects"] and not a.replace:

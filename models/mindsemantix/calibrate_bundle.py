@@ -22,6 +22,7 @@ import torch
 from .model import BrainCaptioner, EncoderExport
 from .onnx_util import export_onnx, ort_session
 from .export import RidgeExport
+from .schemas import validate_manifest
 from .util import sha256_file, log
 
 
@@ -105,6 +106,7 @@ def write_calibrated_bundle(src: Path, out: Path, manifest: dict, subject: str, 
         m["name"] = manifest["name"] if manifest["name"].endswith(f"+{subject}") else f"{manifest['name']}+{subject}"
         m["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         m.setdefault("calibration", {})[subject] = record
+        validate_manifest(m, f"calibrated bundle {out}")  # the contract src/inference checks at load
         (tmp / "manifest.json").write_text(json.dumps(m, indent=2))
         os.rename(tmp, out)
     except BaseException:

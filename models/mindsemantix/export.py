@@ -21,6 +21,7 @@ import torch
 
 from .model import BrainCaptioner, ModelConfig, EncoderExport, QFormerExport, GeneratorExport
 from .onnx_util import export_onnx, OPSET
+from .schemas import validate_manifest
 from .util import sha256_file, log
 
 # Keys as streams/config.ts reads them. The training data's estimator (sim/estimate.py) detrends (Legendre order 2)
@@ -155,6 +156,8 @@ def write_bundle(out: Path, *, name: str, model: BrainCaptioner, masks: dict, te
     }
     if extra:
         manifest.update(extra)
+    # the contract src/inference checks at load (src/core/schemas/bundle-manifest.schema.json): fail here, not there
+    validate_manifest(manifest, f"export to {out}")
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     log(f"export: manifest.json with {len(files)} files")
     return manifest

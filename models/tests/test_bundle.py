@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mindsemantix import schemas
 from mindsemantix.onnx_util import ort_session
 from mindsemantix.util import sha256_file
 
@@ -19,6 +20,7 @@ def manifest():
 def test_default_bundle_files_and_checksums(manifest):
     import nibabel as nib
     assert manifest["format"] == "mindsemantix-bundle" and manifest["version"] == 1 and "random" not in manifest
+    assert schemas.check("bundle-manifest", manifest) is None  # src/core/schemas/bundle-manifest.schema.json
     for rel, sha in manifest["files"].items():
         assert sha256_file(BUNDLE / rel) == sha, f"{rel} changed since export"
     for sub, e in manifest["subjects"].items():

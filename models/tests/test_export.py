@@ -6,6 +6,7 @@ import onnx
 import pytest
 import torch
 
+from mindsemantix import schemas
 from mindsemantix.export import export_tiny
 from mindsemantix.caption import BundleRunner, greedy_torch
 from mindsemantix.onnx_util import ort_session
@@ -31,6 +32,7 @@ def test_bundle_is_complete_with_checksums(tiny):
     out, _ = tiny
     m = json.loads((out / "manifest.json").read_text())
     assert m["format"] == "mindsemantix-bundle" and m["version"] == 1
+    assert schemas.check("bundle-manifest", m) is None  # the contract src/inference loads it by
     for k in ("T", "D", "Q", "D_lm", "E"):
         assert isinstance(m["dims"][k], int) and m["dims"][k] > 0
     for rel, sha in m["files"].items():

@@ -1,10 +1,11 @@
-// Model bundle loading: the manifest (docs/ARCHITECTURE.md "Model bundle") is validated once here, and every file it
-// lists is checked against its sha256, so a half-copied or stale bundle fails at start-up with one clear sentence
-// instead of producing wrong captions later.
+// Model bundle loading: the manifest (docs/ARCHITECTURE.md "Model bundle") is validated once here against its schema
+// (src/core/schemas/bundle-manifest.schema.json), and every file it lists is checked against its sha256, so a
+// half-copied or stale bundle fails at start-up with one clear sentence instead of producing wrong captions later.
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { schemaCheck, shortJson, type SchemaCheck } from '../core/schemas/validator.js';
 
 /** A bundle problem the user can fix; the message is one sentence that says what to do. */
 export class BundleError extends Error {
@@ -78,40 +79,26 @@ function fail(dir: string, what: string): never {
 function isObj(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
-function isIntArray(v: unknown): v is number[] {
-  return Array.isArray(v) && v.every((x) => Number.isInteger(x));
-}
+
+// The manifest's shape is src/core/schemas/bundle-manifest.schema.json, the same file models/ checks before writing one.
+let checkManifest: SchemaCheck | undefined;
 
 /** Validates the parsed manifest's shape; returns it typed or throws one BundleError naming the first bad field. */
 export function validateManifest(dir: string, m: unknown): BundleManifest {
-  const bad = (field: string, expect: string): never =>
-    fail(dir, `manifest.json field "${field}" must be ${expect}; re-export the bundle with \`python -m mindsemantix.export\`.`);
-  if (!isObj(m)) bad('(root)', 'a JSON object');
-  const o = m as Record<string, unknown>;
-  if (o.format !== 'mindsemantix-bundle') bad('format', '"mindsemantix-bundle"');
-  if (o.version !== 1) fail(dir, `manifest.json has version ${JSON.stringify(o.version)} but this build reads version 1; use a matching mindsemantix release or re-export the bundle.`);
-  if (typeof o.name !== 'string') bad('name', 'a string');
-  if (!isObj(o.subjects) || Object.keys(o.subjects).length === 0) bad('subjects', 'an object with at least one subject');
-  for (const [id, s] of Object.entries(o.subjects as Record<string, unknown>)) {
-    if (!isObj(s)) bad(`subjects.${id}`, 'an object');
-    const e = s as Record<string, unknown>;
-    if (!Number.isInteger(e.voxels) || (e.voxels as number) <= 0) bad(`subjects.${id}.voxels`, 'a positive integer');
-    for (const k of ['mask', 'encoder']) if (typeof e[k] !== 'string') bad(`subjects.${id}.${k}`, 'a file path');
-    if (e.baseline !== undefined && typeof e.baseline !== 'string') bad(`subjects.${id}.baseline`, 'a file path');
+  const fix = 're-export the bundle with `python -m mindsemantix.export`.';
+  // The version first: a newer bundle should say so, not fail on whichever field changed.
+  if (isObj(m) && m.version !== 1) {
+    fail(dir, `manifest.json has version ${JSON.stringify(m.version)} but this build reads version 1; use a matching mindsemantix release or re-export the bundle.`);
   }
-  if (!isObj(o.dims)) bad('dims', 'an object');
-  const d = o.dims as Record<string, unknown>;
-  for (const k of ['T', 'D', 'Q', 'D_lm', 'E']) if (!Number.isInteger(d[k]) || (d[k] as number) <= 0) bad(`dims.${k}`, 'a positive integer');
-  if (!isIntArray(d.image) || d.image.length !== 3) bad('dims.image', 'an array [3, H, W]');
-  if (!isObj(o.preprocessing)) bad('preprocessing', 'an object');
-  if (!isObj(o.generation)) bad('generation', 'an object');
-  const g = o.generation as Record<string, unknown>;
-  for (const k of ['max_new_tokens', 'num_layers', 'num_kv_heads', 'head_dim']) {
-    if (!Number.isInteger(g[k]) || (g[k] as number) <= 0) bad(`generation.${k}`, 'a positive integer');
+  checkManifest ??= schemaCheck('bundle-manifest');
+  const p = checkManifest(m);
+  if (p) {
+    if (p.field === '') fail(dir, `manifest.json must be a JSON object; ${fix}`);
+    if (p.kind === 'missing') fail(dir, `manifest.json has no field "${p.field}" (${p.expected}); ${fix}`);
+    if (p.kind === 'unknown') fail(dir, `manifest.json has an unknown field "${p.field}" (known: ${p.known?.join(', ')}); ${fix}`);
+    fail(dir, `manifest.json field "${p.field}" must be ${p.expected} (it is ${shortJson(p.value)}); ${fix}`);
   }
-  for (const k of ['eos_token_ids', 'prefix_ids', 'suffix_ids']) if (!isIntArray(g[k])) bad(`generation.${k}`, 'an array of token ids');
-  if (!isObj(o.files)) bad('files', 'an object of {path: sha256}');
-  return o as unknown as BundleManifest;
+  return m as BundleManifest;
 }
 
 export async function sha256File(path: string): Promise<string> {

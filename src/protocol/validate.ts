@@ -6,41 +6,23 @@ import {
 } from './messages.js';
 import { ProtocolError } from './errors.js';
 import { decodeInlineImage } from './inlineImage.js';
+import { schemaCheck, shortJson, type SchemaCheck } from '../core/schemas/validator.js';
 
 export { ProtocolError };
 
 type Obj = Record<string, unknown>;
 
-function str(o: Obj, k: string, what: string, opt = false): string | undefined {
-  const v = o[k];
-  if (v === undefined && opt) return undefined;
-  if (typeof v !== 'string' || v.length === 0 || v.length > 256) {
-    throw new ProtocolError('bad-message', `${what}: "${k}" must be a non-empty string of at most 256 characters.`);
-  }
-  return v;
-}
-function num(o: Obj, k: string, what: string, { min = -Infinity, int = false, opt = false } = {}): number | undefined {
-  const v = o[k];
-  if (v === undefined && opt) return undefined;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || (int && !Number.isInteger(v))) {
-    throw new ProtocolError('bad-message', `${what}: "${k}" must be a finite ${int ? 'integer' : 'number'}${min > -Infinity ? ` ≥ ${min}` : ''}.`);
-  }
-  return v;
-}
-function numArray(o: Obj, k: string, what: string, len: number, { int = false, positive = false } = {}): number[] {
-  const v = o[k];
-  if (!Array.isArray(v) || v.length !== len || !v.every((x) => typeof x === 'number' && Number.isFinite(x) && (!int || Number.isInteger(x)) && (!positive || x > 0))) {
-    throw new ProtocolError('bad-message', `${what}: "${k}" must be an array of ${len} finite${positive ? ' positive' : ''} ${int ? 'integers' : 'numbers'}.`);
-  }
-  return v as number[];
-}
-/** Session, run and subject labels end up in file names: BIDS-safe characters only. */
-function label(o: Obj, k: string, what: string): string {
-  const v = str(o, k, what)!;
-  if (!/^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(v)) {
-    throw new ProtocolError('bad-message', `${what}: "${k}" may contain only letters, digits, "_" and "-" (got ${JSON.stringify(v.slice(0, 40))}).`);
-  }
-  return v;
+// Field rules are src/core/schemas/protocol-v1.schema.json, one sub-schema per message (`#/$defs/<type>`).
+const checks = new Map<string, SchemaCheck>();
+
+/** Checks `o` against the schema's `$defs/<def>`; throws one bad-message sentence naming the first bad field. */
+function check(o: Obj, def: string, what: string): void {
+  let c = checks.get(def);
+  if (!c) checks.set(def, (c = schemaCheck('protocol-v1', `#/$defs/${def}`)));
+  const p = c(o);
+  if (!p) return;
+  const got = p.kind === 'missing' ? 'it is missing' : `got ${shortJson(p.value)}`;
+  throw new ProtocolError('bad-message', `${what}: "${p.field}" must be ${p.expected} (${got}).`);
 }
 
 export function parseJson(text: string, what: string): Obj {
@@ -68,32 +50,28 @@ export function parseClientMessage(text: string): ReceivedMessage {
   switch (type) {
     case 'hello': {
       checkVersion(o, 'hello');
+      check(o, type, type);
+      // A token of another type is kept as '' so that it fails authentication like a wrong one.
       const token = o.token === undefined ? undefined : (typeof o.token === 'string' ? o.token : '');
-      const m: HelloMessage = { type, v: PROTOCOL_VERSION, client: str(o, 'client', 'hello')!, token };
+      const m: HelloMessage = { type, v: PROTOCOL_VERSION, client: o.client as string, token };
       return m;
     }
     case 'run-start': {
-      const w = 'run-start';
+      check(o, type, type);
       const m: RunStartMessage = {
-        type, session: label(o, 'session', w), run: label(o, 'run', w), subject: label(o, 'subject', w), task: label(o, 'task', w),
-        tr: num(o, 'tr', w, { min: 1e-3 })!,
-        dims: numArray(o, 'dims', w, 3, { int: true, positive: true }) as [number, number, number],
-        voxelSize: numArray(o, 'voxelSize', w, 3, { positive: true }) as [number, number, number],
-        affine: numArray(o, 'affine', w, 16),
+        type, session: o.session as string, run: o.run as string, subject: o.subject as string, task: o.task as string,
+        tr: o.tr as number, dims: o.dims as [number, number, number], voxelSize: o.voxelSize as [number, number, number],
+        affine: o.affine as number[],
       };
       return m;
     }
     case 'event': {
-      const w = 'event';
-      const refs = o.references;
-      if (refs !== undefined && !(Array.isArray(refs) && refs.length <= 64 && refs.every((r) => typeof r === 'string' && r.length < 4096))) {
-        throw new ProtocolError('bad-message', 'event: "references" must be an array of at most 64 strings.');
-      }
+      check(o, type, type);
       const m: ReceivedEvent = {
-        type, session: label(o, 'session', w), run: label(o, 'run', w),
-        trial: num(o, 'trial', w, { min: 0, int: true })!, onset: num(o, 'onset', w)!, duration: num(o, 'duration', w, { min: 0 })!,
-        stimulusId: str(o, 'stimulusId', w)!, trialType: str(o, 'trialType', w, true),
-        references: refs as string[] | undefined, image: str(o, 'image', w, true),
+        type, session: o.session as string, run: o.run as string,
+        trial: o.trial as number, onset: o.onset as number, duration: o.duration as number,
+        stimulusId: o.stimulusId as string, trialType: o.trialType as string | undefined,
+        references: o.references as string[] | undefined, image: o.image as string | undefined,
       };
       // A bad image must not cost the event (its timing matters more): refuse the image alone, say why.
       if (o.imageData !== undefined) {
@@ -107,10 +85,9 @@ export function parseClientMessage(text: string): ReceivedMessage {
       return m;
     }
     case 'run-end': {
-      const w = 'run-end';
+      check(o, type, type);
       const m: RunEndMessage = {
-        type, session: label(o, 'session', w), run: label(o, 'run', w),
-        volumes: num(o, 'volumes', w, { min: 0, int: true })!, events: num(o, 'events', w, { min: 0, int: true })!,
+        type, session: o.session as string, run: o.run as string, volumes: o.volumes as number, events: o.events as number,
       };
       return m;
     }
@@ -121,12 +98,11 @@ export function parseClientMessage(text: string): ReceivedMessage {
 
 export function parseVolumeHeader(o: Obj): VolumeFrameHeader {
   checkVersion(o, 'volume frame');
-  const w = 'volume frame header';
+  check(o, 'volume-header', 'volume frame header');
   return {
-    v: PROTOCOL_VERSION, session: label(o, 'session', w), run: label(o, 'run', w),
-    index: num(o, 'index', w, { min: 0, int: true })!, seq: num(o, 'seq', w, { min: 0, int: true })!,
-    tr: num(o, 'tr', w, { min: 1e-3 })!, acquisitionTime: num(o, 'acquisitionTime', w)!,
-    seenAt: num(o, 'seenAt', w, { opt: true }), readAt: num(o, 'readAt', w, { opt: true }), sentAt: num(o, 'sentAt', w)!,
+    v: PROTOCOL_VERSION, session: o.session as string, run: o.run as string,
+    index: o.index as number, seq: o.seq as number, tr: o.tr as number, acquisitionTime: o.acquisitionTime as number,
+    seenAt: o.seenAt as number | undefined, readAt: o.readAt as number | undefined, sentAt: o.sentAt as number,
   };
 }
 

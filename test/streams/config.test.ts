@@ -23,10 +23,10 @@ test('bad configurations fail at start with one clear sentence', () => {
   const cases: [unknown, RegExp][] = [
     [{}, /tr is missing; set it to the repetition time/],
     [{ tr: -2 }, /tr is -2; it must be the repetition time/],
-    [{ tr: 2, response: { method: 'glm' } }, /response\.method is "glm"; use one of window-mean, lss-beta/],
+    [{ tr: 2, response: { method: 'glm' } }, /response\.method is "glm"; it must be one of window-mean, lss-beta\./],
     [{ tr: 2, response: { window: [8, 4] } }, /response\.window is \[8,4\]; it must be \[start, end\]/],
     [{ tr: 2, detrend: { polort: 3 } }, /unknown field detrend\.polort/],
-    [{ tr: 2, motion: { reference: 'mean' } }, /motion\.reference is "mean"; use "first" or a volume index/],
+    [{ tr: 2, motion: { reference: 'mean' } }, /motion\.reference is "mean"; it must be "first" or a volume index/],
     [{ tr: 2, discard_volumes: 1.5 }, /discard_volumes is 1\.5; it must be an integer/],
     [[1, 2], /must be a JSON object/],
   ];
