@@ -14,7 +14,7 @@ Stages (each starts from the previous stage's weights, `<out>/<stage>.pt`):
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
 import json
 import math
 import os
@@ -27,40 +27,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from .model import BrainCaptioner, ModelConfig
+from .train_config import ConfigError, DataConfig, TrainingConfig, TrainSection, load_config, section
 from .util import log
 
 STAGES = ("ssl", "stage1", "stage2")
 
 
-# ---- config -------------------------------------------------------------------------------------------------------
+# ---- data ---------------------------------------------------------------------------------------------------------
 
-def load_config(path: Path) -> dict:
-    import yaml
-    cfg = yaml.safe_load(Path(path).read_text())
-    base = cfg.pop("extends", None)
-    if base:
-        parent = load_config(Path(path).parent / base)
-        cfg = _merge(parent, cfg)
-    return cfg
-
-
-def _merge(a: dict, b: dict) -> dict:
-    out = copy.deepcopy(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def load_corpus(dcfg: dict):
+def load_corpus(dcfg: DataConfig | dict):
+    """The corpus a config's data section names (a plain dict: the data section of a run's saved config)."""
     from . import data as D
-    src = dcfg.get("source", "sim")
-    if src == "sim":
-        return D.load_sim(Path(dcfg["root"]), dcfg.get("field", "responses"), dcfg.get("subjects"))
-    if src == "nsd-hdf5":
-        return D.load_nsd_hdf5(dcfg["subjects"], Path(dcfg["captions"]), dcfg.get("stim_info"), None, dcfg.get("stimuli_h5"))
-    if src == "nsd-wds":
-        return D.load_nsd_wds(dcfg["subjects"], Path(dcfg["captions"]), dcfg.get("stim_info"))
-    raise ValueError(f"data.source {src!r} is not one of sim, nsd-hdf5, nsd-wds")
+    d = section(DataConfig, dcfg, "data", "the data section")
+    if d.source == "sim":
+        if d.root is None:
+            raise ConfigError("data.root is not set: give the simulated dataset's folder with --data DIR or data.root in the config.")
+        return D.load_sim(Path(d.root), d.field, d.subjects)
+    if d.subjects is None or d.captions is None:
+        raise ConfigError(f"data.source {d.source} needs data.subjects (id → files) and data.captions: set both in the config.")
+    if d.source == "nsd-hdf5":
+        return D.load_nsd_hdf5(d.subjects, Path(d.captions), d.stim_info, None, d.stimuli_h5)
+    return D.load_nsd_wds(d.subjects, Path(d.captions), d.stim_info)
 
 
 # ---- losses -------------------------------------------------------------------------------------------------------
@@ -88,9 +75,9 @@ def _lightning():
 
 
 class BrainLM(_lightning().LightningModule):
-    def __init__(self, mcfg: ModelConfig, tcfg: dict, stage: str, subjects: list[str], targets: dict, lm, gen: dict):
+    def __init__(self, mcfg: ModelConfig, tcfg: TrainSection, stage: str, subjects: list[str], targets: dict, lm, gen: dict, seed: int = 0):
         super().__init__()
-        self.mcfg, self.tcfg, self.stage, self.subjects = mcfg, tcfg, stage, subjects
+        self.mcfg, self.tcfg, self.stage, self.subjects, self.seed = mcfg, tcfg, stage, subjects, seed
         self.model = BrainCaptioner(mcfg)
         self.img_side = nn.Linear(mcfg.image_feat_dim, mcfg.image_embed_dim)
         self.scale_text = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
@@ -98,7 +85,7 @@ class BrainLM(_lightning().LightningModule):
         self.t = targets
         self._lm = [lm]  # frozen, kept out of the module tree (not checkpointed, not DDP-synced)
         self.gen = gen
-        self.weights = tcfg.get("weights", {})
+        self.weights = tcfg.weights
         cap = targets.get("cap_tok")
         vocab = torch.unique(cap[cap >= 0]) if cap is not None else torch.zeros(0, dtype=torch.int64)
         self.vocab = vocab  # Q-Former generation head scores only the caption vocabulary
@@ -112,7 +99,7 @@ class BrainLM(_lightning().LightningModule):
             self.kw_remap = kr
         self.prefix_kv = None
         self.t0 = None
-        self.freeze_encoder = stage == "stage2" and tcfg.get("stage2", {}).get("freeze_encoder", False)
+        self.freeze_encoder = stage == "stage2" and tcfg.stage2.freeze_encoder
         if stage == "ssl":  # only the encoder (and its MAE decoder) trains
             for n, p in self.named_parameters():
                 if not n.startswith("model.encoder."):
@@ -120,7 +107,7 @@ class BrainLM(_lightning().LightningModule):
         if self.freeze_encoder:
             for p in self.model.encoder.parameters():
                 p.requires_grad_(False)
-        if stage != "ssl" and tcfg.get(stage, {}).get("readout_lr_mult") == 0:
+        if stage != "ssl" and tcfg.stage(stage).readout_lr_mult == 0:
             self.freeze_readouts()
 
     @property
@@ -158,13 +145,13 @@ class BrainLM(_lightning().LightningModule):
         return [p for n, p in self.named_parameters()]
 
     def configure_optimizers(self):
-        tc = self.tcfg[self.stage]
+        tc = self.tcfg.stage(self.stage)
         enc = set(id(p) for p in self.model.encoder.parameters())
         if self.stage == "ssl":
-            groups = [{"params": self.trainable(), "lr": tc["lr"]}]
+            groups = [{"params": self.trainable(), "lr": tc.lr}]
         else:
-            mult = tc.get("encoder_lr_mult", 1.0)
-            rmult = tc.get("readout_lr_mult", mult)  # the subject read-outs' own rate; 0: frozen in __init__
+            mult = tc.encoder_lr_mult
+            rmult = mult if tc.readout_lr_mult is None else tc.readout_lr_mult  # the subject read-outs' own rate; 0: frozen in __init__
             rest = [p for p in self.parameters() if id(p) not in enc]
             encoder = list(self.model.encoder.parameters())
             read = []
@@ -173,12 +160,12 @@ class BrainLM(_lightning().LightningModule):
                 read = [p for p in encoder if id(p) in ids] if rmult > 0 else []
                 encoder = [p for p in encoder if id(p) not in ids]
             # encoder first, as checkpoints written before readout_lr_mult existed expect when resumed
-            groups = [{"params": encoder, "lr": tc["lr"] * mult}, {"params": rest, "lr": tc["lr"]}]
-            groups += [{"params": read, "lr": tc["lr"] * rmult}] if read else []
+            groups = [{"params": encoder, "lr": tc.lr * mult}, {"params": rest, "lr": tc.lr}]
+            groups += [{"params": read, "lr": tc.lr * rmult}] if read else []
             if self.freeze_encoder:
                 groups = [groups[1]]
-        opt = torch.optim.AdamW(groups, weight_decay=tc.get("weight_decay", 0.05))
-        steps, warm = tc["steps"], max(1, int(tc["steps"] * tc.get("warmup", 0.05)))
+        opt = torch.optim.AdamW(groups, weight_decay=tc.weight_decay)
+        steps, warm = tc.steps, max(1, int(tc.steps * tc.warmup))
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: min(1.0, (s + 1) / warm) * (0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))) * 0.9 + 0.1))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
@@ -189,14 +176,14 @@ class BrainLM(_lightning().LightningModule):
         x, stim = batch["voxels"], batch["stim"]
         logs = {}
         if self.stage == "ssl":
-            sc = self.tcfg["ssl"]
-            cw = float(sc.get("contrast_weight", 0.0))
-            logs = self.model.encoder.masked_modeling(sub, x, target=batch.get("target"), norm_patches=bool(sc.get("norm_patches", False)),
-                                                      partners=self.partner_groups(batch), decode_partners=sc.get("target") == "cross",
+            sc = self.tcfg.ssl
+            cw = sc.contrast_weight
+            logs = self.model.encoder.masked_modeling(sub, x, target=batch.get("target"), norm_patches=sc.norm_patches,
+                                                      partners=self.partner_groups(batch), decode_partners=sc.target == "cross",
                                                       contrast_partners=cw > 0)
             loss = logs["mae"]
             if "cross" in logs:
-                loss = loss + float(sc.get("cross_weight", 1.0)) * logs["cross"]
+                loss = loss + sc.cross_weight * logs["cross"]
             if "contrast" in logs:
                 loss = loss + cw * logs["contrast"]
         else:
@@ -204,10 +191,10 @@ class BrainLM(_lightning().LightningModule):
         for k, v in logs.items():
             self.log(f"train/{k}", v.detach(), prog_bar=k in ("loss", "mae", "lm", "itc_text"), batch_size=len(x), sync_dist=False)
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=len(x))
-        every = self.tcfg.get("log_every", 25)
+        every = self.tcfg.log_every
         if self.global_rank == 0 and (self.global_step % every == 0):
             parts = " ".join(f"{k}={float(v.detach()):.4f}" for k, v in logs.items())
-            log(f"{self.stage} step {self.global_step}/{self.tcfg[self.stage]['steps']} loss={float(loss.detach()):.4f} {parts} "
+            log(f"{self.stage} step {self.global_step}/{self.tcfg.stage(self.stage).steps} loss={float(loss.detach()):.4f} {parts} "
                 f"({time.time() - self.t0:.0f} s)")
         return loss
 
@@ -241,24 +228,24 @@ class BrainLM(_lightning().LightningModule):
         txt = t["cap_emb"][stim, ke]
         ce = qf.caption_embedding(q)
         logs["itc_text"] = contrastive(ce, txt, same, self.scale_text.exp().clamp(max=100))
-        total = W.get("itc_text", 1.0) * logs["itc_text"]
-        if W.get("emb", 0) > 0:
+        total = W.itc_text * logs["itc_text"]
+        if W.emb > 0:
             # regression onto the mean reference embedding (the ridge baseline's target): steadies the contrastive space
             mean_txt = F.normalize(t["cap_emb"][stim].mean(1), dim=-1)
             logs["emb"] = (1 - (ce * mean_txt).sum(-1)).mean()
-            total = total + W["emb"] * logs["emb"]
-        if t.get("img_feat") is not None and W.get("itc_image", 1.0) > 0:
+            total = total + W.emb * logs["emb"]
+        if t.get("img_feat") is not None and W.itc_image > 0:
             ie = qf.image_embedding(q)
             im = F.normalize(self.img_side(t["img_feat"][stim]), dim=-1)
             logs["itc_image"] = contrastive(ie, im, same, self.scale_img.exp().clamp(max=100))
-            total = total + W.get("itc_image", 1.0) * logs["itc_image"]
-        if self.stage == "stage2" and self.tcfg["stage2"].get("short_captions", 0):
+            total = total + W.itc_image * logs["itc_image"]
+        if self.stage == "stage2" and self.tcfg.stage2.short_captions:
             # the LM loss (the expensive part on CPU) uses one of the n shortest references per stimulus
-            n = self.tcfg["stage2"]["short_captions"]
+            n = self.tcfg.stage2.short_captions
             lens = (t["cap_tok"][stim] >= 0).sum(-1)             # [B, K]
             short = lens.argsort(dim=1, stable=True)[:, :n]
             k = short[torch.arange(B, device=x.device), torch.randint(0, short.shape[1], (B,), device=x.device)]
-        if self.stage == "stage2" and self.tcfg["stage2"].get("reference") == "consensus":
+        if self.stage == "stage2" and self.tcfg.stage2.reference == "consensus":
             # the LM learns one caption per scene — the reference closest to the other four (MiniLM) — so that the soft
             # prompt has to carry content, not which of five phrasings was drawn; greedy decoding then aims at the consensus
             k = consensus_reference(t["cap_emb"][stim])
@@ -267,10 +254,10 @@ class BrainLM(_lightning().LightningModule):
             emb_table = self.lm.embed_tokens.weight
             pad = tok < 0
             temb = F.embedding(tok.clamp_min(0), emb_table)
-            if W.get("itm", 1.0) > 0 and (~same).any():
+            if W.itm > 0 and (~same).any():
                 logs["itm"] = self.itm_loss(bt, temb, pad, ce.detach(), txt, same)
-                total = total + W.get("itm", 1.0) * logs["itm"]
-            if W.get("itg", 1.0) > 0:
+                total = total + W.itm * logs["itm"]
+            if W.itg > 0:
                 start = torch.full((B, 1), self.gen["eos_token_ids"][0], dtype=torch.int64, device=x.device)
                 inp = torch.cat([start, tok[:, :-1].clamp_min(0)], 1)
                 inpad = torch.cat([torch.zeros(B, 1, dtype=torch.bool, device=x.device), pad[:, :-1]], 1)
@@ -278,22 +265,22 @@ class BrainLM(_lightning().LightningModule):
                 logits = qf.gen_out(th) @ emb_table[self.vocab].t()
                 tgt = torch.where(pad, torch.full_like(tok, -1), self.remap[tok.clamp_min(0)])
                 logs["itg"] = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-1)
-                total = total + W.get("itg", 1.0) * logs["itg"]
+                total = total + W.itg * logs["itg"]
         if self.stage == "stage2":
-            sc = self.tcfg["stage2"]
+            sc = self.tcfg.stage2
             sp = qf.lm_proj(q)
-            if W.get("align", 0) > 0 and "kw_tok" in t:
+            if W.align > 0 and "kw_tok" in t:
                 logs["align"] = self.align_loss(sp, t["kw_tok"][stim])
-                total = total + W["align"] * logs["align"]
-            every = int(sc.get("lm_every", 1))
-            if W.get("lm", 1.0) > 0 and every > 0 and self.global_step % every == 0:
-                nb = int(sc.get("lm_batch") or B)
+                total = total + W.align * logs["align"]
+            every = sc.lm_every
+            if W.lm > 0 and every > 0 and self.global_step % every == 0:
+                nb = int(sc.lm_batch or B)
                 logs["lm"] = self.lm_loss(sp[:nb], tok[:nb])
-                total = total + W.get("lm", 1.0) * logs["lm"]
-        if t.get("img") is not None and W.get("generator", 1.0) > 0:
+                total = total + W.lm * logs["lm"]
+        if t.get("img") is not None and W.generator > 0:
             img = self.model.generator(txt, bt.detach())
             logs["gen_mse"] = F.mse_loss(img, t["img"][stim])
-            total = total + W.get("generator", 1.0) * logs["gen_mse"]
+            total = total + W.generator * logs["gen_mse"]
         logs["loss"] = total
         return total, logs
 
@@ -347,7 +334,8 @@ class BrainLM(_lightning().LightningModule):
         from .data import TrialDataset, SubjectBatchSampler, collate_single_subject
         from torch.utils.data import DataLoader
         ds = self.trainer.datamodule_ds
-        sampler = SubjectBatchSampler(ds, self.tcfg[self.stage].get("batch_size", self.tcfg["batch_size"]), seed=self.tcfg["seed"], rank=self.global_rank,
+        bs = self.tcfg.stage(self.stage).batch_size
+        sampler = SubjectBatchSampler(ds, self.tcfg.batch_size if bs is None else bs, seed=self.seed, rank=self.global_rank,
                                       world=self.trainer.world_size)
         return DataLoader(ds, batch_sampler=sampler, collate_fn=collate_single_subject, num_workers=0)
 
@@ -358,22 +346,19 @@ class BrainLM(_lightning().LightningModule):
 
 # ---- driver -------------------------------------------------------------------------------------------------------
 
-def model_config(cfg: dict, corpus) -> ModelConfig:
-    m = dict(cfg["model"])
-    m["subjects"] = {s: d.voxels for s, d in corpus.subjects.items()}
-    return ModelConfig(**m)
+def model_config(cfg: TrainingConfig, corpus) -> ModelConfig:
+    return dataclasses.replace(cfg.model, subjects={s: d.voxels for s, d in corpus.subjects.items()})
 
 
-def run_stage(stage: str, cfg: dict, corpus, targets, lm, gen, out: Path, init: Path | None, args) -> Path:
+def run_stage(stage: str, cfg: TrainingConfig, corpus, targets, lm, gen, out: Path, init: Path | None, args) -> Path:
     L = _lightning()
     from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
     from lightning.pytorch.loggers import CSVLogger
     from .data import TrialDataset, repeated_share
-    tcfg = dict(cfg["train"])
-    tcfg["seed"] = args.seed
+    tc = cfg.train
     L.seed_everything(args.seed + STAGES.index(stage), workers=True)
     mcfg = model_config(cfg, corpus)
-    module = BrainLM(mcfg, tcfg, stage, list(corpus.subjects), targets, lm, gen)
+    module = BrainLM(mcfg, tc, stage, list(corpus.subjects), targets, lm, gen, seed=args.seed)
     if init is not None and init.is_dir():
         # an exported bundle: its serving weights exactly (ONNX graphs / shared.safetensors), every other module — MAE
         # decoder, ITM / ITG heads, image projections, contrastive temperatures — at its fresh initialisation
@@ -395,33 +380,26 @@ def run_stage(stage: str, cfg: dict, corpus, targets, lm, gen, out: Path, init: 
         module.scale_text.data.copy_(blob["weights"]["scale_text"])
         module.scale_img.data.copy_(blob["weights"]["scale_img"])
         log(f"{stage}: initialised from {init}")
-    readout = cfg["train"]["ssl"].get("readout", "learned")
-    if readout not in ("learned", "pca"):
-        raise ValueError(f"train.ssl.readout is {readout!r}; use learned (masked brain modeling trains the subject read-outs) or "
-                         "pca (each read-out is first fitted, without captions, as a linear autoencoder of its subject's trials).")
-    if stage == "ssl" and readout == "pca":
+    if stage == "ssl" and tc.ssl.readout == "pca":
         for s, d in corpus.subjects.items():
             share = module.model.encoder.adapters[s].fit_principal(torch.from_numpy(d.train_x))
             log(f"ssl: {s} read-out = top {mcfg.hidden} principal directions of {len(d.train_x)} trials ({share:.0%} of their variance)")
         module.freeze_readouts()
-    steps = cfg["train"][stage]["steps"]
+    steps = tc.stage(stage).steps
     stage_dir = out / stage
-    ckpt = ModelCheckpoint(dirpath=stage_dir / "checkpoints", every_n_train_steps=max(1, cfg["train"].get("ckpt_every", 200)),
-                           save_last=True, save_top_k=-1 if cfg["train"].get("keep_all_ckpts") else 1)
+    ckpt = ModelCheckpoint(dirpath=stage_dir / "checkpoints", every_n_train_steps=max(1, tc.ckpt_every),
+                           save_last=True, save_top_k=-1 if tc.keep_all_ckpts else 1)
     # one subject's adapter per batch: the other adapters get no gradient on that rank in that step
     strategy = "ddp_find_unused_parameters_true" if args.strategy == "ddp" else args.strategy
     trainer = L.Trainer(
         accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes, strategy=strategy,
-        max_steps=steps, max_epochs=-1, precision=cfg["train"].get("precision", "32-true"),
+        max_steps=steps, max_epochs=-1, precision=tc.precision,
         logger=CSVLogger(str(out), name=stage, version=0), callbacks=[ckpt] + ([] if args.no_progress_bar else [TQDMProgressBar(refresh_rate=max(1, steps // 50))]),
         log_every_n_steps=max(1, min(25, steps // 4)), use_distributed_sampler=False, enable_model_summary=False,
-        gradient_clip_val=cfg["train"].get("grad_clip", 1.0), deterministic=False, num_sanity_val_steps=0,
+        gradient_clip_val=tc.grad_clip, deterministic=False, num_sanity_val_steps=0,
         enable_progress_bar=not args.no_progress_bar,
     )
-    target = cfg["train"]["ssl"].get("target", "self") if stage == "ssl" else "self"
-    if target not in ("self", "repeats", "cross"):
-        raise ValueError(f"train.ssl.target is {target!r}; use self (reconstruct the trial), repeats (the mean of its other "
-                         "repeats) or cross (the trial itself plus another subject's response to the same stimulus).")
+    target = tc.ssl.target if stage == "ssl" else "self"
     if target == "repeats":
         share = repeated_share(corpus)
         if share == 0:
@@ -429,7 +407,7 @@ def run_stage(stage: str, cfg: dict, corpus, targets, lm, gen, out: Path, init: 
                              "training trials have none (the simulator shows each training scene once), so the target would be "
                              "the trial itself: use train.ssl.target=self.")
         log(f"ssl: {share:.0%} of the training trials have another repeat of their stimulus (the rest reconstruct themselves)")
-    partners = stage == "ssl" and (target == "cross" or float(cfg["train"]["ssl"].get("contrast_weight", 0)) > 0)
+    partners = stage == "ssl" and (target == "cross" or tc.ssl.contrast_weight > 0)
     trainer.datamodule_ds = TrialDataset(corpus, "train", repeat_targets=target == "repeats", cross_targets=partners, seed=args.seed)
     if partners:
         parts = trainer.datamodule_ds.partners
@@ -444,7 +422,7 @@ def run_stage(stage: str, cfg: dict, corpus, targets, lm, gen, out: Path, init: 
     final = out / f"{stage}.pt"
     if trainer.global_rank == 0:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        torch.save({"config": cfg, "model_config": mcfg.to_dict(), "stage": stage, "seed": args.seed, "steps": steps,
+        torch.save({"config": cfg.to_dict(), "model_config": mcfg.to_dict(), "stage": stage, "seed": args.seed, "steps": steps,
                     "weights": module.weights_state(), "metrics": metrics, "seconds": time.time() - t0,
                     **({"init_bundle": getattr(args, "bundle_identity", None)} if init is not None and init.is_dir() else {})}, final)
         log(f"{stage}: done in {time.time() - t0:.0f} s; {json.dumps({k: round(v, 4) for k, v in metrics.items()})} → {final}")
@@ -480,43 +458,33 @@ def main(argv=None):
     if a.devices not in ("auto",) and str(a.devices).isdigit():
         a.devices = int(a.devices)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    cfg = load_config(Path(a.config))
-    if a.data:
-        cfg["data"]["root"] = a.data
-    for kv in a.set:
-        key, _, val = kv.partition("=")
-        d = cfg
-        parts = key.split(".")
-        for p in parts[:-1]:
-            d = d.setdefault(p, {})
-        import yaml
-        d[parts[-1]] = yaml.safe_load(val)
+    cfg = load_config(Path(a.config), a.set, data_root=a.data)
     bundle_manifest = None
     if a.init_bundle:
         from .frozen_shared import bundle_manifest as read_manifest, bundle_identity
         bundle_manifest = read_manifest(Path(a.init_bundle))
-        cfg["model"] = bundle_model_config(cfg["model"], bundle_manifest["model_config"])
+        cfg.model = bundle_model_config(cfg.model, bundle_manifest["model_config"])
         a.bundle_identity = bundle_identity(Path(a.init_bundle))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    corpus = load_corpus(cfg["data"])
+    corpus = load_corpus(cfg.data)
     log(f"data: {corpus.summary()}")
     from .lm_assets import load_frozen_lm, generation_settings
-    lm, tok = load_frozen_lm(cfg["lm"]["kind"], Path(cfg["lm"].get("cache_dir", "models/runs/cache")), seed=a.seed)
-    gen = generation_settings(tok, lm, max_new_tokens=cfg["lm"].get("max_new_tokens", 24))
+    lm, tok = load_frozen_lm(cfg.lm.kind, Path(cfg.lm.cache_dir), seed=a.seed)
+    gen = generation_settings(tok, lm, max_new_tokens=cfg.lm.max_new_tokens)
     tiny_te = None
-    if cfg["model"].get("text_dim", 384) != 384:  # tiny configs: a tiny random MiniLM-shaped encoder (tests only)
+    if cfg.model.text_dim != 384:  # tiny configs: a tiny random MiniLM-shaped encoder (tests only)
         from .textenc import tiny_random_encoder, load_tokenizer
-        tiny_te = tiny_random_encoder(load_tokenizer().get_vocab_size(), dim=cfg["model"]["text_dim"], seed=a.seed)
+        tiny_te = tiny_random_encoder(load_tokenizer().get_vocab_size(), dim=cfg.model.text_dim, seed=a.seed)
     tcfg = targets_config(cfg)
     stages = STAGES if a.stage == "all" else (a.stage,)
     if a.no_ssl:
         stages = tuple(s for s in stages if s != "ssl")
     ssl_corpus = corpus
-    if "ssl" in stages and cfg["data"].get("ssl_subjects"):
+    if "ssl" in stages and cfg.data.ssl_subjects:
         # self-supervised pretraining needs no captions: it takes every subject given, the captioning stages only `subjects`
-        ssl_corpus = load_corpus({**cfg["data"], "subjects": cfg["data"]["ssl_subjects"]})
+        ssl_corpus = load_corpus(dataclasses.replace(cfg.data, subjects=cfg.data.ssl_subjects))
         missing = set(corpus.subjects) - set(ssl_corpus.subjects)
         if missing:
             raise ValueError(f"data.ssl_subjects lacks {sorted(missing)}, which the later stages train: add them to data.ssl_subjects.")
@@ -525,19 +493,19 @@ def main(argv=None):
         from .frozen_shared import check_bundle_subjects
         first = ssl_corpus if stages[0] == "ssl" else corpus
         check_bundle_subjects(Path(a.init_bundle), bundle_manifest, {s: d.voxels for s, d in first.subjects.items()})
-    frac = float(cfg["data"].get("labeled_fraction", 1.0))
+    frac = cfg.data.labeled_fraction
     if frac != 1.0:
         from .data import labeled_subset
         corpus = labeled_subset(corpus, frac, seed=a.seed)  # ssl_corpus keeps every trial
         log(f"captioning stages: labeled_fraction {frac}: {corpus.summary()}")
     # masked brain modeling needs no frozen-encoder targets: an ssl-only run starts at once
     targets = build_targets_cached(corpus, tok, gen, tcfg, out, tiny_te) if stages != ("ssl",) else {}
-    if targets and cfg["train"].get("weights", {}).get("align", 0) > 0:
+    if targets and cfg.train.weights.align > 0:
         from .keywords import keyword_tokens
-        targets["kw_tok"] = keyword_tokens(corpus.captions, tok, cfg["model"]["queries"])
-    if targets and targets.get("img_feat") is not None and cfg["model"].get("image_feat_dim", 1280) != targets["img_feat"].shape[1]:
-        targets["img_feat"] = targets["img_feat"][:, :cfg["model"]["image_feat_dim"]]
-    (out / "run.json").write_text(json.dumps({"config": cfg, "config_path": a.config, "seed": a.seed, "argv": sys.argv,
+        targets["kw_tok"] = keyword_tokens(corpus.captions, tok, cfg.model.queries)
+    if targets and targets.get("img_feat") is not None and cfg.model.image_feat_dim != targets["img_feat"].shape[1]:
+        targets["img_feat"] = targets["img_feat"][:, :cfg.model.image_feat_dim]
+    (out / "run.json").write_text(json.dumps({"config": cfg.to_dict(), "config_path": a.config, "seed": a.seed, "argv": sys.argv,
                                               "generation": gen, **({"init_bundle": a.bundle_identity} if a.init_bundle else {})},
                                              indent=2))
     for st in stages:
@@ -564,20 +532,22 @@ BUNDLE_ARCHITECTURE = ("patch", "hidden", "dim", "tokens", "depth", "heads", "ml
                        "qformer_depth", "text_dim", "image_embed_dim", "lm_dim", "max_text_len", "image_size", "gen_channels")
 
 
-def bundle_model_config(model: dict, bundle_mc: dict) -> dict:
+def bundle_model_config(model: ModelConfig, bundle_mc: dict) -> ModelConfig:
     """The config's model section with the bundle's architecture (logged where they differ)."""
-    out = dict(model)
+    changes = {}
     for k in BUNDLE_ARCHITECTURE:
-        if k in bundle_mc and out.get(k) != bundle_mc[k]:
-            log(f"init-bundle: model.{k} = {bundle_mc[k]} (the bundle's; the config has {out.get(k)})")
-            out[k] = bundle_mc[k]
-    return out
+        if k in bundle_mc and getattr(model, k) != bundle_mc[k]:
+            log(f"init-bundle: model.{k} = {bundle_mc[k]} (the bundle's; the config has {getattr(model, k)})")
+            changes[k] = bundle_mc[k]
+    return dataclasses.replace(model, **changes)
 
 
-def targets_config(cfg: dict) -> dict:
-    return {"caption_max_tokens": cfg["lm"].get("caption_max_tokens", 16), "image_size": cfg["model"].get("image_size", 64),
-            "text_dim": cfg["model"].get("text_dim", 384), "cache_dir": cfg["train"].get("cache_dir"),
-            "embed_captions": cfg["train"].get("embed_captions"), "effnet_size": cfg["train"].get("effnet_size")}
+def targets_config(cfg: TrainingConfig | dict) -> dict:
+    """What the frozen-encoder targets depend on (a plain dict: a run's saved config, e.g. run.json's)."""
+    if not isinstance(cfg, TrainingConfig):
+        cfg = TrainingConfig.from_dict(cfg)
+    return {"caption_max_tokens": cfg.lm.caption_max_tokens, "image_size": cfg.model.image_size, "text_dim": cfg.model.text_dim,
+            "cache_dir": cfg.train.cache_dir, "embed_captions": cfg.train.embed_captions, "effnet_size": cfg.train.effnet_size}
 
 
 def build_targets_cached(corpus, tok, gen, tcfg, out, tiny_te):
