@@ -23,10 +23,9 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from .model import BrainCaptioner, ModelConfig
+from .model import ModelConfig
+from .objectives import TrainingModel, consensus_reference, contrastive  # noqa: F401 (contrastive, consensus_reference: imported from here)
 from .train_config import ConfigError, DataConfig, TrainingConfig, TrainSection, load_config, section
 from .util import log
 
@@ -50,23 +49,6 @@ def load_corpus(dcfg: DataConfig | dict):
     return D.load_nsd_wds(d.subjects, Path(d.captions), d.stim_info)
 
 
-# ---- losses -------------------------------------------------------------------------------------------------------
-
-def contrastive(a, b, same, scale, smoothing=0.1):
-    """Symmetric InfoNCE with several positives (same stimulus) and label smoothing."""
-    logits = scale * a @ b.t()
-    t = same.float()
-    n = t.shape[1]
-    t1 = (1 - smoothing) * t / t.sum(1, keepdim=True) + smoothing / n
-    t2 = (1 - smoothing) * t.t() / t.t().sum(1, keepdim=True) + smoothing / n
-    return 0.5 * (-(t1 * F.log_softmax(logits, 1)).sum(1).mean() - (t2 * F.log_softmax(logits.t(), 1)).sum(1).mean())
-
-
-def consensus_reference(emb):
-    """[B, K, E] normalised reference embeddings → [B] index of the reference most similar to the others."""
-    return (emb @ emb.transpose(1, 2)).sum(-1).argmax(-1)
-
-
 # ---- Lightning module ---------------------------------------------------------------------------------------------
 
 def _lightning():
@@ -74,95 +56,75 @@ def _lightning():
     return L
 
 
+# a Lightning checkpoint written before the losses moved into TrainingModel (net.*) names these at the top
+_LEGACY_KEYS = ("model.", "img_side.", "scale_text", "scale_img")
+
+
 class BrainLM(_lightning().LightningModule):
+    """Optimisation and logging of one stage: which parameters train and at what rate, the schedule, the log. The
+    model and its losses are `self.net` (objectives.TrainingModel)."""
+
     def __init__(self, mcfg: ModelConfig, tcfg: TrainSection, stage: str, subjects: list[str], targets: dict, lm, gen: dict, seed: int = 0):
         super().__init__()
-        self.mcfg, self.tcfg, self.stage, self.subjects, self.seed = mcfg, tcfg, stage, subjects, seed
-        self.model = BrainCaptioner(mcfg)
-        self.img_side = nn.Linear(mcfg.image_feat_dim, mcfg.image_embed_dim)
-        self.scale_text = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
-        self.scale_img = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
-        self.t = targets
-        self._lm = [lm]  # frozen, kept out of the module tree (not checkpointed, not DDP-synced)
-        self.gen = gen
-        self.weights = tcfg.weights
-        cap = targets.get("cap_tok")
-        vocab = torch.unique(cap[cap >= 0]) if cap is not None else torch.zeros(0, dtype=torch.int64)
-        self.vocab = vocab  # Q-Former generation head scores only the caption vocabulary
-        remap = torch.full((int(lm.s.vocab_size),), -1, dtype=torch.int64)
-        remap[vocab] = torch.arange(len(vocab))
-        self.remap = remap
-        if "kw_tok" in targets:
-            self.kw_vocab = torch.unique(torch.cat([targets["kw_tok"].reshape(-1), vocab]))
-            kr = torch.full((int(lm.s.vocab_size),), 0, dtype=torch.int64)
-            kr[self.kw_vocab] = torch.arange(len(self.kw_vocab))
-            self.kw_remap = kr
-        self.prefix_kv = None
+        self.tcfg, self.stage, self.seed = tcfg, stage, seed
+        self.net = TrainingModel(mcfg, tcfg, stage, subjects, targets, lm, gen)
         self.t0 = None
-        self.freeze_encoder = stage == "stage2" and tcfg.stage2.freeze_encoder
+        encoder = self.net.model.encoder
         if stage == "ssl":  # only the encoder (and its MAE decoder) trains
-            for n, p in self.named_parameters():
-                if not n.startswith("model.encoder."):
+            mine = {id(p) for p in encoder.parameters()}
+            for p in self.parameters():
+                if id(p) not in mine:
                     p.requires_grad_(False)
-        if self.freeze_encoder:
-            for p in self.model.encoder.parameters():
+        if self.net.freeze_encoder:
+            for p in encoder.parameters():
                 p.requires_grad_(False)
         if stage != "ssl" and tcfg.stage(stage).readout_lr_mult == 0:
             self.freeze_readouts()
+        self._register_load_state_dict_pre_hook(self._legacy_keys)
 
-    @property
-    def lm(self):
-        return self._lm[0]
+    @staticmethod
+    def _legacy_keys(state_dict, prefix, *_):
+        for k in [k for k in state_dict if k.startswith(tuple(prefix + p for p in _LEGACY_KEYS))]:
+            state_dict[prefix + "net." + k[len(prefix):]] = state_dict.pop(k)
 
     def on_fit_start(self):
-        dev = self.device
-        self.t = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in self.t.items()}
-        self._lm[0] = self.lm.to(dev)
-        self.vocab, self.remap = self.vocab.to(dev), self.remap.to(dev)
-        if hasattr(self, "kw_vocab"):
-            self.kw_vocab, self.kw_remap = self.kw_vocab.to(dev), self.kw_remap.to(dev)
-        if self.stage == "stage2":
-            ids = torch.tensor([self.gen["prefix_ids"]], device=dev)
-            with torch.no_grad():
-                P = ids.shape[1]
-                _, pres = self.lm.hidden(self.lm.embed_tokens(ids), torch.ones(1, P, dtype=torch.int64, device=dev),
-                                         torch.arange(P, device=dev)[None], *[p.to(dev) for p in self.lm.empty_past(1)])
-            self.prefix_kv = pres
+        self.net.prepare(self.device)
         self.t0 = time.time()
 
     def on_train_epoch_start(self):
-        if self.freeze_encoder:
-            self.model.encoder.eval()  # frozen: no dropout either
+        if self.net.freeze_encoder:
+            self.net.model.encoder.eval()  # frozen: no dropout either
 
     def freeze_readouts(self):
         """Masked brain modeling leaves the subject read-outs as they are (ssl.readout=pca fitted them already)."""
-        for a in self.model.encoder.adapters.values():
+        for a in self.net.model.encoder.adapters.values():
             a.read.requires_grad_(False)
 
     def trainable(self):
         if self.stage == "ssl":
-            return [p for p in self.model.encoder.parameters() if p.requires_grad]
+            return [p for p in self.net.model.encoder.parameters() if p.requires_grad]
         return [p for n, p in self.named_parameters()]
 
     def configure_optimizers(self):
         tc = self.tcfg.stage(self.stage)
-        enc = set(id(p) for p in self.model.encoder.parameters())
+        model = self.net.model
+        enc = {id(p) for p in model.encoder.parameters()}
         if self.stage == "ssl":
             groups = [{"params": self.trainable(), "lr": tc.lr}]
         else:
             mult = tc.encoder_lr_mult
             rmult = mult if tc.readout_lr_mult is None else tc.readout_lr_mult  # the subject read-outs' own rate; 0: frozen in __init__
             rest = [p for p in self.parameters() if id(p) not in enc]
-            encoder = list(self.model.encoder.parameters())
+            encoder = list(model.encoder.parameters())
             read = []
             if rmult != mult:
-                ids = set(id(p) for a in self.model.encoder.adapters.values() for p in a.read.parameters())
+                ids = {id(p) for a in model.encoder.adapters.values() for p in a.read.parameters()}
                 read = [p for p in encoder if id(p) in ids] if rmult > 0 else []
                 encoder = [p for p in encoder if id(p) not in ids]
             # encoder first, as checkpoints written before readout_lr_mult existed expect when resumed
             groups = [{"params": encoder, "lr": tc.lr * mult}, {"params": rest, "lr": tc.lr}]
             groups += [{"params": read, "lr": tc.lr * rmult}] if read else []
-            if self.freeze_encoder:
+            if self.net.freeze_encoder:
                 groups = [groups[1]]
         opt = torch.optim.AdamW(groups, weight_decay=tc.weight_decay)
         steps, warm = tc.steps, max(1, int(tc.steps * tc.warmup))
@@ -170,178 +132,28 @@ class BrainLM(_lightning().LightningModule):
             opt, lambda s: min(1.0, (s + 1) / warm) * (0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))) * 0.9 + 0.1))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-    # -- steps --
     def training_step(self, batch, _):
-        sub = self.subjects[int(batch["subject_index"])]
-        x, stim = batch["voxels"], batch["stim"]
-        logs = {}
-        if self.stage == "ssl":
-            sc = self.tcfg.ssl
-            cw = sc.contrast_weight
-            logs = self.model.encoder.masked_modeling(sub, x, target=batch.get("target"), norm_patches=sc.norm_patches,
-                                                      partners=self.partner_groups(batch), decode_partners=sc.target == "cross",
-                                                      contrast_partners=cw > 0)
-            loss = logs["mae"]
-            if "cross" in logs:
-                loss = loss + sc.cross_weight * logs["cross"]
-            if "contrast" in logs:
-                loss = loss + cw * logs["contrast"]
-        else:
-            loss, logs = self.stage_losses(sub, x, stim)
-        for k, v in logs.items():
-            self.log(f"train/{k}", v.detach(), prog_bar=k in ("loss", "mae", "lm", "itc_text"), batch_size=len(x), sync_dist=False)
-        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=len(x))
-        every = self.tcfg.log_every
-        if self.global_rank == 0 and (self.global_step % every == 0):
-            parts = " ".join(f"{k}={float(v.detach()):.4f}" for k, v in logs.items())
-            log(f"{self.stage} step {self.global_step}/{self.tcfg.stage(self.stage).steps} loss={float(loss.detach()):.4f} {parts} "
+        losses = self.net(batch, self.global_step)
+        n = len(batch["voxels"])
+        parts = losses.parts()
+        for k, v in parts.items():
+            self.log(f"train/{k}", v.detach(), prog_bar=k in ("mae", "lm", "itc_text"), batch_size=n, sync_dist=False)
+        self.log("train/loss", losses.total.detach(), prog_bar=True, batch_size=n)
+        if self.global_rank == 0 and (self.global_step % self.tcfg.log_every == 0):
+            shown = " ".join(f"{k}={float(v.detach()):.4f}" for k, v in parts.items())
+            log(f"{self.stage} step {self.global_step}/{self.tcfg.stage(self.stage).steps} loss={float(losses.total.detach()):.4f} {shown} "
                 f"({time.time() - self.t0:.0f} s)")
-        return loss
-
-    def partner_groups(self, batch):
-        """The batch's cross-subject targets grouped by the other subject: [(subject, rows, voxels [n, V])]."""
-        if "partner_subject" not in batch:
-            return None
-        ps = batch["partner_subject"]
-        groups = []
-        for k in sorted(set(ps.tolist()) - {-1}):
-            rows = (ps == k).nonzero().squeeze(1)
-            groups.append((self.subjects[k], rows, torch.stack([batch["partner_voxels"][int(r)] for r in rows]).to(self.device)))
-        return groups
-
-    def stage_losses(self, sub, x, stim):
-        W = self.weights
-        t = self.t
-        B = len(x)
-        k = torch.randint(0, t["cap_emb"].shape[1], (B,), device=x.device)  # embedded references
-        ke = k
-        k = torch.randint(0, t["cap_tok"].shape[1], (B,), device=x.device)  # all references (LM / ITG targets)
-        if self.freeze_encoder:
-            with torch.no_grad():
-                bt = self.model.encoder(sub, x)
-        else:
-            bt = self.model.encoder(sub, x)
-        qf = self.model.qformer
-        q = qf.queries(bt)
-        same = stim[:, None] == stim[None, :]
-        logs = {}
-        txt = t["cap_emb"][stim, ke]
-        ce = qf.caption_embedding(q)
-        logs["itc_text"] = contrastive(ce, txt, same, self.scale_text.exp().clamp(max=100))
-        total = W.itc_text * logs["itc_text"]
-        if W.emb > 0:
-            # regression onto the mean reference embedding (the ridge baseline's target): steadies the contrastive space
-            mean_txt = F.normalize(t["cap_emb"][stim].mean(1), dim=-1)
-            logs["emb"] = (1 - (ce * mean_txt).sum(-1)).mean()
-            total = total + W.emb * logs["emb"]
-        if t.get("img_feat") is not None and W.itc_image > 0:
-            ie = qf.image_embedding(q)
-            im = F.normalize(self.img_side(t["img_feat"][stim]), dim=-1)
-            logs["itc_image"] = contrastive(ie, im, same, self.scale_img.exp().clamp(max=100))
-            total = total + W.itc_image * logs["itc_image"]
-        if self.stage == "stage2" and self.tcfg.stage2.short_captions:
-            # the LM loss (the expensive part on CPU) uses one of the n shortest references per stimulus
-            n = self.tcfg.stage2.short_captions
-            lens = (t["cap_tok"][stim] >= 0).sum(-1)             # [B, K]
-            short = lens.argsort(dim=1, stable=True)[:, :n]
-            k = short[torch.arange(B, device=x.device), torch.randint(0, short.shape[1], (B,), device=x.device)]
-        if self.stage == "stage2" and self.tcfg.stage2.reference == "consensus":
-            # the LM learns one caption per scene — the reference closest to the other four (MiniLM) — so that the soft
-            # prompt has to carry content, not which of five phrasings was drawn; greedy decoding then aims at the consensus
-            k = consensus_reference(t["cap_emb"][stim])
-        tok = t["cap_tok"][stim, k]                              # [B, L] with -1 padding
-        if self.stage == "stage1":
-            emb_table = self.lm.embed_tokens.weight
-            pad = tok < 0
-            temb = F.embedding(tok.clamp_min(0), emb_table)
-            if W.itm > 0 and (~same).any():
-                logs["itm"] = self.itm_loss(bt, temb, pad, ce.detach(), txt, same)
-                total = total + W.itm * logs["itm"]
-            if W.itg > 0:
-                start = torch.full((B, 1), self.gen["eos_token_ids"][0], dtype=torch.int64, device=x.device)
-                inp = torch.cat([start, tok[:, :-1].clamp_min(0)], 1)
-                inpad = torch.cat([torch.zeros(B, 1, dtype=torch.bool, device=x.device), pad[:, :-1]], 1)
-                _, th = qf.joint(bt, F.embedding(inp, emb_table), "gen", inpad)
-                logits = qf.gen_out(th) @ emb_table[self.vocab].t()
-                tgt = torch.where(pad, torch.full_like(tok, -1), self.remap[tok.clamp_min(0)])
-                logs["itg"] = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-1)
-                total = total + W.itg * logs["itg"]
-        if self.stage == "stage2":
-            sc = self.tcfg.stage2
-            sp = qf.lm_proj(q)
-            if W.align > 0 and "kw_tok" in t:
-                logs["align"] = self.align_loss(sp, t["kw_tok"][stim])
-                total = total + W.align * logs["align"]
-            every = sc.lm_every
-            if W.lm > 0 and every > 0 and self.global_step % every == 0:
-                nb = int(sc.lm_batch or B)
-                logs["lm"] = self.lm_loss(sp[:nb], tok[:nb])
-                total = total + W.lm * logs["lm"]
-        if t.get("img") is not None and W.generator > 0:
-            img = self.model.generator(txt, bt.detach())
-            logs["gen_mse"] = F.mse_loss(img, t["img"][stim])
-            total = total + W.generator * logs["gen_mse"]
-        logs["loss"] = total
-        return total, logs
-
-    def itm_loss(self, bt, temb, pad, ce, txt, same):
-        """Brain–text matching: positives, plus one hard negative text per brain and one hard negative brain per text,
-        drawn from the contrastive similarities (BLIP-2)."""
-        qf = self.model.qformer
-        B = bt.shape[0]
-        with torch.no_grad():
-            sim = ce @ txt.t()
-            w = torch.softmax(sim * 10, 1).masked_fill(same, 0) + (~same).float() * 1e-6
-            neg_t = torch.multinomial(w.masked_fill(same, 0), 1).squeeze(1)
-            neg_b = torch.multinomial(w.t().masked_fill(same.t(), 0), 1).squeeze(1)
-        bt_all = torch.cat([bt, bt, bt[neg_b]])
-        te_all = torch.cat([temb, temb[neg_t], temb])
-        pad_all = torch.cat([pad, pad[neg_t], pad])
-        qo, _ = qf.joint(bt_all, te_all, "match", pad_all)
-        logits = qf.itm_head(qo.mean(1))
-        labels = torch.cat([torch.ones(B), torch.zeros(2 * B)]).long().to(bt.device)
-        return F.cross_entropy(logits, labels)
-
-    def align_loss(self, sp, kw):
-        """Soft prompt slot i → the LM embedding of keyword token i: cosine classification over the caption vocabulary
-        plus MSE to the embedding (so the LM reads words it knows, at their own scale). No LM forward needed."""
-        E = self.lm.embed_tokens.weight
-        cand = self.kw_vocab
-        logits = F.normalize(sp, dim=-1) @ F.normalize(E[cand], dim=-1).t() / 0.05
-        ce = F.cross_entropy(logits.reshape(-1, len(cand)), self.kw_remap[kw].reshape(-1))
-        mse = F.mse_loss(sp, E[kw]) / E.pow(2).mean()
-        return ce + mse
-
-    def lm_loss(self, soft_prompt, tok):
-        """embed(prefix) (cached KV) ++ soft prompt ++ embed(suffix) ++ caption; cross-entropy on caption tokens only."""
-        lm = self.lm
-        B, Qn, _ = soft_prompt.shape
-        dev = soft_prompt.device
-        suf = torch.tensor(self.gen["suffix_ids"], device=dev)
-        E = lm.embed_tokens.weight
-        L = int((tok >= 0).sum(1).max())
-        tok = tok[:, :L]
-        seq = torch.cat([soft_prompt, F.embedding(suf, E)[None].expand(B, -1, -1), F.embedding(tok.clamp_min(0), E)], 1)
-        P = self.prefix_kv[0].shape[2]
-        S = seq.shape[1]
-        past = [p.expand(B, -1, -1, -1) for p in self.prefix_kv]
-        h, _ = lm.hidden(seq, torch.ones(B, P + S, dtype=torch.int64, device=dev), (P + torch.arange(S, device=dev))[None].expand(B, -1), *past)
-        start = Qn + len(suf) - 1                  # hidden state that predicts the first caption token
-        logits = lm.lm_head(h[:, start:start + L])
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tok.reshape(-1), ignore_index=-1)
+        return losses.total
 
     def train_dataloader(self):
-        from .data import TrialDataset, SubjectBatchSampler, collate_single_subject
         from torch.utils.data import DataLoader
+
+        from .data import SubjectBatchSampler, collate_single_subject
         ds = self.trainer.datamodule_ds
         bs = self.tcfg.stage(self.stage).batch_size
         sampler = SubjectBatchSampler(ds, self.tcfg.batch_size if bs is None else bs, seed=self.seed, rank=self.global_rank,
                                       world=self.trainer.world_size)
         return DataLoader(ds, batch_sampler=sampler, collate_fn=collate_single_subject, num_workers=0)
-
-    def weights_state(self):
-        return {"model": self.model.state_dict(), "img_side": self.img_side.state_dict(),
-                "scale_text": self.scale_text.detach().cpu(), "scale_img": self.scale_img.detach().cpu()}
 
 
 # ---- driver -------------------------------------------------------------------------------------------------------
@@ -363,26 +175,17 @@ def run_stage(stage: str, cfg: TrainingConfig, corpus, targets, lm, gen, out: Pa
         # an exported bundle: its serving weights exactly (ONNX graphs / shared.safetensors), every other module — MAE
         # decoder, ITM / ITG heads, image projections, contrastive temperatures — at its fresh initialisation
         from .frozen_shared import load_bundle_weights, fresh_summary
-        rep = load_bundle_weights(module.model, init)
-        fresh = rep["fresh"] + [f"img_side.{k}" for k in module.img_side.state_dict()] + ["scale_text", "scale_img"]
+        rep = load_bundle_weights(module.net.model, init)
+        fresh = rep["fresh"] + [f"img_side.{k}" for k in module.net.img_side.state_dict()] + ["scale_text", "scale_img"]
         log(f"{stage}: initialised from the bundle {init} ({rep['loaded']} tensors: shared {rep['sources']['shared']}, read-outs "
             f"{', '.join(rep['sources']['adapters'])}, generator {rep['sources']['generator'] or 'none (fresh)'}); "
             f"not in the bundle, fresh: {fresh_summary(fresh)}")
     elif init is not None and init.exists():
-        blob = torch.load(init, map_location="cpu", weights_only=False)
-        own = set(module.model.encoder.adapters)
-        # masked brain modeling may have seen more subjects (data.ssl_subjects) than this stage: their adapters stay behind
-        state = {k: v for k, v in blob["weights"]["model"].items()
-                 if not (k.startswith("encoder.adapters.") and k.split(".")[2] not in own)}
-        module.model.load_state_dict(state)
-        for k in ("img_side",):
-            getattr(module, k).load_state_dict(blob["weights"][k])
-        module.scale_text.data.copy_(blob["weights"]["scale_text"])
-        module.scale_img.data.copy_(blob["weights"]["scale_img"])
+        module.net.load_weights_state(torch.load(init, map_location="cpu", weights_only=False)["weights"])
         log(f"{stage}: initialised from {init}")
     if stage == "ssl" and tc.ssl.readout == "pca":
         for s, d in corpus.subjects.items():
-            share = module.model.encoder.adapters[s].fit_principal(torch.from_numpy(d.train_x))
+            share = module.net.model.encoder.adapters[s].fit_principal(torch.from_numpy(d.train_x))
             log(f"ssl: {s} read-out = top {mcfg.hidden} principal directions of {len(d.train_x)} trials ({share:.0%} of their variance)")
         module.freeze_readouts()
     steps = tc.stage(stage).steps
@@ -423,7 +226,7 @@ def run_stage(stage: str, cfg: TrainingConfig, corpus, targets, lm, gen, out: Pa
     if trainer.global_rank == 0:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         torch.save({"config": cfg.to_dict(), "model_config": mcfg.to_dict(), "stage": stage, "seed": args.seed, "steps": steps,
-                    "weights": module.weights_state(), "metrics": metrics, "seconds": time.time() - t0,
+                    "weights": module.net.weights_state(), "metrics": metrics, "seconds": time.time() - t0,
                     **({"init_bundle": getattr(args, "bundle_identity", None)} if init is not None and init.is_dir() else {})}, final)
         log(f"{stage}: done in {time.time() - t0:.0f} s; {json.dumps({k: round(v, 4) for k, v in metrics.items()})} → {final}")
     if trainer.world_size > 1:
