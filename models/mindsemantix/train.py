@@ -62,11 +62,11 @@ _LEGACY_KEYS = ("model.", "img_side.", "scale_text", "scale_img")
 
 class BrainLM(_lightning().LightningModule):
     """Optimisation and logging of one stage: which parameters train and at what rate, the schedule, the log. The
-    model and its losses are `self.net` (objectives.TrainingModel)."""
+    model and its losses are `self.net` (objectives.TrainingModel); the batches come from datamodule.TrialDataModule."""
 
-    def __init__(self, mcfg: ModelConfig, tcfg: TrainSection, stage: str, subjects: list[str], targets: dict, lm, gen: dict, seed: int = 0):
+    def __init__(self, mcfg: ModelConfig, tcfg: TrainSection, stage: str, subjects: list[str], targets: dict, lm, gen: dict):
         super().__init__()
-        self.tcfg, self.stage, self.seed = tcfg, stage, seed
+        self.tcfg, self.stage = tcfg, stage
         self.net = TrainingModel(mcfg, tcfg, stage, subjects, targets, lm, gen)
         self.t0 = None
         encoder = self.net.model.encoder
@@ -145,16 +145,6 @@ class BrainLM(_lightning().LightningModule):
                 f"({time.time() - self.t0:.0f} s)")
         return losses.total
 
-    def train_dataloader(self):
-        from torch.utils.data import DataLoader
-
-        from .data import SubjectBatchSampler, collate_single_subject
-        ds = self.trainer.datamodule_ds
-        bs = self.tcfg.stage(self.stage).batch_size
-        sampler = SubjectBatchSampler(ds, self.tcfg.batch_size if bs is None else bs, seed=self.seed, rank=self.global_rank,
-                                      world=self.trainer.world_size)
-        return DataLoader(ds, batch_sampler=sampler, collate_fn=collate_single_subject, num_workers=0)
-
 
 # ---- driver -------------------------------------------------------------------------------------------------------
 
@@ -166,11 +156,12 @@ def run_stage(stage: str, cfg: TrainingConfig, corpus, targets, lm, gen, out: Pa
     L = _lightning()
     from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
     from lightning.pytorch.loggers import CSVLogger
-    from .data import TrialDataset, repeated_share
+    from .data import repeated_share
+    from .datamodule import TrialDataModule
     tc = cfg.train
     L.seed_everything(args.seed + STAGES.index(stage), workers=True)
     mcfg = model_config(cfg, corpus)
-    module = BrainLM(mcfg, tc, stage, list(corpus.subjects), targets, lm, gen, seed=args.seed)
+    module = BrainLM(mcfg, tc, stage, list(corpus.subjects), targets, lm, gen)
     if init is not None and init.is_dir():
         # an exported bundle: its serving weights exactly (ONNX graphs / shared.safetensors), every other module — MAE
         # decoder, ITM / ITG heads, image projections, contrastive temperatures — at its fresh initialisation
@@ -211,17 +202,18 @@ def run_stage(stage: str, cfg: TrainingConfig, corpus, targets, lm, gen, out: Pa
                              "the trial itself: use train.ssl.target=self.")
         log(f"ssl: {share:.0%} of the training trials have another repeat of their stimulus (the rest reconstruct themselves)")
     partners = stage == "ssl" and (target == "cross" or tc.ssl.contrast_weight > 0)
-    trainer.datamodule_ds = TrialDataset(corpus, "train", repeat_targets=target == "repeats", cross_targets=partners, seed=args.seed)
+    bs = tc.stage(stage).batch_size
+    data = TrialDataModule(corpus, tc.batch_size if bs is None else bs, seed=args.seed, repeat_targets=target == "repeats",
+                           cross_targets=partners)
     if partners:
-        parts = trainer.datamodule_ds.partners
-        n = sum(1 for k, st in enumerate(trainer.datamodule_ds.stims) for s in st.tolist() if (k, s) in parts)
+        n = data.partnered_trials()
         if n == 0:
             raise ValueError("train.ssl.target=cross and train.ssl.contrast_weight need training stimuli that more than one "
                              "subject saw, and these subjects share none: add subjects with data.ssl_subjects, or use "
                              "train.ssl.target=self with contrast_weight 0.")
-        log(f"ssl: {n} of {len(trainer.datamodule_ds)} training trials have another subject's trial of the same stimulus")
+        log(f"ssl: {n} of {len(data.dataset)} training trials have another subject's trial of the same stimulus")
     t0 = time.time()
-    trainer.fit(module, ckpt_path=args.resume if args.resume else None)
+    trainer.fit(module, datamodule=data, ckpt_path=args.resume if args.resume else None)
     final = out / f"{stage}.pt"
     if trainer.global_rank == 0:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
