@@ -371,6 +371,8 @@ def parse_set(kv: str) -> tuple[list[str], Any]:
     key, eq, val = kv.partition("=")
     if not eq or not key:
         raise ConfigError(f"--set {kv} is not KEY=VALUE: write e.g. --set train.stage2.steps=600.")
+    if key == "extends":
+        raise ConfigError(f"--set {kv}: extends belongs in a config file; give that file to --config instead.")
     return key.split("."), yaml.safe_load(val)
 
 

@@ -73,6 +73,8 @@ def test_wrong_values_and_missing_settings_are_one_line_each(tmp_path):
                             "(the one closest to the others in MiniLM space) (in --set train.stage2.reference=best).")
     with pytest.raises(ConfigError, match=r"^--set train.stage2.steps is not KEY=VALUE"):
         load_config(CONFIGS / "tiny.yaml", ["train.stage2.steps"])
+    with pytest.raises(ConfigError, match=r"^--set extends=default.yaml: extends belongs in a config file"):
+        load_config(CONFIGS / "tiny.yaml", ["extends=default.yaml"])
     (tmp_path / "short.yaml").write_text("lm: {kind: tiny-random}\ntrain: {batch_size: 8, ssl: {steps: 1, lr: 0.1}, stage1: {steps: 1, lr: 0.1}, "
                                          "stage2: {steps: 1}}\n")
     with pytest.raises(ConfigError) as e:
