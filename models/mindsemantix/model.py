@@ -37,7 +37,8 @@ class ModelConfig:
     image_size: int = 64       # generator output H = W
     gen_channels: int = 64
     dropout: float = 0.1
-    subjects: dict = field(default_factory=dict)  # subject id → voxel count
+    # subject id → voxel count: set from the data, not a config setting (train_config skips fields marked config False)
+    subjects: dict = field(default_factory=dict, metadata={"config": False})
 
     def to_dict(self):
         return asdict(self)

@@ -14,7 +14,7 @@ Stages (each starts from the previous stage's weights, `<out>/<stage>.pt`):
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
 import json
 import math
 import os
@@ -23,61 +23,30 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from .model import BrainCaptioner, ModelConfig
+from .model import ModelConfig
+from .objectives import TrainingModel, consensus_reference, contrastive  # noqa: F401 (contrastive, consensus_reference: imported from here)
+from .train_config import ConfigError, DataConfig, TrainingConfig, TrainSection, load_config, section
 from .util import log
 
 STAGES = ("ssl", "stage1", "stage2")
 
 
-# ---- config -------------------------------------------------------------------------------------------------------
+# ---- data ---------------------------------------------------------------------------------------------------------
 
-def load_config(path: Path) -> dict:
-    import yaml
-    cfg = yaml.safe_load(Path(path).read_text())
-    base = cfg.pop("extends", None)
-    if base:
-        parent = load_config(Path(path).parent / base)
-        cfg = _merge(parent, cfg)
-    return cfg
-
-
-def _merge(a: dict, b: dict) -> dict:
-    out = copy.deepcopy(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def load_corpus(dcfg: dict):
+def load_corpus(dcfg: DataConfig | dict):
+    """The corpus a config's data section names (a plain dict: the data section of a run's saved config)."""
     from . import data as D
-    src = dcfg.get("source", "sim")
-    if src == "sim":
-        return D.load_sim(Path(dcfg["root"]), dcfg.get("field", "responses"), dcfg.get("subjects"))
-    if src == "nsd-hdf5":
-        return D.load_nsd_hdf5(dcfg["subjects"], Path(dcfg["captions"]), dcfg.get("stim_info"), None, dcfg.get("stimuli_h5"))
-    if src == "nsd-wds":
-        return D.load_nsd_wds(dcfg["subjects"], Path(dcfg["captions"]), dcfg.get("stim_info"))
-    raise ValueError(f"data.source {src!r} is not one of sim, nsd-hdf5, nsd-wds")
-
-
-# ---- losses -------------------------------------------------------------------------------------------------------
-
-def contrastive(a, b, same, scale, smoothing=0.1):
-    """Symmetric InfoNCE with several positives (same stimulus) and label smoothing."""
-    logits = scale * a @ b.t()
-    t = same.float()
-    n = t.shape[1]
-    t1 = (1 - smoothing) * t / t.sum(1, keepdim=True) + smoothing / n
-    t2 = (1 - smoothing) * t.t() / t.t().sum(1, keepdim=True) + smoothing / n
-    return 0.5 * (-(t1 * F.log_softmax(logits, 1)).sum(1).mean() - (t2 * F.log_softmax(logits.t(), 1)).sum(1).mean())
-
-
-def consensus_reference(emb):
-    """[B, K, E] normalised reference embeddings → [B] index of the reference most similar to the others."""
-    return (emb @ emb.transpose(1, 2)).sum(-1).argmax(-1)
+    d = section(DataConfig, dcfg, "data", "the data section")
+    if d.source == "sim":
+        if d.root is None:
+            raise ConfigError("data.root is not set: give the simulated dataset's folder with --data DIR or data.root in the config.")
+        return D.load_sim(Path(d.root), d.field, d.subjects)
+    if d.subjects is None or d.captions is None:
+        raise ConfigError(f"data.source {d.source} needs data.subjects (id → files) and data.captions: set both in the config.")
+    if d.source == "nsd-hdf5":
+        return D.load_nsd_hdf5(d.subjects, Path(d.captions), d.stim_info, None, d.stimuli_h5)
+    return D.load_nsd_wds(d.subjects, Path(d.captions), d.stim_info)
 
 
 # ---- Lightning module ---------------------------------------------------------------------------------------------
@@ -87,341 +56,144 @@ def _lightning():
     return L
 
 
-class BrainLM(_lightning().LightningModule):
-    def __init__(self, mcfg: ModelConfig, tcfg: dict, stage: str, subjects: list[str], targets: dict, lm, gen: dict):
-        super().__init__()
-        self.mcfg, self.tcfg, self.stage, self.subjects = mcfg, tcfg, stage, subjects
-        self.model = BrainCaptioner(mcfg)
-        self.img_side = nn.Linear(mcfg.image_feat_dim, mcfg.image_embed_dim)
-        self.scale_text = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
-        self.scale_img = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
-        self.t = targets
-        self._lm = [lm]  # frozen, kept out of the module tree (not checkpointed, not DDP-synced)
-        self.gen = gen
-        self.weights = tcfg.get("weights", {})
-        cap = targets.get("cap_tok")
-        vocab = torch.unique(cap[cap >= 0]) if cap is not None else torch.zeros(0, dtype=torch.int64)
-        self.vocab = vocab  # Q-Former generation head scores only the caption vocabulary
-        remap = torch.full((int(lm.s.vocab_size),), -1, dtype=torch.int64)
-        remap[vocab] = torch.arange(len(vocab))
-        self.remap = remap
-        if "kw_tok" in targets:
-            self.kw_vocab = torch.unique(torch.cat([targets["kw_tok"].reshape(-1), vocab]))
-            kr = torch.full((int(lm.s.vocab_size),), 0, dtype=torch.int64)
-            kr[self.kw_vocab] = torch.arange(len(self.kw_vocab))
-            self.kw_remap = kr
-        self.prefix_kv = None
-        self.t0 = None
-        self.freeze_encoder = stage == "stage2" and tcfg.get("stage2", {}).get("freeze_encoder", False)
-        if stage == "ssl":  # only the encoder (and its MAE decoder) trains
-            for n, p in self.named_parameters():
-                if not n.startswith("model.encoder."):
-                    p.requires_grad_(False)
-        if self.freeze_encoder:
-            for p in self.model.encoder.parameters():
-                p.requires_grad_(False)
-        if stage != "ssl" and tcfg.get(stage, {}).get("readout_lr_mult") == 0:
-            self.freeze_readouts()
+# a Lightning checkpoint written before the losses moved into TrainingModel (net.*) names these at the top
+_LEGACY_KEYS = ("model.", "img_side.", "scale_text", "scale_img")
 
-    @property
-    def lm(self):
-        return self._lm[0]
+
+class BrainLM(_lightning().LightningModule):
+    """Optimisation and logging of one stage: which parameters train and at what rate, the schedule, the log. The
+    model and its losses are `self.net` (objectives.TrainingModel); the batches come from datamodule.TrialDataModule."""
+
+    def __init__(self, mcfg: ModelConfig, tcfg: TrainSection, stage: str, subjects: list[str], targets: dict, lm, gen: dict):
+        super().__init__()
+        self.tcfg, self.stage = tcfg, stage
+        self.net = TrainingModel(mcfg, tcfg, stage, subjects, targets, lm, gen)
+        self.t0 = None
+        encoder = self.net.model.encoder
+        if stage == "ssl":  # only the encoder (and its MAE decoder) trains
+            mine = {id(p) for p in encoder.parameters()}
+            for p in self.parameters():
+                if id(p) not in mine:
+                    p.requires_grad_(False)
+        if self.net.freeze_encoder:
+            for p in encoder.parameters():
+                p.requires_grad_(False)
+        if stage != "ssl" and tcfg.stage(stage).readout_lr_mult == 0:
+            self.freeze_readouts()
+        self._register_load_state_dict_pre_hook(self._legacy_keys)
+
+    @staticmethod
+    def _legacy_keys(state_dict, prefix, *_):
+        for k in [k for k in state_dict if k.startswith(tuple(prefix + p for p in _LEGACY_KEYS))]:
+            state_dict[prefix + "net." + k[len(prefix):]] = state_dict.pop(k)
 
     def on_fit_start(self):
-        dev = self.device
-        self.t = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in self.t.items()}
-        self._lm[0] = self.lm.to(dev)
-        self.vocab, self.remap = self.vocab.to(dev), self.remap.to(dev)
-        if hasattr(self, "kw_vocab"):
-            self.kw_vocab, self.kw_remap = self.kw_vocab.to(dev), self.kw_remap.to(dev)
-        if self.stage == "stage2":
-            ids = torch.tensor([self.gen["prefix_ids"]], device=dev)
-            with torch.no_grad():
-                P = ids.shape[1]
-                _, pres = self.lm.hidden(self.lm.embed_tokens(ids), torch.ones(1, P, dtype=torch.int64, device=dev),
-                                         torch.arange(P, device=dev)[None], *[p.to(dev) for p in self.lm.empty_past(1)])
-            self.prefix_kv = pres
+        self.net.prepare(self.device)
         self.t0 = time.time()
 
     def on_train_epoch_start(self):
-        if self.freeze_encoder:
-            self.model.encoder.eval()  # frozen: no dropout either
+        if self.net.freeze_encoder:
+            self.net.model.encoder.eval()  # frozen: no dropout either
 
     def freeze_readouts(self):
         """Masked brain modeling leaves the subject read-outs as they are (ssl.readout=pca fitted them already)."""
-        for a in self.model.encoder.adapters.values():
+        for a in self.net.model.encoder.adapters.values():
             a.read.requires_grad_(False)
 
     def trainable(self):
         if self.stage == "ssl":
-            return [p for p in self.model.encoder.parameters() if p.requires_grad]
+            return [p for p in self.net.model.encoder.parameters() if p.requires_grad]
         return [p for n, p in self.named_parameters()]
 
     def configure_optimizers(self):
-        tc = self.tcfg[self.stage]
-        enc = set(id(p) for p in self.model.encoder.parameters())
+        tc = self.tcfg.stage(self.stage)
+        model = self.net.model
+        enc = {id(p) for p in model.encoder.parameters()}
         if self.stage == "ssl":
-            groups = [{"params": self.trainable(), "lr": tc["lr"]}]
+            groups = [{"params": self.trainable(), "lr": tc.lr}]
         else:
-            mult = tc.get("encoder_lr_mult", 1.0)
-            rmult = tc.get("readout_lr_mult", mult)  # the subject read-outs' own rate; 0: frozen in __init__
+            mult = tc.encoder_lr_mult
+            rmult = mult if tc.readout_lr_mult is None else tc.readout_lr_mult  # the subject read-outs' own rate; 0: frozen in __init__
             rest = [p for p in self.parameters() if id(p) not in enc]
-            encoder = list(self.model.encoder.parameters())
+            encoder = list(model.encoder.parameters())
             read = []
             if rmult != mult:
-                ids = set(id(p) for a in self.model.encoder.adapters.values() for p in a.read.parameters())
+                ids = {id(p) for a in model.encoder.adapters.values() for p in a.read.parameters()}
                 read = [p for p in encoder if id(p) in ids] if rmult > 0 else []
                 encoder = [p for p in encoder if id(p) not in ids]
             # encoder first, as checkpoints written before readout_lr_mult existed expect when resumed
-            groups = [{"params": encoder, "lr": tc["lr"] * mult}, {"params": rest, "lr": tc["lr"]}]
-            groups += [{"params": read, "lr": tc["lr"] * rmult}] if read else []
-            if self.freeze_encoder:
+            groups = [{"params": encoder, "lr": tc.lr * mult}, {"params": rest, "lr": tc.lr}]
+            groups += [{"params": read, "lr": tc.lr * rmult}] if read else []
+            if self.net.freeze_encoder:
                 groups = [groups[1]]
-        opt = torch.optim.AdamW(groups, weight_decay=tc.get("weight_decay", 0.05))
-        steps, warm = tc["steps"], max(1, int(tc["steps"] * tc.get("warmup", 0.05)))
+        opt = torch.optim.AdamW(groups, weight_decay=tc.weight_decay)
+        steps, warm = tc.steps, max(1, int(tc.steps * tc.warmup))
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: min(1.0, (s + 1) / warm) * (0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))) * 0.9 + 0.1))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-    # -- steps --
     def training_step(self, batch, _):
-        sub = self.subjects[int(batch["subject_index"])]
-        x, stim = batch["voxels"], batch["stim"]
-        logs = {}
-        if self.stage == "ssl":
-            sc = self.tcfg["ssl"]
-            cw = float(sc.get("contrast_weight", 0.0))
-            logs = self.model.encoder.masked_modeling(sub, x, target=batch.get("target"), norm_patches=bool(sc.get("norm_patches", False)),
-                                                      partners=self.partner_groups(batch), decode_partners=sc.get("target") == "cross",
-                                                      contrast_partners=cw > 0)
-            loss = logs["mae"]
-            if "cross" in logs:
-                loss = loss + float(sc.get("cross_weight", 1.0)) * logs["cross"]
-            if "contrast" in logs:
-                loss = loss + cw * logs["contrast"]
-        else:
-            loss, logs = self.stage_losses(sub, x, stim)
-        for k, v in logs.items():
-            self.log(f"train/{k}", v.detach(), prog_bar=k in ("loss", "mae", "lm", "itc_text"), batch_size=len(x), sync_dist=False)
-        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=len(x))
-        every = self.tcfg.get("log_every", 25)
-        if self.global_rank == 0 and (self.global_step % every == 0):
-            parts = " ".join(f"{k}={float(v.detach()):.4f}" for k, v in logs.items())
-            log(f"{self.stage} step {self.global_step}/{self.tcfg[self.stage]['steps']} loss={float(loss.detach()):.4f} {parts} "
+        losses = self.net(batch, self.global_step)
+        n = len(batch["voxels"])
+        parts = losses.parts()
+        for k, v in parts.items():
+            self.log(f"train/{k}", v.detach(), prog_bar=k in ("mae", "lm", "itc_text"), batch_size=n, sync_dist=False)
+        self.log("train/loss", losses.total.detach(), prog_bar=True, batch_size=n)
+        if self.global_rank == 0 and (self.global_step % self.tcfg.log_every == 0):
+            shown = " ".join(f"{k}={float(v.detach()):.4f}" for k, v in parts.items())
+            log(f"{self.stage} step {self.global_step}/{self.tcfg.stage(self.stage).steps} loss={float(losses.total.detach()):.4f} {shown} "
                 f"({time.time() - self.t0:.0f} s)")
-        return loss
-
-    def partner_groups(self, batch):
-        """The batch's cross-subject targets grouped by the other subject: [(subject, rows, voxels [n, V])]."""
-        if "partner_subject" not in batch:
-            return None
-        ps = batch["partner_subject"]
-        groups = []
-        for k in sorted(set(ps.tolist()) - {-1}):
-            rows = (ps == k).nonzero().squeeze(1)
-            groups.append((self.subjects[k], rows, torch.stack([batch["partner_voxels"][int(r)] for r in rows]).to(self.device)))
-        return groups
-
-    def stage_losses(self, sub, x, stim):
-        W = self.weights
-        t = self.t
-        B = len(x)
-        k = torch.randint(0, t["cap_emb"].shape[1], (B,), device=x.device)  # embedded references
-        ke = k
-        k = torch.randint(0, t["cap_tok"].shape[1], (B,), device=x.device)  # all references (LM / ITG targets)
-        if self.freeze_encoder:
-            with torch.no_grad():
-                bt = self.model.encoder(sub, x)
-        else:
-            bt = self.model.encoder(sub, x)
-        qf = self.model.qformer
-        q = qf.queries(bt)
-        same = stim[:, None] == stim[None, :]
-        logs = {}
-        txt = t["cap_emb"][stim, ke]
-        ce = qf.caption_embedding(q)
-        logs["itc_text"] = contrastive(ce, txt, same, self.scale_text.exp().clamp(max=100))
-        total = W.get("itc_text", 1.0) * logs["itc_text"]
-        if W.get("emb", 0) > 0:
-            # regression onto the mean reference embedding (the ridge baseline's target): steadies the contrastive space
-            mean_txt = F.normalize(t["cap_emb"][stim].mean(1), dim=-1)
-            logs["emb"] = (1 - (ce * mean_txt).sum(-1)).mean()
-            total = total + W["emb"] * logs["emb"]
-        if t.get("img_feat") is not None and W.get("itc_image", 1.0) > 0:
-            ie = qf.image_embedding(q)
-            im = F.normalize(self.img_side(t["img_feat"][stim]), dim=-1)
-            logs["itc_image"] = contrastive(ie, im, same, self.scale_img.exp().clamp(max=100))
-            total = total + W.get("itc_image", 1.0) * logs["itc_image"]
-        if self.stage == "stage2" and self.tcfg["stage2"].get("short_captions", 0):
-            # the LM loss (the expensive part on CPU) uses one of the n shortest references per stimulus
-            n = self.tcfg["stage2"]["short_captions"]
-            lens = (t["cap_tok"][stim] >= 0).sum(-1)             # [B, K]
-            short = lens.argsort(dim=1, stable=True)[:, :n]
-            k = short[torch.arange(B, device=x.device), torch.randint(0, short.shape[1], (B,), device=x.device)]
-        if self.stage == "stage2" and self.tcfg["stage2"].get("reference") == "consensus":
-            # the LM learns one caption per scene — the reference closest to the other four (MiniLM) — so that the soft
-            # prompt has to carry content, not which of five phrasings was drawn; greedy decoding then aims at the consensus
-            k = consensus_reference(t["cap_emb"][stim])
-        tok = t["cap_tok"][stim, k]                              # [B, L] with -1 padding
-        if self.stage == "stage1":
-            emb_table = self.lm.embed_tokens.weight
-            pad = tok < 0
-            temb = F.embedding(tok.clamp_min(0), emb_table)
-            if W.get("itm", 1.0) > 0 and (~same).any():
-                logs["itm"] = self.itm_loss(bt, temb, pad, ce.detach(), txt, same)
-                total = total + W.get("itm", 1.0) * logs["itm"]
-            if W.get("itg", 1.0) > 0:
-                start = torch.full((B, 1), self.gen["eos_token_ids"][0], dtype=torch.int64, device=x.device)
-                inp = torch.cat([start, tok[:, :-1].clamp_min(0)], 1)
-                inpad = torch.cat([torch.zeros(B, 1, dtype=torch.bool, device=x.device), pad[:, :-1]], 1)
-                _, th = qf.joint(bt, F.embedding(inp, emb_table), "gen", inpad)
-                logits = qf.gen_out(th) @ emb_table[self.vocab].t()
-                tgt = torch.where(pad, torch.full_like(tok, -1), self.remap[tok.clamp_min(0)])
-                logs["itg"] = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-1)
-                total = total + W.get("itg", 1.0) * logs["itg"]
-        if self.stage == "stage2":
-            sc = self.tcfg["stage2"]
-            sp = qf.lm_proj(q)
-            if W.get("align", 0) > 0 and "kw_tok" in t:
-                logs["align"] = self.align_loss(sp, t["kw_tok"][stim])
-                total = total + W["align"] * logs["align"]
-            every = int(sc.get("lm_every", 1))
-            if W.get("lm", 1.0) > 0 and every > 0 and self.global_step % every == 0:
-                nb = int(sc.get("lm_batch") or B)
-                logs["lm"] = self.lm_loss(sp[:nb], tok[:nb])
-                total = total + W.get("lm", 1.0) * logs["lm"]
-        if t.get("img") is not None and W.get("generator", 1.0) > 0:
-            img = self.model.generator(txt, bt.detach())
-            logs["gen_mse"] = F.mse_loss(img, t["img"][stim])
-            total = total + W.get("generator", 1.0) * logs["gen_mse"]
-        logs["loss"] = total
-        return total, logs
-
-    def itm_loss(self, bt, temb, pad, ce, txt, same):
-        """Brain–text matching: positives, plus one hard negative text per brain and one hard negative brain per text,
-        drawn from the contrastive similarities (BLIP-2)."""
-        qf = self.model.qformer
-        B = bt.shape[0]
-        with torch.no_grad():
-            sim = ce @ txt.t()
-            w = torch.softmax(sim * 10, 1).masked_fill(same, 0) + (~same).float() * 1e-6
-            neg_t = torch.multinomial(w.masked_fill(same, 0), 1).squeeze(1)
-            neg_b = torch.multinomial(w.t().masked_fill(same.t(), 0), 1).squeeze(1)
-        bt_all = torch.cat([bt, bt, bt[neg_b]])
-        te_all = torch.cat([temb, temb[neg_t], temb])
-        pad_all = torch.cat([pad, pad[neg_t], pad])
-        qo, _ = qf.joint(bt_all, te_all, "match", pad_all)
-        logits = qf.itm_head(qo.mean(1))
-        labels = torch.cat([torch.ones(B), torch.zeros(2 * B)]).long().to(bt.device)
-        return F.cross_entropy(logits, labels)
-
-    def align_loss(self, sp, kw):
-        """Soft prompt slot i → the LM embedding of keyword token i: cosine classification over the caption vocabulary
-        plus MSE to the embedding (so the LM reads words it knows, at their own scale). No LM forward needed."""
-        E = self.lm.embed_tokens.weight
-        cand = self.kw_vocab
-        logits = F.normalize(sp, dim=-1) @ F.normalize(E[cand], dim=-1).t() / 0.05
-        ce = F.cross_entropy(logits.reshape(-1, len(cand)), self.kw_remap[kw].reshape(-1))
-        mse = F.mse_loss(sp, E[kw]) / E.pow(2).mean()
-        return ce + mse
-
-    def lm_loss(self, soft_prompt, tok):
-        """embed(prefix) (cached KV) ++ soft prompt ++ embed(suffix) ++ caption; cross-entropy on caption tokens only."""
-        lm = self.lm
-        B, Qn, _ = soft_prompt.shape
-        dev = soft_prompt.device
-        suf = torch.tensor(self.gen["suffix_ids"], device=dev)
-        E = lm.embed_tokens.weight
-        L = int((tok >= 0).sum(1).max())
-        tok = tok[:, :L]
-        seq = torch.cat([soft_prompt, F.embedding(suf, E)[None].expand(B, -1, -1), F.embedding(tok.clamp_min(0), E)], 1)
-        P = self.prefix_kv[0].shape[2]
-        S = seq.shape[1]
-        past = [p.expand(B, -1, -1, -1) for p in self.prefix_kv]
-        h, _ = lm.hidden(seq, torch.ones(B, P + S, dtype=torch.int64, device=dev), (P + torch.arange(S, device=dev))[None].expand(B, -1), *past)
-        start = Qn + len(suf) - 1                  # hidden state that predicts the first caption token
-        logits = lm.lm_head(h[:, start:start + L])
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tok.reshape(-1), ignore_index=-1)
-
-    def train_dataloader(self):
-        from .data import SubjectBatchSampler, collate_single_subject
-        from torch.utils.data import DataLoader
-        ds = self.trainer.datamodule_ds
-        sampler = SubjectBatchSampler(ds, self.tcfg[self.stage].get("batch_size", self.tcfg["batch_size"]), seed=self.tcfg["seed"], rank=self.global_rank,
-                                      world=self.trainer.world_size)
-        return DataLoader(ds, batch_sampler=sampler, collate_fn=collate_single_subject, num_workers=0)
-
-    def weights_state(self):
-        return {"model": self.model.state_dict(), "img_side": self.img_side.state_dict(),
-                "scale_text": self.scale_text.detach().cpu(), "scale_img": self.scale_img.detach().cpu()}
+        return losses.total
 
 
 # ---- driver -------------------------------------------------------------------------------------------------------
 
-def model_config(cfg: dict, corpus) -> ModelConfig:
-    m = dict(cfg["model"])
-    m["subjects"] = {s: d.voxels for s, d in corpus.subjects.items()}
-    return ModelConfig(**m)
+def model_config(cfg: TrainingConfig, corpus) -> ModelConfig:
+    return dataclasses.replace(cfg.model, subjects={s: d.voxels for s, d in corpus.subjects.items()})
 
 
-def run_stage(stage: str, cfg: dict, corpus, targets, lm, gen, out: Path, init: Path | None, args) -> Path:
+def run_stage(stage: str, cfg: TrainingConfig, corpus, targets, lm, gen, out: Path, init: Path | None, args) -> Path:
     L = _lightning()
     from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
     from lightning.pytorch.loggers import CSVLogger
-    from .data import TrialDataset, repeated_share
-    tcfg = dict(cfg["train"])
-    tcfg["seed"] = args.seed
+    from .data import repeated_share
+    from .datamodule import TrialDataModule
+    tc = cfg.train
     L.seed_everything(args.seed + STAGES.index(stage), workers=True)
     mcfg = model_config(cfg, corpus)
-    module = BrainLM(mcfg, tcfg, stage, list(corpus.subjects), targets, lm, gen)
+    module = BrainLM(mcfg, tc, stage, list(corpus.subjects), targets, lm, gen)
     if init is not None and init.is_dir():
         # an exported bundle: its serving weights exactly (ONNX graphs / shared.safetensors), every other module — MAE
         # decoder, ITM / ITG heads, image projections, contrastive temperatures — at its fresh initialisation
         from .frozen_shared import load_bundle_weights, fresh_summary
-        rep = load_bundle_weights(module.model, init)
-        fresh = rep["fresh"] + [f"img_side.{k}" for k in module.img_side.state_dict()] + ["scale_text", "scale_img"]
+        rep = load_bundle_weights(module.net.model, init)
+        fresh = rep["fresh"] + [f"img_side.{k}" for k in module.net.img_side.state_dict()] + ["scale_text", "scale_img"]
         log(f"{stage}: initialised from the bundle {init} ({rep['loaded']} tensors: shared {rep['sources']['shared']}, read-outs "
             f"{', '.join(rep['sources']['adapters'])}, generator {rep['sources']['generator'] or 'none (fresh)'}); "
             f"not in the bundle, fresh: {fresh_summary(fresh)}")
     elif init is not None and init.exists():
-        blob = torch.load(init, map_location="cpu", weights_only=False)
-        own = set(module.model.encoder.adapters)
-        # masked brain modeling may have seen more subjects (data.ssl_subjects) than this stage: their adapters stay behind
-        state = {k: v for k, v in blob["weights"]["model"].items()
-                 if not (k.startswith("encoder.adapters.") and k.split(".")[2] not in own)}
-        module.model.load_state_dict(state)
-        for k in ("img_side",):
-            getattr(module, k).load_state_dict(blob["weights"][k])
-        module.scale_text.data.copy_(blob["weights"]["scale_text"])
-        module.scale_img.data.copy_(blob["weights"]["scale_img"])
+        module.net.load_weights_state(torch.load(init, map_location="cpu", weights_only=False)["weights"])
         log(f"{stage}: initialised from {init}")
-    readout = cfg["train"]["ssl"].get("readout", "learned")
-    if readout not in ("learned", "pca"):
-        raise ValueError(f"train.ssl.readout is {readout!r}; use learned (masked brain modeling trains the subject read-outs) or "
-                         "pca (each read-out is first fitted, without captions, as a linear autoencoder of its subject's trials).")
-    if stage == "ssl" and readout == "pca":
+    if stage == "ssl" and tc.ssl.readout == "pca":
         for s, d in corpus.subjects.items():
-            share = module.model.encoder.adapters[s].fit_principal(torch.from_numpy(d.train_x))
+            share = module.net.model.encoder.adapters[s].fit_principal(torch.from_numpy(d.train_x))
             log(f"ssl: {s} read-out = top {mcfg.hidden} principal directions of {len(d.train_x)} trials ({share:.0%} of their variance)")
         module.freeze_readouts()
-    steps = cfg["train"][stage]["steps"]
+    steps = tc.stage(stage).steps
     stage_dir = out / stage
-    ckpt = ModelCheckpoint(dirpath=stage_dir / "checkpoints", every_n_train_steps=max(1, cfg["train"].get("ckpt_every", 200)),
-                           save_last=True, save_top_k=-1 if cfg["train"].get("keep_all_ckpts") else 1)
+    ckpt = ModelCheckpoint(dirpath=stage_dir / "checkpoints", every_n_train_steps=max(1, tc.ckpt_every),
+                           save_last=True, save_top_k=-1 if tc.keep_all_ckpts else 1)
     # one subject's adapter per batch: the other adapters get no gradient on that rank in that step
     strategy = "ddp_find_unused_parameters_true" if args.strategy == "ddp" else args.strategy
     trainer = L.Trainer(
         accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes, strategy=strategy,
-        max_steps=steps, max_epochs=-1, precision=cfg["train"].get("precision", "32-true"),
+        max_steps=steps, max_epochs=-1, precision=tc.precision,
         logger=CSVLogger(str(out), name=stage, version=0), callbacks=[ckpt] + ([] if args.no_progress_bar else [TQDMProgressBar(refresh_rate=max(1, steps // 50))]),
         log_every_n_steps=max(1, min(25, steps // 4)), use_distributed_sampler=False, enable_model_summary=False,
-        gradient_clip_val=cfg["train"].get("grad_clip", 1.0), deterministic=False, num_sanity_val_steps=0,
+        gradient_clip_val=tc.grad_clip, deterministic=False, num_sanity_val_steps=0,
         enable_progress_bar=not args.no_progress_bar,
     )
-    target = cfg["train"]["ssl"].get("target", "self") if stage == "ssl" else "self"
-    if target not in ("self", "repeats", "cross"):
-        raise ValueError(f"train.ssl.target is {target!r}; use self (reconstruct the trial), repeats (the mean of its other "
-                         "repeats) or cross (the trial itself plus another subject's response to the same stimulus).")
+    target = tc.ssl.target if stage == "ssl" else "self"
     if target == "repeats":
         share = repeated_share(corpus)
         if share == 0:
@@ -429,23 +201,24 @@ def run_stage(stage: str, cfg: dict, corpus, targets, lm, gen, out: Path, init: 
                              "training trials have none (the simulator shows each training scene once), so the target would be "
                              "the trial itself: use train.ssl.target=self.")
         log(f"ssl: {share:.0%} of the training trials have another repeat of their stimulus (the rest reconstruct themselves)")
-    partners = stage == "ssl" and (target == "cross" or float(cfg["train"]["ssl"].get("contrast_weight", 0)) > 0)
-    trainer.datamodule_ds = TrialDataset(corpus, "train", repeat_targets=target == "repeats", cross_targets=partners, seed=args.seed)
+    partners = stage == "ssl" and (target == "cross" or tc.ssl.contrast_weight > 0)
+    bs = tc.stage(stage).batch_size
+    data = TrialDataModule(corpus, tc.batch_size if bs is None else bs, seed=args.seed, repeat_targets=target == "repeats",
+                           cross_targets=partners)
     if partners:
-        parts = trainer.datamodule_ds.partners
-        n = sum(1 for k, st in enumerate(trainer.datamodule_ds.stims) for s in st.tolist() if (k, s) in parts)
+        n = data.partnered_trials()
         if n == 0:
             raise ValueError("train.ssl.target=cross and train.ssl.contrast_weight need training stimuli that more than one "
                              "subject saw, and these subjects share none: add subjects with data.ssl_subjects, or use "
                              "train.ssl.target=self with contrast_weight 0.")
-        log(f"ssl: {n} of {len(trainer.datamodule_ds)} training trials have another subject's trial of the same stimulus")
+        log(f"ssl: {n} of {len(data.dataset)} training trials have another subject's trial of the same stimulus")
     t0 = time.time()
-    trainer.fit(module, ckpt_path=args.resume if args.resume else None)
+    trainer.fit(module, datamodule=data, ckpt_path=args.resume if args.resume else None)
     final = out / f"{stage}.pt"
     if trainer.global_rank == 0:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        torch.save({"config": cfg, "model_config": mcfg.to_dict(), "stage": stage, "seed": args.seed, "steps": steps,
-                    "weights": module.weights_state(), "metrics": metrics, "seconds": time.time() - t0,
+        torch.save({"config": cfg.to_dict(), "model_config": mcfg.to_dict(), "stage": stage, "seed": args.seed, "steps": steps,
+                    "weights": module.net.weights_state(), "metrics": metrics, "seconds": time.time() - t0,
                     **({"init_bundle": getattr(args, "bundle_identity", None)} if init is not None and init.is_dir() else {})}, final)
         log(f"{stage}: done in {time.time() - t0:.0f} s; {json.dumps({k: round(v, 4) for k, v in metrics.items()})} → {final}")
     if trainer.world_size > 1:
@@ -480,43 +253,33 @@ def main(argv=None):
     if a.devices not in ("auto",) and str(a.devices).isdigit():
         a.devices = int(a.devices)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    cfg = load_config(Path(a.config))
-    if a.data:
-        cfg["data"]["root"] = a.data
-    for kv in a.set:
-        key, _, val = kv.partition("=")
-        d = cfg
-        parts = key.split(".")
-        for p in parts[:-1]:
-            d = d.setdefault(p, {})
-        import yaml
-        d[parts[-1]] = yaml.safe_load(val)
+    cfg = load_config(Path(a.config), a.set, data_root=a.data)
     bundle_manifest = None
     if a.init_bundle:
         from .frozen_shared import bundle_manifest as read_manifest, bundle_identity
         bundle_manifest = read_manifest(Path(a.init_bundle))
-        cfg["model"] = bundle_model_config(cfg["model"], bundle_manifest["model_config"])
+        cfg.model = bundle_model_config(cfg.model, bundle_manifest["model_config"])
         a.bundle_identity = bundle_identity(Path(a.init_bundle))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    corpus = load_corpus(cfg["data"])
+    corpus = load_corpus(cfg.data)
     log(f"data: {corpus.summary()}")
     from .lm_assets import load_frozen_lm, generation_settings
-    lm, tok = load_frozen_lm(cfg["lm"]["kind"], Path(cfg["lm"].get("cache_dir", "models/runs/cache")), seed=a.seed)
-    gen = generation_settings(tok, lm, max_new_tokens=cfg["lm"].get("max_new_tokens", 24))
+    lm, tok = load_frozen_lm(cfg.lm.kind, Path(cfg.lm.cache_dir), seed=a.seed)
+    gen = generation_settings(tok, lm, max_new_tokens=cfg.lm.max_new_tokens)
     tiny_te = None
-    if cfg["model"].get("text_dim", 384) != 384:  # tiny configs: a tiny random MiniLM-shaped encoder (tests only)
+    if cfg.model.text_dim != 384:  # tiny configs: a tiny random MiniLM-shaped encoder (tests only)
         from .textenc import tiny_random_encoder, load_tokenizer
-        tiny_te = tiny_random_encoder(load_tokenizer().get_vocab_size(), dim=cfg["model"]["text_dim"], seed=a.seed)
+        tiny_te = tiny_random_encoder(load_tokenizer().get_vocab_size(), dim=cfg.model.text_dim, seed=a.seed)
     tcfg = targets_config(cfg)
     stages = STAGES if a.stage == "all" else (a.stage,)
     if a.no_ssl:
         stages = tuple(s for s in stages if s != "ssl")
     ssl_corpus = corpus
-    if "ssl" in stages and cfg["data"].get("ssl_subjects"):
+    if "ssl" in stages and cfg.data.ssl_subjects:
         # self-supervised pretraining needs no captions: it takes every subject given, the captioning stages only `subjects`
-        ssl_corpus = load_corpus({**cfg["data"], "subjects": cfg["data"]["ssl_subjects"]})
+        ssl_corpus = load_corpus(dataclasses.replace(cfg.data, subjects=cfg.data.ssl_subjects))
         missing = set(corpus.subjects) - set(ssl_corpus.subjects)
         if missing:
             raise ValueError(f"data.ssl_subjects lacks {sorted(missing)}, which the later stages train: add them to data.ssl_subjects.")
@@ -525,19 +288,19 @@ def main(argv=None):
         from .frozen_shared import check_bundle_subjects
         first = ssl_corpus if stages[0] == "ssl" else corpus
         check_bundle_subjects(Path(a.init_bundle), bundle_manifest, {s: d.voxels for s, d in first.subjects.items()})
-    frac = float(cfg["data"].get("labeled_fraction", 1.0))
+    frac = cfg.data.labeled_fraction
     if frac != 1.0:
         from .data import labeled_subset
         corpus = labeled_subset(corpus, frac, seed=a.seed)  # ssl_corpus keeps every trial
         log(f"captioning stages: labeled_fraction {frac}: {corpus.summary()}")
     # masked brain modeling needs no frozen-encoder targets: an ssl-only run starts at once
     targets = build_targets_cached(corpus, tok, gen, tcfg, out, tiny_te) if stages != ("ssl",) else {}
-    if targets and cfg["train"].get("weights", {}).get("align", 0) > 0:
+    if targets and cfg.train.weights.align > 0:
         from .keywords import keyword_tokens
-        targets["kw_tok"] = keyword_tokens(corpus.captions, tok, cfg["model"]["queries"])
-    if targets and targets.get("img_feat") is not None and cfg["model"].get("image_feat_dim", 1280) != targets["img_feat"].shape[1]:
-        targets["img_feat"] = targets["img_feat"][:, :cfg["model"]["image_feat_dim"]]
-    (out / "run.json").write_text(json.dumps({"config": cfg, "config_path": a.config, "seed": a.seed, "argv": sys.argv,
+        targets["kw_tok"] = keyword_tokens(corpus.captions, tok, cfg.model.queries)
+    if targets and targets.get("img_feat") is not None and cfg.model.image_feat_dim != targets["img_feat"].shape[1]:
+        targets["img_feat"] = targets["img_feat"][:, :cfg.model.image_feat_dim]
+    (out / "run.json").write_text(json.dumps({"config": cfg.to_dict(), "config_path": a.config, "seed": a.seed, "argv": sys.argv,
                                               "generation": gen, **({"init_bundle": a.bundle_identity} if a.init_bundle else {})},
                                              indent=2))
     for st in stages:
@@ -564,20 +327,22 @@ BUNDLE_ARCHITECTURE = ("patch", "hidden", "dim", "tokens", "depth", "heads", "ml
                        "qformer_depth", "text_dim", "image_embed_dim", "lm_dim", "max_text_len", "image_size", "gen_channels")
 
 
-def bundle_model_config(model: dict, bundle_mc: dict) -> dict:
+def bundle_model_config(model: ModelConfig, bundle_mc: dict) -> ModelConfig:
     """The config's model section with the bundle's architecture (logged where they differ)."""
-    out = dict(model)
+    changes = {}
     for k in BUNDLE_ARCHITECTURE:
-        if k in bundle_mc and out.get(k) != bundle_mc[k]:
-            log(f"init-bundle: model.{k} = {bundle_mc[k]} (the bundle's; the config has {out.get(k)})")
-            out[k] = bundle_mc[k]
-    return out
+        if k in bundle_mc and getattr(model, k) != bundle_mc[k]:
+            log(f"init-bundle: model.{k} = {bundle_mc[k]} (the bundle's; the config has {getattr(model, k)})")
+            changes[k] = bundle_mc[k]
+    return dataclasses.replace(model, **changes)
 
 
-def targets_config(cfg: dict) -> dict:
-    return {"caption_max_tokens": cfg["lm"].get("caption_max_tokens", 16), "image_size": cfg["model"].get("image_size", 64),
-            "text_dim": cfg["model"].get("text_dim", 384), "cache_dir": cfg["train"].get("cache_dir"),
-            "embed_captions": cfg["train"].get("embed_captions"), "effnet_size": cfg["train"].get("effnet_size")}
+def targets_config(cfg: TrainingConfig | dict) -> dict:
+    """What the frozen-encoder targets depend on (a plain dict: a run's saved config, e.g. run.json's)."""
+    if not isinstance(cfg, TrainingConfig):
+        cfg = TrainingConfig.from_dict(cfg)
+    return {"caption_max_tokens": cfg.lm.caption_max_tokens, "image_size": cfg.model.image_size, "text_dim": cfg.model.text_dim,
+            "cache_dir": cfg.train.cache_dir, "embed_captions": cfg.train.embed_captions, "effnet_size": cfg.train.effnet_size}
 
 
 def build_targets_cached(corpus, tok, gen, tcfg, out, tiny_te):

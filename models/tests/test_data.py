@@ -170,3 +170,20 @@ def test_labeled_subset_keeps_all_repeats_of_a_seeded_share_of_training_stimuli(
     assert set(D.labeled_subset(c, 0.25, seed=1).subjects["sim01"].train_stim.tolist()) == kept
     with pytest.raises(ValueError, match="labeled_fraction"):
         D.labeled_subset(c, 0.0)
+
+
+def test_the_data_module_gives_each_rank_its_own_single_subject_batches(tmp_path):
+    from types import SimpleNamespace
+    from mindsemantix.datamodule import TrialDataModule
+    c = D.load_sim(FX.write_sim(tmp_path / "sim", {"a": 20, "b": 31}, n_stim=20, n_test=4))
+    got = []
+    for rank in (0, 1):
+        dm = TrialDataModule(c, 4, seed=1, cross_targets=True)
+        dm.trainer = SimpleNamespace(global_rank=rank, world_size=2)     # what Lightning attaches in fit
+        batches = list(dm.train_dataloader())
+        assert all(b["voxels"].shape[0] == 4 and "partner_subject" in b for b in batches)
+        assert [b["subject_index"] for b in batches] == [dm.dataset.locate(int(i))[0] for i in
+                                                         [s[0] for s in D.SubjectBatchSampler(dm.dataset, 4, seed=1, rank=rank, world=2)]]
+        got.append({tuple(b["stim"].tolist()) + (b["subject_index"],) for b in batches})
+    assert len(got[0]) > 0 and not got[0] & got[1]                       # the ranks' batches differ
+    assert 0 < dm.partnered_trials() <= len(dm.dataset)

@@ -170,3 +170,23 @@ def test_linear_probe_reads_the_stimulus_out_of_encoder_features(tmp_path):
     assert sum(all(w in out[k].split() for w in refs[k][0].split() if w in words) for k in out) < 0.6 * len(out)
     with pytest.raises(ValueError, match="not one of code, tokens"):
         encoder_features(enc, "sim01", c.subjects["sim01"].test_x, "queries")
+
+
+def test_a_lightning_checkpoint_written_before_the_losses_moved_into_the_training_model_still_resumes(tmp_path):
+    from pathlib import Path
+    from mindsemantix.train import main
+    data = FX.write_sim(tmp_path / "sim", {"sim01": 40})
+    cfg = str(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml")
+    common = ["--config", cfg, "--data", str(data), "--accelerator", "cpu", "--devices", "1", "--no-progress-bar", "--stage", "stage1",
+              "--no-ssl"]
+    assert main(common + ["--out", str(tmp_path / "a")]) == 0
+    ck = torch.load(tmp_path / "a" / "stage1" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert all(k.startswith("net.") for k in ck["state_dict"])
+    # the earlier layout: BrainLM held model, img_side, scale_text, scale_img itself
+    ck["state_dict"] = {k.removeprefix("net."): v for k, v in ck["state_dict"].items()}
+    torch.save(ck, tmp_path / "old.ckpt")
+    steps = ck["global_step"]                                # nothing left to train: the run ends with the checkpoint's weights
+    assert main(common + ["--out", str(tmp_path / "b"), "--resume", str(tmp_path / "old.ckpt"), "--set", f"train.stage1.steps={steps}"]) == 0
+    got = torch.load(tmp_path / "b" / "stage1.pt", weights_only=False)["weights"]
+    assert all(torch.equal(v, ck["state_dict"][f"model.{k}"]) for k, v in got["model"].items())
+    assert torch.equal(got["scale_text"], ck["state_dict"]["scale_text"])
