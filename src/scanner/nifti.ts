@@ -193,8 +193,7 @@ function spatialPixdims(h: NiftiHeader['fields']): number[] {
 function bestAffine(h: NiftiHeader['fields'], dims: number[]): number[] {
   // nibabel's loader resets xform codes outside the known set (0..5) to 0.
   const code = (c: number) => (Number.isInteger(c) && c >= 0 && c <= 5 ? c : 0);
-  // srow_* straight from the header, whatever the qform code says (nifti-reader-js replaced them by the quaternion
-  // when qform_code > sform_code, which is not what nibabel reads).
+  // srow_* as stored whenever sform_code is set, even when qform_code is higher (as nibabel)
   if (code(h.sform_code) !== 0) return [...h.srow_x, ...h.srow_y, ...h.srow_z, 0, 0, 0, 1];
   const pd = spatialPixdims(h);
   if (code(h.qform_code) !== 0) {
