@@ -1,15 +1,13 @@
-// NIfTI-1/2 reading (header fields via nifti-reader-js; decompression, voxels and affine here) and NIfTI-1 writing.
+// NIfTI-1/2 images: reading (decompression, voxels, scaling, nibabel's affine) and writing, both through the one
+// header description per version in niftiHeader.ts.
 import { gunzipSync, constants as zlibConstants } from 'node:zlib';
-import { NIFTI1, NIFTI2, readHeader } from 'nifti-reader-js';
 import { affineToQform, qformToAffine } from './affine.js';
+import {
+  NiftiError, NIFTI_LAYOUTS, blankNiftiHeader, niftiVersionOf, niftiVoxOffset, readNiftiHeader, updateNiftiHeader, writeNiftiHeader,
+  type NiftiHeader, type NiftiVersion,
+} from './niftiHeader.js';
 
-/** A NIfTI file that cannot be read; the message is one sentence saying what is wrong. */
-export class NiftiError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'NiftiError';
-  }
-}
+export { NiftiError };
 
 export interface NiftiImage {
   /** [x,y,z] or [x,y,z,t]. */
@@ -49,10 +47,7 @@ export function isGzip(bytes: Uint8Array): boolean {
 
 /** True when the (uncompressed) bytes start with a NIfTI-1 or NIfTI-2 header in either byte order. */
 export function looksLikeNifti(bytes: Uint8Array): boolean {
-  if (bytes.length < 4) return false;
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const le = dv.getInt32(0, true), be = dv.getInt32(0, false);
-  return le === 348 || be === 348 || le === 540 || be === 540;
+  return niftiVersionOf(bytes) !== undefined;
 }
 
 function gunzipCapped(bytes: Uint8Array, cap: number, partialOk: boolean): { data: Uint8Array; truncated: boolean } {
@@ -80,9 +75,7 @@ function gunzipCapped(bytes: Uint8Array, cap: number, partialOk: boolean): { dat
 }
 
 interface ParsedHeader {
-  header: NIFTI1 | NIFTI2;
-  version: 'nifti1' | 'nifti2';
-  littleEndian: boolean;
+  header: NiftiHeader;
   dims: number[];
   datatype: number;
   bytesPerVoxel: number;
@@ -94,59 +87,46 @@ interface ParsedHeader {
 }
 
 function parseHeader(bytes: Uint8Array): ParsedHeader {
-  if (bytes.length < 4) throw new NiftiError(`file holds ${bytes.length} bytes, too few for a NIfTI header.`);
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const le = dv.getInt32(0, true), be = dv.getInt32(0, false);
-  let version: 'nifti1' | 'nifti2';
-  let littleEndian: boolean;
-  if (le === 348 || be === 348) { version = 'nifti1'; littleEndian = le === 348; }
-  else if (le === 540 || be === 540) { version = 'nifti2'; littleEndian = le === 540; }
-  else throw new NiftiError(`not a NIfTI file: sizeof_hdr is ${le}, expected 348 (NIfTI-1) or 540 (NIfTI-2).`);
-  const hdrSize = version === 'nifti1' ? 348 : 540;
-  if (bytes.length < hdrSize) throw new NiftiError(`file holds ${bytes.length} bytes but a ${version === 'nifti1' ? 'NIfTI-1' : 'NIfTI-2'} header needs ${hdrSize}.`);
-  const magicAt = version === 'nifti1' ? 344 : 4;
-  const magic = String.fromCharCode(bytes[magicAt], bytes[magicAt + 1], bytes[magicAt + 2]);
-  const want = version === 'nifti1' ? 'n+1' : 'n+2';
-  if (magic === (version === 'nifti1' ? 'ni1' : 'ni2')) {
+  const header = readNiftiHeader(bytes);
+  const layout = NIFTI_LAYOUTS[header.version];
+  const h = header.fields;
+  const magic = h.magic.slice(0, 3);
+  if (magic === layout.pairMagic) {
     throw new NiftiError(`this is the header of a .hdr/.img pair (magic "${magic}"); convert it to a single .nii file first.`);
   }
-  if (magic !== want) throw new NiftiError(`wrong NIfTI magic "${magic.replace(/[^\x20-\x7e]/g, '?')}" (expected "${want}").`);
-  // Header only: nifti-reader-js then skips extension parsing, which we do not need and which throws on odd extensions.
-  const hdrBuf = copyBytes(bytes, 0, hdrSize).buffer;
-  let header: NIFTI1 | NIFTI2;
-  try {
-    header = readHeader(hdrBuf as ArrayBuffer);
-  } catch (err) {
-    throw new NiftiError(`the NIfTI header cannot be parsed (${(err as Error).message}).`);
-  }
-  const nd = header.dims[0];
+  if (magic !== layout.magic) throw new NiftiError(`wrong NIfTI magic "${magic.replace(/[^\x20-\x7e]/g, '?')}" (expected "${layout.magic}").`);
+  const nd = h.dim[0];
   if (!(nd >= 1 && nd <= 7)) throw new NiftiError(`the header's dim[0] is ${nd}, outside 1..7.`);
-  const all = header.dims.slice(1, nd + 1).map(Number);
+  const all = h.dim.slice(1, nd + 1);
   if (all.some((d) => !Number.isInteger(d) || d < 1)) throw new NiftiError(`the header's dimensions ${JSON.stringify(all)} are not all positive integers.`);
   while (all.length > 4 && all[all.length - 1] === 1) all.pop();
   if (all.length > 4) throw new NiftiError(`the image has ${all.length} dimensions (${all.join('×')}); only 3-D and 4-D images are supported.`);
   while (all.length < 3) all.push(1);
   if (all.length === 4 && all[3] === 1 && nd < 4) all.pop();
-  const datatype = header.datatypeCode;
+  const datatype = h.datatype;
   const bytesPerVoxel = TYPE_BYTES[datatype];
   if (!bytesPerVoxel) {
     const name = UNSUPPORTED_TYPE_NAMES[datatype];
     throw new NiftiError(`NIfTI datatype ${datatype}${name ? ` (${name})` : ''} is not supported; use an integer or float type.`);
   }
-  let voxOffset = Number(header.vox_offset);
+  let voxOffset = h.vox_offset;
   // The standard requires vox_offset ≥ header + 4-byte extension flag for single-file NIfTI; old writers put 0.
-  if (!Number.isFinite(voxOffset) || voxOffset < hdrSize + 4) voxOffset = hdrSize + 4;
+  const least = niftiVoxOffset(header.version);
+  if (!Number.isFinite(voxOffset) || voxOffset < least) voxOffset = least;
   voxOffset = Math.floor(voxOffset);
   const volumeVoxels = all[0] * all[1] * all[2];
   const nVolumes = all.length === 4 ? all[3] : 1;
-  return { header, version, littleEndian, dims: all, datatype, bytesPerVoxel, voxOffset, voxels: volumeVoxels * nVolumes, volumeVoxels, nVolumes };
+  return { header, dims: all, datatype, bytesPerVoxel, voxOffset, voxels: volumeVoxels * nVolumes, volumeVoxels, nVolumes };
 }
 
 /** What a NIfTI header says about the image, without reading (or inflating) the voxels. */
 export interface NiftiLayout {
+  version: NiftiVersion;
   dims: number[];
   bytesPerVoxel: number;
   voxOffset: number;
+  /** Bytes of one 3-D volume. */
+  volumeBytes: number;
   /** vox_offset + voxels × bytes: the uncompressed size of the complete file. */
   fileBytes: number;
 }
@@ -154,7 +134,10 @@ export interface NiftiLayout {
 /** Reads the header of uncompressed NIfTI bytes (at least the 348/540-byte header); throws NiftiError. */
 export function readNiftiLayout(bytes: Uint8Array): NiftiLayout {
   const p = parseHeader(bytes);
-  return { dims: p.dims.slice(), bytesPerVoxel: p.bytesPerVoxel, voxOffset: p.voxOffset, fileBytes: p.voxOffset + p.voxels * p.bytesPerVoxel };
+  return {
+    version: p.header.version, dims: p.dims.slice(), bytesPerVoxel: p.bytesPerVoxel, voxOffset: p.voxOffset,
+    volumeBytes: p.volumeVoxels * p.bytesPerVoxel, fileBytes: p.voxOffset + p.voxels * p.bytesPerVoxel,
+  };
 }
 
 /** A real copy (Buffer#slice would return a view into a shared pool). */
@@ -202,21 +185,19 @@ function toFloat32(src: Uint8Array, datatype: number, littleEndian: boolean, cou
 }
 
 /** nibabel's loader makes pixdim[1..3] positive and turns zeros into 1 before building affines. */
-function spatialPixdims(h: NIFTI1 | NIFTI2): number[] {
-  return [1, 2, 3].map((i) => Math.abs(Number(h.pixDims[i])) || 1);
+function spatialPixdims(h: NiftiHeader['fields']): number[] {
+  return [1, 2, 3].map((i) => Math.abs(h.pixdim[i]) || 1);
 }
 
 /** nibabel's img.affine: sform if sform_code > 0, else qform if qform_code > 0, else the pixdim-based Analyze affine. */
-function bestAffine(h: NIFTI1 | NIFTI2, dims: number[]): number[] {
+function bestAffine(h: NiftiHeader['fields'], dims: number[]): number[] {
   // nibabel's loader resets xform codes outside the known set (0..5) to 0.
   const code = (c: number) => (Number.isInteger(c) && c >= 0 && c <= 5 ? c : 0);
-  if (code(h.sform_code) !== 0) {
-    const a = h.affine;
-    return [...a[0].slice(0, 4), ...a[1].slice(0, 4), ...a[2].slice(0, 4), 0, 0, 0, 1].map(Number);
-  }
+  // srow_* as stored whenever sform_code is set, even when qform_code is higher (as nibabel)
+  if (code(h.sform_code) !== 0) return [...h.srow_x, ...h.srow_y, ...h.srow_z, 0, 0, 0, 1];
   const pd = spatialPixdims(h);
   if (code(h.qform_code) !== 0) {
-    const qfac = h.pixDims[0] === -1 ? -1 : 1;
+    const qfac = h.pixdim[0] === -1 ? -1 : 1;
     return qformToAffine(h.quatern_b, h.quatern_c, h.quatern_d, qfac, pd, [h.qoffset_x, h.qoffset_y, h.qoffset_z]);
   }
   // Analyze fall-back (nibabel shape_zoom_affine with x flipped): voxel centre of the volume at the origin.
@@ -225,11 +206,12 @@ function bestAffine(h: NIFTI1 | NIFTI2, dims: number[]): number[] {
   return [z[0], 0, 0, o[0], 0, z[1], 0, o[1], 0, 0, z[2], o[2], 0, 0, 0, 1];
 }
 
-function trSeconds(h: NIFTI1 | NIFTI2): number {
-  let t = Number(h.pixDims[4]);
+function trSeconds(header: NiftiHeader): number {
+  const h = header.fields;
+  let t = h.pixdim[4];
   if (!Number.isFinite(t) || t <= 0) return 0;
   // NIfTI-1 stores float32: report 0.8 rather than 0.800000011920929
-  if (h instanceof NIFTI1) t = Number(t.toPrecision(7));
+  if (header.version === 'nifti1') t = Number(t.toPrecision(7));
   switch (h.xyzt_units & 0x38) {
     case 16: return t / 1000; // ms
     case 24: return t / 1e6; // µs
@@ -261,20 +243,20 @@ export function decodeNifti(bytes: Uint8Array, opts: { maxBytes?: number } = {})
   const need = p.voxOffset + p.voxels * p.bytesPerVoxel;
   if (need > cap) throw new NiftiError(`the header says the image needs ${need} bytes, above the ${cap}-byte limit (raise maxBytes if the file is genuine).`);
   if (data.length < need) throw new NiftiError(`file holds ${data.length} bytes but header says ${need} (vox_offset ${p.voxOffset} + ${p.voxels} voxels × ${p.bytesPerVoxel} bytes); it is truncated or still being written.`);
-  const h = p.header;
-  let slope = Number(h.scl_slope), inter = Number(h.scl_inter);
+  const h = p.header.fields;
+  let slope = h.scl_slope, inter = h.scl_inter;
   // nibabel: slope 0 or non-finite means "no scaling"; a non-finite intercept means 0.
   if (!Number.isFinite(slope) || slope === 0) { slope = 1; inter = 0; }
   if (!Number.isFinite(inter)) inter = 0;
-  const voxels = toFloat32(data.subarray(p.voxOffset, need), p.datatype, p.littleEndian, p.voxels, slope, inter);
+  const voxels = toFloat32(data.subarray(p.voxOffset, need), p.datatype, p.header.littleEndian, p.voxels, slope, inter);
   const vv = p.volumeVoxels, nv = p.nVolumes;
   return {
     dims: p.dims.slice(),
     voxelSize: spatialPixdims(h),
-    tr: trSeconds(h),
+    tr: trSeconds(p.header),
     affine: bestAffine(h, p.dims),
     datatype: p.datatype,
-    version: p.version,
+    version: p.header.version,
     data: voxels,
     volume(i: number): Float32Array {
       if (!Number.isInteger(i) || i < 0 || i >= nv) throw new NiftiError(`volume ${i} does not exist; the image has ${nv} volume(s).`);
@@ -297,9 +279,10 @@ export interface NiftiCompleteness {
 export function niftiCompleteness(bytes: Uint8Array, opts: { maxBytes?: number } = {}): NiftiCompleteness {
   const cap = opts.maxBytes ?? DEFAULT_MAX_NIFTI_BYTES;
   const { data, truncated } = uncompressed(bytes, cap, true);
-  const hdrNeed = data.length >= 4 && looksLikeNifti(data) && (new DataView(data.buffer, data.byteOffset).getInt32(0, true) === 540 || new DataView(data.buffer, data.byteOffset).getInt32(0, false) === 540) ? 544 : 352;
+  const v = niftiVersionOf(data);
+  if (data.length >= 4 && !v) parseHeader(data); // throws the not-a-NIfTI sentence
+  const hdrNeed = niftiVoxOffset(v?.version ?? 'nifti1');
   if (data.length < hdrNeed) {
-    if (data.length >= 4 && !looksLikeNifti(data)) parseHeader(data); // throws the wrong-magic sentence
     return { complete: false, volumes: 0, reason: `only ${data.length} bytes of the header are there yet.` };
   }
   const p = parseHeader(data);
@@ -332,62 +315,79 @@ export interface NiftiHeaderOptions {
   sclSlope?: number;
   sclInter?: number;
   description?: string;
+  /** Default 'nifti1'. */
+  version?: NiftiVersion;
 }
 
-/** Byte offset of dim[4] (int16, little-endian) in a NIfTI-1 header: a growing 4-D writer rewrites it in place. */
-export const NIFTI1_DIM4_OFFSET = 48;
-export const NIFTI1_VOX_OFFSET = 352;
+/** Where the voxels of a NIfTI-1 file written here start (header + empty extension flag). */
+export const NIFTI1_VOX_OFFSET = niftiVoxOffset('nifti1');
 
 /**
- * A 352-byte NIfTI-1 header (+ empty extension flag), little-endian, identical qform and sform (code 1), xyzt_units 10
- * (mm, s), pixdim from the affine's column norms. Voxel data follows at byte 352.
+ * A single-file header plus an empty extension flag (352 bytes for NIfTI-1, 544 for NIfTI-2), little-endian, identical
+ * qform and sform (code 1), xyzt_units 10 (mm, s), pixdim from the affine's column norms. Voxels follow it.
  */
 export function niftiHeader(o: NiftiHeaderOptions): Uint8Array {
+  const version = o.version ?? 'nifti1';
   const dims = o.dims;
   if (dims.length !== 3 && dims.length !== 4) throw new NiftiError(`dims must have 3 or 4 entries (got ${dims.length}).`);
-  if (dims.some((d) => !Number.isInteger(d) || d < 1 || d > 32767)) throw new NiftiError(`dims ${JSON.stringify(dims)} must be integers in 1..32767 for NIfTI-1.`);
+  const maxDim = version === 'nifti1' ? 32767 : Number.MAX_SAFE_INTEGER;
+  if (dims.some((d) => !Number.isInteger(d) || d < 1 || d > maxDim)) {
+    throw new NiftiError(`dims ${JSON.stringify(dims)} must be integers in 1..${maxDim} for ${NIFTI_LAYOUTS[version].label}${version === 'nifti1' ? ' (write NIfTI-2 for larger images)' : ''}.`);
+  }
   if (o.affine.length !== 16 || o.affine.some((v) => !Number.isFinite(v))) throw new NiftiError('the affine must be 16 finite numbers (row-major 4×4).');
   const code = NIFTI_TYPE[o.datatype];
-  const buf = new Uint8Array(NIFTI1_VOX_OFFSET);
-  const dv = new DataView(buf.buffer);
-  dv.setInt32(0, 348, true);
-  buf[38] = 'r'.charCodeAt(0);
-  dv.setInt16(40, dims.length, true);
-  for (let i = 0; i < 7; i++) dv.setInt16(42 + 2 * i, i < dims.length ? dims[i] : 1, true);
-  dv.setInt16(70, code, true);
-  dv.setInt16(72, TYPE_BYTES[code] * 8, true);
+  const h = blankNiftiHeader(version);
+  const f = h.fields;
+  f.dim = [dims.length, ...Array.from({ length: 7 }, (_, i) => (i < dims.length ? dims[i] : 1))];
+  f.datatype = code;
+  f.bitpix = TYPE_BYTES[code] * 8;
   const q = affineToQform(o.affine);
-  const pixdim = [q.qfac, q.pixdim[0], q.pixdim[1], q.pixdim[2], dims.length === 4 || o.tr > 0 ? o.tr : 0, 0, 0, 0];
-  for (let i = 0; i < 8; i++) dv.setFloat32(76 + 4 * i, pixdim[i], true);
-  dv.setFloat32(108, NIFTI1_VOX_OFFSET, true);
-  dv.setFloat32(112, o.sclSlope ?? 1, true);
-  dv.setFloat32(116, o.sclInter ?? 0, true);
-  buf[123] = 10; // NIFTI_UNITS_MM | NIFTI_UNITS_SEC
-  const desc = (o.description ?? 'mindsemantix').slice(0, 79);
-  for (let i = 0; i < desc.length; i++) buf[148 + i] = desc.charCodeAt(i) & 0x7f;
-  dv.setInt16(252, 1, true); // qform_code scanner
-  dv.setInt16(254, 1, true); // sform_code scanner
-  dv.setFloat32(256, q.b, true);
-  dv.setFloat32(260, q.c, true);
-  dv.setFloat32(264, q.d, true);
-  dv.setFloat32(268, q.offset[0], true);
-  dv.setFloat32(272, q.offset[1], true);
-  dv.setFloat32(276, q.offset[2], true);
-  for (let r = 0; r < 3; r++) for (let c = 0; c < 4; c++) dv.setFloat32(280 + 16 * r + 4 * c, o.affine[4 * r + c], true);
-  buf.set([0x6e, 0x2b, 0x31, 0x00], 344); // "n+1\0"
-  return buf; // bytes 348..351 = extension flag 0
+  f.pixdim = [q.qfac, q.pixdim[0], q.pixdim[1], q.pixdim[2], dims.length === 4 || o.tr > 0 ? o.tr : 0, 0, 0, 0];
+  f.vox_offset = niftiVoxOffset(version);
+  f.scl_slope = o.sclSlope ?? 1;
+  f.scl_inter = o.sclInter ?? 0;
+  f.xyzt_units = 10; // NIFTI_UNITS_MM | NIFTI_UNITS_SEC
+  f.descrip = (o.description ?? 'mindsemantix').slice(0, 79).replace(/[^\x20-\x7e]/g, '?');
+  f.qform_code = 1; // scanner
+  f.sform_code = 1;
+  [f.quatern_b, f.quatern_c, f.quatern_d] = [q.b, q.c, q.d];
+  [f.qoffset_x, f.qoffset_y, f.qoffset_z] = q.offset;
+  f.srow_x = o.affine.slice(0, 4);
+  f.srow_y = o.affine.slice(4, 8);
+  f.srow_z = o.affine.slice(8, 12);
+  const out = new Uint8Array(niftiVoxOffset(version)); // the 4 bytes after the header: extension flag 0
+  writeNiftiHeader(h, true, out);
+  return out;
 }
 
-/** The 352-byte header of a 4-D NIfTI-1 for dims [x,y,z,t]; dim[4] sits at NIFTI1_DIM4_OFFSET for in-place updates. */
+/** The header of a 4-D image for dims [x,y,z,t]; a growing writer updates t with setNiftiVolumeCount. */
 export function niftiHeader4D(o: Omit<NiftiHeaderOptions, 'dims'> & { dims: [number, number, number, number] }): Uint8Array {
   if (o.dims.length !== 4) throw new NiftiError('niftiHeader4D needs dims [x,y,z,t].');
   return niftiHeader(o);
 }
 
-/** Rewrites dim[4] (the volume count) of a NIfTI-1 header produced by niftiHeader, in place. */
-export function setNifti1VolumeCount(header: Uint8Array, t: number): void {
-  if (!Number.isInteger(t) || t < 1 || t > 32767) throw new NiftiError(`volume count ${t} must be an integer in 1..32767.`);
-  new DataView(header.buffer, header.byteOffset, header.byteLength).setInt16(NIFTI1_DIM4_OFFSET, t, true);
+/** Rewrites dim[4] (the volume count) of the header at the start of `header`, in place, keeping its version and byte order. */
+export function setNiftiVolumeCount(header: Uint8Array, t: number): void {
+  if (!Number.isInteger(t) || t < 1) throw new NiftiError(`volume count ${t} must be a positive integer.`);
+  updateNiftiHeader(header, (h) => {
+    h.fields.dim[0] = Math.max(h.fields.dim[0], 4);
+    h.fields.dim[4] = t;
+  });
+}
+
+/**
+ * One volume of a 4-D file from its header bytes (the file's bytes 0..vox_offset) and that volume's bytes alone: how a
+ * growing file is read one new volume at a time. Throws NiftiError.
+ */
+export function decodeNiftiVolume(head: Uint8Array, volume: Uint8Array): NiftiImage {
+  const layout = readNiftiLayout(head);
+  if (head.length !== layout.voxOffset) throw new NiftiError(`the header bytes end at ${head.length}, not at vox_offset ${layout.voxOffset}.`);
+  if (volume.length !== layout.volumeBytes) throw new NiftiError(`a volume needs ${layout.volumeBytes} bytes, ${volume.length} were given.`);
+  const one = new Uint8Array(head.length + volume.length);
+  one.set(head, 0);
+  one.set(volume, head.length);
+  setNiftiVolumeCount(one, 1);
+  return decodeNifti(one);
 }
 
 function dataBytes(data: Float32Array | Int16Array | Uint8Array): Uint8Array {
@@ -414,21 +414,37 @@ export interface Nifti1VolumeInput {
   description?: string;
 }
 
-/** A single-volume NIfTI-1 file (.nii bytes): 348-byte header + 4-byte extension flag, voxels at 352. */
+export interface NiftiSeriesInput {
+  dims: [number, number, number];
+  affine: number[];
+  tr: number;
+  volumes: (Float32Array | Int16Array | Uint8Array)[];
+  description?: string;
+}
+
+/** A single-volume NIfTI-1 file (.nii bytes), the protocol's volume payload: header + extension flag, voxels at 352. */
 export function encodeNifti1Volume(v: Nifti1VolumeInput): Uint8Array {
+  return encodeNiftiVolume(v, 'nifti1');
+}
+
+/** A single-volume .nii of either version (voxels at 352 or 544). */
+export function encodeNiftiVolume(v: Nifti1VolumeInput, version: NiftiVersion): Uint8Array {
   const n = v.dims[0] * v.dims[1] * v.dims[2];
   if (v.data.length !== n) throw new NiftiError(`data holds ${v.data.length} voxels but dims ${v.dims.join('×')} need ${n}.`);
-  const header = niftiHeader({ dims: v.dims, affine: v.affine, tr: v.tr, datatype: typeOf(v.data), description: v.description });
-  const out = new Uint8Array(NIFTI1_VOX_OFFSET + v.data.byteLength);
+  const header = niftiHeader({ dims: v.dims, affine: v.affine, tr: v.tr, datatype: typeOf(v.data), description: v.description, version });
+  const out = new Uint8Array(header.length + v.data.byteLength);
   out.set(header, 0);
-  out.set(dataBytes(v.data), NIFTI1_VOX_OFFSET);
+  out.set(dataBytes(v.data), header.length);
   return out;
 }
 
 /** A 4-D NIfTI-1 file from equally shaped volumes (all of one typed-array type). */
-export function encodeNifti1Series(s: {
-  dims: [number, number, number]; affine: number[]; tr: number; volumes: (Float32Array | Int16Array | Uint8Array)[]; description?: string;
-}): Uint8Array {
+export function encodeNifti1Series(s: NiftiSeriesInput): Uint8Array {
+  return encodeNiftiSeries(s, 'nifti1');
+}
+
+/** A 4-D .nii of either version from equally shaped volumes (all of one typed-array type). */
+export function encodeNiftiSeries(s: NiftiSeriesInput, version: NiftiVersion): Uint8Array {
   if (s.volumes.length === 0) throw new NiftiError('a series needs at least one volume.');
   const n = s.dims[0] * s.dims[1] * s.dims[2];
   const type = typeOf(s.volumes[0]);
@@ -436,10 +452,10 @@ export function encodeNifti1Series(s: {
     if (v.length !== n) throw new NiftiError(`volume ${i} holds ${v.length} voxels but dims ${s.dims.join('×')} need ${n}.`);
     if (typeOf(v) !== type) throw new NiftiError(`volume ${i} is ${typeOf(v)} but volume 0 is ${type}; all volumes must share one type.`);
   }
-  const header = niftiHeader({ dims: [...s.dims, s.volumes.length], affine: s.affine, tr: s.tr, datatype: type, description: s.description });
+  const header = niftiHeader({ dims: [...s.dims, s.volumes.length], affine: s.affine, tr: s.tr, datatype: type, description: s.description, version });
   const volBytes = s.volumes[0].byteLength;
-  const out = new Uint8Array(NIFTI1_VOX_OFFSET + volBytes * s.volumes.length);
+  const out = new Uint8Array(header.length + volBytes * s.volumes.length);
   out.set(header, 0);
-  s.volumes.forEach((v, i) => out.set(dataBytes(v), NIFTI1_VOX_OFFSET + i * volBytes));
+  s.volumes.forEach((v, i) => out.set(dataBytes(v), header.length + i * volBytes));
   return out;
 }

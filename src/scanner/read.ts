@@ -5,6 +5,7 @@ import { DicomError, hasDicmPreamble, imageType, parseDicomBytes, str } from './
 import { isEnhanced, readEnhanced } from './enhanced.js';
 import { csaImageHeader, isMosaic, readMosaic } from './mosaic.js';
 import { NiftiError, decodeNifti, inflateNifti, isGzip, looksLikeNifti, niftiCompleteness } from './nifti.js';
+import { peekNiftiMagic } from './niftiHeader.js';
 import { ParRecError, looksLikePar, readParRec, type ParRecScaling } from './parrec.js';
 import { readSlice } from './slices.js';
 import type { ReadResult, ScannerVolume } from './types.js';
@@ -46,9 +47,8 @@ function detect(bytes: Uint8Array, name: string | undefined): 'dicom' | 'nifti' 
   if (isGzip(bytes)) return 'nifti';
   if (looksLikeNifti(bytes)) {
     // sizeof_hdr alone is weak evidence (a DICOM preamble can hold anything): also want the magic once it is there
-    const v1 = bytes.length >= 348 ? String.fromCharCode(bytes[344], bytes[345]) : 'n+';
-    const v2 = bytes.length >= 8 ? String.fromCharCode(bytes[4], bytes[5]) : 'n+';
-    if (/^n[+i]$/.test(v1) || /^n[+i]$/.test(v2)) return 'nifti';
+    const magic = peekNiftiMagic(bytes);
+    if (magic === undefined || /^n[+i]/.test(magic)) return 'nifti';
   }
   if (name && /\.nii(\.gz)?$/i.test(name)) return 'nifti';
   if (name && /\.(dcm|ima)$/i.test(name)) return 'dicom';

@@ -15,7 +15,8 @@ import { dirname, isAbsolute, join } from 'node:path';
 import { promisify } from 'node:util';
 import { crc32, gzip, constants as zlibConstants } from 'node:zlib';
 import type { RunInfo, StimulusEvent } from '../core/types.js';
-import { niftiHeader4D, setNifti1VolumeCount, NIFTI1_VOX_OFFSET, NIFTI_TYPE } from '../scanner/nifti.js';
+import { niftiHeader4D, NIFTI1_VOX_OFFSET, NIFTI_TYPE } from '../scanner/nifti.js';
+import { readNiftiHeader, updateNiftiHeader } from '../scanner/niftiHeader.js';
 import { storeStimulusImage } from './stimulusStore.js';
 import { syncDir, writeFileDurably, type RecordingFs } from './durableFile.js';
 
@@ -24,8 +25,6 @@ export type { RecordingFs };
 export type RecordType = 'int16' | 'float32';
 const gzipAsync = promisify(gzip);
 const HEADER_MEMBER_BYTES = 10 + 5 + NIFTI1_VOX_OFFSET + 8;
-const DESCRIP_OFFSET = 148;
-const DESCRIP_BYTES = 80;
 const EVENTS_COLUMNS = ['onset', 'duration', 'trial_type', 'stimulus_id', 'references', 'stim_file'];
 
 export class RecordingError extends Error {
@@ -54,10 +53,8 @@ function storedGzipMember(payload: Uint8Array): Buffer {
   return out;
 }
 
-function setDescrip(header: Uint8Array, text: string): void {
-  header.fill(0, DESCRIP_OFFSET, DESCRIP_OFFSET + DESCRIP_BYTES);
-  for (let i = 0; i < Math.min(text.length, DESCRIP_BYTES - 1); i++) header[DESCRIP_OFFSET + i] = text.charCodeAt(i) & 0x7f;
-}
+/** The commit mark kept in the header's descrip: the file length up to which every member is committed. */
+const commitMark = (end: number): string => `mindsemantix serve recording end=${end}`;
 
 /** BIDS-style seconds: 3 decimals when that is exact (8 → "8.000"), else full precision. */
 function seconds(x: number): string {
@@ -127,18 +124,22 @@ export class RunRecording {
       throw new RecordingError(`${this.paths.bold} was not written by mindsemantix serve; move it away or record into another folder.`);
     }
     const header = new Uint8Array(first.subarray(15, 15 + NIFTI1_VOX_OFFSET));
-    const dv = new DataView(header.buffer, header.byteOffset, header.byteLength);
-    const descrip = Buffer.from(header.subarray(DESCRIP_OFFSET, DESCRIP_OFFSET + DESCRIP_BYTES)).toString('latin1').replace(/\0.*$/s, '');
-    const m = /end=(\d+)/.exec(descrip);
-    const dims = [dv.getInt16(42, true), dv.getInt16(44, true), dv.getInt16(46, true)];
+    let h;
+    try {
+      h = readNiftiHeader(header).fields;
+    } catch {
+      await fh.close();
+      throw new RecordingError(`${this.paths.bold} was not written by mindsemantix serve; move it away or record into another folder.`);
+    }
+    const m = /end=(\d+)/.exec(h.descrip.replace(/\0.*$/s, ''));
+    const dims = h.dim.slice(1, 4);
     if (!m) { await fh.close(); throw new RecordingError(`${this.paths.bold} has no commit mark in its header; it was not written by mindsemantix serve.`); }
     if (dims.some((d, i) => d !== this.info.dims[i])) {
       await fh.close();
       throw new RecordingError(`${this.paths.bold} holds ${dims.join('×')} volumes but the run now says ${this.info.dims.join('×')}.`);
     }
-    const code = dv.getInt16(70, true);
-    this.type = code === NIFTI_TYPE.int16 ? 'int16' : 'float32';
-    this.count = dv.getInt16(48, true);
+    this.type = h.datatype === NIFTI_TYPE.int16 ? 'int16' : 'float32';
+    this.count = h.dim[4];
     this.end = Number(m[1]);
     await fh.truncate(this.end); // drop a member appended but never committed
     this.fh = fh;
@@ -217,8 +218,10 @@ export class RunRecording {
       await fh.datasync();
       await this.writeSidecar(sidecar);
       const header = this.header!.slice();
-      setNifti1VolumeCount(header, count);
-      setDescrip(header, `mindsemantix serve recording end=${end}`);
+      updateNiftiHeader(header, (h) => {
+        h.fields.dim[4] = count;
+        h.fields.descrip = commitMark(end);
+      });
       const member = storedGzipMember(header);
       await fh.write(member, 0, member.length, 0);
       await fh.datasync();
@@ -261,9 +264,8 @@ export class RunRecording {
   /** The file appears (by rename) only with its header and first volumes, so it always loads. */
   private async create(type: RecordType, members: Buffer[], sidecar: Sidecar): Promise<void> {
     const d = this.info.dims;
-    const header = niftiHeader4D({ dims: [d[0], d[1], d[2], members.length], affine: [...this.info.affine], tr: this.info.tr, datatype: type });
     const end = HEADER_MEMBER_BYTES + members.reduce((a, m) => a + m.length, 0);
-    setDescrip(header, `mindsemantix serve recording end=${end}`);
+    const header = niftiHeader4D({ dims: [d[0], d[1], d[2], members.length], affine: [...this.info.affine], tr: this.info.tr, datatype: type, description: commitMark(end) });
     await this.writeSidecar(sidecar);
     const tmp = `${this.paths.bold}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
     const fh = await this.fs.open(tmp, 'w');

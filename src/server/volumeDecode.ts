@@ -4,6 +4,7 @@
 // header declares (and at maxInflatedBytes), so a gzip bomb costs at most that much, off the event loop.
 import { createGunzip } from 'node:zlib';
 import { decodeNifti, isGzip, NIFTI_TYPE, NiftiError, readNiftiLayout } from '../scanner/nifti.js';
+import { NIFTI_MAX_HEADER_BYTES } from '../scanner/niftiHeader.js';
 import { ProtocolError } from '../protocol/validate.js';
 import type { ServerLimits } from './limits.js';
 
@@ -17,8 +18,6 @@ export interface CheckedVolume {
 }
 
 const INTEGER_TYPES = new Set<number>([NIFTI_TYPE.uint8, NIFTI_TYPE.int16, NIFTI_TYPE.int8, NIFTI_TYPE.uint16, NIFTI_TYPE.int32]);
-/** Enough uncompressed bytes for either header (NIfTI-2: 540). */
-const HEADER_BYTES = 540;
 
 export { isGzip };
 
@@ -62,7 +61,7 @@ export function inflateFramePayload(gz: Uint8Array, limits: ServerLimits): Promi
       if (done) return;
       chunks.push(c);
       total += c.length;
-      if (!checked && total >= HEADER_BYTES) {
+      if (!checked && total >= NIFTI_MAX_HEADER_BYTES) {
         checked = true;
         try {
           cap = Math.min(cap, checkLayout(Buffer.concat(chunks), limits));

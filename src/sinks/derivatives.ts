@@ -1,8 +1,8 @@
 // `serve --record`'s derivatives: every response as handed to the decoder (pipeline/responseFiles) and every decoded
-// caption with its reconstruction (pipeline/recorder), written beside the BIDS session ingest records.
+// caption with its reconstruction (pipeline/captionFiles), written beside the BIDS session ingest records.
 import type { Subscription } from 'rxjs';
 import type { Pipeline } from '../pipeline/pipeline.js';
-import { CaptionRecorder, DERIVATIVE } from '../pipeline/recorder.js';
+import { CaptionRecorder, DERIVATIVE } from '../pipeline/captionFiles.js';
 import { ResponseRecorder, type ResponseRow } from '../pipeline/responseFiles.js';
 import { sinkGuard } from './guard.js';
 

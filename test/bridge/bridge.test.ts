@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { StimulusEvent, Volume } from '../../src/core/types.js';
 import { startServer } from '../../src/server/index.js';
 import { ScannerBridge } from '../../src/bridge/index.js';
-import { niftiHeader4D, setNifti1VolumeCount } from '../../src/scanner/nifti.js';
+import { niftiHeader4D, setNiftiVolumeCount } from '../../src/scanner/nifti.js';
 import { bytesOf, captureLog, int16Volume, niftiVolume, runInfo, slowWrite, tempDir, waitFor } from '../server/helpers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -58,9 +58,9 @@ test('bridge follows a growing 4-D NIfTI: each appended volume is sent once the 
   writeSync(fd, header, 0, header.length, 0);
   const volBytes = 6 * 6 * 4 * 2;
   for (let i = 0; i < 10; i++) {
-    writeSync(fd, bytesOf(int16Volume(info.dims, i)), 0, volBytes, 352 + i * volBytes);
+    writeSync(fd, bytesOf(int16Volume(info.dims, i)), 0, volBytes, header.length + i * volBytes);
     await sleep(30);
-    setNifti1VolumeCount(header, i + 1);
+    setNiftiVolumeCount(header, i + 1);
     writeSync(fd, header, 0, header.length, 0);
     await sleep(30);
   }

@@ -12,7 +12,7 @@ import { startDecoding } from '../../src/app/decoding.js';
 import { BrainDecoder } from '../../src/inference/decoder.js';
 import { RidgeRetrieval } from '../../src/inference/baseline.js';
 import { findResponseRuns } from '../../src/pipeline/responseFiles.js';
-import { DERIVATIVE } from '../../src/pipeline/recorder.js';
+import { DERIVATIVE } from '../../src/pipeline/captionFiles.js';
 import { decodeResponseRuns, scoreConditions, scoreWithIntervals } from '../../src/pipeline/evaluateResponses.js';
 import { byPresentation, corpusScores } from '../../src/pipeline/summary.js';
 import { tinyBundle } from '../inference/tinyBundle.js';

@@ -6,7 +6,7 @@ import { readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { map } from 'rxjs';
 import { startServer } from '../../src/server/index.js';
-import { CaptionRecorder } from '../../src/pipeline/recorder.js';
+import { CaptionRecorder } from '../../src/pipeline/captionFiles.js';
 import { ProtocolSender } from '../../src/sender/sender.js';
 import { captureLog, niftiVolume, runInfo, tempDir, waitFor } from '../server/helpers.js';
 

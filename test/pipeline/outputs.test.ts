@@ -4,8 +4,8 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { mosaicPixels, renderMosaicPng } from '../../src/sinks/dashboard/mosaic.js';
-import { CaptionRecorder } from '../../src/pipeline/recorder.js';
+import { sliceMontagePixels, renderSliceMontagePng } from '../../src/sinks/dashboard/sliceMontage.js';
+import { CaptionRecorder } from '../../src/pipeline/captionFiles.js';
 import { percentile } from '../../src/pipeline/summary.js';
 
 test('mosaic tiles evenly spaced axial slices with anterior at the top, windowed to 0..255', async () => {
@@ -13,7 +13,7 @@ test('mosaic tiles evenly spaced axial slices with anterior at the top, windowed
   const data = new Float32Array(4 * 3 * 6);
   // value = z*1000 + y*100 + x*20, so each tile and position is identifiable after windowing
   for (let z = 0; z < 6; z++) for (let y = 0; y < 3; y++) for (let x = 0; x < 4; x++) data[x + 4 * (y + 3 * z)] = z * 1000 + y * 100 + x * 20;
-  const m = mosaicPixels(data, dims, { slices: 4, columns: 2 });
+  const m = sliceMontagePixels(data, dims, { slices: 4, columns: 2 });
   assert.equal(m.width, 8);
   assert.equal(m.height, 6);
   // first tile's top row is y = 2 (anterior up), its pixels increase with x
@@ -23,7 +23,7 @@ test('mosaic tiles evenly spaced axial slices with anterior at the top, windowed
   assert.ok(tileTopLeftBottomRow < row0[0], 'y = 0 is drawn below y = 2');
   // later slices (higher z) are brighter
   assert.ok(m.pixels[4] > m.pixels[0] && m.pixels[3 * 8] > m.pixels[4]);
-  const png = await renderMosaicPng(data, dims, { slices: 4, columns: 2, scale: 2 });
+  const png = await renderSliceMontagePng(data, dims, { slices: 4, columns: 2, scale: 2 });
   const meta = await sharp(png).metadata();
   assert.deepEqual([meta.format, meta.width, meta.height], ['png', 16, 12]);
 });

@@ -12,7 +12,7 @@ import { createServePipeline } from '../../src/app/serve.js';
 import { loadBundle } from '../../src/inference/bundle.js';
 import { findResponseRuns, type ResponseRunFile } from '../../src/pipeline/responseFiles.js';
 import { writeSessionResponses } from '../../src/pipeline/sessionResponses.js';
-import { DERIVATIVE } from '../../src/pipeline/recorder.js';
+import { DERIVATIVE } from '../../src/pipeline/captionFiles.js';
 import { tinyBundle } from '../inference/tinyBundle.js';
 import { writeSyntheticSession } from '../e2e/syntheticSession.js';
 

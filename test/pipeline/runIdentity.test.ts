@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { startServer } from '../../src/server/index.js';
 import { replaySession } from '../../src/replay/index.js';
 import { createServePipeline } from '../../src/app/serve.js';
-import { CaptionRecorder } from '../../src/pipeline/recorder.js';
+import { CaptionRecorder } from '../../src/pipeline/captionFiles.js';
 import { tinyBundle } from '../inference/tinyBundle.js';
 import { writeSyntheticSession } from '../e2e/syntheticSession.js';
 import { waitFor } from '../server/helpers.js';

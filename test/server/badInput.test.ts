@@ -8,6 +8,7 @@ import { encodeVolumeFrame } from '../../src/protocol/frame.js';
 import type { VolumeFrameHeader } from '../../src/protocol/messages.js';
 import { ProtocolSender } from '../../src/sender/sender.js';
 import { encodeNifti1Volume, niftiHeader } from '../../src/scanner/nifti.js';
+import { updateNiftiHeader } from '../../src/scanner/niftiHeader.js';
 import { captureLog, niftiVolume, rawClient, runInfo, waitFor, type RawClient } from './helpers.js';
 
 type Raw = RawClient;
@@ -53,7 +54,7 @@ test('corrupt volumes (truncated, wrong magic, NaN/Inf, changed dims, gzip bomb)
   const c = await raw(srv.url);
   c.ws.send(JSON.stringify(start));
   const good = niftiVolume(info, 0);
-  const wrongMagic = Uint8Array.from(good); wrongMagic.set([0x78, 0x78, 0x78], 344);
+  const wrongMagic = Uint8Array.from(good); updateNiftiHeader(wrongMagic, (h) => { h.fields.magic = 'xxx'; });
   const nan = new Float32Array(6 * 5 * 4).fill(1); nan[7] = NaN; nan[9] = Infinity;
   const otherDims = encodeNifti1Volume({ dims: [6, 5, 3], affine: [...info.affine], tr: info.tr, data: new Int16Array(90) });
   const bombHeader = niftiHeader({ dims: [512, 512, 256], affine: [...info.affine], tr: info.tr, datatype: 'float32' });

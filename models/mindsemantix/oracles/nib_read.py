@@ -5,6 +5,8 @@
     python -m mindsemantix.oracles.nib_read parrec|parrec-fp FILE.PAR... [--raw-dir DIR]   (nibabel.parrec, scaling dv|fp)
     python -m mindsemantix.oracles.nib_read csa BLOB.bin...    (nibabel's csareader: {tag: items} per file)
     python -m mindsemantix.oracles.nib_read variants SOURCE.nii OUTDIR
+    python -m mindsemantix.oracles.nib_read header FILE...      (every raw header field, as nibabel's header dtype names it)
+    python -m mindsemantix.oracles.nib_read layout               (nibabel's Nifti1Header/Nifti2Header dtypes: name, offset, type, count)
     python -m mindsemantix.oracles.nib_read dicom-variants MOSAIC.dcm[.gz] ENHANCED.dcm[.gz] SLICE.dcm OUTDIR
 
 `dicom-variants` rewrites real DICOMs with pydicom so their pixels carry a known pattern (the shipped test files have
@@ -48,6 +50,54 @@ def read_nifti(path, raw):
         tr = float(zooms[3]) * scale
     data = img.get_fdata(dtype=np.float32) if raw else None
     return _result(img.shape, img.affine, zooms[:3], data, raw, {"tr": tr, "datatype": int(hdr["datatype"])})
+
+
+def _plain(v):
+    # JSON has no NaN/Infinity: send them as strings
+    if isinstance(v, float) and not np.isfinite(v):
+        return str(v)
+    return v
+
+
+def read_header(path, raw=None):
+    # the header as stored (nib.load's img.header is already reset for writing: vox_offset 0, scl_* NaN)
+    import nibabel as nib
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        size = np.frombuffer(f.read(4), "<i4")[0]
+        f.seek(0)
+        klass = nib.Nifti2Header if size in (540, int.from_bytes((540).to_bytes(4, "big"), "little")) else nib.Nifti1Header
+        hdr = klass.from_fileobj(f, check=False)
+    fields = {}
+    for name in hdr.template_dtype.names:
+        v = hdr[name]
+        if v.dtype.kind == "S":
+            fields[name] = v.item().decode("latin1")
+        elif v.shape == ():
+            fields[name] = _plain(v.item())
+        else:
+            fields[name] = [_plain(x) for x in v.tolist()]
+    try:
+        q, qcode = hdr.get_qform(coded=True)
+    except ValueError:  # nibabel's quaternion check refuses some float64 quaternions it wrote itself (NIfTI-2)
+        q, qcode = None, -1
+    s, scode = hdr.get_sform(coded=True)
+    return {"version": 2 if isinstance(hdr, nib.Nifti2Header) else 1, "endianness": hdr.endianness, "fields": fields,
+            "qform": None if q is None else [float(x) for x in q.ravel()], "qform_code": int(qcode),
+            "sform": None if s is None else [float(x) for x in s.ravel()], "sform_code": int(scode),
+            "zooms": [float(z) for z in hdr.get_zooms()], "dtype": str(hdr.get_data_dtype())}
+
+
+def header_layout():
+    import nibabel as nib
+    out = {}
+    for key, klass in (("nifti1", nib.Nifti1Header), ("nifti2", nib.Nifti2Header)):
+        dt = klass.template_dtype
+        out[key] = {"size": dt.itemsize, "fields": [
+            {"name": n, "offset": dt.fields[n][1], "dtype": dt.fields[n][0].base.str, "shape": list(dt.fields[n][0].shape)}
+            for n in dt.names]}
+    json.dump(out, sys.stdout)
+    sys.stdout.write("\n")
 
 
 def read_dicom(path, raw):
@@ -119,6 +169,15 @@ def write_variants(src, outdir):
     save("float32_ms.nii", data, np.float32, aff, units=("mm", "msec"), tr=2500.0)
     save("nifti2_be_int16.nii", np.clip(data, -32768, 32767), np.int16, oblique, klass=nib.Nifti2Image, endian=">")
     save("nifti2_float32.nii.gz", data, np.float32, aff, klass=nib.Nifti2Image)
+    # qform_code 2 above sform_code 1, with different transforms: nibabel takes the sform whenever its code is set
+    im = nib.Nifti1Image(data.astype(np.float32), None)
+    shifted = oblique.copy()
+    shifted[:3, 3] += [7.5, -3.25, 11.0]
+    im.set_qform(oblique, code=2)
+    im.set_sform(shifted, code=1)
+    im.header.set_xyzt_units("mm", "sec")
+    nib.save(im, os.path.join(outdir, "qform2_above_sform1.nii"))
+    made.append("qform2_above_sform1.nii")
     json.dump(made, sys.stdout)
     sys.stdout.write("\n")
 
@@ -218,10 +277,13 @@ def read_csa(paths):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m mindsemantix.oracles.nib_read")
-    ap.add_argument("kind", choices=["nifti", "dicom", "parrec", "parrec-fp", "csa", "variants", "dicom-variants"])
-    ap.add_argument("paths", nargs="+")
+    ap.add_argument("kind", choices=["nifti", "header", "layout", "dicom", "parrec", "parrec-fp", "csa", "variants", "dicom-variants"])
+    ap.add_argument("paths", nargs="*")
     ap.add_argument("--raw-dir", help="write file i's voxels to DIR/i.f32 as float32, x fastest")
     a = ap.parse_args(argv)
+    if a.kind == "layout":
+        header_layout()
+        return
     if a.kind == "csa":
         read_csa(a.paths)
         return
@@ -232,7 +294,7 @@ def main(argv=None):
         write_variants(a.paths[0], a.paths[1])
         return
     import os
-    readers = {"nifti": read_nifti, "dicom": read_dicom, "parrec": read_parrec,
+    readers = {"nifti": read_nifti, "header": read_header, "dicom": read_dicom, "parrec": read_parrec,
                "parrec-fp": lambda p, raw: read_parrec(p, raw, "fp")}
     reader = readers[a.kind]
     results = []

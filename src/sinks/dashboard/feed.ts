@@ -9,7 +9,7 @@ import { sinkGuard } from '../guard.js';
 import { liveMetrics } from '../liveMetrics.js';
 import type { Dashboard } from './dashboard.js';
 import type { DashVolume } from './dashboard-state.js';
-import { renderMosaicPng } from './mosaic.js';
+import { renderSliceMontagePng } from './sliceMontage.js';
 import { stimulusThumbnail } from './stimulusThumb.js';
 
 export interface DashboardFeedOptions {
@@ -79,7 +79,7 @@ export function feedDashboard(pipeline: Pipeline, dashboard: Dashboard, opts: Da
     mosaicBusy = true;
     lastMosaic = Date.now();
     setImmediate(() => {
-      renderMosaicPng(v.data, v.dims)
+      renderSliceMontagePng(v.data, v.dims)
         .then((png) => dashboard.publish({ type: 'mosaic', data: { run: v.run, index: v.index, image: `data:image/png;base64,${png.toString('base64')}` } }))
         .catch((e) => log('warn', `mosaic: ${(e as Error).message}`))
         .finally(() => { mosaicBusy = false; if (latest) setTimeout(maybeMosaic, 400); });

@@ -1,8 +1,9 @@
-// A slice mosaic of one volume for the dashboard: evenly spaced axial slices tiled in a grid, intensities windowed
-// at robust percentiles, encoded as PNG with sharp. Runs off the per-volume path, throttled by the caller.
+// A slice montage of one volume for the dashboard (not a Siemens DICOM mosaic: that is src/scanner/mosaic.ts): evenly
+// spaced axial slices tiled in a grid, intensities windowed at robust percentiles, encoded as PNG with sharp. Runs off
+// the per-volume path, throttled by the caller. The dashboard's socket event keeps its name 'mosaic'.
 import sharp from 'sharp';
 
-export interface MosaicOptions {
+export interface SliceMontageOptions {
   /** Slices shown (default 12). */
   slices?: number;
   columns?: number;
@@ -11,7 +12,7 @@ export interface MosaicOptions {
 }
 
 /** Grey-level tile image (one byte per pixel) of `vol` [nx, ny, nz] x-fastest. */
-export function mosaicPixels(data: Float32Array, dims: [number, number, number], opts: MosaicOptions = {}): { pixels: Uint8Array; width: number; height: number } {
+export function sliceMontagePixels(data: Float32Array, dims: [number, number, number], opts: SliceMontageOptions = {}): { pixels: Uint8Array; width: number; height: number } {
   const [nx, ny, nz] = dims;
   const n = Math.min(opts.slices ?? 12, nz);
   const cols = Math.min(opts.columns ?? Math.ceil(Math.sqrt(n * 1.5)), n);
@@ -43,8 +44,8 @@ export function mosaicPixels(data: Float32Array, dims: [number, number, number],
   return { pixels, width, height };
 }
 
-export async function renderMosaicPng(data: Float32Array, dims: [number, number, number], opts: MosaicOptions = {}): Promise<Buffer> {
-  const m = mosaicPixels(data, dims, opts);
+export async function renderSliceMontagePng(data: Float32Array, dims: [number, number, number], opts: SliceMontageOptions = {}): Promise<Buffer> {
+  const m = sliceMontagePixels(data, dims, opts);
   const scale = opts.scale ?? 2;
   return sharp(Buffer.from(m.pixels.buffer, m.pixels.byteOffset, m.pixels.byteLength), { raw: { width: m.width, height: m.height, channels: 1 } })
     .resize(m.width * scale, m.height * scale, { kernel: 'nearest' })
