@@ -16,7 +16,8 @@ const allowed = {
   'src/replay': ['src/core', 'src/scanner', 'src/protocol', 'src/bids', 'src/sender'],
   'src/server': ['src/core', 'src/scanner', 'src/protocol'],
   'streams': ['src/core'],
-  'src/inference': ['src/core'],
+  // Decoding scores candidate captions with the caption metric (src/metrics is a leaf like src/core).
+  'src/inference': ['src/core', 'src/metrics'],
   'src/pipeline': ['src/core', 'src/scanner', 'src/protocol', 'src/bids', 'src/server', 'streams', 'src/inference', 'src/metrics'],
   // Sinks subscribe to the pipeline's outputs (dashboard hosting, state and feed; live metrics; --record derivatives).
   // Of src/server only its HTTP request guard, shared by ingest's and the dashboard's endpoints.

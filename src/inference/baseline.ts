@@ -73,6 +73,11 @@ export class RidgeRetrieval {
 
   /** The k training captions closest (cosine) to `embedding`, best first (`embedding` is normalised in place). */
   nearestK(embedding: Float32Array, k: number): string[] {
+    return this.nearestIndices(embedding, k).map((i) => this.captions[i]);
+  }
+
+  /** Indices of the k training captions closest (cosine) to `embedding`, best first (normalised in place). */
+  nearestIndices(embedding: Float32Array, k: number): number[] {
     const q = embedding;
     normaliseRows(q, this.dim);
     const sims = new Float32Array(this.captions.length);
@@ -82,7 +87,7 @@ export class RidgeRetrieval {
       for (let d = 0; d < this.dim; d++) dot += q[d] * this.embeddings[o + d];
       sims[i] = dot;
     }
-    return [...sims.keys()].sort((a, b) => sims[b] - sims[a]).slice(0, k).map((i) => this.captions[i]);
+    return [...sims.keys()].sort((a, b) => sims[b] - sims[a]).slice(0, k);
   }
 
   /** The training caption whose embedding is closest (cosine) to `embedding`, which is normalised in place. */

@@ -7,6 +7,7 @@ import { createSessionFactory, type Device, type SessionFactory } from './sessio
 import { LanguageModel, type GenerateOptions, type Generated, type PromptCache } from './lm.js';
 import { loadTokenizer, type TextTokenizer } from './tokenizer.js';
 import { SentenceEncoder } from './sentenceEncoder.js';
+import type { CandidateScorer } from './referenceScorer.js';
 import { encodeRgb, planarToRgb, type ImageFormat } from './image.js';
 
 export interface DecoderOptions {
@@ -65,6 +66,11 @@ export interface RerankOptions {
    * then the mean of the two unit-length predictions, whose errors are partly independent.
    */
   guide?: EmbeddingReadout;
+  /**
+   * How a candidate is scored against the target embedding. Default: cosine of its MiniLM sentence embedding. A scorer
+   * (e.g. `RetrievedReferenceScorer`: CIDEr-D against the training captions nearest to the target) replaces it.
+   */
+  scorer?: CandidateScorer;
 }
 
 export interface EmbeddingReadout {
@@ -234,9 +240,8 @@ export class BrainDecoder {
     if ((r.strategy ?? 'beam') === 'beam') {
       for (let b = 0; b < B; b++) cands.push(await this.lm.beamCandidates(prompts.subarray(b * per, (b + 1) * per), n, opts, this.prefixCache));
     } else {
-      // One generation for all: per trial a greedy row and n-1 sampled rows (a step costs far less per row in a batch).
-      const tiled = new Float32Array(per * B * n);
-      for (let b = 0; b < B; b++) for (let k = 0; k < n; k++) tiled.set(prompts.subarray(b * per, (b + 1) * per), (b * n + k) * per);
+      // One generation for all: per trial a greedy row and n-1 sampled rows (a step costs far less per row in a batch);
+      // each trial's prompt is read once and its cache shared by its n rows.
       // Each trial's samples are seeded from its own prompt, so a trial gets the same candidates alone, in any batch,
       // live or replayed from recorded responses.
       const rowSeeds: number[] = [];
@@ -247,7 +252,8 @@ export class BrainDecoder {
         rowSeeds.push(0);
         for (let k = 0; k < n - 1; k++) rowSeeds.push((h + k) >>> 0);
       }
-      const rows = await this.lm.generateBatch(tiled, B * n, { ...opts, strategy: 'sample', temperature: r.temperature ?? 0.7, rowSeeds, greedyRows }, this.prefixCache);
+      const rows = await this.lm.generateBatch(prompts.subarray(0, per * B), B * n,
+        { ...opts, strategy: 'sample', temperature: r.temperature ?? 0.7, rowSeeds, greedyRows, rowsPerPrompt: n }, this.prefixCache);
       const greedy = rows.filter((_, i) => greedyRows.has(i));
       const sampled = rows.filter((_, i) => !greedyRows.has(i));
       for (let b = 0; b < B; b++) {
@@ -282,33 +288,41 @@ export class BrainDecoder {
   private async rerankBatch(prompts: Float32Array, per: number, targets: Float32Array[], r: RerankOptions, opts: GenerateOptions): Promise<Generated[]> {
     const B = targets.length;
     const cands = await this.candidates(prompts, per, B, r, opts);
+    const texts = cands.map((cs) => cs.map((g) => this.tokenizer.decode(g.tokens)));
+    const scores = r.scorer ? texts.map((ts, b) => r.scorer!.scores(ts, targets[b])) : await this.cosineScores(texts, targets);
+    const w = r.lmWeight ?? 0;
+    return cands.map((cs, b) => {
+      let best = 0;
+      let bestScore = -Infinity;
+      cs.forEach((g, c) => {
+        const meanLp = g.logprobs.length ? g.logprobs.reduce((s, x) => s + x, 0) / g.logprobs.length : 0;
+        const score = scores[b][c] + w * meanLp;
+        if (score > bestScore) { bestScore = score; best = c; }
+      });
+      return cs[best];
+    });
+  }
+
+  /** Cosine of each candidate's MiniLM sentence embedding with its trial's target. */
+  private async cosineScores(texts: string[][], targets: Float32Array[]): Promise<number[][]> {
     this.sentenceEncoder ??= SentenceEncoder.load(this.bundle, this.factory);
     const enc = await this.sentenceEncoder;
-    const texts = cands.map((cs) => cs.map((g) => this.tokenizer.decode(g.tokens)));
     const emb = await enc.embed(texts.flat());
     const E = enc.dim;
-    const w = r.lmWeight ?? 0;
-    const out: Generated[] = [];
     let row = 0;
-    for (let b = 0; b < B; b++) {
+    return texts.map((ts, b) => {
       const t = targets[b];
       let norm = 0;
       for (let k = 0; k < E; k++) norm += t[k] * t[k];
       norm = Math.sqrt(norm) || 1;
-      let best = 0;
-      let bestScore = -Infinity;
-      for (let c = 0; c < cands[b].length; c++, row++) {
-        const g = cands[b][c];
+      return ts.map((text) => {
         // An empty caption has no embedding worth comparing; it can win only if nothing else was generated.
-        let cos = texts[b][c] ? 0 : -2;
+        let cos = text ? 0 : -2;
         for (let k = 0; k < E; k++) cos += (emb[row * E + k] * t[k]) / norm;
-        const meanLp = g.logprobs.length ? g.logprobs.reduce((s, x) => s + x, 0) / g.logprobs.length : 0;
-        const score = cos + w * meanLp;
-        if (score > bestScore) { bestScore = score; best = c; }
-      }
-      out.push(cands[b][best]);
-    }
-    return out;
+        row++;
+        return cos;
+      });
+    });
   }
 
   /** Caption embedding + brain tokens → RGB bytes of the generator's image. */

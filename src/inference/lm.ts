@@ -19,6 +19,12 @@ export interface GenerateOptions {
   rowSeeds?: number[];
   /** Rows of a `sample` generateBatch that take the most probable token instead (greedy rows in a sampled batch). */
   greedyRows?: ReadonlySet<number>;
+  /**
+   * Rows per distinct prompt in generateBatch: `prompts` then holds B / rowsPerPrompt prompts and row b continues
+   * prompt floor(b / rowsPerPrompt). The prompt is read once and its cache copied to its rows (several candidates of
+   * one trial share a prompt; reading it once per candidate was most of the cost of proposing them).
+   */
+  rowsPerPrompt?: number;
 }
 
 export interface Generated {
@@ -134,9 +140,18 @@ export class LanguageModel {
     const maxNew = opts.maxNewTokens ?? this.gen.max_new_tokens;
     const stop = new Set([...this.gen.eos_token_ids, ...(opts.stopTokenIds ?? [])]);
     const rngs = Array.from({ length: B }, (_, b) => mulberry32(opts.rowSeeds?.[b] ?? (opts.seed ?? 0) + b));
-    const L = prompts.length / this.hidden / B;
-    const past = cache ? (B === 1 ? cache.past : cache.past.map((t) => repeatBatch(t, B))) : null;
-    let step = await this.forward(prompts, B, L, past, cache?.pastLen ?? 0);
+    const r = Math.max(1, Math.floor(opts.rowsPerPrompt ?? 1));
+    if (B % r !== 0) throw new Error(`generateBatch: ${B} rows cannot be split into prompts of ${r} rows each`);
+    const P = B / r;
+    const L = prompts.length / this.hidden / P;
+    const past = cache ? (P === 1 ? cache.past : cache.past.map((t) => repeatBatch(t, P))) : null;
+    let step = await this.forward(prompts, P, L, past, cache?.pastLen ?? 0);
+    if (r > 1) {
+      const rows = Array.from({ length: B }, (_, b) => Math.floor(b / r));
+      const logits = new Float32Array(B * this.vocab);
+      rows.forEach((p, b) => logits.set(step.logits.subarray(p * this.vocab, (p + 1) * this.vocab), b * this.vocab));
+      step = { logits, present: step.present.map((t) => gatherBatch(t, rows)), pastLen: step.pastLen };
+    }
     const out: Generated[] = Array.from({ length: B }, () => ({ tokens: [], logprobs: [], stop: 'max-tokens' as Generated['stop'] }));
     // Rows still generating, as indices into `out`; finished rows leave the batch (their cache rows are dropped).
     let active = Array.from({ length: B }, (_, b) => b);

@@ -2,21 +2,38 @@
 // summaries carry) and as the decoder's options.
 import type { RidgeRetrieval } from './baseline.js';
 import type { RerankOptions } from './decoder.js';
+import { RetrievedReferenceScorer } from './referenceScorer.js';
 
 export type RerankGuide = 'readout' | 'readout+ridge';
+/** 'embedding': cosine of the candidate's sentence embedding with the target; 'references': CIDEr-D against the training
+ * captions nearest to the target (docs/inference.md, "Choosing among candidates"). */
+export type RerankScore = 'embedding' | 'references';
 
 export interface RerankSetting {
   /** Candidates per trial; 1 = the LM's greedy caption alone. */
   candidates: number;
   strategy: 'beam' | 'sample';
   guide: RerankGuide;
+  score: RerankScore;
+  /** Nearest training captions used as references by the 'references' score. */
+  references: number;
 }
 
-/** What live decoding uses unless told otherwise (selected on held-out sessions: docs/experiments.md E6). */
-export const DEFAULT_RERANK: RerankSetting = { candidates: 8, strategy: 'sample', guide: 'readout+ridge' };
+export const MAX_RERANK_REFERENCES = 200;
 
-/** The decoder's options for a setting; the ridge guide needs the bundle's baseline (without one, the read-out alone). */
+/** What live decoding uses unless told otherwise (selected on held-out sessions: docs/experiments.md E6, E9). */
+export const DEFAULT_RERANK: RerankSetting = { candidates: 8, strategy: 'sample', guide: 'readout+ridge', score: 'references', references: 20 };
+
+/**
+ * The decoder's options for a setting; the ridge guide and the reference score need the bundle's baseline (its
+ * caption bank). Without one: the read-out alone, scored by embedding.
+ */
 export function rerankOptions(s: RerankSetting, baseline: RidgeRetrieval | null): RerankOptions | undefined {
   if (s.candidates <= 1) return undefined;
-  return { candidates: s.candidates, strategy: s.strategy, ...(s.guide === 'readout+ridge' && baseline ? { guide: baseline } : {}) };
+  return {
+    candidates: s.candidates,
+    strategy: s.strategy,
+    ...(s.guide === 'readout+ridge' && baseline ? { guide: baseline } : {}),
+    ...(s.score === 'references' && baseline ? { scorer: RetrievedReferenceScorer.create(baseline, s.references) } : {}),
+  };
 }

@@ -2,4 +2,4 @@ export { CaptionScorer, scoreCaptions, type CaptionScores } from './captionScore
 export { ptbTokenize, ptbTokens } from './ptbTokenizer.js';
 export { bleuStats, bleuFromTotals, BleuAccumulator, type BleuStats } from './bleu.js';
 export { rougeL } from './rouge.js';
-export { ciderD, ciderImage, type CiderImage } from './cider.js';
+export { ciderD, ciderImage, CiderCorpus, type CiderImage } from './cider.js';

@@ -8,6 +8,8 @@ import { BrainDecoder } from '../../src/inference/decoder.js';
 import { argmax } from '../../src/inference/lm.js';
 import { BundleError, loadBundle } from '../../src/inference/bundle.js';
 import { RidgeRetrieval } from '../../src/inference/baseline.js';
+import { RetrievedReferenceScorer } from '../../src/inference/referenceScorer.js';
+import { CiderCorpus, ptbTokenize } from '../../src/metrics/index.js';
 import { SentenceEncoder } from '../../src/inference/sentenceEncoder.js';
 import { readNpy } from '../../src/inference/npy.js';
 import type { TrialResponse } from '../../src/core/types.js';
@@ -170,6 +172,42 @@ test('reranking keeps, among the LM\'s own candidates, the one closest to the br
   }
 });
 
+test('a prompt read once for several rows gives each row what it gets from its own copy of the prompt', async () => {
+  const lm = decoder.lm;
+  const L = 5;
+  const prompt = Float32Array.from({ length: L * lm.hidden }, (_, i) => Math.sin(i * 0.37) * 0.5);
+  const rows = 4;
+  const tiled = new Float32Array(prompt.length * rows);
+  for (let r = 0; r < rows; r++) tiled.set(prompt, r * prompt.length);
+  const opts = { strategy: 'sample' as const, temperature: 1.3, rowSeeds: [11, 12, 13, 14], greedyRows: new Set([0]), maxNewTokens: 8 };
+  const copies = await lm.generateBatch(tiled, rows, opts);
+  const shared = await lm.generateBatch(prompt, rows, { ...opts, rowsPerPrompt: rows });
+  assert.deepEqual(shared.map((g) => g.tokens), copies.map((g) => g.tokens));
+  for (let r = 0; r < rows; r++) copies[r].logprobs.forEach((lp, t) => assert.ok(Math.abs(lp - shared[r].logprobs[t]) < 1e-4));
+  assert.ok(new Set(copies.map((g) => g.tokens.join(','))).size > 1, 'the sampled rows differ (the check is not vacuous)');
+  await assert.rejects(lm.generateBatch(prompt, 3, { rowsPerPrompt: 2 }), /cannot be split/);
+});
+
+test('a candidate scorer replaces the embedding cosine: the kept caption is the candidate it scores highest', async () => {
+  // Beam hypotheses are distinct by construction (the random tiny LM's samples mostly stop at once).
+  const r = { candidates: 4, strategy: 'beam' as const };
+  let c = parityCases(dir)[0];
+  let texts: string[] = [];
+  for (const x of parityCases(dir).filter((p) => !p.generation.suffix_ids)) {
+    c = x;
+    texts = (await decoder.captionCandidates(x.subject, Float32Array.from(x.voxels), r)).map((g) => decoder.tokenizer.decode(g.tokens));
+    if (new Set(texts.map((t) => t.length)).size > 2) break;
+  }
+  assert.ok(new Set(texts.map((t) => t.length)).size > 2, `candidates of several lengths ${JSON.stringify(texts)}`);
+  const v = Float32Array.from(c.voxels);
+  // A scorer that prefers the longest text (a rule the cosine would not follow).
+  const seen: string[][] = [];
+  const scorer = { scores: (ts: readonly string[]) => { seen.push([...ts]); return ts.map((t) => t.length); } };
+  const [kept] = await decoder.captionBatch([{ subject: c.subject, voxels: v }], { rerank: { ...r, scorer } });
+  assert.deepEqual(seen, [texts], 'the scorer sees exactly the candidates');
+  assert.equal(kept.text.length, Math.max(...texts.map((t) => t.length)));
+});
+
 test('wrong voxel count and unknown subject are clear errors', async () => {
   await assert.rejects(decoder.caption('sim01', new Float32Array(7)), /7 voxels .* expects 100/);
   await assert.rejects(decoder.caption('nobody', new Float32Array(7)), /no encoder for subject "nobody"/);
@@ -234,6 +272,27 @@ test('ridge-retrieval baseline returns a training caption', async () => {
   assert.ok(captions.includes(r.caption));
   assert.ok(r.similarity <= 1 + 1e-6 && r.similarity >= -1 - 1e-6);
   await b.release();
+});
+
+test('retrieved-reference scores: CIDEr-D against the training captions nearest to the target', async () => {
+  const b = await RidgeRetrieval.load(decoder.bundle, decoder.sessions);
+  assert.ok(b);
+  try {
+    const target = await b.embedding('sim02', new Float32Array(137).fill(0.3));
+    const scorer = RetrievedReferenceScorer.create(b, 3);
+    const near = b.nearestIndices(Float32Array.from(target), 3);
+    const far = b.nearestIndices(Float32Array.from(target), b.captions.length).at(-1)!;
+    const texts = [b.captions[near[0]], b.captions[far], 'zzz qqq', ''];
+    const scores = scorer.scores(texts, target);
+    const corpus = new CiderCorpus(b.captions, ptbTokenize);
+    texts.slice(0, 3).forEach((t, i) => assert.ok(Math.abs(scores[i] - corpus.score(t, near)) < 1e-12));
+    assert.ok(scores[0] > scores[2], 'a caption among the references scores above one sharing no word with them');
+    assert.equal(scores[2], 0);
+    assert.equal(scores[3], -1, 'an empty caption scores below any other');
+    assert.equal(target.length, b.dim, 'the target itself is not normalised in place');
+  } finally {
+    await b.release();
+  }
 });
 
 test('bundle problems are one clear sentence: missing, corrupted, wrong version', async () => {
