@@ -51,8 +51,8 @@ if (tsResult && !tsResult.ok && failedFiles.length && failedFiles.length <= 5) {
 rmSync(failDir, { recursive: true, force: true });
 const py = join(root, '.venv', 'bin', 'python');
 if (existsSync(py) && existsSync(join(root, 'models', 'tests'))) {
-  // The Python side's counterpart of eslint's no-unused-vars: unused imports (F401) and unused locals (F841).
-  stage('lint-python', join(root, '.venv', 'bin', 'ruff'), ['check', '--select', 'F401,F841', 'models']);
+  // The Python side's linter (rules in models/pyproject.toml: pyflakes + pycodestyle errors).
+  stage('lint-python', join(root, '.venv', 'bin', 'ruff'), ['check', '--config', 'models/pyproject.toml', 'models']);
   stage('python', py, ['-m', 'pytest', '-q', 'models/tests'], { HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1' });
 }
 process.stderr.write('\n=== summary\n');

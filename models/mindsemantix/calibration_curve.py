@@ -60,7 +60,7 @@ def one(work: Path, models: str, sub: str, trials: int, arm: str, seed: int) -> 
         cal_summary = json.loads((out / "manifest.json").read_text())["calibration"][sub]
     t0 = time.time()
     lines = sh(CLI + ["demo", "--session", str(test), "--models", str(out), "--once", "--json", "--port", "0"], capture=True)
-    summary = next(json.loads(l) for l in reversed(lines.strip().splitlines()) if '"type":"summary"' in l.replace(" ", ""))
+    summary = next(json.loads(ln) for ln in reversed(lines.strip().splitlines()) if '"type":"summary"' in ln.replace(" ", ""))
     return {"subject": sub, "trials": trials, "arm": arm, "seed": seed, "calibration": {
                 k: cal_summary.get(k) for k in ("trials", "voxels", "seconds", "epochs", "heldout", "heldout_retrieval")},
             "test": {"session": str(test), "decoded": summary["decoded"], "of": summary["trials"],
@@ -85,7 +85,8 @@ def table(rows: list[dict]) -> str:
 
     for s, t in keys:
         p, r = cell.get((s, t, "pretrained")), cell.get((s, t, "random"))
-        f = lambda x, k="CIDEr": f"{100 * x[k]:.1f}" if x else "–"
+        def f(x, k="CIDEr"):
+            return f"{100 * x[k]:.1f}" if x else "–"
         ratio = f"{p['CIDEr'] / p['baseline_CIDEr']:.2f}" if p and p["baseline_CIDEr"] else "–"
         out.append(f"| {s} | {t} | {f(p)} | {f(r)} | {f(p, 'baseline_CIDEr')} | {ratio} | {third(p, 'CIDEr')} | {third(p, 'baseline_CIDEr')} |")
     return "\n".join(out)
@@ -101,8 +102,11 @@ def svg(rows: list[dict]) -> str:
               "(iii) ridge, same trials": ("pretrained", "baseline_CIDEr", "#d62728")}
     vals = [100 * r["test"][k] for r in rows for _, (a, k, _) in series.items() if r["arm"] == a]
     lo, hi = 0.0, max(vals + [1]) * 1.15
-    px = lambda t: L + (W - L - R) * (xs.index(t) / max(1, len(xs) - 1))
-    py = lambda v: H - B - (H - B - T) * (v - lo) / (hi - lo)
+    def px(t):
+        return L + (W - L - R) * (xs.index(t) / max(1, len(xs) - 1))
+
+    def py(v):
+        return H - B - (H - B - T) * (v - lo) / (hi - lo)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
            f'<line x1="{L}" y1="{H - B}" x2="{W - R}" y2="{H - B}" stroke="black"/><line x1="{L}" y1="{T}" x2="{L}" y2="{H - B}" stroke="black"/>']
     for t in xs:
@@ -144,7 +148,7 @@ def main(argv=None):
     ap.add_argument("--svg", help="write the results so far as an SVG plot to this file and exit")
     a = ap.parse_args(argv)
     work, results = (ROOT / a.work).resolve(), (ROOT / a.results).resolve()
-    rows = [json.loads(l) for l in results.read_text().splitlines()] if results.exists() else []
+    rows = [json.loads(ln) for ln in results.read_text().splitlines()] if results.exists() else []
     if a.svg:
         Path(a.svg).write_text(svg(rows))
     if a.table:
@@ -155,8 +159,8 @@ def main(argv=None):
     results.parent.mkdir(parents=True, exist_ok=True)
     done = set()
     if results.exists():
-        for l in results.read_text().splitlines():
-            r = json.loads(l)
+        for ln in results.read_text().splitlines():
+            r = json.loads(ln)
             done.add((r["subject"], r["trials"], r["arm"], r["seed"]))
     plan = ([tuple(p.split(":")) for p in a.plan.split(",") if p] if a.plan else
             [(s, t, arm) for arm in a.arms.split(",") for s in a.subjects.split(",") for t in a.trials.split(",")])

@@ -100,7 +100,8 @@ def test_normalised_patch_target_ignores_what_moves_a_whole_patch_together():
     torch.manual_seed(0)
     m = tiny(subjects={"a": 96})   # 12 whole patches of 8
     x = torch.randn(4, 96)
-    g = lambda: torch.Generator().manual_seed(1)
+    def g():
+        return torch.Generator().manual_seed(1)
     shift = torch.randn(4, 12).repeat_interleave(8, dim=1) * 5   # a per-patch offset (smooth, global signal)
     plain = [float(m.encoder.mae_loss("a", x, g(), target=t)) for t in (x, x + shift)]
     normed = [float(m.encoder.mae_loss("a", x, g(), target=t, norm_patches=True)) for t in (x, x + shift)]
@@ -113,7 +114,8 @@ def test_cross_subject_contrast_learns_to_identify_a_stimulus_across_subjects():
     m = tiny(subjects={"a": 96, "b": 64}, mask_ratio=0.5).train()
     S = torch.randn(48, 6)                      # 48 stimuli, 6 latent features both subjects respond to
     Ma, Mb = torch.randn(6, 96), torch.randn(6, 64)
-    trial = lambda M: S @ M + 2.0 * torch.randn(48, M.shape[1])   # each subject's own noise
+    def trial(M):
+        return S @ M + 2.0 * torch.randn(48, M.shape[1])   # each subject's own noise
 
     def identification():
         m.eval()

@@ -11,7 +11,10 @@ import { startServer, runPaths, type IngestNotice } from '../../src/server/index
 import type { AckMessage, ErrorMessage, ServerMessage } from '../../src/protocol/messages.js';
 import { captureLog, runInfo, tempDir, waitFor } from './helpers.js';
 
-const picture = (colour: string, fmt: 'png' | 'jpeg') => sharp({ create: { width: 24, height: 16, channels: 3, background: colour } })[fmt]().toBuffer();
+const picture = (colour: string, fmt: 'png' | 'jpeg') => {
+  const img = sharp({ create: { width: 24, height: 16, channels: 3, background: colour } });
+  return (fmt === 'png' ? img.png() : img.jpeg()).toBuffer();
+};
 
 test('bad inline images get a bad-image error and the event is still accepted and recorded; good ones are stored under stimuli/', async (t) => {
   const rec = tempDir('stimrec');
