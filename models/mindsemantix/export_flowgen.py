@@ -2,6 +2,7 @@
 plus the fixed starting noise, and checks ONNX against PyTorch.
 
   python -m mindsemantix.export_flowgen --weights models/flowgen/flowgen.pt --out DIR [--noise-seed 0]
+  python -m mindsemantix.export_flowgen --weights models/flowgen/flowgen.pt --out models/bundles/default --bundle
   python -m mindsemantix.export_flowgen --node-fixture --out test/fixtures/flowgen     # the Node parity fixture
 
 Writes DIR/flowgen.onnx (inputs caption_embedding f32 [B,E], noise f32 [B,3,S,S] → image f32 [B,3,64,64] in 0..1) and
@@ -50,6 +51,35 @@ def parity(net: FlowUNet, onnx_path: Path, noise: torch.Tensor, n: int = 4) -> f
     return float(np.abs(got - ref).max())
 
 
+def install_in_bundle(net: FlowUNet, ck: dict, weights: Path, bundle: Path, noise_seed: int = 0) -> dict:
+    """Adds the sampler to a bundle as flow_generator.onnx + flow_generator_noise.npy with a manifest `flow_generator`
+    entry (the Node decoder prefers it to generator.onnx, which stays: the regression generator the exporter writes and
+    `--init-bundle` reads) and the two files' sha256 in `files`."""
+    import json
+    from .util import sha256_file
+    tmp = bundle / ".flowgen-export"
+    r = export(net, tmp, noise_seed)
+    if r["parity_max_abs"] > 1e-3:
+        raise SystemExit(f"ONNX and PyTorch images differ by {r['parity_max_abs']:.2e} (> 1e-3); not installed.")
+    (tmp / "flowgen.onnx").replace(bundle / "flow_generator.onnx")
+    (tmp / "flowgen_noise.npy").replace(bundle / "flow_generator_noise.npy")
+    tmp.rmdir()
+    mp = bundle / "manifest.json"
+    m = json.loads(mp.read_text())
+    cfg = ck["config"]
+    m["flow_generator"] = {
+        "onnx": "flow_generator.onnx", "inputs": ["caption_embedding", "noise"], "output": "image",
+        "noise": "flow_generator_noise.npy", "noise_seed": noise_seed, "method": "rectified-flow",
+        "steps": cfg["steps"], "guidance": cfg["guidance"], "image_size": cfg["image_size"], "out_size": cfg["out_size"],
+        "weights": str(weights), "weights_sha256": sha256_file(weights), "train_steps": ck["step"],
+        "train_seconds": round(ck["seconds"]), "seed": ck["seed"], "command": ck["command"],
+        "parity_max_abs": r["parity_max_abs"]}
+    for f in ("flow_generator.onnx", "flow_generator_noise.npy"):
+        m["files"][f] = sha256_file(bundle / f)
+    mp.write_text(json.dumps(m, indent=2))
+    return r
+
+
 def to_rgb8(images: np.ndarray) -> np.ndarray:
     """[B,3,H,W] in 0..1 → uint8 [B,H,W,3], rounded half up as src/inference/image.ts planarToRgb does."""
     return np.floor(np.clip(images, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
@@ -86,6 +116,7 @@ def main(argv=None):
     ap.add_argument("--node-fixture", action="store_true", help="write the tiny Node test fixture to --out instead")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--noise-seed", type=int, default=0)
+    ap.add_argument("--bundle", action="store_true", help="--out is a bundle: add the sampler to it (install_in_bundle)")
     a = ap.parse_args(argv)
     if a.node_fixture:
         write_node_fixture(a.out)
@@ -93,7 +124,7 @@ def main(argv=None):
     if a.weights is None:
         ap.error("--weights is required (or --node-fixture)")
     net, ck = load_flowgen(a.weights)
-    r = export(net, a.out, a.noise_seed)
+    r = install_in_bundle(net, ck, a.weights, a.out, a.noise_seed) if a.bundle else export(net, a.out, a.noise_seed)
     log(f"exported {a.out / 'flowgen.onnx'} ({ck['config']['steps']} Euler steps, guidance {ck['config']['guidance']}); "
         f"ONNX vs PyTorch max |Δ| {r['parity_max_abs']:.2e}")
     if r["parity_max_abs"] > 1e-3:

@@ -112,12 +112,28 @@ def flowgen_images(path: Path, cap_emb: np.ndarray, noise_seed: int, batch: int 
     return np.concatenate(out)
 
 
-def score_all(methods: dict[str, np.ndarray], stim: np.ndarray, groups, eff: im.EffNetFeatures, W, b) -> dict:
-    s_early, s_late = eff(stim)
+def cached_features(eff: im.EffNetFeatures, images: np.ndarray, cache: Path | None):
+    """EffNet (early, late) features of `images`, cached under `cache` by the images' sha1 (reruns with a new generator
+    only pay for its own images)."""
+    if cache is None:
+        return eff(images)
+    import hashlib
+    f = cache / f"effnet-{hashlib.sha1(np.ascontiguousarray(images, np.float32).tobytes()).hexdigest()[:16]}.npz"
+    if f.exists():
+        z = np.load(f)
+        return z["early"], z["late"]
+    early, late = eff(images)
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(f, early=early, late=late)
+    return early, late
+
+
+def score_all(methods: dict[str, np.ndarray], stim: np.ndarray, groups, eff: im.EffNetFeatures, W, b, cache: Path | None = None) -> dict:
+    s_early, s_late = cached_features(eff, stim, cache)
     s_text = im.to_text_space(s_late, W, b)
     out = {}
     for name, rec in methods.items():
-        r_early, r_late = eff(rec)
+        r_early, r_late = cached_features(eff, rec, cache)
         out[name] = {"PixCorr": im.pixcorr(rec, stim), "SSIM": im.ssim(rec, stim),
                      "EffNet-early 2-way": im.two_way(r_early, s_early, groups), "EffNet-late 2-way": im.two_way(r_late, s_late, groups),
                      "caption-space 2-way": im.two_way(im.to_text_space(r_late, W, b), s_text, groups)}
@@ -165,7 +181,7 @@ def main(argv=None):
     ap.add_argument("--bundle", type=Path, default=Path("models/bundles/default"))
     ap.add_argument("--flowgen", type=Path, help="the flow-matching generator: exported .onnx or trained .pt")
     ap.add_argument("--noise-seed", type=int, default=0)
-    ap.add_argument("--cache", type=Path, default=Path("data/image-eval"), help="where the caption-space ridge is cached")
+    ap.add_argument("--cache", type=Path, default=Path("data/image-eval"), help="where the caption-space ridge and image features are cached")
     ap.add_argument("--out", type=Path, help="write the scores as JSON")
     ap.add_argument("--grid", type=Path, help="write a PNG: stimulus / old / flowgen / retrieval for --grid-trials trials")
     ap.add_argument("--grid-trials", type=int, default=20)
@@ -205,7 +221,7 @@ def main(argv=None):
     eff = im.EffNetFeatures()
     W, b, alpha, vcos = text_space(a.cache / "text-space.npz", eff)
     log(f"caption-space ridge: alpha {alpha:g}, held-out cosine {vcos:.3f}")
-    scores = score_all(methods, stim, sids, eff, W, b)
+    scores = score_all(methods, stim, sids, eff, W, b, a.cache)
     print(table(scores))
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)

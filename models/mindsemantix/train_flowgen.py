@@ -99,24 +99,26 @@ def main(argv=None):
     ema.load_state_dict(net.state_dict())
     opt = torch.optim.AdamW(net.parameters(), lr=a.lr, weight_decay=0.01)
     g = torch.Generator().manual_seed(a.seed)
-    step, spent = 0, 0.0
+    step, spent, cpu0 = 0, 0.0, 0.0
     ck = a.out / "ckpt.pt"
     if a.resume:
         if not ck.exists():
             sys.exit(f"--resume: {ck} does not exist; start without --resume.")
         s = torch.load(ck, weights_only=False)
         net.load_state_dict(s["net"]); ema.load_state_dict(s["ema"]); opt.load_state_dict(s["opt"])
-        g.set_state(s["gen"]); step, spent = s["step"], s["seconds"]
+        g.set_state(s["gen"]); step, spent, cpu0 = s["step"], s["seconds"], s.get("cpu_seconds", 0.0)
         log(f"resumed at step {step} ({spent:.0f}s spent)")
+    cpu_start = time.process_time() - cpu0   # CPU seconds of the training loops (this process's and the resumed ones')
     log(f"flowgen: {param_count(net) / 1e6:.2f}M parameters, {len(X)} scenes, batch {a.batch}, budget {a.minutes} min")
 
     def save(path: Path, final: bool):
+        cpu = time.process_time() - cpu_start
         if final:
-            torch.save({"ema": ema.state_dict(), "config": cfg.to_dict(), "step": step, "seconds": spent, "seed": a.seed,
+            torch.save({"ema": ema.state_dict(), "config": cfg.to_dict(), "step": step, "seconds": spent, "cpu_seconds": cpu, "seed": a.seed,
                         "scenes": a.scenes, "command": "python -m mindsemantix.train_flowgen " + " ".join(argv if argv is not None else sys.argv[1:])}, path)
         else:
             torch.save({"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "gen": g.get_state(),
-                        "step": step, "seconds": spent}, path)
+                        "step": step, "seconds": spent, "cpu_seconds": cpu}, path)
 
     t_start = time.time() - spent
     run_loss = None
@@ -146,7 +148,7 @@ def main(argv=None):
             save(ck, False)
     save(ck, False)
     save(a.out / "flowgen.pt", True)
-    (a.out / "train.json").write_text(json.dumps({"step": step, "seconds": round(spent), "loss": run_loss, "seed": a.seed,
+    (a.out / "train.json").write_text(json.dumps({"step": step, "seconds": round(spent), "cpu_seconds": round(time.process_time() - cpu_start), "loss": run_loss, "seed": a.seed,
                                                     "scenes": a.scenes, "batch": a.batch, "config": cfg.to_dict()}, indent=1))
     log(f"done: {step} steps in {spent / 60:.1f} min → {a.out / 'flowgen.pt'}")
 

@@ -59,3 +59,25 @@ def test_train_then_resume(tmp_path: Path):
     second = torch.load(out / "flowgen.pt", weights_only=False)
     assert second["step"] == 5
     assert any(not torch.equal(first["ema"][k], second["ema"][k]) for k in first["ema"])
+
+
+def test_install_in_bundle_lists_the_files_with_checksums(tmp_path: Path):
+    pytest.importorskip("onnxruntime")
+    import json
+    from mindsemantix.export_flowgen import install_in_bundle
+    from mindsemantix.util import sha256_file
+    net = _trained_like()
+    weights = tmp_path / "flowgen.pt"
+    ck = {"ema": net.state_dict(), "config": TINY.to_dict(), "step": 7, "seconds": 1.0, "seed": 0, "command": "python -m x"}
+    torch.save(ck, weights)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text(json.dumps({"files": {"qformer.onnx": "abc"}}))
+    install_in_bundle(net, ck, weights, bundle, noise_seed=4)
+    m = json.loads((bundle / "manifest.json").read_text())
+    fg = m["flow_generator"]
+    assert fg["inputs"] == ["caption_embedding", "noise"] and fg["noise_seed"] == 4 and fg["steps"] == TINY.steps
+    assert fg["parity_max_abs"] < 1e-3
+    for f in ("flow_generator.onnx", "flow_generator_noise.npy"):
+        assert m["files"][f] == sha256_file(bundle / f)
+    assert m["files"]["qformer.onnx"] == "abc" and not (bundle / ".flowgen-export").exists()
