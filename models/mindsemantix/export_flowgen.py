@@ -125,7 +125,7 @@ def main(argv=None):
         ap.error("--weights is required (or --node-fixture)")
     net, ck = load_flowgen(a.weights)
     r = install_in_bundle(net, ck, a.weights, a.out, a.noise_seed) if a.bundle else export(net, a.out, a.noise_seed)
-    log(f"exported {a.out / 'flowgen.onnx'} ({ck['config']['steps']} Euler steps, guidance {ck['config']['guidance']}); "
+    log(f"exported {a.out / ('flow_generator.onnx' if a.bundle else 'flowgen.onnx')} ({ck['config']['steps']} Euler steps, guidance {ck['config']['guidance']}); "
         f"ONNX vs PyTorch max |Δ| {r['parity_max_abs']:.2e}")
     if r["parity_max_abs"] > 1e-3:
         raise SystemExit(f"ONNX and PyTorch images differ by {r['parity_max_abs']:.2e} (> 1e-3); check the onnxruntime and torch versions.")
