@@ -44,3 +44,16 @@ def test_default_bundle_networks_run(manifest):
     assert sp.shape == (2, d["Q"], d["D_lm"]) and np.allclose(np.linalg.norm(ce, axis=1), 1, atol=1e-5)
     img = ort_session(BUNDLE / "generator.onnx").run(None, {"caption_embedding": ce, "brain_tokens": bt})[0]
     assert img.shape == (2, *d["image"]) and img.min() >= 0 and img.max() <= 1
+
+
+def test_default_bundle_flow_generator_runs_from_its_fixed_noise(manifest):
+    fg = manifest["flow_generator"]
+    assert fg["inputs"] == ["caption_embedding", "noise"] and fg["noise"] in manifest["files"] and fg["onnx"] in manifest["files"]
+    noise = np.load(BUNDLE / fg["noise"])
+    assert noise.shape == (1, 3, fg["image_size"], fg["image_size"]) and noise.dtype == np.float32
+    rng = np.random.default_rng(0)
+    ce = rng.normal(size=(2, manifest["dims"]["E"])).astype(np.float32)
+    ce /= np.linalg.norm(ce, axis=1, keepdims=True)
+    img = ort_session(BUNDLE / fg["onnx"]).run(None, {"caption_embedding": ce, "noise": np.repeat(noise, 2, 0)})[0]
+    assert img.shape == (2, *manifest["dims"]["image"]) and img.min() >= 0 and img.max() <= 1
+    assert np.abs(img[0] - img[1]).max() > 0.05, "the caption embedding conditions the image"

@@ -36,6 +36,8 @@ export interface DecodeBench {
     /** The caption choice timed (candidates 1 = greedy alone). */
     rerank: RerankSetting;
   };
+  /** Reconstruction alone (generator graph + WebP encoding at 128 px) per trial, inside decode_ms; null without a generator. */
+  recon_ms: { p50: number; p99: number; trials: number; generator: string } | null;
   /** Acquired seconds ÷ wall seconds for the whole replay (null when no session was available). */
   replay_realtime_factor: number | null;
   replay?: { session: string; volumes: number; trials: number; wall_s: number; decode_p50: number; volume_p50: number };
@@ -61,6 +63,7 @@ export async function benchDecode(opts: DecodeBenchOptions = {}): Promise<Decode
     const V = decoder.bundle.manifest.subjects[subject].voxels;
     const n = opts.trials ?? 20;
     const times: number[] = [];
+    const recon: number[] = [];
     let tokens = 0;
     for (let i = -(opts.warmup ?? 2); i < n; i++) {
       const trial: TrialResponse = {
@@ -73,6 +76,7 @@ export async function benchDecode(opts: DecodeBenchOptions = {}): Promise<Decode
       if (i >= 0) {
         times.push(performance.now() - t0);
         tokens += c.tokens.length;
+        if (c.latencyMs.reconstruction !== undefined) recon.push(c.latencyMs.reconstruction);
       }
     }
     const decode_ms = {
@@ -80,10 +84,12 @@ export async function benchDecode(opts: DecodeBenchOptions = {}): Promise<Decode
       trials: n, max_new_tokens: maxNew, mean_tokens: tokens / n, provider: decoder.provider, lm: decoder.lmFile, rerank: setting,
     };
     log(`bench: decode p50 ${decode_ms.p50.toFixed(1)} ms, p99 ${decode_ms.p99.toFixed(1)} ms (${decode_ms.mean_tokens.toFixed(1)} tokens/caption, ${decoder.provider}, ${decoder.lmFile})`);
+    const recon_ms = recon.length ? { p50: percentile(recon, 50), p99: percentile(recon, 99), trials: recon.length, generator: decoder.generatorFile ?? '' } : null;
+    if (recon_ms) log(`bench: reconstruction p50 ${recon_ms.p50.toFixed(1)} ms, p99 ${recon_ms.p99.toFixed(1)} ms (${recon_ms.generator})`);
     const session = opts.session ?? 'data/demo';
     if (opts.replay === false || !existsSync(session)) {
       if (opts.replay !== false) log(`bench: no session at ${session}; replay_realtime_factor not measured (run \`npm start\` once to simulate it).`);
-      return { decode_ms, replay_realtime_factor: null };
+      return { decode_ms, recon_ms, replay_realtime_factor: null };
     }
     const run = await runSessionThroughServe({ session, decoder, baseline, speed: 'max', decode: rerank ? { rerank } : {}, log: (level, m) => { if (level !== 'info') log(m); } });
     await run.close();
@@ -92,6 +98,7 @@ export async function benchDecode(opts: DecodeBenchOptions = {}): Promise<Decode
     log(`bench: replay of ${session} at --speed max: ${run.acquiredSeconds.toFixed(0)} s of scanning in ${run.wallSeconds.toFixed(1)} s = ${factor.toFixed(1)}× real time`);
     return {
       decode_ms,
+      recon_ms,
       replay_realtime_factor: factor,
       replay: { session, volumes: st.volumesReceived, trials: st.trialsDecoded, wall_s: run.wallSeconds, decode_p50: percentile(st.decodeMs, 50), volume_p50: percentile(st.volumeMs, 50) },
     };

@@ -41,6 +41,7 @@ async function main(argv: string[]): Promise<number> {
       log(`per-trial decoding with ${stringFlag(p, 'models')} and demo replay at --speed max…`);
       const dec = await benchDecode({ models: stringFlag(p, 'models'), session: stringFlag(p, 'session'), device: stringFlag(p, 'device') as 'cpu' | 'webgpu' | 'cuda', lmPrecision: stringFlag(p, 'lm-precision') as LmPrecision, rerank, log });
       out.decode_ms = dec.decode_ms;
+      out.recon_ms = dec.recon_ms;
       out.replay_realtime_factor = dec.replay_realtime_factor;
       out.replay = dec.replay;
     }

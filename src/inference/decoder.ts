@@ -9,6 +9,7 @@ import { loadTokenizer, type TextTokenizer } from './tokenizer.js';
 import { SentenceEncoder } from './sentenceEncoder.js';
 import type { CandidateScorer } from './referenceScorer.js';
 import { encodeRgb, planarToRgb, type ImageFormat } from './image.js';
+import { readNpy } from './npy.js';
 
 export interface DecoderOptions {
   device?: Device;
@@ -99,6 +100,10 @@ export class BrainDecoder {
   private prefixCache: PromptCache | undefined;
   private suffixEmb!: Float32Array;
   private sentenceEncoder: Promise<SentenceEncoder> | undefined;
+  /** A sampling generator's fixed starting noise [1,3,S,S] (manifest flow_generator.noise), the same for every trial. */
+  private generatorNoise: ort.Tensor | undefined;
+  /** The image generator graph in use, relative to the bundle (undefined: none). */
+  generatorFile: string | undefined;
 
   private constructor(
     readonly bundle: Bundle,
@@ -123,16 +128,19 @@ export class BrainDecoder {
     }
     const lmFile = precision !== 'fp32' && LM_INT8 in bundle.lmFiles ? LM_INT8 : 'lm/decoder.onnx';
     opts.log?.(`inference: LM ${lmFile}`);
+    const genFile = generatorFile(bundle);
     const [qformer, decoder, embed, generator] = await Promise.all([
       factory.create(bundle.path('qformer.onnx')),
       factory.create(bundle.path(lmFile)),
       factory.create(bundle.path('lm/embed_tokens.onnx')),
-      bundle.has('generator.onnx') ? factory.create(bundle.path('generator.onnx')) : Promise.resolve(null),
+      genFile ? factory.create(bundle.path(genFile)) : Promise.resolve(null),
     ]);
     const gen: GenerationConfig = { ...m.generation, ...opts.generation };
     const lm = new LanguageModel(decoder, embed, gen, m.dims.D_lm);
     const tokenizer = loadTokenizer(bundle.path('lm/tokenizer.json'));
     const d = new BrainDecoder(bundle, factory.provider, qformer, lm, tokenizer, generator, factory, lmFile);
+    d.generatorFile = generator ? genFile : undefined;
+    if (generator?.inputNames.includes('noise')) d.generatorNoise = readGeneratorNoise(bundle);
     // The prompt prefix (e.g. few-shot examples) is the same for every trial: its KV cache is computed once here.
     d.prefixCache = gen.prefix_ids.length ? await lm.prefix(await lm.embed(gen.prefix_ids)) : undefined;
     d.suffixEmb = gen.suffix_ids.length ? await lm.embed(gen.suffix_ids) : new Float32Array(0);
@@ -325,14 +333,17 @@ export class BrainDecoder {
     });
   }
 
-  /** Caption embedding + brain tokens → RGB bytes of the generator's image. */
+  /**
+   * Caption embedding + brain tokens → RGB bytes of the generator's image. The graph takes what it names: brain_tokens
+   * (the regression generator) and/or noise (the flow-matching sampler, fed the bundle's fixed noise).
+   */
   async reconstruct(captionEmbedding: Float32Array, brainTokens: ort.Tensor): Promise<{ rgb: Uint8Array; width: number; height: number }> {
-    if (!this.generator) throw new Error('this bundle has no generator.onnx');
+    if (!this.generator) throw new Error('this bundle has no image generator');
     const [, H, W] = this.bundle.manifest.dims.image;
-    const out = await this.generator.run({
-      caption_embedding: new ort.Tensor('float32', captionEmbedding, [1, captionEmbedding.length]),
-      brain_tokens: brainTokens,
-    });
+    const feeds: Record<string, ort.Tensor> = { caption_embedding: new ort.Tensor('float32', captionEmbedding, [1, captionEmbedding.length]) };
+    if (this.generator.inputNames.includes('brain_tokens')) feeds.brain_tokens = brainTokens;
+    if (this.generatorNoise) feeds.noise = this.generatorNoise;
+    const out = await this.generator.run(feeds);
     const img = out.image ?? out[this.generator.outputNames[0]];
     const [, , h, w] = img.dims.length === 4 ? img.dims : [1, 3, H, W];
     return { rgb: planarToRgb(img.data as Float32Array, h, w), width: w, height: h };
@@ -387,6 +398,35 @@ export class BrainDecoder {
   get sessions(): SessionFactory {
     return this.factory;
   }
+}
+
+/**
+ * The reconstruction graph: the manifest's `flow_generator` (the flow-matching sampler, docs/model.md) when the bundle has
+ * one, else the regression generator.onnx; undefined when neither is there.
+ */
+function generatorFile(bundle: Bundle): string | undefined {
+  const flow = bundle.manifest.flow_generator as { onnx?: unknown } | undefined;
+  if (flow !== undefined) {
+    if (typeof flow.onnx !== 'string' || !bundle.has(flow.onnx)) {
+      throw new BundleError(`model bundle ${bundle.dir} names a flow_generator graph that is missing; re-export the bundle or remove manifest.flow_generator.`);
+    }
+    return flow.onnx;
+  }
+  return bundle.has('generator.onnx') ? 'generator.onnx' : undefined;
+}
+
+/** The sampler's starting noise named by manifest `flow_generator.noise` (a .npy of shape [1,3,S,S]). */
+function readGeneratorNoise(bundle: Bundle): ort.Tensor {
+  const spec = bundle.manifest.flow_generator as { noise?: unknown } | undefined;
+  const rel = typeof spec?.noise === 'string' ? spec.noise : undefined;
+  if (!rel || !bundle.has(rel)) {
+    throw new BundleError(`model bundle ${bundle.dir} has an image generator that samples from noise but no noise file (manifest flow_generator.noise); re-export the bundle.`);
+  }
+  const npy = readNpy(bundle.path(rel));
+  if (npy.shape.length !== 4 || npy.shape[0] !== 1 || npy.shape[1] !== 3) {
+    throw new BundleError(`model bundle ${bundle.dir}: ${rel} has shape [${npy.shape.join(',')}] but [1,3,S,S] was expected; re-export the bundle.`);
+  }
+  return new ort.Tensor('float32', npy.data, npy.shape);
 }
 
 /** FNV-1a over the float bits: a seed that is a function of the values alone. */

@@ -1,0 +1,148 @@
+"""Caption-conditioned flow-matching image generator (issue 20): a small U-Net velocity field on 32×32 RGB (upsampled to the bundle's 64×64), conditioned
+on the MiniLM caption embedding, sampled with a fixed number of Euler steps and classifier-free guidance.
+
+Rectified flow: x_t = (1 - t)·noise + t·image (image scaled to -1..1), the network predicts v = image - noise; sampling
+integrates dx/dt = v from t = 0 (the given noise) to t = 1. The sampler is a plain loop over `steps` Euler steps, so the
+ONNX export (`SamplerExport`) is the whole sampler unrolled in one graph: caption_embedding + noise → image in 0..1.
+
+Brain tokens are not an input: the generator is trained on every training-split scene of the simulator's world (its
+images and reference captions need no brain data), far more pairs than the recorded trials have; the brain reaches the
+image through the decoded caption embedding."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+@dataclass
+class FlowGenConfig:
+    emb_dim: int = 384
+    image_size: int = 32                 # the flow runs on 32² (4× cheaper to train on 2 CPU cores than 64²) ...
+    out_size: int = 64                   # ... and the sampler's last op upsamples bilinearly to the bundle's 64²
+    channels: tuple = (64, 128, 192)     # U-Net widths at 16², 8², 4² (the 32² image enters pixel-unshuffled to 16²)
+    cond_dim: int = 256
+    steps: int = 6                       # Euler steps of the sampler
+    guidance: float = 2.0                # classifier-free guidance scale (1 = none)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+    @staticmethod
+    def from_dict(d: dict) -> "FlowGenConfig":
+        d = dict(d)
+        d["channels"] = tuple(d.get("channels", (64, 128, 192)))
+        return FlowGenConfig(**d)
+
+
+def _gn(c: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(8, c // 8), c)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, cond: int):
+        super().__init__()
+        self.n1, self.c1 = _gn(cin), nn.Conv2d(cin, cout, 3, padding=1)
+        self.film = nn.Linear(cond, 2 * cout)
+        self.n2, self.c2 = _gn(cout), nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+        nn.init.zeros_(self.c2.weight)
+        nn.init.zeros_(self.c2.bias)
+
+    def forward(self, x, c):
+        h = self.c1(F.silu(self.n1(x)))
+        scale, shift = self.film(c)[:, :, None, None].chunk(2, 1)
+        h = self.n2(h) * (1 + scale) + shift
+        return self.skip(x) + self.c2(F.silu(h))
+
+
+def time_features(t: torch.Tensor, dim: int = 64) -> torch.Tensor:
+    """t [B] in 0..1 → sinusoidal features [B, dim]."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(1000.0) * torch.arange(half, dtype=t.dtype, device=t.device) / half)
+    a = (t[:, None] * 1000.0) * freqs[None]
+    return torch.cat([a.sin(), a.cos()], -1)
+
+
+class FlowUNet(nn.Module):
+    """Velocity field v(x_t, t, caption_embedding). x [B,3,S,S] in -1..1 scale; t [B]; e [B,E] (zeros = unconditional)."""
+
+    def __init__(self, cfg: FlowGenConfig):
+        super().__init__()
+        self.cfg = cfg
+        c0, c1, c2 = cfg.channels
+        cd = cfg.cond_dim
+        self.t_mlp = nn.Sequential(nn.Linear(64, cd), nn.SiLU(), nn.Linear(cd, cd))
+        self.e_mlp = nn.Sequential(nn.Linear(cfg.emb_dim, cd), nn.SiLU(), nn.Linear(cd, cd))
+        self.inp = nn.Conv2d(12, c0, 3, padding=1)
+        self.d0 = ResBlock(c0, c0, cd)
+        self.down0 = nn.Conv2d(c0, c1, 3, stride=2, padding=1)
+        self.d1 = ResBlock(c1, c1, cd)
+        self.down1 = nn.Conv2d(c1, c2, 3, stride=2, padding=1)
+        self.m1 = ResBlock(c2, c2, cd)
+        self.m2 = ResBlock(c2, c2, cd)
+        self.up1 = nn.ConvTranspose2d(c2, c1, 2, stride=2)
+        self.u1 = ResBlock(2 * c1, c1, cd)
+        self.up0 = nn.ConvTranspose2d(c1, c0, 2, stride=2)
+        self.u0 = ResBlock(2 * c0, c0, cd)
+        self.out_norm = _gn(c0)
+        self.out = nn.Conv2d(c0, 12, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x, t, e):
+        c = F.silu(self.t_mlp(time_features(t)) + self.e_mlp(e))
+        h0 = self.d0(self.inp(F.pixel_unshuffle(x, 2)), c)          # S/2
+        h1 = self.d1(self.down0(h0), c)                               # S/4
+        h = self.m2(self.m1(self.down1(h1), c), c)                    # S/8
+        h = self.u1(torch.cat([self.up1(h), h1], 1), c)
+        h = self.u0(torch.cat([self.up0(h), h0], 1), c)
+        return F.pixel_shuffle(self.out(F.silu(self.out_norm(h))), 2)
+
+
+def sample(net: FlowUNet, caption_embedding: torch.Tensor, noise: torch.Tensor, steps: int, guidance: float) -> torch.Tensor:
+    """Euler integration from noise [B,3,S,S] (t = 0) to an image (t = 1) with classifier-free guidance, then bilinear
+    upsampling to out_size; returns [B,3,out,out] in 0..1."""
+    B = noise.shape[0]
+    x = noise
+    cond = torch.cat([caption_embedding, torch.zeros_like(caption_embedding)], 0) if guidance != 1.0 else caption_embedding
+    dt = 1.0 / steps
+    for k in range(steps):
+        t = torch.full((1,), k * dt, dtype=noise.dtype)   # broadcast over the batch (keeps the ONNX graph batch-free)
+        if guidance != 1.0:
+            v = net(torch.cat([x, x], 0), t, cond)
+            vc, vu = v[:B], v[B:]
+            v = vu + guidance * (vc - vu)
+        else:
+            v = net(x, t, cond)
+        x = x + dt * v
+    x = ((x + 1) * 0.5).clamp(0, 1)
+    if net.cfg.out_size != x.shape[-1]:
+        x = F.interpolate(x, size=(net.cfg.out_size, net.cfg.out_size), mode="bilinear", align_corners=False).clamp(0, 1)
+    return x
+
+
+def fixed_noise(batch: int, size: int = 32, seed: int = 0) -> torch.Tensor:
+    """The sampler's starting noise for `batch` images: the same seed gives the same tensor (CPU torch generator)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, size, size, generator=g)
+
+
+class SamplerExport(nn.Module):
+    """ONNX graph: caption_embedding [B,E], noise [B,3,S,S] → image [B,3,out,out] in 0..1 (all Euler steps unrolled)."""
+
+    def __init__(self, net: FlowUNet, steps: int, guidance: float):
+        super().__init__()
+        self.net, self.steps, self.guidance = net, steps, guidance
+
+    def forward(self, caption_embedding, noise):
+        return sample(self.net, caption_embedding, noise, self.steps, self.guidance)
+
+
+def param_count(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())

@@ -1,0 +1,157 @@
+"""Trains the caption-conditioned flow-matching generator (flowgen.py) on the simulator world's training-split scenes.
+
+  nice -n 10 python -m mindsemantix.train_flowgen --out models/runs/flowgen --seed 0 --scenes 4000 --minutes 28
+  ... --resume                      # continues from <out>/ckpt.pt (written every --ckpt-every steps and at the end)
+
+Data (cached in <out>/data-<scenes>-32.pt): --scenes scenes of the training split (never a test scene: 0..299; those
+whose captions --caption-cache already embeds first, then 300, 301, ...), each rendered by sim.world and box-downsampled to 32², with the MiniLM embeddings of its 5 reference captions. Conditioning
+per example: the normalised mean of the 5 embeddings (what the Q-Former's caption_embedding regresses onto) or, half
+the time, one reference's embedding, plus Gaussian noise so that the imperfect decoded embeddings at test time are in
+distribution; 10 % of examples get a zero embedding (classifier-free guidance). Output: <out>/flowgen.pt (EMA weights,
+config, step count, command)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .flowgen import FlowGenConfig, FlowUNet, param_count
+from .util import log
+
+
+def build_data(n_scenes: int, size: int, cache: Path, caption_cache: Path | None = None) -> dict:
+    """caption_cache: a {caption: MiniLM embedding} dict saved by torch (e.g. the training run's
+    cache/minilm-captions.pt); scenes whose 5 captions are all in it come first and need no MiniLM pass."""
+    if cache.exists():
+        return torch.load(cache, weights_only=True)
+    from PIL import Image
+    from .sim import world
+    known = torch.load(caption_cache, weights_only=False) if caption_cache else {}
+    train = [i for i in range(world.N_SCENES) if world.split_of(i) == "train"]
+    cached = [i for i in train if all(c in known for c in world.scene(i).captions)]
+    idx = (cached + [i for i in train if i not in set(cached)])[:n_scenes]
+    idx.sort()
+    log(f"{len(idx)} training scenes, {sum(1 for i in idx if i in set(cached))} with cached caption embeddings")
+    imgs, caps = [], []
+    t0 = time.time()
+    for k, i in enumerate(idx):
+        im = Image.fromarray(world.image_array(i)).resize((size, size), Image.Resampling.BOX)
+        imgs.append(torch.from_numpy(np.array(im)).permute(2, 0, 1))
+        caps += list(world.scene(i).captions)
+        if k % 1000 == 999:
+            log(f"rendered {k + 1}/{len(idx)} ({time.time() - t0:.0f}s)")
+    todo = sorted({c for c in caps if c not in known})
+    if todo:
+        from .textenc import embed_texts, load_minilm, load_tokenizer
+        enc, tok = load_minilm(), load_tokenizer()
+        for j in range(0, len(todo), 500):
+            known.update(zip(todo[j:j + 500], embed_texts(enc, tok, todo[j:j + 500])))
+            log(f"embedded {min(j + 500, len(todo))}/{len(todo)} captions ({time.time() - t0:.0f}s)")
+    emb = torch.stack([torch.as_tensor(known[c]).float() for c in caps])
+    data = {"images": torch.stack(imgs).contiguous(), "emb": emb.view(len(idx), 5, -1).half(), "scenes": torch.tensor(idx)}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(data, cache)
+    return data
+
+
+def condition(emb5: torch.Tensor, g: torch.Generator, noise_max: float, p_uncond: float) -> torch.Tensor:
+    """emb5 [B,5,E] → per-example conditioning [B,E] (module docstring)."""
+    B = emb5.shape[0]
+    mean = F.normalize(emb5.mean(1), dim=-1)
+    one = emb5[torch.arange(B), torch.randint(0, 5, (B,), generator=g)]
+    e = torch.where(torch.rand(B, 1, generator=g) < 0.5, mean, one)
+    e = F.normalize(e + torch.randn(e.shape, generator=g) * torch.rand(B, 1, generator=g) * noise_max, dim=-1)
+    return e * (torch.rand(B, 1, generator=g) >= p_uncond)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scenes", type=int, default=4000)
+    ap.add_argument("--steps", type=int, default=100000, help="upper bound; --minutes usually ends the run first")
+    ap.add_argument("--minutes", type=float, default=28.0, help="wall-clock budget of the training loop (data building excluded)")
+    ap.add_argument("--batch", type=int, default=48)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--ema", type=float, default=0.998)
+    ap.add_argument("--noise-max", type=float, default=0.04, help="max std per dimension of the conditioning noise")
+    ap.add_argument("--p-uncond", type=float, default=0.1)
+    ap.add_argument("--channels", default="48,96,160")
+    ap.add_argument("--caption-cache", type=Path, help="{caption: MiniLM embedding} torch file to reuse (build_data)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--ckpt-every", type=int, default=100)
+    ap.add_argument("--resume", action="store_true")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    cfg = FlowGenConfig(channels=tuple(int(c) for c in a.channels.split(",")))
+    data = build_data(a.scenes, cfg.image_size, a.out / f"data-{a.scenes}-{cfg.image_size}.pt", a.caption_cache)
+    X = data["images"].float() / 127.5 - 1
+    E = data["emb"].float()
+    torch.manual_seed(a.seed)
+    net = FlowUNet(cfg)
+    ema = FlowUNet(cfg)
+    ema.load_state_dict(net.state_dict())
+    opt = torch.optim.AdamW(net.parameters(), lr=a.lr, weight_decay=0.01)
+    g = torch.Generator().manual_seed(a.seed)
+    step, spent, cpu0 = 0, 0.0, 0.0
+    ck = a.out / "ckpt.pt"
+    if a.resume:
+        if not ck.exists():
+            sys.exit(f"--resume: {ck} does not exist; start without --resume.")
+        s = torch.load(ck, weights_only=False)
+        net.load_state_dict(s["net"]); ema.load_state_dict(s["ema"]); opt.load_state_dict(s["opt"])
+        g.set_state(s["gen"]); step, spent, cpu0 = s["step"], s["seconds"], s.get("cpu_seconds", 0.0)
+        log(f"resumed at step {step} ({spent:.0f}s spent)")
+    cpu_start = time.process_time() - cpu0   # CPU seconds of the training loops (this process's and the resumed ones')
+    log(f"flowgen: {param_count(net) / 1e6:.2f}M parameters, {len(X)} scenes, batch {a.batch}, budget {a.minutes} min")
+
+    def save(path: Path, final: bool):
+        cpu = time.process_time() - cpu_start
+        if final:
+            torch.save({"ema": ema.state_dict(), "config": cfg.to_dict(), "step": step, "seconds": spent, "cpu_seconds": cpu, "seed": a.seed,
+                        "scenes": a.scenes, "command": "python -m mindsemantix.train_flowgen " + " ".join(argv if argv is not None else sys.argv[1:])}, path)
+        else:
+            torch.save({"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "gen": g.get_state(),
+                        "step": step, "seconds": spent, "cpu_seconds": cpu}, path)
+
+    t_start = time.time() - spent
+    run_loss = None
+    while step < a.steps and time.time() - t_start < a.minutes * 60:
+        i = torch.randint(0, len(X), (a.batch,), generator=g)
+        x1, e = X[i], condition(E[i], g, a.noise_max, a.p_uncond)
+        x0 = torch.randn(x1.shape, generator=g)
+        t = torch.sigmoid(torch.randn(a.batch, generator=g))              # logit-normal: most weight mid-way
+        xt = (1 - t)[:, None, None, None] * x0 + t[:, None, None, None] * x1
+        loss = F.mse_loss(net(xt, t, e), x1 - x0)
+        for pg in opt.param_groups:
+            pg["lr"] = a.lr * min(1.0, (step + 1) / 100)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        step += 1
+        d = min(a.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), net.parameters()):
+                pe.mul_(d).add_(p, alpha=1 - d)
+        run_loss = loss.item() if run_loss is None else 0.98 * run_loss + 0.02 * loss.item()
+        spent = time.time() - t_start
+        if step % 20 == 0:
+            log(f"step {step} loss {run_loss:.4f} ({spent / step:.2f} s/step, {spent / 60:.1f} min)")
+        if step % a.ckpt_every == 0:
+            save(ck, False)
+    save(ck, False)
+    save(a.out / "flowgen.pt", True)
+    (a.out / "train.json").write_text(json.dumps({"step": step, "seconds": round(spent), "cpu_seconds": round(time.process_time() - cpu_start), "loss": run_loss, "seed": a.seed,
+                                                    "scenes": a.scenes, "batch": a.batch, "config": cfg.to_dict()}, indent=1))
+    log(f"done: {step} steps in {spent / 60:.1f} min → {a.out / 'flowgen.pt'}")
+
+
+if __name__ == "__main__":
+    main()
