@@ -105,8 +105,11 @@ def main(argv=None):
         if not ck.exists():
             sys.exit(f"--resume: {ck} does not exist; start without --resume.")
         s = torch.load(ck, weights_only=False)
-        net.load_state_dict(s["net"]); ema.load_state_dict(s["ema"]); opt.load_state_dict(s["opt"])
-        g.set_state(s["gen"]); step, spent, cpu0 = s["step"], s["seconds"], s.get("cpu_seconds", 0.0)
+        net.load_state_dict(s["net"])
+        ema.load_state_dict(s["ema"])
+        opt.load_state_dict(s["opt"])
+        g.set_state(s["gen"])
+        step, spent, cpu0 = s["step"], s["seconds"], s.get("cpu_seconds", 0.0)
         log(f"resumed at step {step} ({spent:.0f}s spent)")
     cpu_start = time.process_time() - cpu0   # CPU seconds of the training loops (this process's and the resumed ones')
     log(f"flowgen: {param_count(net) / 1e6:.2f}M parameters, {len(X)} scenes, batch {a.batch}, budget {a.minutes} min")
