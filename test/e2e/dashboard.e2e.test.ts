@@ -169,7 +169,10 @@ test('`serve` (its own CLI) shows a run replayed by the `replay` CLI on its dash
     const replay = spawn(process.execPath, [join(ROOT, 'bin', 'mindsemantix.mjs'), 'replay', session.dir, '--server', bridge, '--speed', 'max'], { cwd: ROOT, stdio: 'ignore' });
     assert.equal(await new Promise((r) => replay.on('exit', r)), 0);
     await page.waitForFunction(`document.querySelectorAll('.trial .caption:not(.pending)').length >= ${session.trials}`, undefined, { timeout: 60_000 });
+    // the reconstructions follow their captions
+    await page.waitForFunction(`document.querySelectorAll('img.recon').length >= ${session.trials}`, undefined, { timeout: 30_000 });
     assert.equal(await page.locator('img.recon').count(), session.trials);
+    assert.equal((await page.locator('.trial figure .gen').allInnerTexts()).filter((g) => /^generated in \d+ ms$/.test(g)).length, session.trials);
     // the stimulus images came over the protocol (serve cannot open the replay's paths)
     await page.waitForFunction(`[...document.querySelectorAll('img.stim')].filter((i) => i.complete && i.naturalWidth > 0).length >= ${session.trials}`, undefined, { timeout: 20_000 });
     assert.match(await page.locator('#bridge').innerText(), /replay/);
