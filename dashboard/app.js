@@ -18,7 +18,7 @@ const LIMITS = { volumes: 3000, alerts: 200, trials: 1000, trialImages: 100 };
 const keyOf = (t) => `${t.subject ?? ''}/${t.session ?? ''}/${t.run}/${t.trial}`;
 function dropImages(t) {
   delete t.stimulusImage;
-  if (t.caption && t.caption.image) t.caption = { ...t.caption, image: undefined };
+  if (t.reconstruction && t.reconstruction.image) t.reconstruction = { ...t.reconstruction, image: undefined };
 }
 function keepsImages(t) {
   for (let i = S.trials.length - 1; i >= Math.max(0, S.trials.length - LIMITS.trialImages); i--) if (S.trials[i] === t) return true;
@@ -82,6 +82,16 @@ socket.on('caption', (c) => {
     t.caption = c.caption;
     if (!keepsImages(t)) dropImages(t);
     dirtyTrials.add(keyOf(c));
+  }
+  mark('trials');
+});
+// The reconstruction follows its caption (generated off the caption path) and fills in the same card.
+socket.on('reconstruction', (r) => {
+  const t = trialByKey.get(keyOf(r));
+  if (t) {
+    t.reconstruction = r.reconstruction;
+    if (!keepsImages(t)) dropImages(t);
+    dirtyTrials.add(keyOf(r));
   }
   mark('trials');
 });
@@ -267,7 +277,11 @@ function fillCard(el, t) {
   const flags = [...new Set([...(c ? c.flags : [])])];
   el.classList.toggle('flagged', flags.length > 0);
   const stim = t.stimulusImage ? `<img class="stim" src="${t.stimulusImage}" alt="stimulus ${esc(t.stimulusId)}">` : '<div class="ph"></div>';
-  const rec = c && c.image ? `<img class="recon" src="${c.image}" alt="reconstruction">` : '<div class="ph"></div>';
+  const r = t.reconstruction;
+  const rec = r && r.image ? `<img class="recon" src="${r.image}" alt="reconstruction">` : '<div class="ph"></div>';
+  // Under the image: its generation time once it is there, else what it is waiting for or why there is none.
+  const gen = r ? (r.error ? `<div class="gen failed" title="${esc(r.error)}">no image: ${esc(r.error)}</div>` : r.ms !== undefined ? `<div class="gen">generated in ${r.ms.toFixed(0)} ms</div>` : '')
+    : c && !c.error ? '<div class="gen pending">generating…</div>' : '';
   const text = c ? (c.error ? `<div class="caption pending">not decoded: ${esc(c.error)}</div>` : `<div class="caption">${esc(c.text || '(empty caption)')}</div>`) : '<div class="caption pending">decoding after the haemodynamic delay…</div>';
   const conf = c && !c.error ? `<div class="conf" title="confidence ${c.confidence.toFixed(2)}"><div style="width:${(100 * c.confidence).toFixed(0)}%;background:${confColor(c.confidence)}"></div></div>` : '';
   const meta = c && !c.error ? `<span>conf ${c.confidence.toFixed(2)}</span><span>${c.latencyMs.toFixed(0)} ms</span>` : '';
@@ -276,7 +290,7 @@ function fillCard(el, t) {
   // A repeated stimulus: the caption of the mean of its presentations so far, shown as such beside the single trial's.
   const mean = c && c.mean ? `<div class="mean" title="decoded from the mean response of ${c.mean.of} presentations">mean of ${c.mean.of} presentations: ${esc(c.mean.caption)}</div>` : '';
   const shown = c && c.presentation > 1 ? `<span class="pres">presentation ${c.presentation}</span>` : '';
-  el.innerHTML = `<figure>${stim}<figcaption>stimulus</figcaption></figure><figure>${rec}<figcaption>reconstruction</figcaption></figure>`
+  el.innerHTML = `<figure>${stim}<figcaption>stimulus</figcaption></figure><figure>${rec}<figcaption>reconstruction</figcaption>${gen}</figure>`
     + `<div><div class="head"><span>trial ${t.trial}</span><span>${esc(t.stimulusId)}</span><span>${t.onset.toFixed(1)} s</span>${shown}${meta}${flags.map((f) => `<span class="flag">⚑ ${esc(f)}</span>`).join('')}</div>`
     + `${text}${conf}${mean}${base}${refs}</div>`;
 }

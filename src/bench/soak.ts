@@ -161,7 +161,7 @@ async function main(): Promise<void> {
       // heapUsed is sampled without forcing a collection: compare the lows, not single samples.
       server_heap_used_mb: { start: samples[0].heap, min_second_half: Math.min(...samples.filter((s) => s.accepted >= a.volumes / 2).map((s) => s.heap)), peak: Math.max(...samples.map((s) => s.heap)), end: samples[samples.length - 1].heap },
       samples: samples.filter((_, i) => i % Math.max(1, Math.floor(samples.length / 12)) === 0).map((s) => `${s.t.toFixed(0)} s: rss ${s.rss.toFixed(0)} MB, heap ${s.heap} MB, ${s.accepted} volumes`),
-      late_joiner: { snapshot_bytes: late.bytes, ms: Math.round(late.ms), trials: late.snap.trials.length, with_images: late.snap.trials.filter((t) => t.stimulusImage || t.caption?.image).length, captions: late.snap.trials.filter((t) => t.caption).length, volumes: late.snap.volumes.length, alerts: late.snap.alerts.length },
+      late_joiner: { snapshot_bytes: late.bytes, ms: Math.round(late.ms), trials: late.snap.trials.length, with_images: late.snap.trials.filter((t) => t.stimulusImage || t.reconstruction?.image).length, captions: late.snap.trials.filter((t) => t.caption).length, volumes: late.snap.volumes.length, alerts: late.snap.alerts.length },
       live_updates_received: updates,
       recording: {
         volumes: img.dims[3] ?? 1, acquisition_times: side.AcquisitionTimes.length, missing: side.MissingVolumes.length, mismatched_volumes: mismatched, event_rows: rows,

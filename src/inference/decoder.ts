@@ -93,7 +93,14 @@ export interface BrainCaption {
 }
 
 /** `captionEmbedding`: the Q-Former's read-out in text space (what the read-out-retrieval comparison uses). */
-export type DecodedCaption = Caption & { imageFormat?: ImageFormat; tokens: number[]; captionEmbedding: Float32Array };
+export type DecodedCaption = Caption & { imageFormat?: ImageFormat; tokens: number[]; captionEmbedding: Float32Array; brainTokens: ort.Tensor };
+
+/** A reconstruction encoded for display or recording, with the time it took (generator + encoding), ms. */
+export interface EncodedReconstruction {
+  image: Uint8Array;
+  imageFormat: ImageFormat;
+  ms: number;
+}
 
 export class BrainDecoder {
   private readonly encoders = new Map<string, ort.InferenceSession>();
@@ -349,27 +356,35 @@ export class BrainDecoder {
     return { rgb: planarToRgb(img.data as Float32Array, h, w), width: w, height: h };
   }
 
+  /**
+   * A decoded caption's reconstruction, encoded (`imageFormat`, upscaled to `imageWidth` when given). Separate from
+   * `decodeBatch` so the serving pipeline can emit the caption first and generate the image afterwards.
+   */
+  async reconstructEncoded(c: Pick<DecodedCaption, 'captionEmbedding' | 'brainTokens'>, opts: Pick<DecodeOptions, 'imageFormat' | 'imageWidth'> = {}): Promise<EncodedReconstruction> {
+    const t0 = performance.now();
+    const format = opts.imageFormat ?? 'png';
+    const r = await this.reconstruct(c.captionEmbedding, c.brainTokens);
+    const image = await encodeRgb(r.rgb, r.width, r.height, format, opts.imageWidth);
+    return { image, imageFormat: format, ms: performance.now() - t0 };
+  }
+
   /** Decodes one trial end to end into the shared `Caption` shape. */
   async decode(trial: TrialResponse, opts: DecodeOptions = {}): Promise<DecodedCaption> {
     return (await this.decodeBatch([trial], opts))[0];
   }
 
-  /** Decodes several trials with one batched LM generation (a backlog after a burst of trials). */
+  /**
+   * Decodes several trials with one batched LM generation (a backlog after a burst of trials). With `reconstruct`
+   * (the default when the bundle has a generator) each caption waits for its image; the serving pipeline passes
+   * `reconstruct: false` and calls `reconstructEncoded` after emitting the caption.
+   */
   async decodeBatch(trials: TrialResponse[], opts: DecodeOptions = {}): Promise<DecodedCaption[]> {
     const cs = await this.captionBatch(trials.map((t) => ({ subject: t.subject, voxels: t.vector })), opts);
     const captionDone = Date.now();
-    const format = opts.imageFormat ?? 'png';
     const out: DecodedCaption[] = [];
     for (const [i, trial] of trials.entries()) {
       const c = cs[i];
-      let image: Uint8Array | undefined;
-      let reconstruction: number | undefined;
-      if ((opts.reconstruct ?? true) && this.generator) {
-        const t0 = performance.now();
-        const r = await this.reconstruct(c.captionEmbedding, c.brainTokens);
-        image = await encodeRgb(r.rgb, r.width, r.height, format, opts.imageWidth);
-        reconstruction = performance.now() - t0;
-      }
+      const r = (opts.reconstruct ?? true) && this.generator ? await this.reconstructEncoded(c, opts) : undefined;
       out.push({
         run: trial.run,
         trial: trial.trial,
@@ -379,11 +394,12 @@ export class BrainDecoder {
         confidence: c.confidence,
         tokenLogprobs: c.tokenLogprobs,
         captionEmbedding: c.captionEmbedding,
-        image,
-        imageFormat: image ? format : undefined,
+        brainTokens: c.brainTokens,
+        image: r?.image,
+        imageFormat: r?.imageFormat,
         references: trial.event?.references,
         flags: [...trial.flags],
-        latencyMs: { responseToCaption: Math.max(0, captionDone - trial.readyAt), ...(reconstruction !== undefined ? { reconstruction } : {}) },
+        latencyMs: { responseToCaption: Math.max(0, captionDone - trial.readyAt), ...(r ? { reconstruction: r.ms } : {}) },
       });
     }
     return out;

@@ -1,11 +1,12 @@
 // The serve/demo pipeline: ingest hub → streams/ preprocessor (mask from the bundle) → decode queue → outputs as
 // observables. It knows no sink: the dashboard, the derivatives recorder, live metrics and the demo's stdout
-// subscribe to its outputs (src/sinks, wired by src/app). The per-volume path only preprocesses; decoding happens off it.
+// subscribe to its outputs (src/sinks, wired by src/app). The per-volume path only preprocesses; decoding happens off it,
+// and reconstruction off the caption path: a caption is emitted as soon as it exists, its image follows on reconstructions$.
 import { filter, Subject, type Observable, type Observer, type Subscription } from 'rxjs';
 import { runKey, type RunInfo, type StimulusEvent, type TrialResponse, type Volume } from '../core/types.js';
 import type { IngestHub } from '../server/hub.js';
 import { RepeatMeans, type Preprocessor, type ProcessedVolume } from '../../streams/index.js';
-import type { BrainDecoder, DecodeOptions } from '../inference/decoder.js';
+import type { BrainDecoder, DecodedCaption, DecodeOptions } from '../inference/decoder.js';
 import type { RidgeRetrieval } from '../inference/baseline.js';
 import { DecodeQueue } from '../inference/queue.js';
 import { loadMask, preprocessorForRun, type LoadedMask } from './runPreprocessor.js';
@@ -42,10 +43,7 @@ export interface DecodedTrial {
   tokenLogprobs?: number[];
   /** TrialResponse ready → caption emitted, ms. */
   latencyMs?: number;
-  reconstructionMs?: number;
   baseline?: string;
-  image?: Uint8Array;
-  imageFormat?: 'png' | 'webp';
   error?: string;
   /** 1 for the stimulus's first showing in this session, 2 for the second… */
   presentation: number;
@@ -59,6 +57,23 @@ export interface MeanCaption {
   caption: string;
   confidence: number;
   baseline?: string;
+}
+
+/**
+ * A trial's reconstruction, emitted after its caption (keyed like it by subject, session, run, trial): the image and
+ * its generation time, or why there is none (the caption stands either way).
+ */
+export interface ReconstructedTrial {
+  session: string;
+  subject: string;
+  run: string;
+  trial: number;
+  stimulusId: string;
+  image?: Uint8Array;
+  imageFormat?: 'png' | 'webp';
+  /** Generator + encoding, ms. */
+  ms?: number;
+  error?: string;
 }
 
 /** A trial's response exactly as handed to the decoder, with what `serve --record` writes beside it. */
@@ -103,6 +118,8 @@ interface QueuedTrial extends TrialResponse {
   presentation: number;
   mean?: Float32Array;
   meanOf?: number;
+  /** A replay's trial: its reconstruction is never skipped either. */
+  lossless: boolean;
 }
 
 export interface PipelineStats {
@@ -122,7 +139,10 @@ export interface PipelineStats {
 export interface Pipeline {
   /** The model decoding: bundle name, onnxruntime provider, subjects it has read-outs for. */
   readonly model: { name: string; provider: string; subjects: string[] };
+  /** Captions, as soon as they are decoded (never waiting for the image). */
   readonly decoded$: Observable<DecodedTrial>;
+  /** Each decoded trial's reconstruction, after its caption (when the bundle has a generator). */
+  readonly reconstructions$: Observable<ReconstructedTrial>;
   /** Every trial's response as handed to the decoder (the recorder and evaluations subscribe). */
   readonly responses$: Observable<DecoderInput>;
   readonly alerts$: Observable<PipelineAlert>;
@@ -137,7 +157,7 @@ export interface Pipeline {
   /** A sink's failure, shown and logged like the pipeline's own alerts. */
   report(a: Omit<PipelineAlert, 'at'> & { at?: number }): void;
   stats(): PipelineStats;
-  /** Resolves once every listed run has ended and every trial of it is decoded. */
+  /** Resolves once every listed run has ended and every trial of it is decoded and reconstructed. */
   whenDone(runs: string[]): Promise<void>;
   close(): Promise<void>;
 }
@@ -151,6 +171,9 @@ interface RunState {
 /** Waiting trials a lossless pipeline keeps at most (~400 MB at 5000 voxels): a bound, never reached by a replay. */
 const LOSSLESS_CAPACITY = 20_000;
 
+/** Reconstructions waiting at most for a live run: past it the oldest is skipped (its caption stands). */
+const RECON_CAPACITY = 32;
+
 /** A trial of a run: (subject, session, run, trial). */
 function trialKey(t: { subject: string; run: string; trial: number; event: { session?: string } }): string {
   return `${runKey({ subject: t.subject, session: t.event.session ?? '', run: t.run })}/${t.trial}`;
@@ -161,6 +184,7 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
   const manifest = decoder.bundle.manifest;
   const log = opts.log ?? ((level, m) => process.stderr.write(`[${level}] ${m}\n`));
   const decoded = new Subject<DecodedTrial>();
+  const reconstructions = new Subject<ReconstructedTrial>();
   const alerts = new Subject<PipelineAlert>();
   const status = new Subject<PipelineStatus>();
   const runStarts = new Subject<RunStart>();
@@ -220,7 +244,8 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
       inputs.push(t);
       if (t.mean) inputs.push({ ...t, vector: t.mean, flags: [...t.flags, `mean-of-${t.meanOf}`] });
     }
-    const cs = await decoder.decodeBatch(inputs, { imageFormat: 'webp', imageWidth: 128, ...opts.decode });
+    // The image is generated after the caption is emitted (reconstructLater), never inside the decode.
+    const cs = await decoder.decodeBatch(inputs, { ...opts.decode, reconstruct: false });
     const baselineOf = async (subject: string, v: Float32Array) => (opts.baseline?.has(subject) ? (await opts.baseline.predict(subject, v)).caption : undefined);
     const out: DecodedTrial[] = [];
     let k = 0;
@@ -229,9 +254,9 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
       const d: DecodedTrial = {
         session: t.session, subject: t.subject, run: t.run, trial: t.trial, stimulusId: t.stimulusId, onset: t.event.onset,
         references: t.event.references, flags: c.flags, caption: c.text, confidence: c.confidence, tokenLogprobs: c.tokenLogprobs,
-        latencyMs: c.latencyMs.responseToCaption, reconstructionMs: c.latencyMs.reconstruction, baseline: await baselineOf(t.subject, t.vector),
-        image: c.image, imageFormat: c.imageFormat, presentation: t.presentation,
+        latencyMs: c.latencyMs.responseToCaption, baseline: await baselineOf(t.subject, t.vector), presentation: t.presentation,
       };
+      captionsOf.set(d, c);
       if (t.mean) {
         const m = cs[k++];
         d.mean = { of: t.meanOf ?? t.presentation, caption: m.text, confidence: m.confidence, baseline: await baselineOf(t.subject, t.mean) };
@@ -241,6 +266,51 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
     return out;
   };
   // A backlog (a burst of trials, a fast replay) is decoded in batches: one LM pass serves several trials.
+  // ---- reconstructions (off the caption path) ----
+  // One at a time, each started only while no caption is being decoded: the generator shares the CPU with the LM, and
+  // captions come first. A live run's waiting list is bounded (the oldest is skipped with a notice); replays keep all.
+  const reconstructing = opts.decode?.reconstruct !== false && decoder.hasGenerator;
+  const captionsOf = new WeakMap<DecodedTrial, DecodedCaption>();
+  const reconWaiting: { d: DecodedTrial; c: DecodedCaption; lossless: boolean }[] = [];
+  let reconBusy = false;
+  let reconWaiters: (() => void)[] = [];
+  const reconIdle = (): Promise<void> => (!reconBusy && reconWaiting.length === 0 ? Promise.resolve() : new Promise((r) => reconWaiters.push(r)));
+  const reconKey = (d: DecodedTrial): Pick<ReconstructedTrial, 'session' | 'subject' | 'run' | 'trial' | 'stimulusId'> =>
+    ({ session: d.session, subject: d.subject, run: d.run, trial: d.trial, stimulusId: d.stimulusId });
+  function reconstructLater(d: DecodedTrial, c: DecodedCaption, lossless: boolean): void {
+    const live = reconWaiting.filter((w) => !w.lossless);
+    if (!lossless && live.length >= RECON_CAPACITY) {
+      const skipped = live[0];
+      reconWaiting.splice(reconWaiting.indexOf(skipped), 1);
+      const message = `the reconstruction of trial ${skipped.d.trial} of ${skipped.d.run} was skipped: the image generator is behind (${RECON_CAPACITY} waiting); its caption stands.`;
+      alert({ level: 'warn', code: 'reconstruction-skipped', message, run: skipped.d.run, trial: skipped.d.trial });
+      reconstructions.next({ ...reconKey(skipped.d), error: 'skipped: the image generator is behind' });
+    }
+    reconWaiting.push({ d, c, lossless });
+    void pumpReconstructions();
+  }
+  async function pumpReconstructions(): Promise<void> {
+    if (reconBusy) return;
+    reconBusy = true;
+    while (reconWaiting.length) {
+      await queue.idle();
+      const { d, c } = reconWaiting.shift()!;
+      try {
+        const r = await decoder.reconstructEncoded(c, { imageFormat: 'webp', imageWidth: 256, ...opts.decode });
+        reconstructions.next({ ...reconKey(d), image: r.image, imageFormat: r.imageFormat, ms: r.ms });
+      } catch (e) {
+        const error = (e as Error)?.message ?? String(e);
+        alert({ level: 'warn', code: 'reconstruction-failed', message: `the reconstruction of trial ${d.trial} of ${d.run} failed (${error}); its caption stands.`, run: d.run, trial: d.trial });
+        reconstructions.next({ ...reconKey(d), error });
+      }
+    }
+    reconBusy = false;
+    const w = reconWaiters;
+    reconWaiters = [];
+    for (const f of w) f();
+    checkDone();
+  }
+
   const queue = new DecodeQueue<DecodedTrial>(async (t) => (await decodeAll([t]))[0],
     { batchWork: decodeAll, maxBatch: opts.maxBatch ?? 8, losslessCapacity: LOSSLESS_CAPACITY });
   const losslessRun = (info: RunInfo): boolean => (typeof opts.lossless === 'function' ? opts.lossless(info) : opts.lossless === true);
@@ -258,6 +328,8 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
       stats.decodeMs.push(d.latencyMs!);
     }
     decoded.next(d);
+    const c = r.result ? captionsOf.get(r.result) : undefined;
+    if (reconstructing && c) reconstructLater(d, c, q.lossless);
     pendingTrials.delete(key);
     checkDone();
   })));
@@ -292,7 +364,7 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
       pendingTrials.add(trialKey(t));
       const p = repeats.add(info.session, t);
       responses.next({ session: info.session, response: t, presentation: p.presentation, mean: p.mean, meanOf: p.meanOf, maskSha256: masks.get(t.subject)?.sha256 ?? '' });
-      const q: QueuedTrial = { ...t, session: info.session, presentation: p.presentation, mean: p.mean, meanOf: p.meanOf };
+      const q: QueuedTrial = { ...t, session: info.session, presentation: p.presentation, mean: p.mean, meanOf: p.meanOf, lossless };
       queue.push(q, { lossless });
     })));
     st.subs.push(out.alarms$.subscribe(guard('preprocessing alarms', (a) => alert({ level: 'warn', code: a.kind, message: a.message, run: a.run }))));
@@ -341,8 +413,8 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
     if (!doneWaiters.length) return;
     const ended = watched.every((r) => stats.runsEnded.includes(r));
     if (ended && pendingTrials.size === 0 && queue.backlog === 0) {
-      void queue.idle().then(() => {
-        if (pendingTrials.size) return;
+      void queue.idle().then(reconIdle).then(() => {
+        if (pendingTrials.size || reconBusy || reconWaiting.length) return;
         const w = doneWaiters.splice(0);
         for (const f of w) f();
       });
@@ -352,6 +424,7 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
   return {
     model: { name: manifest.name, provider: decoder.provider, subjects: decoder.subjects },
     decoded$: decoded.asObservable(),
+    reconstructions$: reconstructions.asObservable(),
     responses$: responses.asObservable(),
     alerts$: alerts.asObservable(),
     status$: status.asObservable(),
@@ -372,8 +445,9 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
       for (const s of subs) s.unsubscribe();
       for (const r of runs.values()) for (const s of r.subs) s.unsubscribe();
       await queue.idle();
+      await reconIdle();
       queue.close();
-      for (const x of [responses, decoded, status, runStarts, received, processed, events]) x.complete();
+      for (const x of [responses, decoded, reconstructions, status, runStarts, received, processed, events]) x.complete();
       alerts.complete();
     },
   };

@@ -1,5 +1,5 @@
 // `serve --record`'s derivatives: every response as handed to the decoder (pipeline/responseFiles) and every decoded
-// caption with its reconstruction (pipeline/captionFiles), written beside the BIDS session ingest records.
+// caption, then its reconstruction when it follows (pipeline/captionFiles), written beside the BIDS session ingest records.
 import type { Subscription } from 'rxjs';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import { CaptionRecorder, DERIVATIVE } from '../pipeline/captionFiles.js';
@@ -31,6 +31,10 @@ export function recordDerivatives(pipeline: Pipeline, recordDir: string): Deriva
     if (d.error) return;
     captions.record({ ...d, text: d.caption ?? '', confidence: d.confidence ?? 0, tokenLogprobs: d.tokenLogprobs ?? [], latencyMs: d.latencyMs ?? 0 })
       .catch((e) => pipeline.report({ level: 'error', code: 'record-failed', message: `could not record the caption of trial ${d.trial}: ${(e as Error).message}` }));
+  })));
+  subs.push(pipeline.reconstructions$.subscribe(guard('reconstructions to record', (r) => {
+    captions.recordReconstruction(r)
+      .catch((e) => pipeline.report({ level: 'error', code: 'record-failed', run: r.run, trial: r.trial, message: `could not record the reconstruction of trial ${r.trial} of ${r.run}: ${(e as Error).message}` }));
   })));
   return {
     async flush() {

@@ -23,7 +23,8 @@ test('an 8-hour session keeps the late-joiner snapshot bounded: 1000 trials, ima
   const img = `data:image/webp;base64,${'A'.repeat(8000)}`;
   for (let i = 0; i < 3600; i++) {
     st.apply({ type: 'trial', data: trial(i, { stimulusImage: img }) });
-    st.apply({ type: 'caption', data: { run: 'task-x_run-01', subject: 'a', session: '01', trial: i, caption: { text: `c${i}`, confidence: 0.5, latencyMs: 1, flags: [], image: img } } });
+    st.apply({ type: 'caption', data: { run: 'task-x_run-01', subject: 'a', session: '01', trial: i, caption: { text: `c${i}`, confidence: 0.5, latencyMs: 1, flags: [] } } });
+    st.apply({ type: 'reconstruction', data: { run: 'task-x_run-01', subject: 'a', session: '01', trial: i, reconstruction: { image: img, ms: 40 } } });
     st.apply({ type: 'alert', data: { level: 'warn', code: 'x', message: `alert ${i}`, at: i } });
   }
   // A thumbnail that arrives late for an old trial is not kept either.
@@ -32,8 +33,9 @@ test('an 8-hour session keeps the late-joiner snapshot bounded: 1000 trials, ima
   assert.equal(snap.trials.length, 1000);
   assert.equal(snap.trials[0].trial, 2600);
   assert.equal(snap.trials.filter((t) => t.stimulusImage).length, 100);
-  assert.equal(snap.trials.filter((t) => t.caption?.image).length, 100);
-  assert.ok(snap.trials.slice(-100).every((t) => t.stimulusImage && t.caption?.image));
+  assert.equal(snap.trials.filter((t) => t.reconstruction?.image).length, 100);
+  assert.ok(snap.trials.slice(-100).every((t) => t.stimulusImage && t.reconstruction?.image));
+  assert.ok(snap.trials.every((t) => t.reconstruction?.ms === 40), 'older cards keep the generation time without the image');
   assert.equal(snap.alerts.length, 200);
   assert.ok(JSON.stringify(snap).length < 3_000_000, `snapshot ${JSON.stringify(snap).length} bytes`);
   assert.equal(st.trial({ run: 'task-x_run-01', subject: 'a', session: '01', trial: 5 }), undefined, 'dropped trials leave the index too');

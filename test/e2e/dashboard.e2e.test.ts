@@ -80,13 +80,21 @@ test('the dashboard shows every decoded trial live, with images and metrics, and
   const captions = await page.locator('.trial .caption').allInnerTexts();
   assert.ok(captions.some((c) => c.trim().length > 0 && c !== '(empty caption)'), captions.join(' | '));
   await page.waitForFunction(`document.querySelectorAll('img.stim').length >= ${session.trials}`, undefined, { timeout: 20_000 });
+  // the reconstruction follows its caption: wait for every one, each with its generation time under it
+  await page.waitForFunction(`document.querySelectorAll('img.recon').length >= ${session.trials}`, undefined, { timeout: 30_000 });
   assert.equal(await page.locator('img.recon').count(), session.trials);
+  const gens = await page.locator('.trial figure .gen').allInnerTexts();
+  assert.equal(gens.length, session.trials);
+  for (const g of gens) assert.match(g, /^generated in \d+ ms$/);
+  assert.equal(await page.locator('.trial figure .gen.failed').count(), 0);
   assert.equal(await page.locator('.trial .conf').count(), session.trials);
   assert.ok((await page.locator('.trial .refs li').count()) >= session.trials * 5);
   // a stimulus shown again: the caption of the mean of its presentations so far, labelled as such
   assert.match((await page.locator('.trial .mean').allInnerTexts()).join(' | '), /mean of 2 presentations: \S/);
-  const reconOk = await page.evaluate(`[...document.querySelectorAll('img.recon')].every((i) => i.complete && i.naturalWidth > 0)`);
-  assert.ok(reconOk, 'reconstructions decode as images');
+  const reconOk = await page.evaluate(`[...document.querySelectorAll('img.recon')].every((i) => i.complete && i.naturalWidth === 256 && i.width === 256)`);
+  assert.ok(reconOk, 'reconstructions decode as images, 256 px wide and shown at that size');
+  const stimOk = await page.evaluate(`[...document.querySelectorAll('img.stim')].every((i) => i.width === 256)`);
+  assert.ok(stimOk, 'the stimulus is shown at the reconstruction\'s size beside it');
   // header, charts, mosaic, metrics
   assert.match(await page.locator('#runname').innerText(), /sub-sim01 · task-vision_run-01/);
   await page.waitForFunction(`document.getElementById('mosaic').naturalWidth > 0`, undefined, { timeout: 20_000 });
@@ -112,7 +120,8 @@ test('the dashboard shows every decoded trial live, with images and metrics, and
   const deriv = join(work, 'record', 'derivatives', 'mindsemantix-decoder', 'sub-sim01', 'ses-01');
   await waitFor(() => existsSync(join(deriv, `sub-sim01_ses-01_${session.run}_captions.tsv`))
     && readFileSync(join(deriv, `sub-sim01_ses-01_${session.run}_captions.tsv`), 'utf8').trim().split('\n').length === session.trials + 1);
-  assert.equal(readdirSync(join(deriv, 'recon')).length, session.trials);
+  await waitFor(() => existsSync(join(deriv, 'recon')) && readdirSync(join(deriv, 'recon')).length === session.trials);
+  assert.equal(readFileSync(join(deriv, `sub-sim01_ses-01_${session.run}_recons.tsv`), 'utf8').trim().split('\n').length, session.trials + 1);
   await page.close();
   // then the summary line (METEOR, which runs Java through models/, is left out here for time)
   await waitFor(() => lines().some((l) => l.type === 'summary'), 30_000);
@@ -132,6 +141,7 @@ test('a browser that joins after the run receives the whole session', async () =
   await page.goto(url);
   await page.waitForFunction(`document.querySelectorAll('.trial .caption:not(.pending)').length >= ${session.trials}`, undefined, { timeout: 15_000 });
   assert.equal(await page.locator('img.recon').count(), session.trials);
+  assert.equal((await page.locator('.trial figure .gen').allInnerTexts()).filter((g) => /^generated in \d+ ms$/.test(g)).length, session.trials);
   assert.match(await page.locator('#trclock').innerText(), new RegExp(`TR ${session.volumes}/${session.volumes}`));
   await page.close();
 });
@@ -159,7 +169,10 @@ test('`serve` (its own CLI) shows a run replayed by the `replay` CLI on its dash
     const replay = spawn(process.execPath, [join(ROOT, 'bin', 'mindsemantix.mjs'), 'replay', session.dir, '--server', bridge, '--speed', 'max'], { cwd: ROOT, stdio: 'ignore' });
     assert.equal(await new Promise((r) => replay.on('exit', r)), 0);
     await page.waitForFunction(`document.querySelectorAll('.trial .caption:not(.pending)').length >= ${session.trials}`, undefined, { timeout: 60_000 });
+    // the reconstructions follow their captions
+    await page.waitForFunction(`document.querySelectorAll('img.recon').length >= ${session.trials}`, undefined, { timeout: 30_000 });
     assert.equal(await page.locator('img.recon').count(), session.trials);
+    assert.equal((await page.locator('.trial figure .gen').allInnerTexts()).filter((g) => /^generated in \d+ ms$/.test(g)).length, session.trials);
     // the stimulus images came over the protocol (serve cannot open the replay's paths)
     await page.waitForFunction(`[...document.querySelectorAll('img.stim')].filter((i) => i.complete && i.naturalWidth > 0).length >= ${session.trials}`, undefined, { timeout: 20_000 });
     assert.match(await page.locator('#bridge').innerText(), /replay/);

@@ -28,7 +28,7 @@ test('mosaic tiles evenly spaced axial slices with anterior at the top, windowed
   assert.deepEqual([meta.format, meta.width, meta.height], ['png', 16, 12]);
 });
 
-test('captions and reconstructions are recorded as BIDS derivatives, one row per trial, in order', async () => {
+test('captions and, following them, reconstructions are recorded as BIDS derivatives, one row per trial, in order', async () => {
   const root = mkdtempSync(join(tmpdir(), 'msx-rec-'));
   try {
     const rec = new CaptionRecorder(root);
@@ -36,7 +36,11 @@ test('captions and reconstructions are recorded as BIDS derivatives, one row per
     await Promise.all([0, 1, 2].map((trial) => rec.record({
       subject: 'sim01', session: '01', run: 'task-vision_run-01', trial, stimulusId: `s${trial}`, onset: 3 + trial * 6,
       text: `a caption\twith tab ${trial}`, confidence: 0.5, tokenLogprobs: [-0.1, -0.2], flags: trial === 1 ? ['high-motion'] : [],
-      latencyMs: 12.34, image: png, imageFormat: 'png', references: ['a ref'],
+      latencyMs: 12.34, references: ['a ref'],
+    })));
+    await Promise.all([0, 1, 2].map((trial) => rec.recordReconstruction({
+      subject: 'sim01', session: '01', run: 'task-vision_run-01', trial, stimulusId: `s${trial}`,
+      ...(trial === 1 ? { error: 'generator failed' } : { image: png, imageFormat: 'png' as const, ms: 41.26 }),
     })));
     const dir = join(root, 'derivatives', 'mindsemantix-decoder', 'sub-sim01', 'ses-01');
     const rows = readFileSync(join(dir, 'sub-sim01_ses-01_task-vision_run-01_captions.tsv'), 'utf8').trim().split('\n').map((l) => l.split('\t'));
@@ -44,8 +48,15 @@ test('captions and reconstructions are recorded as BIDS derivatives, one row per
     assert.deepEqual(rows.slice(1).map((r) => r[0]), ['0', '1', '2']);
     assert.equal(rows[1][3], 'a caption with tab 0');
     assert.equal(rows[2][7], 'high-motion');
-    assert.equal(rows[1][9], 'recon/sub-sim01_ses-01_task-vision_run-01_trial-000_recon.png');
-    assert.deepEqual(readdirSync(join(dir, 'recon')).sort(), [0, 1, 2].map((t) => `sub-sim01_ses-01_task-vision_run-01_trial-00${t}_recon.png`));
+    assert.equal(rows[1][9], '["a ref"]');
+    const recons = readFileSync(join(dir, 'sub-sim01_ses-01_task-vision_run-01_recons.tsv'), 'utf8').trim().split('\n').map((l) => l.split('\t'));
+    assert.deepEqual(recons, [
+      ['trial', 'stimulus_id', 'recon_file', 'recon_ms', 'error'],
+      ['0', 's0', 'recon/sub-sim01_ses-01_task-vision_run-01_trial-000_recon.png', '41.3', 'n/a'],
+      ['1', 's1', 'n/a', 'n/a', 'generator failed'],
+      ['2', 's2', 'recon/sub-sim01_ses-01_task-vision_run-01_trial-002_recon.png', '41.3', 'n/a'],
+    ]);
+    assert.deepEqual(readdirSync(join(dir, 'recon')).sort(), [0, 2].map((t) => `sub-sim01_ses-01_task-vision_run-01_trial-00${t}_recon.png`));
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -34,7 +34,7 @@ test('serve decodes a replayed run that starts before the model has loaded, and 
       s.on('snapshot', (x: DashSnapshot) => { s.close(); resolve(x); });
     });
     assert.equal(snap.trials.filter((t) => t.caption && !t.caption.error).length, session.trials);
-    assert.ok(snap.trials.every((t) => t.caption?.image?.startsWith('data:image/webp;base64,')));
+    assert.ok(snap.trials.every((t) => t.reconstruction?.image?.startsWith('data:image/webp;base64,') && t.reconstruction.ms! > 0));
     assert.equal(snap.status.model?.name, 'tiny-random');
     assert.ok(snap.metrics && snap.metrics.n === session.trials && Number.isFinite(snap.metrics.model.CIDEr));
     assert.ok(lines.some((l) => /decoding on cpu/.test(l)));

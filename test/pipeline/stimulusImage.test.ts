@@ -34,10 +34,10 @@ test('a replay to serve shows every trial\'s stimulus image on the dashboard, re
     for (const t of trials()) {
       assert.match(t.stimulusImage!, /^data:image\/webp;base64,/);
       const meta = await sharp(Buffer.from(t.stimulusImage!.split(',')[1], 'base64')).metadata();
-      assert.deepEqual([meta.format, meta.width, meta.height], ['webp', 128, 128]);
-      assert.ok(t.caption?.image, `trial ${t.trial} has its reconstruction beside it`);
+      assert.deepEqual([meta.format, meta.width, meta.height], ['webp', 256, 256]);
+      assert.ok(t.reconstruction?.image, `trial ${t.trial} has its reconstruction beside it`);
       // the thumbnail keeps the stimulus' colour (the synthetic shapes differ by colour)
-      const px = await sharp(Buffer.from(t.stimulusImage!.split(',')[1], 'base64')).extract({ left: 64, top: 70, width: 1, height: 1 }).raw().toBuffer();
+      const px = await sharp(Buffer.from(t.stimulusImage!.split(',')[1], 'base64')).extract({ left: 128, top: 140, width: 1, height: 1 }).raw().toBuffer();
       const src = await sharp(source(t.trial)).extract({ left: 32, top: 36, width: 1, height: 1 }).raw().toBuffer();
       for (let c = 0; c < 3; c++) assert.ok(Math.abs(px[c] - src[c]) < 24, `trial ${t.trial} shows its own stimulus`);
     }

@@ -54,8 +54,6 @@ export interface DashTrial {
     text: string;
     confidence: number;
     latencyMs: number;
-    /** data: URL of the reconstruction. */
-    image?: string;
     flags: string[];
     baseline?: string;
     error?: string;
@@ -64,6 +62,13 @@ export interface DashTrial {
     /** From the second presentation on: the caption of the mean of the presentations so far. */
     mean?: { of: number; caption: string; confidence: number; baseline?: string };
   };
+  /** Filled in after the caption: the image (data: URL, 256 px) and its generation time, or why there is none. */
+  reconstruction?: DashReconstruction;
+}
+export interface DashReconstruction {
+  image?: string;
+  ms?: number;
+  error?: string;
 }
 export interface DashMetrics {
   n: number;
@@ -90,6 +95,7 @@ export type DashUpdate =
   | { type: 'volume'; data: DashVolume }
   | { type: 'trial'; data: DashTrial }
   | { type: 'caption'; data: { run: string; subject?: string; session?: string; trial: number; caption: NonNullable<DashTrial['caption']> } }
+  | { type: 'reconstruction'; data: { run: string; subject?: string; session?: string; trial: number; reconstruction: DashReconstruction } }
   | { type: 'metrics'; data: DashMetrics }
   | { type: 'alert'; data: DashAlert }
   | { type: 'mosaic'; data: NonNullable<DashSnapshot['mosaic']> };
@@ -114,7 +120,7 @@ export function dashTrialKey(t: { subject?: string; session?: string; run: strin
 
 function dropImages(t: DashTrial): void {
   delete t.stimulusImage;
-  if (t.caption?.image) t.caption = { ...t.caption, image: undefined };
+  if (t.reconstruction?.image) t.reconstruction = { ...t.reconstruction, image: undefined };
 }
 
 export class DashboardState {
@@ -160,6 +166,14 @@ export class DashboardState {
         const t = this.trialIndex.get(dashTrialKey(u.data));
         if (t) {
           t.caption = u.data.caption;
+          if (!this.keepsImages(t)) dropImages(t);
+        }
+        break;
+      }
+      case 'reconstruction': {
+        const t = this.trialIndex.get(dashTrialKey(u.data));
+        if (t) {
+          t.reconstruction = u.data.reconstruction;
           if (!this.keepsImages(t)) dropImages(t);
         }
         break;

@@ -95,7 +95,7 @@ export function feedDashboard(pipeline: Pipeline, dashboard: Dashboard, opts: Da
     dashboard.publish({ type: 'trial', data: { ...trial, references: e.references } });
     // The image arrives with the event (protocol imageData), never from a path: the sender's files are not ours.
     if (e.imageData) {
-      stimulusThumbnail(e.imageData)
+      stimulusThumbnail(e.imageData, 256)
         .then((stimulusImage) => dashboard.publish({ type: 'trial', data: { ...trial, stimulusImage } }))
         .catch((err) => log('warn', `stimulus image of trial ${e.trial} (${e.stimulusId}) could not be shown: ${(err as Error).message}`));
     }
@@ -110,12 +110,24 @@ export function feedDashboard(pipeline: Pipeline, dashboard: Dashboard, opts: Da
         caption: {
           text: d.caption ?? '', confidence: d.confidence ?? 0, latencyMs: d.latencyMs ?? 0, flags: d.flags, baseline: d.baseline, error: d.error,
           presentation: d.presentation, mean: d.mean,
-          image: d.image ? `data:${mimeOf(d.imageFormat ?? 'png')};base64,${Buffer.from(d.image).toString('base64')}` : undefined,
         },
       },
     });
     const m = scores?.(d);
     if (m) dashboard.publish({ type: 'metrics', data: m });
+  })));
+  // The reconstruction follows its caption and fills in the same card.
+  subs.push(pipeline.reconstructions$.subscribe(guard('reconstructions', (r) => {
+    dashboard.publish({
+      type: 'reconstruction',
+      data: {
+        run: r.run, subject: r.subject, session: r.session, trial: r.trial,
+        reconstruction: {
+          image: r.image ? `data:${mimeOf(r.imageFormat ?? 'png')};base64,${Buffer.from(r.image).toString('base64')}` : undefined,
+          ms: r.ms, error: r.error,
+        },
+      },
+    });
   })));
   return subs;
 }

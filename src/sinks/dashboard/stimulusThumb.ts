@@ -1,5 +1,5 @@
-// The dashboard's copy of a stimulus image: a 128-px WebP data: URL, so a long session's snapshot stays small
-// whatever the senders inline (up to 512 KiB an image).
+// The dashboard's copy of a stimulus image: a WebP data: URL (256 px, the size the reconstruction is shown at), so a
+// long session's snapshot stays small whatever the senders inline (up to 512 KiB an image).
 import sharp from 'sharp';
 import type { StimulusImage } from '../../core/types.js';
 import { MAX_INLINE_IMAGE_SIDE } from '../../protocol/inlineImage.js';
