@@ -17,9 +17,16 @@ function stage(name, cmd, argv, env = {}, always = false) {
   results.push({ name, ok: r.status === 0, s: (Date.now() - t0) / 1000 });
 }
 stage('lint', join(root, 'node_modules', '.bin', 'eslint'), ['.']);
+// One formatting for TS/JS (.prettierrc.json); \`npx prettier --write .\` fixes what this reports.
+stage('format', join(root, 'node_modules', '.bin', 'prettier'), ['--check', '--log-level', 'warn', '.']);
 stage('typecheck', join(root, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.json', '--noEmit']);
 // One-way imports between folders (rules in .dependency-cruiser.cjs, layers in docs/ARCHITECTURE.md).
-stage('deps', join(root, 'node_modules', '.bin', 'depcruise'), ['--config', '.dependency-cruiser.cjs', 'src', 'streams']);
+stage('deps', join(root, 'node_modules', '.bin', 'depcruise'), [
+  '--config',
+  '.dependency-cruiser.cjs',
+  'src',
+  'streams',
+]);
 // Failures also go to a file so the summary, the part of a CI log that is always shown, can name them.
 const failDir = mkdtempSync(join(tmpdir(), 'msx-test-'));
 const tsArgs = (failFile, files) => [
@@ -31,7 +38,13 @@ const tsArgs = (failFile, files) => [
   `--test-reporter-destination=${failFile}`,
   ...files,
 ];
-const readFailures = (f) => (existsSync(f) ? readFileSync(f, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)) : []);
+const readFailures = (f) =>
+  existsSync(f)
+    ? readFileSync(f, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l))
+    : [];
 stage('ts', process.execPath, tsArgs(join(failDir, 'failures.jsonl'), ['dist/test/']));
 const failures = readFailures(join(failDir, 'failures.jsonl'));
 // A file whose tests failed runs once more, alone with its kind: a failure that does not repeat is reported as flaky
