@@ -3,7 +3,19 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '.venv/**', 'models/**', 'data/**', 'bundles/**', 'coverage/**', '.scratch/**', '.bootstrap/**'] },
+  {
+    ignores: [
+      'dist/**',
+      'node_modules/**',
+      '.venv/**',
+      'models/**',
+      'data/**',
+      'bundles/**',
+      'coverage/**',
+      '.scratch/**',
+      '.bootstrap/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -17,10 +29,24 @@ export default tseslint.config(
     files: ['**/*.mjs', '**/*.js'],
     languageOptions: {
       globals: {
-        process: 'readonly', console: 'readonly', URL: 'readonly', Buffer: 'readonly', setTimeout: 'readonly',
-        clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', fetch: 'readonly',
-        document: 'readonly', window: 'readonly', io: 'readonly', performance: 'readonly', requestAnimationFrame: 'readonly',
-        localStorage: 'readonly', location: 'readonly', Image: 'readonly', HTMLElement: 'readonly',
+        process: 'readonly',
+        console: 'readonly',
+        URL: 'readonly',
+        Buffer: 'readonly',
+        setTimeout: 'readonly',
+        clearTimeout: 'readonly',
+        setInterval: 'readonly',
+        clearInterval: 'readonly',
+        fetch: 'readonly',
+        document: 'readonly',
+        window: 'readonly',
+        io: 'readonly',
+        performance: 'readonly',
+        requestAnimationFrame: 'readonly',
+        localStorage: 'readonly',
+        location: 'readonly',
+        Image: 'readonly',
+        HTMLElement: 'readonly',
       },
     },
   },

@@ -4,7 +4,9 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 const main = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url));
 if (!existsSync(main)) {
-  console.error('mindsemantix is not built yet: run `npm start` or `npm test` once (or `npm run build`) in the repository root.');
+  console.error(
+    'mindsemantix is not built yet: run `npm start` or `npm test` once (or `npm run build`) in the repository root.',
+  );
   process.exit(1);
 }
 const { runCli } = await import(main);

@@ -5,7 +5,10 @@ import { lineChart, legend } from './charts.js';
 
 const $ = (id) => document.getElementById(id);
 const STAGE_COLORS = {
-  motion: '#a78bfa', mask: '#f472b6', detrend: '#f5b942', zscore: '#3ecf8e',
+  motion: '#a78bfa',
+  mask: '#f472b6',
+  detrend: '#f5b942',
+  zscore: '#3ecf8e',
 };
 const MOTION_COLORS = ['#6ea8ff', '#3ecf8e', '#f5b942', '#a78bfa', '#f472b6', '#8bd3ff'];
 const MOTION_LABELS = ['x mm', 'y mm', 'z mm', 'pitch °', 'roll °', 'yaw °'];
@@ -21,7 +24,8 @@ function dropImages(t) {
   if (t.reconstruction && t.reconstruction.image) t.reconstruction = { ...t.reconstruction, image: undefined };
 }
 function keepsImages(t) {
-  for (let i = S.trials.length - 1; i >= Math.max(0, S.trials.length - LIMITS.trialImages); i--) if (S.trials[i] === t) return true;
+  for (let i = S.trials.length - 1; i >= Math.max(0, S.trials.length - LIMITS.trialImages); i--)
+    if (S.trials[i] === t) return true;
   return false;
 }
 const dirty = new Set(['all']);
@@ -40,10 +44,14 @@ socket.on('snapshot', (snap) => {
   cardEls.clear();
   mark('all');
 });
-socket.on('status', (d) => { S.status = { ...S.status, ...d }; mark('header'); });
+socket.on('status', (d) => {
+  S.status = { ...S.status, ...d };
+  mark('header');
+});
 socket.on('run', (r) => {
   const i = S.runs.findIndex((x) => x.run === r.run && x.session === r.session && x.subject === r.subject);
-  if (i >= 0) S.runs[i] = r; else S.runs.push(r);
+  if (i >= 0) S.runs[i] = r;
+  else S.runs.push(r);
   mark('header');
 });
 socket.on('volume', (v) => {
@@ -62,14 +70,20 @@ socket.on('trial', (t) => {
     trialByKey.set(key, n);
     S.trials.push(n);
     const fell = S.trials[S.trials.length - 1 - LIMITS.trialImages];
-    if (fell) { dropImages(fell); dirtyTrials.add(keyOf(fell)); }
+    if (fell) {
+      dropImages(fell);
+      dirtyTrials.add(keyOf(fell));
+    }
     if (S.trials.length > LIMITS.trials) {
       for (const old of S.trials.splice(0, S.trials.length - LIMITS.trials)) {
         const k = keyOf(old);
         trialByKey.delete(k);
         dirtyTrials.delete(k);
         const el = cardEls.get(k);
-        if (el) { el.remove(); cardEls.delete(k); }
+        if (el) {
+          el.remove();
+          cardEls.delete(k);
+        }
       }
     }
   }
@@ -95,19 +109,28 @@ socket.on('reconstruction', (r) => {
   }
   mark('trials');
 });
-socket.on('metrics', (m) => { S.metrics = m; mark('metrics'); });
+socket.on('metrics', (m) => {
+  S.metrics = m;
+  mark('metrics');
+});
 socket.on('alert', (a) => {
   S.alerts.push(a);
   if (S.alerts.length > LIMITS.alerts) S.alerts.splice(0, S.alerts.length - LIMITS.alerts);
   mark('alerts');
 });
-socket.on('mosaic', (m) => { S.mosaic = m; mark('mosaic'); });
+socket.on('mosaic', (m) => {
+  S.mosaic = m;
+  mark('mosaic');
+});
 
 const dirtyTrials = new Set();
 let scheduled = false;
 function mark(what) {
   dirty.add(what);
-  if (!scheduled) { scheduled = true; requestAnimationFrame(render); }
+  if (!scheduled) {
+    scheduled = true;
+    requestAnimationFrame(render);
+  }
 }
 
 function setBadge(el, cls, text) {
@@ -133,7 +156,8 @@ function render() {
 
 function renderHeader() {
   const st = S.status || {};
-  const bridgeCls = st.bridge === 'connected' || st.bridge === 'streaming' ? 'on' : st.bridge === 'disconnected' ? 'bad' : 'off';
+  const bridgeCls =
+    st.bridge === 'connected' || st.bridge === 'streaming' ? 'on' : st.bridge === 'disconnected' ? 'bad' : 'off';
   setBadge($('bridge'), bridgeCls, `scanner: ${st.bridge}${st.detail ? ` · ${st.detail}` : ''}`);
   if (st.model) setBadge($('model'), 'on', `model: ${st.model.name} · ${st.model.provider}`);
   const run = currentRun();
@@ -157,26 +181,41 @@ function renderCharts() {
   lat.push({ xs, ys: vols.map((v) => v.totalMs), color: '#ffffff', label: 'total', width: 2 });
   const lagVals = vols.map((v) => v.lagMs).filter(Number.isFinite);
   lineChart($('latency'), lat, { yMin: 0, xLabel: 'volume', empty: 'no volumes yet' });
-  legend($('latlegend'), lat.map((s) => ({ color: s.color, label: s.label })));
+  legend(
+    $('latlegend'),
+    lat.map((s) => ({ color: s.color, label: s.label })),
+  );
   if (vols.length) {
     const tot = vols.map((v) => v.totalMs).sort((a, b) => a - b);
     const p50 = tot[Math.floor(tot.length / 2)];
     const lastLag = lagVals.length ? lagVals[lagVals.length - 1] : undefined;
-    $('latinfo').textContent = `p50 ${p50.toFixed(1)} ms${lastLag !== undefined ? ` · lag ${(lastLag / 1000).toFixed(2)} s` : ''}`;
+    $('latinfo').textContent =
+      `p50 ${p50.toFixed(1)} ms${lastLag !== undefined ? ` · lag ${(lastLag / 1000).toFixed(2)} s` : ''}`;
   }
   const mv = vols.filter((v) => v.motion);
   const mxs = mv.map((v) => v.index);
   const motion = [0, 1, 2, 3, 4, 5].map((k) => ({
-    xs: mxs, ys: mv.map((v) => (k < 3 ? v.motion.trans[k] : v.motion.rot[k - 3])), color: MOTION_COLORS[k], label: MOTION_LABELS[k],
+    xs: mxs,
+    ys: mv.map((v) => (k < 3 ? v.motion.trans[k] : v.motion.rot[k - 3])),
+    color: MOTION_COLORS[k],
+    label: MOTION_LABELS[k],
   }));
   lineChart($('motion'), motion, { empty: 'no motion estimates yet' });
-  legend($('motionlegend'), [...motion.map((s) => ({ color: s.color, label: s.label })), { color: '#ffffff', label: 'FD mm' }, { color: '#ff6b6b', label: 'FD threshold' }]);
+  legend($('motionlegend'), [
+    ...motion.map((s) => ({ color: s.color, label: s.label })),
+    { color: '#ffffff', label: 'FD mm' },
+    { color: '#ff6b6b', label: 'FD threshold' },
+  ]);
   const thr = run && run.fdThresholdMm;
   const fd = mv.map((v) => v.motion.fd);
   lineChart($('fd'), [{ xs: mxs, ys: fd, color: '#ffffff', label: 'FD' }], {
-    yMin: 0, hLines: thr ? [{ y: thr, color: '#ff6b6b', label: `FD ${thr} mm` }] : [],
-    points: thr ? mv.filter((v) => v.motion.fd > thr).map((v) => ({ x: v.index, y: v.motion.fd, color: '#ff6b6b' })) : [],
-    xLabel: 'volume', empty: 'no FD yet',
+    yMin: 0,
+    hLines: thr ? [{ y: thr, color: '#ff6b6b', label: `FD ${thr} mm` }] : [],
+    points: thr
+      ? mv.filter((v) => v.motion.fd > thr).map((v) => ({ x: v.index, y: v.motion.fd, color: '#ff6b6b' }))
+      : [],
+    xLabel: 'volume',
+    empty: 'no FD yet',
   });
   if (fd.length) {
     const over = thr ? fd.filter((x) => x > thr).length : 0;
@@ -186,8 +225,11 @@ function renderCharts() {
   const trials = run ? S.trials.filter((t) => t.run === run.run) : [];
   const tr = run ? run.tr : 1;
   lineChart($('roi'), [{ xs: rv.map((v) => v.t), ys: rv.map((v) => v.roi), color: '#3ecf8e', label: 'ROI' }], {
-    vMarks: trials.map((t) => ({ x: t.onset, color: 'rgba(167,139,250,.35)' })), xLabel: 's', empty: 'no processed volumes yet',
-    xMin: 0, xMax: Math.max(rv.length ? rv[rv.length - 1].t : 0, run && run.expected ? run.expected * tr : 0) || undefined,
+    vMarks: trials.map((t) => ({ x: t.onset, color: 'rgba(167,139,250,.35)' })),
+    xLabel: 's',
+    empty: 'no processed volumes yet',
+    xMin: 0,
+    xMax: Math.max(rv.length ? rv[rv.length - 1].t : 0, run && run.expected ? run.expected * tr : 0) || undefined,
   });
 }
 
@@ -200,15 +242,17 @@ function renderMosaic() {
 function renderMetrics() {
   const body = $('metrics').querySelector('tbody');
   const m = S.metrics;
-  const row = (name, r) => `<tr><td>${name}</td>${['BLEU4', 'CIDEr', 'ROUGE_L'].map((k) => `<td class="big">${r && Number.isFinite(r[k]) ? r[k].toFixed(3) : '–'}</td>`).join('')}</tr>`;
+  const row = (name, r) =>
+    `<tr><td>${name}</td>${['BLEU4', 'CIDEr', 'ROUGE_L'].map((k) => `<td class="big">${r && Number.isFinite(r[k]) ? r[k].toFixed(3) : '–'}</td>`).join('')}</tr>`;
   body.innerHTML = row('brain decoder', m && m.model) + row('ridge baseline', m && m.baseline);
   const decoded = S.trials.filter((t) => t.caption && !t.caption.error);
   $('metricsn').textContent = m ? `${m.n} trials with references` : 'waiting for captions';
   const lat = decoded.map((t) => t.caption.latencyMs).sort((a, b) => a - b);
   const conf = decoded.map((t) => t.caption.confidence);
   const p = (q) => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(q * lat.length))].toFixed(0) : '–');
-  $('stats').innerHTML = `decoded ${decoded.length} / ${S.trials.length} trials · decode latency p50 ${p(0.5)} ms, p99 ${p(0.99)} ms`
-    + `<br>mean confidence ${conf.length ? (conf.reduce((a, b) => a + b, 0) / conf.length).toFixed(2) : '–'}`;
+  $('stats').innerHTML =
+    `decoded ${decoded.length} / ${S.trials.length} trials · decode latency p50 ${p(0.5)} ms, p99 ${p(0.99)} ms` +
+    `<br>mean confidence ${conf.length ? (conf.reduce((a, b) => a + b, 0) / conf.length).toFixed(2) : '–'}`;
 }
 
 function renderAlerts() {
@@ -253,8 +297,17 @@ function renderTrials(all) {
   }
   // Strip: trial onsets along the run, coloured by confidence once decoded.
   const strip = $('strip');
-  const runTrials = run ? trials.filter((t) => t.run === run.run && (t.session ?? run.session) === run.session && (t.subject ?? run.subject) === run.subject) : [];
-  const end = Math.max(1, ...runTrials.map((t) => t.onset + t.duration), run && run.expected ? run.expected * run.tr : 0);
+  const runTrials = run
+    ? trials.filter(
+        (t) =>
+          t.run === run.run && (t.session ?? run.session) === run.session && (t.subject ?? run.subject) === run.subject,
+      )
+    : [];
+  const end = Math.max(
+    1,
+    ...runTrials.map((t) => t.onset + t.duration),
+    run && run.expected ? run.expected * run.tr : 0,
+  );
   strip.innerHTML = '';
   for (const t of runTrials) {
     const s = document.createElement('span');
@@ -269,30 +322,60 @@ function renderTrials(all) {
 }
 
 function esc(s) {
-  return String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
+  return String(s).replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c],
+  );
 }
 
 function fillCard(el, t) {
   const c = t.caption;
   const flags = [...new Set([...(c ? c.flags : [])])];
   el.classList.toggle('flagged', flags.length > 0);
-  const stim = t.stimulusImage ? `<img class="stim" src="${t.stimulusImage}" alt="stimulus ${esc(t.stimulusId)}">` : '<div class="ph"></div>';
+  const stim = t.stimulusImage
+    ? `<img class="stim" src="${t.stimulusImage}" alt="stimulus ${esc(t.stimulusId)}">`
+    : '<div class="ph"></div>';
   const r = t.reconstruction;
   const rec = r && r.image ? `<img class="recon" src="${r.image}" alt="reconstruction">` : '<div class="ph"></div>';
   // Under the image: its generation time once it is there, else what it is waiting for or why there is none.
-  const gen = r ? (r.error ? `<div class="gen failed" title="${esc(r.error)}">no image: ${esc(r.error)}</div>` : r.ms !== undefined ? `<div class="gen">generated in ${r.ms.toFixed(0)} ms</div>` : '')
-    : c && !c.error ? '<div class="gen pending">generating…</div>' : '';
-  const text = c ? (c.error ? `<div class="caption pending">not decoded: ${esc(c.error)}</div>` : `<div class="caption">${esc(c.text || '(empty caption)')}</div>`) : '<div class="caption pending">decoding after the haemodynamic delay…</div>';
-  const conf = c && !c.error ? `<div class="conf" title="confidence ${c.confidence.toFixed(2)}"><div style="width:${(100 * c.confidence).toFixed(0)}%;background:${confColor(c.confidence)}"></div></div>` : '';
-  const meta = c && !c.error ? `<span>conf ${c.confidence.toFixed(2)}</span><span>${c.latencyMs.toFixed(0)} ms</span>` : '';
-  const refs = t.references && t.references.length ? `<ul class="refs">${t.references.slice(0, 5).map((r) => `<li>${esc(r)}</li>`).join('')}</ul>` : '';
+  const gen = r
+    ? r.error
+      ? `<div class="gen failed" title="${esc(r.error)}">no image: ${esc(r.error)}</div>`
+      : r.ms !== undefined
+        ? `<div class="gen">generated in ${r.ms.toFixed(0)} ms</div>`
+        : ''
+    : c && !c.error
+      ? '<div class="gen pending">generating…</div>'
+      : '';
+  const text = c
+    ? c.error
+      ? `<div class="caption pending">not decoded: ${esc(c.error)}</div>`
+      : `<div class="caption">${esc(c.text || '(empty caption)')}</div>`
+    : '<div class="caption pending">decoding after the haemodynamic delay…</div>';
+  const conf =
+    c && !c.error
+      ? `<div class="conf" title="confidence ${c.confidence.toFixed(2)}"><div style="width:${(100 * c.confidence).toFixed(0)}%;background:${confColor(c.confidence)}"></div></div>`
+      : '';
+  const meta =
+    c && !c.error ? `<span>conf ${c.confidence.toFixed(2)}</span><span>${c.latencyMs.toFixed(0)} ms</span>` : '';
+  const refs =
+    t.references && t.references.length
+      ? `<ul class="refs">${t.references
+          .slice(0, 5)
+          .map((r) => `<li>${esc(r)}</li>`)
+          .join('')}</ul>`
+      : '';
   const base = c && c.baseline ? `<div class="base">ridge baseline: ${esc(c.baseline)}</div>` : '';
   // A repeated stimulus: the caption of the mean of its presentations so far, shown as such beside the single trial's.
-  const mean = c && c.mean ? `<div class="mean" title="decoded from the mean response of ${c.mean.of} presentations">mean of ${c.mean.of} presentations: ${esc(c.mean.caption)}</div>` : '';
+  const mean =
+    c && c.mean
+      ? `<div class="mean" title="decoded from the mean response of ${c.mean.of} presentations">mean of ${c.mean.of} presentations: ${esc(c.mean.caption)}</div>`
+      : '';
   const shown = c && c.presentation > 1 ? `<span class="pres">presentation ${c.presentation}</span>` : '';
-  el.innerHTML = `<figure>${stim}<figcaption>stimulus</figcaption></figure><figure>${rec}<figcaption>reconstruction</figcaption>${gen}</figure>`
-    + `<div><div class="head"><span>trial ${t.trial}</span><span>${esc(t.stimulusId)}</span><span>${t.onset.toFixed(1)} s</span>${shown}${meta}${flags.map((f) => `<span class="flag">⚑ ${esc(f)}</span>`).join('')}</div>`
-    + `${text}${conf}${mean}${base}${refs}</div>`;
+  el.innerHTML =
+    `<figure>${stim}<figcaption>stimulus</figcaption></figure><figure>${rec}<figcaption>reconstruction</figcaption>${gen}</figure>` +
+    `<div><div class="head"><span>trial ${t.trial}</span><span>${esc(t.stimulusId)}</span><span>${t.onset.toFixed(1)} s</span>${shown}${meta}${flags.map((f) => `<span class="flag">⚑ ${esc(f)}</span>`).join('')}</div>` +
+    `${text}${conf}${mean}${base}${refs}</div>`;
 }
 
 window.addEventListener('resize', () => mark('all'));

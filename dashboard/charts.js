@@ -62,14 +62,19 @@ export function lineChart(canvas, series, opts = {}) {
       if (opts.yMax === undefined) yMax = Math.max(yMax, y);
     }
   }
-  for (const l of opts.hLines || []) { if (opts.yMax === undefined) yMax = Math.max(yMax, l.y * 1.1); }
+  for (const l of opts.hLines || []) {
+    if (opts.yMax === undefined) yMax = Math.max(yMax, l.y * 1.1);
+  }
   if (!points) {
     ctx.fillStyle = AXIS;
     ctx.font = '12px system-ui, sans-serif';
     ctx.fillText(opts.empty || 'waiting for data…', pad.l + 8, pad.t + ph / 2);
     return;
   }
-  if (yMax === yMin) { yMax += 1; yMin -= 1; }
+  if (yMax === yMin) {
+    yMax += 1;
+    yMin -= 1;
+  }
   if (xMax === xMin) xMax = xMin + 1;
   const X = (x) => pad.l + ((x - xMin) / (xMax - xMin)) * pw;
   const Y = (y) => pad.t + ph - ((y - yMin) / (yMax - yMin)) * ph;
@@ -77,16 +82,27 @@ export function lineChart(canvas, series, opts = {}) {
   ctx.lineWidth = 1;
   for (const t of niceTicks(yMin, yMax, 4)) {
     ctx.strokeStyle = GRID;
-    ctx.beginPath(); ctx.moveTo(pad.l, Y(t)); ctx.lineTo(w - pad.r, Y(t)); ctx.stroke();
-    ctx.fillStyle = AXIS; ctx.textAlign = 'right'; ctx.fillText(fmt(t), pad.l - 4, Y(t) + 3);
+    ctx.beginPath();
+    ctx.moveTo(pad.l, Y(t));
+    ctx.lineTo(w - pad.r, Y(t));
+    ctx.stroke();
+    ctx.fillStyle = AXIS;
+    ctx.textAlign = 'right';
+    ctx.fillText(fmt(t), pad.l - 4, Y(t) + 3);
   }
   ctx.textAlign = 'center';
   for (const t of niceTicks(xMin, xMax, 6)) ctx.fillText(fmt(t), X(t), h - 5);
-  if (opts.xLabel) { ctx.textAlign = 'right'; ctx.fillText(opts.xLabel, w - pad.r, h - 5); }
+  if (opts.xLabel) {
+    ctx.textAlign = 'right';
+    ctx.fillText(opts.xLabel, w - pad.r, h - 5);
+  }
   for (const m of opts.vMarks || []) {
     if (m.x < xMin || m.x > xMax) continue;
     ctx.strokeStyle = m.color || 'rgba(167,139,250,.35)';
-    ctx.beginPath(); ctx.moveTo(X(m.x), pad.t); ctx.lineTo(X(m.x), pad.t + ph); ctx.stroke();
+    ctx.beginPath();
+    ctx.moveTo(X(m.x), pad.t);
+    ctx.lineTo(X(m.x), pad.t + ph);
+    ctx.stroke();
   }
   for (const s of series) {
     ctx.strokeStyle = s.color;
@@ -95,10 +111,14 @@ export function lineChart(canvas, series, opts = {}) {
     let pen = false;
     for (let i = 0; i < s.ys.length; i++) {
       const y = s.ys[i];
-      if (!Number.isFinite(y)) { pen = false; continue; }
+      if (!Number.isFinite(y)) {
+        pen = false;
+        continue;
+      }
       const px = X(s.xs[i]);
       const py = Y(Math.max(yMin, Math.min(yMax, y)));
-      if (pen) ctx.lineTo(px, py); else ctx.moveTo(px, py);
+      if (pen) ctx.lineTo(px, py);
+      else ctx.moveTo(px, py);
       pen = true;
     }
     ctx.stroke();
@@ -106,13 +126,22 @@ export function lineChart(canvas, series, opts = {}) {
   for (const l of opts.hLines || []) {
     ctx.strokeStyle = l.color || '#ff6b6b';
     ctx.setLineDash([5, 4]);
-    ctx.beginPath(); ctx.moveTo(pad.l, Y(l.y)); ctx.lineTo(w - pad.r, Y(l.y)); ctx.stroke();
+    ctx.beginPath();
+    ctx.moveTo(pad.l, Y(l.y));
+    ctx.lineTo(w - pad.r, Y(l.y));
+    ctx.stroke();
     ctx.setLineDash([]);
-    if (l.label) { ctx.fillStyle = l.color || '#ff6b6b'; ctx.textAlign = 'left'; ctx.fillText(l.label, pad.l + 4, Y(l.y) - 3); }
+    if (l.label) {
+      ctx.fillStyle = l.color || '#ff6b6b';
+      ctx.textAlign = 'left';
+      ctx.fillText(l.label, pad.l + 4, Y(l.y) - 3);
+    }
   }
   for (const p of opts.points || []) {
     ctx.fillStyle = p.color;
-    ctx.beginPath(); ctx.arc(X(p.x), Y(Math.min(yMax, p.y)), 3, 0, Math.PI * 2); ctx.fill();
+    ctx.beginPath();
+    ctx.arc(X(p.x), Y(Math.min(yMax, p.y)), 3, 0, Math.PI * 2);
+    ctx.fill();
   }
 }
 

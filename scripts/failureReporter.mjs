@@ -8,7 +8,10 @@ export default async function* failureReporter(source) {
     if (d.details?.type === 'suite') continue;
     const err = d.details?.error;
     const cause = err?.cause ?? err;
-    const message = String(cause?.message ?? cause ?? 'failed').split('\n').slice(0, 6).join('\n');
+    const message = String(cause?.message ?? cause ?? 'failed')
+      .split('\n')
+      .slice(0, 6)
+      .join('\n');
     yield `${JSON.stringify({ file: d.file ?? '', name: d.name, message })}\n`;
   }
 }

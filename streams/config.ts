@@ -50,7 +50,8 @@ export function mergeConfigSources(...sources: unknown[]): Json {
   const out: Json = {};
   for (const src of sources) {
     if (src === undefined || src === null) continue;
-    if (!isObj(src)) throw new UserError('preprocessing configuration must be a JSON object; check the manifest or config file.');
+    if (!isObj(src))
+      throw new UserError('preprocessing configuration must be a JSON object; check the manifest or config file.');
     for (const [k, v] of Object.entries(src)) out[k] = isObj(v) && isObj(out[k]) ? mergeConfigSources(out[k], v) : v;
   }
   return out;
@@ -61,11 +62,16 @@ export function parseConfigOverrides(pairs: string[]): Json {
   const out: Json = {};
   for (const pair of pairs) {
     const eq = pair.indexOf('=');
-    if (eq <= 0) throw new UserError(`preprocessing override "${pair}" is not key=value; write e.g. detrend.mode=window.`);
+    if (eq <= 0)
+      throw new UserError(`preprocessing override "${pair}" is not key=value; write e.g. detrend.mode=window.`);
     const path = pair.slice(0, eq).split('.');
     const raw = pair.slice(eq + 1);
     let value: unknown;
-    try { value = JSON.parse(raw); } catch { value = raw; }
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      value = raw;
+    }
     let node = out;
     for (const key of path.slice(0, -1)) node = (node[key] = isObj(node[key]) ? node[key] : {}) as Json;
     node[path[path.length - 1]] = value;
@@ -90,11 +96,15 @@ export function parsePreprocessConfig(...sources: unknown[]): PreprocessConfig {
   const j = structuredClone(mergeConfigSources(...sources));
   check ??= schemaCheck('preprocessing-config', '', { useDefaults: true });
   const p = check(j);
-  if (p?.kind === 'missing') fail(`${p.field} is missing; set it to ${p.expected} in the bundle manifest, config file or CLI.`);
+  if (p?.kind === 'missing')
+    fail(`${p.field} is missing; set it to ${p.expected} in the bundle manifest, config file or CLI.`);
   if (p?.kind === 'unknown') fail(`unknown field ${p.field}; known fields: ${p.known?.join(', ')}.`);
   if (p) fail(`${p.field} is ${shortJson(p.value)}; it must be ${p.expected}.`);
   // Complete and valid from here on: every field has its schema default.
-  const m = j.motion as Json, d = j.detrend as Json, z = j.zscore as Json, r = j.response as Json;
+  const m = j.motion as Json,
+    d = j.detrend as Json,
+    z = j.zscore as Json,
+    r = j.response as Json;
   const cfg: PreprocessConfig = {
     tr: j.tr as number,
     discardVolumes: j.discard_volumes as number,
@@ -127,11 +137,20 @@ export function parsePreprocessConfig(...sources: unknown[]): PreprocessConfig {
     lagAlarmFraction: j.lag_alarm_fraction as number,
   };
   // What the schema cannot say: relations between values.
-  for (const [key, w] of [['window', cfg.response.window], ['lss_window', cfg.response.lssWindow]] as const) {
-    if (!(w[1] > w[0])) fail(`response.${key} is ${JSON.stringify(w)}; it must be [start, end] in seconds after onset with end > start.`);
+  for (const [key, w] of [
+    ['window', cfg.response.window],
+    ['lss_window', cfg.response.lssWindow],
+  ] as const) {
+    if (!(w[1] > w[0]))
+      fail(`response.${key} is ${JSON.stringify(w)}; it must be [start, end] in seconds after onset with end > start.`);
   }
-  if (cfg.detrend.mode === 'window' && cfg.detrend.windowVolumes <= cfg.detrend.maxOrder + 1 + (cfg.detrend.motionRegressors ? 6 : 0)) {
-    fail(`detrend.window_volumes (${cfg.detrend.windowVolumes}) must exceed the number of regressors; raise it or lower detrend.max_order.`);
+  if (
+    cfg.detrend.mode === 'window' &&
+    cfg.detrend.windowVolumes <= cfg.detrend.maxOrder + 1 + (cfg.detrend.motionRegressors ? 6 : 0)
+  ) {
+    fail(
+      `detrend.window_volumes (${cfg.detrend.windowVolumes}) must exceed the number of regressors; raise it or lower detrend.max_order.`,
+    );
   }
   return cfg;
 }
@@ -147,16 +166,24 @@ export interface MaskImage {
  */
 export function validateMaskForRun(mask: MaskImage, dims: readonly number[], affine?: readonly number[]): void {
   if (mask.dims.length !== 3 || mask.data.length !== mask.dims[0] * mask.dims[1] * mask.dims[2]) {
-    throw new UserError(`the ROI mask has ${mask.data.length} voxels for dims ${mask.dims.join('×')}; it is not a 3-D mask, re-export the bundle.`);
+    throw new UserError(
+      `the ROI mask has ${mask.data.length} voxels for dims ${mask.dims.join('×')}; it is not a 3-D mask, re-export the bundle.`,
+    );
   }
   if (dims.length < 3 || mask.dims.some((d, i) => d !== dims[i])) {
-    throw new UserError(`mask dims ${mask.dims.join('×')} differ from the volume dims ${dims.slice(0, 3).join('×')}; use the mask made in this subject's functional space.`);
+    throw new UserError(
+      `mask dims ${mask.dims.join('×')} differ from the volume dims ${dims.slice(0, 3).join('×')}; use the mask made in this subject's functional space.`,
+    );
   }
   if (affine && affine.length === 16 && mask.affine.length === 16) {
     const diff = Math.max(...affine.map((a, i) => Math.abs(a - mask.affine[i])));
-    if (diff > 1e-2) throw new UserError(`the mask's affine differs from the volumes' affine by up to ${diff.toFixed(3)} mm; use the mask made in this subject's functional space.`);
+    if (diff > 1e-2)
+      throw new UserError(
+        `the mask's affine differs from the volumes' affine by up to ${diff.toFixed(3)} mm; use the mask made in this subject's functional space.`,
+      );
   }
   let n = 0;
   for (let i = 0; i < mask.data.length; i++) if (mask.data[i]) n++;
-  if (n === 0) throw new UserError('the ROI mask has no nonzero voxels; check the mask file named in the bundle manifest.');
+  if (n === 0)
+    throw new UserError('the ROI mask has no nonzero voxels; check the mask file named in the bundle manifest.');
 }

@@ -20,7 +20,11 @@ export interface DetrendOptions {
 }
 
 export const DEFAULT_DETREND_OPTIONS: Omit<DetrendOptions, 'tr'> = {
-  mode: 'cumulative', windowVolumes: 100, maxOrder: 8, secondsPerOrder: 150, motion: true,
+  mode: 'cumulative',
+  windowVolumes: 100,
+  maxOrder: 8,
+  secondsPerOrder: 150,
+  motion: true,
 };
 
 /** Legendre order used after n samples. */
@@ -31,15 +35,15 @@ export function polynomialOrder(n: number, tr: number, maxOrder: number, seconds
 export class IncrementalDetrender {
   readonly nVox: number;
   readonly opts: DetrendOptions;
-  private readonly dp: number;     // polynomial columns (maxOrder + 1)
-  private readonly nm: number;     // motion columns
+  private readonly dp: number; // polynomial columns (maxOrder + 1)
+  private readonly nm: number; // motion columns
   private readonly K: number;
   private n = 0;
   private t0 = 0;
   private horizon = 16;
-  private readonly mom: Float64Array;     // cumulative: V×K
-  private readonly gram: Float64Array;    // cumulative: K×K
-  private readonly first: Float32Array;   // first value per voxel (constant-voxel detection)
+  private readonly mom: Float64Array; // cumulative: V×K
+  private readonly gram: Float64Array; // cumulative: K×K
+  private readonly first: Float32Array; // first value per voxel (constant-voxel detection)
   private readonly varied: Uint8Array;
   // window mode
   private readonly ringY: Float32Array;
@@ -106,15 +110,21 @@ export class IncrementalDetrender {
       this.t0 = t;
       this.first.set(y);
     } else {
-      const first = this.first, varied = this.varied;
+      const first = this.first,
+        varied = this.varied;
       for (let v = 0; v < V; v++) if (y[v] !== first[v]) varied[v] = 1;
     }
     this.n++;
-    return this.opts.mode === 'cumulative' ? this.pushCumulative(t, y, motion, out) : this.pushWindow(t, y, motion, out);
+    return this.opts.mode === 'cumulative'
+      ? this.pushCumulative(t, y, motion, out)
+      : this.pushWindow(t, y, motion, out);
   }
 
   private pushCumulative(t: number, y: Float32Array, motion: ArrayLike<number> | null, out: Float32Array): boolean {
-    const V = this.nVox, K = this.K, dp = this.dp, nm = this.nm;
+    const V = this.nVox,
+      K = this.K,
+      dp = this.dp,
+      nm = this.nm;
     const rel = t - this.t0;
     if (rel > this.horizon) this.rescale(Math.ceil(rel * 1.25));
     const x = this.x;
@@ -136,7 +146,8 @@ export class IncrementalDetrender {
     const sub = this.sub;
     for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) sub[i * k + j] = G[idx[i] * K + idx[j]];
     symPinv(sub, k, this.pinv, this.work);
-    const w = this.w, P = this.pinv;
+    const w = this.w,
+      P = this.pinv;
     for (let i = 0; i < k; i++) {
       let s = 0;
       for (let j = 0; j < k; j++) s += P[i * k + j] * x[idx[j]];
@@ -144,7 +155,10 @@ export class IncrementalDetrender {
     }
     const varied = this.varied;
     for (let v = 0, o = 0; v < V; v++, o += K) {
-      if (!varied[v]) { out[v] = 0; continue; }
+      if (!varied[v]) {
+        out[v] = 0;
+        continue;
+      }
       let fit = 0;
       for (let i = 0; i < k; i++) fit += w[i] * mom[o + idx[i]];
       out[v] = y[v] - fit;
@@ -154,16 +168,20 @@ export class IncrementalDetrender {
 
   /** Re-expresses the accumulated sums in the Legendre basis of a longer horizon. */
   private rescale(newHorizon: number): void {
-    const dp = this.dp, K = this.K, V = this.nVox;
+    const dp = this.dp,
+      K = this.K,
+      V = this.nVox;
     const alpha = this.horizon / newHorizon;
     // C[j][k]: coefficient of old P_j in new P_k(s') with s' = α(s+1) − 1, by exact Gauss–Legendre projection.
     const { x: nodes, w: wts } = gaussLegendre(dp + 1);
     const C = new Float64Array(dp * dp);
-    const pOld = new Float64Array(dp), pNew = new Float64Array(dp);
+    const pOld = new Float64Array(dp),
+      pNew = new Float64Array(dp);
     for (let q = 0; q < nodes.length; q++) {
       legendre(nodes[q], dp - 1, pOld);
       legendre(alpha * (nodes[q] + 1) - 1, dp - 1, pNew);
-      for (let j = 0; j < dp; j++) for (let k = 0; k < dp; k++) C[j * dp + k] += ((2 * j + 1) / 2) * wts[q] * pOld[j] * pNew[k];
+      for (let j = 0; j < dp; j++)
+        for (let k = 0; k < dp; k++) C[j * dp + k] += ((2 * j + 1) / 2) * wts[q] * pOld[j] * pNew[k];
     }
     const tmp = new Float64Array(dp);
     for (let v = 0, o = 0; v < V; v++, o += K) {
@@ -175,7 +193,8 @@ export class IncrementalDetrender {
       for (let k = 0; k < dp; k++) this.mom[o + k] = tmp[k];
     }
     // Gram: polynomial block Cᵀ G C, cross block Cᵀ G_pm (and its transpose), motion block unchanged.
-    const G = this.gram, G2 = new Float64Array(K * K);
+    const G = this.gram,
+      G2 = new Float64Array(K * K);
     for (let a = 0; a < K; a++) {
       for (let b = 0; b < K; b++) {
         let s = 0;
@@ -196,7 +215,9 @@ export class IncrementalDetrender {
   }
 
   private pushWindow(t: number, y: Float32Array, motion: ArrayLike<number> | null, out: Float32Array): boolean {
-    const V = this.nVox, W = this.opts.windowVolumes, nm = this.nm;
+    const V = this.nVox,
+      W = this.opts.windowVolumes,
+      nm = this.nm;
     const slot = (this.n - 1) % W;
     this.ringY.set(y, slot * V);
     this.ringT[slot] = t;
@@ -206,8 +227,10 @@ export class IncrementalDetrender {
     const k = d + 1 + nm;
     if (nw <= k) return false;
     const oldest = this.n <= W ? 0 : this.n % W;
-    const tFirst = this.ringT[oldest], span = t - tFirst;
-    const xr = this.xr, G = this.sub;
+    const tFirst = this.ringT[oldest],
+      span = t - tFirst;
+    const xr = this.xr,
+      G = this.sub;
     G.fill(0, 0, k * k);
     for (let r = 0; r < nw; r++) {
       const sl = (oldest + r) % W;
@@ -218,7 +241,9 @@ export class IncrementalDetrender {
     }
     symPinv(G, k, this.pinv, this.work);
     // hat-matrix row of the newest sample: h_r = x_newᵀ (XᵀX)⁺ x_r.
-    const last = (nw - 1) * k, P = this.pinv, w = this.w;
+    const last = (nw - 1) * k,
+      P = this.pinv,
+      w = this.w;
     for (let i = 0; i < k; i++) {
       let s = 0;
       for (let j = 0; j < k; j++) s += P[i * k + j] * xr[last + j];
@@ -233,7 +258,9 @@ export class IncrementalDetrender {
     const acc = this.acc;
     acc.fill(0);
     for (let r = 0; r < nw; r++) {
-      const h = hat[r], base = ((oldest + r) % W) * V, Y = this.ringY;
+      const h = hat[r],
+        base = ((oldest + r) % W) * V,
+        Y = this.ringY;
       for (let v = 0; v < V; v++) acc[v] += h * Y[base + v];
     }
     const varied = this.varied;

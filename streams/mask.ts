@@ -10,7 +10,11 @@ export function maskIndices(mask: Uint8Array): Uint32Array {
 }
 
 /** Gathers the ROI vector of `vol` at `indices` into out. */
-export function maskVolume(vol: Float32Array, indices: Uint32Array, out: Float32Array = new Float32Array(indices.length)): Float32Array {
+export function maskVolume(
+  vol: Float32Array,
+  indices: Uint32Array,
+  out: Float32Array = new Float32Array(indices.length),
+): Float32Array {
   for (let j = 0; j < indices.length; j++) out[j] = vol[indices[j]];
   return out;
 }
@@ -21,7 +25,7 @@ export function gaussianKernel(fwhmVoxels: number): Float64Array {
   const r = Math.max(1, Math.ceil(3 * sigma));
   const k = new Float64Array(2 * r + 1);
   let s = 0;
-  for (let i = -r; i <= r; i++) s += (k[i + r] = Math.exp(-(i * i) / (2 * sigma * sigma)));
+  for (let i = -r; i <= r; i++) s += k[i + r] = Math.exp(-(i * i) / (2 * sigma * sigma));
   for (let i = 0; i < k.length; i++) k[i] /= s;
   return k;
 }
@@ -31,8 +35,11 @@ export function gaussianKernel(fwhmVoxels: number): Float64Array {
  * same length. Edges renormalise the truncated kernel, so a constant image stays constant.
  */
 export function gaussianSmooth(
-  vol: Float32Array, dims: readonly [number, number, number], voxelSize: readonly [number, number, number],
-  fwhmMm: number, tmp: Float32Array = new Float32Array(vol.length),
+  vol: Float32Array,
+  dims: readonly [number, number, number],
+  voxelSize: readonly [number, number, number],
+  fwhmMm: number,
+  tmp: Float32Array = new Float32Array(vol.length),
 ): Float32Array {
   if (!(fwhmMm > 0)) return vol;
   const [nx, ny, nz] = dims;
@@ -41,16 +48,24 @@ export function gaussianSmooth(
     const n = dims[axis];
     if (n < 2) continue;
     const k = gaussianKernel(fwhmMm / voxelSize[axis]);
-    const r = (k.length - 1) / 2, st = strides[axis];
-    const src = vol, dst = tmp;
+    const r = (k.length - 1) / 2,
+      st = strides[axis];
+    const src = vol,
+      dst = tmp;
     for (let z = 0; z < nz; z++) {
       for (let y = 0; y < ny; y++) {
         for (let x = 0; x < nx; x++) {
           const pos = axis === 0 ? x : axis === 1 ? y : z;
           const o = x + y * nx + z * nx * ny;
-          let s = 0, ws = 0;
-          const lo = Math.max(-r, -pos), hi = Math.min(r, n - 1 - pos);
-          for (let i = lo; i <= hi; i++) { const w = k[i + r]; s += w * src[o + i * st]; ws += w; }
+          let s = 0,
+            ws = 0;
+          const lo = Math.max(-r, -pos),
+            hi = Math.min(r, n - 1 - pos);
+          for (let i = lo; i <= hi; i++) {
+            const w = k[i + r];
+            s += w * src[o + i * st];
+            ws += w;
+          }
           dst[o] = s / ws;
         }
       }

@@ -24,7 +24,13 @@ export interface MotionOptions {
 }
 
 export const DEFAULT_MOTION_OPTIONS: MotionOptions = {
-  samples: 10000, maxIterations: 40, toleranceMm: 5e-4, toleranceDeg: 5e-4, interpolation: 'trilinear', minSlicesFor6Dof: 8, estimator: 'bspline',
+  samples: 10000,
+  maxIterations: 40,
+  toleranceMm: 5e-4,
+  toleranceDeg: 5e-4,
+  interpolation: 'trilinear',
+  minSlicesFor6Dof: 8,
+  estimator: 'bspline',
 };
 
 export interface MotionEstimate {
@@ -43,7 +49,8 @@ const EDGE_MARGIN = 1;
 
 /** Keys (a = −0.5, Catmull–Rom) cubic weights for fractional offset t ∈ [0,1). */
 function keys(t: number, w: Float64Array): void {
-  const t2 = t * t, t3 = t2 * t;
+  const t2 = t * t,
+    t3 = t2 * t;
   w[0] = -0.5 * t3 + t2 - 0.5 * t;
   w[1] = 1.5 * t3 - 2.5 * t2 + 1;
   w[2] = -1.5 * t3 + 2 * t2 + 0.5 * t;
@@ -52,7 +59,9 @@ function keys(t: number, w: Float64Array): void {
 
 /** Cubic B-spline weights for fractional offset t ∈ [0,1). */
 function bsplineWeights(t: number, w: Float64Array): void {
-  const u = 1 - t, t2 = t * t, t3 = t2 * t;
+  const u = 1 - t,
+    t2 = t * t,
+    t3 = t2 * t;
   w[0] = (u * u * u) / 6;
   w[1] = (3 * t3 - 6 * t2 + 4) / 6;
   w[2] = (-3 * t3 + 3 * t2 + 3 * t + 1) / 6;
@@ -67,20 +76,33 @@ function prefilterLine(c: Float32Array, off: number, n: number, st: number): voi
   const z = POLE;
   // Causal initial value for the mirror-extended line: truncated sum (|z|^30 < 1e-17) or, for short lines,
   // the exact sum over one mirror period 2n−2.
-  let sum = 0, zk = 1;
+  let sum = 0,
+    zk = 1;
   if (n >= 30) {
-    for (let k = 0; k < 30; k++) { sum += zk * c[off + k * st]; zk *= z; }
+    for (let k = 0; k < 30; k++) {
+      sum += zk * c[off + k * st];
+      zk *= z;
+    }
   } else {
     const period = 2 * n - 2;
-    for (let k = 0; k < period; k++) { sum += zk * c[off + (k < n ? k : period - k) * st]; zk *= z; }
+    for (let k = 0; k < period; k++) {
+      sum += zk * c[off + (k < n ? k : period - k) * st];
+      zk *= z;
+    }
     sum /= 1 - zk;
   }
   let prev = sum;
   c[off] = prev;
-  for (let k = 1; k < n; k++) { prev = c[off + k * st] + z * prev; c[off + k * st] = prev; }
+  for (let k = 1; k < n; k++) {
+    prev = c[off + k * st] + z * prev;
+    c[off + k * st] = prev;
+  }
   let next = (z / (z * z - 1)) * (c[off + (n - 1) * st] + z * c[off + (n - 2) * st]);
   c[off + (n - 1) * st] = 6 * next;
-  for (let k = n - 2; k >= 0; k--) { next = z * (next - c[off + k * st]); c[off + k * st] = 6 * next; }
+  for (let k = n - 2; k >= 0; k--) {
+    next = z * (next - c[off + k * st]);
+    c[off + k * st] = 6 * next;
+  }
 }
 
 /**
@@ -90,7 +112,8 @@ function prefilterLine(c: Float32Array, off: number, n: number, st: number): voi
 function prefilterRows(c: Float32Array, off: number, n: number, st: number, rowLen: number, acc: Float64Array): void {
   if (n < 2) return;
   const z = POLE;
-  const period = 2 * n - 2, terms = n >= 30 ? 30 : period;
+  const period = 2 * n - 2,
+    terms = n >= 30 ? 30 : period;
   acc.fill(0, 0, rowLen);
   let zk = 1;
   for (let k = 0; k < terms; k++) {
@@ -101,14 +124,23 @@ function prefilterRows(c: Float32Array, off: number, n: number, st: number, rowL
   const norm = n >= 30 ? 1 : 1 / (1 - zk);
   for (let r = 0; r < rowLen; r++) c[off + r] = acc[r] * norm;
   for (let k = 1; k < n; k++) {
-    const o = off + k * st, p = o - st;
+    const o = off + k * st,
+      p = o - st;
     for (let r = 0; r < rowLen; r++) c[o + r] += z * c[p + r];
   }
-  const last = off + (n - 1) * st, prev = last - st, g = z / (z * z - 1);
-  for (let r = 0; r < rowLen; r++) { acc[r] = g * (c[last + r] + z * c[prev + r]); c[last + r] = 6 * acc[r]; }
+  const last = off + (n - 1) * st,
+    prev = last - st,
+    g = z / (z * z - 1);
+  for (let r = 0; r < rowLen; r++) {
+    acc[r] = g * (c[last + r] + z * c[prev + r]);
+    c[last + r] = 6 * acc[r];
+  }
   for (let k = n - 2; k >= 0; k--) {
     const o = off + k * st;
-    for (let r = 0; r < rowLen; r++) { acc[r] = z * (acc[r] - c[o + r]); c[o + r] = 6 * acc[r]; }
+    for (let r = 0; r < rowLen; r++) {
+      acc[r] = z * (acc[r] - c[o + r]);
+      c[o + r] = 6 * acc[r];
+    }
   }
 }
 
@@ -136,11 +168,11 @@ export class MotionCorrector {
   readonly voxelSize: [number, number, number];
   readonly opts: MotionOptions;
   private readonly centre: [number, number, number];
-  private n = 0;                       // sample points in use
-  private px = new Float64Array(0);    // sample coordinates, mm (centred)
+  private n = 0; // sample points in use
+  private px = new Float64Array(0); // sample coordinates, mm (centred)
   private py = new Float64Array(0);
   private pz = new Float64Array(0);
-  private rv = new Float64Array(0);    // reference values at the samples
+  private rv = new Float64Array(0); // reference values at the samples
   // 6 per sample: ∂R(W(x;p))/∂p at p = 0 (per mm, per radian), from central differences of R. (The B-spline's own
   // slopes amplify high frequencies and overestimate the curvature: many more, shorter Gauss–Newton steps.)
   private jac = new Float64Array(0);
@@ -197,14 +229,21 @@ export class MotionCorrector {
     // Samples start one voxel inside the validity margin used in estimate(): a sample sitting exactly on that
     // border would flip in and out of the fit with tiny parameter changes and make Gauss–Newton oscillate.
     const edge = (n: number) => (n >= this.opts.minSlicesFor6Dof ? EDGE_MARGIN + 1 : 0);
-    const eU = edge(nx), eV = edge(ny), eW = edge(nz);
+    const eU = edge(nx),
+      eV = edge(ny),
+      eW = edge(nz);
     for (let k = eW; k < nz - eW; k += stride) {
       for (let j = eV; j < ny - eV; j += stride) {
         for (let i = eU; i < nx - eU; i += stride) {
           const v = i + j * nx + k * nxy;
-          const gx = grad(ref, v, i, nx, 1) / sx, gy = grad(ref, v, j, ny, nx) / sy, gz = grad(ref, v, k, nz, nxy) / sz;
+          const gx = grad(ref, v, i, nx, 1) / sx,
+            gy = grad(ref, v, j, ny, nx) / sy,
+            gz = grad(ref, v, k, nz, nxy) / sz;
           const m = gx * gx + gy * gy + gz * gz;
-          if (m > 0 && Number.isFinite(m)) { cand.push(v); mag.push(m); }
+          if (m > 0 && Number.isFinite(m)) {
+            cand.push(v);
+            mag.push(m);
+          }
         }
       }
     }
@@ -215,40 +254,71 @@ export class MotionCorrector {
     }
     const n = chosen.length;
     this.n = n;
-    this.px = new Float64Array(n); this.py = new Float64Array(n); this.pz = new Float64Array(n);
-    this.rv = new Float64Array(n); this.jac = new Float64Array(6 * n);
+    this.px = new Float64Array(n);
+    this.py = new Float64Array(n);
+    this.pz = new Float64Array(n);
+    this.rv = new Float64Array(n);
+    this.jac = new Float64Array(6 * n);
     for (let s = 0; s < n; s++) {
       const v = cand[chosen[s]];
-      const k = Math.floor(v / nxy), j = Math.floor((v - k * nxy) / nx), i = v - k * nxy - j * nx;
-      const x = (i - this.centre[0]) * sx, y = (j - this.centre[1]) * sy, z = (k - this.centre[2]) * sz;
-      this.px[s] = x; this.py[s] = y; this.pz[s] = z; this.rv[s] = ref[v];
+      const k = Math.floor(v / nxy),
+        j = Math.floor((v - k * nxy) / nx),
+        i = v - k * nxy - j * nx;
+      const x = (i - this.centre[0]) * sx,
+        y = (j - this.centre[1]) * sy,
+        z = (k - this.centre[2]) * sz;
+      this.px[s] = x;
+      this.py[s] = y;
+      this.pz[s] = z;
+      this.rv[s] = ref[v];
       const J = this.jac;
-      const gx = grad(ref, v, i, nx, 1) / sx, gy = grad(ref, v, j, ny, nx) / sy, gz = grad(ref, v, k, nz, nxy) / sz;
-      J[6 * s] = gx; J[6 * s + 1] = gy; J[6 * s + 2] = gz;
-      J[6 * s + 3] = -gy * z + gz * y;   // ∂/∂rx: (0, −z, y)
-      J[6 * s + 4] = gx * z - gz * x;    // ∂/∂ry: (z, 0, −x)
-      J[6 * s + 5] = -gx * y + gy * x;   // ∂/∂rz: (−y, x, 0)
+      const gx = grad(ref, v, i, nx, 1) / sx,
+        gy = grad(ref, v, j, ny, nx) / sy,
+        gz = grad(ref, v, k, nz, nxy) / sz;
+      J[6 * s] = gx;
+      J[6 * s + 1] = gy;
+      J[6 * s + 2] = gz;
+      J[6 * s + 3] = -gy * z + gz * y; // ∂/∂rx: (0, −z, y)
+      J[6 * s + 4] = gx * z - gz * x; // ∂/∂ry: (z, 0, −x)
+      J[6 * s + 5] = -gx * y + gy * x; // ∂/∂rz: (−y, x, 0)
     }
     this.hasReference = n >= 6;
-    if (!this.hasReference) throw new Error('the reference volume has no structure to register to (fewer than 6 voxels with a gradient)');
+    if (!this.hasReference)
+      throw new Error('the reference volume has no structure to register to (fewer than 6 voxels with a gradient)');
   }
 
   /** Keys-cubic sample of `vol` at voxel coordinates (u,v,w) (clamped stencil); caller checks bounds. */
   private sampleCubic(vol: Float32Array, u: number, v: number, w: number): number {
     const [nx, ny, nz] = this.dims;
     const nxy = nx * ny;
-    const fu = Math.floor(u), fv = Math.floor(v), fw = Math.floor(w);
-    keys(u - fu, this.wx); keys(v - fv, this.wy); keys(w - fw, this.wz);
-    const ix = this.ix, iy = this.iy, iz = this.iz;
+    const fu = Math.floor(u),
+      fv = Math.floor(v),
+      fw = Math.floor(w);
+    keys(u - fu, this.wx);
+    keys(v - fv, this.wy);
+    keys(w - fw, this.wz);
+    const ix = this.ix,
+      iy = this.iy,
+      iz = this.iz;
     for (let t = 0; t < 4; t++) {
-      const a = fu - 1 + t, b = fv - 1 + t, c = fw - 1 + t;
+      const a = fu - 1 + t,
+        b = fv - 1 + t,
+        c = fw - 1 + t;
       ix[t] = a < 0 ? 0 : a >= nx ? nx - 1 : a;
       iy[t] = (b < 0 ? 0 : b >= ny ? ny - 1 : b) * nx;
       iz[t] = (c < 0 ? 0 : c >= nz ? nz - 1 : c) * nxy;
     }
-    const wx = this.wx, wy = this.wy, wz = this.wz;
-    const x0 = ix[0], x1 = ix[1], x2 = ix[2], x3 = ix[3];
-    const a0 = wx[0], a1 = wx[1], a2 = wx[2], a3 = wx[3];
+    const wx = this.wx,
+      wy = this.wy,
+      wz = this.wz;
+    const x0 = ix[0],
+      x1 = ix[1],
+      x2 = ix[2],
+      x3 = ix[3];
+    const a0 = wx[0],
+      a1 = wx[1],
+      a2 = wx[2],
+      a3 = wx[3];
     let acc = 0;
     for (let c = 0; c < 4; c++) {
       const zc = wz[c];
@@ -267,18 +337,32 @@ export class MotionCorrector {
   private sampleBspline(c: Float32Array, u: number, v: number, w: number): number {
     const [nx, ny, nz] = this.dims;
     const nxy = nx * ny;
-    const fu = Math.floor(u), fv = Math.floor(v), fw = Math.floor(w);
-    bsplineWeights(u - fu, this.wx); bsplineWeights(v - fv, this.wy); bsplineWeights(w - fw, this.wz);
-    const ix = this.ix, iy = this.iy, iz = this.iz;
+    const fu = Math.floor(u),
+      fv = Math.floor(v),
+      fw = Math.floor(w);
+    bsplineWeights(u - fu, this.wx);
+    bsplineWeights(v - fv, this.wy);
+    bsplineWeights(w - fw, this.wz);
+    const ix = this.ix,
+      iy = this.iy,
+      iz = this.iz;
     const inner = fu >= 1 && fu + 2 < nx;
     for (let t = 0; t < 4; t++) {
       ix[t] = inner ? fu - 1 + t : mirror(fu - 1 + t, nx);
       iy[t] = (fv >= 1 && fv + 2 < ny ? fv - 1 + t : mirror(fv - 1 + t, ny)) * nx;
       iz[t] = (fw >= 1 && fw + 2 < nz ? fw - 1 + t : mirror(fw - 1 + t, nz)) * nxy;
     }
-    const wx = this.wx, wy = this.wy, wz = this.wz;
-    const x0 = ix[0], x1 = ix[1], x2 = ix[2], x3 = ix[3];
-    const a0 = wx[0], a1 = wx[1], a2 = wx[2], a3 = wx[3];
+    const wx = this.wx,
+      wy = this.wy,
+      wz = this.wz;
+    const x0 = ix[0],
+      x1 = ix[1],
+      x2 = ix[2],
+      x3 = ix[3];
+    const a0 = wx[0],
+      a1 = wx[1],
+      a2 = wx[2],
+      a3 = wx[3];
     let acc = 0;
     for (let q = 0; q < 4; q++) {
       let accy = 0;
@@ -304,25 +388,51 @@ export class MotionCorrector {
       if (!this.coeffs || this.coeffs.length !== moving.length) this.coeffs = new Float32Array(moving.length);
       src = bsplineCoefficients(moving, this.dims, this.coeffs);
     }
-    const J = this.jac, H = this.h, bb = this.b;
+    const J = this.jac,
+      H = this.h,
+      bb = this.b;
     // Samples whose interpolation stencil would reach past the moving volume's edge are skipped: there the scanner
     // saw no tissue (or the values are extrapolated), so they would bias the fit. Thin axes keep their full range.
     const margin = EDGE_MARGIN;
-    const mU = nx >= this.opts.minSlicesFor6Dof ? margin : 0, mV = ny >= this.opts.minSlicesFor6Dof ? margin : 0;
+    const mU = nx >= this.opts.minSlicesFor6Dof ? margin : 0,
+      mV = ny >= this.opts.minSlicesFor6Dof ? margin : 0;
     const mW = nz >= this.opts.minSlicesFor6Dof ? margin : 0;
-    const loU = mU, loV = mV, loW = mW, hiU = nx - 1 - mU, hiV = ny - 1 - mV, hiW = nz - 1 - mW;
-    let iterations = 0, converged = false, valid = 0, sse = 0;
+    const loU = mU,
+      loV = mV,
+      loW = mW,
+      hiU = nx - 1 - mU,
+      hiV = ny - 1 - mV,
+      hiW = nz - 1 - mW;
+    let iterations = 0,
+      converged = false,
+      valid = 0,
+      sse = 0;
     const dp = [0, 0, 0, 0, 0, 0];
     // If Gauss–Newton does not settle (e.g. samples entering/leaving the field of view), keep the best iterate.
     let bestRms = Infinity;
     const best = new Float64Array(12);
-    for (; iterations < this.opts.maxIterations;) {
+    for (; iterations < this.opts.maxIterations; ) {
       iterations++;
-      H.fill(0); bb.fill(0); valid = 0; sse = 0;
-      const a00 = A[0], a01 = A[1], a02 = A[2], a03 = A[3], a10 = A[4], a11 = A[5], a12 = A[6], a13 = A[7];
-      const a20 = A[8], a21 = A[9], a22 = A[10], a23 = A[11];
+      H.fill(0);
+      bb.fill(0);
+      valid = 0;
+      sse = 0;
+      const a00 = A[0],
+        a01 = A[1],
+        a02 = A[2],
+        a03 = A[3],
+        a10 = A[4],
+        a11 = A[5],
+        a12 = A[6],
+        a13 = A[7];
+      const a20 = A[8],
+        a21 = A[9],
+        a22 = A[10],
+        a23 = A[11];
       for (let s = 0; s < this.n; s++) {
-        const x = this.px[s], y = this.py[s], z = this.pz[s];
+        const x = this.px[s],
+          y = this.py[s],
+          z = this.pz[s];
         const u = (a00 * x + a01 * y + a02 * z + a03) / sx + cx;
         const v = (a10 * x + a11 * y + a12 * z + a13) / sy + cy;
         const w = (a20 * x + a21 * y + a22 * z + a23) / sz + cz;
@@ -331,35 +441,73 @@ export class MotionCorrector {
         valid++;
         sse += e * e;
         const o = 6 * s;
-        const j0 = J[o], j1 = J[o + 1], j2 = J[o + 2], j3 = J[o + 3], j4 = J[o + 4], j5 = J[o + 5];
-        bb[0] += j0 * e; bb[1] += j1 * e; bb[2] += j2 * e; bb[3] += j3 * e; bb[4] += j4 * e; bb[5] += j5 * e;
-        H[0] += j0 * j0; H[1] += j0 * j1; H[2] += j0 * j2; H[3] += j0 * j3; H[4] += j0 * j4; H[5] += j0 * j5;
-        H[7] += j1 * j1; H[8] += j1 * j2; H[9] += j1 * j3; H[10] += j1 * j4; H[11] += j1 * j5;
-        H[14] += j2 * j2; H[15] += j2 * j3; H[16] += j2 * j4; H[17] += j2 * j5;
-        H[21] += j3 * j3; H[22] += j3 * j4; H[23] += j3 * j5;
-        H[28] += j4 * j4; H[29] += j4 * j5;
+        const j0 = J[o],
+          j1 = J[o + 1],
+          j2 = J[o + 2],
+          j3 = J[o + 3],
+          j4 = J[o + 4],
+          j5 = J[o + 5];
+        bb[0] += j0 * e;
+        bb[1] += j1 * e;
+        bb[2] += j2 * e;
+        bb[3] += j3 * e;
+        bb[4] += j4 * e;
+        bb[5] += j5 * e;
+        H[0] += j0 * j0;
+        H[1] += j0 * j1;
+        H[2] += j0 * j2;
+        H[3] += j0 * j3;
+        H[4] += j0 * j4;
+        H[5] += j0 * j5;
+        H[7] += j1 * j1;
+        H[8] += j1 * j2;
+        H[9] += j1 * j3;
+        H[10] += j1 * j4;
+        H[11] += j1 * j5;
+        H[14] += j2 * j2;
+        H[15] += j2 * j3;
+        H[16] += j2 * j4;
+        H[17] += j2 * j5;
+        H[21] += j3 * j3;
+        H[22] += j3 * j4;
+        H[23] += j3 * j5;
+        H[28] += j4 * j4;
+        H[29] += j4 * j5;
         H[35] += j5 * j5;
       }
       if (valid < 6) break;
       const rmsNow = Math.sqrt(sse / valid);
-      if (rmsNow < bestRms) { bestRms = rmsNow; best.set(A); }
+      if (rmsNow < bestRms) {
+        bestRms = rmsNow;
+        best.set(A);
+      }
       for (let r = 0; r < 6; r++) for (let c = 0; c < r; c++) H[r * 6 + c] = H[c * 6 + r];
       for (let r = 0; r < 6; r++) {
         if (this.active[r]) continue;
-        for (let c = 0; c < 6; c++) { H[r * 6 + c] = 0; H[c * 6 + r] = 0; }
+        for (let c = 0; c < 6; c++) {
+          H[r * 6 + c] = 0;
+          H[c * 6 + r] = 0;
+        }
         H[r * 6 + r] = 1;
         bb[r] = 0;
       }
       if (!solve6(H, bb)) break;
-      dp[0] = bb[0]; dp[1] = bb[1]; dp[2] = bb[2];
-      dp[3] = bb[3] / DEG; dp[4] = bb[4] / DEG; dp[5] = bb[5] / DEG;
+      dp[0] = bb[0];
+      dp[1] = bb[1];
+      dp[2] = bb[2];
+      dp[3] = bb[3] / DEG;
+      dp[4] = bb[4] / DEG;
+      dp[5] = bb[5] / DEG;
       // Inverse compositional update: A ← A ∘ W(Δp)⁻¹.
       paramsToMatrix(dp, this.step);
       invertRigid(this.step, this.step);
       compose(A, this.step, A);
       const dMm = Math.max(Math.abs(dp[0]), Math.abs(dp[1]), Math.abs(dp[2]));
       const dDeg = Math.max(Math.abs(dp[3]), Math.abs(dp[4]), Math.abs(dp[5]));
-      if (dMm < this.opts.toleranceMm && dDeg < this.opts.toleranceDeg) { converged = true; break; }
+      if (dMm < this.opts.toleranceMm && dDeg < this.opts.toleranceDeg) {
+        converged = true;
+        break;
+      }
     }
     if (!converged && bestRms < Infinity) A.set(best);
     return {
@@ -379,15 +527,22 @@ export class MotionCorrector {
     const [nx, ny, nz] = this.dims;
     const nxy = nx * ny;
     const { mv, off } = this.voxelMatrix(params);
-    const hiU = nx - 1, hiV = ny - 1, hiW = nz - 1;
+    const hiU = nx - 1,
+      hiV = ny - 1,
+      hiW = nz - 1;
     const cubic = this.opts.interpolation === 'cubic';
     for (let q = 0; q < indices.length; q++) {
       const idx = indices[q];
-      const k = Math.floor(idx / nxy), rem = idx - k * nxy, j = Math.floor(rem / nx), i = rem - j * nx;
+      const k = Math.floor(idx / nxy),
+        rem = idx - k * nxy,
+        j = Math.floor(rem / nx),
+        i = rem - j * nx;
       let u = mv[0] * i + mv[1] * j + mv[2] * k + off[0];
       let v = mv[3] * i + mv[4] * j + mv[5] * k + off[1];
       let w = mv[6] * i + mv[7] * j + mv[8] * k + off[2];
-      u = u < 0 ? 0 : u > hiU ? hiU : u; v = v < 0 ? 0 : v > hiV ? hiV : v; w = w < 0 ? 0 : w > hiW ? hiW : w;
+      u = u < 0 ? 0 : u > hiU ? hiU : u;
+      v = v < 0 ? 0 : v > hiV ? hiV : v;
+      w = w < 0 ? 0 : w > hiW ? hiW : w;
       out[q] = cubic ? this.sampleCubic(moving, u, v, w) : trilinear(moving, nx, nxy, hiU, hiV, hiW, u, v, w);
     }
     return out;
@@ -395,13 +550,15 @@ export class MotionCorrector {
 
   /** The rigid transform as voxel-index → voxel-index: u = mv·i + off. */
   private voxelMatrix(params: ArrayLike<number>): { mv: Float64Array; off: Float64Array } {
-    const s = this.voxelSize, c = this.centre;
+    const s = this.voxelSize,
+      c = this.centre;
     const R = paramsToMatrix(params);
-    const mv = new Float64Array(9), off = new Float64Array(3);
+    const mv = new Float64Array(9),
+      off = new Float64Array(3);
     for (let r = 0; r < 3; r++) {
       let o = R[r * 4 + 3] / s[r] + c[r];
       for (let q = 0; q < 3; q++) {
-        mv[r * 3 + q] = R[r * 4 + q] * s[q] / s[r];
+        mv[r * 3 + q] = (R[r * 4 + q] * s[q]) / s[r];
         o -= mv[r * 3 + q] * c[q];
       }
       off[r] = o;
@@ -417,7 +574,9 @@ export class MotionCorrector {
     const [nx, ny, nz] = this.dims;
     const nxy = nx * ny;
     const { mv: Mv, off } = this.voxelMatrix(params);
-    const hiU = nx - 1, hiV = ny - 1, hiW = nz - 1;
+    const hiU = nx - 1,
+      hiV = ny - 1,
+      hiW = nz - 1;
     const cubic = this.opts.interpolation === 'cubic';
     let o = 0;
     for (let k = 0; k < nz; k++) {
@@ -438,16 +597,33 @@ export class MotionCorrector {
 }
 
 /** Trilinear sample at in-range voxel coordinates (u,v,w). */
-function trilinear(m: Float32Array, nx: number, nxy: number, hiU: number, hiV: number, hiW: number, u: number, v: number, w: number): number {
-  const iu = Math.floor(u), iv = Math.floor(v), iw = Math.floor(w);
-  const fu = u - iu, fv = v - iv, fw = w - iw;
-  const du = iu < hiU ? 1 : 0, dv = iv < hiV ? nx : 0, dw = iw < hiW ? nxy : 0;
+function trilinear(
+  m: Float32Array,
+  nx: number,
+  nxy: number,
+  hiU: number,
+  hiV: number,
+  hiW: number,
+  u: number,
+  v: number,
+  w: number,
+): number {
+  const iu = Math.floor(u),
+    iv = Math.floor(v),
+    iw = Math.floor(w);
+  const fu = u - iu,
+    fv = v - iv,
+    fw = w - iw;
+  const du = iu < hiU ? 1 : 0,
+    dv = iv < hiV ? nx : 0,
+    dw = iw < hiW ? nxy : 0;
   const p = iu + iv * nx + iw * nxy;
   const c00 = m[p] + fu * (m[p + du] - m[p]);
   const c10 = m[p + dv] + fu * (m[p + dv + du] - m[p + dv]);
   const c01 = m[p + dw] + fu * (m[p + dw + du] - m[p + dw]);
   const c11 = m[p + dw + dv] + fu * (m[p + dw + dv + du] - m[p + dw + dv]);
-  const c0 = c00 + fv * (c10 - c00), c1 = c01 + fv * (c11 - c01);
+  const c0 = c00 + fv * (c10 - c00),
+    c1 = c01 + fv * (c11 - c01);
   return c0 + fw * (c1 - c0);
 }
 

@@ -60,11 +60,17 @@ export interface Preprocessor {
   readonly roiVoxels: number;
   /** Throws UserError when the mask does not fit volumes of these dims/affine (call at run start). */
   validateRun(dims: readonly number[], affine?: readonly number[]): void;
-  attach(volumes$: Observable<Volume>, events$: Observable<StimulusEvent>, runEnds$?: Observable<RunEnd>): PreprocessorOutputs;
+  attach(
+    volumes$: Observable<Volume>,
+    events$: Observable<StimulusEvent>,
+    runEnds$?: Observable<RunEnd>,
+  ): PreprocessorOutputs;
 }
 
 export function createPreprocessor(
-  config: PreprocessConfig, mask: MaskImage, opts: { referenceVolume?: Float32Array } = {},
+  config: PreprocessConfig,
+  mask: MaskImage,
+  opts: { referenceVolume?: Float32Array } = {},
 ): Preprocessor {
   const roiVoxels = maskIndices(mask.data).length;
   validateMaskForRun(mask, mask.dims);
@@ -80,33 +86,59 @@ export function createPreprocessor(
       const alarmsOut = new Subject<PreprocessAlarm>();
       const report = (p: ProcessedVolume): void => {
         if (p.status === 'rejected') {
-          alarmsOut.next({ kind: 'rejected', run: p.run, index: p.index, message: `volume ${p.index} of ${p.run} was rejected (${p.flags.join(', ')})` });
+          alarmsOut.next({
+            kind: 'rejected',
+            run: p.run,
+            index: p.index,
+            message: `volume ${p.index} of ${p.run} was rejected (${p.flags.join(', ')})`,
+          });
         }
         if (p.status === 'ok') {
           const t = p.times;
           const r = t.received ?? t.corrected ?? 0;
           const total = (t.zscored ?? r) - r;
           timingOut.next({
-            kind: 'volume', run: p.run, index: p.index, tr: p.tr, times: t, totalMs: total,
+            kind: 'volume',
+            run: p.run,
+            index: p.index,
+            tr: p.tr,
+            times: t,
+            totalMs: total,
             stageMs: {
-              motion: (t.corrected ?? r) - r, mask: (t.masked ?? 0) - (t.corrected ?? 0),
-              detrend: (t.detrended ?? 0) - (t.masked ?? 0), zscore: (t.zscored ?? 0) - (t.detrended ?? 0),
+              motion: (t.corrected ?? r) - r,
+              mask: (t.masked ?? 0) - (t.corrected ?? 0),
+              detrend: (t.detrended ?? 0) - (t.masked ?? 0),
+              zscore: (t.zscored ?? 0) - (t.detrended ?? 0),
             },
           });
           const budget = config.lagAlarmFraction * config.tr * 1000;
           if (total > budget) {
-            alarmsOut.next({ kind: 'lag', run: p.run, index: p.index, value: total,
-              message: `volume ${p.index} took ${total.toFixed(0)} ms from arrival to z-score, over ${budget.toFixed(0)} ms; processing is falling behind the TR` });
+            alarmsOut.next({
+              kind: 'lag',
+              run: p.run,
+              index: p.index,
+              value: total,
+              message: `volume ${p.index} took ${total.toFixed(0)} ms from arrival to z-score, over ${budget.toFixed(0)} ms; processing is falling behind the TR`,
+            });
           }
           if (p.motion) {
             motionOut.next({ ...p.motion, run: p.run, index: p.index });
             if (p.motion.fd > config.fdThresholdMm) {
-              alarmsOut.next({ kind: 'high-motion', run: p.run, index: p.index, value: p.motion.fd,
-                message: `framewise displacement ${p.motion.fd.toFixed(2)} mm at volume ${p.index} exceeds ${config.fdThresholdMm} mm` });
+              alarmsOut.next({
+                kind: 'high-motion',
+                run: p.run,
+                index: p.index,
+                value: p.motion.fd,
+                message: `framewise displacement ${p.motion.fd.toFixed(2)} mm at volume ${p.index} exceeds ${config.fdThresholdMm} mm`,
+              });
             }
             if (!p.motion.converged) {
-              alarmsOut.next({ kind: 'not-converged', run: p.run, index: p.index,
-                message: `motion estimation did not converge at volume ${p.index}` });
+              alarmsOut.next({
+                kind: 'not-converged',
+                run: p.run,
+                index: p.index,
+                message: `motion estimation did not converge at volume ${p.index}`,
+              });
             }
           }
         }
@@ -127,16 +159,27 @@ export function createPreprocessor(
         timing$: timingOut.asObservable(),
         motion$: motionOut.asObservable(),
         alarms$: alarmsOut.asObservable(),
-        connect: () => trials$.subscribe({
-          next: (t) => {
-            const emittedAt = nowMs();
-            trialsOut.next(t);
-            timingOut.next({ kind: 'trial', run: t.run, trial: t.trial, emittedAt, lastVolumeReceivedAt: t.lastVolumeReceivedAt,
-              latencyMs: t.lastVolumeReceivedAt === undefined ? undefined : emittedAt - t.lastVolumeReceivedAt });
-          },
-          error: (e) => { for (const s of all) s.error(e); },
-          complete: () => { for (const s of all) s.complete(); },
-        }),
+        connect: () =>
+          trials$.subscribe({
+            next: (t) => {
+              const emittedAt = nowMs();
+              trialsOut.next(t);
+              timingOut.next({
+                kind: 'trial',
+                run: t.run,
+                trial: t.trial,
+                emittedAt,
+                lastVolumeReceivedAt: t.lastVolumeReceivedAt,
+                latencyMs: t.lastVolumeReceivedAt === undefined ? undefined : emittedAt - t.lastVolumeReceivedAt,
+              });
+            },
+            error: (e) => {
+              for (const s of all) s.error(e);
+            },
+            complete: () => {
+              for (const s of all) s.complete();
+            },
+          }),
       };
     },
   };

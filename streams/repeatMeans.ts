@@ -12,7 +12,11 @@ export interface Presentation {
   meanOf?: number;
 }
 
-interface Acc { shown: number; used: number; sum: Float64Array }
+interface Acc {
+  shown: number;
+  used: number;
+  sum: Float64Array;
+}
 
 export class RepeatMeans {
   private readonly acc = new Map<string, Acc>();

@@ -9,12 +9,24 @@ const DEG = Math.PI / 180;
 
 /** 3×4 row-major matrix [R | t] (12 numbers) from parameters. */
 export function paramsToMatrix(p: ArrayLike<number>, out: Float64Array = new Float64Array(12)): Float64Array {
-  const cx = Math.cos(p[3] * DEG), sx = Math.sin(p[3] * DEG);
-  const cy = Math.cos(p[4] * DEG), sy = Math.sin(p[4] * DEG);
-  const cz = Math.cos(p[5] * DEG), sz = Math.sin(p[5] * DEG);
-  out[0] = cz * cy; out[1] = cz * sy * sx - sz * cx; out[2] = cz * sy * cx + sz * sx; out[3] = p[0];
-  out[4] = sz * cy; out[5] = sz * sy * sx + cz * cx; out[6] = sz * sy * cx - cz * sx; out[7] = p[1];
-  out[8] = -sy; out[9] = cy * sx; out[10] = cy * cx; out[11] = p[2];
+  const cx = Math.cos(p[3] * DEG),
+    sx = Math.sin(p[3] * DEG);
+  const cy = Math.cos(p[4] * DEG),
+    sy = Math.sin(p[4] * DEG);
+  const cz = Math.cos(p[5] * DEG),
+    sz = Math.sin(p[5] * DEG);
+  out[0] = cz * cy;
+  out[1] = cz * sy * sx - sz * cx;
+  out[2] = cz * sy * cx + sz * sx;
+  out[3] = p[0];
+  out[4] = sz * cy;
+  out[5] = sz * sy * sx + cz * cx;
+  out[6] = sz * sy * cx - cz * sx;
+  out[7] = p[1];
+  out[8] = -sy;
+  out[9] = cy * sx;
+  out[10] = cy * cx;
+  out[11] = p[2];
   return out;
 }
 
@@ -23,13 +35,21 @@ export function matrixToParams(m: ArrayLike<number>, out: number[] | MotionParam
   const ry = Math.asin(Math.max(-1, Math.min(1, -m[8])));
   const rx = Math.atan2(m[9], m[10]);
   const rz = Math.atan2(m[4], m[0]);
-  out[0] = m[3]; out[1] = m[7]; out[2] = m[11];
-  out[3] = rx / DEG; out[4] = ry / DEG; out[5] = rz / DEG;
+  out[0] = m[3];
+  out[1] = m[7];
+  out[2] = m[11];
+  out[3] = rx / DEG;
+  out[4] = ry / DEG;
+  out[5] = rz / DEG;
   return out as MotionParams;
 }
 
 /** a∘b (apply b, then a), both 3×4. */
-export function compose(a: ArrayLike<number>, b: ArrayLike<number>, out: Float64Array = new Float64Array(12)): Float64Array {
+export function compose(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  out: Float64Array = new Float64Array(12),
+): Float64Array {
   const r = new Float64Array(12);
   for (let i = 0; i < 3; i++) {
     for (let j = 0; j < 4; j++) {

@@ -68,7 +68,9 @@ export class MotionStage {
    * resampled — the ROI is ~2% of an NSD volume — and the output carries `roi` directly.
    */
   constructor(
-    private readonly cfg: PreprocessConfig, private readonly referenceVolume?: Float32Array, private readonly roiIndices?: Uint32Array,
+    private readonly cfg: PreprocessConfig,
+    private readonly referenceVolume?: Float32Array,
+    private readonly roiIndices?: Uint32Array,
   ) {}
 
   private reset(v: Volume): void {
@@ -84,8 +86,15 @@ export class MotionStage {
 
   private base(v: Volume, status: ProcessedVolume['status'], flags: string[]): ProcessedVolume {
     return {
-      run: v.run, index: v.index, tr: v.tr, acquisitionTime: v.acquisitionTime, dims: v.dims, affine: v.affine,
-      status, flags, times: { ...v.times, received: v.times.received ?? nowMs() },
+      run: v.run,
+      index: v.index,
+      tr: v.tr,
+      acquisitionTime: v.acquisitionTime,
+      dims: v.dims,
+      affine: v.affine,
+      status,
+      flags,
+      times: { ...v.times, received: v.times.received ?? nowMs() },
     };
   }
 
@@ -151,7 +160,8 @@ export class MotionStage {
 
   private setReference(v: Volume, data: Float32Array): void {
     const c = new MotionCorrector(v.dims, voxelSizes(v.affine), {
-      samples: this.cfg.motion.samples, maxIterations: this.cfg.motion.maxIterations,
+      samples: this.cfg.motion.samples,
+      maxIterations: this.cfg.motion.maxIterations,
       interpolation: this.cfg.motion.interpolation,
     });
     c.setReference(data);
@@ -170,8 +180,12 @@ export class MotionStage {
     const fd = first ? 0 : framewiseDisplacement(this.prev, est.params, this.cfg.motion.fdRadiusMm);
     this.prev = est.params;
     this.lastIndex = v.index;
-    const roiOnly = this.roiIndices && !this.cfg.motion.emitCorrected && !(this.cfg.smoothingFwhmMm > 0) &&
-      this.roiIndices.length > 0 && this.roiIndices[this.roiIndices.length - 1] < v.data.length;
+    const roiOnly =
+      this.roiIndices &&
+      !this.cfg.motion.emitCorrected &&
+      !(this.cfg.smoothingFwhmMm > 0) &&
+      this.roiIndices.length > 0 &&
+      this.roiIndices[this.roiIndices.length - 1] < v.data.length;
     if (roiOnly) {
       p.roi = c.resampleAt(v.data, est.params, this.roiIndices!, new Float32Array(this.roiIndices!.length));
     } else {
@@ -194,7 +208,10 @@ export class MaskStage {
   private run: string | null = null;
   private tmp: Float32Array | null = null;
   private smooth: Float32Array | null = null;
-  constructor(private readonly cfg: PreprocessConfig, readonly mask: MaskImage) {
+  constructor(
+    private readonly cfg: PreprocessConfig,
+    readonly mask: MaskImage,
+  ) {
     this.indices = maskIndices(mask.data);
     this.voxelSize = voxelSizes(mask.affine);
   }
@@ -206,7 +223,10 @@ export class MaskStage {
   private gather(p: ProcessedVolume, corrected: Float32Array): Float32Array {
     let src = corrected;
     if (this.cfg.smoothingFwhmMm > 0) {
-      if (!this.smooth || this.smooth.length !== src.length) { this.smooth = new Float32Array(src.length); this.tmp = new Float32Array(src.length); }
+      if (!this.smooth || this.smooth.length !== src.length) {
+        this.smooth = new Float32Array(src.length);
+        this.tmp = new Float32Array(src.length);
+      }
       this.smooth.set(src);
       src = gaussianSmooth(this.smooth, p.dims, this.voxelSize, this.cfg.smoothingFwhmMm, this.tmp!);
     }
@@ -214,8 +234,14 @@ export class MaskStage {
   }
 
   process(p: ProcessedVolume): ProcessedVolume {
-    if (p.run !== this.run) { this.run = p.run; this.prevRoi = null; }
-    if (p.status !== 'ok' || !(p.corrected || p.roi)) { delete p.corrected; return p; }
+    if (p.run !== this.run) {
+      this.run = p.run;
+      this.prevRoi = null;
+    }
+    if (p.status !== 'ok' || !(p.corrected || p.roi)) {
+      delete p.corrected;
+      return p;
+    }
     if (p.dims.some((d, i) => d !== this.mask.dims[i])) {
       p.status = 'rejected';
       p.flags.push('dims-mismatch');
@@ -225,7 +251,11 @@ export class MaskStage {
     const roi = p.roi ?? this.gather(p, p.corrected!);
     if (p.motion) {
       let s = 0;
-      if (this.prevRoi) for (let i = 0; i < roi.length; i++) { const d = roi[i] - this.prevRoi[i]; s += d * d; }
+      if (this.prevRoi)
+        for (let i = 0; i < roi.length; i++) {
+          const d = roi[i] - this.prevRoi[i];
+          s += d * d;
+        }
       p.motion.dvars = this.prevRoi ? Math.sqrt(s / roi.length) : 0;
     }
     this.prevRoi = roi;
@@ -247,8 +277,12 @@ export class DetrendStage {
       this.run = p.run;
       const c = this.cfg.detrend;
       this.d = new IncrementalDetrender(p.roi.length, {
-        tr: this.cfg.tr, mode: c.mode, windowVolumes: c.windowVolumes, maxOrder: c.maxOrder,
-        secondsPerOrder: c.secondsPerOrder, motion: c.motionRegressors && this.cfg.motion.enabled,
+        tr: this.cfg.tr,
+        mode: c.mode,
+        windowVolumes: c.windowVolumes,
+        maxOrder: c.maxOrder,
+        secondsPerOrder: c.secondsPerOrder,
+        motion: c.motionRegressors && this.cfg.motion.enabled,
       });
     }
     const out = new Float32Array(p.roi.length);
@@ -288,16 +322,26 @@ export class TrialStage {
   private est: TrialResponseEstimator | null = null;
   private run: string | null = null;
   private early: StimulusEvent[] = [];
-  constructor(private readonly cfg: PreprocessConfig, private readonly nVox: number) {}
+  constructor(
+    private readonly cfg: PreprocessConfig,
+    private readonly nVox: number,
+  ) {}
 
   private open(run: string): StreamTrialResponse[] {
     const flushed = this.est && this.run !== run ? this.est.endRun() : [];
     this.run = run;
-    this.est = new TrialResponseEstimator(this.nVox, {
-      tr: this.cfg.tr, method: this.cfg.response.method, window: this.cfg.response.window,
-      lssWindow: this.cfg.response.lssWindow, historySeconds: this.cfg.response.historySeconds,
-      fdThresholdMm: this.cfg.fdThresholdMm,
-    }, { run, subject: this.cfg.subject });
+    this.est = new TrialResponseEstimator(
+      this.nVox,
+      {
+        tr: this.cfg.tr,
+        method: this.cfg.response.method,
+        window: this.cfg.response.window,
+        lssWindow: this.cfg.response.lssWindow,
+        historySeconds: this.cfg.response.historySeconds,
+        fdThresholdMm: this.cfg.fdThresholdMm,
+      },
+      { run, subject: this.cfg.subject },
+    );
     const early = this.early.filter((e) => e.run === run);
     this.early = this.early.filter((e) => e.run !== run);
     for (const e of early) flushed.push(...this.est.addEvent(e));

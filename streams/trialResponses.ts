@@ -19,7 +19,11 @@ export interface TrialResponseOptions {
 }
 
 export const DEFAULT_TRIAL_OPTIONS: Omit<TrialResponseOptions, 'tr'> = {
-  method: 'window-mean', window: [4, 8], lssWindow: [-40, 16], historySeconds: 60, fdThresholdMm: 0.9,
+  method: 'window-mean',
+  window: [4, 8],
+  lssWindow: [-40, 16],
+  historySeconds: 60,
+  fdThresholdMm: 0.9,
 };
 
 /** A TrialResponse with the times the dashboard and the benchmark need (additive to src/core/types.ts). */
@@ -57,12 +61,19 @@ export class TrialResponseEstimator {
   private known: StimulusEvent[] = [];
   private ended = false;
 
-  constructor(nVox: number, opts: Partial<TrialResponseOptions> & { tr: number }, meta: { run: string; subject: string }) {
+  constructor(
+    nVox: number,
+    opts: Partial<TrialResponseOptions> & { tr: number },
+    meta: { run: string; subject: string },
+  ) {
     this.nVox = nVox;
     this.opts = { ...DEFAULT_TRIAL_OPTIONS, ...opts };
     this.run = meta.run;
     this.subject = meta.subject;
-    const reach = Math.max(this.opts.window[1], this.opts.lssWindow[1]) - Math.min(0, this.opts.lssWindow[0]) + this.opts.historySeconds;
+    const reach =
+      Math.max(this.opts.window[1], this.opts.lssWindow[1]) -
+      Math.min(0, this.opts.lssWindow[0]) +
+      this.opts.historySeconds;
     this.cap = Math.ceil(reach / this.opts.tr) + 2;
     this.data = new Float32Array(this.cap * nVox);
     this.slotIndex = new Int32Array(this.cap).fill(-1);
@@ -125,9 +136,18 @@ export class TrialResponseEstimator {
     const oldest = this.maxIndex - this.cap + 1;
     for (let i = p.first; i <= Math.min(p.last, this.maxIndex); i++) {
       const slot = i % this.cap;
-      if (i < oldest) { flags.add('expired'); continue; }
-      if (this.slotIndex[slot] !== i) { flags.add('missing-volume'); continue; }
-      if (!this.slotValid[slot]) { flags.add('warmup'); continue; }
+      if (i < oldest) {
+        flags.add('expired');
+        continue;
+      }
+      if (this.slotIndex[slot] !== i) {
+        flags.add('missing-volume');
+        continue;
+      }
+      if (!this.slotValid[slot]) {
+        flags.add('warmup');
+        continue;
+      }
       if (this.slotFd[slot] > this.opts.fdThresholdMm) flags.add('high-motion');
       used.push(i);
       lastReceived = Math.max(lastReceived ?? 0, this.slotReceived[slot]);
@@ -165,8 +185,13 @@ export class TrialResponseEstimator {
 
   /** LSS: regress the window on [this trial's HRF, all other known trials' HRF, constant]; keep the first beta. */
   private lss(ev: StimulusEvent, used: number[], vector: Float32Array, flags: Set<string>): void {
-    const n = used.length, k = 3, V = this.nVox, tr = this.opts.tr;
-    if (n <= k) { flags.add('lss-underdetermined'); }
+    const n = used.length,
+      k = 3,
+      V = this.nVox,
+      tr = this.opts.tr;
+    if (n <= k) {
+      flags.add('lss-underdetermined');
+    }
     const X = new Float64Array(n * k);
     for (let r = 0; r < n; r++) {
       const t = used[r] * tr;
@@ -181,7 +206,8 @@ export class TrialResponseEstimator {
       X[r * k + 2] = 1;
     }
     const G = new Float64Array(k * k);
-    for (let r = 0; r < n; r++) for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) G[i * k + j] += X[r * k + i] * X[r * k + j];
+    for (let r = 0; r < n; r++)
+      for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) G[i * k + j] += X[r * k + i] * X[r * k + j];
     const P = new Float64Array(k * k);
     symPinv(G, k, P, new Float64Array(2 * k * k + k), 1e-10);
     for (let r = 0; r < n; r++) {

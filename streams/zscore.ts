@@ -33,7 +33,9 @@ export class RunningZScore {
 
   /** Updates the statistics with x (unless frozen) and writes (x − mean)/sd into out. */
   push(x: Float32Array, out: Float32Array): void {
-    const V = this.nVox, mean = this.mean, m2 = this.m2;
+    const V = this.nVox,
+      mean = this.mean,
+      m2 = this.m2;
     if (!this.frozen) {
       this.n++;
       const inv = 1 / this.n;

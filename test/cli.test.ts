@@ -14,7 +14,8 @@ test('unknown command prints one clear line and exits non-zero', () => {
 test('--help lists every contract command', () => {
   const r = spawnSync(process.execPath, [bin, '--help'], { encoding: 'utf8' });
   assert.equal(r.status, 0);
-  for (const c of ['serve', 'bridge', 'replay', 'demo', 'simulate', 'convert', 'eval']) assert.match(r.stdout, new RegExp(`\\b${c}\\b`));
+  for (const c of ['serve', 'bridge', 'replay', 'demo', 'simulate', 'convert', 'eval'])
+    assert.match(r.stdout, new RegExp(`\\b${c}\\b`));
 });
 
 test('serve and demo refuse an unknown --lm-precision with the choices', () => {

@@ -48,7 +48,11 @@ export interface NewSubjectPrepared {
 }
 
 type StepName = 'simulate-calibration' | 'record' | 'calibrate' | 'simulate-test';
-interface StepRecord { key: string; seconds: number; result?: unknown }
+interface StepRecord {
+  key: string;
+  seconds: number;
+  result?: unknown;
+}
 type State = Partial<Record<StepName, StepRecord>>;
 
 const WHAT = 'demo --new-subject';
@@ -59,15 +63,23 @@ function cli(args: string[], signal?: AbortSignal): Promise<{ code: number; stdo
     const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], signal });
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; if (stderr.length > 1 << 20) stderr = stderr.slice(-(1 << 19)); });
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+      if (stderr.length > 1 << 20) stderr = stderr.slice(-(1 << 19));
+    });
     child.on('error', (e) => rej(new UserError(`${WHAT}: could not run \`mindsemantix ${args[0]}\` (${e.message}).`)));
     child.on('close', (c, sig) => res({ code: c ?? (sig ? 1 : 0), stdout, stderr }));
   });
 }
 
 function lastLine(s: string): string {
-  const lines = s.split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = s
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   return lines[lines.length - 1] ?? '(no message)';
 }
 
@@ -75,7 +87,10 @@ export async function prepareNewSubject(o: NewSubjectOptions): Promise<NewSubjec
   const work = resolve(o.work);
   const say = (m: string) => o.log(`demo: ${m}`);
   if (o.calibrationRuns * o.calibrationTrials < 50) {
-    throw new UserError(`${WHAT}: ${o.calibrationRuns} × ${o.calibrationTrials} calibration trials is too few (calibrate needs at least 50 usable ones); raise --calibration-runs or --calibration-trials.`, 2);
+    throw new UserError(
+      `${WHAT}: ${o.calibrationRuns} × ${o.calibrationTrials} calibration trials is too few (calibrate needs at least 50 usable ones); raise --calibration-runs or --calibration-trials.`,
+      2,
+    );
   }
   let input: Bundle;
   try {
@@ -86,7 +101,10 @@ export async function prepareNewSubject(o: NewSubjectOptions): Promise<NewSubjec
   }
   const bundleSubjects = Object.keys(input.manifest.subjects);
   if (bundleSubjects.includes(o.subject)) {
-    throw new UserError(`${WHAT}: sub-${o.subject} is already in the bundle ${o.models} (${bundleSubjects.join(', ')}); pass a new person's id such as sim21.`, 2);
+    throw new UserError(
+      `${WHAT}: sub-${o.subject} is already in the bundle ${o.models} (${bundleSubjects.join(', ')}); pass a new person's id such as sim21.`,
+      2,
+    );
   }
   if (o.fresh) rmSync(work, { recursive: true, force: true });
   try {
@@ -110,22 +128,38 @@ export async function prepareNewSubject(o: NewSubjectOptions): Promise<NewSubjec
 
   // One key per step: its inputs, chained through the steps it depends on; a changed key redoes the step.
   const keys: Record<StepName, string> = {} as Record<StepName, string>;
-  keys['simulate-calibration'] = JSON.stringify({ s: o.subject, r: o.calibrationRuns, t: o.calibrationTrials, seed: 1 });
+  keys['simulate-calibration'] = JSON.stringify({
+    s: o.subject,
+    r: o.calibrationRuns,
+    t: o.calibrationTrials,
+    seed: 1,
+  });
   keys.record = `${keys['simulate-calibration']}|record`;
   keys.calibrate = `${keys.record}|${modelsAbs}`;
   keys['simulate-test'] = JSON.stringify({ s: o.subject, r: o.testRuns, t: o.testTrials, seed: 2 });
-  const outputs: Record<StepName, string> = { 'simulate-calibration': calSim, record: recording, calibrate: bundle, 'simulate-test': testSim };
+  const outputs: Record<StepName, string> = {
+    'simulate-calibration': calSim,
+    record: recording,
+    calibrate: bundle,
+    'simulate-test': testSim,
+  };
   const after: Partial<Record<StepName, StepName>> = { record: 'simulate-calibration', calibrate: 'record' };
   const ran = new Set<StepName>();
   const total = 4;
   let index = 0;
 
-  async function step<T>(name: StepName, title: string, run: () => Promise<{ result?: T; detail?: string }>): Promise<T | undefined> {
+  async function step<T>(
+    name: StepName,
+    title: string,
+    run: () => Promise<{ result?: T; detail?: string }>,
+  ): Promise<T | undefined> {
     index++;
     const prev = state[name];
     const upstream = after[name];
     if (prev && prev.key === keys[name] && existsSync(outputs[name]) && !(upstream && ran.has(upstream))) {
-      say(`[${index}/${total}] ${title}: reused from ${outputs[name]} (took ${prev.seconds.toFixed(1)} s; --fresh redoes it)`);
+      say(
+        `[${index}/${total}] ${title}: reused from ${outputs[name]} (took ${prev.seconds.toFixed(1)} s; --fresh redoes it)`,
+      );
       return prev.result as T | undefined;
     }
     rmSync(outputs[name], { recursive: true, force: true });
@@ -142,60 +176,124 @@ export async function prepareNewSubject(o: NewSubjectOptions): Promise<NewSubjec
   }
 
   const simulate = async (out: string, runs: number, trials: number, split: 'train' | 'test', seed: number) => {
-    const r = await cli(['simulate', '--out', out, '--subject', o.subject, '--seed', String(seed), '--runs', String(runs), '--trials', String(trials), '--split', split], o.signal);
+    const r = await cli(
+      [
+        'simulate',
+        '--out',
+        out,
+        '--subject',
+        o.subject,
+        '--seed',
+        String(seed),
+        '--runs',
+        String(runs),
+        '--trials',
+        String(trials),
+        '--split',
+        split,
+      ],
+      o.signal,
+    );
     if (r.code !== 0) {
       rmSync(out, { recursive: true, force: true });
-      throw new UserError(`${WHAT}: simulating sub-${o.subject}'s ${split === 'train' ? 'calibration' : 'test'} session failed: ${lastLine(r.stderr)}`);
+      throw new UserError(
+        `${WHAT}: simulating sub-${o.subject}'s ${split === 'train' ? 'calibration' : 'test'} session failed: ${lastLine(r.stderr)}`,
+      );
     }
     return {};
   };
 
-  await step('simulate-calibration', `simulating sub-${o.subject}'s calibration session (${o.calibrationRuns} run(s) × ${o.calibrationTrials} captioned training images)`,
-    () => simulate(calSim, o.calibrationRuns, o.calibrationTrials, 'train', 1));
+  await step(
+    'simulate-calibration',
+    `simulating sub-${o.subject}'s calibration session (${o.calibrationRuns} run(s) × ${o.calibrationTrials} captioned training images)`,
+    () => simulate(calSim, o.calibrationRuns, o.calibrationTrials, 'train', 1),
+  );
 
   await step('record', `replaying the calibration session through serve --record ${recording}`, async () => {
     const decoder = await BrainDecoder.load(input, { log: () => {} });
     let notCalibrated: string | undefined;
     try {
       const run = await runSessionThroughServe({
-        session: calSim, decoder, speed: 'max', port: o.port, recordDir: recording, signal: o.signal,
+        session: calSim,
+        decoder,
+        speed: 'max',
+        port: o.port,
+        recordDir: recording,
+        signal: o.signal,
         onServing: (url) => say(`recording serve's dashboard at ${url}`),
-        log: (level, m) => { if (level === 'error') say(m); },
+        log: (level, m) => {
+          if (level === 'error') say(m);
+        },
       });
       notCalibrated = run.dashboard.state.snapshot().alerts.find((a) => a.code === 'not-calibrated')?.message;
       await run.close();
     } catch (e) {
       rmSync(recording, { recursive: true, force: true });
       const err = e as NodeJS.ErrnoException;
-      if (err.code === 'EADDRINUSE') throw new UserError(`${WHAT}: port ${o.port} is already in use; stop the other server or pass --port 0.`);
+      if (err.code === 'EADDRINUSE')
+        throw new UserError(`${WHAT}: port ${o.port} is already in use; stop the other server or pass --port 0.`);
       throw new UserError(`${WHAT}: recording the calibration session failed: ${err.message}`);
     } finally {
       await decoder.release();
     }
-    if (o.signal?.aborted) throw new UserError(`${WHAT}: interrupted while recording; run it again to redo the recording.`);
-    if (!existsSync(join(recording, `sub-${o.subject}`))) throw new UserError(`${WHAT}: serve recorded nothing under ${recording}; run again with --fresh.`);
-    return { detail: notCalibrated ? `dashboard: "${notCalibrated}"` : 'the dashboard showed no "not calibrated yet" notice' };
+    if (o.signal?.aborted)
+      throw new UserError(`${WHAT}: interrupted while recording; run it again to redo the recording.`);
+    if (!existsSync(join(recording, `sub-${o.subject}`)))
+      throw new UserError(`${WHAT}: serve recorded nothing under ${recording}; run again with --fresh.`);
+    return {
+      detail: notCalibrated ? `dashboard: "${notCalibrated}"` : 'the dashboard showed no "not calibrated yet" notice',
+    };
   });
 
-  const cal = await step<NewSubjectCalibration>('calibrate', `calibrating sub-${o.subject} on the recording (new bundle ${bundle}; ${o.models} is only read)`, async () => {
-    if (!existsSync(mask)) throw new UserError(`${WHAT}: the simulated ROI mask ${mask} is missing; run again with --fresh.`);
-    const r = await cli(['calibrate', '--session', recording, '--subject', o.subject, '--models', o.models, '--out', bundle, '--mask', mask, '--json'], o.signal);
-    if (r.code !== 0) {
-      rmSync(bundle, { recursive: true, force: true });
-      throw new UserError(`${WHAT}: calibrating sub-${o.subject} failed: ${lastLine(r.stderr)}`);
-    }
-    let s: { trials: number; voxels: number; seconds: number };
-    try {
-      s = JSON.parse(lastLine(r.stdout)) as typeof s;
-    } catch {
-      throw new UserError(`${WHAT}: calibrate printed no JSON summary; run again with --fresh.`);
-    }
-    const result: NewSubjectCalibration = { subject: o.subject, trials: s.trials, voxels: s.voxels, seconds: s.seconds, bundle };
-    return { result, detail: `${s.trials} trials, ${s.voxels} voxels` };
-  });
+  const cal = await step<NewSubjectCalibration>(
+    'calibrate',
+    `calibrating sub-${o.subject} on the recording (new bundle ${bundle}; ${o.models} is only read)`,
+    async () => {
+      if (!existsSync(mask))
+        throw new UserError(`${WHAT}: the simulated ROI mask ${mask} is missing; run again with --fresh.`);
+      const r = await cli(
+        [
+          'calibrate',
+          '--session',
+          recording,
+          '--subject',
+          o.subject,
+          '--models',
+          o.models,
+          '--out',
+          bundle,
+          '--mask',
+          mask,
+          '--json',
+        ],
+        o.signal,
+      );
+      if (r.code !== 0) {
+        rmSync(bundle, { recursive: true, force: true });
+        throw new UserError(`${WHAT}: calibrating sub-${o.subject} failed: ${lastLine(r.stderr)}`);
+      }
+      let s: { trials: number; voxels: number; seconds: number };
+      try {
+        s = JSON.parse(lastLine(r.stdout)) as typeof s;
+      } catch {
+        throw new UserError(`${WHAT}: calibrate printed no JSON summary; run again with --fresh.`);
+      }
+      const result: NewSubjectCalibration = {
+        subject: o.subject,
+        trials: s.trials,
+        voxels: s.voxels,
+        seconds: s.seconds,
+        bundle,
+      };
+      return { result, detail: `${s.trials} trials, ${s.voxels} voxels` };
+    },
+  );
 
-  await step('simulate-test', `simulating sub-${o.subject}'s test session (${o.testRuns} run(s) × ${o.testTrials} held-out images)`,
-    () => simulate(testSim, o.testRuns, o.testTrials, 'test', 2));
+  await step(
+    'simulate-test',
+    `simulating sub-${o.subject}'s test session (${o.testRuns} run(s) × ${o.testTrials} held-out images)`,
+    () => simulate(testSim, o.testRuns, o.testTrials, 'test', 2),
+  );
 
   if (!cal) throw new UserError(`${WHAT}: ${statePath} has no calibration result; run again with --fresh.`);
   return { session: testSim, bundle, calibration: cal };

@@ -21,7 +21,10 @@ export const DEFAULT_MODELS = 'models/bundles/default';
 
 /** What serve's command line hands the pipeline when the hub exists. */
 export interface HubHookOptions {
-  models?: string; record?: string; device?: Device; lmPrecision?: LmPrecision;
+  models?: string;
+  record?: string;
+  device?: Device;
+  lmPrecision?: LmPrecision;
   /** How the caption is chosen among the LM's candidates (default: none, the greedy caption; serve's CLI passes its own). */
   rerank?: RerankSetting;
 }
@@ -58,15 +61,23 @@ const STREAMS: HubStream[] = ['runs$', 'volumes$', 'events$', 'runEnds$', 'statu
 
 /** Holds every hub message until `release()`, then replays them in arrival order and passes the rest through. */
 export function bufferedHub(hub: IngestHub): { hub: IngestHub; release(): void; discard(): void } {
-  const out = Object.fromEntries(STREAMS.map((k) => [k, new Subject<unknown>()])) as Record<HubStream, Subject<unknown>>;
+  const out = Object.fromEntries(STREAMS.map((k) => [k, new Subject<unknown>()])) as Record<
+    HubStream,
+    Subject<unknown>
+  >;
   let held: { key: HubStream; value?: unknown; done?: boolean }[] | null = [];
   const subs: Subscription[] = [];
   for (const key of STREAMS) {
-    subs.push((hub[key] as Observable<unknown>).subscribe({
-      next: (value) => (held ? held.push({ key, value }) : out[key].next(value)),
-      complete: () => (held ? held.push({ key, done: true }) : out[key].complete()),
-      error: (e: unknown) => process.stderr.write(`${oneLine(`serve: the hub's ${key} stream failed: ${(e as Error)?.message ?? String(e)}`)}\n`),
-    }));
+    subs.push(
+      (hub[key] as Observable<unknown>).subscribe({
+        next: (value) => (held ? held.push({ key, value }) : out[key].next(value)),
+        complete: () => (held ? held.push({ key, done: true }) : out[key].complete()),
+        error: (e: unknown) =>
+          process.stderr.write(
+            `${oneLine(`serve: the hub's ${key} stream failed: ${(e as Error)?.message ?? String(e)}`)}\n`,
+          ),
+      }),
+    );
   }
   const view = Object.fromEntries(STREAMS.map((k) => [k, out[k].asObservable()]));
   return {
@@ -95,27 +106,40 @@ export function createServePipeline(opts: ServePipelineOptions = {}): ServePipel
   let pipeline: Pipeline | undefined;
   let closed = false;
   let markReady!: () => void;
-  const ready = new Promise<void>((r) => { markReady = r; });
+  const ready = new Promise<void>((r) => {
+    markReady = r;
+  });
   const off = (why: string, level: 'warn' | 'error') => {
     log(`serve: ${why}`);
     dashboard.publish({ type: 'alert', data: { level, code: 'decoding-off', message: why, at: Date.now() } });
   };
 
-  async function load(hub: IngestHub, dir: string, record?: string, device?: Device, lmPrecision?: LmPrecision, rerank?: RerankSetting): Promise<void> {
+  async function load(
+    hub: IngestHub,
+    dir: string,
+    record?: string,
+    device?: Device,
+    lmPrecision?: LmPrecision,
+    rerank?: RerankSetting,
+  ): Promise<void> {
     const buffered = bufferedHub(hub);
     try {
       log(`serve: loading model bundle ${dir} (checking checksums)…`);
       decoder = await BrainDecoder.load(dir, { device, lmPrecision, log });
       log(`serve: LM graph ${decoder.lmFile}`);
       baseline = await RidgeRetrieval.load(decoder.bundle, decoder.sessions);
-      if (closed) { // serve stopped while the model loaded
+      if (closed) {
+        // serve stopped while the model loaded
         buffered.discard();
         await baseline?.release();
         await decoder.release();
         return;
       }
       pipeline = startDecoding(buffered.hub, {
-        decoder, baseline, dashboard, recordDir: opts.recordDir ?? record,
+        decoder,
+        baseline,
+        dashboard,
+        recordDir: opts.recordDir ?? record,
         decode: { ...opts.decode, ...(rerank ? { rerank: rerankOptions(rerank, baseline) } : {}) },
         // A replay (`mindsemantix replay`) is decoded whole however far decoding falls behind; a scanner sheds load.
         lossless: (info) => info.source === 'replay',
@@ -138,8 +162,14 @@ export function createServePipeline(opts: ServePipelineOptions = {}): ServePipel
     onHub(hub, { models, record, device, lmPrecision, rerank }) {
       const dir = models ?? DEFAULT_MODELS;
       if (!existsSync(join(dir, 'manifest.json'))) {
-        if (models) throw new UserError(`serve: model bundle ${resolve(dir)} has no manifest.json; pass --models with a folder written by \`python -m mindsemantix.export\`.`);
-        off(`no model bundle at ${DEFAULT_MODELS}: ingesting and recording without decoding (run \`npm start\` once to build it, or pass --models DIR).`, 'warn');
+        if (models)
+          throw new UserError(
+            `serve: model bundle ${resolve(dir)} has no manifest.json; pass --models with a folder written by \`python -m mindsemantix.export\`.`,
+          );
+        off(
+          `no model bundle at ${DEFAULT_MODELS}: ingesting and recording without decoding (run \`npm start\` once to build it, or pass --models DIR).`,
+          'warn',
+        );
         markReady();
         return;
       }

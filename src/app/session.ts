@@ -60,12 +60,22 @@ export async function runSessionThroughServe(o: SessionRunOptions): Promise<Sess
   const log = o.log ?? (() => {});
   let pipeline!: Pipeline;
   const srv = await startServer({
-    host: '127.0.0.1', port: o.port ?? 0, recordDir: o.recordDir,
-    log: (level, m) => { if (level === 'warn' || level === 'error') log(level, `serve: ${m}`); },
+    host: '127.0.0.1',
+    port: o.port ?? 0,
+    recordDir: o.recordDir,
+    log: (level, m) => {
+      if (level === 'warn' || level === 'error') log(level, `serve: ${m}`);
+    },
     onHub: (hub) => {
       pipeline = startDecoding(hub, {
-        decoder: o.decoder, baseline: o.baseline, dashboard, recordDir: o.recordDir, decode: o.decode,
-        liveMetrics: o.liveMetrics, expectedVolumes: (info) => side.get(info.run)?.volumes, log,
+        decoder: o.decoder,
+        baseline: o.baseline,
+        dashboard,
+        recordDir: o.recordDir,
+        decode: o.decode,
+        liveMetrics: o.liveMetrics,
+        expectedVolumes: (info) => side.get(info.run)?.volumes,
+        log,
         lossless: true, // a replay is not a live scanner: every trial is decoded, however far behind
       });
     },
@@ -80,7 +90,13 @@ export async function runSessionThroughServe(o: SessionRunOptions): Promise<Sess
     if (o.onDecoded) pipeline.decoded$.subscribe(o.onDecoded);
     o.onServing?.(`http://127.0.0.1:${srv.port}/`);
     const t0 = performance.now();
-    const replayed = await replaySession({ session: o.session, url: srv.url, speed: o.speed, signal: o.signal, log: (level, m) => log(level === 'debug' ? 'info' : level, `replay: ${m}`) });
+    const replayed = await replaySession({
+      session: o.session,
+      url: srv.url,
+      speed: o.speed,
+      signal: o.signal,
+      log: (level, m) => log(level === 'debug' ? 'info' : level, `replay: ${m}`),
+    });
     if (!o.signal?.aborted) {
       await Promise.race([
         pipeline.whenDone(replayed.runs),

@@ -30,7 +30,13 @@ export interface DecodeBenchOptions {
 
 export interface DecodeBench {
   decode_ms: {
-    p50: number; p99: number; mean: number; trials: number; max_new_tokens: number; mean_tokens: number; provider: string;
+    p50: number;
+    p99: number;
+    mean: number;
+    trials: number;
+    max_new_tokens: number;
+    mean_tokens: number;
+    provider: string;
     /** The LM graph that ran (lm/decoder.onnx = fp32, lm/decoder.int8.onnx = 8-bit weights) — the figures depend on it. */
     lm: string;
     /** The caption choice timed (candidates 1 = greedy alone). */
@@ -45,7 +51,13 @@ export interface DecodeBench {
 
 function normalVector(n: number, seed: number): Float32Array {
   let a = seed >>> 0;
-  const u = () => { a = (a + 0x6d2b79f5) >>> 0; let t = a; t = Math.imul(t ^ (t >>> 15), t | 1); t ^= t + Math.imul(t ^ (t >>> 7), t | 61); return ((t ^ (t >>> 14)) >>> 0) / 4294967296; };
+  const u = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
   return Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(u() + 1e-12)) * Math.cos(2 * Math.PI * u()));
 }
 
@@ -53,7 +65,11 @@ export async function benchDecode(opts: DecodeBenchOptions = {}): Promise<Decode
   const log = opts.log ?? (() => {});
   const maxNew = opts.maxNewTokens ?? 20;
   const decoder = await BrainDecoder.load(opts.models ?? 'models/bundles/default', {
-    device: opts.device, threads: opts.threads, log, generation: { max_new_tokens: maxNew }, lmPrecision: opts.lmPrecision,
+    device: opts.device,
+    threads: opts.threads,
+    log,
+    generation: { max_new_tokens: maxNew },
+    lmPrecision: opts.lmPrecision,
   });
   const baseline = await RidgeRetrieval.load(decoder.bundle, decoder.sessions);
   const setting = opts.rerank ?? DEFAULT_RERANK;
@@ -67,8 +83,16 @@ export async function benchDecode(opts: DecodeBenchOptions = {}): Promise<Decode
     let tokens = 0;
     for (let i = -(opts.warmup ?? 2); i < n; i++) {
       const trial: TrialResponse = {
-        run: 'bench', subject, trial: i, stimulusId: `bench-${i}`, vector: normalVector(V, 1000 + i), method: 'window-mean',
-        window: { start: 4, end: 8 }, volumes: [], flags: [], readyAt: Date.now(),
+        run: 'bench',
+        subject,
+        trial: i,
+        stimulusId: `bench-${i}`,
+        vector: normalVector(V, 1000 + i),
+        method: 'window-mean',
+        window: { start: 4, end: 8 },
+        volumes: [],
+        flags: [],
+        readyAt: Date.now(),
         event: { run: 'bench', trial: i, onset: 0, duration: 3, stimulusId: `bench-${i}` },
       };
       const t0 = performance.now();
@@ -80,27 +104,67 @@ export async function benchDecode(opts: DecodeBenchOptions = {}): Promise<Decode
       }
     }
     const decode_ms = {
-      p50: percentile(times, 50), p99: percentile(times, 99), mean: times.reduce((a, b) => a + b, 0) / times.length,
-      trials: n, max_new_tokens: maxNew, mean_tokens: tokens / n, provider: decoder.provider, lm: decoder.lmFile, rerank: setting,
+      p50: percentile(times, 50),
+      p99: percentile(times, 99),
+      mean: times.reduce((a, b) => a + b, 0) / times.length,
+      trials: n,
+      max_new_tokens: maxNew,
+      mean_tokens: tokens / n,
+      provider: decoder.provider,
+      lm: decoder.lmFile,
+      rerank: setting,
     };
-    log(`bench: decode p50 ${decode_ms.p50.toFixed(1)} ms, p99 ${decode_ms.p99.toFixed(1)} ms (${decode_ms.mean_tokens.toFixed(1)} tokens/caption, ${decoder.provider}, ${decoder.lmFile})`);
-    const recon_ms = recon.length ? { p50: percentile(recon, 50), p99: percentile(recon, 99), trials: recon.length, generator: decoder.generatorFile ?? '' } : null;
-    if (recon_ms) log(`bench: reconstruction p50 ${recon_ms.p50.toFixed(1)} ms, p99 ${recon_ms.p99.toFixed(1)} ms (${recon_ms.generator})`);
+    log(
+      `bench: decode p50 ${decode_ms.p50.toFixed(1)} ms, p99 ${decode_ms.p99.toFixed(1)} ms (${decode_ms.mean_tokens.toFixed(1)} tokens/caption, ${decoder.provider}, ${decoder.lmFile})`,
+    );
+    const recon_ms = recon.length
+      ? {
+          p50: percentile(recon, 50),
+          p99: percentile(recon, 99),
+          trials: recon.length,
+          generator: decoder.generatorFile ?? '',
+        }
+      : null;
+    if (recon_ms)
+      log(
+        `bench: reconstruction p50 ${recon_ms.p50.toFixed(1)} ms, p99 ${recon_ms.p99.toFixed(1)} ms (${recon_ms.generator})`,
+      );
     const session = opts.session ?? 'data/demo';
     if (opts.replay === false || !existsSync(session)) {
-      if (opts.replay !== false) log(`bench: no session at ${session}; replay_realtime_factor not measured (run \`npm start\` once to simulate it).`);
+      if (opts.replay !== false)
+        log(
+          `bench: no session at ${session}; replay_realtime_factor not measured (run \`npm start\` once to simulate it).`,
+        );
       return { decode_ms, recon_ms, replay_realtime_factor: null };
     }
-    const run = await runSessionThroughServe({ session, decoder, baseline, speed: 'max', decode: rerank ? { rerank } : {}, log: (level, m) => { if (level !== 'info') log(m); } });
+    const run = await runSessionThroughServe({
+      session,
+      decoder,
+      baseline,
+      speed: 'max',
+      decode: rerank ? { rerank } : {},
+      log: (level, m) => {
+        if (level !== 'info') log(m);
+      },
+    });
     await run.close();
     const st = run.stats;
     const factor = run.wallSeconds > 0 ? run.acquiredSeconds / run.wallSeconds : 0;
-    log(`bench: replay of ${session} at --speed max: ${run.acquiredSeconds.toFixed(0)} s of scanning in ${run.wallSeconds.toFixed(1)} s = ${factor.toFixed(1)}× real time`);
+    log(
+      `bench: replay of ${session} at --speed max: ${run.acquiredSeconds.toFixed(0)} s of scanning in ${run.wallSeconds.toFixed(1)} s = ${factor.toFixed(1)}× real time`,
+    );
     return {
       decode_ms,
       recon_ms,
       replay_realtime_factor: factor,
-      replay: { session, volumes: st.volumesReceived, trials: st.trialsDecoded, wall_s: run.wallSeconds, decode_p50: percentile(st.decodeMs, 50), volume_p50: percentile(st.volumeMs, 50) },
+      replay: {
+        session,
+        volumes: st.volumesReceived,
+        trials: st.trialsDecoded,
+        wall_s: run.wallSeconds,
+        decode_p50: percentile(st.decodeMs, 50),
+        volume_p50: percentile(st.volumeMs, 50),
+      },
     };
   } finally {
     await baseline?.release();

@@ -29,10 +29,20 @@ export interface BenchIngestOptions {
   log?: (message: string) => void;
 }
 
-export interface Percentiles { p50: number; p99: number; n: number; dims: [number, number, number]; dtype: string }
+export interface Percentiles {
+  p50: number;
+  p99: number;
+  n: number;
+  dims: [number, number, number];
+  dtype: string;
+}
 
 export interface BenchIngestResult {
-  file_to_accept_ms: { small: Percentiles; large: Percentiles; by_path: Record<'nifti' | 'parrec_xtc' | 'mrd' | 'afni', Percentiles> };
+  file_to_accept_ms: {
+    small: Percentiles;
+    large: Percentiles;
+    by_path: Record<'nifti' | 'parrec_xtc' | 'mrd' | 'afni', Percentiles>;
+  };
   replay_volumes_per_s: number;
   replay: { volumes: number; dims: [number, number, number]; seconds: number };
   rss_mb: number;
@@ -69,17 +79,20 @@ async function waitAccepted(accepted: Map<string, number>, run: string, n: numbe
   }
 }
 
-
 export async function benchIngest(o: BenchIngestOptions = {}): Promise<BenchIngestResult> {
   const n = o.volumes ?? 60;
   const interval = o.intervalMs ?? 100;
   const log = o.log ?? (() => {});
   const root = mkdtempSync(join(tmpdir(), 'msx-bench-ingest-'));
   let rss = process.memoryUsage().rss;
-  const rssTimer = setInterval(() => { rss = Math.max(rss, process.memoryUsage().rss); }, 50);
+  const rssTimer = setInterval(() => {
+    rss = Math.max(rss, process.memoryUsage().rss);
+  }, 50);
   const accepted = new Map<string, number>();
   const srv = await startServer({
-    port: 0, log: () => {}, recordDir: o.record ? join(root, 'rec') : undefined,
+    port: 0,
+    log: () => {},
+    recordDir: o.record ? join(root, 'rec') : undefined,
     onHub: (h) => h.volumes$.subscribe((v) => accepted.set(`${v.run}/${v.index}`, v.times.accepted!)),
   });
   try {
@@ -100,7 +113,8 @@ export async function benchIngest(o: BenchIngestOptions = {}): Promise<BenchInge
       await bridge.stop();
       const run = `task-${task}_run-01`;
       const lat = started.map((t, i) => accepted.get(`${run}/${i}`)! - t);
-      if (lat.some((x) => !Number.isFinite(x))) throw new Error(`bench: not every ${dims.join('×')} volume was accepted.`);
+      if (lat.some((x) => !Number.isFinite(x)))
+        throw new Error(`bench: not every ${dims.join('×')} volume was accepted.`);
       const r: Percentiles = { p50: pct(lat, 0.5), p99: pct(lat, 0.99), n, dims, dtype: float ? 'float32' : 'int16' };
       log(`file→accept ${dims.join('×')} ${r.dtype}: p50 ${r.p50} ms, p99 ${r.p99} ms (n=${n})`);
       return r;
@@ -112,8 +126,13 @@ export async function benchIngest(o: BenchIngestOptions = {}): Promise<BenchInge
     const dims: [number, number, number] = [64, 64, 40];
     // `connect` (a stream's connection and header) runs before the clock starts: a volume's latency is from the moment
     // its bytes start to be written, as for a file, not the once-per-run connection set-up.
-    const path = async (task: string, bridgeFor: (url: string) => ScannerBridge, send: (i: number, data: Int16Array) => Promise<void>, done: () => Promise<void>,
-      connect: () => Promise<void> = async () => {}): Promise<Percentiles> => {
+    const path = async (
+      task: string,
+      bridgeFor: (url: string) => ScannerBridge,
+      send: (i: number, data: Int16Array) => Promise<void>,
+      done: () => Promise<void>,
+      connect: () => Promise<void> = async () => {},
+    ): Promise<Percentiles> => {
       const bridge = bridgeFor(srv.url).start();
       const started: number[] = [];
       try {
@@ -139,38 +158,64 @@ export async function benchIngest(o: BenchIngestOptions = {}): Promise<BenchInge
     const xtcDir = join(root, 'xtc');
     const series = join(xtcDir, '0001');
     mkdirSync(series, { recursive: true });
-    const xtc = await path('xtc', (url) => new ScannerBridge({ dir: xtcDir, layout: 'series-folders', url, task: 'xtc' }), async (i, data) => {
-      const stem = join(series, `Dump-${String(i).padStart(4, '0')}`);
-      writeFileSync(`${stem}.par`, xtcPar(dims, i, 2000), 'latin1');
-      const fd = openSync(`${stem}.rec`, 'w');
-      writeSync(fd, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-      closeSync(fd);
-    }, async () => {});
+    const xtc = await path(
+      'xtc',
+      (url) => new ScannerBridge({ dir: xtcDir, layout: 'series-folders', url, task: 'xtc' }),
+      async (i, data) => {
+        const stem = join(series, `Dump-${String(i).padStart(4, '0')}`);
+        writeFileSync(`${stem}.par`, xtcPar(dims, i, 2000), 'latin1');
+        const fd = openSync(`${stem}.rec`, 'w');
+        writeSync(fd, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+        closeSync(fd);
+      },
+      async () => {},
+    );
     // MRD: one connection, a 3-D image per volume; AFNI: control + data channel, 3D+t volumes
     const listening = (make: (h: SourceHandlers, onPort: (p: number) => void) => VolumeSource) => {
       let port = 0;
-      return { port: () => port, source: (h: SourceHandlers) => make(h, (p) => { port = p; }) };
+      return {
+        port: () => port,
+        source: (h: SourceHandlers) =>
+          make(h, (p) => {
+            port = p;
+          }),
+      };
     };
     let sock: Socket | undefined;
     const mrdL = listening((h, onListening) => new MrdListener({ ...h, host: '127.0.0.1', port: 0, onListening }));
-    const mrd = await path('mrd', (url) => new ScannerBridge({ source: mrdL.source, url, task: 'mrd' }), async (i, data) => {
-      sock!.write(mrdImageMessage(dims, i, data));
-    }, async () => { sock?.end(Buffer.from([4, 0])); sock = undefined; }, async () => {
-      while (!mrdL.port()) await sleep(5);
-      sock = await connectWithRetry(mrdL.port());
-      sock.write(mrdHeaderMessage('bench-1', 2000, dims[2]));
-    });
+    const mrd = await path(
+      'mrd',
+      (url) => new ScannerBridge({ source: mrdL.source, url, task: 'mrd' }),
+      async (i, data) => {
+        sock!.write(mrdImageMessage(dims, i, data));
+      },
+      async () => {
+        sock?.end(Buffer.from([4, 0]));
+        sock = undefined;
+      },
+      async () => {
+        while (!mrdL.port()) await sleep(5);
+        sock = await connectWithRetry(mrdL.port());
+        sock.write(mrdHeaderMessage('bench-1', 2000, dims[2]));
+      },
+    );
     const afniL = listening((h, onListening) => new AfniListener({ ...h, host: '127.0.0.1', port: 0, onListening }));
-    const afni = await path('afni', (url) => new ScannerBridge({ source: afniL.source, url, task: 'afni' }), async (_i, data) => {
-      sock!.write(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-    }, async () => {}, async () => {
-      while (!afniL.port()) await sleep(5);
-      const dataPort = await freePort();
-      const control = await connectWithRetry(afniL.port());
-      control.end(Buffer.from(`tcp:127.0.0.1:${dataPort}\0`, 'latin1'));
-      sock = await connectWithRetry(dataPort);
-      sock.write(afniHeader(dims, 2));
-    });
+    const afni = await path(
+      'afni',
+      (url) => new ScannerBridge({ source: afniL.source, url, task: 'afni' }),
+      async (_i, data) => {
+        sock!.write(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      },
+      async () => {},
+      async () => {
+        while (!afniL.port()) await sleep(5);
+        const dataPort = await freePort();
+        const control = await connectWithRetry(afniL.port());
+        control.end(Buffer.from(`tcp:127.0.0.1:${dataPort}\0`, 'latin1'));
+        sock = await connectWithRetry(dataPort);
+        sock.write(afniHeader(dims, 2));
+      },
+    );
     sock?.end();
     const byPath = { nifti: small, parrec_xtc: xtc, mrd, afni };
 
@@ -178,7 +223,10 @@ export async function benchIngest(o: BenchIngestOptions = {}): Promise<BenchInge
     const func = join(root, 'bids', 'sub-bench', 'ses-01', 'func');
     mkdirSync(func, { recursive: true });
     const vols = Array.from({ length: rv }, (_, i) => volumeData(dims, i, false) as Int16Array);
-    writeFileSync(join(func, 'sub-bench_ses-01_task-replay_run-01_bold.nii.gz'), gzipSync(encodeNifti1Series({ dims, affine: AFFINE, tr: 2, volumes: vols }), { level: 1 }));
+    writeFileSync(
+      join(func, 'sub-bench_ses-01_task-replay_run-01_bold.nii.gz'),
+      gzipSync(encodeNifti1Series({ dims, affine: AFFINE, tr: 2, volumes: vols }), { level: 1 }),
+    );
     writeFileSync(join(func, 'sub-bench_ses-01_task-replay_run-01_bold.json'), JSON.stringify({ RepetitionTime: 2 }));
     const rep = await replaySession({ session: join(root, 'bids'), url: srv.url, speed: 'max' });
     log(`replay ${rv} × ${dims.join('×')} int16 at max speed: ${rep.volumesPerSecond.toFixed(1)} volumes/s`);

@@ -22,11 +22,26 @@ import type { DashSnapshot } from '../sinks/dashboard/dashboard-state.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/mindsemantix.mjs', import.meta.url));
 
-interface Args { volumes: number; tr: number; models?: string; keep: boolean; trialEvery: number }
+interface Args {
+  volumes: number;
+  tr: number;
+  models?: string;
+  keep: boolean;
+  trialEvery: number;
+}
 
 function soakArgs(argv: string[]): Args {
-  const p = parseArgs('soak', argv, { volumes: { type: 'string', default: '18000' }, tr: { type: 'string', default: '1.6' }, models: { type: 'string' }, keep: { type: 'boolean' } },
-    'the options are --volumes N, --tr S, --models DIR and --keep');
+  const p = parseArgs(
+    'soak',
+    argv,
+    {
+      volumes: { type: 'string', default: '18000' },
+      tr: { type: 'string', default: '1.6' },
+      models: { type: 'string' },
+      keep: { type: 'boolean' },
+    },
+    'the options are --volumes N, --tr S, --models DIR and --keep',
+  );
   return {
     volumes: numberFlag('soak', p, 'volumes', { integer: true, min: 1, max: 32767 })!, // one run: the series' volume count is int16
     tr: numberFlag('soak', p, 'tr', { min: 0.1 })!,
@@ -39,7 +54,10 @@ function soakArgs(argv: string[]): Args {
 /** The session's volumes: 8×8×8 int16 (the tiny bundle's mask grid), a smooth anatomy plus noise. */
 function volumes(n: number): Int16Array[] {
   let s = 12345;
-  const rand = () => { s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0; return s / 4294967296; };
+  const rand = () => {
+    s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0;
+    return s / 4294967296;
+  };
   const out: Int16Array[] = [];
   for (let v = 0; v < n; v++) {
     const a = new Int16Array(512);
@@ -56,18 +74,44 @@ async function writeSession(dir: string, a: Args, vols: Int16Array[]): Promise<{
   mkdirSync(join(dir, 'stimuli'));
   writeFileSync(join(dir, 'dataset_description.json'), JSON.stringify({ Name: 'soak', BIDSVersion: '1.9.0' }));
   const stem = join(func, `sub-${info.subject}_ses-${info.session}_${info.run}`);
-  const nii = encodeNifti1Series({ dims: [8, 8, 8], affine: [3, 0, 0, 0, 0, 3, 0, 0, 0, 0, 3, 0, 0, 0, 0, 1], tr: a.tr, volumes: vols });
+  const nii = encodeNifti1Series({
+    dims: [8, 8, 8],
+    affine: [3, 0, 0, 0, 0, 3, 0, 0, 0, 0, 3, 0, 0, 0, 0, 1],
+    tr: a.tr,
+    volumes: vols,
+  });
   writeFileSync(`${stem}_bold.nii.gz`, gzipSync(nii, { level: 1 }));
-  writeFileSync(`${stem}_bold.json`, JSON.stringify({ RepetitionTime: a.tr, TaskName: info.task, AcquisitionTimes: vols.map((_, i) => Number((i * a.tr).toFixed(3))) }));
+  writeFileSync(
+    `${stem}_bold.json`,
+    JSON.stringify({
+      RepetitionTime: a.tr,
+      TaskName: info.task,
+      AcquisitionTimes: vols.map((_, i) => Number((i * a.tr).toFixed(3))),
+    }),
+  );
   for (let k = 0; k < 20; k++) {
-    await sharp({ create: { width: 96, height: 96, channels: 3, background: { r: 10 * k, g: 255 - 10 * k, b: 128 } } }).png().toFile(join(dir, 'stimuli', `stim-${k}.png`));
+    await sharp({ create: { width: 96, height: 96, channels: 3, background: { r: 10 * k, g: 255 - 10 * k, b: 128 } } })
+      .png()
+      .toFile(join(dir, 'stimuli', `stim-${k}.png`));
   }
   const seconds = vols.length * a.tr;
   const rows: string[] = [];
   for (let t = 4, k = 0; t < seconds - 12; t += a.trialEvery, k++) {
-    rows.push([t.toFixed(3), '3.000', 'stimulus', `stim-${k % 20}`, JSON.stringify([`a picture number ${k % 20}`, `stimulus ${k % 20}`]), `stimuli/stim-${k % 20}.png`].join('\t'));
+    rows.push(
+      [
+        t.toFixed(3),
+        '3.000',
+        'stimulus',
+        `stim-${k % 20}`,
+        JSON.stringify([`a picture number ${k % 20}`, `stimulus ${k % 20}`]),
+        `stimuli/stim-${k % 20}.png`,
+      ].join('\t'),
+    );
   }
-  writeFileSync(`${stem}_events.tsv`, ['onset\tduration\ttrial_type\tstimulus_id\treferences\tstim_file', ...rows].join('\n') + '\n');
+  writeFileSync(
+    `${stem}_events.tsv`,
+    ['onset\tduration\ttrial_type\tstimulus_id\treferences\tstim_file', ...rows].join('\n') + '\n',
+  );
   return { bold: `${stem}_bold.nii.gz`, trials: rows.length };
 }
 
@@ -76,29 +120,58 @@ function rssMb(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-function startServe(port: number, rec: string, models?: string): Promise<{ child: ChildProcess; stderr: () => string }> {
+function startServe(
+  port: number,
+  rec: string,
+  models?: string,
+): Promise<{ child: ChildProcess; stderr: () => string }> {
   const args = [BIN, 'serve', '--port', String(port), '--record', rec, ...(models ? ['--models', models] : [])];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
-  child.stderr!.on('data', (d) => { err += d; if (err.length > 4_000_000) err = err.slice(-1_000_000); });
+  child.stderr!.on('data', (d) => {
+    err += d;
+    if (err.length > 4_000_000) err = err.slice(-1_000_000);
+  });
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`serve did not start: ${err.slice(-2000)}`)), 120_000);
-    child.stderr!.on('data', () => { if (err.includes('ready at')) { clearTimeout(t); resolve({ child, stderr: () => err }); } });
-    child.once('exit', (code) => { clearTimeout(t); reject(new Error(`serve exited with ${code}: ${err.slice(-2000)}`)); });
+    child.stderr!.on('data', () => {
+      if (err.includes('ready at')) {
+        clearTimeout(t);
+        resolve({ child, stderr: () => err });
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`serve exited with ${code}: ${err.slice(-2000)}`));
+    });
   });
 }
 
-async function healthz(port: number): Promise<{ volumesAccepted: number; gaps: number; memory: { rssMb: number; heapUsedMb: number; externalMb: number } }> {
+async function healthz(port: number): Promise<{
+  volumesAccepted: number;
+  gaps: number;
+  memory: { rssMb: number; heapUsedMb: number; externalMb: number };
+}> {
   const r = await fetch(`http://127.0.0.1:${port}/healthz`);
-  return await r.json() as { volumesAccepted: number; gaps: number; memory: { rssMb: number; heapUsedMb: number; externalMb: number } };
+  return (await r.json()) as {
+    volumesAccepted: number;
+    gaps: number;
+    memory: { rssMb: number; heapUsedMb: number; externalMb: number };
+  };
 }
 
 function lateJoiner(port: number): Promise<{ snap: DashSnapshot; bytes: number; ms: number }> {
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
     const s = connect(`http://127.0.0.1:${port}`, { transports: ['websocket'], reconnection: false });
-    s.on('snapshot', (snap: DashSnapshot) => { s.close(); resolve({ snap, bytes: Buffer.byteLength(JSON.stringify(snap)), ms: performance.now() - t0 }); });
-    s.on('connect_error', (e) => { s.close(); reject(e); });
+    s.on('snapshot', (snap: DashSnapshot) => {
+      s.close();
+      resolve({ snap, bytes: Buffer.byteLength(JSON.stringify(snap)), ms: performance.now() - t0 });
+    });
+    s.on('connect_error', (e) => {
+      s.close();
+      reject(e);
+    });
   });
 }
 
@@ -109,7 +182,9 @@ async function main(): Promise<void> {
   try {
     const vols = volumes(a.volumes);
     const session = await writeSession(join(work, 'session'), a, vols);
-    say(`session: ${a.volumes} volumes 8×8×8 int16 at TR ${a.tr} s (${((a.volumes * a.tr) / 3600).toFixed(2)} h), ${session.trials} trials with images`);
+    say(
+      `session: ${a.volumes} volumes 8×8×8 int16 at TR ${a.tr} s (${((a.volumes * a.tr) / 3600).toFixed(2)} h), ${session.trials} trials with images`,
+    );
     const port = 20000 + Math.floor(Math.random() * 20000);
     const rec = join(work, 'record');
     const serve = await startServe(port, rec, a.models);
@@ -117,25 +192,44 @@ async function main(): Promise<void> {
     // The dashboard, open from the start: receives every live update.
     let updates = 0;
     const viewer = connect(`http://127.0.0.1:${port}`, { transports: ['websocket'] });
-    viewer.onAny(() => { updates++; });
+    viewer.onAny(() => {
+      updates++;
+    });
     await new Promise((r) => setTimeout(r, 2000));
     const samples: { t: number; rss: number; heap: number; accepted: number }[] = [];
     const t0 = performance.now();
     const sample = async () => {
       const h = await healthz(port);
-      samples.push({ t: (performance.now() - t0) / 1000, rss: rssMb(pid), heap: h.memory.heapUsedMb, accepted: h.volumesAccepted });
+      samples.push({
+        t: (performance.now() - t0) / 1000,
+        rss: rssMb(pid),
+        heap: h.memory.heapUsedMb,
+        accepted: h.volumesAccepted,
+      });
     };
     await sample();
-    const timer = setInterval(() => { void sample(); }, 2000);
-    const replay = spawn(process.execPath, [BIN, 'replay', join(work, 'session'), '--server', `ws://127.0.0.1:${port}/bridge`, '--speed', 'max'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const timer = setInterval(() => {
+      void sample();
+    }, 2000);
+    const replay = spawn(
+      process.execPath,
+      [BIN, 'replay', join(work, 'session'), '--server', `ws://127.0.0.1:${port}/bridge`, '--speed', 'max'],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     let replayErr = '';
-    replay.stderr!.on('data', (d) => { replayErr += d; if (replayErr.length > 1_000_000) replayErr = replayErr.slice(-100_000); });
+    replay.stderr!.on('data', (d) => {
+      replayErr += d;
+      if (replayErr.length > 1_000_000) replayErr = replayErr.slice(-100_000);
+    });
     const code = await new Promise<number | null>((r) => replay.once('exit', r));
     const replaySeconds = (performance.now() - t0) / 1000;
     say(`replay exited with ${code} after ${replaySeconds.toFixed(1)} s`);
     // Let decoding drain (if any), then the late joiner.
     let lastUpdates = -1;
-    for (let i = 0; i < 600 && updates !== lastUpdates; i++) { lastUpdates = updates; await new Promise((r) => setTimeout(r, 2000)); }
+    for (let i = 0; i < 600 && updates !== lastUpdates; i++) {
+      lastUpdates = updates;
+      await new Promise((r) => setTimeout(r, 2000));
+    }
     clearInterval(timer);
     await sample();
     const late = await lateJoiner(port);
@@ -150,22 +244,58 @@ async function main(): Promise<void> {
     const side = JSON.parse(readFileSync(p.json, 'utf8')) as { AcquisitionTimes: number[]; MissingVolumes: number[] };
     let mismatched = 0;
     for (let v = 0; v < Math.min(a.volumes, img.dims[3] ?? 1); v++) {
-      for (let i = 0; i < 512; i++) if (img.data[v * 512 + i] !== vols[v][i]) { mismatched++; break; }
+      for (let i = 0; i < 512; i++)
+        if (img.data[v * 512 + i] !== vols[v][i]) {
+          mismatched++;
+          break;
+        }
     }
     const rows = readFileSync(p.events, 'utf8').trim().split('\n').length - 1;
     const rss = samples.map((s) => s.rss);
     const report = {
-      volumes: a.volumes, tr: a.tr, hours: (a.volumes * a.tr) / 3600, trials: session.trials, decoding: a.models ?? 'off (no --models)',
+      volumes: a.volumes,
+      tr: a.tr,
+      hours: (a.volumes * a.tr) / 3600,
+      trials: session.trials,
+      decoding: a.models ?? 'off (no --models)',
       replay: { exit: code, seconds: replaySeconds, volumes_per_s: a.volumes / replaySeconds },
-      server_rss_mb: { start: rss[0], after_first_quarter: samples.find((s) => s.accepted >= a.volumes / 4)?.rss, peak: Math.max(...rss), end: rss[rss.length - 1] },
+      server_rss_mb: {
+        start: rss[0],
+        after_first_quarter: samples.find((s) => s.accepted >= a.volumes / 4)?.rss,
+        peak: Math.max(...rss),
+        end: rss[rss.length - 1],
+      },
       // heapUsed is sampled without forcing a collection: compare the lows, not single samples.
-      server_heap_used_mb: { start: samples[0].heap, min_second_half: Math.min(...samples.filter((s) => s.accepted >= a.volumes / 2).map((s) => s.heap)), peak: Math.max(...samples.map((s) => s.heap)), end: samples[samples.length - 1].heap },
-      samples: samples.filter((_, i) => i % Math.max(1, Math.floor(samples.length / 12)) === 0).map((s) => `${s.t.toFixed(0)} s: rss ${s.rss.toFixed(0)} MB, heap ${s.heap} MB, ${s.accepted} volumes`),
-      late_joiner: { snapshot_bytes: late.bytes, ms: Math.round(late.ms), trials: late.snap.trials.length, with_images: late.snap.trials.filter((t) => t.stimulusImage || t.reconstruction?.image).length, captions: late.snap.trials.filter((t) => t.caption).length, volumes: late.snap.volumes.length, alerts: late.snap.alerts.length },
+      server_heap_used_mb: {
+        start: samples[0].heap,
+        min_second_half: Math.min(...samples.filter((s) => s.accepted >= a.volumes / 2).map((s) => s.heap)),
+        peak: Math.max(...samples.map((s) => s.heap)),
+        end: samples[samples.length - 1].heap,
+      },
+      samples: samples
+        .filter((_, i) => i % Math.max(1, Math.floor(samples.length / 12)) === 0)
+        .map((s) => `${s.t.toFixed(0)} s: rss ${s.rss.toFixed(0)} MB, heap ${s.heap} MB, ${s.accepted} volumes`),
+      late_joiner: {
+        snapshot_bytes: late.bytes,
+        ms: Math.round(late.ms),
+        trials: late.snap.trials.length,
+        with_images: late.snap.trials.filter((t) => t.stimulusImage || t.reconstruction?.image).length,
+        captions: late.snap.trials.filter((t) => t.caption).length,
+        volumes: late.snap.volumes.length,
+        alerts: late.snap.alerts.length,
+      },
       live_updates_received: updates,
       recording: {
-        volumes: img.dims[3] ?? 1, acquisition_times: side.AcquisitionTimes.length, missing: side.MissingVolumes.length, mismatched_volumes: mismatched, event_rows: rows,
-        exact: (img.dims[3] ?? 1) === a.volumes && mismatched === 0 && side.MissingVolumes.length === 0 && side.AcquisitionTimes.length === a.volumes,
+        volumes: img.dims[3] ?? 1,
+        acquisition_times: side.AcquisitionTimes.length,
+        missing: side.MissingVolumes.length,
+        mismatched_volumes: mismatched,
+        event_rows: rows,
+        exact:
+          (img.dims[3] ?? 1) === a.volumes &&
+          mismatched === 0 &&
+          side.MissingVolumes.length === 0 &&
+          side.AcquisitionTimes.length === a.volumes,
       },
       server: health,
       loadavg: loadavg().map((x) => Number(x.toFixed(2))),

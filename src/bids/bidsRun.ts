@@ -17,7 +17,8 @@ export interface BidsRunFiles {
 
 /** Every *_bold.nii[.gz] under `dir` (derivatives/ excluded), sorted by path. */
 export function findBidsRuns(dir: string): BidsRunFiles[] {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`${dir} is not a folder; pass a BIDS session or dataset folder.`);
+  if (!existsSync(dir) || !statSync(dir).isDirectory())
+    throw new Error(`${dir} is not a folder; pass a BIDS session or dataset folder.`);
   const out: BidsRunFiles[] = [];
   const walk = (d: string, depth: number) => {
     for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
@@ -40,7 +41,11 @@ function parseRunFile(bold: string): BidsRunFiles {
   const task = parts.find((p) => p.startsWith('task-'))?.slice(5) ?? 'rest';
   const stem = bold.replace(/_bold\.nii(\.gz)?$/, '');
   return {
-    bold, subject: sub, session: ses, run, task,
+    bold,
+    subject: sub,
+    session: ses,
+    run,
+    task,
     events: existsSync(`${stem}_events.tsv`) ? `${stem}_events.tsv` : undefined,
     json: existsSync(`${stem}_bold.json`) ? `${stem}_bold.json` : undefined,
   };
@@ -61,16 +66,36 @@ export function loadBidsRun(f: BidsRunFiles): LoadedRun {
   const img = decodeNifti(readFileSync(f.bold));
   if (img.dims.length !== 4 && img.dims.length !== 3) throw new Error(`${f.bold} is not a 3-D or 4-D image.`);
   const nvol = img.dims.length === 4 ? img.dims[3] : 1;
-  const sidecar = f.json ? JSON.parse(readFileSync(f.json, 'utf8')) as { RepetitionTime?: number; AcquisitionTimes?: number[]; MissingVolumes?: number[] } : {};
+  const sidecar = f.json
+    ? (JSON.parse(readFileSync(f.json, 'utf8')) as {
+        RepetitionTime?: number;
+        AcquisitionTimes?: number[];
+        MissingVolumes?: number[];
+      })
+    : {};
   const tr = sidecar.RepetitionTime ?? img.tr;
-  if (!(tr > 0)) throw new Error(`${f.bold} has no repetition time (neither RepetitionTime in the JSON sidecar nor pixdim[4]).`);
+  if (!(tr > 0))
+    throw new Error(`${f.bold} has no repetition time (neither RepetitionTime in the JSON sidecar nor pixdim[4]).`);
   const acq = Array.from({ length: nvol }, (_, i) => sidecar.AcquisitionTimes?.[i] ?? i * tr);
-  const int16 = img.datatype === NIFTI_TYPE.int16 || img.datatype === NIFTI_TYPE.uint8 || img.datatype === NIFTI_TYPE.int8;
+  const int16 =
+    img.datatype === NIFTI_TYPE.int16 || img.datatype === NIFTI_TYPE.uint8 || img.datatype === NIFTI_TYPE.int8;
   const affine = img.affine;
   const voxelSize = img.voxelSize.slice(0, 3) as [number, number, number];
-  const info: RunInfo = { session: f.session, run: f.run, subject: f.subject, task: f.task, tr, dims: [img.dims[0], img.dims[1], img.dims[2]], voxelSize, affine };
+  const info: RunInfo = {
+    session: f.session,
+    run: f.run,
+    subject: f.subject,
+    task: f.task,
+    tr,
+    dims: [img.dims[0], img.dims[1], img.dims[2]],
+    voxelSize,
+    affine,
+  };
   return {
-    info, volumes: nvol, acquisitionTimes: acq, missing: new Set(sidecar.MissingVolumes ?? []),
+    info,
+    volumes: nvol,
+    acquisitionTimes: acq,
+    missing: new Set(sidecar.MissingVolumes ?? []),
     events: f.events ? readEventsTsv(f.events, f.run) : [],
     volume(i) {
       const v = img.volume(i);
@@ -96,9 +121,13 @@ export function parseEventsTsv(text: string, run: string, where = 'events.tsv'):
   const lines = text.split(/\r?\n/);
   const head = lines[0].split('\t').map((s) => s.trim());
   const col = (n: string) => head.indexOf(n);
-  const iOn = col('onset'), iDur = col('duration');
+  const iOn = col('onset'),
+    iDur = col('duration');
   if (iOn < 0 || iDur < 0) throw new Error(`${where} needs onset and duration columns.`);
-  const iType = col('trial_type'), iStim = col('stimulus_id'), iRefs = col('references'), iFile = col('stim_file');
+  const iType = col('trial_type'),
+    iStim = col('stimulus_id'),
+    iRefs = col('references'),
+    iFile = col('stim_file');
   const out: StimulusEvent[] = [];
   for (const line of lines.slice(1)) {
     if (!line.trim()) continue;
@@ -112,11 +141,19 @@ export function parseEventsTsv(text: string, run: string, where = 'events.tsv'):
       try {
         const r = JSON.parse(refs) as unknown;
         if (Array.isArray(r)) references = r.map(String);
-      } catch { /* not JSON: leave out */ }
+      } catch {
+        /* not JSON: leave out */
+      }
     }
     out.push({
-      run, trial: out.length, onset, duration: Number(na(iDur) ?? 0) || 0,
-      stimulusId: na(iStim) ?? na(iType) ?? `trial-${out.length}`, trialType: na(iType), references, image: na(iFile),
+      run,
+      trial: out.length,
+      onset,
+      duration: Number(na(iDur) ?? 0) || 0,
+      stimulusId: na(iStim) ?? na(iType) ?? `trial-${out.length}`,
+      trialType: na(iType),
+      references,
+      image: na(iFile),
     });
   }
   return out;

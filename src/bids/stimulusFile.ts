@@ -74,7 +74,10 @@ function isFile(p: string): boolean {
 /** The file's bytes when they are a PNG/JPEG/WebP within the inline limits; throws an Error saying why not. */
 export function readStimulusFile(path: string): StimulusImage {
   const size = statSync(path).size;
-  if (size > MAX_INLINE_IMAGE_BYTES) throw new Error(`${path} is ${Math.round(size / 1024)} KiB, above the ${MAX_INLINE_IMAGE_BYTES / 1024} KiB inline limit`);
+  if (size > MAX_INLINE_IMAGE_BYTES)
+    throw new Error(
+      `${path} is ${Math.round(size / 1024)} KiB, above the ${MAX_INLINE_IMAGE_BYTES / 1024} KiB inline limit`,
+    );
   const buf = readFileSync(path);
   try {
     return inspectImage(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
@@ -91,8 +94,12 @@ export async function fitStimulusFile(path: string): Promise<StimulusImage> {
     const { default: sharp } = await import('sharp'); // loaded only when needed: most stimuli fit as they are
     let jpeg: Buffer;
     try {
-      jpeg = await sharp(path, { limitInputPixels: 100e6 }).rotate().resize(FIT_SIDE, FIT_SIDE, { fit: 'inside', withoutEnlargement: true })
-        .flatten({ background: '#ffffff' }).jpeg({ quality: 85 }).toBuffer();
+      jpeg = await sharp(path, { limitInputPixels: 100e6 })
+        .rotate()
+        .resize(FIT_SIDE, FIT_SIDE, { fit: 'inside', withoutEnlargement: true })
+        .flatten({ background: '#ffffff' })
+        .jpeg({ quality: 85 })
+        .toBuffer();
     } catch (e) {
       throw new Error(`${(first as Error).message}, and it could not be re-encoded (${(e as Error).message})`);
     }
@@ -111,7 +118,10 @@ export class StimulusFiles {
 
   /** `root`: stimulus files must lie inside it (see resolveStimulusFile); the bridge, reading the local stimulus
    * program's own events file, passes none. */
-  constructor(private readonly log?: Log, private readonly root?: string) {}
+  constructor(
+    private readonly log?: Log,
+    private readonly root?: string,
+  ) {}
 
   /** The image of a stim_file, shrunk to the inline limits when it does not fit as it is (cached per file). */
   load(stimFile: string | undefined, eventsFile: string): Promise<StimulusImage | undefined> {
@@ -119,7 +129,10 @@ export class StimulusFiles {
     if (!path) return Promise.resolve(undefined);
     let p = this.fitted.get(path);
     if (!p) {
-      p = fitStimulusFile(path).catch((e: unknown) => { this.warn(e); return undefined; });
+      p = fitStimulusFile(path).catch((e: unknown) => {
+        this.warn(e);
+        return undefined;
+      });
       this.fitted.set(path, p);
     }
     return p;
@@ -131,7 +144,11 @@ export class StimulusFiles {
     const miss = this.missing.get(key);
     if (miss !== undefined && Date.now() - miss < RETRY_MS) return undefined;
     if (this.root !== undefined && !isConfinedPath(stimFile)) {
-      if (!this.refused.has(key)) this.log?.('warn', `stimulus ${stimFile} named in ${eventsFile} is outside the dataset (absolute or with ..); it is not read, its events are sent without the image`);
+      if (!this.refused.has(key))
+        this.log?.(
+          'warn',
+          `stimulus ${stimFile} named in ${eventsFile} is outside the dataset (absolute or with ..); it is not read, its events are sent without the image`,
+        );
       this.refused.add(key);
       return undefined;
     }
@@ -140,7 +157,11 @@ export class StimulusFiles {
       this.missing.delete(key);
       return path;
     }
-    if (miss === undefined) this.log?.('warn', `stimulus ${stimFile} named in ${eventsFile} is not next to it (nor up to ${LEVELS_UP} folders above${this.root !== undefined ? `, inside ${this.root}` : ''}); its events are sent without the image until it appears`);
+    if (miss === undefined)
+      this.log?.(
+        'warn',
+        `stimulus ${stimFile} named in ${eventsFile} is not next to it (nor up to ${LEVELS_UP} folders above${this.root !== undefined ? `, inside ${this.root}` : ''}); its events are sent without the image until it appears`,
+      );
     this.missing.set(key, Date.now());
     return undefined;
   }

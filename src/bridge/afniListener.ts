@@ -48,7 +48,10 @@ export class AfniListener implements VolumeSource {
     socket.on('data', (chunk: Buffer) => {
       text += chunk.toString('latin1');
       if (text.length > MAX_CONTROL_BYTES) {
-        this.o.onInvalid?.(`afni://${peer}`, `the AFNI control message ran past ${MAX_CONTROL_BYTES} bytes without its closing NUL byte; the connection was closed.`);
+        this.o.onInvalid?.(
+          `afni://${peer}`,
+          `the AFNI control message ran past ${MAX_CONTROL_BYTES} bytes without its closing NUL byte; the connection was closed.`,
+        );
         socket.destroy();
         return;
       }
@@ -66,7 +69,9 @@ export class AfniListener implements VolumeSource {
       }
       this.openData(Number(m[2]));
     });
-    socket.on('error', () => { /* a control socket that breaks carries no data */ });
+    socket.on('error', () => {
+      /* a control socket that breaks carries no data */
+    });
   }
 
   private openData(port: number): void {
@@ -80,7 +85,10 @@ export class AfniListener implements VolumeSource {
   private onData(socket: Socket): void {
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;
     if (this.sockets.size >= MAX_DATA_CONNECTIONS) {
-      this.o.log?.('warn', `AFNI data connection from ${peer} refused: ${MAX_DATA_CONNECTIONS} senders are already connected.`);
+      this.o.log?.(
+        'warn',
+        `AFNI data connection from ${peer} refused: ${MAX_DATA_CONNECTIONS} senders are already connected.`,
+      );
       socket.destroy();
       return;
     }
@@ -100,7 +108,10 @@ export class AfniListener implements VolumeSource {
       } catch (e) {
         if (!(e instanceof AfniError)) throw e;
         failed = true;
-        this.o.onInvalid?.(`afni://${peer}`, `${e.message} The connection was closed; the ${volumes} volume(s) received before are kept.`);
+        this.o.onInvalid?.(
+          `afni://${peer}`,
+          `${e.message} The connection was closed; the ${volumes} volume(s) received before are kept.`,
+        );
         this.o.onRunEnd?.(key());
         socket.destroy();
         return;
@@ -109,19 +120,27 @@ export class AfniListener implements VolumeSource {
         if (ev.kind === 'header') {
           dataset++;
           const a = ev.acq;
-          if (a.ignored.length) this.o.log?.('info', `AFNI header commands not used by the bridge: ${[...new Set(a.ignored)].join(', ')}`);
+          if (a.ignored.length)
+            this.o.log?.('info', `AFNI header commands not used by the bridge: ${[...new Set(a.ignored)].join(', ')}`);
         } else if (ev.kind === 'end') {
           this.o.onRunEnd?.(key());
         } else {
           volumes++;
           this.o.onVolume({
-            path: `afni://${peer}/${dataset}`, volume: ev.volume, positionInFile: 0, growing: false,
-            seenAt: ev.firstByteAt, readAt: Date.now(), runKey: key(),
+            path: `afni://${peer}/${dataset}`,
+            volume: ev.volume,
+            positionInFile: 0,
+            growing: false,
+            seenAt: ev.firstByteAt,
+            readAt: Date.now(),
+            runKey: key(),
           });
         }
       }
     });
-    socket.on('error', () => { /* reported on close */ });
+    socket.on('error', () => {
+      /* reported on close */
+    });
     socket.on('close', () => {
       this.sockets.delete(socket);
       if (failed) return;

@@ -76,9 +76,21 @@ export class ScannerBridge {
     this.stimuli = new StimulusFiles(o.log);
     const handlers: SourceHandlers = {
       onVolume: (v) => this.onVolume(v),
-      onInvalid: (p, reason) => { this.stats.invalid++; o.log?.('warn', `${p} is not a readable scanner file and was skipped: ${reason}`); },
-      onGiveUp: (p, reason) => { this.stats.invalid++; o.log?.('warn', `${p} stayed incomplete for ${((o.giveUpMs ?? DEFAULT_GIVE_UP_MS) / 1000).toFixed(0)} s and was given up (it is read again if it changes): ${reason}`); },
-      onRunEnd: (key) => { const r = this.runs.get(key); if (r) this.endRun(r); },
+      onInvalid: (p, reason) => {
+        this.stats.invalid++;
+        o.log?.('warn', `${p} is not a readable scanner file and was skipped: ${reason}`);
+      },
+      onGiveUp: (p, reason) => {
+        this.stats.invalid++;
+        o.log?.(
+          'warn',
+          `${p} stayed incomplete for ${((o.giveUpMs ?? DEFAULT_GIVE_UP_MS) / 1000).toFixed(0)} s and was given up (it is read again if it changes): ${reason}`,
+        );
+      },
+      onRunEnd: (key) => {
+        const r = this.runs.get(key);
+        if (r) this.endRun(r);
+      },
       onFile: (p) => {
         if (!this.tail && /events.*\.tsv$/i.test(basename(p))) {
           this.tail = new EventsTail(p);
@@ -86,7 +98,14 @@ export class ScannerBridge {
         }
       },
     };
-    const watch = { format: o.format, pollMs: o.pollMs, retryMs: o.retryMs, fsEvents: o.fsEvents, giveUpMs: o.giveUpMs ?? DEFAULT_GIVE_UP_MS, ...handlers };
+    const watch = {
+      format: o.format,
+      pollMs: o.pollMs,
+      retryMs: o.retryMs,
+      fsEvents: o.fsEvents,
+      giveUpMs: o.giveUpMs ?? DEFAULT_GIVE_UP_MS,
+      ...handlers,
+    };
     if (o.source) this.watcher = o.source(handlers);
     else if (o.layout === 'series-folders') this.watcher = new SeriesFoldersWatcher({ ...watch, dir: o.dir! });
     else this.watcher = new FolderWatcher({ ...watch, dir: o.dir! });
@@ -124,13 +143,20 @@ export class ScannerBridge {
   /** Whether a volume's series is streamed: the chosen ones with --series, else all but those that say they are not EPI. */
   private wanted(w: WatchedVolume): boolean {
     const v = w.volume;
-    const chosen = this.o.series ? v.seriesNumber !== undefined && this.o.series.includes(v.seriesNumber) : v.epi !== false;
+    const chosen = this.o.series
+      ? v.seriesNumber !== undefined && this.o.series.includes(v.seriesNumber)
+      : v.epi !== false;
     if (!chosen) {
       const key = String(v.seriesNumber ?? w.path);
       if (!this.skippedSeries.has(key)) {
         this.skippedSeries.add(key);
-        const why = this.o.series ? `not among --series ${this.o.series.join(',')}` : 'not an EPI series (a localizer or other structural scan)';
-        this.o.log?.('info', `series ${v.seriesNumber ?? '(unnumbered)'} (${w.path}) is ${why}; its volumes are not streamed`);
+        const why = this.o.series
+          ? `not among --series ${this.o.series.join(',')}`
+          : 'not an EPI series (a localizer or other structural scan)';
+        this.o.log?.(
+          'info',
+          `series ${v.seriesNumber ?? '(unnumbered)'} (${w.path}) is ${why}; its volumes are not streamed`,
+        );
       }
     }
     return chosen;
@@ -140,7 +166,8 @@ export class ScannerBridge {
     const v = w.volume;
     // A run is the source's own key (an MRD measurement), a DICOM series, one growing 4-D NIfTI, or (per-volume NIfTI
     // files) the whole folder.
-    const key = w.runKey ?? (v.seriesNumber !== undefined ? `series-${v.seriesNumber}` : w.growing ? `file-${w.path}` : 'folder');
+    const key =
+      w.runKey ?? (v.seriesNumber !== undefined ? `series-${v.seriesNumber}` : w.growing ? `file-${w.path}` : 'folder');
     let r = this.runs.get(key);
     if (r) return r;
     this.runCounter++;
@@ -148,9 +175,14 @@ export class ScannerBridge {
     if (!tr) this.o.log?.('warn', `${w.path} carries no repetition time and --tr was not given; assuming 2 s`);
     const num = v.seriesNumber ?? this.runCounter;
     const info: RunInfo = {
-      session: this.o.session ?? '01', subject: this.o.subject ?? '01', task: this.o.task ?? 'vision',
+      session: this.o.session ?? '01',
+      subject: this.o.subject ?? '01',
+      task: this.o.task ?? 'vision',
       run: `task-${this.o.task ?? 'vision'}_run-${String(num).padStart(2, '0')}`,
-      tr: tr ?? 2, dims: [...v.dims], voxelSize: [v.voxelSize[0], v.voxelSize[1], v.voxelSize[2]], affine: [...v.affine],
+      tr: tr ?? 2,
+      dims: [...v.dims],
+      voxelSize: [v.voxelSize[0], v.voxelSize[1], v.voxelSize[2]],
+      affine: [...v.affine],
     };
     // Numbering starts at 0 or 1 (Siemens instance numbers); files already in the folder at start are sent too.
     r = { info, key, base: undefined, counter: 0, maxIndex: -1, events: 0, ended: false };
@@ -180,11 +212,17 @@ export class ScannerBridge {
     const v = w.volume;
     if (v.dims.some((d, i) => d !== r.info.dims[i])) {
       this.stats.invalid++;
-      this.o.log?.('warn', `${w.path}: a ${v.dims.join('×')} volume arrived in ${r.info.run}, which is ${r.info.dims.join('×')}; skipped (start a new series or run for a new geometry).`);
+      this.o.log?.(
+        'warn',
+        `${w.path}: a ${v.dims.join('×')} volume arrived in ${r.info.run}, which is ${r.info.dims.join('×')}; skipped (start a new series or run for a new geometry).`,
+      );
       return;
     }
     if (r.ended) {
-      this.o.log?.('warn', `${w.path} belongs to ${r.info.run}, which already ended when a later series began; skipped (the server no longer accepts volumes for it).`);
+      this.o.log?.(
+        'warn',
+        `${w.path} belongs to ${r.info.run}, which already ended when a later series began; skipped (the server no longer accepts volumes for it).`,
+      );
       return;
     }
     let index: number;
@@ -199,10 +237,20 @@ export class ScannerBridge {
       return;
     }
     if (v.acquisitionTime !== undefined && index === 0) r.t0 = v.acquisitionTime;
-    const acquisitionTime = v.acquisitionTime !== undefined && r.t0 !== undefined ? v.acquisitionTime - r.t0 : index * r.info.tr;
+    const acquisitionTime =
+      v.acquisitionTime !== undefined && r.t0 !== undefined ? v.acquisitionTime - r.t0 : index * r.info.tr;
     r.maxIndex = Math.max(r.maxIndex, index);
     const nifti = encodeNifti1Volume({ dims: v.dims, affine: v.affine, tr: r.info.tr, data: int16IfExact(v.data) });
-    this.sender.sendVolume({ session: r.info.session, run: r.info.run, index, tr: r.info.tr, acquisitionTime, nifti, seenAt: w.seenAt, readAt: w.readAt });
+    this.sender.sendVolume({
+      session: r.info.session,
+      run: r.info.run,
+      index,
+      tr: r.info.tr,
+      acquisitionTime,
+      nifti,
+      seenAt: w.seenAt,
+      readAt: w.readAt,
+    });
     this.stats.volumes++;
   }
 

@@ -19,7 +19,11 @@ export class EventsTail {
     }
     try {
       const size = fstatSync(fd).size;
-      if (size < this.offset) { this.offset = 0; this.header = undefined; this.rows = 0; } // truncated and rewritten
+      if (size < this.offset) {
+        this.offset = 0;
+        this.header = undefined;
+        this.rows = 0;
+      } // truncated and rewritten
       if (size === this.offset) return [];
       const buf = Buffer.alloc(size - this.offset);
       readSync(fd, buf, 0, buf.length, this.offset);

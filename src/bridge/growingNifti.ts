@@ -2,7 +2,13 @@
 // one volume's byte range per volume, so following a long run costs the same per volume at the end as at the start.
 // The header is read, and each volume decoded, by src/scanner (the same header reader as every other NIfTI path).
 import { openSync, readSync, closeSync, fstatSync } from 'node:fs';
-import { decodeNiftiVolume, readNiftiLayout, NIFTI_MAX_HEADER_BYTES, type NiftiLayout, type ScannerVolume } from '../scanner/index.js';
+import {
+  decodeNiftiVolume,
+  readNiftiLayout,
+  NIFTI_MAX_HEADER_BYTES,
+  type NiftiLayout,
+  type ScannerVolume,
+} from '../scanner/index.js';
 
 /** Volumes `from`… that are complete on disk, or undefined when the file is not an uncompressed 4-D NIfTI (yet). */
 export function readNewNiftiVolumes(path: string, from: number): ScannerVolume[] | undefined {
@@ -30,8 +36,13 @@ export function readNewNiftiVolumes(path: string, from: number): ScannerVolume[]
       readSync(fd, volume, 0, volume.length, vox + k * layout.volumeBytes);
       const img = decodeNiftiVolume(head, volume);
       out.push({
-        dims: [img.dims[0], img.dims[1], img.dims[2]], affine: img.affine, voxelSize: img.voxelSize.slice(),
-        tr: img.tr > 0 ? img.tr : undefined, volumeIndex: k, source: 'nifti', data: img.volume(0),
+        dims: [img.dims[0], img.dims[1], img.dims[2]],
+        affine: img.affine,
+        voxelSize: img.voxelSize.slice(),
+        tr: img.tr > 0 ? img.tr : undefined,
+        volumeIndex: k,
+        source: 'nifti',
+        data: img.volume(0),
       });
     }
     return out;

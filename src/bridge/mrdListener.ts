@@ -2,7 +2,14 @@
 // their image messages into volumes for the bridge. A run is one MRD measurement (measurementID of the XML header): a
 // sender that reconnects mid-run with the same measurement continues the same run.
 import { createServer, type Server, type Socket } from 'node:net';
-import { MRD, MrdError, MrdStreamParser, MrdVolumeAssembler, parseMrdHeader, type MrdHeaderInfo } from '../scanner/mrd.js';
+import {
+  MRD,
+  MrdError,
+  MrdStreamParser,
+  MrdVolumeAssembler,
+  parseMrdHeader,
+  type MrdHeaderInfo,
+} from '../scanner/mrd.js';
 import type { SourceHandlers, VolumeSource } from './source.js';
 
 export interface ListenerOptions extends SourceHandlers {
@@ -70,7 +77,12 @@ export class MrdListener implements VolumeSource {
     let header: MrdHeaderInfo = {};
     let closed = false;
     const warned = new Set<string>();
-    const warnOnce = (key: string, msg: string) => { if (!warned.has(key)) { warned.add(key); this.o.log?.('warn', msg); } };
+    const warnOnce = (key: string, msg: string) => {
+      if (!warned.has(key)) {
+        warned.add(key);
+        this.o.log?.('warn', msg);
+      }
+    };
     let volumes = 0;
     this.o.log?.('info', `MRD sender connected from ${peer}`);
     socket.on('data', (chunk: Buffer) => {
@@ -90,7 +102,10 @@ export class MrdListener implements VolumeSource {
           header = parseMrdHeader(m.xml);
           assembler.setSlicesPerVolume(header.slicesPerVolume);
         } else if (m.kind === 'skipped') {
-          warnOnce(`skip-${m.id}`, `MRD ${m.name} messages (id ${m.id}) from ${peer} are not used by the bridge and are skipped; it reads reconstructed images (id ${MRD.IMAGE}).`);
+          warnOnce(
+            `skip-${m.id}`,
+            `MRD ${m.name} messages (id ${m.id}) from ${peer} are not used by the bridge and are skipped; it reads reconstructed images (id ${MRD.IMAGE}).`,
+          );
         } else if (m.kind === 'image') {
           const img = m.image;
           if (img.refused) {
@@ -109,8 +124,13 @@ export class MrdListener implements VolumeSource {
           volumes++;
           const key = header.measurementId ?? `connection-${conn}`;
           this.o.onVolume({
-            path: `mrd://${peer}/${key}`, volume: done.volume, positionInFile: 0, growing: false,
-            seenAt: done.firstByteAt, readAt: Date.now(), runKey: `mrd-${key}`,
+            path: `mrd://${peer}/${key}`,
+            volume: done.volume,
+            positionInFile: 0,
+            growing: false,
+            seenAt: done.firstByteAt,
+            readAt: Date.now(),
+            runKey: `mrd-${key}`,
           });
         } else if (m.kind === 'close') {
           closed = true;
@@ -119,12 +139,17 @@ export class MrdListener implements VolumeSource {
         }
       }
     });
-    socket.on('error', () => { /* reported on close */ });
+    socket.on('error', () => {
+      /* reported on close */
+    });
     socket.on('close', () => {
       this.sockets.delete(socket);
       if (!closed) {
         const left = parser.pending() ? ` (a ${parser.pending()}-byte partial message was dropped)` : '';
-        this.o.log?.('warn', `the MRD sender at ${peer} went away without a close message after ${volumes} volume(s)${left}; they are kept, and a reconnect with the same measurement continues the run.`);
+        this.o.log?.(
+          'warn',
+          `the MRD sender at ${peer} went away without a close message after ${volumes} volume(s)${left}; they are kept, and a reconnect with the same measurement continues the run.`,
+        );
       }
     });
   }

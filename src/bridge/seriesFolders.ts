@@ -32,7 +32,9 @@ export class SeriesFoldersWatcher implements VolumeSource {
       return; // not there yet
     }
     // series in number order, so an earlier series is read (and its run ended) before a later one begins
-    const series = names.map((n) => ({ n, num: /(\d{1,9})$/.exec(n)?.[1] })).filter((x) => x.num !== undefined && !this.watchers.has(x.n))
+    const series = names
+      .map((n) => ({ n, num: /(\d{1,9})$/.exec(n)?.[1] }))
+      .filter((x) => x.num !== undefined && !this.watchers.has(x.n))
       .sort((a, b) => Number(a.num) - Number(b.num));
     for (const { n, num } of series) {
       const path = join(this.o.dir, n);
@@ -42,7 +44,11 @@ export class SeriesFoldersWatcher implements VolumeSource {
         continue;
       }
       if (this.watchers.size >= MAX_SERIES_FOLDERS) {
-        if (!this.warned) this.o.onInvalid?.(path, `more than ${MAX_SERIES_FOLDERS} series folders; later ones are not followed (move old series out of ${basename(this.o.dir)}).`);
+        if (!this.warned)
+          this.o.onInvalid?.(
+            path,
+            `more than ${MAX_SERIES_FOLDERS} series folders; later ones are not followed (move old series out of ${basename(this.o.dir)}).`,
+          );
         this.warned = true;
         return;
       }

@@ -3,7 +3,14 @@
 // Never a fixed settle timer.
 import { watch, readdirSync, statSync, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
-import { readScannerFile, nameIndex, nameSeries, SliceAssembler, type ScannerFormat, type ScannerVolume } from '../scanner/index.js';
+import {
+  readScannerFile,
+  nameIndex,
+  nameSeries,
+  SliceAssembler,
+  type ScannerFormat,
+  type ScannerVolume,
+} from '../scanner/index.js';
 import { readNewNiftiVolumes } from './growingNifti.js';
 
 export interface WatchedVolume {
@@ -70,10 +77,18 @@ export class FolderWatcher {
   constructor(private readonly o: WatchOptions) {}
 
   start(): void {
-    if (this.o.fsEvents !== false) try {
-      this.fsw = watch(this.o.dir, { persistent: false }, (_ev, name) => { if (name) this.consider(name.toString()); });
-      this.fsw.on('error', () => { this.fsw?.close(); this.fsw = undefined; }); // polling carries on
-    } catch { /* no events on this file system: polling only */ }
+    if (this.o.fsEvents !== false)
+      try {
+        this.fsw = watch(this.o.dir, { persistent: false }, (_ev, name) => {
+          if (name) this.consider(name.toString());
+        });
+        this.fsw.on('error', () => {
+          this.fsw?.close();
+          this.fsw = undefined;
+        }); // polling carries on
+      } catch {
+        /* no events on this file system: polling only */
+      }
     this.scan();
     this.poll = setInterval(() => this.scan(), this.o.pollMs ?? 50);
   }
@@ -94,7 +109,12 @@ export class FolderWatcher {
     }
     // series first (Siemens 001_<series>_<instance>), then the volume number: a busy folder's series come one after
     // another rather than interleaved, so no run is ended while its files are still waiting
-    names.sort((a, b) => (nameSeries(a) ?? -1) - (nameSeries(b) ?? -1) || (nameIndex(a) ?? Infinity) - (nameIndex(b) ?? Infinity) || a.localeCompare(b));
+    names.sort(
+      (a, b) =>
+        (nameSeries(a) ?? -1) - (nameSeries(b) ?? -1) ||
+        (nameIndex(a) ?? Infinity) - (nameIndex(b) ?? Infinity) ||
+        a.localeCompare(b),
+    );
     for (const n of names) this.consider(n);
   }
 
@@ -147,7 +167,8 @@ export class FolderWatcher {
         t.size = st.size;
         t.mtimeMs = st.mtimeMs;
         const readAt = Date.now();
-        for (const v of vols) this.o.onVolume({ path, volume: v, positionInFile: t.sent++, growing: true, seenAt: t.seenAt, readAt });
+        for (const v of vols)
+          this.o.onVolume({ path, volume: v, positionInFile: t.sent++, growing: true, seenAt: t.seenAt, readAt });
         return;
       }
     }
@@ -181,8 +202,11 @@ export class FolderWatcher {
     if (this.o.seriesNumber !== undefined) for (const v of vols) v.seriesNumber = this.o.seriesNumber;
     // One volume per file is final; a multi-volume NIfTI may still grow (a scanner appending to a 4-D file).
     const growing = r.format === 'nifti' && (r.volumes.length > 1 || nameIndex(path) === undefined);
-    for (let i = t.sent; i < vols.length; i++) this.o.onVolume({ path, volume: vols[i], positionInFile: growing ? i : 0, growing, seenAt: t.seenAt, readAt });
-    if (growing) { t.sent = vols.length; t.growing = true; }
-    else t.final = true;
+    for (let i = t.sent; i < vols.length; i++)
+      this.o.onVolume({ path, volume: vols[i], positionInFile: growing ? i : 0, growing, seenAt: t.seenAt, readAt });
+    if (growing) {
+      t.sent = vols.length;
+      t.growing = true;
+    } else t.final = true;
   }
 }

@@ -22,7 +22,12 @@ export interface ParsedArgs {
  * `choices` are usage errors (exit 2), one sentence each, the first in argv order. `usage` ends the unknown-option
  * sentence (scripts that are not `mindsemantix` commands name their options there).
  */
-export function parseArgs(command: string, argv: string[], specs: FlagSpecs, usage = `run \`mindsemantix ${command} --help\` for the options`): ParsedArgs {
+export function parseArgs(
+  command: string,
+  argv: string[],
+  specs: FlagSpecs,
+  usage = `run \`mindsemantix ${command} --help\` for the options`,
+): ParsedArgs {
   const options: Record<string, { type: 'string' | 'boolean' }> = {};
   for (const [name, spec] of Object.entries(specs)) options[name] = { type: spec.type };
   const { tokens } = nodeParseArgs({ args: argv, options, strict: false, allowPositionals: true, tokens: true });
@@ -30,7 +35,10 @@ export function parseArgs(command: string, argv: string[], specs: FlagSpecs, usa
   const positionals: string[] = [];
   for (const [name, spec] of Object.entries(specs)) if (spec.default !== undefined) flags[name] = spec.default;
   for (const t of tokens) {
-    if (t.kind === 'positional') { positionals.push(t.value); continue; }
+    if (t.kind === 'positional') {
+      positionals.push(t.value);
+      continue;
+    }
     if (t.kind !== 'option') continue;
     const spec = Object.hasOwn(specs, t.name) ? specs[t.name] : undefined;
     if (!spec) throw new UserError(`${command}: unknown option ${t.rawName}; ${usage}.`, 2);
@@ -58,17 +66,32 @@ export function stringFlag(p: ParsedArgs, name: string): string | undefined {
 }
 export function requireString(command: string, p: ParsedArgs, name: string): string {
   const v = stringFlag(p, name);
-  if (v === undefined || v === '') throw new UserError(`${command}: --${name} is required; run \`mindsemantix ${command} --help\`.`, 2);
+  if (v === undefined || v === '')
+    throw new UserError(`${command}: --${name} is required; run \`mindsemantix ${command} --help\`.`, 2);
   return v;
 }
-export function numberFlag(command: string, p: ParsedArgs, name: string, opts: { min?: number; max?: number; integer?: boolean } = {}): number | undefined {
+export function numberFlag(
+  command: string,
+  p: ParsedArgs,
+  name: string,
+  opts: { min?: number; max?: number; integer?: boolean } = {},
+): number | undefined {
   const v = stringFlag(p, name);
   if (v === undefined) return undefined;
   const n = Number(v);
-  const bad = !Number.isFinite(n) || (opts.integer && !Number.isInteger(n)) || (opts.min !== undefined && n < opts.min) || (opts.max !== undefined && n > opts.max);
+  const bad =
+    !Number.isFinite(n) ||
+    (opts.integer && !Number.isInteger(n)) ||
+    (opts.min !== undefined && n < opts.min) ||
+    (opts.max !== undefined && n > opts.max);
   if (bad) {
-    const range = [opts.min !== undefined ? `≥ ${opts.min}` : '', opts.max !== undefined ? `≤ ${opts.max}` : ''].filter(Boolean).join(' and ');
-    throw new UserError(`${command}: --${name} must be ${opts.integer ? 'an integer' : 'a number'}${range ? ' ' + range : ''} (got "${v}").`, 2);
+    const range = [opts.min !== undefined ? `≥ ${opts.min}` : '', opts.max !== undefined ? `≤ ${opts.max}` : '']
+      .filter(Boolean)
+      .join(' and ');
+    throw new UserError(
+      `${command}: --${name} must be ${opts.integer ? 'an integer' : 'a number'}${range ? ' ' + range : ''} (got "${v}").`,
+      2,
+    );
   }
   return n;
 }

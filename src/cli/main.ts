@@ -44,7 +44,9 @@ export async function runCli(argv: string[]): Promise<number> {
       return err.exitCode;
     }
     const e = err as Error;
-    console.error(`mindsemantix: internal error: ${e?.message ?? String(err)} (please report this with the command you ran)`);
+    console.error(
+      `mindsemantix: internal error: ${e?.message ?? String(err)} (please report this with the command you ran)`,
+    );
     if (process.env.MINDSEMANTIX_DEBUG) console.error(e?.stack);
     return 1;
   }

@@ -1,7 +1,13 @@
 // The caption-reranking options shared by `serve`, `demo` and `eval sessions`: how many candidates the LM proposes per
 // trial, how they are drawn, and what they are compared with (docs/inference.md, "Choosing among candidates").
 import { MAX_RERANK_CANDIDATES } from '../inference/decoder.js';
-import { DEFAULT_RERANK, MAX_RERANK_REFERENCES, type RerankGuide, type RerankScore, type RerankSetting } from '../inference/rerankSetting.js';
+import {
+  DEFAULT_RERANK,
+  MAX_RERANK_REFERENCES,
+  type RerankGuide,
+  type RerankScore,
+  type RerankSetting,
+} from '../inference/rerankSetting.js';
 import { UserError } from '../core/errors.js';
 import { numberFlag, stringFlag, type FlagSpecs, type ParsedArgs } from './args.js';
 
@@ -22,16 +28,29 @@ export const rerankHelp = `  --rerank N           caption candidates per trial, 
   --rerank-references K  training captions used as references by --rerank-score references (default ${DEFAULT_RERANK.references})`;
 
 export function parseRerank(command: string, p: ParsedArgs): RerankSetting {
-  const candidates = numberFlag(command, p, 'rerank', { integer: true, min: 1, max: MAX_RERANK_CANDIDATES }) ?? DEFAULT_RERANK.candidates;
+  const candidates =
+    numberFlag(command, p, 'rerank', { integer: true, min: 1, max: MAX_RERANK_CANDIDATES }) ??
+    DEFAULT_RERANK.candidates;
   const strategy = (stringFlag(p, 'rerank-strategy') ?? DEFAULT_RERANK.strategy) as RerankSetting['strategy'];
   const guide = (stringFlag(p, 'rerank-guide') ?? DEFAULT_RERANK.guide) as RerankGuide;
   const score = (stringFlag(p, 'rerank-score') ?? DEFAULT_RERANK.score) as RerankScore;
-  const references = numberFlag(command, p, 'rerank-references', { integer: true, min: 1, max: MAX_RERANK_REFERENCES }) ?? DEFAULT_RERANK.references;
-  if (candidates === 1 && ['rerank-strategy', 'rerank-guide', 'rerank-score', 'rerank-references'].some((f) => stringFlag(p, f))) {
-    throw new UserError(`${command}: --rerank-strategy, --rerank-guide, --rerank-score and --rerank-references need --rerank 2 or more.`, 2);
+  const references =
+    numberFlag(command, p, 'rerank-references', { integer: true, min: 1, max: MAX_RERANK_REFERENCES }) ??
+    DEFAULT_RERANK.references;
+  if (
+    candidates === 1 &&
+    ['rerank-strategy', 'rerank-guide', 'rerank-score', 'rerank-references'].some((f) => stringFlag(p, f))
+  ) {
+    throw new UserError(
+      `${command}: --rerank-strategy, --rerank-guide, --rerank-score and --rerank-references need --rerank 2 or more.`,
+      2,
+    );
   }
   if (score === 'embedding' && stringFlag(p, 'rerank-references')) {
-    throw new UserError(`${command}: --rerank-references applies to --rerank-score references only; drop it or use that score.`, 2);
+    throw new UserError(
+      `${command}: --rerank-references applies to --rerank-score references only; drop it or use that score.`,
+      2,
+    );
   }
   return { candidates, strategy, guide, score, references };
 }

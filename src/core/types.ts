@@ -5,18 +5,29 @@
 export type Affine = readonly number[];
 
 /** Per-stage wall-clock timestamps (ms, `performance.timeOrigin + performance.now()` scale = Date.now() scale). */
-export type StageTimes = Partial<Record<
-  'acquired' | 'fileSeen' | 'read' | 'sent' | 'received' | 'accepted' | 'corrected' | 'masked' | 'detrended' | 'zscored',
-  number
->>;
+export type StageTimes = Partial<
+  Record<
+    | 'acquired'
+    | 'fileSeen'
+    | 'read'
+    | 'sent'
+    | 'received'
+    | 'accepted'
+    | 'corrected'
+    | 'masked'
+    | 'detrended'
+    | 'zscored',
+    number
+  >
+>;
 
 /** What the scanner acquired in one run. Sent once per run (protocol `run-start`). */
 export interface RunInfo {
   session: string;
-  run: string;          // e.g. "task-vision_run-01" (BIDS entities without sub/ses)
-  subject: string;      // e.g. "sim01"
+  run: string; // e.g. "task-vision_run-01" (BIDS entities without sub/ses)
+  subject: string; // e.g. "sim01"
   task: string;
-  tr: number;           // seconds
+  tr: number; // seconds
   dims: [number, number, number];
   voxelSize: [number, number, number]; // mm
   affine: Affine;
@@ -45,7 +56,7 @@ export interface Volume {
   /** Set by ingest: with `run`, identifies the run (offline readers that handle one run may leave them out). */
   subject?: string;
   session?: string;
-  index: number;        // 0-based volume index within the run
+  index: number; // 0-based volume index within the run
   dims: [number, number, number];
   affine: Affine;
   tr: number;
@@ -68,9 +79,9 @@ export interface StimulusEvent {
   /** Set by ingest, as for Volume. */
   subject?: string;
   session?: string;
-  trial: number;        // 0-based order within the run
-  onset: number;        // seconds from run start
-  duration: number;     // seconds
+  trial: number; // 0-based order within the run
+  onset: number; // seconds from run start
+  duration: number; // seconds
   stimulusId: string;
   /** Reference captions (replays of simulated or NSD sessions). */
   references?: string[];
@@ -107,11 +118,11 @@ export interface TrialResponse {
   vector: Float32Array;
   method: 'window-mean' | 'lss-beta';
   window: { start: number; end: number }; // seconds from run start
-  volumes: number[];    // volume indices used
+  volumes: number[]; // volume indices used
   /** Quality flags, e.g. "missing-volume", "high-motion". A flagged trial is still decoded, and shown flagged. */
   flags: string[];
   event: StimulusEvent;
-  readyAt: number;      // ms timestamp when computable
+  readyAt: number; // ms timestamp when computable
 }
 
 /** A decoded trial. */
@@ -120,9 +131,9 @@ export interface Caption {
   trial: number;
   stimulusId: string;
   text: string;
-  confidence: number;       // mean per-token probability of the generated tokens, 0..1
+  confidence: number; // mean per-token probability of the generated tokens, 0..1
   tokenLogprobs: number[];
-  image?: Uint8Array;       // PNG of the reconstruction
+  image?: Uint8Array; // PNG of the reconstruction
   references?: string[];
   flags: string[];
   latencyMs: { responseToCaption: number; reconstruction?: number };

@@ -18,7 +18,8 @@ export function readBaselineCaptions(bundle: Bundle): string[] | null {
   const capFile = typeof spec.captions === 'string' ? spec.captions : 'baseline_captions.json';
   if (!bundle.has(capFile)) return null;
   const captions = JSON.parse(readFileSync(bundle.path(capFile), 'utf8')) as string[];
-  if (!Array.isArray(captions) || !captions.every((c) => typeof c === 'string')) throw new Error(`${capFile} must be a JSON array of caption strings`);
+  if (!Array.isArray(captions) || !captions.every((c) => typeof c === 'string'))
+    throw new Error(`${capFile} must be a JSON array of caption strings`);
   return captions;
 }
 
@@ -35,7 +36,10 @@ export class RidgeRetrieval {
   static async load(bundle: Bundle, factory: SessionFactory): Promise<RidgeRetrieval | null> {
     const m = bundle.manifest;
     const subjects = Object.entries(m.subjects).filter(([, s]) => s.baseline && bundle.has(s.baseline));
-    const spec = (typeof m.baseline === 'object' && m.baseline !== null ? m.baseline : {}) as { captions?: unknown; embeddings?: unknown };
+    const spec = (typeof m.baseline === 'object' && m.baseline !== null ? m.baseline : {}) as {
+      captions?: unknown;
+      embeddings?: unknown;
+    };
     if (!subjects.length) return null;
     const captions = readBaselineCaptions(bundle);
     if (!captions) return null;
@@ -44,7 +48,8 @@ export class RidgeRetrieval {
     let emb: Float32Array;
     if (bundle.has(embFile)) {
       const npy = readNpy(bundle.path(embFile));
-      if (npy.shape[0] !== captions.length || npy.shape[1] !== E) throw new Error(`${embFile} has shape [${npy.shape}] but ${captions.length}×${E} was expected`);
+      if (npy.shape[0] !== captions.length || npy.shape[1] !== E)
+        throw new Error(`${embFile} has shape [${npy.shape}] but ${captions.length}×${E} was expected`);
       emb = npy.data;
     } else {
       emb = await embedTexts(bundle, factory, captions);
@@ -59,7 +64,10 @@ export class RidgeRetrieval {
     return this.sessions.has(subject);
   }
 
-  async predict(subject: string, voxels: Float32Array): Promise<{ caption: string; index: number; similarity: number }> {
+  async predict(
+    subject: string,
+    voxels: Float32Array,
+  ): Promise<{ caption: string; index: number; similarity: number }> {
     return this.nearest(await this.embedding(subject, voxels));
   }
 
@@ -93,7 +101,8 @@ export class RidgeRetrieval {
   /** The training caption whose embedding is closest (cosine) to `embedding`, which is normalised in place. */
   nearest(embedding: Float32Array): { caption: string; index: number; similarity: number } {
     const q = embedding;
-    if (q.length !== this.dim) throw new Error(`an embedding of ${q.length} values cannot be compared with the bank's ${this.dim}`);
+    if (q.length !== this.dim)
+      throw new Error(`an embedding of ${q.length} values cannot be compared with the bank's ${this.dim}`);
     normaliseRows(q, this.dim);
     let best = 0;
     let bestSim = -Infinity;
@@ -101,7 +110,10 @@ export class RidgeRetrieval {
       let dot = 0;
       const o = i * this.dim;
       for (let k = 0; k < this.dim; k++) dot += q[k] * this.embeddings[o + k];
-      if (dot > bestSim) { bestSim = dot; best = i; }
+      if (dot > bestSim) {
+        bestSim = dot;
+        best = i;
+      }
     }
     return { caption: this.captions[best], index: best, similarity: bestSim };
   }

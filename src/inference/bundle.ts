@@ -88,14 +88,18 @@ export function validateManifest(dir: string, m: unknown): BundleManifest {
   const fix = 're-export the bundle with `python -m mindsemantix.export`.';
   // The version first: a newer bundle should say so, not fail on whichever field changed.
   if (isObj(m) && m.version !== 1) {
-    fail(dir, `manifest.json has version ${JSON.stringify(m.version)} but this build reads version 1; use a matching mindsemantix release or re-export the bundle.`);
+    fail(
+      dir,
+      `manifest.json has version ${JSON.stringify(m.version)} but this build reads version 1; use a matching mindsemantix release or re-export the bundle.`,
+    );
   }
   checkManifest ??= schemaCheck('bundle-manifest');
   const p = checkManifest(m);
   if (p) {
     if (p.field === '') fail(dir, `manifest.json must be a JSON object; ${fix}`);
     if (p.kind === 'missing') fail(dir, `manifest.json has no field "${p.field}" (${p.expected}); ${fix}`);
-    if (p.kind === 'unknown') fail(dir, `manifest.json has an unknown field "${p.field}" (known: ${p.known?.join(', ')}); ${fix}`);
+    if (p.kind === 'unknown')
+      fail(dir, `manifest.json has an unknown field "${p.field}" (known: ${p.known?.join(', ')}); ${fix}`);
     fail(dir, `manifest.json field "${p.field}" must be ${p.expected} (it is ${shortJson(p.value)}); ${fix}`);
   }
   return m as BundleManifest;
@@ -126,9 +130,13 @@ function readLmFiles(dir: string): Record<string, string> {
   const out: Record<string, string> = {};
   // `files` are named relative to lm/; `root_files` (generated at bootstrap, e.g. text_encoder.onnx) to the bundle root.
   const rootFiles = isObj(raw) && isObj(raw.root_files) ? raw.root_files : {};
-  for (const [group, prefix] of [[files, 'lm/'], [rootFiles, '']] as const) {
+  for (const [group, prefix] of [
+    [files, 'lm/'],
+    [rootFiles, ''],
+  ] as const) {
     for (const [name, sha] of Object.entries(group as Record<string, unknown>)) {
-      const shaStr = typeof sha === 'string' ? sha : isObj(sha) && typeof sha.sha256 === 'string' ? sha.sha256 : undefined;
+      const shaStr =
+        typeof sha === 'string' ? sha : isObj(sha) && typeof sha.sha256 === 'string' ? sha.sha256 : undefined;
       if (!shaStr) fail(dir, `lm/lm-manifest.json entry "${name}" has no sha256; ${hint}`);
       out[prefix && !name.startsWith(prefix) ? `${prefix}${name}` : name] = shaStr as string;
     }
@@ -170,13 +178,21 @@ export async function loadBundle(dirIn: string, opts: LoadBundleOptions = {}): P
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
     fail(dir, 'does not exist; run `npm start` once to build the default bundle, or pass --models DIR.');
   }
-  const manifest = validateManifest(dir, readJson(dir, 'manifest.json', 'pass --models with a folder written by `python -m mindsemantix.export`.'));
+  const manifest = validateManifest(
+    dir,
+    readJson(dir, 'manifest.json', 'pass --models with a folder written by `python -m mindsemantix.export`.'),
+  );
   const lmFiles = readLmFiles(dir);
   const all: Record<string, string> = { ...manifest.files, ...lmFiles };
-  const needed = [...REQUIRED, ...Object.values(manifest.subjects).flatMap((s) => [s.encoder, s.mask, ...(s.baseline ? [s.baseline] : [])])];
+  const needed = [
+    ...REQUIRED,
+    ...Object.values(manifest.subjects).flatMap((s) => [s.encoder, s.mask, ...(s.baseline ? [s.baseline] : [])]),
+  ];
   for (const rel of needed) {
     if (!existsSync(join(dir, rel))) {
-      const fix = rel.startsWith('lm/') ? 'run `python -m mindsemantix.bootstrap` (or `npm start`)' : 're-export the bundle';
+      const fix = rel.startsWith('lm/')
+        ? 'run `python -m mindsemantix.bootstrap` (or `npm start`)'
+        : 're-export the bundle';
       fail(dir, `${rel} is missing; ${fix}.`);
     }
     if (!(rel in all)) fail(dir, `${rel} is not listed with a checksum in the manifest; re-export the bundle.`);
@@ -196,7 +212,10 @@ export async function loadBundle(dirIn: string, opts: LoadBundleOptions = {}): P
       }
       const got = await sha256File(p);
       if (got.toLowerCase() !== sha.toLowerCase()) {
-        fail(dir, `${rel} does not match its sha256 in the manifest (file changed or copy incomplete); re-export or re-copy the bundle.`);
+        fail(
+          dir,
+          `${rel} does not match its sha256 in the manifest (file changed or copy incomplete); re-export or re-copy the bundle.`,
+        );
       }
       next[rel] = { stamp, sha: got.toLowerCase() };
     }

@@ -93,7 +93,12 @@ export interface BrainCaption {
 }
 
 /** `captionEmbedding`: the Q-Former's read-out in text space (what the read-out-retrieval comparison uses). */
-export type DecodedCaption = Caption & { imageFormat?: ImageFormat; tokens: number[]; captionEmbedding: Float32Array; brainTokens: ort.Tensor };
+export type DecodedCaption = Caption & {
+  imageFormat?: ImageFormat;
+  tokens: number[];
+  captionEmbedding: Float32Array;
+  brainTokens: ort.Tensor;
+};
 
 /** A reconstruction encoded for display or recording, with the time it took (generator + encoding), ms. */
 export interface EncodedReconstruction {
@@ -126,12 +131,19 @@ export class BrainDecoder {
 
   /** Loads and validates a bundle, creates the sessions, and warms them up (first-run allocation happens here). */
   static async load(bundleOrDir: Bundle | string, opts: DecoderOptions = {}): Promise<BrainDecoder> {
-    const bundle = typeof bundleOrDir === 'string' ? await loadBundle(bundleOrDir, { verify: opts.verify }) : bundleOrDir;
+    const bundle =
+      typeof bundleOrDir === 'string' ? await loadBundle(bundleOrDir, { verify: opts.verify }) : bundleOrDir;
     const m = bundle.manifest;
-    const factory = await createSessionFactory(bundle.path('qformer.onnx'), { device: opts.device, threads: opts.threads, log: opts.log });
+    const factory = await createSessionFactory(bundle.path('qformer.onnx'), {
+      device: opts.device,
+      threads: opts.threads,
+      log: opts.log,
+    });
     const precision = opts.lmPrecision ?? 'auto';
     if (precision === 'int8' && !(LM_INT8 in bundle.lmFiles)) {
-      throw new BundleError(`model bundle ${bundle.dir} has no ${LM_INT8}; use the fp32 LM or regenerate lm/ with an int8 export.`);
+      throw new BundleError(
+        `model bundle ${bundle.dir} has no ${LM_INT8}; use the fp32 LM or regenerate lm/ with an int8 export.`,
+      );
     }
     const lmFile = precision !== 'fp32' && LM_INT8 in bundle.lmFiles ? LM_INT8 : 'lm/decoder.onnx';
     opts.log?.(`inference: LM ${lmFile}`);
@@ -168,7 +180,10 @@ export class BrainDecoder {
     const s = this.encoders.get(subject);
     if (s) return s;
     const entry = this.bundle.manifest.subjects[subject];
-    if (!entry) throw new BundleError(`model bundle ${this.bundle.dir} has no encoder for subject "${subject}" (it has ${this.subjects.join(', ')}); pass --models with a bundle trained for this subject.`);
+    if (!entry)
+      throw new BundleError(
+        `model bundle ${this.bundle.dir} has no encoder for subject "${subject}" (it has ${this.subjects.join(', ')}); pass --models with a bundle trained for this subject.`,
+      );
     const created = await this.factory.create(this.bundle.path(entry.encoder));
     this.encoders.set(subject, created);
     return created;
@@ -188,27 +203,39 @@ export class BrainDecoder {
   }
 
   /** Encoder and Q-Former per response: brain tokens, the read-out's caption embedding and the soft prompt. */
-  private async brainOf(items: { subject: string; voxels: Float32Array }[]): Promise<{ brainTokens: ort.Tensor; captionEmbedding: Float32Array; soft: Float32Array }[]> {
+  private async brainOf(
+    items: { subject: string; voxels: Float32Array }[],
+  ): Promise<{ brainTokens: ort.Tensor; captionEmbedding: Float32Array; soft: Float32Array }[]> {
     const m = this.bundle.manifest;
     const brain: { brainTokens: ort.Tensor; captionEmbedding: Float32Array; soft: Float32Array }[] = [];
     for (const { subject, voxels } of items) {
       const enc = await this.encoder(subject);
       const entry = m.subjects[subject];
       if (voxels.length !== entry.voxels) {
-        throw new Error(`trial response has ${voxels.length} voxels but the bundle's sub-${subject} encoder expects ${entry.voxels}; the ROI mask and the bundle do not match.`);
+        throw new Error(
+          `trial response has ${voxels.length} voxels but the bundle's sub-${subject} encoder expects ${entry.voxels}; the ROI mask and the bundle do not match.`,
+        );
       }
       const encOut = await enc.run({ [enc.inputNames[0]]: new ort.Tensor('float32', voxels, [1, voxels.length]) });
       const brainTokens = encOut.brain_tokens ?? encOut[enc.outputNames[0]];
       const q = await this.qformer.run({ brain_tokens: brainTokens });
-      brain.push({ brainTokens, captionEmbedding: q.caption_embedding.data as Float32Array, soft: q.soft_prompt.data as Float32Array });
+      brain.push({
+        brainTokens,
+        captionEmbedding: q.caption_embedding.data as Float32Array,
+        soft: q.soft_prompt.data as Float32Array,
+      });
     }
     return brain;
   }
 
   /** Several responses at once: encoders and Q-Former per response, one batched LM generation for all. */
-  async captionBatch(items: { subject: string; voxels: Float32Array }[], opts: GenerateOptions & Pick<DecodeOptions, 'context' | 'rerank'> = {}): Promise<BrainCaption[]> {
+  async captionBatch(
+    items: { subject: string; voxels: Float32Array }[],
+    opts: GenerateOptions & Pick<DecodeOptions, 'context' | 'rerank'> = {},
+  ): Promise<BrainCaption[]> {
     const brain = await this.brainOf(items);
-    if (opts.context && (opts.rerank?.candidates ?? 1) > 1) throw new Error('retrieval context and candidate reranking cannot be combined; use one of them.');
+    if (opts.context && (opts.rerank?.candidates ?? 1) > 1)
+      throw new Error('retrieval context and candidate reranking cannot be combined; use one of them.');
     let gs: Generated[];
     if (opts.context) {
       gs = [];
@@ -229,19 +256,39 @@ export class BrainDecoder {
         prompts.set(this.suffixEmb, i * per + x.soft.length);
       });
       const n = opts.rerank?.candidates ?? 1;
-      gs = n > 1
-        ? await this.rerankBatch(prompts, per, await this.rerankTargets(items, brain.map((x) => x.captionEmbedding), opts.rerank!), opts.rerank!, opts)
-        : await this.lm.generateBatch(prompts, brain.length, opts, this.prefixCache);
+      gs =
+        n > 1
+          ? await this.rerankBatch(
+              prompts,
+              per,
+              await this.rerankTargets(
+                items,
+                brain.map((x) => x.captionEmbedding),
+                opts.rerank!,
+              ),
+              opts.rerank!,
+              opts,
+            )
+          : await this.lm.generateBatch(prompts, brain.length, opts, this.prefixCache);
     }
     return gs.map((g, i) => ({
-      text: this.tokenizer.decode(g.tokens), tokens: g.tokens, tokenLogprobs: g.logprobs, stop: g.stop,
+      text: this.tokenizer.decode(g.tokens),
+      tokens: g.tokens,
+      tokenLogprobs: g.logprobs,
+      stop: g.stop,
       confidence: g.logprobs.length ? g.logprobs.reduce((s, lp) => s + Math.exp(lp), 0) / g.logprobs.length : 0,
-      captionEmbedding: brain[i].captionEmbedding, brainTokens: brain[i].brainTokens,
+      captionEmbedding: brain[i].captionEmbedding,
+      brainTokens: brain[i].brainTokens,
     }));
   }
 
   /** The candidate captions reranking chooses from, for one trial (`r.candidates` at most). */
-  async captionCandidates(subject: string, voxels: Float32Array, r: RerankOptions, opts: GenerateOptions = {}): Promise<Generated[]> {
+  async captionCandidates(
+    subject: string,
+    voxels: Float32Array,
+    r: RerankOptions,
+    opts: GenerateOptions = {},
+  ): Promise<Generated[]> {
     const [x] = await this.brainOf([{ subject, voxels }]);
     const prompt = new Float32Array(x.soft.length + this.suffixEmb.length);
     prompt.set(x.soft, 0);
@@ -249,11 +296,18 @@ export class BrainDecoder {
     return (await this.candidates(prompt, prompt.length, 1, r, opts))[0];
   }
 
-  private async candidates(prompts: Float32Array, per: number, B: number, r: RerankOptions, opts: GenerateOptions): Promise<Generated[][]> {
+  private async candidates(
+    prompts: Float32Array,
+    per: number,
+    B: number,
+    r: RerankOptions,
+    opts: GenerateOptions,
+  ): Promise<Generated[][]> {
     const n = Math.min(Math.max(1, Math.floor(r.candidates)), MAX_RERANK_CANDIDATES);
     const cands: Generated[][] = [];
     if ((r.strategy ?? 'beam') === 'beam') {
-      for (let b = 0; b < B; b++) cands.push(await this.lm.beamCandidates(prompts.subarray(b * per, (b + 1) * per), n, opts, this.prefixCache));
+      for (let b = 0; b < B; b++)
+        cands.push(await this.lm.beamCandidates(prompts.subarray(b * per, (b + 1) * per), n, opts, this.prefixCache));
     } else {
       // One generation for all: per trial a greedy row and n-1 sampled rows (a step costs far less per row in a batch);
       // each trial's prompt is read once and its cache shared by its n rows.
@@ -267,44 +321,64 @@ export class BrainDecoder {
         rowSeeds.push(0);
         for (let k = 0; k < n - 1; k++) rowSeeds.push((h + k) >>> 0);
       }
-      const rows = await this.lm.generateBatch(prompts.subarray(0, per * B), B * n,
-        { ...opts, strategy: 'sample', temperature: r.temperature ?? 0.7, rowSeeds, greedyRows, rowsPerPrompt: n }, this.prefixCache);
+      const rows = await this.lm.generateBatch(
+        prompts.subarray(0, per * B),
+        B * n,
+        { ...opts, strategy: 'sample', temperature: r.temperature ?? 0.7, rowSeeds, greedyRows, rowsPerPrompt: n },
+        this.prefixCache,
+      );
       const greedy = rows.filter((_, i) => greedyRows.has(i));
       const sampled = rows.filter((_, i) => !greedyRows.has(i));
       for (let b = 0; b < B; b++) {
         // Distinct texts only: a sample that repeats the greedy caption adds nothing to choose from.
         const seen = new Set<string>();
-        cands.push([greedy[b], ...sampled.slice(b * (n - 1), (b + 1) * (n - 1))].filter((g) => {
-          const key = g.tokens.join(',');
-          if (seen.has(key)) return false;
-          seen.add(key);
-          return true;
-        }));
+        cands.push(
+          [greedy[b], ...sampled.slice(b * (n - 1), (b + 1) * (n - 1))].filter((g) => {
+            const key = g.tokens.join(',');
+            if (seen.has(key)) return false;
+            seen.add(key);
+            return true;
+          }),
+        );
       }
     }
     return cands;
   }
 
   /** What candidates are compared with: the Q-Former's caption embedding, averaged with the guide's where it has one. */
-  private async rerankTargets(items: { subject: string; voxels: Float32Array }[], readouts: Float32Array[], r: RerankOptions): Promise<Float32Array[]> {
+  private async rerankTargets(
+    items: { subject: string; voxels: Float32Array }[],
+    readouts: Float32Array[],
+    r: RerankOptions,
+  ): Promise<Float32Array[]> {
     const unit = (x: Float32Array) => {
       const n = Math.hypot(...x) || 1;
       return x.map((v) => v / n);
     };
-    return Promise.all(items.map(async ({ subject, voxels }, i) => {
-      if (!r.guide?.has(subject)) return readouts[i];
-      const a = unit(readouts[i]);
-      const b = unit(await r.guide.embedding(subject, voxels));
-      return a.map((v, k) => v + b[k]);
-    }));
+    return Promise.all(
+      items.map(async ({ subject, voxels }, i) => {
+        if (!r.guide?.has(subject)) return readouts[i];
+        const a = unit(readouts[i]);
+        const b = unit(await r.guide.embedding(subject, voxels));
+        return a.map((v, k) => v + b[k]);
+      }),
+    );
   }
 
   /** Per prompt, the candidate caption whose sentence embedding is closest to that trial's target embedding. */
-  private async rerankBatch(prompts: Float32Array, per: number, targets: Float32Array[], r: RerankOptions, opts: GenerateOptions): Promise<Generated[]> {
+  private async rerankBatch(
+    prompts: Float32Array,
+    per: number,
+    targets: Float32Array[],
+    r: RerankOptions,
+    opts: GenerateOptions,
+  ): Promise<Generated[]> {
     const B = targets.length;
     const cands = await this.candidates(prompts, per, B, r, opts);
     const texts = cands.map((cs) => cs.map((g) => this.tokenizer.decode(g.tokens)));
-    const scores = r.scorer ? texts.map((ts, b) => r.scorer!.scores(ts, targets[b])) : await this.cosineScores(texts, targets);
+    const scores = r.scorer
+      ? texts.map((ts, b) => r.scorer!.scores(ts, targets[b]))
+      : await this.cosineScores(texts, targets);
     const w = r.lmWeight ?? 0;
     return cands.map((cs, b) => {
       let best = 0;
@@ -312,7 +386,10 @@ export class BrainDecoder {
       cs.forEach((g, c) => {
         const meanLp = g.logprobs.length ? g.logprobs.reduce((s, x) => s + x, 0) / g.logprobs.length : 0;
         const score = scores[b][c] + w * meanLp;
-        if (score > bestScore) { bestScore = score; best = c; }
+        if (score > bestScore) {
+          bestScore = score;
+          best = c;
+        }
       });
       return cs[best];
     });
@@ -344,10 +421,15 @@ export class BrainDecoder {
    * Caption embedding + brain tokens → RGB bytes of the generator's image. The graph takes what it names: brain_tokens
    * (the regression generator) and/or noise (the flow-matching sampler, fed the bundle's fixed noise).
    */
-  async reconstruct(captionEmbedding: Float32Array, brainTokens: ort.Tensor): Promise<{ rgb: Uint8Array; width: number; height: number }> {
+  async reconstruct(
+    captionEmbedding: Float32Array,
+    brainTokens: ort.Tensor,
+  ): Promise<{ rgb: Uint8Array; width: number; height: number }> {
     if (!this.generator) throw new Error('this bundle has no image generator');
     const [, H, W] = this.bundle.manifest.dims.image;
-    const feeds: Record<string, ort.Tensor> = { caption_embedding: new ort.Tensor('float32', captionEmbedding, [1, captionEmbedding.length]) };
+    const feeds: Record<string, ort.Tensor> = {
+      caption_embedding: new ort.Tensor('float32', captionEmbedding, [1, captionEmbedding.length]),
+    };
     if (this.generator.inputNames.includes('brain_tokens')) feeds.brain_tokens = brainTokens;
     if (this.generatorNoise) feeds.noise = this.generatorNoise;
     const out = await this.generator.run(feeds);
@@ -360,7 +442,10 @@ export class BrainDecoder {
    * A decoded caption's reconstruction, encoded (`imageFormat`, upscaled to `imageWidth` when given). Separate from
    * `decodeBatch` so the serving pipeline can emit the caption first and generate the image afterwards.
    */
-  async reconstructEncoded(c: Pick<DecodedCaption, 'captionEmbedding' | 'brainTokens'>, opts: Pick<DecodeOptions, 'imageFormat' | 'imageWidth'> = {}): Promise<EncodedReconstruction> {
+  async reconstructEncoded(
+    c: Pick<DecodedCaption, 'captionEmbedding' | 'brainTokens'>,
+    opts: Pick<DecodeOptions, 'imageFormat' | 'imageWidth'> = {},
+  ): Promise<EncodedReconstruction> {
     const t0 = performance.now();
     const format = opts.imageFormat ?? 'png';
     const r = await this.reconstruct(c.captionEmbedding, c.brainTokens);
@@ -379,7 +464,10 @@ export class BrainDecoder {
    * `reconstruct: false` and calls `reconstructEncoded` after emitting the caption.
    */
   async decodeBatch(trials: TrialResponse[], opts: DecodeOptions = {}): Promise<DecodedCaption[]> {
-    const cs = await this.captionBatch(trials.map((t) => ({ subject: t.subject, voxels: t.vector })), opts);
+    const cs = await this.captionBatch(
+      trials.map((t) => ({ subject: t.subject, voxels: t.vector })),
+      opts,
+    );
     const captionDone = Date.now();
     const out: DecodedCaption[] = [];
     for (const [i, trial] of trials.entries()) {
@@ -399,15 +487,24 @@ export class BrainDecoder {
         imageFormat: r?.imageFormat,
         references: trial.event?.references,
         flags: [...trial.flags],
-        latencyMs: { responseToCaption: Math.max(0, captionDone - trial.readyAt), ...(r ? { reconstruction: r.ms } : {}) },
+        latencyMs: {
+          responseToCaption: Math.max(0, captionDone - trial.readyAt),
+          ...(r ? { reconstruction: r.ms } : {}),
+        },
       });
     }
     return out;
   }
 
   async release(): Promise<void> {
-    const all = [this.qformer, this.generator, ...this.encoders.values()].filter((s): s is ort.InferenceSession => s !== null);
-    await Promise.all([...all.map((s) => s.release()), this.lm.release(), this.sentenceEncoder?.then((e) => e.release())]);
+    const all = [this.qformer, this.generator, ...this.encoders.values()].filter(
+      (s): s is ort.InferenceSession => s !== null,
+    );
+    await Promise.all([
+      ...all.map((s) => s.release()),
+      this.lm.release(),
+      this.sentenceEncoder?.then((e) => e.release()),
+    ]);
   }
 
   /** The session factory (same execution provider) for side models such as the ridge baseline. */
@@ -424,7 +521,9 @@ function generatorFile(bundle: Bundle): string | undefined {
   const flow = bundle.manifest.flow_generator as { onnx?: unknown } | undefined;
   if (flow !== undefined) {
     if (typeof flow.onnx !== 'string' || !bundle.has(flow.onnx)) {
-      throw new BundleError(`model bundle ${bundle.dir} names a flow_generator graph that is missing; re-export the bundle or remove manifest.flow_generator.`);
+      throw new BundleError(
+        `model bundle ${bundle.dir} names a flow_generator graph that is missing; re-export the bundle or remove manifest.flow_generator.`,
+      );
     }
     return flow.onnx;
   }
@@ -436,11 +535,15 @@ function readGeneratorNoise(bundle: Bundle): ort.Tensor {
   const spec = bundle.manifest.flow_generator as { noise?: unknown } | undefined;
   const rel = typeof spec?.noise === 'string' ? spec.noise : undefined;
   if (!rel || !bundle.has(rel)) {
-    throw new BundleError(`model bundle ${bundle.dir} has an image generator that samples from noise but no noise file (manifest flow_generator.noise); re-export the bundle.`);
+    throw new BundleError(
+      `model bundle ${bundle.dir} has an image generator that samples from noise but no noise file (manifest flow_generator.noise); re-export the bundle.`,
+    );
   }
   const npy = readNpy(bundle.path(rel));
   if (npy.shape.length !== 4 || npy.shape[0] !== 1 || npy.shape[1] !== 3) {
-    throw new BundleError(`model bundle ${bundle.dir}: ${rel} has shape [${npy.shape.join(',')}] but [1,3,S,S] was expected; re-export the bundle.`);
+    throw new BundleError(
+      `model bundle ${bundle.dir}: ${rel} has shape [${npy.shape.join(',')}] but [1,3,S,S] was expected; re-export the bundle.`,
+    );
   }
   return new ort.Tensor('float32', npy.data, npy.shape);
 }

@@ -17,10 +17,18 @@ export function planarToRgb(data: Float32Array, height: number, width: number, o
   return out;
 }
 
-export async function encodeRgb(rgb: Uint8Array, width: number, height: number, format: ImageFormat = 'png', upscaleTo?: number): Promise<Uint8Array> {
+export async function encodeRgb(
+  rgb: Uint8Array,
+  width: number,
+  height: number,
+  format: ImageFormat = 'png',
+  upscaleTo?: number,
+): Promise<Uint8Array> {
   let img = sharp(Buffer.from(rgb.buffer, rgb.byteOffset, rgb.byteLength), { raw: { width, height, channels: 3 } });
-  if (upscaleTo && upscaleTo > width) img = img.resize(upscaleTo, Math.round((upscaleTo * height) / width), { kernel: 'lanczos3' });
-  const buf = format === 'webp' ? await img.webp({ quality: 85 }).toBuffer() : await img.png({ compressionLevel: 6 }).toBuffer();
+  if (upscaleTo && upscaleTo > width)
+    img = img.resize(upscaleTo, Math.round((upscaleTo * height) / width), { kernel: 'lanczos3' });
+  const buf =
+    format === 'webp' ? await img.webp({ quality: 85 }).toBuffer() : await img.png({ compressionLevel: 6 }).toBuffer();
   return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 

@@ -72,7 +72,10 @@ export class LanguageModel {
       this.presentNames.push(`present.${i}.key`, `present.${i}.value`);
     }
     const missing = this.pastNames.filter((n) => !decoder.inputNames.includes(n));
-    if (missing.length) throw new Error(`lm/decoder.onnx lacks input ${missing[0]} (manifest says ${this.layers} layers); re-export the bundle.`);
+    if (missing.length)
+      throw new Error(
+        `lm/decoder.onnx lacks input ${missing[0]} (manifest says ${this.layers} layers); re-export the bundle.`,
+      );
   }
 
   async release(): Promise<void> {
@@ -82,7 +85,11 @@ export class LanguageModel {
   /** Token ids → embeddings [ids.length, hidden] (batch of one sequence), or [B,1,hidden] when `rows` is set. */
   async embed(ids: number[], rows = 1): Promise<Float32Array> {
     const S = ids.length / rows;
-    const t = new ort.Tensor('int64', BigInt64Array.from(ids, (x) => BigInt(x)), [rows, S]);
+    const t = new ort.Tensor(
+      'int64',
+      BigInt64Array.from(ids, (x) => BigInt(x)),
+      [rows, S],
+    );
     const out = await this.embedder.run({ input_ids: t });
     return out.inputs_embeds.data as Float32Array;
   }
@@ -97,7 +104,9 @@ export class LanguageModel {
     for (let b = 0; b < B; b++) for (let s = 0; s < S; s++) pos[b * S + s] = BigInt(pastLen + s);
     feeds.position_ids = new ort.Tensor('int64', pos, [B, S]);
     for (let i = 0; i < this.pastNames.length; i++) {
-      feeds[this.pastNames[i]] = past ? past[i] : new ort.Tensor('float32', new Float32Array(0), [B, this.kvHeads, 0, this.headDim]);
+      feeds[this.pastNames[i]] = past
+        ? past[i]
+        : new ort.Tensor('float32', new Float32Array(0), [B, this.kvHeads, 0, this.headDim]);
     }
     const out = await this.decoder.run(feeds);
     const all = out.logits.data as Float32Array;
@@ -129,7 +138,12 @@ export class LanguageModel {
    * A step costs about the same for several rows as for one (the weights are read once), so a backlog of trials
    * decodes in a fraction of the time. Rows are independent: row b gets the tokens it would get alone.
    */
-  async generateBatch(prompts: Float32Array, B: number, opts: GenerateOptions = {}, cache?: PromptCache): Promise<Generated[]> {
+  async generateBatch(
+    prompts: Float32Array,
+    B: number,
+    opts: GenerateOptions = {},
+    cache?: PromptCache,
+  ): Promise<Generated[]> {
     const strategy = opts.strategy ?? 'greedy';
     if (strategy === 'beam' && (opts.numBeams ?? 4) > 1) {
       const per = prompts.length / B;
@@ -152,7 +166,11 @@ export class LanguageModel {
       rows.forEach((p, b) => logits.set(step.logits.subarray(p * this.vocab, (p + 1) * this.vocab), b * this.vocab));
       step = { logits, present: step.present.map((t) => gatherBatch(t, rows)), pastLen: step.pastLen };
     }
-    const out: Generated[] = Array.from({ length: B }, () => ({ tokens: [], logprobs: [], stop: 'max-tokens' as Generated['stop'] }));
+    const out: Generated[] = Array.from({ length: B }, () => ({
+      tokens: [],
+      logprobs: [],
+      stop: 'max-tokens' as Generated['stop'],
+    }));
     // Rows still generating, as indices into `out`; finished rows leave the batch (their cache rows are dropped).
     let active = Array.from({ length: B }, (_, b) => b);
     const V = this.vocab;
@@ -161,7 +179,10 @@ export class LanguageModel {
       const next: number[] = [];
       active.forEach((b, row) => {
         const x = step.logits.subarray(row * V, (row + 1) * V);
-        const tok = strategy === 'sample' && !opts.greedyRows?.has(b) ? sampleNucleus(x, opts.temperature ?? 1, opts.topP ?? 0.9, rngs[b]) : argmax(x);
+        const tok =
+          strategy === 'sample' && !opts.greedyRows?.has(b)
+            ? sampleNucleus(x, opts.temperature ?? 1, opts.topP ?? 0.9, rngs[b])
+            : argmax(x);
         if (stop.has(tok)) {
           out[b].stop = 'eos';
           return;
@@ -188,7 +209,12 @@ export class LanguageModel {
    * The `n` best distinct hypotheses of a beam search of width `n` (best first), for callers that choose among
    * candidates by another score (e.g. agreement with the brain's caption embedding).
    */
-  async beamCandidates(prompt: Float32Array, n: number, opts: GenerateOptions = {}, cache?: PromptCache): Promise<Generated[]> {
+  async beamCandidates(
+    prompt: Float32Array,
+    n: number,
+    opts: GenerateOptions = {},
+    cache?: PromptCache,
+  ): Promise<Generated[]> {
     const hyps = await this.beamHypotheses(prompt, { ...opts, numBeams: n }, cache);
     const seen = new Set<string>();
     const out: Generated[] = [];
@@ -244,7 +270,16 @@ export class LanguageModel {
       }
       if (t === maxNew - 1 || beams.length === 0) break;
       const past = present.map((tensor) => gatherBatch(tensor, parents));
-      const step = await this.forward(await this.embed(beams.map((b) => b.tokens[b.tokens.length - 1]), beams.length), beams.length, 1, past, pastLen);
+      const step = await this.forward(
+        await this.embed(
+          beams.map((b) => b.tokens[b.tokens.length - 1]),
+          beams.length,
+        ),
+        beams.length,
+        1,
+        past,
+        pastLen,
+      );
       logits = step.logits;
       present = step.present;
       pastLen = step.pastLen;
@@ -299,7 +334,10 @@ function topK(x: Float32Array, k: number): number[] {
       if (idx.length === k) idx.sort((a, b) => x[b] - x[a]);
     } else if (x[i] > x[idx[k - 1]]) {
       let j = k - 1;
-      while (j > 0 && x[idx[j - 1]] < x[i]) { idx[j] = idx[j - 1]; j--; }
+      while (j > 0 && x[idx[j - 1]] < x[i]) {
+        idx[j] = idx[j - 1];
+        j--;
+      }
       idx[j] = i;
     }
   }

@@ -10,13 +10,22 @@ export function readNpy(path: string): { data: Float32Array; shape: number[] } {
   const header = buf.toString('latin1', start, start + headerLen);
   const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
   const fortran = /'fortran_order':\s*True/.test(header);
-  const shape = (/'shape':\s*\(([^)]*)\)/.exec(header)?.[1] ?? '').split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  const shape = (/'shape':\s*\(([^)]*)\)/.exec(header)?.[1] ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map(Number);
   if (fortran) throw new Error(`${path}: Fortran-order arrays are not supported`);
   const off = start + headerLen;
   const n = shape.reduce((a, b) => a * b, 1);
   const body = buf.subarray(off);
-  if (descr === '<f4') return { data: new Float32Array(body.buffer.slice(body.byteOffset, body.byteOffset + n * 4)), shape };
-  if (descr === '<f8') return { data: Float32Array.from(new Float64Array(body.buffer.slice(body.byteOffset, body.byteOffset + n * 8))), shape };
+  if (descr === '<f4')
+    return { data: new Float32Array(body.buffer.slice(body.byteOffset, body.byteOffset + n * 4)), shape };
+  if (descr === '<f8')
+    return {
+      data: Float32Array.from(new Float64Array(body.buffer.slice(body.byteOffset, body.byteOffset + n * 8))),
+      shape,
+    };
   throw new Error(`${path}: dtype ${descr} is not supported (need float32/float64)`);
 }
 

@@ -48,7 +48,10 @@ export class DecodeQueue<R> {
   /** Largest backlog seen (trials waiting). */
   maxBacklog = 0;
 
-  constructor(private readonly work: (t: TrialResponse) => Promise<R>, private readonly opts: DecodeQueueOptions<R> = {}) {}
+  constructor(
+    private readonly work: (t: TrialResponse) => Promise<R>,
+    private readonly opts: DecodeQueueOptions<R> = {},
+  ) {}
 
   get backlog(): number {
     return this.waiting.length;
@@ -59,13 +62,22 @@ export class DecodeQueue<R> {
     const lossless = opts.lossless === true;
     // Live trials are bounded by `capacity` among themselves; everything by the far larger lossless bound.
     const live = lossless ? -1 : this.waiting.filter((w) => !w.lossless).length;
-    const dropAt = live >= (this.opts.capacity ?? 256) ? this.waiting.findIndex((w) => !w.lossless)
-      : this.waiting.length >= (this.opts.losslessCapacity ?? 20_000) ? 0 : -1;
+    const dropAt =
+      live >= (this.opts.capacity ?? 256)
+        ? this.waiting.findIndex((w) => !w.lossless)
+        : this.waiting.length >= (this.opts.losslessCapacity ?? 20_000)
+          ? 0
+          : -1;
     if (dropAt >= 0) {
       const dropped = this.waiting.splice(dropAt, 1)[0];
       const msg = `decode queue full (${this.waiting.length + 1} trials waiting): trial ${dropped.trial.trial} of ${dropped.trial.run} was not decoded; the decoder cannot keep up — use a faster --device or fewer max tokens.`;
       this.alarm('error', 'decode-queue-overflow', msg, dropped.trial);
-      this.results.next({ trial: dropped.trial, error: 'dropped: decode queue full', waitedMs: Date.now() - dropped.enqueued, decodeMs: 0 });
+      this.results.next({
+        trial: dropped.trial,
+        error: 'dropped: decode queue full',
+        waitedMs: Date.now() - dropped.enqueued,
+        decodeMs: 0,
+      });
     }
     this.waiting.push({ trial, enqueued: Date.now(), lossless });
     this.maxBacklog = Math.max(this.maxBacklog, this.waiting.length - (this.busy ? 0 : 1));
@@ -86,7 +98,12 @@ export class DecodeQueue<R> {
 
   private raiseLag(trial: TrialResponse): void {
     this.lagging = true;
-    this.alarm('warn', 'decode-lag', `decoding is behind: trial ${trial.trial} waits behind ${this.waiting.length} trial(s); captions will arrive late.`, trial);
+    this.alarm(
+      'warn',
+      'decode-lag',
+      `decoding is behind: trial ${trial.trial} waits behind ${this.waiting.length} trial(s); captions will arrive late.`,
+      trial,
+    );
   }
 
   private alarm(level: DecodeAlarm['level'], code: DecodeAlarm['code'], message: string, t?: TrialResponse): void {
@@ -103,12 +120,25 @@ export class DecodeQueue<R> {
       const lagMs = this.opts.lagAlarmMs ?? 0;
       if (lagMs > 0 && start - batch[0].enqueued > lagMs && !this.lagging) this.raiseLag(batch[0].trial);
       try {
-        const results = n > 1 ? await this.opts.batchWork!(batch.map((b) => b.trial)) : [await this.work(batch[0].trial)];
-        batch.forEach((b, i) => this.results.next({ trial: b.trial, result: results[i], waitedMs: start - b.enqueued, decodeMs: Date.now() - start }));
+        const results =
+          n > 1 ? await this.opts.batchWork!(batch.map((b) => b.trial)) : [await this.work(batch[0].trial)];
+        batch.forEach((b, i) =>
+          this.results.next({
+            trial: b.trial,
+            result: results[i],
+            waitedMs: start - b.enqueued,
+            decodeMs: Date.now() - start,
+          }),
+        );
       } catch (e) {
         const error = String((e as Error)?.message ?? e);
         for (const b of batch) {
-          this.alarm('error', 'decode-failed', `trial ${b.trial.trial} of ${b.trial.run} could not be decoded: ${error}`, b.trial);
+          this.alarm(
+            'error',
+            'decode-failed',
+            `trial ${b.trial.trial} of ${b.trial.run} could not be decoded: ${error}`,
+            b.trial,
+          );
           this.results.next({ trial: b.trial, error, waitedMs: start - b.enqueued, decodeMs: Date.now() - start });
         }
       }

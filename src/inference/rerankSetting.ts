@@ -22,7 +22,13 @@ export interface RerankSetting {
 export const MAX_RERANK_REFERENCES = 200;
 
 /** What live decoding uses unless told otherwise (selected on held-out sessions: docs/experiments.md E6, E9). */
-export const DEFAULT_RERANK: RerankSetting = { candidates: 16, strategy: 'sample', guide: 'readout+ridge', score: 'references', references: 20 };
+export const DEFAULT_RERANK: RerankSetting = {
+  candidates: 16,
+  strategy: 'sample',
+  guide: 'readout+ridge',
+  score: 'references',
+  references: 20,
+};
 
 /**
  * The decoder's options for a setting; the ridge guide and the reference score need the bundle's baseline (its
@@ -34,6 +40,8 @@ export function rerankOptions(s: RerankSetting, baseline: RidgeRetrieval | null)
     candidates: s.candidates,
     strategy: s.strategy,
     ...(s.guide === 'readout+ridge' && baseline ? { guide: baseline } : {}),
-    ...(s.score === 'references' && baseline ? { scorer: RetrievedReferenceScorer.create(baseline, s.references) } : {}),
+    ...(s.score === 'references' && baseline
+      ? { scorer: RetrievedReferenceScorer.create(baseline, s.references) }
+      : {}),
   };
 }

@@ -22,7 +22,9 @@ export class SentenceEncoder {
 
   static async load(bundle: Bundle, factory: SessionFactory): Promise<SentenceEncoder> {
     if (!SentenceEncoder.available(bundle)) {
-      throw new Error(`model bundle ${bundle.dir} has no text_encoder.onnx + text_tokenizer.json; run \`npm start\` once to generate them.`);
+      throw new Error(
+        `model bundle ${bundle.dir} has no text_encoder.onnx + text_tokenizer.json; run \`npm start\` once to generate them.`,
+      );
     }
     const session = await factory.create(bundle.path('text_encoder.onnx'));
     return new SentenceEncoder(session, loadTokenizer(bundle.path('text_tokenizer.json')), bundle.manifest.dims.E);
@@ -37,7 +39,12 @@ export class SentenceEncoder {
       const S = Math.max(...chunk.map((c) => c.length));
       const ids = new BigInt64Array(chunk.length * S);
       const mask = new BigInt64Array(chunk.length * S);
-      chunk.forEach((c, b) => c.forEach((id, s) => { ids[b * S + s] = BigInt(id); mask[b * S + s] = 1n; }));
+      chunk.forEach((c, b) =>
+        c.forEach((id, s) => {
+          ids[b * S + s] = BigInt(id);
+          mask[b * S + s] = 1n;
+        }),
+      );
       const r = await this.session.run({
         input_ids: new ort.Tensor('int64', ids, [chunk.length, S]),
         attention_mask: new ort.Tensor('int64', mask, [chunk.length, S]),

@@ -41,10 +41,15 @@ export async function createSessionFactory(probePath: string, opts: SessionOptio
   if (wanted !== 'cpu') {
     const backend = ort.listSupportedBackends().find((b) => b.name === wanted);
     if (!backend || !backend.bundled) {
-      log(`inference: --device ${wanted} is not available in this onnxruntime-node build (no ${wanted} provider libraries); using the cpu execution provider.`);
+      log(
+        `inference: --device ${wanted} is not available in this onnxruntime-node build (no ${wanted} provider libraries); using the cpu execution provider.`,
+      );
     } else {
       try {
-        const s = await ort.InferenceSession.create(probePath, { ...baseOptions(opts.threads), executionProviders: [wanted] });
+        const s = await ort.InferenceSession.create(probePath, {
+          ...baseOptions(opts.threads),
+          executionProviders: [wanted],
+        });
         await s.release();
         provider = wanted;
       } catch (e) {
@@ -61,5 +66,7 @@ export async function createSessionFactory(probePath: string, opts: SessionOptio
 }
 
 function firstLine(e: unknown): string {
-  return String((e as Error)?.message ?? e).split('\n')[0].slice(0, 200);
+  return String((e as Error)?.message ?? e)
+    .split('\n')[0]
+    .slice(0, 200);
 }

@@ -57,8 +57,12 @@ export function bleuFromTotals(t: BleuStats): number[] {
 export class BleuAccumulator {
   private readonly total: BleuStats = { testlen: 0, reflen: 0, guess: [0, 0, 0, 0], correct: [0, 0, 0, 0] };
 
-  add(s: BleuStats): void { this.apply(s, 1); }
-  remove(s: BleuStats): void { this.apply(s, -1); }
+  add(s: BleuStats): void {
+    this.apply(s, 1);
+  }
+  remove(s: BleuStats): void {
+    this.apply(s, -1);
+  }
 
   private apply(s: BleuStats, sign: number): void {
     this.total.testlen += sign * s.testlen;
@@ -69,5 +73,7 @@ export class BleuAccumulator {
     }
   }
 
-  scores(): number[] { return bleuFromTotals(this.total); }
+  scores(): number[] {
+    return bleuFromTotals(this.total);
+  }
 }

@@ -55,7 +55,11 @@ export class CaptionScorer {
     const tokRefs = refs.map((r) => this.tok(r, true));
     const prev = this.entries.get(id);
     if (prev) this.bleu.remove(prev.bleu);
-    const entry: Entry = { bleu: bleuStats(cand, tokRefs), rouge: rougeL(cand, tokRefs), cider: ciderImage(cand, tokRefs) };
+    const entry: Entry = {
+      bleu: bleuStats(cand, tokRefs),
+      rouge: rougeL(cand, tokRefs),
+      cider: ciderImage(cand, tokRefs),
+    };
     this.entries.set(id, entry);
     this.bleu.add(entry.bleu);
     this.cached = undefined;
@@ -86,12 +90,16 @@ export class CaptionScorer {
 /** Scores all candidates at once: `refs` is {id: [ref, ...]}, `cands` is {id: caption}; every candidate id needs refs,
  * and reference ids without a candidate are not scored (CIDEr-D's df then covers only the captioned images, like
  * `eval --subset`). Images are taken in the order of `refs`. */
-export function scoreCaptions(refs: Readonly<Record<string, readonly string[]>>, cands: Readonly<Record<string, string>>,
-  opts: { tokenized?: boolean } = {}): CaptionScores {
+export function scoreCaptions(
+  refs: Readonly<Record<string, readonly string[]>>,
+  cands: Readonly<Record<string, string>>,
+  opts: { tokenized?: boolean } = {},
+): CaptionScores {
   for (const id of Object.keys(cands)) {
     if (!Object.prototype.hasOwnProperty.call(refs, id)) throw new Error(`candidate id "${id}" has no references`);
   }
   const scorer = new CaptionScorer(opts);
-  for (const id of Object.keys(refs)) if (Object.prototype.hasOwnProperty.call(cands, id)) scorer.add(id, cands[id], refs[id]);
+  for (const id of Object.keys(refs))
+    if (Object.prototype.hasOwnProperty.call(cands, id)) scorer.add(id, cands[id], refs[id]);
   return scorer.scores();
 }

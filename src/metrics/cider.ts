@@ -92,7 +92,10 @@ export class CiderCorpus {
   private readonly logN: number;
   private readonly vectors: CiderVector[];
 
-  constructor(captions: readonly string[], private readonly tokenize: (s: string) => string = (s) => s) {
+  constructor(
+    captions: readonly string[],
+    private readonly tokenize: (s: string) => string = (s) => s,
+  ) {
     const cooked = captions.map((c) => precook(tokenize(c), N));
     const { df, docs } = documentFrequencies(cooked.map((c) => [c]));
     this.df = df;

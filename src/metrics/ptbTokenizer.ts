@@ -6,15 +6,35 @@
  */
 
 // Punctuation tokens pycocoevalcap drops after tokenizing (tokenizer/ptbtokenizer.py).
-const PUNCTUATIONS = new Set(["''", "'", '``', '`', '-LRB-', '-RRB-', '-LCB-', '-RCB-', '.', '?', '!', ',', ':', '-', '--', '...', ';']);
+const PUNCTUATIONS = new Set([
+  "''",
+  "'",
+  '``',
+  '`',
+  '-LRB-',
+  '-RRB-',
+  '-LCB-',
+  '-RCB-',
+  '.',
+  '?',
+  '!',
+  ',',
+  ':',
+  '-',
+  '--',
+  '...',
+  ';',
+]);
 
 const L = '[\\p{L}\\p{M}]';
 const LD = '[\\p{L}\\p{M}\\p{Nd}]';
 const APOS = "['\\u0092\\u2019]";
 const APOSETC = "['`\\u0091\\u0092\\u2018\\u2019\\u201B]";
 const SPACE = '[ \\t\\u00A0\\u2000-\\u200A\\u3000]';
-const ABTITLE = 'Mr|Mrs|Ms|Miss|Drs?|Profs?|Sens?|Reps?|Attys?|Lt|Col|Gen|Messrs|Govs?|Adm|Rev|Maj|Sgt|Cpl|Pvt|Mt|Capt|Ste?|Ave|Pres|Lieut|Hon|Brig|Co?mdr|Pfc|Spc|Supts?|Det|M|MM|Mme|Mmes|Mlle|Mlles';
-const ABBREV1 = '(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|Mon|Tue|Tues|Wed|Thu|Thurs|Fri|Ala|Ariz|Az|Ark|Calif|Colo|Conn|Ct|Dak|Del|Fla|Ga|Ill|Ind|Kans?|Ky|La|Mass|Md|Mich|Minn|Miss|Mo|Mont|Neb|Nev|Okla|Ore|Pa|Penn|Tenn|Tex|Va|Vt|Wash|Wisc?|Wyo|Inc|Cos?|Corp|Pp?t[ye]s?|Ltd|Plc|Bancorp|Dept|Bhd|Assn|Univ|Intl|Sys|Jr|Sr|Bros|(?:Ed|Ph)\\.D|Blvd|Rd|Esq|etc|al|seq)\\.';
+const ABTITLE =
+  'Mr|Mrs|Ms|Miss|Drs?|Profs?|Sens?|Reps?|Attys?|Lt|Col|Gen|Messrs|Govs?|Adm|Rev|Maj|Sgt|Cpl|Pvt|Mt|Capt|Ste?|Ave|Pres|Lieut|Hon|Brig|Co?mdr|Pfc|Spc|Supts?|Det|M|MM|Mme|Mmes|Mlle|Mlles';
+const ABBREV1 =
+  '(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|Mon|Tue|Tues|Wed|Thu|Thurs|Fri|Ala|Ariz|Az|Ark|Calif|Colo|Conn|Ct|Dak|Del|Fla|Ga|Ill|Ind|Kans?|Ky|La|Mass|Md|Mich|Minn|Miss|Mo|Mont|Neb|Nev|Okla|Ore|Pa|Penn|Tenn|Tex|Va|Vt|Wash|Wisc?|Wyo|Inc|Cos?|Corp|Pp?t[ye]s?|Ltd|Plc|Bancorp|Dept|Bhd|Assn|Univ|Intl|Sys|Jr|Sr|Bros|(?:Ed|Ph)\\.D|Blvd|Rd|Esq|etc|al|seq)\\.';
 const ACRO = '[A-Za-z](?:\\.[A-Za-z])*';
 const ACRO2 = '[A-Za-z](?:\\.[A-Za-z])+';
 const HYPHEN = '[-_\\u058A\\u2010\\u2011]';
@@ -44,19 +64,27 @@ const RULES: Rule[] = [
   rule("'[Tt]", 'is(?![\\p{L}\\p{Nd}])'),
   rule('[A-Za-z\\u00AD]*[A-MO-Za-mo-z]\\u00AD*', `n${APOSETC}t`),
   rule(WORD, `${APOS}(?:[msdMSD]|re|ve|ll)`),
-  rule(`${APOS}n${APOS}?t|[lLdDjJ]${APOS}|Dunkin${APOS}|somethin${APOS}|ol${APOS}|${APOS}em|[A-HJ-XZn]${APOSETC}${L}{2}${L}*|${APOS}[2-9]0s|${APOS}till?|${L}+[aeiouyAEIOUY]${APOSETC}[aeiouA-Z]${L}*|${APOS}cause|cont'd\\.?|'twas|nor'easter|c'mon|e'er|s'mores|ev'ry|li'l|nat'l|O${APOSETC}o`),
+  rule(
+    `${APOS}n${APOS}?t|[lLdDjJ]${APOS}|Dunkin${APOS}|somethin${APOS}|ol${APOS}|${APOS}em|[A-HJ-XZn]${APOSETC}${L}{2}${L}*|${APOS}[2-9]0s|${APOS}till?|${L}+[aeiouyAEIOUY]${APOSETC}[aeiouA-Z]${L}*|${APOS}cause|cont'd\\.?|'twas|nor'easter|c'mon|e'er|s'mores|ev'ry|li'l|nat'l|O${APOSETC}o`,
+  ),
   rule(WORD),
   rule(`y${APOS}`, L),
   rule('https?://[^ \\t\\n\\f\\r"<>|()]+[^ \\t\\n\\f\\r"<>|.!?(){},-]'),
-  rule('(?:www\\.(?:[^ \\t\\n\\f\\r"<>|.!?(){},]+\\.)+[a-zA-Z]{2,4}|(?:[^ \\t\\n\\f\\r"`\'<>|.!?(){},\\-_$]+\\.)+(?:com|net|org|edu))(?:/[^ \\t\\n\\f\\r"<>|()]+[^ \\t\\n\\f\\r"<>|.!?(){},-])?'),
-  rule('[a-zA-Z0-9][^ \\t\\n\\f\\r"<>|()\\u00A0{}]*@(?:[^ \\t\\n\\f\\r"<>|(){}.\\u00A0]+\\.)*[^ \\t\\n\\f\\r"<>|(){}\\[\\].,;:\\u00A0]+'),
+  rule(
+    '(?:www\\.(?:[^ \\t\\n\\f\\r"<>|.!?(){},]+\\.)+[a-zA-Z]{2,4}|(?:[^ \\t\\n\\f\\r"`\'<>|.!?(){},\\-_$]+\\.)+(?:com|net|org|edu))(?:/[^ \\t\\n\\f\\r"<>|()]+[^ \\t\\n\\f\\r"<>|.!?(){},-])?',
+  ),
+  rule(
+    '[a-zA-Z0-9][^ \\t\\n\\f\\r"<>|()\\u00A0{}]*@(?:[^ \\t\\n\\f\\r"<>|(){}.\\u00A0]+\\.)*[^ \\t\\n\\f\\r"<>|(){}\\[\\].,;:\\u00A0]+',
+  ),
   rule('@[a-zA-Z_][a-zA-Z_0-9]*'),
   rule(`#${WORD}`),
   rule('[\\p{L}\\p{Nd}]+(?:-[\\p{L}\\p{Nd}]+){0,2}(?:\\\\?/[\\p{L}\\p{Nd}]+(?:-[\\p{L}\\p{Nd}]+){0,2}){1,2}'),
   rule('\\p{Nd}{1,2}[-/]\\p{Nd}{1,2}[-/]\\p{Nd}{2,4}'),
   rule('[-+]?(?:\\p{Nd}*(?:[.:,\\u00AD\\u066B\\u066C]\\p{Nd}+)+|\\p{Nd}+)'),
   // Fractions may contain a space, which the tokenizer turns into a no-break space inside the token.
-  rule('(?:\\p{Nd}{1,4}[- \\u00A0])?\\p{Nd}{1,4}(?:\\\\?/|\\u2044)\\p{Nd}{1,4}', undefined, (m) => m.replace(/ /g, '\u00A0')),
+  rule('(?:\\p{Nd}{1,4}[- \\u00A0])?\\p{Nd}{1,4}(?:\\\\?/|\\u2044)\\p{Nd}{1,4}', undefined, (m) =>
+    m.replace(/ /g, '\u00A0'),
+  ),
   rule(ABBREV1),
   // "No." and "Art." keep their period only before a number ("No. 5"), otherwise it is a full stop.
   rule('(?:[Nn]os?|Art)\\.', `${SPACE}*\\p{Nd}`),
@@ -71,7 +99,9 @@ const RULES: Rule[] = [
   rule(`n${APOSETC}t`),
   rule('"|&quot;', '[A-Za-z0-9$]', () => '``'),
   rule('"|&quot;', undefined, () => "''"),
-  rule('[\\u201C\\u201E\\u00AB\\u2018\\u201A\\u201B\\u0091\\u0093]', undefined, (m) => (m === '\u2018' || m === '\u201A' || m === '\u201B' || m === '\u0091' ? '`' : '``')),
+  rule('[\\u201C\\u201E\\u00AB\\u2018\\u201A\\u201B\\u0091\\u0093]', undefined, (m) =>
+    m === '\u2018' || m === '\u201A' || m === '\u201B' || m === '\u0091' ? '`' : '``',
+  ),
   rule('[\\u201D\\u00BB\\u2019\\u0092\\u0094]', undefined, (m) => (m === '\u2019' || m === '\u0092' ? "'" : "''")),
   rule('\\.\\.\\.+|\\u2026', undefined, () => '...'),
   rule('[?!]+'),
@@ -86,7 +116,7 @@ const RULES: Rule[] = [
   rule('\\]', undefined, () => '-RSB-'),
   rule('\\{', undefined, () => '-LCB-'),
   rule('\\}', undefined, () => '-RCB-'),
-  rule('``|\'\'|`|\''),
+  rule("``|''|`|'"),
 ];
 const SPACES = /[\s\u00A0\u2000-\u200A\u3000\u0085]+/uy;
 const ANY = /./suy;
@@ -98,7 +128,10 @@ export function ptbTokens(line: string): string[] {
   const n = line.length;
   while (pos < n) {
     SPACES.lastIndex = pos;
-    if (SPACES.test(line)) { pos = SPACES.lastIndex; continue; }
+    if (SPACES.test(line)) {
+      pos = SPACES.lastIndex;
+      continue;
+    }
     let best: Rule | undefined;
     let bestText = '';
     let bestLen = 0;
@@ -113,7 +146,11 @@ export function ptbTokens(line: string): string[] {
         if (!c) continue;
         len += c[0].length;
       }
-      if (len > bestLen) { best = r; bestLen = len; bestText = m[0]; }
+      if (len > bestLen) {
+        best = r;
+        bestLen = len;
+        bestText = m[0];
+      }
     }
     if (!best) {
       // Anything else (symbols such as ™, %, &, +): one token per code point, as PTBLexer's catch-all rule does.

@@ -10,7 +10,18 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const DERIVATIVE = 'mindsemantix-decoder';
-const COLUMNS = ['trial', 'stimulus_id', 'onset', 'caption', 'confidence', 'token_logprobs', 'baseline_caption', 'flags', 'latency_ms', 'references'];
+const COLUMNS = [
+  'trial',
+  'stimulus_id',
+  'onset',
+  'caption',
+  'confidence',
+  'token_logprobs',
+  'baseline_caption',
+  'flags',
+  'latency_ms',
+  'references',
+];
 const RECON_COLUMNS = ['trial', 'stimulus_id', 'recon_file', 'recon_ms', 'error'];
 
 export interface RecordedCaption {
@@ -42,14 +53,19 @@ export interface RecordedReconstruction {
   error?: string;
 }
 
-const cell = (v: string | number | undefined): string => (v === undefined || v === '' ? 'n/a' : String(v).replace(/[\t\r\n]/g, ' '));
+const cell = (v: string | number | undefined): string =>
+  v === undefined || v === '' ? 'n/a' : String(v).replace(/[\t\r\n]/g, ' ');
 
 export class CaptionRecorder {
   private chain: Promise<void> = Promise.resolve();
   constructor(private readonly root: string) {}
 
   /** Paths for one run's derivatives. */
-  paths(subject: string, session: string, run: string): { dir: string; tsv: string; reconTsv: string; recon: (trial: number, ext: string) => string } {
+  paths(
+    subject: string,
+    session: string,
+    run: string,
+  ): { dir: string; tsv: string; reconTsv: string; recon: (trial: number, ext: string) => string } {
     const dir = join(this.root, 'derivatives', DERIVATIVE, `sub-${subject}`, `ses-${session}`);
     const stem = `sub-${subject}_ses-${session}_${run}`;
     return {
@@ -88,8 +104,16 @@ export class CaptionRecorder {
     await mkdir(p.dir, { recursive: true });
     if (!existsSync(p.tsv)) await writeFile(p.tsv, COLUMNS.join('\t') + '\n');
     const row = [
-      c.trial, c.stimulusId, c.onset, c.text, c.confidence.toFixed(4), JSON.stringify(c.tokenLogprobs.map((x) => Number(x.toFixed(4)))),
-      c.baseline, c.flags.join(','), c.latencyMs.toFixed(1), c.references ? JSON.stringify(c.references) : undefined,
+      c.trial,
+      c.stimulusId,
+      c.onset,
+      c.text,
+      c.confidence.toFixed(4),
+      JSON.stringify(c.tokenLogprobs.map((x) => Number(x.toFixed(4)))),
+      c.baseline,
+      c.flags.join(','),
+      c.latencyMs.toFixed(1),
+      c.references ? JSON.stringify(c.references) : undefined,
     ].map(cell);
     await appendFile(p.tsv, row.join('\t') + '\n');
   }

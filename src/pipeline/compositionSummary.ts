@@ -12,23 +12,41 @@ export interface CompositionSummary {
   baseline?: CompositionRates;
 }
 
-export interface ScoredTrial { key: string; stimulusId: string; caption: string; baseline?: string }
+export interface ScoredTrial {
+  key: string;
+  stimulusId: string;
+  caption: string;
+  baseline?: string;
+}
 
 /** Undefined when no trial's stimulus has scene facts. `trainingCaptions` (the bundle's baseline_captions.json) adds `copied`. */
-export function compositionSummary(trials: readonly ScoredTrial[], scenes: ReadonlyMap<string, SceneRow>, trainingCaptions?: readonly string[]): CompositionSummary | undefined {
+export function compositionSummary(
+  trials: readonly ScoredTrial[],
+  scenes: ReadonlyMap<string, SceneRow>,
+  trainingCaptions?: readonly string[],
+): CompositionSummary | undefined {
   const known = trials.filter((t) => scenes.has(t.stimulusId));
   if (!known.length) return undefined;
   const facts = Object.fromEntries(known.map((t) => [t.key, scenes.get(t.stimulusId)!.facts]));
   const novel = Object.fromEntries(known.map((t) => [t.key, scenes.get(t.stimulusId)!.novel]));
   const opts = { novel, trainingCaptions };
-  const model = compositionRates(Object.fromEntries(known.map((t) => [t.key, t.caption])), facts, SIM_VOCABULARY, opts)!;
+  const model = compositionRates(
+    Object.fromEntries(known.map((t) => [t.key, t.caption])),
+    facts,
+    SIM_VOCABULARY,
+    opts,
+  )!;
   const withBaseline = known.filter((t) => t.baseline !== undefined);
   // the baseline is scored on the same trials as the model, or not at all
-  const baseline = withBaseline.length === known.length
-    ? compositionRates(Object.fromEntries(known.map((t) => [t.key, t.baseline!])), facts, SIM_VOCABULARY, opts)! : undefined;
+  const baseline =
+    withBaseline.length === known.length
+      ? compositionRates(Object.fromEntries(known.map((t) => [t.key, t.baseline!])), facts, SIM_VOCABULARY, opts)!
+      : undefined;
   return { trials: known.length, model: rounded(model), ...(baseline ? { baseline: rounded(baseline) } : {}) };
 }
 
 function rounded(r: CompositionRates): CompositionRates {
-  return Object.fromEntries(Object.entries(r).map(([k, v]) => [k, typeof v === 'number' ? Number(v.toFixed(4)) : v])) as unknown as CompositionRates;
+  return Object.fromEntries(
+    Object.entries(r).map(([k, v]) => [k, typeof v === 'number' ? Number(v.toFixed(4)) : v]),
+  ) as unknown as CompositionRates;
 }

@@ -7,7 +7,15 @@ import type { TrialResponse } from '../core/types.js';
 import type { BrainDecoder, DecodeOptions } from '../inference/decoder.js';
 import type { RidgeRetrieval } from '../inference/baseline.js';
 import { mulberry32 } from '../inference/lm.js';
-import { bleuFromTotals, bleuStats, ciderD, ciderImage, ptbTokenize, rougeL, type BleuStats } from '../metrics/index.js';
+import {
+  bleuFromTotals,
+  bleuStats,
+  ciderD,
+  ciderImage,
+  ptbTokenize,
+  rougeL,
+  type BleuStats,
+} from '../metrics/index.js';
 import type { ResponseRunFile } from './responseFiles.js';
 
 export interface EvalTrial {
@@ -28,8 +36,17 @@ export interface EvalTrial {
 }
 
 /** Decodes every recorded trial (and its repeat mean) in recorded order, `batch` trials per decoder call. */
-export async function decodeResponseRuns(runs: readonly ResponseRunFile[], decoder: BrainDecoder, baseline: RidgeRetrieval | null,
-  opts: { batch?: number; sessionLabel?: (r: ResponseRunFile) => string; onProgress?: (done: number, total: number) => void; decode?: DecodeOptions } = {}): Promise<EvalTrial[]> {
+export async function decodeResponseRuns(
+  runs: readonly ResponseRunFile[],
+  decoder: BrainDecoder,
+  baseline: RidgeRetrieval | null,
+  opts: {
+    batch?: number;
+    sessionLabel?: (r: ResponseRunFile) => string;
+    onProgress?: (done: number, total: number) => void;
+    decode?: DecodeOptions;
+  } = {},
+): Promise<EvalTrial[]> {
   const repeats = new RepeatMeans();
   type Item = { t: EvalTrial; vector: Float32Array; mean?: Float32Array; of?: number };
   const items: Item[] = [];
@@ -39,17 +56,39 @@ export async function decodeResponseRuns(runs: readonly ResponseRunFile[], decod
       const vector = r.data.subarray(i * r.voxels, (i + 1) * r.voxels);
       const p = repeats.add(session, { subject: r.subject, stimulusId: row.stimulusId, vector, flags: row.flags });
       if (p.presentation !== row.presentation && opts.sessionLabel === undefined) {
-        throw new Error(`${r.tsv}: trial ${row.trial} is recorded as presentation ${row.presentation} but is presentation ${p.presentation} in recorded order; are runs of the session missing?`);
+        throw new Error(
+          `${r.tsv}: trial ${row.trial} is recorded as presentation ${row.presentation} but is presentation ${p.presentation} in recorded order; are runs of the session missing?`,
+        );
       }
       items.push({
-        t: { key: `${session}/${r.run}/${row.trial}`, subject: r.subject, session, run: r.run, trial: row.trial, stimulusId: row.stimulusId, presentation: p.presentation, flags: row.flags, caption: '' },
-        vector, mean: p.mean, of: p.meanOf,
+        t: {
+          key: `${session}/${r.run}/${row.trial}`,
+          subject: r.subject,
+          session,
+          run: r.run,
+          trial: row.trial,
+          stimulusId: row.stimulusId,
+          presentation: p.presentation,
+          flags: row.flags,
+          caption: '',
+        },
+        vector,
+        mean: p.mean,
+        of: p.meanOf,
       });
     }
   }
   const asResponse = (it: Item, v: Float32Array): TrialResponse => ({
-    run: it.t.run, subject: it.t.subject, trial: it.t.trial, stimulusId: it.t.stimulusId, vector: v, method: 'window-mean',
-    window: { start: 0, end: 0 }, volumes: [], flags: it.t.flags, readyAt: Date.now(),
+    run: it.t.run,
+    subject: it.t.subject,
+    trial: it.t.trial,
+    stimulusId: it.t.stimulusId,
+    vector: v,
+    method: 'window-mean',
+    window: { start: 0, end: 0 },
+    volumes: [],
+    flags: it.t.flags,
+    readyAt: Date.now(),
     event: { run: it.t.run, trial: it.t.trial, onset: 0, duration: 0, stimulusId: it.t.stimulusId },
   });
   const batch = Math.max(1, opts.batch ?? 8);
@@ -69,7 +108,11 @@ export async function decodeResponseRuns(runs: readonly ResponseRunFile[], decod
       if (baseline?.has(it.t.subject)) it.t.baseline = (await baseline.predict(it.t.subject, it.vector)).caption;
       if (it.mean) {
         const m = caps[k++];
-        it.t.mean = { of: it.of!, caption: m.text, ...(baseline ? { readout: baseline.nearest(m.captionEmbedding.slice()).caption } : {}) };
+        it.t.mean = {
+          of: it.of!,
+          caption: m.text,
+          ...(baseline ? { readout: baseline.nearest(m.captionEmbedding.slice()).caption } : {}),
+        };
         if (baseline?.has(it.t.subject)) it.t.mean.baseline = (await baseline.predict(it.t.subject, it.mean)).caption;
       }
     }
@@ -78,7 +121,11 @@ export async function decodeResponseRuns(runs: readonly ResponseRunFile[], decod
   return items.map((it) => it.t);
 }
 
-export interface Interval { value: number; lo: number; hi: number }
+export interface Interval {
+  value: number;
+  lo: number;
+  hi: number;
+}
 
 export interface ConditionScores {
   /** Trials scored, and distinct scenes among them. */
@@ -98,7 +145,10 @@ const METRICS = ['CIDEr', 'BLEU4', 'BLEU1', 'ROUGE_L'] as const;
  * mean of per-image scores whose document frequencies come from the whole evaluated set; a resample averages those
  * fixed per-image scores (recomputing document frequencies over a resample full of duplicates would bias it low).
  */
-export function scoreWithIntervals(rows: readonly { scene: string; references: string[]; caption: string }[], opts: { resamples?: number; seed?: number; level?: number } = {}): Record<string, Interval> {
+export function scoreWithIntervals(
+  rows: readonly { scene: string; references: string[]; caption: string }[],
+  opts: { resamples?: number; seed?: number; level?: number } = {},
+): Record<string, Interval> {
   // Per-image statistics once (BLEU n-gram counts, ROUGE-L, CIDEr-D with the whole set's document frequencies); a
   // resample only re-sums them, so 500 resamples of 900 trials take milliseconds rather than minutes.
   const refsTok = rows.map((r) => r.references.map((x) => ptbTokenize(x)));
@@ -108,19 +158,29 @@ export function scoreWithIntervals(rows: readonly { scene: string; references: s
   const cider = ciderD(rows.map((_, i) => ciderImage(capTok[i], refsTok[i])));
   const score = (idx: readonly number[]): Record<string, number> => {
     const t: BleuStats = { testlen: 0, reflen: 0, guess: [0, 0, 0, 0], correct: [0, 0, 0, 0] };
-    let r = 0, c = 0;
+    let r = 0,
+      c = 0;
     for (const i of idx) {
       const b = bleu[i];
-      t.testlen += b.testlen; t.reflen += b.reflen;
-      for (let k = 0; k < 4; k++) { t.guess[k] += b.guess[k]; t.correct[k] += b.correct[k]; }
-      r += rouge[i]; c += cider[i];
+      t.testlen += b.testlen;
+      t.reflen += b.reflen;
+      for (let k = 0; k < 4; k++) {
+        t.guess[k] += b.guess[k];
+        t.correct[k] += b.correct[k];
+      }
+      r += rouge[i];
+      c += cider[i];
     }
     const bl = bleuFromTotals(t);
     return { CIDEr: c / idx.length, BLEU4: bl[3], BLEU1: bl[0], ROUGE_L: r / idx.length };
   };
   const point = score(rows.map((_, i) => i));
   const byScene = new Map<string, number[]>();
-  rows.forEach((r, i) => { const g = byScene.get(r.scene) ?? []; g.push(i); byScene.set(r.scene, g); });
+  rows.forEach((r, i) => {
+    const g = byScene.get(r.scene) ?? [];
+    g.push(i);
+    byScene.set(r.scene, g);
+  });
   const scenes = [...byScene.values()];
   const B = opts.resamples ?? 1000;
   const rand = mulberry32(opts.seed ?? 12345);
@@ -139,32 +199,58 @@ export function scoreWithIntervals(rows: readonly { scene: string; references: s
     const lo = Math.floor(k);
     return sorted[lo] + (sorted[Math.ceil(k)] - sorted[lo]) * (k - lo);
   };
-  return Object.fromEntries(METRICS.map((m) => [m, { value: point[m], lo: q(draws[m], (1 - level) / 2), hi: q(draws[m], 1 - (1 - level) / 2) }]));
+  return Object.fromEntries(
+    METRICS.map((m) => [
+      m,
+      { value: point[m], lo: q(draws[m], (1 - level) / 2), hi: q(draws[m], 1 - (1 - level) / 2) },
+    ]),
+  );
 }
 
 /**
  * The conditions a live session decodes: every single trial, and by presentation k the captions a viewer sees then
  * (k = 1 single trials, k ≥ 2 the mean of the k presentations so far).
  */
-export function scoreConditions(trials: readonly EvalTrial[], references: (stimulusId: string) => string[] | undefined, opts: { resamples?: number; seed?: number } = {}): Record<string, ConditionScores> {
+export function scoreConditions(
+  trials: readonly EvalTrial[],
+  references: (stimulusId: string) => string[] | undefined,
+  opts: { resamples?: number; seed?: number } = {},
+): Record<string, ConditionScores> {
   const out: Record<string, ConditionScores> = {};
   const cond = (name: string, sel: { t: EvalTrial; caption: string; baseline?: string; readout?: string }[]) => {
     const rows = sel.map((x) => ({ x, refs: references(x.t.stimulusId) })).filter((r) => r.refs && r.refs.length);
     if (!rows.length) return;
-    const model = scoreWithIntervals(rows.map((r) => ({ scene: r.x.t.stimulusId, references: r.refs!, caption: r.x.caption })), opts);
+    const model = scoreWithIntervals(
+      rows.map((r) => ({ scene: r.x.t.stimulusId, references: r.refs!, caption: r.x.caption })),
+      opts,
+    );
     const c: ConditionScores = { trials: rows.length, scenes: new Set(rows.map((r) => r.x.t.stimulusId)).size, model };
     if (rows.every((r) => r.x.baseline !== undefined)) {
-      c.baseline = scoreWithIntervals(rows.map((r) => ({ scene: r.x.t.stimulusId, references: r.refs!, caption: r.x.baseline! })), opts);
+      c.baseline = scoreWithIntervals(
+        rows.map((r) => ({ scene: r.x.t.stimulusId, references: r.refs!, caption: r.x.baseline! })),
+        opts,
+      );
     }
     if (rows.every((r) => r.x.readout !== undefined)) {
-      c.readout = scoreWithIntervals(rows.map((r) => ({ scene: r.x.t.stimulusId, references: r.refs!, caption: r.x.readout! })), opts);
+      c.readout = scoreWithIntervals(
+        rows.map((r) => ({ scene: r.x.t.stimulusId, references: r.refs!, caption: r.x.readout! })),
+        opts,
+      );
     }
     out[name] = c;
   };
-  cond('single_trial', trials.map((t) => ({ t, caption: t.caption, baseline: t.baseline, readout: t.readout })));
+  cond(
+    'single_trial',
+    trials.map((t) => ({ t, caption: t.caption, baseline: t.baseline, readout: t.readout })),
+  );
   const maxK = Math.max(0, ...trials.map((t) => t.presentation));
   for (let k = 2; k <= maxK; k++) {
-    cond(`mean_of_${k}`, trials.filter((t) => t.presentation === k && t.mean).map((t) => ({ t, caption: t.mean!.caption, baseline: t.mean!.baseline, readout: t.mean!.readout })));
+    cond(
+      `mean_of_${k}`,
+      trials
+        .filter((t) => t.presentation === k && t.mean)
+        .map((t) => ({ t, caption: t.mean!.caption, baseline: t.mean!.baseline, readout: t.mean!.readout })),
+    );
   }
   return out;
 }

@@ -16,7 +16,14 @@ export async function runChainOffline(run: LoadedRun, pre: Preprocessor): Promis
   const trials: StreamTrialResponse[] = [];
   let failure: unknown;
   const done = new Promise<void>((resolve) => {
-    out.trials$.subscribe({ next: (t) => trials.push(t), error: (e) => { failure = e; resolve(); }, complete: () => resolve() });
+    out.trials$.subscribe({
+      next: (t) => trials.push(t),
+      error: (e) => {
+        failure = e;
+        resolve();
+      },
+      complete: () => resolve(),
+    });
   });
   const sub = out.connect();
   type Item = { t: number; vol?: number; ev?: number };
@@ -25,13 +32,25 @@ export async function runChainOffline(run: LoadedRun, pre: Preprocessor): Promis
     ...run.events.map((e, i): Item => ({ t: e.onset, ev: i })),
   ].sort((a, b) => a.t - b.t || (a.ev !== undefined ? -1 : 1));
   for (const it of items) {
-    if (it.ev !== undefined) { events$.next({ ...run.events[it.ev], run: info.run }); continue; }
+    if (it.ev !== undefined) {
+      events$.next({ ...run.events[it.ev], run: info.run });
+      continue;
+    }
     const i = it.vol!;
     if (run.missing.has(i)) continue;
     const raw = run.volume(i);
     const data = raw instanceof Float32Array ? raw : Float32Array.from(raw);
     const now = Date.now();
-    volumes$.next({ run: info.run, index: i, dims: info.dims, affine: info.affine, tr: info.tr, acquisitionTime: run.acquisitionTimes[i], data, times: { received: now, accepted: now } });
+    volumes$.next({
+      run: info.run,
+      index: i,
+      dims: info.dims,
+      affine: info.affine,
+      tr: info.tr,
+      acquisitionTime: run.acquisitionTimes[i],
+      data,
+      times: { received: now, accepted: now },
+    });
   }
   ends$.next({ run: info.run });
   volumes$.complete();

@@ -196,7 +196,17 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
   const masks = new Map<string, LoadedMask>();
   const responses = new Subject<DecoderInput>();
   const repeats = new RepeatMeans();
-  const stats: PipelineStats = { volumesReceived: 0, volumesProcessed: 0, volumesLost: 0, volumeMs: [], decodeMs: [], trialsSeen: 0, trialsDecoded: 0, maxBacklog: 0, runsEnded: [] };
+  const stats: PipelineStats = {
+    volumesReceived: 0,
+    volumesProcessed: 0,
+    volumesLost: 0,
+    volumeMs: [],
+    decodeMs: [],
+    trialsSeen: 0,
+    trialsDecoded: 0,
+    maxBacklog: 0,
+    runsEnded: [],
+  };
   const pendingTrials = new Set<string>();
   const doneWaiters: (() => void)[] = [];
   const subs: Subscription[] = [];
@@ -218,10 +228,19 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
         try {
           next(v);
         } catch (e) {
-          alert({ level: 'error', code: 'sink-failed', message: `handling ${what} failed on one item, which was skipped: ${(e as Error)?.message ?? String(e)}` });
+          alert({
+            level: 'error',
+            code: 'sink-failed',
+            message: `handling ${what} failed on one item, which was skipped: ${(e as Error)?.message ?? String(e)}`,
+          });
         }
       },
-      error: (e: unknown) => alert({ level: 'error', code: 'stream-failed', message: `the ${what} stream stopped with an error: ${(e as Error)?.message ?? String(e)}` }),
+      error: (e: unknown) =>
+        alert({
+          level: 'error',
+          code: 'stream-failed',
+          message: `the ${what} stream stopped with an error: ${(e as Error)?.message ?? String(e)}`,
+        }),
     };
   }
 
@@ -229,7 +248,10 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
     const cached = masks.get(subject);
     if (cached) return cached;
     const entry = manifest.subjects[subject];
-    if (!entry) throw new Error(`the model bundle has no subject "${subject}" (it has ${decoder.subjects.join(', ')}); load a bundle trained for this subject`);
+    if (!entry)
+      throw new Error(
+        `the model bundle has no subject "${subject}" (it has ${decoder.subjects.join(', ')}); load a bundle trained for this subject`,
+      );
     const m = loadMask(decoder.bundle.path(entry.mask));
     masks.set(subject, m);
     return m;
@@ -246,20 +268,37 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
     }
     // The image is generated after the caption is emitted (reconstructLater), never inside the decode.
     const cs = await decoder.decodeBatch(inputs, { ...opts.decode, reconstruct: false });
-    const baselineOf = async (subject: string, v: Float32Array) => (opts.baseline?.has(subject) ? (await opts.baseline.predict(subject, v)).caption : undefined);
+    const baselineOf = async (subject: string, v: Float32Array) =>
+      opts.baseline?.has(subject) ? (await opts.baseline.predict(subject, v)).caption : undefined;
     const out: DecodedTrial[] = [];
     let k = 0;
     for (const t of ts) {
       const c = cs[k++];
       const d: DecodedTrial = {
-        session: t.session, subject: t.subject, run: t.run, trial: t.trial, stimulusId: t.stimulusId, onset: t.event.onset,
-        references: t.event.references, flags: c.flags, caption: c.text, confidence: c.confidence, tokenLogprobs: c.tokenLogprobs,
-        latencyMs: c.latencyMs.responseToCaption, baseline: await baselineOf(t.subject, t.vector), presentation: t.presentation,
+        session: t.session,
+        subject: t.subject,
+        run: t.run,
+        trial: t.trial,
+        stimulusId: t.stimulusId,
+        onset: t.event.onset,
+        references: t.event.references,
+        flags: c.flags,
+        caption: c.text,
+        confidence: c.confidence,
+        tokenLogprobs: c.tokenLogprobs,
+        latencyMs: c.latencyMs.responseToCaption,
+        baseline: await baselineOf(t.subject, t.vector),
+        presentation: t.presentation,
       };
       captionsOf.set(d, c);
       if (t.mean) {
         const m = cs[k++];
-        d.mean = { of: t.meanOf ?? t.presentation, caption: m.text, confidence: m.confidence, baseline: await baselineOf(t.subject, t.mean) };
+        d.mean = {
+          of: t.meanOf ?? t.presentation,
+          caption: m.text,
+          confidence: m.confidence,
+          baseline: await baselineOf(t.subject, t.mean),
+        };
       }
       out.push(d);
     }
@@ -274,9 +313,17 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
   const reconWaiting: { d: DecodedTrial; c: DecodedCaption; lossless: boolean }[] = [];
   let reconBusy = false;
   let reconWaiters: (() => void)[] = [];
-  const reconIdle = (): Promise<void> => (!reconBusy && reconWaiting.length === 0 ? Promise.resolve() : new Promise((r) => reconWaiters.push(r)));
-  const reconKey = (d: DecodedTrial): Pick<ReconstructedTrial, 'session' | 'subject' | 'run' | 'trial' | 'stimulusId'> =>
-    ({ session: d.session, subject: d.subject, run: d.run, trial: d.trial, stimulusId: d.stimulusId });
+  const reconIdle = (): Promise<void> =>
+    !reconBusy && reconWaiting.length === 0 ? Promise.resolve() : new Promise((r) => reconWaiters.push(r));
+  const reconKey = (
+    d: DecodedTrial,
+  ): Pick<ReconstructedTrial, 'session' | 'subject' | 'run' | 'trial' | 'stimulusId'> => ({
+    session: d.session,
+    subject: d.subject,
+    run: d.run,
+    trial: d.trial,
+    stimulusId: d.stimulusId,
+  });
   function reconstructLater(d: DecodedTrial, c: DecodedCaption, lossless: boolean): void {
     const live = reconWaiting.filter((w) => !w.lossless);
     if (!lossless && live.length >= RECON_CAPACITY) {
@@ -300,7 +347,13 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
         reconstructions.next({ ...reconKey(d), image: r.image, imageFormat: r.imageFormat, ms: r.ms });
       } catch (e) {
         const error = (e as Error)?.message ?? String(e);
-        alert({ level: 'warn', code: 'reconstruction-failed', message: `the reconstruction of trial ${d.trial} of ${d.run} failed (${error}); its caption stands.`, run: d.run, trial: d.trial });
+        alert({
+          level: 'warn',
+          code: 'reconstruction-failed',
+          message: `the reconstruction of trial ${d.trial} of ${d.run} failed (${error}); its caption stands.`,
+          run: d.run,
+          trial: d.trial,
+        });
         reconstructions.next({ ...reconKey(d), error });
       }
     }
@@ -311,28 +364,50 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
     checkDone();
   }
 
-  const queue = new DecodeQueue<DecodedTrial>(async (t) => (await decodeAll([t]))[0],
-    { batchWork: decodeAll, maxBatch: opts.maxBatch ?? 8, losslessCapacity: LOSSLESS_CAPACITY });
-  const losslessRun = (info: RunInfo): boolean => (typeof opts.lossless === 'function' ? opts.lossless(info) : opts.lossless === true);
-  subs.push(queue.alarms$.subscribe(guard('decode alarms', (a) => alert({ level: a.level, code: a.code, message: a.message, run: a.run, trial: a.trial }))));
-  subs.push(queue.results$.subscribe(guard('decode results', (r) => {
-    const key = trialKey(r.trial);
-    const q = r.trial as QueuedTrial;
-    const d: DecodedTrial = r.result ?? {
-      session: q.session, subject: q.subject, run: q.run, trial: q.trial, presentation: q.presentation,
-      stimulusId: q.stimulusId, onset: q.event.onset, references: q.event.references, flags: q.flags, error: r.error,
-    };
-    stats.maxBacklog = queue.maxBacklog;
-    if (!d.error) {
-      stats.trialsDecoded++;
-      stats.decodeMs.push(d.latencyMs!);
-    }
-    decoded.next(d);
-    const c = r.result ? captionsOf.get(r.result) : undefined;
-    if (reconstructing && c) reconstructLater(d, c, q.lossless);
-    pendingTrials.delete(key);
-    checkDone();
-  })));
+  const queue = new DecodeQueue<DecodedTrial>(async (t) => (await decodeAll([t]))[0], {
+    batchWork: decodeAll,
+    maxBatch: opts.maxBatch ?? 8,
+    losslessCapacity: LOSSLESS_CAPACITY,
+  });
+  const losslessRun = (info: RunInfo): boolean =>
+    typeof opts.lossless === 'function' ? opts.lossless(info) : opts.lossless === true;
+  subs.push(
+    queue.alarms$.subscribe(
+      guard('decode alarms', (a) =>
+        alert({ level: a.level, code: a.code, message: a.message, run: a.run, trial: a.trial }),
+      ),
+    ),
+  );
+  subs.push(
+    queue.results$.subscribe(
+      guard('decode results', (r) => {
+        const key = trialKey(r.trial);
+        const q = r.trial as QueuedTrial;
+        const d: DecodedTrial = r.result ?? {
+          session: q.session,
+          subject: q.subject,
+          run: q.run,
+          trial: q.trial,
+          presentation: q.presentation,
+          stimulusId: q.stimulusId,
+          onset: q.event.onset,
+          references: q.event.references,
+          flags: q.flags,
+          error: r.error,
+        };
+        stats.maxBacklog = queue.maxBacklog;
+        if (!d.error) {
+          stats.trialsDecoded++;
+          stats.decodeMs.push(d.latencyMs!);
+        }
+        decoded.next(d);
+        const c = r.result ? captionsOf.get(r.result) : undefined;
+        if (reconstructing && c) reconstructLater(d, c, q.lossless);
+        pendingTrials.delete(key);
+        checkDone();
+      }),
+    ),
+  );
 
   // ---- per-run preprocessing ----
   function startRun(info: RunInfo): void {
@@ -345,34 +420,71 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
       if (!manifest.subjects[info.subject]) {
         // a new person: the run is still recorded (serve --record) and becomes calibration data
         const message = `sub-${info.subject} is not calibrated yet: record calibration runs, then run \`mindsemantix calibrate\``;
-        alert({ level: 'warn', code: 'not-calibrated', message: `${message} (run ${info.run} is not decoded${opts.recording ? '; it is recorded' : ''}).`, run: info.run });
+        alert({
+          level: 'warn',
+          code: 'not-calibrated',
+          message: `${message} (run ${info.run} is not decoded${opts.recording ? '; it is recorded' : ''}).`,
+          run: info.run,
+        });
         status.next({ bridge: 'streaming', detail: `${info.run}: ${message}`, at: Date.now() });
         return;
       }
-      alert({ level: 'error', code: 'run-rejected', message: `run ${info.run} of sub-${info.subject} cannot be decoded: ${(e as Error).message}`, run: info.run });
+      alert({
+        level: 'error',
+        code: 'run-rejected',
+        message: `run ${info.run} of sub-${info.subject} cannot be decoded: ${(e as Error).message}`,
+        run: info.run,
+      });
       return;
     }
-    const ofRun = (x: { run: string; session?: string; subject?: string }) => x.run === info.run && x.session === info.session && x.subject === info.subject;
-    const byRun = <T extends { run: string; session?: string; subject?: string }>(o: Observable<T>): Observable<T> => o.pipe(filter((x: T) => ofRun(x)));
+    const ofRun = (x: { run: string; session?: string; subject?: string }) =>
+      x.run === info.run && x.session === info.session && x.subject === info.subject;
+    const byRun = <T extends { run: string; session?: string; subject?: string }>(o: Observable<T>): Observable<T> =>
+      o.pipe(filter((x: T) => ofRun(x)));
     const ends$ = hub.runEnds$.pipe(filter(ofRun));
     const out = pre.attach(byRun(hub.volumes$), byRun(hub.events$), ends$);
     const st: RunState = { info, pre, subs: [] };
     const lossless = losslessRun(info);
     st.subs.push(out.volumes$.subscribe(guard('processed volumes', (p) => onProcessed(p))));
-    st.subs.push(out.trials$.subscribe(guard('trial responses', (t) => {
-      stats.trialsSeen++;
-      pendingTrials.add(trialKey(t));
-      const p = repeats.add(info.session, t);
-      responses.next({ session: info.session, response: t, presentation: p.presentation, mean: p.mean, meanOf: p.meanOf, maskSha256: masks.get(t.subject)?.sha256 ?? '' });
-      const q: QueuedTrial = { ...t, session: info.session, presentation: p.presentation, mean: p.mean, meanOf: p.meanOf, lossless };
-      queue.push(q, { lossless });
-    })));
-    st.subs.push(out.alarms$.subscribe(guard('preprocessing alarms', (a) => alert({ level: 'warn', code: a.kind, message: a.message, run: a.run }))));
+    st.subs.push(
+      out.trials$.subscribe(
+        guard('trial responses', (t) => {
+          stats.trialsSeen++;
+          pendingTrials.add(trialKey(t));
+          const p = repeats.add(info.session, t);
+          responses.next({
+            session: info.session,
+            response: t,
+            presentation: p.presentation,
+            mean: p.mean,
+            meanOf: p.meanOf,
+            maskSha256: masks.get(t.subject)?.sha256 ?? '',
+          });
+          const q: QueuedTrial = {
+            ...t,
+            session: info.session,
+            presentation: p.presentation,
+            mean: p.mean,
+            meanOf: p.meanOf,
+            lossless,
+          };
+          queue.push(q, { lossless });
+        }),
+      ),
+    );
+    st.subs.push(
+      out.alarms$.subscribe(
+        guard('preprocessing alarms', (a) => alert({ level: 'warn', code: a.kind, message: a.message, run: a.run })),
+      ),
+    );
     st.subs.push(out.connect());
     runs.set(key, st);
     runStarts.next({ info, startedAt: Date.now(), fdThresholdMm: pre.config.fdThresholdMm });
     status.next({ bridge: 'streaming', detail: `${info.run}`, at: Date.now() });
-    log('info', `pipeline: run ${info.run} of sub-${info.subject} (${info.dims.join('×')}, TR ${info.tr} s, ${pre.roiVoxels} ROI voxels)`);
+    log(
+      'info',
+      `pipeline: run ${info.run} of sub-${info.subject} (${info.dims.join('×')}, TR ${info.tr} s, ${pre.roiVoxels} ROI voxels)`,
+    );
   }
 
   function onProcessed(p: ProcessedVolume): void {
@@ -387,37 +499,63 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
 
   // ---- hub subscriptions ----
   subs.push(hub.runs$.subscribe(guard('run starts', (info) => startRun(info))));
-  subs.push(hub.volumes$.subscribe(guard('volumes', (v) => {
-    stats.volumesReceived++;
-    received.next(v);
-  })));
+  subs.push(
+    hub.volumes$.subscribe(
+      guard('volumes', (v) => {
+        stats.volumesReceived++;
+        received.next(v);
+      }),
+    ),
+  );
   subs.push(hub.events$.subscribe(guard('events', (e) => events.next(e))));
-  subs.push(hub.runEnds$.subscribe(guard('run ends', (e) => {
-    stats.volumesLost += e.missingCount;
-    stats.runsEnded.push(e.run);
-    if (e.missingCount) alert({ level: 'warn', code: 'volumes-missing', message: `run ${e.run} ended with ${e.missingCount} volume(s) never received`, run: e.run });
-    status.next({ bridge: 'ended', detail: `${e.run} complete (${e.accepted}/${e.expected} volumes)`, at: Date.now() });
-    // Trials flushed at run end are pushed synchronously by the preprocessor; check after they are queued.
-    setImmediate(checkDone);
-  })));
-  subs.push(hub.status$.subscribe(guard('ingest notices', (n) => {
-    if (n.kind === 'connection') {
-      const closed = /disconnect|closed|lost/i.test(n.message);
-      status.next({ bridge: closed ? 'disconnected' : 'connected', detail: n.message, at: n.at });
-    }
-    if (n.level !== 'info' || n.kind === 'gap' || n.kind === 'auth') alert({ level: n.level, code: `ingest-${n.kind}`, message: n.message, run: n.run });
-  })));
+  subs.push(
+    hub.runEnds$.subscribe(
+      guard('run ends', (e) => {
+        stats.volumesLost += e.missingCount;
+        stats.runsEnded.push(e.run);
+        if (e.missingCount)
+          alert({
+            level: 'warn',
+            code: 'volumes-missing',
+            message: `run ${e.run} ended with ${e.missingCount} volume(s) never received`,
+            run: e.run,
+          });
+        status.next({
+          bridge: 'ended',
+          detail: `${e.run} complete (${e.accepted}/${e.expected} volumes)`,
+          at: Date.now(),
+        });
+        // Trials flushed at run end are pushed synchronously by the preprocessor; check after they are queued.
+        setImmediate(checkDone);
+      }),
+    ),
+  );
+  subs.push(
+    hub.status$.subscribe(
+      guard('ingest notices', (n) => {
+        if (n.kind === 'connection') {
+          const closed = /disconnect|closed|lost/i.test(n.message);
+          status.next({ bridge: closed ? 'disconnected' : 'connected', detail: n.message, at: n.at });
+        }
+        if (n.level !== 'info' || n.kind === 'gap' || n.kind === 'auth')
+          alert({ level: n.level, code: `ingest-${n.kind}`, message: n.message, run: n.run });
+      }),
+    ),
+  );
 
   let watched: string[] = [];
   function checkDone(): void {
     if (!doneWaiters.length) return;
     const ended = watched.every((r) => stats.runsEnded.includes(r));
     if (ended && pendingTrials.size === 0 && queue.backlog === 0) {
-      void queue.idle().then(reconIdle).then(() => {
-        if (pendingTrials.size || reconBusy || reconWaiting.length) return;
-        const w = doneWaiters.splice(0);
-        for (const f of w) f();
-      });
+      void queue
+        .idle()
+        .then(reconIdle)
+        .then(() => {
+          if (pendingTrials.size || reconBusy || reconWaiting.length) return;
+          const w = doneWaiters.splice(0);
+          for (const f of w) f();
+        });
     }
   }
 
@@ -433,7 +571,12 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
     processed$: processed.asObservable(),
     events$: events.asObservable(),
     report: alert,
-    stats: () => ({ ...stats, volumeMs: [...stats.volumeMs], decodeMs: [...stats.decodeMs], runsEnded: [...stats.runsEnded] }),
+    stats: () => ({
+      ...stats,
+      volumeMs: [...stats.volumeMs],
+      decodeMs: [...stats.decodeMs],
+      runsEnded: [...stats.runsEnded],
+    }),
     whenDone(runNames) {
       watched = runNames;
       return new Promise<void>((resolve) => {
@@ -447,7 +590,8 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
       await queue.idle();
       await reconIdle();
       queue.close();
-      for (const x of [responses, decoded, reconstructions, status, runStarts, received, processed, events]) x.complete();
+      for (const x of [responses, decoded, reconstructions, status, runStarts, received, processed, events])
+        x.complete();
       alerts.complete();
     },
   };

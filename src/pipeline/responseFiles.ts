@@ -10,7 +10,19 @@ import { mkdir, open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { encodeNpyFloat32, readNpy } from '../inference/npy.js';
 
-export const RESPONSE_COLUMNS = ['trial', 'stimulus_id', 'onset', 'presentation', 'estimator', 'window_start', 'window_end', 'volumes', 'flags', 'bundle', 'mask_sha256'] as const;
+export const RESPONSE_COLUMNS = [
+  'trial',
+  'stimulus_id',
+  'onset',
+  'presentation',
+  'estimator',
+  'window_start',
+  'window_end',
+  'volumes',
+  'flags',
+  'bundle',
+  'mask_sha256',
+] as const;
 
 /** One TSV row. */
 export interface ResponseFileRow {
@@ -37,7 +49,12 @@ export interface ResponseRow extends ResponseFileRow {
   run: string;
 }
 
-export function responsePaths(root: string, subject: string, session: string, run: string): { dir: string; npy: string; tsv: string } {
+export function responsePaths(
+  root: string,
+  subject: string,
+  session: string,
+  run: string,
+): { dir: string; npy: string; tsv: string } {
   const dir = join(root, `sub-${subject}`, `ses-${session}`);
   const stem = `sub-${subject}_ses-${session}_${run}_responses`;
   return { dir, npy: join(dir, `${stem}.npy`), tsv: join(dir, `${stem}.tsv`) };
@@ -45,14 +62,29 @@ export function responsePaths(root: string, subject: string, session: string, ru
 
 /** The flags written in the file: the estimator's, plus 'early-in-run' when the window starts in the first 30 s. */
 export function fileFlags(row: Pick<ResponseRow, 'flags' | 'window'>): string[] {
-  return row.window.start < EARLY_IN_RUN_S && !row.flags.includes('early-in-run') ? [...row.flags, 'early-in-run'] : [...row.flags];
+  return row.window.start < EARLY_IN_RUN_S && !row.flags.includes('early-in-run')
+    ? [...row.flags, 'early-in-run']
+    : [...row.flags];
 }
 
 const cell = (v: string | number): string => String(v).replace(/[\t\r\n]/g, ' ');
 
 function tsvLine(r: ResponseRow): string {
-  return [r.trial, r.stimulusId, r.onset, r.presentation, r.estimator, r.window.start, r.window.end, r.volumes.join(','),
-    fileFlags(r).join(',') || 'n/a', r.bundle, r.maskSha256].map(cell).join('\t');
+  return [
+    r.trial,
+    r.stimulusId,
+    r.onset,
+    r.presentation,
+    r.estimator,
+    r.window.start,
+    r.window.end,
+    r.volumes.join(','),
+    fileFlags(r).join(',') || 'n/a',
+    r.bundle,
+    r.maskSha256,
+  ]
+    .map(cell)
+    .join('\t');
 }
 
 async function writeAtomic(path: string, bytes: Uint8Array | string): Promise<void> {
@@ -69,10 +101,21 @@ async function writeAtomic(path: string, bytes: Uint8Array | string): Promise<vo
 
 async function syncDir(dir: string): Promise<void> {
   const fh = await open(dir, 'r');
-  try { await fh.sync(); } catch { /* some file systems refuse fsync on folders */ } finally { await fh.close(); }
+  try {
+    await fh.sync();
+  } catch {
+    /* some file systems refuse fsync on folders */
+  } finally {
+    await fh.close();
+  }
 }
 
-interface RunBuffer { rows: string[]; trials: number[]; vectors: Float32Array[]; voxels: number }
+interface RunBuffer {
+  rows: string[];
+  trials: number[];
+  vectors: Float32Array[];
+  voxels: number;
+}
 
 /** One session's response files; writes are serialised, and one failed write does not stop later ones. */
 export class ResponseRecorder {
@@ -95,7 +138,9 @@ export class ResponseRecorder {
   /** Forget a finished run's buffer (its files stay). */
   close(subject: string, session: string, run: string): void {
     const key = `${subject}/${session}/${run}`;
-    this.chain = this.chain.then(() => { this.runs.delete(key); });
+    this.chain = this.chain.then(() => {
+      this.runs.delete(key);
+    });
   }
 
   private load(row: ResponseRow, voxels: number): RunBuffer {
@@ -119,10 +164,20 @@ export class ResponseRecorder {
 
   private async write(row: ResponseRow, vector: Float32Array): Promise<void> {
     const b = this.load(row, vector.length);
-    if (vector.length !== b.voxels) throw new Error(`trial ${row.trial} of ${row.run} has ${vector.length} voxels but the run's earlier trials have ${b.voxels}`);
+    if (vector.length !== b.voxels)
+      throw new Error(
+        `trial ${row.trial} of ${row.run} has ${vector.length} voxels but the run's earlier trials have ${b.voxels}`,
+      );
     const i = b.trials.indexOf(row.trial);
     const line = tsvLine(row);
-    if (i >= 0) { b.rows[i] = line; b.vectors[i] = vector.slice(); } else { b.rows.push(line); b.trials.push(row.trial); b.vectors.push(vector.slice()); }
+    if (i >= 0) {
+      b.rows[i] = line;
+      b.vectors[i] = vector.slice();
+    } else {
+      b.rows.push(line);
+      b.trials.push(row.trial);
+      b.vectors.push(vector.slice());
+    }
     const all = new Float32Array(b.vectors.length * b.voxels);
     b.vectors.forEach((v, k) => all.set(v, k * b.voxels));
     const p = responsePaths(this.root, row.subject, row.session, row.run);
@@ -147,25 +202,39 @@ export interface ResponseRunFile {
 }
 
 /** One run's pair of files. Rows beyond the TSV (a crash between the two writes) are dropped. */
-export function readResponseRun(tsv: string, npy: string): Omit<ResponseRunFile, 'subject' | 'session' | 'run' | 'tsv'> {
-  const text = readFileSync(tsv, 'utf8').split('\n').filter((l) => l.length > 0);
+export function readResponseRun(
+  tsv: string,
+  npy: string,
+): Omit<ResponseRunFile, 'subject' | 'session' | 'run' | 'tsv'> {
+  const text = readFileSync(tsv, 'utf8')
+    .split('\n')
+    .filter((l) => l.length > 0);
   const head = text[0]?.split('\t') ?? [];
   const missing = RESPONSE_COLUMNS.filter((c) => !head.includes(c));
-  if (missing.length) throw new Error(`${tsv} lacks the column(s) ${missing.join(', ')}; it was not written by mindsemantix.`);
+  if (missing.length)
+    throw new Error(`${tsv} lacks the column(s) ${missing.join(', ')}; it was not written by mindsemantix.`);
   const col = (n: string) => head.indexOf(n);
   const lines = text.slice(1);
   const rows = lines.map((l): ResponseFileRow => {
     const c = l.split('\t');
     const list = (s: string) => (s === 'n/a' || s === '' ? [] : s.split(','));
     return {
-      trial: Number(c[col('trial')]), stimulusId: c[col('stimulus_id')], onset: Number(c[col('onset')]), presentation: Number(c[col('presentation')]),
-      estimator: c[col('estimator')], window: { start: Number(c[col('window_start')]), end: Number(c[col('window_end')]) },
-      volumes: list(c[col('volumes')]).map(Number), flags: list(c[col('flags')]), bundle: c[col('bundle')], maskSha256: c[col('mask_sha256')],
+      trial: Number(c[col('trial')]),
+      stimulusId: c[col('stimulus_id')],
+      onset: Number(c[col('onset')]),
+      presentation: Number(c[col('presentation')]),
+      estimator: c[col('estimator')],
+      window: { start: Number(c[col('window_start')]), end: Number(c[col('window_end')]) },
+      volumes: list(c[col('volumes')]).map(Number),
+      flags: list(c[col('flags')]),
+      bundle: c[col('bundle')],
+      maskSha256: c[col('mask_sha256')],
     };
   });
   const a = readNpy(npy);
   if (a.shape.length !== 2) throw new Error(`${npy} is not a [trials, voxels] array.`);
-  if (a.shape[0] < rows.length) throw new Error(`${npy} has ${a.shape[0]} rows but ${tsv} lists ${rows.length} trials; the pair is damaged.`);
+  if (a.shape[0] < rows.length)
+    throw new Error(`${npy} has ${a.shape[0]} rows but ${tsv} lists ${rows.length} trials; the pair is damaged.`);
   return { rows, lines, voxels: a.shape[1], data: a.data.slice(0, rows.length * a.shape[1]) };
 }
 

@@ -18,11 +18,21 @@ export function loadMask(path: string): LoadedMask {
   const img = decodeNifti(bytes);
   const data = new Uint8Array(img.dims[0] * img.dims[1] * img.dims[2]);
   for (let i = 0; i < data.length; i++) data[i] = img.data[i] > 0 ? 1 : 0;
-  return { dims: [img.dims[0], img.dims[1], img.dims[2]], data, affine: img.affine, sha256: createHash('sha256').update(bytes).digest('hex') };
+  return {
+    dims: [img.dims[0], img.dims[1], img.dims[2]],
+    data,
+    affine: img.affine,
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+  };
 }
 
 /** The preprocessor for one run: the bundle's preprocessing block, then overrides (later wins); checks the mask fits. */
-export function preprocessorForRun(manifest: BundleManifest, mask: MaskImage, info: RunInfo, overrides: unknown[] = []): Preprocessor {
+export function preprocessorForRun(
+  manifest: BundleManifest,
+  mask: MaskImage,
+  info: RunInfo,
+  overrides: unknown[] = [],
+): Preprocessor {
   const cfg = parsePreprocessConfig(manifest.preprocessing, { subject: info.subject, tr: info.tr }, ...overrides);
   const pre = createPreprocessor(cfg, mask);
   pre.validateRun(info.dims, info.affine);

@@ -5,7 +5,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SceneFacts } from '../metrics/composition.js';
 
-export interface SceneRow { facts: SceneFacts; /** test = a combination held out of training (novel). */ novel: boolean }
+export interface SceneRow {
+  facts: SceneFacts;
+  /** test = a combination held out of training (novel). */ novel: boolean;
+}
 
 const NEEDED = ['stimulus_id', 'split', 'object', 'colour', 'count', 'background'] as const;
 
@@ -13,7 +16,9 @@ const NEEDED = ['stimulus_id', 'split', 'object', 'colour', 'count', 'background
 export function readSceneTable(session: string): Map<string, SceneRow> | null {
   const path = join(session, 'stimuli.tsv');
   if (!existsSync(path)) return null;
-  const lines = readFileSync(path, 'utf8').split(/\r?\n/).filter((l) => l.trim());
+  const lines = readFileSync(path, 'utf8')
+    .split(/\r?\n/)
+    .filter((l) => l.trim());
   const head = (lines[0] ?? '').split('\t');
   const col = Object.fromEntries(NEEDED.map((c) => [c, head.indexOf(c)])) as Record<(typeof NEEDED)[number], number>;
   if (Object.values(col).some((i) => i < 0)) return null;
@@ -22,7 +27,9 @@ export function readSceneTable(session: string): Map<string, SceneRow> | null {
     const f = line.split('\t');
     const count = Number(f[col.count]);
     if (!Number.isInteger(count) || count < 1) {
-      throw new Error(`${path} line ${n + 2}: count "${f[col.count] ?? ''}" is not a whole number ≥ 1; rewrite the session with \`mindsemantix simulate\`.`);
+      throw new Error(
+        `${path} line ${n + 2}: count "${f[col.count] ?? ''}" is not a whole number ≥ 1; rewrite the session with \`mindsemantix simulate\`.`,
+      );
     }
     out.set(f[col.stimulus_id], {
       facts: { object: f[col.object], colour: f[col.colour], count, background: f[col.background] },

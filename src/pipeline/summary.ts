@@ -27,10 +27,17 @@ export function corpusScores(refs: Record<string, string[]>, cands: Record<strin
  * Scores for a final summary: the TS metrics plus, when `meteor` is set and the Python environment exists, METEOR 1.5
  * from the models/ evaluator (pycocoevalcap's jar; there is no TS METEOR). METEOR is left out, with a note, on failure.
  */
-export async function summaryScores(refs: Record<string, string[]>, cands: Record<string, string>, opts: { meteor?: boolean; log?: (m: string) => void } = {}): Promise<Scores> {
+export async function summaryScores(
+  refs: Record<string, string[]>,
+  cands: Record<string, string>,
+  opts: { meteor?: boolean; log?: (m: string) => void } = {},
+): Promise<Scores> {
   const scores = corpusScores(refs, cands);
   if (!opts.meteor || !Object.keys(cands).length) return scores;
-  const m = await meteor(refs, cands).catch((e: Error) => { opts.log?.(`METEOR left out: ${e.message}`); return undefined; });
+  const m = await meteor(refs, cands).catch((e: Error) => {
+    opts.log?.(`METEOR left out: ${e.message}`);
+    return undefined;
+  });
   return m === undefined ? scores : { ...scores, METEOR: m };
 }
 
@@ -43,15 +50,37 @@ async function meteor(refs: Record<string, string[]>, cands: Record<string, stri
     writeFileSync(join(dir, 'r.json'), JSON.stringify(refs));
     writeFileSync(join(dir, 'c.json'), JSON.stringify(cands));
     const out = await new Promise<string>((resolve, reject) => {
-      const p = spawn(py, ['-m', 'mindsemantix.evalcaps', '--refs', join(dir, 'r.json'), '--cands', join(dir, 'c.json'), '--json', '--metrics', 'METEOR', '--subset'],
-        { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1' } });
+      const p = spawn(
+        py,
+        [
+          '-m',
+          'mindsemantix.evalcaps',
+          '--refs',
+          join(dir, 'r.json'),
+          '--cands',
+          join(dir, 'c.json'),
+          '--json',
+          '--metrics',
+          'METEOR',
+          '--subset',
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1' } },
+      );
       let so = '';
       let se = '';
       const t = setTimeout(() => p.kill('SIGTERM'), 120_000);
-      p.stdout.on('data', (b: Buffer) => { so += b; });
-      p.stderr.on('data', (b: Buffer) => { se += b; });
+      p.stdout.on('data', (b: Buffer) => {
+        so += b;
+      });
+      p.stderr.on('data', (b: Buffer) => {
+        se += b;
+      });
       p.on('error', reject);
-      p.on('close', (code) => { clearTimeout(t); if (code === 0) resolve(so); else reject(new Error(`evalcaps exited ${code}: ${se.trim().split('\n').pop()}`)); });
+      p.on('close', (code) => {
+        clearTimeout(t);
+        if (code === 0) resolve(so);
+        else reject(new Error(`evalcaps exited ${code}: ${se.trim().split('\n').pop()}`));
+      });
     });
     const v = (JSON.parse(out) as { METEOR?: number }).METEOR;
     if (typeof v !== 'number') throw new Error('evalcaps gave no METEOR');
@@ -99,7 +128,12 @@ export function byPresentation(trials: readonly PresentationTrial[]): Presentati
     const refs = Object.fromEntries(g.map((t) => [t.key, t.references]));
     const pick = (t: PresentationTrial) => (k >= 2 ? t.mean! : t);
     const model = corpusScores(refs, Object.fromEntries(g.map((t) => [t.key, pick(t).caption])));
-    const row: PresentationScores = { presentation: k, trials: g.length, CIDEr: round4(model.CIDEr), BLEU4: round4(model.BLEU4) };
+    const row: PresentationScores = {
+      presentation: k,
+      trials: g.length,
+      CIDEr: round4(model.CIDEr),
+      BLEU4: round4(model.BLEU4),
+    };
     if (g.every((t) => pick(t).baseline !== undefined)) {
       const base = corpusScores(refs, Object.fromEntries(g.map((t) => [t.key, pick(t).baseline!])));
       row.baseline_CIDEr = round4(base.CIDEr);

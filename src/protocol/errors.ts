@@ -2,7 +2,11 @@
 import type { ErrorCode } from './messages.js';
 
 export class ProtocolError extends Error {
-  constructor(readonly code: ErrorCode, message: string, readonly fatal = false) {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly fatal = false,
+  ) {
     super(message);
     this.name = 'ProtocolError';
   }

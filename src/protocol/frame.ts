@@ -23,11 +23,20 @@ export interface DecodedFrame {
 
 /** Splits a binary frame into its validated header and the NIfTI payload (not yet parsed). */
 export function decodeVolumeFrame(buf: Uint8Array): DecodedFrame {
-  if (buf.length < 8) throw new ProtocolError('bad-frame', `binary frame of ${buf.length} bytes is too short to be a volume frame.`);
+  if (buf.length < 8)
+    throw new ProtocolError('bad-frame', `binary frame of ${buf.length} bytes is too short to be a volume frame.`);
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  if (dv.getUint32(0, true) !== FRAME_MAGIC) throw new ProtocolError('bad-frame', 'binary frame does not start with "MSXV"; it is not a protocol v1 volume frame.');
+  if (dv.getUint32(0, true) !== FRAME_MAGIC)
+    throw new ProtocolError(
+      'bad-frame',
+      'binary frame does not start with "MSXV"; it is not a protocol v1 volume frame.',
+    );
   const n = dv.getUint32(4, true);
-  if (n > MAX_HEADER_BYTES || 8 + n > buf.length) throw new ProtocolError('bad-frame', `volume frame header length ${n} is larger than the frame or than ${MAX_HEADER_BYTES} bytes.`);
+  if (n > MAX_HEADER_BYTES || 8 + n > buf.length)
+    throw new ProtocolError(
+      'bad-frame',
+      `volume frame header length ${n} is larger than the frame or than ${MAX_HEADER_BYTES} bytes.`,
+    );
   const text = Buffer.from(buf.buffer, buf.byteOffset + 8, n).toString('utf8');
   const header = parseVolumeHeader(parseJson(text, 'volume frame header'));
   return { header, nifti: buf.subarray(8 + n) };
@@ -37,7 +46,9 @@ export function decodeVolumeFrame(buf: Uint8Array): DecodedFrame {
 export function peekFrameIdentity(buf: Uint8Array): { session?: string; run?: string; index?: number } {
   try {
     const n = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).readUInt32LE(4);
-    const o = JSON.parse(Buffer.from(buf.buffer, buf.byteOffset + 8, Math.min(n, MAX_HEADER_BYTES)).toString('utf8')) as Record<string, unknown>;
+    const o = JSON.parse(
+      Buffer.from(buf.buffer, buf.byteOffset + 8, Math.min(n, MAX_HEADER_BYTES)).toString('utf8'),
+    ) as Record<string, unknown>;
     return {
       session: typeof o.session === 'string' ? o.session : undefined,
       run: typeof o.run === 'string' ? o.run : undefined,

@@ -15,7 +15,9 @@ const bad = (why: string) => new ProtocolError('bad-image', why);
 export function decodeInlineImage(v: unknown): StimulusImage {
   if (typeof v !== 'string' || v.length === 0) throw bad('"imageData" must be a non-empty base64 string.');
   if (v.length > MAX_BASE64_CHARS) {
-    throw bad(`the inline image is about ${Math.round((v.length * 3) / 4 / 1024)} KiB, above the ${MAX_INLINE_IMAGE_BYTES / 1024} KiB limit; send a smaller PNG, JPEG or WebP.`);
+    throw bad(
+      `the inline image is about ${Math.round((v.length * 3) / 4 / 1024)} KiB, above the ${MAX_INLINE_IMAGE_BYTES / 1024} KiB limit; send a smaller PNG, JPEG or WebP.`,
+    );
   }
   if (v.length % 4 !== 0 || !BASE64.test(v)) throw bad('"imageData" is not valid base64 (standard alphabet, padded).');
   const buf = Buffer.from(v, 'base64');
@@ -28,12 +30,17 @@ export function encodeInlineImage(img: StimulusImage): string {
 
 /** Image file bytes → format and size from the header; throws ProtocolError('bad-image') when not a usable image. */
 export function inspectImage(bytes: Uint8Array): StimulusImage {
-  if (bytes.length > MAX_INLINE_IMAGE_BYTES) throw bad(`the image is ${Math.round(bytes.length / 1024)} KiB, above the ${MAX_INLINE_IMAGE_BYTES / 1024} KiB limit; send a smaller PNG, JPEG or WebP.`);
+  if (bytes.length > MAX_INLINE_IMAGE_BYTES)
+    throw bad(
+      `the image is ${Math.round(bytes.length / 1024)} KiB, above the ${MAX_INLINE_IMAGE_BYTES / 1024} KiB limit; send a smaller PNG, JPEG or WebP.`,
+    );
   const size = pngSize(bytes) ?? jpegSize(bytes) ?? webpSize(bytes);
   if (!size) throw bad('the inline image is not a PNG, JPEG or WebP file (unknown signature or unreadable header).');
   const [format, width, height] = size;
   if (!(width > 0 && height > 0) || width > MAX_INLINE_IMAGE_SIDE || height > MAX_INLINE_IMAGE_SIDE) {
-    throw bad(`the inline ${format} image is ${width}×${height} pixels; each side must be 1..${MAX_INLINE_IMAGE_SIDE}.`);
+    throw bad(
+      `the inline ${format} image is ${width}×${height} pixels; each side must be 1..${MAX_INLINE_IMAGE_SIDE}.`,
+    );
   }
   return { format, bytes, width, height };
 }
@@ -52,11 +59,17 @@ function jpegSize(b: Uint8Array): Size | undefined {
   if (b.length < 4 || b[0] !== 0xff || b[1] !== 0xd8 || b[2] !== 0xff) return undefined;
   const dv = view(b);
   // Walk the marker segments up to the first start-of-frame, which holds the size.
-  for (let o = 2; o + 4 <= b.length;) {
+  for (let o = 2; o + 4 <= b.length; ) {
     if (b[o] !== 0xff) return undefined;
     const m = b[o + 1];
-    if (m === 0xff) { o++; continue; } // fill byte
-    if (m === 0xd8 || m === 0x01 || (m >= 0xd0 && m <= 0xd7)) { o += 2; continue; } // no length
+    if (m === 0xff) {
+      o++;
+      continue;
+    } // fill byte
+    if (m === 0xd8 || m === 0x01 || (m >= 0xd0 && m <= 0xd7)) {
+      o += 2;
+      continue;
+    } // no length
     if (m === 0xd9 || m === 0xda) return undefined; // end of image / scan data before any frame header
     const len = dv.getUint16(o + 2);
     if (len < 2) return undefined;
@@ -74,7 +87,8 @@ function webpSize(b: Uint8Array): Size | undefined {
     case 'VP8 ': // lossy: key frame start code, then 14-bit sizes
       if (b[23] !== 0x9d || b[24] !== 0x01 || b[25] !== 0x2a) return undefined;
       return ['webp', dv.getUint16(26, true) & 0x3fff, dv.getUint16(28, true) & 0x3fff];
-    case 'VP8L': { // lossless: signature byte, then 14-bit sizes minus one
+    case 'VP8L': {
+      // lossless: signature byte, then 14-bit sizes minus one
       if (b[20] !== 0x2f) return undefined;
       const bits = dv.getUint32(21, true);
       return ['webp', (bits & 0x3fff) + 1, ((bits >>> 14) & 0x3fff) + 1];

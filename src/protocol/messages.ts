@@ -108,10 +108,27 @@ export interface GapMessage {
 }
 
 export type ErrorCode =
-  | 'bad-message' | 'unknown-type' | 'unsupported-version' | 'auth-required' | 'auth-failed' | 'not-authenticated'
-  | 'frame-too-large' | 'bad-frame' | 'bad-volume' | 'dims-too-large' | 'dims-changed' | 'non-finite'
-  | 'unknown-run' | 'run-conflict' | 'duplicate' | 'late-volume' | 'rate-limited' | 'too-many-connections'
-  | 'hello-timeout' | 'server-error' | 'bad-image';
+  | 'bad-message'
+  | 'unknown-type'
+  | 'unsupported-version'
+  | 'auth-required'
+  | 'auth-failed'
+  | 'not-authenticated'
+  | 'frame-too-large'
+  | 'bad-frame'
+  | 'bad-volume'
+  | 'dims-too-large'
+  | 'dims-changed'
+  | 'non-finite'
+  | 'unknown-run'
+  | 'run-conflict'
+  | 'duplicate'
+  | 'late-volume'
+  | 'rate-limited'
+  | 'too-many-connections'
+  | 'hello-timeout'
+  | 'server-error'
+  | 'bad-image';
 
 export interface ErrorMessage {
   type: 'error';

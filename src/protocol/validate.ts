@@ -1,8 +1,13 @@
 // Validates client messages once, at entry; every failure is a ProtocolError with a code and one sentence.
 import {
   PROTOCOL_VERSION,
-  type HelloMessage, type ReceivedEvent, type ReceivedMessage, type RunEndMessage, type RunStartMessage,
-  type ServerMessage, type VolumeFrameHeader,
+  type HelloMessage,
+  type ReceivedEvent,
+  type ReceivedMessage,
+  type RunEndMessage,
+  type RunStartMessage,
+  type ServerMessage,
+  type VolumeFrameHeader,
 } from './messages.js';
 import { ProtocolError } from './errors.js';
 import { decodeInlineImage } from './inlineImage.js';
@@ -32,14 +37,18 @@ export function parseJson(text: string, what: string): Obj {
   } catch {
     throw new ProtocolError('bad-message', `${what} is not valid JSON.`);
   }
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new ProtocolError('bad-message', `${what} must be a JSON object.`);
+  if (typeof o !== 'object' || o === null || Array.isArray(o))
+    throw new ProtocolError('bad-message', `${what} must be a JSON object.`);
   return o as Obj;
 }
 
 export function checkVersion(o: Obj, what: string): void {
   if (o.v !== PROTOCOL_VERSION) {
-    throw new ProtocolError('unsupported-version',
-      `${what} speaks protocol version ${JSON.stringify(o.v)}, this server speaks version ${PROTOCOL_VERSION}; update the sender.`, true);
+    throw new ProtocolError(
+      'unsupported-version',
+      `${what} speaks protocol version ${JSON.stringify(o.v)}, this server speaks version ${PROTOCOL_VERSION}; update the sender.`,
+      true,
+    );
   }
 }
 
@@ -52,15 +61,21 @@ export function parseClientMessage(text: string): ReceivedMessage {
       checkVersion(o, 'hello');
       check(o, type, type);
       // A token of another type is kept as '' so that it fails authentication like a wrong one.
-      const token = o.token === undefined ? undefined : (typeof o.token === 'string' ? o.token : '');
+      const token = o.token === undefined ? undefined : typeof o.token === 'string' ? o.token : '';
       const m: HelloMessage = { type, v: PROTOCOL_VERSION, client: o.client as string, token };
       return m;
     }
     case 'run-start': {
       check(o, type, type);
       const m: RunStartMessage = {
-        type, session: o.session as string, run: o.run as string, subject: o.subject as string, task: o.task as string,
-        tr: o.tr as number, dims: o.dims as [number, number, number], voxelSize: o.voxelSize as [number, number, number],
+        type,
+        session: o.session as string,
+        run: o.run as string,
+        subject: o.subject as string,
+        task: o.task as string,
+        tr: o.tr as number,
+        dims: o.dims as [number, number, number],
+        voxelSize: o.voxelSize as [number, number, number],
         affine: o.affine as number[],
       };
       return m;
@@ -68,10 +83,16 @@ export function parseClientMessage(text: string): ReceivedMessage {
     case 'event': {
       check(o, type, type);
       const m: ReceivedEvent = {
-        type, session: o.session as string, run: o.run as string,
-        trial: o.trial as number, onset: o.onset as number, duration: o.duration as number,
-        stimulusId: o.stimulusId as string, trialType: o.trialType as string | undefined,
-        references: o.references as string[] | undefined, image: o.image as string | undefined,
+        type,
+        session: o.session as string,
+        run: o.run as string,
+        trial: o.trial as number,
+        onset: o.onset as number,
+        duration: o.duration as number,
+        stimulusId: o.stimulusId as string,
+        trialType: o.trialType as string | undefined,
+        references: o.references as string[] | undefined,
+        image: o.image as string | undefined,
       };
       // A bad image must not cost the event (its timing matters more): refuse the image alone, say why.
       if (o.imageData !== undefined) {
@@ -87,12 +108,19 @@ export function parseClientMessage(text: string): ReceivedMessage {
     case 'run-end': {
       check(o, type, type);
       const m: RunEndMessage = {
-        type, session: o.session as string, run: o.run as string, volumes: o.volumes as number, events: o.events as number,
+        type,
+        session: o.session as string,
+        run: o.run as string,
+        volumes: o.volumes as number,
+        events: o.events as number,
       };
       return m;
     }
     default:
-      throw new ProtocolError('unknown-type', `unknown message type ${JSON.stringify(type)}; expected hello, run-start, event or run-end.`);
+      throw new ProtocolError(
+        'unknown-type',
+        `unknown message type ${JSON.stringify(type)}; expected hello, run-start, event or run-end.`,
+      );
   }
 }
 
@@ -100,9 +128,16 @@ export function parseVolumeHeader(o: Obj): VolumeFrameHeader {
   checkVersion(o, 'volume frame');
   check(o, 'volume-header', 'volume frame header');
   return {
-    v: PROTOCOL_VERSION, session: o.session as string, run: o.run as string,
-    index: o.index as number, seq: o.seq as number, tr: o.tr as number, acquisitionTime: o.acquisitionTime as number,
-    seenAt: o.seenAt as number | undefined, readAt: o.readAt as number | undefined, sentAt: o.sentAt as number,
+    v: PROTOCOL_VERSION,
+    session: o.session as string,
+    run: o.run as string,
+    index: o.index as number,
+    seq: o.seq as number,
+    tr: o.tr as number,
+    acquisitionTime: o.acquisitionTime as number,
+    seenAt: o.seenAt as number | undefined,
+    readAt: o.readAt as number | undefined,
+    sentAt: o.sentAt as number,
   };
 }
 

@@ -32,14 +32,17 @@ export interface ReplayResult {
 
 export function selectRuns(session: string, run?: string): BidsRunFiles[] {
   const all = findBidsRuns(session);
-  if (all.length === 0) throw new Error(`no *_bold.nii[.gz] runs under ${session}; pass a BIDS dataset or session folder.`);
+  if (all.length === 0)
+    throw new Error(`no *_bold.nii[.gz] runs under ${session}; pass a BIDS dataset or session folder.`);
   const chosen = run ? all.filter((f) => f.run === run || f.run.includes(run)) : all;
-  if (chosen.length === 0) throw new Error(`no run matching "${run}" under ${session}; runs there: ${all.map((f) => f.run).join(', ')}.`);
+  if (chosen.length === 0)
+    throw new Error(`no run matching "${run}" under ${session}; runs there: ${all.map((f) => f.run).join(', ')}.`);
   return chosen;
 }
 
 export async function replaySession(o: ReplayOptions): Promise<ReplayResult> {
-  if (o.speed !== 'max' && !(o.speed > 0)) throw new Error(`speed must be a positive number or "max" (got ${o.speed}).`);
+  if (o.speed !== 'max' && !(o.speed > 0))
+    throw new Error(`speed must be a positive number or "max" (got ${o.speed}).`);
   const files = selectRuns(o.session, o.run);
   const own = !o.sender;
   if (!o.sender && !o.url) throw new Error('replay needs a server URL or a sender.');
@@ -48,12 +51,16 @@ export async function replaySession(o: ReplayOptions): Promise<ReplayResult> {
   // The events files being replayed may come from a recording, i.e. from a sender: stimuli only from this dataset.
   const stimuli = new StimulusFiles(o.log, datasetRoot(o.session));
   const t0 = performance.now();
-  let nVol = 0, nEv = 0;
+  let nVol = 0,
+    nEv = 0;
   try {
     for (const f of files) {
       const run = loadBidsRun(f);
       const { info } = run;
-      o.log?.('info', `replaying ${f.bold}: ${run.volumes} volume(s) of ${info.dims.join('×')}, TR ${info.tr} s, ${run.events.length} event(s), speed ${o.speed}`);
+      o.log?.(
+        'info',
+        `replaying ${f.bold}: ${run.volumes} volume(s) of ${info.dims.join('×')}, TR ${info.tr} s, ${run.events.length} event(s), speed ${o.speed}`,
+      );
       sender.startRun(info);
       // Stimulus images travel inline with their events; reading starts now so a real-time replay never waits on them.
       const images = run.events.map((e) => (f.events ? stimuli.load(e.image, f.events) : Promise.resolve(undefined)));
@@ -78,8 +85,14 @@ export async function replaySession(o: ReplayOptions): Promise<ReplayResult> {
         await sender.whenPendingBelow(maxPending);
         const data = run.volume(i);
         sender.sendVolume({
-          session: info.session, run: info.run, index: i, tr: info.tr, acquisitionTime: run.acquisitionTimes[i],
-          nifti: encodeNifti1Volume({ dims: info.dims, affine: [...info.affine], tr: info.tr, data }), seenAt: now, readAt: Date.now(),
+          session: info.session,
+          run: info.run,
+          index: i,
+          tr: info.tr,
+          acquisitionTime: run.acquisitionTimes[i],
+          nifti: encodeNifti1Volume({ dims: info.dims, affine: [...info.affine], tr: info.tr, data }),
+          seenAt: now,
+          readAt: Date.now(),
         });
         nVol++;
       }

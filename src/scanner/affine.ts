@@ -4,12 +4,7 @@ export type Mat3 = [number, number, number, number, number, number, number, numb
 
 /** Affine from three column vectors (the voxel axes in mm) and the position of voxel 0. */
 export function affineFromColumns(cx: number[], cy: number[], cz: number[], origin: number[]): number[] {
-  return [
-    cx[0], cy[0], cz[0], origin[0],
-    cx[1], cy[1], cz[1], origin[1],
-    cx[2], cy[2], cz[2], origin[2],
-    0, 0, 0, 1,
-  ];
+  return [cx[0], cy[0], cz[0], origin[0], cx[1], cy[1], cz[1], origin[1], cx[2], cy[2], cz[2], origin[2], 0, 0, 0, 1];
 }
 
 export function column(a: number[], j: number): [number, number, number] {
@@ -37,9 +32,15 @@ function invTranspose3(m: Mat3): Mat3 {
   const d = det3(m);
   // cofactor matrix / det = inverse transpose
   return [
-    (m[4] * m[8] - m[5] * m[7]) / d, -(m[3] * m[8] - m[5] * m[6]) / d, (m[3] * m[7] - m[4] * m[6]) / d,
-    -(m[1] * m[8] - m[2] * m[7]) / d, (m[0] * m[8] - m[2] * m[6]) / d, -(m[0] * m[7] - m[1] * m[6]) / d,
-    (m[1] * m[5] - m[2] * m[4]) / d, -(m[0] * m[5] - m[2] * m[3]) / d, (m[0] * m[4] - m[1] * m[3]) / d,
+    (m[4] * m[8] - m[5] * m[7]) / d,
+    -(m[3] * m[8] - m[5] * m[6]) / d,
+    (m[3] * m[7] - m[4] * m[6]) / d,
+    -(m[1] * m[8] - m[2] * m[7]) / d,
+    (m[0] * m[8] - m[2] * m[6]) / d,
+    -(m[0] * m[7] - m[1] * m[6]) / d,
+    (m[1] * m[5] - m[2] * m[4]) / d,
+    -(m[0] * m[5] - m[2] * m[3]) / d,
+    (m[0] * m[4] - m[1] * m[3]) / d,
   ];
 }
 
@@ -58,7 +59,9 @@ function nearestOrthogonal(m: Mat3): Mat3 {
 }
 
 export interface Qform {
-  b: number; c: number; d: number;
+  b: number;
+  c: number;
+  d: number;
   qfac: 1 | -1;
   pixdim: [number, number, number];
   offset: [number, number, number];
@@ -70,32 +73,59 @@ export function affineToQform(a: number[]): Qform {
   const pixdim = cols.map((c) => norm3(c) || 1) as [number, number, number];
   const unit = cols.map((c, j) => c.map((v) => v / pixdim[j]));
   // row-major 3×3 with the unit columns
-  let r: Mat3 = [unit[0][0], unit[1][0], unit[2][0], unit[0][1], unit[1][1], unit[2][1], unit[0][2], unit[1][2], unit[2][2]];
+  let r: Mat3 = [
+    unit[0][0],
+    unit[1][0],
+    unit[2][0],
+    unit[0][1],
+    unit[1][1],
+    unit[2][1],
+    unit[0][2],
+    unit[1][2],
+    unit[2][2],
+  ];
   if (det3(r) === 0) r = [1, 0, 0, 0, 1, 0, 0, 0, 1];
   r = nearestOrthogonal(r);
   let qfac: 1 | -1 = 1;
   if (det3(r) < 0) {
     qfac = -1;
-    r[2] = -r[2]; r[5] = -r[5]; r[8] = -r[8];
+    r[2] = -r[2];
+    r[5] = -r[5];
+    r[8] = -r[8];
   }
   const [r11, r12, r13, r21, r22, r23, r31, r32, r33] = r;
   let qa: number, qb: number, qc: number, qd: number;
   const tr = r11 + r22 + r33 + 1;
   if (tr > 0.5) {
     qa = 0.5 * Math.sqrt(tr);
-    qb = 0.25 * (r32 - r23) / qa;
-    qc = 0.25 * (r13 - r31) / qa;
-    qd = 0.25 * (r21 - r12) / qa;
+    qb = (0.25 * (r32 - r23)) / qa;
+    qc = (0.25 * (r13 - r31)) / qa;
+    qd = (0.25 * (r21 - r12)) / qa;
   } else {
-    const xd = 1 + r11 - (r22 + r33), yd = 1 + r22 - (r11 + r33), zd = 1 + r33 - (r11 + r22);
+    const xd = 1 + r11 - (r22 + r33),
+      yd = 1 + r22 - (r11 + r33),
+      zd = 1 + r33 - (r11 + r22);
     if (xd > 1) {
-      qb = 0.5 * Math.sqrt(xd); qc = 0.25 * (r12 + r21) / qb; qd = 0.25 * (r13 + r31) / qb; qa = 0.25 * (r32 - r23) / qb;
+      qb = 0.5 * Math.sqrt(xd);
+      qc = (0.25 * (r12 + r21)) / qb;
+      qd = (0.25 * (r13 + r31)) / qb;
+      qa = (0.25 * (r32 - r23)) / qb;
     } else if (yd > 1) {
-      qc = 0.5 * Math.sqrt(yd); qb = 0.25 * (r12 + r21) / qc; qd = 0.25 * (r23 + r32) / qc; qa = 0.25 * (r13 - r31) / qc;
+      qc = 0.5 * Math.sqrt(yd);
+      qb = (0.25 * (r12 + r21)) / qc;
+      qd = (0.25 * (r23 + r32)) / qc;
+      qa = (0.25 * (r13 - r31)) / qc;
     } else {
-      qd = 0.5 * Math.sqrt(zd); qb = 0.25 * (r13 + r31) / qd; qc = 0.25 * (r23 + r32) / qd; qa = 0.25 * (r21 - r12) / qd;
+      qd = 0.5 * Math.sqrt(zd);
+      qb = (0.25 * (r13 + r31)) / qd;
+      qc = (0.25 * (r23 + r32)) / qd;
+      qa = (0.25 * (r21 - r12)) / qd;
     }
-    if (qa < 0) { qb = -qb; qc = -qc; qd = -qd; }
+    if (qa < 0) {
+      qb = -qb;
+      qc = -qc;
+      qd = -qd;
+    }
   }
   return { b: qb, c: qc, d: qd, qfac, pixdim, offset: [a[3], a[7], a[11]] };
 }
@@ -104,7 +134,14 @@ export function affineToQform(a: number[]): Qform {
  * NIfTI quaternion → affine, as nibabel's get_qform: a = sqrt(1 - b² - c² - d²) (0 when within float32 rounding of 0),
  * rotation scaled by pixdim with qfac on the third column.
  */
-export function qformToAffine(b: number, c: number, d: number, qfac: number, pixdim: number[], offset: number[]): number[] {
+export function qformToAffine(
+  b: number,
+  c: number,
+  d: number,
+  qfac: number,
+  pixdim: number[],
+  offset: number[],
+): number[] {
   const w2 = 1 - (b * b + c * c + d * d);
   // As nibabel: |w²| below 3 float32 epsilons is float32 rounding of a 180° rotation, so w = 0 (sqrt would give up to 6e-4).
   const a = Math.abs(w2) < 3 * 2 ** -23 || w2 < 0 ? 0 : Math.sqrt(w2);
@@ -113,16 +150,38 @@ export function qformToAffine(b: number, c: number, d: number, qfac: number, pix
   let rot: Mat3;
   if (s === 0) rot = [1, 0, 0, 0, 1, 0, 0, 0, 1];
   else {
-    const X = b * s, Y = c * s, Z = d * s;
-    const wX = a * X, wY = a * Y, wZ = a * Z, xX = b * X, xY = b * Y, xZ = b * Z, yY = c * Y, yZ = c * Z, zZ = d * Z;
+    const X = b * s,
+      Y = c * s,
+      Z = d * s;
+    const wX = a * X,
+      wY = a * Y,
+      wZ = a * Z,
+      xX = b * X,
+      xY = b * Y,
+      xZ = b * Z,
+      yY = c * Y,
+      yZ = c * Z,
+      zZ = d * Z;
     rot = [1 - (yY + zZ), xY - wZ, xZ + wY, xY + wZ, 1 - (xX + zZ), yZ - wX, xZ - wY, yZ + wX, 1 - (xX + yY)];
   }
   const q = qfac === -1 ? -1 : 1;
   const [dx, dy, dz] = [pixdim[0], pixdim[1], pixdim[2] * q];
   return [
-    rot[0] * dx, rot[1] * dy, rot[2] * dz, offset[0],
-    rot[3] * dx, rot[4] * dy, rot[5] * dz, offset[1],
-    rot[6] * dx, rot[7] * dy, rot[8] * dz, offset[2],
-    0, 0, 0, 1,
+    rot[0] * dx,
+    rot[1] * dy,
+    rot[2] * dz,
+    offset[0],
+    rot[3] * dx,
+    rot[4] * dy,
+    rot[5] * dz,
+    offset[1],
+    rot[6] * dx,
+    rot[7] * dy,
+    rot[8] * dz,
+    offset[2],
+    0,
+    0,
+    0,
+    1,
   ];
 }

@@ -58,12 +58,14 @@ export function parseCsaHeader(bytes: Uint8Array): Map<string, CsaTag> {
     const items: (number | string)[] = [];
     for (let i = 0; i < nItems; i++) {
       need(16);
-      const x0 = dv.getInt32(p, true), x1 = dv.getInt32(p + 4, true);
+      const x0 = dv.getInt32(p, true),
+        x1 = dv.getInt32(p + 4, true);
       p += 16;
       let itemLen: number;
       if (csa2) {
         itemLen = x1;
-        if (itemLen < 0 || p + itemLen > len) throw new CsaError(`the Siemens CSA tag "${name}" has an item running past the header's end.`);
+        if (itemLen < 0 || p + itemLen > len)
+          throw new CsaError(`the Siemens CSA tag "${name}" has an item running past the header's end.`);
       } else {
         // CSA1 stores the item length offset by the item count of tag 1 (nibabel's observation)
         itemLen = x0 - tag0Items;

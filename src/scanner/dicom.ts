@@ -4,7 +4,10 @@ import type { DataSet, Element } from 'dicom-parser';
 
 /** A DICOM file that is not (yet) usable: 'incomplete' means retry later, 'invalid' means it never will be. */
 export class DicomError extends Error {
-  constructor(message: string, readonly status: 'incomplete' | 'invalid') {
+  constructor(
+    message: string,
+    readonly status: 'incomplete' | 'invalid',
+  ) {
     super(message);
     this.name = 'DicomError';
   }
@@ -28,12 +31,24 @@ const COMPRESSED_NAMES: [RegExp, string][] = [
 
 // Sequences we read; implicit-VR files do not say which elements are sequences, so we tell dicom-parser.
 const SEQUENCE_TAGS = new Set([
-  'x52009229', 'x52009230', 'x00209113', 'x00209116', 'x00289110', 'x00209111', 'x00289145', 'x00189112', 'x00209071',
-  'x00089124', 'x00209221', 'x00209222',
+  'x52009229',
+  'x52009230',
+  'x00209113',
+  'x00209116',
+  'x00289110',
+  'x00209111',
+  'x00289145',
+  'x00189112',
+  'x00209071',
+  'x00089124',
+  'x00209221',
+  'x00209222',
 ]);
 
 export function hasDicmPreamble(bytes: Uint8Array): boolean {
-  return bytes.length >= 132 && bytes[128] === 0x44 && bytes[129] === 0x49 && bytes[130] === 0x43 && bytes[131] === 0x4d;
+  return (
+    bytes.length >= 132 && bytes[128] === 0x44 && bytes[129] === 0x49 && bytes[130] === 0x43 && bytes[131] === 0x4d
+  );
 }
 
 /** Reads the file-meta group (always explicit VR little endian) for the transfer syntax, without dicom-parser. */
@@ -42,14 +57,19 @@ function metaTransferSyntax(bytes: Uint8Array): string | undefined | 'short' {
   let p = 132;
   for (;;) {
     if (p + 8 > bytes.length) return 'short';
-    const group = dv.getUint16(p, true), elem = dv.getUint16(p + 2, true);
+    const group = dv.getUint16(p, true),
+      elem = dv.getUint16(p + 2, true);
     if (group !== 0x0002) return undefined;
     const vr = String.fromCharCode(bytes[p + 4], bytes[p + 5]);
     let len: number, off: number;
     if (['OB', 'OW', 'OF', 'SQ', 'UT', 'UN'].includes(vr)) {
       if (p + 12 > bytes.length) return 'short';
-      len = dv.getUint32(p + 8, true); off = p + 12;
-    } else { len = dv.getUint16(p + 6, true); off = p + 8; }
+      len = dv.getUint32(p + 8, true);
+      off = p + 12;
+    } else {
+      len = dv.getUint16(p + 6, true);
+      off = p + 8;
+    }
     if (off + len > bytes.length) return 'short';
     if (elem === 0x0010) {
       let s = '';
@@ -81,55 +101,96 @@ export interface ParsedDicom {
  * file that is still being written and DicomError('invalid') for one that will never be readable.
  */
 export function parseDicomBytes(bytes: Uint8Array): ParsedDicom {
-  if (bytes.length < 132) throw new DicomError(`only ${bytes.length} bytes are there, fewer than the 132-byte DICOM preamble.`, 'incomplete');
-  if (!hasDicmPreamble(bytes)) throw new DicomError('not a DICOM Part 10 file: no "DICM" marker at byte 128.', 'invalid');
+  if (bytes.length < 132)
+    throw new DicomError(`only ${bytes.length} bytes are there, fewer than the 132-byte DICOM preamble.`, 'incomplete');
+  if (!hasDicmPreamble(bytes))
+    throw new DicomError('not a DICOM Part 10 file: no "DICM" marker at byte 128.', 'invalid');
   const ts = metaTransferSyntax(bytes);
-  if (ts === 'short') throw new DicomError('the DICOM file-meta header is cut short (the file is still being written).', 'incomplete');
+  if (ts === 'short')
+    throw new DicomError('the DICOM file-meta header is cut short (the file is still being written).', 'incomplete');
   if (!ts) throw new DicomError('the DICOM file-meta header has no TransferSyntaxUID (0002,0010).', 'invalid');
   const syntax = UNCOMPRESSED[ts];
   if (!syntax) {
     const name = COMPRESSED_NAMES.find(([re]) => re.test(ts))?.[1];
-    throw new DicomError(name
-      ? `compressed transfer syntax ${ts} (${name}) is not supported; export uncompressed DICOM (implicit or explicit VR) from the scanner.`
-      : `transfer syntax ${ts} is not supported; export uncompressed DICOM (implicit or explicit VR) from the scanner.`, 'invalid');
+    throw new DicomError(
+      name
+        ? `compressed transfer syntax ${ts} (${name}) is not supported; export uncompressed DICOM (implicit or explicit VR) from the scanner.`
+        : `transfer syntax ${ts} is not supported; export uncompressed DICOM (implicit or explicit VR) from the scanner.`,
+      'invalid',
+    );
   }
   let ds: DataSet;
   try {
-    ds = dicomParser.parseDicom(bytes, { vrCallback: (tag: string) => (SEQUENCE_TAGS.has(tag) ? 'SQ' : undefined) } as dicomParser.ParseDicomOptions);
+    ds = dicomParser.parseDicom(bytes, {
+      vrCallback: (tag: string) => (SEQUENCE_TAGS.has(tag) ? 'SQ' : undefined),
+    } as dicomParser.ParseDicomOptions);
   } catch (err) {
     const msg = String((err as { exception?: unknown })?.exception ?? (err as Error)?.message ?? err);
     if (/overrun|past (the )?end|beyond|eof|maxPosition|missing required meta header/i.test(msg)) {
-      throw new DicomError(`the DICOM data set ends early (${msg.replace(/^dicomParser[.:]\w+: /, '')}); the file is truncated or still being written.`, 'incomplete');
+      throw new DicomError(
+        `the DICOM data set ends early (${msg.replace(/^dicomParser[.:]\w+: /, '')}); the file is truncated or still being written.`,
+        'incomplete',
+      );
     }
     throw new DicomError(`the DICOM data set is corrupt (${msg.replace(/^dicomParser[.:]\w+: /, '')}).`, 'invalid');
   }
-  const rows = ds.uint16('x00280010'), cols = ds.uint16('x00280011');
+  const rows = ds.uint16('x00280010'),
+    cols = ds.uint16('x00280011');
   const px: Element | undefined = ds.elements.x7fe00010;
   if (!px) {
-    if (ds.elements.x7fe00008 || ds.elements.x7fe00009) throw new DicomError('float or double pixel data is not supported; export integer pixels.', 'invalid');
+    if (ds.elements.x7fe00008 || ds.elements.x7fe00009)
+      throw new DicomError('float or double pixel data is not supported; export integer pixels.', 'invalid');
     if (!rows || !cols) throw new DicomError('the DICOM file holds no image (no Rows/Columns/PixelData).', 'invalid');
-    throw new DicomError('the DICOM file has no PixelData element yet (the file is truncated or still being written).', 'incomplete');
+    throw new DicomError(
+      'the DICOM file has no PixelData element yet (the file is truncated or still being written).',
+      'incomplete',
+    );
   }
   if (!rows || !cols) throw new DicomError('the DICOM image has no Rows or Columns.', 'invalid');
-  if (px.encapsulatedPixelData) throw new DicomError('the pixel data is encapsulated (compressed), which is not supported; export uncompressed DICOM.', 'invalid');
+  if (px.encapsulatedPixelData)
+    throw new DicomError(
+      'the pixel data is encapsulated (compressed), which is not supported; export uncompressed DICOM.',
+      'invalid',
+    );
   const samples = ds.uint16('x00280002') ?? 1;
-  if (samples !== 1) throw new DicomError(`the image has ${samples} samples per pixel (colour), but only greyscale is supported.`, 'invalid');
+  if (samples !== 1)
+    throw new DicomError(
+      `the image has ${samples} samples per pixel (colour), but only greyscale is supported.`,
+      'invalid',
+    );
   const bitsAllocated = ds.uint16('x00280100') ?? 16;
-  if (![8, 16, 32].includes(bitsAllocated)) throw new DicomError(`BitsAllocated ${bitsAllocated} is not supported (8, 16 or 32).`, 'invalid');
+  if (![8, 16, 32].includes(bitsAllocated))
+    throw new DicomError(`BitsAllocated ${bitsAllocated} is not supported (8, 16 or 32).`, 'invalid');
   const bitsStored = ds.uint16('x00280101') ?? bitsAllocated;
   const frames = Math.max(1, ds.intString('x00280008') ?? 1);
   const pixelBytes = rows * cols * frames * (bitsAllocated / 8);
   const end = px.dataOffset + pixelBytes;
   // the declared length is final even while the file grows, so a short one is corrupt rather than unfinished
   if (!px.hadUndefinedLength && px.length < pixelBytes) {
-    throw new DicomError(`PixelData holds ${px.length} bytes but Rows×Columns×Frames×BitsAllocated/8 is ${pixelBytes}.`, 'invalid');
+    throw new DicomError(
+      `PixelData holds ${px.length} bytes but Rows×Columns×Frames×BitsAllocated/8 is ${pixelBytes}.`,
+      'invalid',
+    );
   }
   if (end > bytes.length) {
-    throw new DicomError(`PixelData needs ${pixelBytes} bytes (${rows}×${cols}×${frames} × ${bitsAllocated / 8}) but only ${Math.max(0, bytes.length - px.dataOffset)} are there yet.`, 'incomplete');
+    throw new DicomError(
+      `PixelData needs ${pixelBytes} bytes (${rows}×${cols}×${frames} × ${bitsAllocated / 8}) but only ${Math.max(0, bytes.length - px.dataOffset)} are there yet.`,
+      'incomplete',
+    );
   }
   return {
-    ds, transferSyntax: ts, littleEndian: syntax.little, rows, cols, frames, bitsAllocated, bitsStored,
-    signed: ds.uint16('x00280103') === 1, pixelOffset: px.dataOffset, pixelBytes, bytes,
+    ds,
+    transferSyntax: ts,
+    littleEndian: syntax.little,
+    rows,
+    cols,
+    frames,
+    bitsAllocated,
+    bitsStored,
+    signed: ds.uint16('x00280103') === 1,
+    pixelOffset: px.dataOffset,
+    pixelBytes,
+    bytes,
   };
 }
 
@@ -207,7 +268,8 @@ export function imageType(ds: DataSet): string[] {
 
 export function rescale(ds: DataSet | undefined): { slope: number; inter: number } | undefined {
   if (!ds) return undefined;
-  const slope = num(ds, 'x00281053'), inter = num(ds, 'x00281052');
+  const slope = num(ds, 'x00281053'),
+    inter = num(ds, 'x00281052');
   if (slope === undefined && inter === undefined) return undefined;
   return { slope: slope === undefined || slope === 0 ? 1 : slope, inter: inter ?? 0 };
 }

@@ -3,9 +3,26 @@
 import type { DataSet } from 'dicom-parser';
 import { dot3 } from './affine.js';
 import {
-  DicomError, applyRescale, framePixels, item, num, numbers, parseDateTimeToTime, parseTime, rescale, str, type ParsedDicom,
+  DicomError,
+  applyRescale,
+  framePixels,
+  item,
+  num,
+  numbers,
+  parseDateTimeToTime,
+  parseTime,
+  rescale,
+  str,
+  type ParsedDicom,
 } from './dicom.js';
-import { normalizeOrientation, orientationProblem, putSlice, sliceNormal, stackAffine, voxelSizeOf } from './geometry.js';
+import {
+  normalizeOrientation,
+  orientationProblem,
+  putSlice,
+  sliceNormal,
+  stackAffine,
+  voxelSizeOf,
+} from './geometry.js';
 import type { ScannerVolume } from './types.js';
 
 export function isEnhanced(p: ParsedDicom): boolean {
@@ -33,7 +50,10 @@ export function readEnhanced(p: ParsedDicom): ScannerVolume[] {
   const perFrame = ds.elements.x52009230.items!;
   const shared = item(ds, 'x52009229');
   if (perFrame.length !== p.frames) {
-    throw new DicomError(`the file has ${p.frames} frames but ${perFrame.length} per-frame functional group items.`, 'invalid');
+    throw new DicomError(
+      `the file has ${p.frames} frames but ${perFrame.length} per-frame functional group items.`,
+      'invalid',
+    );
   }
   const frames: FrameInfo[] = perFrame.map((it, index) => {
     const f = it.dataSet;
@@ -41,13 +61,21 @@ export function readEnhanced(p: ParsedDicom): ScannerVolume[] {
     const ori = numbers(group(f, shared, 'x00209116') ?? ds, 'x00200037');
     const meas = group(f, shared, 'x00289110');
     const ps = numbers(meas ?? ds, 'x00280030');
-    if (!pos || pos.length !== 3) throw new DicomError(`frame ${index + 1} has no ImagePositionPatient in its PlanePositionSequence (an XA "mosaic" without geometry?); export enhanced non-mosaic or classic DICOM.`, 'invalid');
+    if (!pos || pos.length !== 3)
+      throw new DicomError(
+        `frame ${index + 1} has no ImagePositionPatient in its PlanePositionSequence (an XA "mosaic" without geometry?); export enhanced non-mosaic or classic DICOM.`,
+        'invalid',
+      );
     const op = orientationProblem(ori);
     if (op) throw new DicomError(`frame ${index + 1}: ${op}.`, 'invalid');
-    if (!ps || ps.length !== 2 || ps.some((v) => !(v > 0))) throw new DicomError(`frame ${index + 1} has no valid PixelSpacing in its PixelMeasuresSequence.`, 'invalid');
+    if (!ps || ps.length !== 2 || ps.some((v) => !(v > 0)))
+      throw new DicomError(`frame ${index + 1} has no valid PixelSpacing in its PixelMeasuresSequence.`, 'invalid');
     const content = group(f, undefined, 'x00209111');
     return {
-      index, position: pos, orientation: normalizeOrientation(ori!), pixelSpacing: [ps[0], ps[1]],
+      index,
+      position: pos,
+      orientation: normalizeOrientation(ori!),
+      pixelSpacing: [ps[0], ps[1]],
       thickness: num(meas ?? ds, 'x00180088') ?? num(meas ?? ds, 'x00180050'),
       rescale: rescale(group(f, shared, 'x00289145')) ?? rescale(ds),
       temporal: content ? content.uint32('x00209128') : undefined,
@@ -56,7 +84,11 @@ export function readEnhanced(p: ParsedDicom): ScannerVolume[] {
   });
   const o = frames[0].orientation;
   for (const fr of frames) {
-    if (fr.orientation.some((v, i) => Math.abs(v - o[i]) > 1e-4)) throw new DicomError('frames have different orientations; only one slice stack per file is supported.', 'invalid');
+    if (fr.orientation.some((v, i) => Math.abs(v - o[i]) > 1e-4))
+      throw new DicomError(
+        'frames have different orientations; only one slice stack per file is supported.',
+        'invalid',
+      );
   }
   const normal = sliceNormal(o);
   const proj = (f: FrameInfo) => dot3(f.position, normal);
@@ -78,19 +110,28 @@ export function readEnhanced(p: ParsedDicom): ScannerVolume[] {
   }
   const nz = volumesOfFrames[0].length;
   if (volumesOfFrames.some((v) => v.length !== nz)) {
-    throw new DicomError(`the frames do not form volumes of equal size (${volumesOfFrames.map((v) => v.length).join(', ')} slices).`, 'invalid');
+    throw new DicomError(
+      `the frames do not form volumes of equal size (${volumesOfFrames.map((v) => v.length).join(', ')} slices).`,
+      'invalid',
+    );
   }
   const sharedTiming = group(undefined, shared, 'x00189112');
   const trMs = num(sharedTiming ?? ds, 'x00180080') ?? num(ds, 'x00180080');
   const fileTime = parseDateTimeToTime(str(ds, 'x0008002a')) ?? parseTime(str(ds, 'x00080032'));
   return volumesOfFrames.map((vol, vi) => {
     const sorted = vol.slice().sort((a, b) => proj(a) - proj(b));
-    const first = sorted[0], last = sorted[sorted.length - 1];
-    const spacing = nz > 1 ? (proj(last) - proj(first)) / (nz - 1) : first.thickness ?? 1;
-    if (nz > 1 && !(spacing > 1e-6)) throw new DicomError('several frames share one slice position, so the slices cannot be stacked.', 'invalid');
+    const first = sorted[0],
+      last = sorted[sorted.length - 1];
+    const spacing = nz > 1 ? (proj(last) - proj(first)) / (nz - 1) : (first.thickness ?? 1);
+    if (nz > 1 && !(spacing > 1e-6))
+      throw new DicomError('several frames share one slice position, so the slices cannot be stacked.', 'invalid');
     const geom = {
-      rows: p.rows, cols: p.cols, orientation: o, pixelSpacing: first.pixelSpacing,
-      firstPosition: first.position, sliceStep: normal.map((v) => v * spacing),
+      rows: p.rows,
+      cols: p.cols,
+      orientation: o,
+      pixelSpacing: first.pixelSpacing,
+      firstPosition: first.position,
+      sliceStep: normal.map((v) => v * spacing),
     };
     const data = new Float32Array(p.rows * p.cols * nz);
     sorted.forEach((fr, k) => putSlice(data, applyRescale(framePixels(p, fr.index), fr.rescale), k, p.cols, p.rows));

@@ -26,7 +26,8 @@ export function unit(v: number[]): number[] {
 
 /** Row-major RAS+ affine for the dcm2niix voxel order. */
 export function stackAffine(g: SliceStackGeometry): number[] {
-  const rowCos = g.orientation.slice(0, 3), colCos = g.orientation.slice(3, 6);
+  const rowCos = g.orientation.slice(0, 3),
+    colCos = g.orientation.slice(3, 6);
   const [rowSp, colSp] = g.pixelSpacing;
   const cx = rowCos.map((v) => v * colSp);
   const cy = colCos.map((v) => -v * rowSp);
@@ -35,10 +36,22 @@ export function stackAffine(g: SliceStackGeometry): number[] {
   // LPS → RAS: negate the first two rows
   const s = [-1, -1, 1];
   return [
-    s[0] * cx[0], s[0] * cy[0], s[0] * cz[0], s[0] * o[0],
-    s[1] * cx[1], s[1] * cy[1], s[1] * cz[1], s[1] * o[1],
-    s[2] * cx[2], s[2] * cy[2], s[2] * cz[2], s[2] * o[2],
-    0, 0, 0, 1,
+    s[0] * cx[0],
+    s[0] * cy[0],
+    s[0] * cz[0],
+    s[0] * o[0],
+    s[1] * cx[1],
+    s[1] * cy[1],
+    s[1] * cz[1],
+    s[1] * o[1],
+    s[2] * cx[2],
+    s[2] * cy[2],
+    s[2] * cz[2],
+    s[2] * o[2],
+    0,
+    0,
+    0,
+    1,
   ];
 }
 
@@ -50,7 +63,8 @@ export function voxelSizeOf(g: SliceStackGeometry): number[] {
 export function putSlice(out: Float32Array, slice: ArrayLike<number>, k: number, cols: number, rows: number): void {
   const plane = cols * rows;
   for (let r = 0; r < rows; r++) {
-    const src = r * cols, dst = k * plane + (rows - 1 - r) * cols;
+    const src = r * cols,
+      dst = k * plane + (rows - 1 - r) * cols;
     for (let c = 0; c < cols; c++) out[dst + c] = slice[src + c];
   }
 }
@@ -62,9 +76,13 @@ export function normalizeOrientation(o: number[]): number[] {
 
 /** Checks an orientation is two unit, orthogonal cosines; returns a sentence when it is not. */
 export function orientationProblem(o: number[] | undefined): string | undefined {
-  if (!o || o.length !== 6 || o.some((v) => !Number.isFinite(v))) return 'ImageOrientationPatient is missing or not 6 numbers';
-  const a = o.slice(0, 3), b = o.slice(3, 6);
-  if (Math.abs(norm3(a) - 1) > 1e-3 || Math.abs(norm3(b) - 1) > 1e-3) return 'ImageOrientationPatient cosines are not unit vectors';
-  if (Math.abs(a[0] * b[0] + a[1] * b[1] + a[2] * b[2]) > 1e-3) return 'ImageOrientationPatient cosines are not orthogonal';
+  if (!o || o.length !== 6 || o.some((v) => !Number.isFinite(v)))
+    return 'ImageOrientationPatient is missing or not 6 numbers';
+  const a = o.slice(0, 3),
+    b = o.slice(3, 6);
+  if (Math.abs(norm3(a) - 1) > 1e-3 || Math.abs(norm3(b) - 1) > 1e-3)
+    return 'ImageOrientationPatient cosines are not unit vectors';
+  if (Math.abs(a[0] * b[0] + a[1] * b[1] + a[2] * b[2]) > 1e-3)
+    return 'ImageOrientationPatient cosines are not orthogonal';
   return undefined;
 }

@@ -5,11 +5,35 @@
 import { affineFromColumns, dot3, norm3 } from './affine.js';
 import type { ScannerVolume } from './types.js';
 
-export const MRD = { CONFIG_FILE: 1, CONFIG_TEXT: 2, HEADER: 3, CLOSE: 4, TEXT: 5, ACQUISITION: 1008, IMAGE: 1022, WAVEFORM: 1026, NDARRAY: 1030 } as const;
-const NAMES: Record<number, string> = { 1: 'config file', 2: 'config text', 5: 'text', 1008: 'acquisition (raw k-space)', 1026: 'waveform', 1030: 'ndarray' };
+export const MRD = {
+  CONFIG_FILE: 1,
+  CONFIG_TEXT: 2,
+  HEADER: 3,
+  CLOSE: 4,
+  TEXT: 5,
+  ACQUISITION: 1008,
+  IMAGE: 1022,
+  WAVEFORM: 1026,
+  NDARRAY: 1030,
+} as const;
+const NAMES: Record<number, string> = {
+  1: 'config file',
+  2: 'config text',
+  5: 'text',
+  1008: 'acquisition (raw k-space)',
+  1026: 'waveform',
+  1030: 'ndarray',
+};
 
 /** Bounds on sizes announced by the wire: anything larger is refused before a byte is allocated. */
-export const MRD_LIMITS = { maxTextBytes: 16 << 20, maxAttributeBytes: 1 << 20, maxSide: 1024, maxVoxels: 16_777_216, maxSkipBytes: 256 << 20, maxNdarrayDims: 8 };
+export const MRD_LIMITS = {
+  maxTextBytes: 16 << 20,
+  maxAttributeBytes: 1 << 20,
+  maxSide: 1024,
+  maxVoxels: 16_777_216,
+  maxSkipBytes: 256 << 20,
+  maxNdarrayDims: 8,
+};
 
 const IMAGE_HEADER_BYTES = 198;
 const ACQ_HEADER_BYTES = 340;
@@ -126,7 +150,10 @@ export class MrdStreamParser {
         const lb = this.bytes(6);
         if (!lb) return undefined;
         const len = lb.readUInt32LE(2);
-        if (len > MRD_LIMITS.maxTextBytes) throw new MrdError(`an MRD ${id === MRD.HEADER ? 'XML header' : 'text'} message announces ${len} bytes, more than the ${MRD_LIMITS.maxTextBytes} accepted; the stream is not followed further.`);
+        if (len > MRD_LIMITS.maxTextBytes)
+          throw new MrdError(
+            `an MRD ${id === MRD.HEADER ? 'XML header' : 'text'} message announces ${len} bytes, more than the ${MRD_LIMITS.maxTextBytes} accepted; the stream is not followed further.`,
+          );
         const b = this.bytes(6 + len);
         if (!b) return undefined;
         const text = b.subarray(6).toString('utf8');
@@ -140,20 +167,27 @@ export class MrdStreamParser {
       case MRD.ACQUISITION: {
         const h = this.bytes(2 + ACQ_HEADER_BYTES);
         if (!h) return undefined;
-        const samples = h.readUInt16LE(2 + 34), channels = h.readUInt16LE(2 + 38), traj = h.readUInt16LE(2 + 176);
+        const samples = h.readUInt16LE(2 + 34),
+          channels = h.readUInt16LE(2 + 38),
+          traj = h.readUInt16LE(2 + 176);
         return this.skip(id, 2 + ACQ_HEADER_BYTES + samples * traj * 4 + samples * channels * 8);
       }
       case MRD.WAVEFORM: {
         const h = this.bytes(2 + WAVEFORM_HEADER_BYTES);
         if (!h) return undefined;
-        const samples = h.readUInt16LE(2 + 28), channels = h.readUInt16LE(2 + 30);
+        const samples = h.readUInt16LE(2 + 28),
+          channels = h.readUInt16LE(2 + 30);
         return this.skip(id, 2 + WAVEFORM_HEADER_BYTES + samples * channels * 4);
       }
       case MRD.NDARRAY: {
         const h = this.bytes(8);
         if (!h) return undefined;
-        const type = h.readUInt16LE(2), ndim = h.readUInt16LE(6);
-        if (ndim > MRD_LIMITS.maxNdarrayDims || !TYPE_BYTES[type]) throw new MrdError(`an MRD ndarray message has ${ndim} dimensions of type ${type}, which cannot be skipped safely; the stream is not followed further.`);
+        const type = h.readUInt16LE(2),
+          ndim = h.readUInt16LE(6);
+        if (ndim > MRD_LIMITS.maxNdarrayDims || !TYPE_BYTES[type])
+          throw new MrdError(
+            `an MRD ndarray message has ${ndim} dimensions of type ${type}, which cannot be skipped safely; the stream is not followed further.`,
+          );
         const d = this.bytes(8 + 8 * ndim);
         if (!d) return undefined;
         let n = 1;
@@ -161,13 +195,17 @@ export class MrdStreamParser {
         return this.skip(id, 8 + 8 * ndim + n * TYPE_BYTES[type]);
       }
       default:
-        throw new MrdError(`MRD message id ${id} is not part of the MRD streaming protocol (or the stream lost its place), so its length is unknown; the stream is not followed further.`);
+        throw new MrdError(
+          `MRD message id ${id} is not part of the MRD streaming protocol (or the stream lost its place), so its length is unknown; the stream is not followed further.`,
+        );
     }
   }
 
   private skip(id: number, total: number): MrdMessage | undefined {
     if (!Number.isFinite(total) || total > MRD_LIMITS.maxSkipBytes) {
-      throw new MrdError(`an MRD ${NAMES[id]} message announces ${total} bytes, more than the ${MRD_LIMITS.maxSkipBytes} accepted; the stream is not followed further.`);
+      throw new MrdError(
+        `an MRD ${NAMES[id]} message announces ${total} bytes, more than the ${MRD_LIMITS.maxSkipBytes} accepted; the stream is not followed further.`,
+      );
     }
     if (this.length < total) return undefined;
     this.consume(total);
@@ -184,21 +222,43 @@ export class MrdStreamParser {
     const matrix: [number, number, number] = [h.readUInt16LE(o + 16), h.readUInt16LE(o + 18), h.readUInt16LE(o + 20)];
     const channels = h.readUInt16LE(o + 34);
     const attrLen = Number(h.readBigUInt64LE(o + IMAGE_HEADER_BYTES));
-    if (attrLen > MRD_LIMITS.maxAttributeBytes) throw new MrdError(`an MRD image announces ${attrLen} bytes of attributes, more than the ${MRD_LIMITS.maxAttributeBytes} accepted; the stream is not followed further.`);
+    if (attrLen > MRD_LIMITS.maxAttributeBytes)
+      throw new MrdError(
+        `an MRD image announces ${attrLen} bytes of attributes, more than the ${MRD_LIMITS.maxAttributeBytes} accepted; the stream is not followed further.`,
+      );
     const bpv = TYPE_BYTES[dataType];
-    if (!bpv) throw new MrdError(`an MRD image has data type ${dataType}, which is not an MRD type, so its size is unknown; the stream is not followed further.`);
+    if (!bpv)
+      throw new MrdError(
+        `an MRD image has data type ${dataType}, which is not an MRD type, so its size is unknown; the stream is not followed further.`,
+      );
     const values = channels * matrix[0] * matrix[1] * matrix[2];
     if (matrix.some((m) => m > MRD_LIMITS.maxSide) || values > MRD_LIMITS.maxVoxels) {
-      throw new MrdError(`an MRD image of ${matrix.join('×')} voxels × ${channels} channel(s) is larger than the ${MRD_LIMITS.maxSide} a side / ${MRD_LIMITS.maxVoxels} values accepted; the stream is not followed further.`);
+      throw new MrdError(
+        `an MRD image of ${matrix.join('×')} voxels × ${channels} channel(s) is larger than the ${MRD_LIMITS.maxSide} a side / ${MRD_LIMITS.maxVoxels} values accepted; the stream is not followed further.`,
+      );
     }
     const total = 2 + IMAGE_HEADER_BYTES + 8 + attrLen + values * bpv;
     const b = this.bytes(total);
     if (!b) return undefined;
     const image: MrdImage = {
-      dataType, matrix, fov: v3(22), channels, position: v3(36), readDir: v3(48), phaseDir: v3(60), sliceDir: v3(72),
-      slice: h.readUInt16LE(o + 98), repetition: h.readUInt16LE(o + 104), imageType: h.readUInt16LE(o + 124),
-      imageIndex: h.readUInt16LE(o + 126), seriesIndex: h.readUInt16LE(o + 128), measurementUid: h.readUInt32LE(o + 12),
-      attributes: b.subarray(o + IMAGE_HEADER_BYTES + 8, o + IMAGE_HEADER_BYTES + 8 + attrLen).toString('utf8').replace(/\0+$/, ''),
+      dataType,
+      matrix,
+      fov: v3(22),
+      channels,
+      position: v3(36),
+      readDir: v3(48),
+      phaseDir: v3(60),
+      sliceDir: v3(72),
+      slice: h.readUInt16LE(o + 98),
+      repetition: h.readUInt16LE(o + 104),
+      imageType: h.readUInt16LE(o + 124),
+      imageIndex: h.readUInt16LE(o + 126),
+      seriesIndex: h.readUInt16LE(o + 128),
+      measurementUid: h.readUInt32LE(o + 12),
+      attributes: b
+        .subarray(o + IMAGE_HEADER_BYTES + 8, o + IMAGE_HEADER_BYTES + 8 + attrLen)
+        .toString('utf8')
+        .replace(/\0+$/, ''),
     };
     const start = o + IMAGE_HEADER_BYTES + 8 + attrLen;
     if (dataType === 7 || dataType === 8) image.refused = 'it is complex-valued (send magnitude images)';
@@ -207,8 +267,15 @@ export class MrdStreamParser {
     else {
       const data = new Float32Array(values);
       const dv = new DataView(b.buffer, b.byteOffset + start, values * bpv);
-      const get = [undefined, (i: number) => dv.getUint16(2 * i, true), (i: number) => dv.getInt16(2 * i, true), (i: number) => dv.getUint32(4 * i, true),
-        (i: number) => dv.getInt32(4 * i, true), (i: number) => dv.getFloat32(4 * i, true), (i: number) => dv.getFloat64(8 * i, true)][dataType]!;
+      const get = [
+        undefined,
+        (i: number) => dv.getUint16(2 * i, true),
+        (i: number) => dv.getInt16(2 * i, true),
+        (i: number) => dv.getUint32(4 * i, true),
+        (i: number) => dv.getInt32(4 * i, true),
+        (i: number) => dv.getFloat32(4 * i, true),
+        (i: number) => dv.getFloat64(8 * i, true),
+      ][dataType]!;
       for (let i = 0; i < values; i++) data[i] = get(i);
       image.data = data;
     }
@@ -243,7 +310,8 @@ export function parseMrdHeader(xml: string): MrdHeaderInfo {
   return {
     measurementId: tagText(xml, ['measurementInformation', 'measurementID']),
     tr: Number.isFinite(tr) && tr > 0 ? tr / 1000 : undefined,
-    slicesPerVolume: Number.isInteger(maxSlice) && maxSlice >= 0 && maxSlice < MRD_LIMITS.maxSide ? maxSlice + 1 : undefined,
+    slicesPerVolume:
+      Number.isInteger(maxSlice) && maxSlice >= 0 && maxSlice < MRD_LIMITS.maxSide ? maxSlice + 1 : undefined,
   };
 }
 
@@ -256,9 +324,15 @@ const LPS_TO_RAS = [-1, -1, 1];
  */
 export function mrdAffine(first: MrdImage, nz: number, sliceStep: number, centre: number[]): number[] {
   const [nx, ny] = first.matrix;
-  const dx = first.fov[0] / nx, dy = first.fov[1] / ny;
-  const unit = (v: number[]) => { const n = norm3(v) || 1; return v.map((x) => x / n); };
-  const r = unit(first.readDir), p = unit(first.phaseDir), s = unit(first.sliceDir);
+  const dx = first.fov[0] / nx,
+    dy = first.fov[1] / ny;
+  const unit = (v: number[]) => {
+    const n = norm3(v) || 1;
+    return v.map((x) => x / n);
+  };
+  const r = unit(first.readDir),
+    p = unit(first.phaseDir),
+    s = unit(first.sliceDir);
   const cx = r.map((v, i) => v * dx * LPS_TO_RAS[i]);
   const cy = p.map((v, i) => v * dy * LPS_TO_RAS[i]);
   const cz = s.map((v, i) => v * sliceStep * LPS_TO_RAS[i]);
@@ -277,9 +351,14 @@ export class MrdVolumeAssembler {
   }
 
   /** Returns the volume this image completes, if any; throws MrdError for an image that cannot join its stack. */
-  add(img: MrdImage, firstByteAt: number, tr: number | undefined): { volume: ScannerVolume; firstByteAt: number } | undefined {
+  add(
+    img: MrdImage,
+    firstByteAt: number,
+    tr: number | undefined,
+  ): { volume: ScannerVolume; firstByteAt: number } | undefined {
     if (!img.data) return undefined;
-    if (img.matrix[2] > 1) return { volume: this.volume([img], img.matrix[2], img.fov[2] / img.matrix[2], img.position, tr), firstByteAt };
+    if (img.matrix[2] > 1)
+      return { volume: this.volume([img], img.matrix[2], img.fov[2] / img.matrix[2], img.position, tr), firstByteAt };
     const n = this.slicesPerVolume ?? 1;
     let p = this.pending.get(img.repetition);
     if (!p) {
@@ -298,10 +377,21 @@ export class MrdVolumeAssembler {
     const stack = [...p.images.values()].sort((a, b) => dot3(a.position, s) - dot3(b.position, s));
     const first = stack[0];
     for (const im of stack) {
-      if (im.matrix[0] !== first.matrix[0] || im.matrix[1] !== first.matrix[1]) throw new MrdError(`the slices of repetition ${img.repetition} have different matrix sizes (${first.matrix.slice(0, 2).join('×')} and ${im.matrix.slice(0, 2).join('×')}).`);
+      if (im.matrix[0] !== first.matrix[0] || im.matrix[1] !== first.matrix[1])
+        throw new MrdError(
+          `the slices of repetition ${img.repetition} have different matrix sizes (${first.matrix.slice(0, 2).join('×')} and ${im.matrix.slice(0, 2).join('×')}).`,
+        );
     }
     const last = stack[stack.length - 1];
-    const step = stack.length > 1 ? dot3(last.position.map((v, i) => v - first.position[i]), s) / (norm3(s) || 1) / (stack.length - 1) : first.fov[2] || 1;
+    const step =
+      stack.length > 1
+        ? dot3(
+            last.position.map((v, i) => v - first.position[i]),
+            s,
+          ) /
+          (norm3(s) || 1) /
+          (stack.length - 1)
+        : first.fov[2] || 1;
     const centre = first.position.map((v, i) => (v + last.position[i]) / 2);
     return { volume: this.volume(stack, stack.length, step, centre, tr), firstByteAt: p.firstByteAt };
   }
@@ -318,8 +408,13 @@ export class MrdVolumeAssembler {
     }
     const affine = mrdAffine(first, nz, step, centre);
     return {
-      dims: [nx, ny, nz], affine, voxelSize: [first.fov[0] / nx, first.fov[1] / ny, Math.abs(step)], tr,
-      volumeIndex: first.repetition, source: 'mrd', data,
+      dims: [nx, ny, nz],
+      affine,
+      voxelSize: [first.fov[0] / nx, first.fov[1] / ny, Math.abs(step)],
+      tr,
+      volumeIndex: first.repetition,
+      source: 'mrd',
+      data,
     };
   }
 }

@@ -3,8 +3,16 @@
 import { gunzipSync, constants as zlibConstants } from 'node:zlib';
 import { affineToQform, qformToAffine } from './affine.js';
 import {
-  NiftiError, NIFTI_LAYOUTS, blankNiftiHeader, niftiVersionOf, niftiVoxOffset, readNiftiHeader, updateNiftiHeader, writeNiftiHeader,
-  type NiftiHeader, type NiftiVersion,
+  NiftiError,
+  NIFTI_LAYOUTS,
+  blankNiftiHeader,
+  niftiVersionOf,
+  niftiVoxOffset,
+  readNiftiHeader,
+  updateNiftiHeader,
+  writeNiftiHeader,
+  type NiftiHeader,
+  type NiftiVersion,
 } from './niftiHeader.js';
 
 export { NiftiError };
@@ -31,12 +39,27 @@ export interface NiftiImage {
 export const DEFAULT_MAX_NIFTI_BYTES = 1024 ** 3;
 
 export const NIFTI_TYPE = {
-  uint8: 2, int16: 4, int32: 8, float32: 16, float64: 64, int8: 256, uint16: 512, uint32: 768, int64: 1024, uint64: 1280,
+  uint8: 2,
+  int16: 4,
+  int32: 8,
+  float32: 16,
+  float64: 64,
+  int8: 256,
+  uint16: 512,
+  uint32: 768,
+  int64: 1024,
+  uint64: 1280,
 } as const;
 
 const TYPE_BYTES: Record<number, number> = { 2: 1, 4: 2, 8: 4, 16: 4, 64: 8, 256: 1, 512: 2, 768: 4, 1024: 8, 1280: 8 };
 const UNSUPPORTED_TYPE_NAMES: Record<number, string> = {
-  1: 'binary', 32: 'complex64', 128: 'RGB24', 1536: 'float128', 1792: 'complex128', 2048: 'complex256', 2304: 'RGBA32',
+  1: 'binary',
+  32: 'complex64',
+  128: 'RGB24',
+  1536: 'float128',
+  1792: 'complex128',
+  2048: 'complex256',
+  2304: 'RGBA32',
 };
 
 const GZIP_MAGIC = (b: Uint8Array) => b.length >= 2 && b[0] === 0x1f && b[1] === 0x8b;
@@ -56,7 +79,9 @@ function gunzipCapped(bytes: Uint8Array, cap: number, partialOk: boolean): { dat
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'ERR_BUFFER_TOO_LARGE' || e instanceof RangeError) {
-      throw new NiftiError(`the gzip stream expands beyond the ${cap}-byte limit, so it was not decompressed (raise maxBytes if the file is genuine).`);
+      throw new NiftiError(
+        `the gzip stream expands beyond the ${cap}-byte limit, so it was not decompressed (raise maxBytes if the file is genuine).`,
+      );
     }
     if (partialOk && /unexpected end of file/i.test(e.message)) {
       // A file still being written: take what inflates so far.
@@ -92,22 +117,31 @@ function parseHeader(bytes: Uint8Array): ParsedHeader {
   const h = header.fields;
   const magic = h.magic.slice(0, 3);
   if (magic === layout.pairMagic) {
-    throw new NiftiError(`this is the header of a .hdr/.img pair (magic "${magic}"); convert it to a single .nii file first.`);
+    throw new NiftiError(
+      `this is the header of a .hdr/.img pair (magic "${magic}"); convert it to a single .nii file first.`,
+    );
   }
-  if (magic !== layout.magic) throw new NiftiError(`wrong NIfTI magic "${magic.replace(/[^\x20-\x7e]/g, '?')}" (expected "${layout.magic}").`);
+  if (magic !== layout.magic)
+    throw new NiftiError(`wrong NIfTI magic "${magic.replace(/[^\x20-\x7e]/g, '?')}" (expected "${layout.magic}").`);
   const nd = h.dim[0];
   if (!(nd >= 1 && nd <= 7)) throw new NiftiError(`the header's dim[0] is ${nd}, outside 1..7.`);
   const all = h.dim.slice(1, nd + 1);
-  if (all.some((d) => !Number.isInteger(d) || d < 1)) throw new NiftiError(`the header's dimensions ${JSON.stringify(all)} are not all positive integers.`);
+  if (all.some((d) => !Number.isInteger(d) || d < 1))
+    throw new NiftiError(`the header's dimensions ${JSON.stringify(all)} are not all positive integers.`);
   while (all.length > 4 && all[all.length - 1] === 1) all.pop();
-  if (all.length > 4) throw new NiftiError(`the image has ${all.length} dimensions (${all.join('×')}); only 3-D and 4-D images are supported.`);
+  if (all.length > 4)
+    throw new NiftiError(
+      `the image has ${all.length} dimensions (${all.join('×')}); only 3-D and 4-D images are supported.`,
+    );
   while (all.length < 3) all.push(1);
   if (all.length === 4 && all[3] === 1 && nd < 4) all.pop();
   const datatype = h.datatype;
   const bytesPerVoxel = TYPE_BYTES[datatype];
   if (!bytesPerVoxel) {
     const name = UNSUPPORTED_TYPE_NAMES[datatype];
-    throw new NiftiError(`NIfTI datatype ${datatype}${name ? ` (${name})` : ''} is not supported; use an integer or float type.`);
+    throw new NiftiError(
+      `NIfTI datatype ${datatype}${name ? ` (${name})` : ''} is not supported; use an integer or float type.`,
+    );
   }
   let voxOffset = h.vox_offset;
   // The standard requires vox_offset ≥ header + 4-byte extension flag for single-file NIfTI; old writers put 0.
@@ -116,7 +150,16 @@ function parseHeader(bytes: Uint8Array): ParsedHeader {
   voxOffset = Math.floor(voxOffset);
   const volumeVoxels = all[0] * all[1] * all[2];
   const nVolumes = all.length === 4 ? all[3] : 1;
-  return { header, dims: all, datatype, bytesPerVoxel, voxOffset, voxels: volumeVoxels * nVolumes, volumeVoxels, nVolumes };
+  return {
+    header,
+    dims: all,
+    datatype,
+    bytesPerVoxel,
+    voxOffset,
+    voxels: volumeVoxels * nVolumes,
+    volumeVoxels,
+    nVolumes,
+  };
 }
 
 /** What a NIfTI header says about the image, without reading (or inflating) the voxels. */
@@ -135,8 +178,12 @@ export interface NiftiLayout {
 export function readNiftiLayout(bytes: Uint8Array): NiftiLayout {
   const p = parseHeader(bytes);
   return {
-    version: p.header.version, dims: p.dims.slice(), bytesPerVoxel: p.bytesPerVoxel, voxOffset: p.voxOffset,
-    volumeBytes: p.volumeVoxels * p.bytesPerVoxel, fileBytes: p.voxOffset + p.voxels * p.bytesPerVoxel,
+    version: p.header.version,
+    dims: p.dims.slice(),
+    bytesPerVoxel: p.bytesPerVoxel,
+    voxOffset: p.voxOffset,
+    volumeBytes: p.volumeVoxels * p.bytesPerVoxel,
+    fileBytes: p.voxOffset + p.voxels * p.bytesPerVoxel,
   };
 }
 
@@ -147,29 +194,61 @@ function copyBytes(b: Uint8Array, start: number, end: number): Uint8Array {
   return out;
 }
 
-function toFloat32(src: Uint8Array, datatype: number, littleEndian: boolean, count: number, slope: number, inter: number): Float32Array {
+function toFloat32(
+  src: Uint8Array,
+  datatype: number,
+  littleEndian: boolean,
+  count: number,
+  slope: number,
+  inter: number,
+): Float32Array {
   const bpv = TYPE_BYTES[datatype];
   const raw = copyBytes(src, 0, count * bpv); // aligned at 0 and safe to byte-swap
   const hostLittle = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
   if (bpv > 1 && littleEndian !== hostLittle) {
     for (let i = 0; i < raw.length; i += bpv) {
-      for (let a = i, b = i + bpv - 1; a < b; a++, b--) { const t = raw[a]; raw[a] = raw[b]; raw[b] = t; }
+      for (let a = i, b = i + bpv - 1; a < b; a++, b--) {
+        const t = raw[a];
+        raw[a] = raw[b];
+        raw[b] = t;
+      }
     }
   }
   const buf = raw.buffer;
   let typed: ArrayLike<number> | BigInt64Array | BigUint64Array;
   switch (datatype) {
-    case 2: typed = new Uint8Array(buf, 0, count); break;
-    case 4: typed = new Int16Array(buf, 0, count); break;
-    case 8: typed = new Int32Array(buf, 0, count); break;
-    case 16: typed = new Float32Array(buf, 0, count); break;
-    case 64: typed = new Float64Array(buf, 0, count); break;
-    case 256: typed = new Int8Array(buf, 0, count); break;
-    case 512: typed = new Uint16Array(buf, 0, count); break;
-    case 768: typed = new Uint32Array(buf, 0, count); break;
-    case 1024: typed = new BigInt64Array(buf, 0, count); break;
-    case 1280: typed = new BigUint64Array(buf, 0, count); break;
-    default: throw new NiftiError(`NIfTI datatype ${datatype} is not supported.`);
+    case 2:
+      typed = new Uint8Array(buf, 0, count);
+      break;
+    case 4:
+      typed = new Int16Array(buf, 0, count);
+      break;
+    case 8:
+      typed = new Int32Array(buf, 0, count);
+      break;
+    case 16:
+      typed = new Float32Array(buf, 0, count);
+      break;
+    case 64:
+      typed = new Float64Array(buf, 0, count);
+      break;
+    case 256:
+      typed = new Int8Array(buf, 0, count);
+      break;
+    case 512:
+      typed = new Uint16Array(buf, 0, count);
+      break;
+    case 768:
+      typed = new Uint32Array(buf, 0, count);
+      break;
+    case 1024:
+      typed = new BigInt64Array(buf, 0, count);
+      break;
+    case 1280:
+      typed = new BigUint64Array(buf, 0, count);
+      break;
+    default:
+      throw new NiftiError(`NIfTI datatype ${datatype} is not supported.`);
   }
   const out = datatype === 16 && slope === 1 && inter === 0 ? (typed as Float32Array) : new Float32Array(count);
   if (out === typed) return out;
@@ -213,9 +292,12 @@ function trSeconds(header: NiftiHeader): number {
   // NIfTI-1 stores float32: report 0.8 rather than 0.800000011920929
   if (header.version === 'nifti1') t = Number(t.toPrecision(7));
   switch (h.xyzt_units & 0x38) {
-    case 16: return t / 1000; // ms
-    case 24: return t / 1e6; // µs
-    default: return t; // seconds, or unknown (assume seconds)
+    case 16:
+      return t / 1000; // ms
+    case 24:
+      return t / 1e6; // µs
+    default:
+      return t; // seconds, or unknown (assume seconds)
   }
 }
 
@@ -223,13 +305,19 @@ function trSeconds(header: NiftiHeader): number {
  * The uncompressed bytes of a .nii or .nii.gz, inflating at most `cap` bytes (gzip bombs fail fast). With partialOk, a
  * gzip stream without its end (a file still being written) gives what inflates so far and truncated = true.
  */
-export function inflateNifti(bytes: Uint8Array, opts: { maxBytes?: number; partialOk?: boolean } = {}): { data: Uint8Array; truncated: boolean } {
+export function inflateNifti(
+  bytes: Uint8Array,
+  opts: { maxBytes?: number; partialOk?: boolean } = {},
+): { data: Uint8Array; truncated: boolean } {
   return uncompressed(bytes, opts.maxBytes ?? DEFAULT_MAX_NIFTI_BYTES, opts.partialOk ?? false);
 }
 
 function uncompressed(bytes: Uint8Array, cap: number, partialOk: boolean): { data: Uint8Array; truncated: boolean } {
   if (!GZIP_MAGIC(bytes)) {
-    if (bytes.length > cap) throw new NiftiError(`the file holds ${bytes.length} bytes, above the ${cap}-byte limit (raise maxBytes if the file is genuine).`);
+    if (bytes.length > cap)
+      throw new NiftiError(
+        `the file holds ${bytes.length} bytes, above the ${cap}-byte limit (raise maxBytes if the file is genuine).`,
+      );
     return { data: bytes, truncated: false };
   }
   return gunzipCapped(bytes, cap, partialOk);
@@ -241,15 +329,26 @@ export function decodeNifti(bytes: Uint8Array, opts: { maxBytes?: number } = {})
   const { data } = uncompressed(bytes, cap, false);
   const p = parseHeader(data);
   const need = p.voxOffset + p.voxels * p.bytesPerVoxel;
-  if (need > cap) throw new NiftiError(`the header says the image needs ${need} bytes, above the ${cap}-byte limit (raise maxBytes if the file is genuine).`);
-  if (data.length < need) throw new NiftiError(`file holds ${data.length} bytes but header says ${need} (vox_offset ${p.voxOffset} + ${p.voxels} voxels × ${p.bytesPerVoxel} bytes); it is truncated or still being written.`);
+  if (need > cap)
+    throw new NiftiError(
+      `the header says the image needs ${need} bytes, above the ${cap}-byte limit (raise maxBytes if the file is genuine).`,
+    );
+  if (data.length < need)
+    throw new NiftiError(
+      `file holds ${data.length} bytes but header says ${need} (vox_offset ${p.voxOffset} + ${p.voxels} voxels × ${p.bytesPerVoxel} bytes); it is truncated or still being written.`,
+    );
   const h = p.header.fields;
-  let slope = h.scl_slope, inter = h.scl_inter;
+  let slope = h.scl_slope,
+    inter = h.scl_inter;
   // nibabel: slope 0 or non-finite means "no scaling"; a non-finite intercept means 0.
-  if (!Number.isFinite(slope) || slope === 0) { slope = 1; inter = 0; }
+  if (!Number.isFinite(slope) || slope === 0) {
+    slope = 1;
+    inter = 0;
+  }
   if (!Number.isFinite(inter)) inter = 0;
   const voxels = toFloat32(data.subarray(p.voxOffset, need), p.datatype, p.header.littleEndian, p.voxels, slope, inter);
-  const vv = p.volumeVoxels, nv = p.nVolumes;
+  const vv = p.volumeVoxels,
+    nv = p.nVolumes;
   return {
     dims: p.dims.slice(),
     voxelSize: spatialPixdims(h),
@@ -259,7 +358,8 @@ export function decodeNifti(bytes: Uint8Array, opts: { maxBytes?: number } = {})
     version: p.header.version,
     data: voxels,
     volume(i: number): Float32Array {
-      if (!Number.isInteger(i) || i < 0 || i >= nv) throw new NiftiError(`volume ${i} does not exist; the image has ${nv} volume(s).`);
+      if (!Number.isInteger(i) || i < 0 || i >= nv)
+        throw new NiftiError(`volume ${i} does not exist; the image has ${nv} volume(s).`);
       return voxels.subarray(i * vv, (i + 1) * vv);
     },
   };
@@ -290,8 +390,14 @@ export function niftiCompleteness(bytes: Uint8Array, opts: { maxBytes?: number }
   const need = p.voxOffset + p.voxels * p.bytesPerVoxel;
   const avail = Math.max(0, data.length - p.voxOffset);
   const volumes = Math.floor(avail / volBytes);
-  if (truncated) return { complete: false, volumes: Math.min(volumes, p.nVolumes), reason: `the gzip stream has no end yet (${data.length} of ${need} bytes inflated).` };
-  if (data.length < need) return { complete: false, volumes, reason: `file holds ${data.length} bytes but header says ${need}.` };
+  if (truncated)
+    return {
+      complete: false,
+      volumes: Math.min(volumes, p.nVolumes),
+      reason: `the gzip stream has no end yet (${data.length} of ${need} bytes inflated).`,
+    };
+  if (data.length < need)
+    return { complete: false, volumes, reason: `file holds ${data.length} bytes but header says ${need}.` };
   return { complete: true, volumes };
 }
 
@@ -329,12 +435,16 @@ export const NIFTI1_VOX_OFFSET = niftiVoxOffset('nifti1');
 export function niftiHeader(o: NiftiHeaderOptions): Uint8Array {
   const version = o.version ?? 'nifti1';
   const dims = o.dims;
-  if (dims.length !== 3 && dims.length !== 4) throw new NiftiError(`dims must have 3 or 4 entries (got ${dims.length}).`);
+  if (dims.length !== 3 && dims.length !== 4)
+    throw new NiftiError(`dims must have 3 or 4 entries (got ${dims.length}).`);
   const maxDim = version === 'nifti1' ? 32767 : Number.MAX_SAFE_INTEGER;
   if (dims.some((d) => !Number.isInteger(d) || d < 1 || d > maxDim)) {
-    throw new NiftiError(`dims ${JSON.stringify(dims)} must be integers in 1..${maxDim} for ${NIFTI_LAYOUTS[version].label}${version === 'nifti1' ? ' (write NIfTI-2 for larger images)' : ''}.`);
+    throw new NiftiError(
+      `dims ${JSON.stringify(dims)} must be integers in 1..${maxDim} for ${NIFTI_LAYOUTS[version].label}${version === 'nifti1' ? ' (write NIfTI-2 for larger images)' : ''}.`,
+    );
   }
-  if (o.affine.length !== 16 || o.affine.some((v) => !Number.isFinite(v))) throw new NiftiError('the affine must be 16 finite numbers (row-major 4×4).');
+  if (o.affine.length !== 16 || o.affine.some((v) => !Number.isFinite(v)))
+    throw new NiftiError('the affine must be 16 finite numbers (row-major 4×4).');
   const code = NIFTI_TYPE[o.datatype];
   const h = blankNiftiHeader(version);
   const f = h.fields;
@@ -361,7 +471,9 @@ export function niftiHeader(o: NiftiHeaderOptions): Uint8Array {
 }
 
 /** The header of a 4-D image for dims [x,y,z,t]; a growing writer updates t with setNiftiVolumeCount. */
-export function niftiHeader4D(o: Omit<NiftiHeaderOptions, 'dims'> & { dims: [number, number, number, number] }): Uint8Array {
+export function niftiHeader4D(
+  o: Omit<NiftiHeaderOptions, 'dims'> & { dims: [number, number, number, number] },
+): Uint8Array {
   if (o.dims.length !== 4) throw new NiftiError('niftiHeader4D needs dims [x,y,z,t].');
   return niftiHeader(o);
 }
@@ -381,8 +493,10 @@ export function setNiftiVolumeCount(header: Uint8Array, t: number): void {
  */
 export function decodeNiftiVolume(head: Uint8Array, volume: Uint8Array): NiftiImage {
   const layout = readNiftiLayout(head);
-  if (head.length !== layout.voxOffset) throw new NiftiError(`the header bytes end at ${head.length}, not at vox_offset ${layout.voxOffset}.`);
-  if (volume.length !== layout.volumeBytes) throw new NiftiError(`a volume needs ${layout.volumeBytes} bytes, ${volume.length} were given.`);
+  if (head.length !== layout.voxOffset)
+    throw new NiftiError(`the header bytes end at ${head.length}, not at vox_offset ${layout.voxOffset}.`);
+  if (volume.length !== layout.volumeBytes)
+    throw new NiftiError(`a volume needs ${layout.volumeBytes} bytes, ${volume.length} were given.`);
   const one = new Uint8Array(head.length + volume.length);
   one.set(head, 0);
   one.set(volume, head.length);
@@ -430,8 +544,16 @@ export function encodeNifti1Volume(v: Nifti1VolumeInput): Uint8Array {
 /** A single-volume .nii of either version (voxels at 352 or 544). */
 export function encodeNiftiVolume(v: Nifti1VolumeInput, version: NiftiVersion): Uint8Array {
   const n = v.dims[0] * v.dims[1] * v.dims[2];
-  if (v.data.length !== n) throw new NiftiError(`data holds ${v.data.length} voxels but dims ${v.dims.join('×')} need ${n}.`);
-  const header = niftiHeader({ dims: v.dims, affine: v.affine, tr: v.tr, datatype: typeOf(v.data), description: v.description, version });
+  if (v.data.length !== n)
+    throw new NiftiError(`data holds ${v.data.length} voxels but dims ${v.dims.join('×')} need ${n}.`);
+  const header = niftiHeader({
+    dims: v.dims,
+    affine: v.affine,
+    tr: v.tr,
+    datatype: typeOf(v.data),
+    description: v.description,
+    version,
+  });
   const out = new Uint8Array(header.length + v.data.byteLength);
   out.set(header, 0);
   out.set(dataBytes(v.data), header.length);
@@ -449,10 +571,19 @@ export function encodeNiftiSeries(s: NiftiSeriesInput, version: NiftiVersion): U
   const n = s.dims[0] * s.dims[1] * s.dims[2];
   const type = typeOf(s.volumes[0]);
   for (const [i, v] of s.volumes.entries()) {
-    if (v.length !== n) throw new NiftiError(`volume ${i} holds ${v.length} voxels but dims ${s.dims.join('×')} need ${n}.`);
-    if (typeOf(v) !== type) throw new NiftiError(`volume ${i} is ${typeOf(v)} but volume 0 is ${type}; all volumes must share one type.`);
+    if (v.length !== n)
+      throw new NiftiError(`volume ${i} holds ${v.length} voxels but dims ${s.dims.join('×')} need ${n}.`);
+    if (typeOf(v) !== type)
+      throw new NiftiError(`volume ${i} is ${typeOf(v)} but volume 0 is ${type}; all volumes must share one type.`);
   }
-  const header = niftiHeader({ dims: [...s.dims, s.volumes.length], affine: s.affine, tr: s.tr, datatype: type, description: s.description, version });
+  const header = niftiHeader({
+    dims: [...s.dims, s.volumes.length],
+    affine: s.affine,
+    tr: s.tr,
+    datatype: type,
+    description: s.description,
+    version,
+  });
   const volBytes = s.volumes[0].byteLength;
   const out = new Uint8Array(header.length + volBytes * s.volumes.length);
   out.set(header, 0);

@@ -143,9 +143,21 @@ export function niftiVoxOffset(version: NiftiVersion): number {
   return NIFTI_LAYOUTS[version].size + 4;
 }
 
-const BYTES: Record<FieldType, number> = { int8: 1, uint8: 1, int16: 2, int32: 4, int64: 8, float32: 4, float64: 8, char: 1 };
+const BYTES: Record<FieldType, number> = {
+  int8: 1,
+  uint8: 1,
+  int16: 2,
+  int32: 4,
+  int64: 8,
+  float32: 4,
+  float64: 8,
+  char: 1,
+};
 const INT_RANGE: Partial<Record<FieldType, [number, number]>> = {
-  int8: [-128, 127], uint8: [0, 255], int16: [-32768, 32767], int32: [-(2 ** 31), 2 ** 31 - 1],
+  int8: [-128, 127],
+  uint8: [0, 255],
+  int16: [-32768, 32767],
+  int32: [-(2 ** 31), 2 ** 31 - 1],
   int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
 };
 
@@ -153,7 +165,8 @@ const INT_RANGE: Partial<Record<FieldType, [number, number]>> = {
 export function niftiVersionOf(bytes: Uint8Array): { version: NiftiVersion; littleEndian: boolean } | undefined {
   if (bytes.length < 4) return undefined;
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const le = dv.getInt32(0, true), be = dv.getInt32(0, false);
+  const le = dv.getInt32(0, true),
+    be = dv.getInt32(0, false);
   for (const version of ['nifti1', 'nifti2'] as const) {
     const size = NIFTI_LAYOUTS[version].size;
     if (le === size) return { version, littleEndian: true };
@@ -171,14 +184,22 @@ function readChars(bytes: Uint8Array, f: FieldSpec): string {
 
 function readValue(dv: DataView, type: FieldType, at: number, le: boolean): number {
   switch (type) {
-    case 'int8': return dv.getInt8(at);
-    case 'uint8': return dv.getUint8(at);
-    case 'int16': return dv.getInt16(at, le);
-    case 'int32': return dv.getInt32(at, le);
-    case 'int64': return Number(dv.getBigInt64(at, le));
-    case 'float32': return dv.getFloat32(at, le);
-    case 'float64': return dv.getFloat64(at, le);
-    case 'char': return dv.getUint8(at);
+    case 'int8':
+      return dv.getInt8(at);
+    case 'uint8':
+      return dv.getUint8(at);
+    case 'int16':
+      return dv.getInt16(at, le);
+    case 'int32':
+      return dv.getInt32(at, le);
+    case 'int64':
+      return Number(dv.getBigInt64(at, le));
+    case 'float32':
+      return dv.getFloat32(at, le);
+    case 'float64':
+      return dv.getFloat64(at, le);
+    case 'char':
+      return dv.getUint8(at);
   }
 }
 
@@ -192,10 +213,13 @@ export function readNiftiHeader(bytes: Uint8Array): NiftiHeader {
   const v = niftiVersionOf(bytes);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (!v) {
-    throw new NiftiError(`not a NIfTI file: sizeof_hdr is ${dv.getInt32(0, true)}, expected ${NIFTI_LAYOUTS.nifti1.size} (NIfTI-1) or ${NIFTI_LAYOUTS.nifti2.size} (NIfTI-2).`);
+    throw new NiftiError(
+      `not a NIfTI file: sizeof_hdr is ${dv.getInt32(0, true)}, expected ${NIFTI_LAYOUTS.nifti1.size} (NIfTI-1) or ${NIFTI_LAYOUTS.nifti2.size} (NIfTI-2).`,
+    );
   }
   const layout = NIFTI_LAYOUTS[v.version];
-  if (bytes.length < layout.size) throw new NiftiError(`file holds ${bytes.length} bytes but a ${layout.label} header needs ${layout.size}.`);
+  if (bytes.length < layout.size)
+    throw new NiftiError(`file holds ${bytes.length} bytes but a ${layout.label} header needs ${layout.size}.`);
   const fields: Record<string, number | number[] | string> = {};
   for (const f of layout.fields) {
     if (f.type === 'char') {
@@ -203,7 +227,9 @@ export function readNiftiHeader(bytes: Uint8Array): NiftiHeader {
     } else if (f.count === 1) {
       fields[f.name] = readValue(dv, f.type, f.offset, v.littleEndian);
     } else {
-      fields[f.name] = Array.from({ length: f.count }, (_, i) => readValue(dv, f.type, f.offset + i * BYTES[f.type], v.littleEndian));
+      fields[f.name] = Array.from({ length: f.count }, (_, i) =>
+        readValue(dv, f.type, f.offset + i * BYTES[f.type], v.littleEndian),
+      );
     }
   }
   return { version: v.version, littleEndian: v.littleEndian, fields } as NiftiHeader;
@@ -214,17 +240,35 @@ function writeValue(dv: DataView, f: FieldSpec, index: number, value: number, le
   const range = INT_RANGE[f.type];
   if (range && !(Number.isInteger(value) && value >= range[0] && value <= range[1])) {
     const name = f.count > 1 ? `${f.name}[${index}]` : f.name;
-    throw new NiftiError(`header field ${name} = ${value} does not fit its ${f.type} slot; use integers in ${range[0]}..${range[1]}${f.name === 'dim' && f.type === 'int16' ? ' (or write NIfTI-2)' : ''}.`);
+    throw new NiftiError(
+      `header field ${name} = ${value} does not fit its ${f.type} slot; use integers in ${range[0]}..${range[1]}${f.name === 'dim' && f.type === 'int16' ? ' (or write NIfTI-2)' : ''}.`,
+    );
   }
   switch (f.type) {
-    case 'int8': dv.setInt8(at, value); break;
-    case 'uint8': dv.setUint8(at, value); break;
-    case 'int16': dv.setInt16(at, value, le); break;
-    case 'int32': dv.setInt32(at, value, le); break;
-    case 'int64': dv.setBigInt64(at, BigInt(value), le); break;
-    case 'float32': dv.setFloat32(at, value, le); break;
-    case 'float64': dv.setFloat64(at, value, le); break;
-    case 'char': dv.setUint8(at, value); break;
+    case 'int8':
+      dv.setInt8(at, value);
+      break;
+    case 'uint8':
+      dv.setUint8(at, value);
+      break;
+    case 'int16':
+      dv.setInt16(at, value, le);
+      break;
+    case 'int32':
+      dv.setInt32(at, value, le);
+      break;
+    case 'int64':
+      dv.setBigInt64(at, BigInt(value), le);
+      break;
+    case 'float32':
+      dv.setFloat32(at, value, le);
+      break;
+    case 'float64':
+      dv.setFloat64(at, value, le);
+      break;
+    case 'char':
+      dv.setUint8(at, value);
+      break;
   }
 }
 
@@ -232,24 +276,36 @@ function writeValue(dv: DataView, f: FieldSpec, index: number, value: number, le
  * Writes every field of the header's description into `into` (default a fresh buffer of the header's size), in the
  * given byte order (little-endian unless told). Throws NiftiError when a value does not fit its field.
  */
-export function writeNiftiHeader(h: Pick<NiftiHeader, 'version' | 'fields'>, littleEndian = true, into?: Uint8Array): Uint8Array {
+export function writeNiftiHeader(
+  h: Pick<NiftiHeader, 'version' | 'fields'>,
+  littleEndian = true,
+  into?: Uint8Array,
+): Uint8Array {
   const layout = NIFTI_LAYOUTS[h.version];
   const out = into ?? new Uint8Array(layout.size);
-  if (out.length < layout.size) throw new NiftiError(`a ${layout.label} header needs ${layout.size} bytes, the buffer holds ${out.length}.`);
+  if (out.length < layout.size)
+    throw new NiftiError(`a ${layout.label} header needs ${layout.size} bytes, the buffer holds ${out.length}.`);
   const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
   const fields = h.fields as Record<string, number | number[] | string>;
   for (const f of layout.fields) {
     const v = fields[f.name];
     if (f.type === 'char') {
       const s = String(v ?? '');
-      if (s.length > f.count) throw new NiftiError(`header field ${f.name} holds at most ${f.count} characters ("${s.slice(0, 20)}…" has ${s.length}).`);
+      if (s.length > f.count)
+        throw new NiftiError(
+          `header field ${f.name} holds at most ${f.count} characters ("${s.slice(0, 20)}…" has ${s.length}).`,
+        );
       out.fill(0, f.offset, f.offset + f.count);
-      for (let i = 0; i < s.length; i++) { const c = s.charCodeAt(i); out[f.offset + i] = c > 0xff ? 0x3f : c; }
+      for (let i = 0; i < s.length; i++) {
+        const c = s.charCodeAt(i);
+        out[f.offset + i] = c > 0xff ? 0x3f : c;
+      }
     } else if (f.count === 1) {
       if (typeof v !== 'number') throw new NiftiError(`header field ${f.name} must be a number.`);
       writeValue(dv, f, 0, v, littleEndian);
     } else {
-      if (!Array.isArray(v) || v.length !== f.count) throw new NiftiError(`header field ${f.name} must hold ${f.count} numbers.`);
+      if (!Array.isArray(v) || v.length !== f.count)
+        throw new NiftiError(`header field ${f.name} must hold ${f.count} numbers.`);
       v.forEach((x, i) => writeValue(dv, f, i, x, littleEndian));
     }
   }
@@ -264,7 +320,8 @@ export function blankNiftiHeader(version: NiftiVersion): Pick<NiftiHeader, 'vers
 export function blankNiftiHeader(version: NiftiVersion): Pick<NiftiHeader, 'version' | 'fields'> {
   const layout = NIFTI_LAYOUTS[version];
   const fields: Record<string, number | number[] | string> = {};
-  for (const f of layout.fields) fields[f.name] = f.type === 'char' ? '' : f.count === 1 ? 0 : new Array<number>(f.count).fill(0);
+  for (const f of layout.fields)
+    fields[f.name] = f.type === 'char' ? '' : f.count === 1 ? 0 : new Array<number>(f.count).fill(0);
   fields.sizeof_hdr = layout.size;
   fields.magic = layout.magic;
   fields.vox_offset = niftiVoxOffset(version);

@@ -6,7 +6,10 @@ import type { ScannerVolume } from './types.js';
 
 /** A PAR/REC pair that cannot be read (yet); the message is one sentence. */
 export class ParRecError extends Error {
-  constructor(message: string, readonly status: 'incomplete' | 'invalid') {
+  constructor(
+    message: string,
+    readonly status: 'incomplete' | 'invalid',
+  ) {
     super(message);
     this.name = 'ParRecError';
   }
@@ -52,7 +55,10 @@ export function looksLikePar(bytes: Uint8Array): boolean {
 /** Parses the PAR text; throws ParRecError (incomplete while the end marker is missing, invalid otherwise). */
 export function parsePar(text: string): ParHeader {
   if (!text.includes(END_MARKER)) {
-    throw new ParRecError('the PAR file has no "END OF DATA DESCRIPTION FILE" line yet: it is still being written or was cut short.', 'incomplete');
+    throw new ParRecError(
+      'the PAR file has no "END OF DATA DESCRIPTION FILE" line yet: it is still being written or was cut short.',
+      'incomplete',
+    );
   }
   let version: string | undefined;
   const general = new Map<string, string>();
@@ -80,32 +86,62 @@ export function parsePar(text: string): ParHeader {
     }
   }
   if (!version || !(version in COLUMNS)) {
-    throw new ParRecError(`PAR version ${version ?? '(none given)'} is not one this reader knows (V4, V4.1, V4.2); export PAR/REC as V4.2.`, 'invalid');
+    throw new ParRecError(
+      `PAR version ${version ?? '(none given)'} is not one this reader knows (V4, V4.1, V4.2); export PAR/REC as V4.2.`,
+      'invalid',
+    );
   }
   if (!lines.length) throw new ParRecError('the PAR file lists no images.', 'invalid');
-  if (lines.length > MAX_IMAGES) throw new ParRecError(`the PAR file lists ${lines.length} images, more than the ${MAX_IMAGES} this reader accepts.`, 'invalid');
+  if (lines.length > MAX_IMAGES)
+    throw new ParRecError(
+      `the PAR file lists ${lines.length} images, more than the ${MAX_IMAGES} this reader accepts.`,
+      'invalid',
+    );
   const images = lines.map((l, i) => imageDef(l, i, COLUMNS[version!]));
   return { version, general, images };
 }
 
 function imageDef(line: string, i: number, columns: number): ImageDef {
   const t = line.split(/\s+/);
-  if (t.length < columns) throw new ParRecError(`image line ${i + 1} of the PAR file has ${t.length} columns, fewer than the ${columns} its version needs.`, 'invalid');
+  if (t.length < columns)
+    throw new ParRecError(
+      `image line ${i + 1} of the PAR file has ${t.length} columns, fewer than the ${columns} its version needs.`,
+      'invalid',
+    );
   const n = (k: number) => {
     const v = Number(t[k]);
-    if (!Number.isFinite(v)) throw new ParRecError(`image line ${i + 1} of the PAR file has "${t[k]}" where a number belongs (column ${k + 1}).`, 'invalid');
+    if (!Number.isFinite(v))
+      throw new ParRecError(
+        `image line ${i + 1} of the PAR file has "${t[k]}" where a number belongs (column ${k + 1}).`,
+        'invalid',
+      );
     return v;
   };
   return {
-    slice: n(0), dynamic: n(2), recIndex: n(6), bits: n(7), res: [n(9), n(10)], intercept: n(11), slope: n(12), scaleSlope: n(13),
-    thickness: n(22), gap: n(23), orientation: n(25), spacing: [n(28), n(29)], dynBegin: n(31),
+    slice: n(0),
+    dynamic: n(2),
+    recIndex: n(6),
+    bits: n(7),
+    res: [n(9), n(10)],
+    intercept: n(11),
+    slope: n(12),
+    scaleSlope: n(13),
+    thickness: n(22),
+    gap: n(23),
+    orientation: n(25),
+    spacing: [n(28), n(29)],
+    dynBegin: n(31),
   };
 }
 
 function unique<T>(h: ParHeader, name: string, get: (d: ImageDef) => T): T {
   const first = JSON.stringify(get(h.images[0]));
   for (const d of h.images) {
-    if (JSON.stringify(get(d)) !== first) throw new ParRecError(`the ${name} varies between images of one PAR file, which this reader does not support.`, 'invalid');
+    if (JSON.stringify(get(d)) !== first)
+      throw new ParRecError(
+        `the ${name} varies between images of one PAR file, which this reader does not support.`,
+        'invalid',
+      );
   }
   return get(h.images[0]);
 }
@@ -122,7 +158,8 @@ function generalNumbers(h: ParHeader, key: string, count: number): number[] {
 /** Row-major 3×3 products. */
 function mul3(a: number[], b: number[]): number[] {
   const o = new Array<number>(9).fill(0);
-  for (let r = 0; r < 3; r++) for (let c = 0; c < 3; c++) for (let k = 0; k < 3; k++) o[3 * r + c] += a[3 * r + k] * b[3 * k + c];
+  for (let r = 0; r < 3; r++)
+    for (let c = 0; c < 3; c++) for (let k = 0; k < 3; k++) o[3 * r + c] += a[3 * r + k] * b[3 * k + c];
   return o;
 }
 
@@ -138,9 +175,19 @@ const PSL_TO_RAS = [0, 0, -1, -1, 0, 0, 0, 1, 0];
  * nibabel's PARRECHeader.get_affine('scanner'): centre the voxel grid, scale by the zooms, permute to PSL, rotate by
  * the midslice angulation as Rz·Rx·Ry (ap = x, fh = y, rl = z), add the off-centre, then PSL → RAS.
  */
-export function parAffine(shape: number[], zooms: number[], orientation: number, angulationDeg: number[], offCentre: number[]): number[] {
+export function parAffine(
+  shape: number[],
+  zooms: number[],
+  orientation: number,
+  angulationDeg: number[],
+  offCentre: number[],
+): number[] {
   const perm = ACQ_TO_PSL[orientation];
-  if (!perm) throw new ParRecError(`slice orientation ${orientation} is not transverse (1), sagittal (2) or coronal (3).`, 'invalid');
+  if (!perm)
+    throw new ParRecError(
+      `slice orientation ${orientation} is not transverse (1), sagittal (2) or coronal (3).`,
+      'invalid',
+    );
   const [ap, fh, rl] = angulationDeg.map((d) => (d * Math.PI) / 180);
   const rx = [1, 0, 0, 0, Math.cos(ap), -Math.sin(ap), 0, Math.sin(ap), Math.cos(ap)];
   const ry = [Math.cos(fh), 0, Math.sin(fh), 0, 1, 0, -Math.sin(fh), 0, Math.cos(fh)];
@@ -150,7 +197,10 @@ export function parAffine(shape: number[], zooms: number[], orientation: number,
   const cols = [0, 1, 2].map((j) => [m[j] * zooms[j], m[3 + j] * zooms[j], m[6 + j] * zooms[j]]);
   const centre = [0, 1, 2].map((j) => -(shape[j] - 1) / 2);
   const shift = [0, 1, 2].map((r) => cols[0][r] * centre[0] + cols[1][r] * centre[1] + cols[2][r] * centre[2]);
-  const off = [0, 1, 2].map((r) => PSL_TO_RAS[3 * r] * offCentre[0] + PSL_TO_RAS[3 * r + 1] * offCentre[1] + PSL_TO_RAS[3 * r + 2] * offCentre[2]);
+  const off = [0, 1, 2].map(
+    (r) =>
+      PSL_TO_RAS[3 * r] * offCentre[0] + PSL_TO_RAS[3 * r + 1] * offCentre[1] + PSL_TO_RAS[3 * r + 2] * offCentre[2],
+  );
   return affineFromColumns(cols[0], cols[1], cols[2], [shift[0] + off[0], shift[1] + off[1], shift[2] + off[2]]);
 }
 
@@ -171,7 +221,8 @@ export function readParRec(parText: string, rec: Uint8Array, opts: ParRecOptions
   const h = parsePar(parText);
   const warnings: string[] = [];
   const bits = unique(h, 'pixel size', (d) => d.bits);
-  if (bits !== 8 && bits !== 16) throw new ParRecError(`${bits}-bit PAR/REC pixels are not supported (8 or 16 only).`, 'invalid');
+  if (bits !== 8 && bits !== 16)
+    throw new ParRecError(`${bits}-bit PAR/REC pixels are not supported (8 or 16 only).`, 'invalid');
   const [nx, ny] = unique(h, 'recon resolution', (d) => d.res);
   if (!(nx >= 1 && ny >= 1 && nx <= MAX_SIDE && ny <= MAX_SIDE && Number.isInteger(nx) && Number.isInteger(ny))) {
     throw new ParRecError(`the PAR recon resolution ${nx}×${ny} is outside 1..${MAX_SIDE}.`, 'invalid');
@@ -181,7 +232,10 @@ export function readParRec(parText: string, rec: Uint8Array, opts: ParRecOptions
   const seen = new Map<number, number>();
   const vol = h.images.map((d) => {
     if (!(Number.isInteger(d.slice) && d.slice >= 1 && d.slice <= maxSlices)) {
-      throw new ParRecError(`slice number ${d.slice} is outside 1..${maxSlices} (the PAR's "Max. number of slices").`, 'invalid');
+      throw new ParRecError(
+        `slice number ${d.slice} is outside 1..${maxSlices} (the PAR's "Max. number of slices").`,
+        'invalid',
+      );
     }
     const c = seen.get(d.slice) ?? 0;
     seen.set(d.slice, c + 1);
@@ -192,23 +246,43 @@ export function readParRec(parText: string, rec: Uint8Array, opts: ParRecOptions
   h.images.forEach((_, i) => byVol[vol[i]].push(i));
   const full = byVol.filter((imgs) => new Set(imgs.map((i) => h.images[i].slice)).size === maxSlices);
   if (full.length < byVol.length) {
-    throw new ParRecError(`the PAR lists ${byVol.length - full.length} partial volume(s) (fewer than its ${maxSlices} slices): the export was cut short; export the series again.`, 'invalid');
+    throw new ParRecError(
+      `the PAR lists ${byVol.length - full.length} partial volume(s) (fewer than its ${maxSlices} slices): the export was cut short; export the series again.`,
+      'invalid',
+    );
   }
   const slicesPresent = new Set(h.images.map((d) => d.slice)).size;
-  const dynamicsAnnounced = h.general.has('max. number of dynamics') ? generalNumbers(h, 'Max. number of dynamics', 1)[0] : undefined;
+  const dynamicsAnnounced = h.general.has('max. number of dynamics')
+    ? generalNumbers(h, 'Max. number of dynamics', 1)[0]
+    : undefined;
   if (dynamicsAnnounced !== undefined && nVolsListed > 1 && nVolsListed !== dynamicsAnnounced) {
-    warnings.push(`the PAR announces ${dynamicsAnnounced} dynamics but lists ${nVolsListed}; the ${nVolsListed} listed were read.`);
+    warnings.push(
+      `the PAR announces ${dynamicsAnnounced} dynamics but lists ${nVolsListed}; the ${nVolsListed} listed were read.`,
+    );
   }
   const imageBytes = nx * ny * (bits / 8);
   const maxRecIndex = Math.max(...h.images.map((d) => d.recIndex));
-  if (h.images.some((d) => !Number.isInteger(d.recIndex) || d.recIndex < 0)) throw new ParRecError('a PAR image line has a negative or fractional "index in REC file".', 'invalid');
+  if (h.images.some((d) => !Number.isInteger(d.recIndex) || d.recIndex < 0))
+    throw new ParRecError('a PAR image line has a negative or fractional "index in REC file".', 'invalid');
   const need = (maxRecIndex + 1) * imageBytes;
   if (rec.length < need) {
-    throw new ParRecError(`the REC holds ${rec.length} bytes but its PAR lists images up to index ${maxRecIndex} of ${nx}×${ny}×${bits} bits (${need} bytes): the REC is truncated or still being written.`, 'incomplete');
+    throw new ParRecError(
+      `the REC holds ${rec.length} bytes but its PAR lists images up to index ${maxRecIndex} of ${nx}×${ny}×${bits} bits (${need} bytes): the REC is truncated or still being written.`,
+      'incomplete',
+    );
   }
-  const zooms = [...unique(h, 'pixel spacing', (d) => d.spacing), unique(h, 'slice thickness', (d) => d.thickness) + unique(h, 'slice gap', (d) => d.gap)];
+  const zooms = [
+    ...unique(h, 'pixel spacing', (d) => d.spacing),
+    unique(h, 'slice thickness', (d) => d.thickness) + unique(h, 'slice gap', (d) => d.gap),
+  ];
   const orientation = unique(h, 'slice orientation', (d) => d.orientation);
-  const affine = parAffine([nx, ny, slicesPresent], zooms, orientation, generalNumbers(h, 'Angulation midslice(ap,fh,rl)[degr]', 3), generalNumbers(h, 'Off Centre midslice(ap,fh,rl) [mm]', 3));
+  const affine = parAffine(
+    [nx, ny, slicesPresent],
+    zooms,
+    orientation,
+    generalNumbers(h, 'Angulation midslice(ap,fh,rl)[degr]', 3),
+    generalNumbers(h, 'Off Centre midslice(ap,fh,rl) [mm]', 3),
+  );
   const trMs = h.general.get('repetition time [ms]') ?? h.general.get('repetition time [msec]');
   const tr = trMs ? Number(trMs.trim().split(/\s+/)[0]) / 1000 : undefined;
   const seriesNumber = h.general.has('acquisition nr') ? Number(h.general.get('acquisition nr')) : undefined;
@@ -230,12 +304,17 @@ export function readParRec(parText: string, rec: Uint8Array, opts: ParRecOptions
     });
     const dyn = h.images[sorted[0]].dynamic;
     return {
-      dims: [nx, ny, sorted.length], affine: affine.slice(), voxelSize: zooms.slice(), tr: tr && tr > 0 ? tr : undefined,
-      acquisitionTime: h.images[sorted[0]].dynBegin, seriesNumber: Number.isFinite(seriesNumber) ? seriesNumber : undefined,
+      dims: [nx, ny, sorted.length],
+      affine: affine.slice(),
+      voxelSize: zooms.slice(),
+      tr: tr && tr > 0 ? tr : undefined,
+      acquisitionTime: h.images[sorted[0]].dynBegin,
+      seriesNumber: Number.isFinite(seriesNumber) ? seriesNumber : undefined,
       // one dynamic per pair (XTC): the name's number, else the dynamic number; several: the position in the pair
-      volumeIndex: full.length > 1 ? v : opts.nameIndex ?? (Number.isInteger(dyn) && dyn >= 1 ? dyn - 1 : undefined),
+      volumeIndex: full.length > 1 ? v : (opts.nameIndex ?? (Number.isInteger(dyn) && dyn >= 1 ? dyn - 1 : undefined)),
       epi: h.general.has('technique') ? /EPI/i.test(h.general.get('technique')!) : undefined,
-      source: 'parrec', data,
+      source: 'parrec',
+      data,
     };
   });
   return { volumes, warnings };

@@ -73,14 +73,25 @@ export function readScannerFile(input: string | Uint8Array, opts: ReadOptions = 
     }
   } else bytes = input;
   if (name && /\.rec$/i.test(name) && (opts.format ?? 'auto') !== 'dicom' && opts.format !== 'nifti') {
-    return { status: 'invalid', reason: `${basename(name)} is a Philips REC file, which holds only pixels; read the .PAR beside it.` };
+    return {
+      status: 'invalid',
+      reason: `${basename(name)} is a Philips REC file, which holds only pixels; read the .PAR beside it.`,
+    };
   }
   let format = opts.format ?? 'auto';
   if (format === 'auto') {
     const d = detect(bytes, name);
     if (!d) {
-      if (bytes.length < 132) return { status: 'incomplete', reason: `only ${bytes.length} bytes are there, too few to tell DICOM from NIfTI.` };
-      return { status: 'invalid', reason: 'neither DICOM (no "DICM" at byte 128) nor NIfTI (no 348/540 header size with its magic, not gzip), and not a Philips PAR.' };
+      if (bytes.length < 132)
+        return {
+          status: 'incomplete',
+          reason: `only ${bytes.length} bytes are there, too few to tell DICOM from NIfTI.`,
+        };
+      return {
+        status: 'invalid',
+        reason:
+          'neither DICOM (no "DICM" at byte 128) nor NIfTI (no 348/540 header size with its magic, not gzip), and not a Philips PAR.',
+      };
     }
     format = d;
   }
@@ -100,7 +111,8 @@ export function readScannerFile(input: string | Uint8Array, opts: ReadOptions = 
 function readNifti(bytes: Uint8Array, maxBytes: number | undefined, index: number | undefined): ReadResult {
   // inflate once; completeness and decoding then work on the raw bytes
   const { data: raw, truncated } = inflateNifti(bytes, { maxBytes, partialOk: true });
-  if (truncated) return { status: 'incomplete', reason: `the gzip stream has no end yet (${raw.length} bytes inflated so far).` };
+  if (truncated)
+    return { status: 'incomplete', reason: `the gzip stream has no end yet (${raw.length} bytes inflated so far).` };
   const c = niftiCompleteness(raw, { maxBytes });
   if (!c.complete) return { status: 'incomplete', reason: c.reason ?? 'the NIfTI file is not complete yet.' };
   const img = decodeNifti(raw, { maxBytes });
@@ -109,9 +121,14 @@ function readNifti(bytes: Uint8Array, maxBytes: number | undefined, index: numbe
   const volumes: ScannerVolume[] = [];
   for (let t = 0; t < n; t++) {
     volumes.push({
-      dims: [x, y, z], affine: img.affine.slice(), voxelSize: img.voxelSize.slice(), tr: img.tr > 0 ? img.tr : undefined,
+      dims: [x, y, z],
+      affine: img.affine.slice(),
+      voxelSize: img.voxelSize.slice(),
+      tr: img.tr > 0 ? img.tr : undefined,
       // a 4-D file's volumes are numbered by position; a single volume takes the number in its name
-      volumeIndex: n > 1 ? t : index, source: 'nifti', data: img.volume(t),
+      volumeIndex: n > 1 ? t : index,
+      source: 'nifti',
+      data: img.volume(t),
     });
   }
   return { status: 'complete', format: 'nifti', volumes };
@@ -127,19 +144,39 @@ export function recBeside(parPath: string): string | undefined {
   return undefined;
 }
 
-function readPar(bytes: Uint8Array, path: string | undefined, opts: ReadOptions, index: number | undefined): ReadResult {
+function readPar(
+  bytes: Uint8Array,
+  path: string | undefined,
+  opts: ReadOptions,
+  index: number | undefined,
+): ReadResult {
   let rec = opts.rec;
   if (!rec) {
     const recPath = path ? recBeside(path) : undefined;
-    if (!recPath) return { status: 'incomplete', reason: `the REC file beside ${path ? basename(path) : 'the PAR'} is not there (yet).` };
+    if (!recPath)
+      return {
+        status: 'incomplete',
+        reason: `the REC file beside ${path ? basename(path) : 'the PAR'} is not there (yet).`,
+      };
     try {
       rec = readFileSync(recPath);
     } catch (err) {
-      return { status: 'incomplete', reason: `the REC file ${basename(recPath)} cannot be read yet (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}).` };
+      return {
+        status: 'incomplete',
+        reason: `the REC file ${basename(recPath)} cannot be read yet (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}).`,
+      };
     }
   }
-  const r = readParRec(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1'), rec, { scaling: opts.parrecScaling, nameIndex: index });
-  return { status: 'complete', format: 'parrec', volumes: r.volumes, warnings: r.warnings.length ? r.warnings : undefined };
+  const r = readParRec(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1'), rec, {
+    scaling: opts.parrecScaling,
+    nameIndex: index,
+  });
+  return {
+    status: 'complete',
+    format: 'parrec',
+    volumes: r.volumes,
+    warnings: r.warnings.length ? r.warnings : undefined,
+  };
 }
 
 /**
@@ -148,7 +185,12 @@ function readPar(bytes: Uint8Array, path: string | undefined, opts: ReadOptions,
  */
 function dicomEpi(p: ReturnType<typeof parseDicomBytes>): boolean | undefined {
   const seq = str(p.ds, 'x00180020');
-  if (seq) return seq.toUpperCase().split('\\').map((x) => x.trim()).includes('EP');
+  if (seq)
+    return seq
+      .toUpperCase()
+      .split('\\')
+      .map((x) => x.trim())
+      .includes('EP');
   return imageType(p.ds).includes('LOCALIZER') ? false : undefined;
 }
 
@@ -169,7 +211,11 @@ function readDicomKind(p: ReturnType<typeof parseDicomBytes>, index: number | un
     if (index !== undefined && volumes.length === 1) volumes[0].volumeIndex = index;
     return { status: 'complete', format: 'dicom-enhanced', volumes };
   }
-  if (p.frames > 1) throw new DicomError(`a ${p.frames}-frame DICOM without per-frame functional groups is not an MR image series this reader knows.`, 'invalid');
+  if (p.frames > 1)
+    throw new DicomError(
+      `a ${p.frames}-frame DICOM without per-frame functional groups is not an MR image series this reader knows.`,
+      'invalid',
+    );
   const csa = csaImageHeader(p);
   if (isMosaic(p, csa)) {
     const v = readMosaic(p, csa);
@@ -184,5 +230,9 @@ function readDicomKind(p: ReturnType<typeof parseDicomBytes>, index: number | un
 /** Bridge order: series number, then volume index (name number / acquisition index), then acquisition time. */
 export function compareVolumes(a: ScannerVolume, b: ScannerVolume): number {
   const k = (v: number | undefined) => (v === undefined ? Infinity : v);
-  return k(a.seriesNumber) - k(b.seriesNumber) || k(a.volumeIndex) - k(b.volumeIndex) || k(a.acquisitionTime) - k(b.acquisitionTime);
+  return (
+    k(a.seriesNumber) - k(b.seriesNumber) ||
+    k(a.volumeIndex) - k(b.volumeIndex) ||
+    k(a.acquisitionTime) - k(b.acquisitionTime)
+  );
 }

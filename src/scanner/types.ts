@@ -56,6 +56,12 @@ export interface ScannerSlice {
 }
 
 export type ReadResult =
-  | { status: 'complete'; format: ScannerSource; volumes: ScannerVolume[]; slices?: ScannerSlice[]; warnings?: string[] }
+  | {
+      status: 'complete';
+      format: ScannerSource;
+      volumes: ScannerVolume[];
+      slices?: ScannerSlice[];
+      warnings?: string[];
+    }
   | { status: 'incomplete'; reason: string }
   | { status: 'invalid'; reason: string };

@@ -5,8 +5,14 @@ import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
 import type { RunInfo, StimulusEvent } from '../core/types.js';
 import {
-  PROTOCOL_VERSION, type AckMessage, type ErrorMessage, type EventMessage, type GapMessage, type RunEndMessage,
-  type RunStartMessage, type WelcomeMessage,
+  PROTOCOL_VERSION,
+  type AckMessage,
+  type ErrorMessage,
+  type EventMessage,
+  type GapMessage,
+  type RunEndMessage,
+  type RunStartMessage,
+  type WelcomeMessage,
 } from '../protocol/messages.js';
 import { encodeVolumeFrame } from '../protocol/frame.js';
 import { encodeInlineImage } from '../protocol/inlineImage.js';
@@ -57,7 +63,10 @@ interface SendRun {
 }
 
 export class SenderFatalError extends Error {
-  constructor(readonly code: string, message: string) {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
     super(message);
     this.name = 'SenderFatalError';
   }
@@ -83,12 +92,15 @@ export class ProtocolSender extends EventEmitter {
   constructor(private readonly o: SenderOptions) {
     super();
     const u = new URL(o.url);
-    if (u.protocol !== 'ws:' && u.protocol !== 'wss:') throw new Error(`server URL ${o.url} must start with ws:// or wss://.`);
+    if (u.protocol !== 'ws:' && u.protocol !== 'wss:')
+      throw new Error(`server URL ${o.url} must start with ws:// or wss://.`);
     if (u.pathname === '/' || u.pathname === '') u.pathname = '/bridge';
     this.url = u.toString();
     this.window = o.window ?? 32;
     this.backoff = o.backoffMs ?? { initial: 100, max: 5000 };
-    this.on('error', () => { /* reported through 'fatal'/'server-error'; never an unhandled 'error' */ });
+    this.on('error', () => {
+      /* reported through 'fatal'/'server-error'; never an unhandled 'error' */
+    });
   }
 
   private log(level: 'debug' | 'info' | 'warn' | 'error', m: string): void {
@@ -104,8 +116,27 @@ export class ProtocolSender extends EventEmitter {
     const key = `${info.session}/${info.run}`;
     if (this.runs.has(key)) return;
     this.runs.set(key, {
-      start: { type: 'run-start', session: info.session, run: info.run, subject: info.subject, task: info.task, tr: info.tr, dims: [...info.dims], voxelSize: [...info.voxelSize], affine: [...info.affine] },
-      volumes: [], events: [], next: 0, eventsNext: 0, startAcked: false, startSent: false, sent: new Set(), eventsSent: 0, endSent: false, maxSent: -1,
+      start: {
+        type: 'run-start',
+        session: info.session,
+        run: info.run,
+        subject: info.subject,
+        task: info.task,
+        tr: info.tr,
+        dims: [...info.dims],
+        voxelSize: [...info.voxelSize],
+        affine: [...info.affine],
+      },
+      volumes: [],
+      events: [],
+      next: 0,
+      eventsNext: 0,
+      startAcked: false,
+      startSent: false,
+      sent: new Set(),
+      eventsSent: 0,
+      endSent: false,
+      maxSent: -1,
     });
     this.pump();
   }
@@ -127,8 +158,17 @@ export class ProtocolSender extends EventEmitter {
     const r = this.run(session, e.run);
     if (e.trial < r.eventsNext || r.events.some((x) => x.trial === e.trial)) return;
     r.events.push({
-      type: 'event', session, run: e.run, trial: e.trial, onset: e.onset, duration: e.duration, stimulusId: e.stimulusId, trialType: e.trialType,
-      references: e.references, image: e.image, imageData: e.imageData ? encodeInlineImage(e.imageData) : undefined,
+      type: 'event',
+      session,
+      run: e.run,
+      trial: e.trial,
+      onset: e.onset,
+      duration: e.duration,
+      stimulusId: e.stimulusId,
+      trialType: e.trialType,
+      references: e.references,
+      image: e.image,
+      imageData: e.imageData ? encodeInlineImage(e.imageData) : undefined,
     });
     r.events.sort((a, b) => a.trial - b.trial);
     this.pump();
@@ -167,10 +207,14 @@ export class ProtocolSender extends EventEmitter {
       await new Promise<void>((resolve) => {
         ws.once('close', () => resolve());
         ws.close(1000, 'done');
-        setTimeout(() => { ws.terminate(); resolve(); }, 1000).unref();
+        setTimeout(() => {
+          ws.terminate();
+          resolve();
+        }, 1000).unref();
       });
     }
-    for (const w of this.waiters.splice(0)) w.reject(new Error('the sender was closed before everything was acknowledged.'));
+    for (const w of this.waiters.splice(0))
+      w.reject(new Error('the sender was closed before everything was acknowledged.'));
   }
 
   private run(session: string, run: string): SendRun {
@@ -197,10 +241,23 @@ export class ProtocolSender extends EventEmitter {
     this.welcomed = false;
     // A zero masking key: masking protects browser-driven traffic from proxy cache poisoning, which does not apply to
     // this client, and XOR-ing every byte in JS costs more than the rest of the hot path (ws then skips it both ends).
-    const ws = new WebSocket(this.url, { perMessageDeflate: false, handshakeTimeout: 5000, generateMask: (mask: Buffer) => { mask.fill(0); } });
+    const ws = new WebSocket(this.url, {
+      perMessageDeflate: false,
+      handshakeTimeout: 5000,
+      generateMask: (mask: Buffer) => {
+        mask.fill(0);
+      },
+    });
     this.ws = ws;
     ws.on('open', () => {
-      ws.send(JSON.stringify({ type: 'hello', v: PROTOCOL_VERSION, client: this.o.client ?? 'bridge', ...(this.o.token !== undefined ? { token: this.o.token } : {}) }));
+      ws.send(
+        JSON.stringify({
+          type: 'hello',
+          v: PROTOCOL_VERSION,
+          client: this.o.client ?? 'bridge',
+          ...(this.o.token !== undefined ? { token: this.o.token } : {}),
+        }),
+      );
     });
     ws.on('message', (data, isBinary) => {
       if (isBinary || this.ws !== ws) return;
@@ -213,14 +270,23 @@ export class ProtocolSender extends EventEmitter {
       }
       this.onMessage(m as WelcomeMessage | AckMessage | GapMessage | ErrorMessage);
     });
-    ws.on('error', (e) => this.log(this.attempt % 10 === 0 ? 'warn' : 'debug', `connection to ${this.url}: ${e.message}${this.attempt ? ` (attempt ${this.attempt + 1}, retrying with backoff)` : ''}`));
+    ws.on('error', (e) =>
+      this.log(
+        this.attempt % 10 === 0 ? 'warn' : 'debug',
+        `connection to ${this.url}: ${e.message}${this.attempt ? ` (attempt ${this.attempt + 1}, retrying with backoff)` : ''}`,
+      ),
+    );
     ws.on('close', (code, reason) => {
       if (this.ws !== ws) return;
       this.ws = undefined;
       const was = this.welcomed;
       this.welcomed = false;
       this.emit('disconnected', `${code} ${reason.toString()}`);
-      if (was) this.log('warn', `disconnected from ${this.url} (${code}${reason.length ? ' ' + reason.toString() : ''}); reconnecting`);
+      if (was)
+        this.log(
+          'warn',
+          `disconnected from ${this.url} (${code}${reason.length ? ' ' + reason.toString() : ''}); reconnecting`,
+        );
       this.scheduleReconnect();
     });
   }
@@ -228,7 +294,7 @@ export class ProtocolSender extends EventEmitter {
   private scheduleReconnect(): void {
     if (this.stopped || this.fatalError) return;
     const base = Math.min(this.backoff.max, this.backoff.initial * 2 ** Math.min(this.attempt, 16));
-    const delay = base / 2 + Math.random() * base / 2;
+    const delay = base / 2 + (Math.random() * base) / 2;
     this.attempt++;
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
@@ -261,11 +327,18 @@ export class ProtocolSender extends EventEmitter {
         if (a.eventsNext > r.eventsNext) r.eventsNext = a.eventsNext;
         let drop = 0;
         while (drop < r.volumes.length && r.volumes[drop].index < r.next) r.sent.delete(r.volumes[drop++].index);
-        if (drop) { r.volumes.splice(0, drop); this.stats.acked += drop; }
+        if (drop) {
+          r.volumes.splice(0, drop);
+          this.stats.acked += drop;
+        }
         while (r.events.length && r.events[0].trial < r.eventsNext) r.events.shift();
         this.emit('ack', a);
         if (a.ended) {
-          if (r.volumes.length || r.events.length || !r.end) this.log('warn', `the server says run ${a.run} of session ${a.session} already ended; ${r.volumes.length} volume(s) and ${r.events.length} event(s) of it were not accepted.`);
+          if (r.volumes.length || r.events.length || !r.end)
+            this.log(
+              'warn',
+              `the server says run ${a.run} of session ${a.session} already ended; ${r.volumes.length} volume(s) and ${r.events.length} event(s) of it were not accepted.`,
+            );
           this.runs.delete(key);
           this.wake();
           return;
@@ -276,7 +349,10 @@ export class ProtocolSender extends EventEmitter {
       }
       case 'gap':
         this.stats.gaps++;
-        this.log('warn', `server reports a gap in run ${(m as GapMessage).run}: volumes ${(m as GapMessage).from}..${(m as GapMessage).to - 1} (${(m as GapMessage).reason})`);
+        this.log(
+          'warn',
+          `server reports a gap in run ${(m as GapMessage).run}: volumes ${(m as GapMessage).from}..${(m as GapMessage).to - 1} (${(m as GapMessage).reason})`,
+        );
         this.emit('gap', m);
         return;
       case 'error': {
@@ -315,10 +391,21 @@ export class ProtocolSender extends EventEmitter {
       for (const v of r.volumes) {
         if (r.sent.size >= this.window) break;
         if (r.sent.has(v.index)) continue;
-        const frame = encodeVolumeFrame({
-          v: PROTOCOL_VERSION, session: v.session, run: v.run, index: v.index, seq: this.seq++, tr: v.tr,
-          acquisitionTime: v.acquisitionTime, seenAt: v.seenAt, readAt: v.readAt, sentAt: Date.now(),
-        }, v.nifti);
+        const frame = encodeVolumeFrame(
+          {
+            v: PROTOCOL_VERSION,
+            session: v.session,
+            run: v.run,
+            index: v.index,
+            seq: this.seq++,
+            tr: v.tr,
+            acquisitionTime: v.acquisitionTime,
+            seenAt: v.seenAt,
+            readAt: v.readAt,
+            sentAt: Date.now(),
+          },
+          v.nifti,
+        );
         ws.send(frame);
         r.sent.add(v.index);
         this.stats.framesSent++;

@@ -7,7 +7,9 @@ export function readTokenFile(path: string): string {
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new Error(`cannot read token file ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); create it with the shared secret.`);
+    throw new Error(
+      `cannot read token file ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); create it with the shared secret.`,
+    );
   }
   const token = text.trim();
   if (!token) throw new Error(`token file ${path} is empty; write the shared secret into it.`);

@@ -5,7 +5,10 @@ import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 
 /** The file-system calls a recording makes (node:fs/promises); a test passes one that fails on demand. */
-export type RecordingFs = Pick<typeof fsp, 'open' | 'readFile' | 'rename' | 'link' | 'unlink' | 'mkdir' | 'stat' | 'truncate'>;
+export type RecordingFs = Pick<
+  typeof fsp,
+  'open' | 'readFile' | 'rename' | 'link' | 'unlink' | 'mkdir' | 'stat' | 'truncate'
+>;
 
 /** A rename is durable only once its directory is synced. */
 export async function syncDir(fs: RecordingFs, dir: string): Promise<void> {
@@ -36,4 +39,3 @@ export async function writeFileDurably(fs: RecordingFs, path: string, data: stri
   await fs.rename(tmp, path);
   await syncDir(fs, dirname(path));
 }
-

@@ -53,7 +53,13 @@ export class IngestHubSubjects implements IngestHub {
   readonly runEnds$ = this.runEndsS.asObservable();
   readonly status$ = this.statusS.asObservable();
   readonly counters: IngestStats = {
-    connections: 0, volumesAccepted: 0, duplicatesDropped: 0, volumesRejected: 0, gaps: 0, eventsAccepted: 0, bytesReceived: 0,
+    connections: 0,
+    volumesAccepted: 0,
+    duplicatesDropped: 0,
+    volumesRejected: 0,
+    gaps: 0,
+    eventsAccepted: 0,
+    bytesReceived: 0,
   };
   stats(): IngestStats {
     return { ...this.counters };
@@ -70,6 +76,7 @@ export class IngestHubSubjects implements IngestHub {
     }
   }
   complete(): void {
-    for (const s of [this.runsS, this.volumesS, this.eventsS, this.runEndsS, this.statusS] as Subject<unknown>[]) s.complete();
+    for (const s of [this.runsS, this.volumesS, this.eventsS, this.runEndsS, this.statusS] as Subject<unknown>[])
+      s.complete();
   }
 }

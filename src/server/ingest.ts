@@ -3,7 +3,14 @@
 // even while recording awaits the disk.
 import { nowMs } from '../core/clock.js';
 import { runKey, type IndexRange, type RunInfo, type StimulusEvent, type Volume } from '../core/types.js';
-import type { AckMessage, ReceivedEvent, RunEndMessage, RunStartMessage, ServerMessage, VolumeFrameHeader } from '../protocol/messages.js';
+import type {
+  AckMessage,
+  ReceivedEvent,
+  RunEndMessage,
+  RunStartMessage,
+  ServerMessage,
+  VolumeFrameHeader,
+} from '../protocol/messages.js';
 import { ProtocolError } from '../protocol/validate.js';
 import type { IngestHubSubjects, IngestNotice } from './hub.js';
 import type { Logger } from './log.js';
@@ -28,7 +35,9 @@ const RECORD_RETRY_DELAYS_MS = [50, 250];
 /** Volumes a run may hold waiting (reordering, or a recording that fails) before further ones are refused. */
 const MAX_HELD_EXTRA = 64;
 
-type Buffered = { ok: true; vol: Volume; int16Exact: boolean; from: Peer; emitted: boolean } | { ok: false; reason: string };
+type Buffered =
+  | { ok: true; vol: Volume; int16Exact: boolean; from: Peer; emitted: boolean }
+  | { ok: false; reason: string };
 
 interface RunState {
   key: string;
@@ -74,10 +83,13 @@ export class Ingest {
   private runs = new Map<string, RunState>();
   private readonly throttle: NoticeThrottle;
   constructor(private readonly o: IngestOptions) {
-    this.throttle = new NoticeThrottle({ burst: 20, windowMs: 10_000 }, (key, n, ms) => this.publish({
-      kind: key.split('|')[0] as IngestNotice['kind'], level: 'warn',
-      message: `${n} more ${key.split('|')[1]} notice(s) in the last ${ms / 1000} s were not shown one by one (repeats are aggregated)`,
-    }));
+    this.throttle = new NoticeThrottle({ burst: 20, windowMs: 10_000 }, (key, n, ms) =>
+      this.publish({
+        kind: key.split('|')[0] as IngestNotice['kind'],
+        level: 'warn',
+        message: `${n} more ${key.split('|')[1]} notice(s) in the last ${ms / 1000} s were not shown one by one (repeats are aggregated)`,
+      }),
+    );
   }
 
   /**
@@ -103,18 +115,41 @@ export class Ingest {
     r.chain = r.chain.then(work).catch((e: unknown) => {
       if (e instanceof RecordingStalled) return; // reported where it happened
       this.o.log('error', `run ${r.key}: internal error ${(e as Error)?.stack ?? String(e)}`);
-      r.owner.send({ type: 'error', code: 'server-error', message: `the server failed while handling run ${r.info.run}: ${(e as Error)?.message}`, fatal: false, session: r.info.session, run: r.info.run });
+      r.owner.send({
+        type: 'error',
+        code: 'server-error',
+        message: `the server failed while handling run ${r.info.run}: ${(e as Error)?.message}`,
+        fatal: false,
+        session: r.info.session,
+        run: r.info.run,
+      });
     });
   }
 
   private ack(r: RunState, to: Peer): void {
-    const m: AckMessage = { type: 'ack', session: r.info.session, run: r.info.run, next: r.next, eventsNext: r.eventsNext, ended: r.ended };
+    const m: AckMessage = {
+      type: 'ack',
+      session: r.info.session,
+      run: r.info.run,
+      next: r.next,
+      eventsNext: r.eventsNext,
+      ended: r.ended,
+    };
     to.send(m);
   }
 
-  private errorTo(to: Peer, code: ProtocolError['code'], message: string, extra: { session?: string; run?: string; index?: number } = {}, level: 'warn' | 'error' = 'warn'): void {
+  private errorTo(
+    to: Peer,
+    code: ProtocolError['code'],
+    message: string,
+    extra: { session?: string; run?: string; index?: number } = {},
+    level: 'warn' | 'error' = 'warn',
+  ): void {
     to.send({ type: 'error', code, message, fatal: false, ...extra });
-    this.notice({ kind: 'error', level, message: `${code}: ${message}`, session: extra.session, run: extra.run, peer: to.name }, code);
+    this.notice(
+      { kind: 'error', level, message: `${code}: ${message}`, session: extra.session, run: extra.run, peer: to.name },
+      code,
+    );
   }
 
   /** The run a volume, event or run-end names: one this connection started, else the only one with that label. */
@@ -131,25 +166,50 @@ export class Ingest {
   }
 
   runStart(m: RunStartMessage, from: Peer): void {
-    const info: RunInfo = { session: m.session, run: m.run, subject: m.subject, task: m.task, tr: m.tr, dims: m.dims, voxelSize: m.voxelSize, affine: m.affine, ...(from.client ? { source: from.client } : {}) };
+    const info: RunInfo = {
+      session: m.session,
+      run: m.run,
+      subject: m.subject,
+      task: m.task,
+      tr: m.tr,
+      dims: m.dims,
+      voxelSize: m.voxelSize,
+      affine: m.affine,
+      ...(from.client ? { source: from.client } : {}),
+    };
     const key = runKey(info);
     const ids = { session: m.session, run: m.run };
     const { maxDim, maxVoxels, maxRunsPerConnection } = this.o.limits;
     // The dims size every buffer of the run (zero volumes for gaps included): bounded before anything is allocated.
     if (m.dims.some((d) => d > maxDim) || m.dims[0] * m.dims[1] * m.dims[2] > maxVoxels) {
-      this.errorTo(from, 'dims-too-large', `run ${m.run} refused: dims ${m.dims.join('×')} exceed the server limit (each ≤ ${maxDim}, ≤ ${maxVoxels} voxels); check the scanner export.`, ids);
+      this.errorTo(
+        from,
+        'dims-too-large',
+        `run ${m.run} refused: dims ${m.dims.join('×')} exceed the server limit (each ≤ ${maxDim}, ≤ ${maxVoxels} voxels); check the scanner export.`,
+        ids,
+      );
       return;
     }
     const label = `${m.session}/${m.run}`;
     if (from.runs.get(label) !== key && from.runs.size >= maxRunsPerConnection) {
-      this.errorTo(from, 'bad-message', `run ${m.run} refused: this connection already started ${maxRunsPerConnection} runs; reconnect to start more.`, ids);
+      this.errorTo(
+        from,
+        'bad-message',
+        `run ${m.run} refused: this connection already started ${maxRunsPerConnection} runs; reconnect to start more.`,
+        ids,
+      );
       return;
     }
     const existing = this.runs.get(key);
     if (existing) {
       const a = existing.info;
       if (a.tr !== info.tr || a.dims.some((d, i) => d !== info.dims[i])) {
-        this.errorTo(from, 'run-conflict', `run ${m.run} of sub-${m.subject} ses-${m.session} already started with TR ${a.tr} s, dims ${a.dims.join('×')}; a new run needs a new name.`, ids);
+        this.errorTo(
+          from,
+          'run-conflict',
+          `run ${m.run} of sub-${m.subject} ses-${m.session} already started with TR ${a.tr} s, dims ${a.dims.join('×')}; a new run needs a new name.`,
+          ids,
+        );
         return;
       }
       from.runs.set(label, key);
@@ -158,7 +218,21 @@ export class Ingest {
       return;
     }
     from.runs.set(label, key);
-    const r: RunState = { key, info, next: 0, emitNext: 0, ready: false, eventsNext: 0, ended: false, buffer: new Map(), missing: [], missingCount: 0, accepted: 0, chain: Promise.resolve(), owner: from };
+    const r: RunState = {
+      key,
+      info,
+      next: 0,
+      emitNext: 0,
+      ready: false,
+      eventsNext: 0,
+      ended: false,
+      buffer: new Map(),
+      missing: [],
+      missingCount: 0,
+      accepted: 0,
+      chain: Promise.resolve(),
+      owner: from,
+    };
     this.runs.set(key, r);
     this.enqueue(r, async () => {
       if (this.o.recordDir) {
@@ -167,7 +241,10 @@ export class Ingest {
         } catch (e) {
           this.runs.delete(key);
           if (from.runs.get(label) === key) from.runs.delete(label);
-          const msg = e instanceof RecordingError ? e.message : `cannot open the recording for run ${m.run}: ${(e as Error).message}`;
+          const msg =
+            e instanceof RecordingError
+              ? e.message
+              : `cannot open the recording for run ${m.run}: ${(e as Error).message}`;
           this.errorTo(from, 'run-conflict', msg, { session: m.session, run: m.run }, 'error');
           return;
         }
@@ -177,8 +254,13 @@ export class Ingest {
       }
       const resumed = r.next > 0 || r.eventsNext > 0;
       this.notice({
-        kind: resumed ? 'resume' : 'run', level: 'info', session: m.session, run: m.run, peer: from.name,
-        message: resumed ? `run ${m.run} (sub-${m.subject}, ses-${m.session}) continues from the recording at volume ${r.next}, event ${r.eventsNext}`
+        kind: resumed ? 'resume' : 'run',
+        level: 'info',
+        session: m.session,
+        run: m.run,
+        peer: from.name,
+        message: resumed
+          ? `run ${m.run} (sub-${m.subject}, ses-${m.session}) continues from the recording at volume ${r.next}, event ${r.eventsNext}`
           : `run ${m.run} started: sub-${m.subject} ses-${m.session}, TR ${m.tr} s, dims ${m.dims.join('×')}`,
       });
       this.o.hub.emit(this.o.hub.runsS, info, (e) => this.subscriberFailed(e));
@@ -193,31 +275,61 @@ export class Ingest {
     const ids = { session: h.session, run: h.run, index: h.index };
     const r = this.runOf(from, h.session, h.run);
     if (!r) {
-      this.errorTo(from, 'unknown-run', `volume ${h.index} names run ${h.run} of session ${h.session}, which was not started on this connection; send run-start first.`, ids);
+      this.errorTo(
+        from,
+        'unknown-run',
+        `volume ${h.index} names run ${h.run} of session ${h.session}, which was not started on this connection; send run-start first.`,
+        ids,
+      );
       return;
     }
     // Indices size work (gaps up to them are recorded): beyond the per-run limit they are refused, not buffered.
     if (h.index >= this.o.limits.maxRunVolumes) {
-      this.errorTo(from, 'bad-message', `volume index ${h.index} of run ${h.run} is above the server's limit of ${this.o.limits.maxRunVolumes} volumes per run; split the acquisition into runs.`, ids);
+      this.errorTo(
+        from,
+        'bad-message',
+        `volume index ${h.index} of run ${h.run} is above the server's limit of ${this.o.limits.maxRunVolumes} volumes per run; split the acquisition into runs.`,
+        ids,
+      );
       return;
     }
     r.owner = from;
     // Checks and buffering happen on arrival; acceptance (recording, emission) in the run's queue, so a backlog that
     // builds while the disk is busy is committed as one batch.
     if (r.ended) {
-      if (h.index < r.next) { this.o.hub.counters.duplicatesDropped++; this.enqueue(r, async () => this.ack(r, from)); return; }
-      this.errorTo(from, 'late-volume', `volume ${h.index} arrived after run ${h.run} ended; it was not accepted.`, ids);
+      if (h.index < r.next) {
+        this.o.hub.counters.duplicatesDropped++;
+        this.enqueue(r, async () => this.ack(r, from));
+        return;
+      }
+      this.errorTo(
+        from,
+        'late-volume',
+        `volume ${h.index} arrived after run ${h.run} ended; it was not accepted.`,
+        ids,
+      );
       return;
     }
     if (h.index < r.next || r.buffer.has(h.index)) {
       this.o.hub.counters.duplicatesDropped++;
-      this.errorTo(from, 'duplicate', `volume ${h.index} of run ${h.run} was already received; the copy was dropped.`, ids);
+      this.errorTo(
+        from,
+        'duplicate',
+        `volume ${h.index} of run ${h.run} was already received; the copy was dropped.`,
+        ids,
+      );
       this.enqueue(r, async () => this.ack(r, from));
       return;
     }
     if (r.buffer.size >= this.o.maxReorder + MAX_HELD_EXTRA) {
       const why = r.recordFailing ? `its recording is failing (${r.recordFailing})` : 'too many volumes are waiting';
-      this.errorTo(from, 'server-error', `volume ${h.index} of run ${h.run} was not taken: ${why}; it stays unacknowledged, resend it later.`, ids, 'error');
+      this.errorTo(
+        from,
+        'server-error',
+        `volume ${h.index} of run ${h.run} was not taken: ${why}; it stays unacknowledged, resend it later.`,
+        ids,
+        'error',
+      );
       return;
     }
     let entry: Buffered;
@@ -232,7 +344,15 @@ export class Ingest {
       entry = { ok: false, reason: `dims-changed: ${msg}` };
     } else {
       const v: Volume = {
-        run: h.run, subject: r.info.subject, session: r.info.session, index: h.index, dims: vol.dims, affine: vol.affine, tr: h.tr, acquisitionTime: h.acquisitionTime, data: vol.data,
+        run: h.run,
+        subject: r.info.subject,
+        session: r.info.session,
+        index: h.index,
+        dims: vol.dims,
+        affine: vol.affine,
+        tr: h.tr,
+        acquisitionTime: h.acquisitionTime,
+        data: vol.data,
         times: { fileSeen: h.seenAt, read: h.readAt, sent: h.sentAt, received: receivedAt },
       };
       entry = { ok: true, vol: v, int16Exact: vol.int16Exact, from, emitted: false };
@@ -242,7 +362,8 @@ export class Ingest {
     this.enqueue(r, async () => {
       try {
         await this.drain(r);
-        if (r.buffer.size > this.o.maxReorder) await this.declareGapToBuffered(r, `more than ${this.o.maxReorder} later volumes arrived`);
+        if (r.buffer.size > this.o.maxReorder)
+          await this.declareGapToBuffered(r, `more than ${this.o.maxReorder} later volumes arrived`);
       } finally {
         // Even when the recording failed: the gap timer retries it, and the ack tells the sender where things stand.
         this.armGapTimer(r);
@@ -254,29 +375,72 @@ export class Ingest {
   event(m: ReceivedEvent, from: Peer): void {
     const r = this.runOf(from, m.session, m.run);
     if (!r) {
-      this.errorTo(from, 'unknown-run', `event ${m.trial} names run ${m.run} of session ${m.session}, which was not started on this connection; send run-start first.`, { session: m.session, run: m.run });
+      this.errorTo(
+        from,
+        'unknown-run',
+        `event ${m.trial} names run ${m.run} of session ${m.session}, which was not started on this connection; send run-start first.`,
+        { session: m.session, run: m.run },
+      );
       return;
     }
     if (m.trial >= this.o.limits.maxRunEvents) {
-      this.errorTo(from, 'bad-message', `event ${m.trial} of run ${m.run} is above the server's limit of ${this.o.limits.maxRunEvents} events per run; split the session into runs.`, { session: m.session, run: m.run });
+      this.errorTo(
+        from,
+        'bad-message',
+        `event ${m.trial} of run ${m.run} is above the server's limit of ${this.o.limits.maxRunEvents} events per run; split the session into runs.`,
+        { session: m.session, run: m.run },
+      );
       return;
     }
     this.enqueue(r, async () => {
       if (m.trial < r.eventsNext) {
-        this.errorTo(from, 'duplicate', `event ${m.trial} of run ${m.run} was already received; the copy was dropped.`, { session: m.session, run: m.run });
+        this.errorTo(
+          from,
+          'duplicate',
+          `event ${m.trial} of run ${m.run} was already received; the copy was dropped.`,
+          { session: m.session, run: m.run },
+        );
         this.ack(r, from);
         return;
       }
       if (m.trial > r.eventsNext) {
-        this.notice({ kind: 'gap', level: 'warn', session: m.session, run: m.run, peer: from.name, message: `events ${r.eventsNext}..${m.trial - 1} of run ${m.run} never arrived; event ${m.trial} accepted after the gap` });
-        from.send({ type: 'error', code: 'bad-message', message: `events ${r.eventsNext}..${m.trial - 1} of run ${m.run} are missing; they are reported, not filled.`, fatal: false, session: m.session, run: m.run });
+        this.notice({
+          kind: 'gap',
+          level: 'warn',
+          session: m.session,
+          run: m.run,
+          peer: from.name,
+          message: `events ${r.eventsNext}..${m.trial - 1} of run ${m.run} never arrived; event ${m.trial} accepted after the gap`,
+        });
+        from.send({
+          type: 'error',
+          code: 'bad-message',
+          message: `events ${r.eventsNext}..${m.trial - 1} of run ${m.run} are missing; they are reported, not filled.`,
+          fatal: false,
+          session: m.session,
+          run: m.run,
+        });
       }
       if (m.imageRefused) {
-        this.errorTo(from, 'bad-image', `stimulus image of event ${m.trial} (${m.stimulusId}) of run ${m.run} refused: ${m.imageRefused} The event was accepted without it.`, { session: m.session, run: m.run });
+        this.errorTo(
+          from,
+          'bad-image',
+          `stimulus image of event ${m.trial} (${m.stimulusId}) of run ${m.run} refused: ${m.imageRefused} The event was accepted without it.`,
+          { session: m.session, run: m.run },
+        );
       }
       const e: StimulusEvent = {
-        run: m.run, subject: r.info.subject, session: r.info.session, trial: m.trial, onset: m.onset, duration: m.duration, stimulusId: m.stimulusId,
-        references: m.references, image: m.image, imageData: m.imageData, trialType: m.trialType,
+        run: m.run,
+        subject: r.info.subject,
+        session: r.info.session,
+        trial: m.trial,
+        onset: m.onset,
+        duration: m.duration,
+        stimulusId: m.stimulusId,
+        references: m.references,
+        image: m.image,
+        imageData: m.imageData,
+        trialType: m.trialType,
       };
       if (r.rec && !(await this.record(r, `event ${m.trial}`, () => r.rec!.appendEvent(e)))) {
         this.ack(r, from); // not advanced: the sender keeps the event and resends it
@@ -293,16 +457,29 @@ export class Ingest {
     const r = this.runOf(from, m.session, m.run);
     const ids = { session: m.session, run: m.run };
     if (!r) {
-      this.errorTo(from, 'unknown-run', `run-end names run ${m.run} of session ${m.session}, which was not started on this connection.`, ids);
+      this.errorTo(
+        from,
+        'unknown-run',
+        `run-end names run ${m.run} of session ${m.session}, which was not started on this connection.`,
+        ids,
+      );
       return;
     }
     // `volumes` sizes the gap declared at the end: bounded like every index.
     if (m.volumes > this.o.limits.maxRunVolumes || m.events > this.o.limits.maxRunEvents) {
-      this.errorTo(from, 'bad-message', `run-end of run ${m.run} says ${m.volumes} volumes and ${m.events} events, above the server's limits (${this.o.limits.maxRunVolumes} volumes, ${this.o.limits.maxRunEvents} events per run); the run was not ended.`, ids);
+      this.errorTo(
+        from,
+        'bad-message',
+        `run-end of run ${m.run} says ${m.volumes} volumes and ${m.events} events, above the server's limits (${this.o.limits.maxRunVolumes} volumes, ${this.o.limits.maxRunEvents} events per run); the run was not ended.`,
+        ids,
+      );
       return;
     }
     this.enqueue(r, async () => {
-      if (r.ended) { this.ack(r, from); return; }
+      if (r.ended) {
+        this.ack(r, from);
+        return;
+      }
       for (const k of [...r.buffer.keys()]) if (k >= m.volumes) r.buffer.delete(k);
       try {
         while (r.next < m.volumes) {
@@ -319,13 +496,34 @@ export class Ingest {
         return;
       }
       if (m.events > r.eventsNext) {
-        this.notice({ kind: 'gap', level: 'warn', session: m.session, run: m.run, message: `events ${r.eventsNext}..${m.events - 1} of run ${m.run} never arrived` });
+        this.notice({
+          kind: 'gap',
+          level: 'warn',
+          session: m.session,
+          run: m.run,
+          message: `events ${r.eventsNext}..${m.events - 1} of run ${m.run} never arrived`,
+        });
       }
       r.ended = true;
       this.clearTimers(r);
       await r.rec?.close();
-      this.notice({ kind: 'run', level: 'info', session: m.session, run: m.run, peer: from.name, message: `run ${m.run} ended: ${r.accepted} volume(s) accepted, ${r.missingCount} missing, ${r.eventsNext} event(s)` });
-      const end = { subject: r.info.subject, session: m.session, run: m.run, expected: m.volumes, accepted: r.accepted, missing: r.missing.map(([a, b]): IndexRange => [a, b]), missingCount: r.missingCount };
+      this.notice({
+        kind: 'run',
+        level: 'info',
+        session: m.session,
+        run: m.run,
+        peer: from.name,
+        message: `run ${m.run} ended: ${r.accepted} volume(s) accepted, ${r.missingCount} missing, ${r.eventsNext} event(s)`,
+      });
+      const end = {
+        subject: r.info.subject,
+        session: m.session,
+        run: m.run,
+        expected: m.volumes,
+        accepted: r.accepted,
+        missing: r.missing.map(([a, b]): IndexRange => [a, b]),
+        missingCount: r.missingCount,
+      };
       this.o.hub.emit(this.o.hub.runEndsS, end, (e) => this.subscriberFailed(e));
       this.ack(r, from);
     });
@@ -366,10 +564,18 @@ export class Ingest {
     this.emitReady(r);
     for (;;) {
       const batch: Extract<Buffered, { ok: true }>[] = [];
-      for (let b = r.buffer.get(r.next); b && b.ok && b.emitted && batch.length < 32; b = r.buffer.get(r.next + batch.length)) batch.push(b);
+      for (
+        let b = r.buffer.get(r.next);
+        b && b.ok && b.emitted && batch.length < 32;
+        b = r.buffer.get(r.next + batch.length)
+      )
+        batch.push(b);
       if (batch.length && r.rec) {
         const int16 = r.recType === 'int16';
-        const items = batch.map((b) => ({ data: int16 ? Int16Array.from(b.vol.data) : b.vol.data, acquisitionTime: b.vol.acquisitionTime }));
+        const items = batch.map((b) => ({
+          data: int16 ? Int16Array.from(b.vol.data) : b.vol.data,
+          acquisitionTime: b.vol.acquisitionTime,
+        }));
         const what = batch.length === 1 ? `volume ${r.next}` : `volumes ${r.next}..${r.next + batch.length - 1}`;
         if (!(await this.record(r, what, () => r.rec!.appendVolumes(items)))) throw new RecordingStalled();
       }
@@ -391,18 +597,30 @@ export class Ingest {
       const firstOk = [...r.buffer.entries()].filter(([, b]) => b.ok).sort((a, b) => a[0] - b[0])[0]?.[1];
       r.recType = firstOk && firstOk.ok && firstOk.int16Exact ? 'int16' : 'float32';
     }
-    if (r.rec && !(await this.record(r, `missing volumes ${from}..${to - 1}`, () => r.rec!.appendMissing(from, to, r.recType!)))) {
+    if (
+      r.rec &&
+      !(await this.record(r, `missing volumes ${from}..${to - 1}`, () => r.rec!.appendMissing(from, to, r.recType!)))
+    ) {
       if (slot) r.buffer.set(from, slot); // the gap is declared again on the next try
       throw new RecordingStalled();
     }
     const last = r.missing[r.missing.length - 1];
-    if (last && last[1] === from) last[1] = to; else r.missing.push([from, to]);
+    if (last && last[1] === from) last[1] = to;
+    else r.missing.push([from, to]);
     r.missingCount += to - from;
     r.next = to;
     r.emitNext = Math.max(r.emitNext, to);
     this.o.hub.counters.gaps++;
     const range = to - from === 1 ? `volume ${from}` : `volumes ${from}..${to - 1}`;
-    this.notice({ kind: 'gap', level: 'warn', session: r.info.session, run: r.info.run, from, to, message: `gap in run ${r.info.run}: ${range} missing (${reason})` });
+    this.notice({
+      kind: 'gap',
+      level: 'warn',
+      session: r.info.session,
+      run: r.info.run,
+      from,
+      to,
+      message: `gap in run ${r.info.run}: ${range} missing (${reason})`,
+    });
     r.owner.send({ type: 'gap', session: r.info.session, run: r.info.run, from, to, reason });
     this.emitReady(r);
   }
@@ -420,20 +638,39 @@ export class Ingest {
         await commit();
         if (r.recordFailing) {
           r.recordFailing = undefined;
-          this.notice({ kind: 'record', level: 'info', session: r.info.session, run: r.info.run, message: `recording of run ${r.info.run} (sub-${r.info.subject}) works again from ${what}` });
+          this.notice({
+            kind: 'record',
+            level: 'info',
+            session: r.info.session,
+            run: r.info.run,
+            message: `recording of run ${r.info.run} (sub-${r.info.subject}) works again from ${what}`,
+          });
         }
         return true;
       } catch (e) {
         err = e;
       }
     }
-    const why = (err as NodeJS.ErrnoException)?.code ? `${(err as NodeJS.ErrnoException).code}: ${(err as Error).message}` : String((err as Error)?.message ?? err);
+    const why = (err as NodeJS.ErrnoException)?.code
+      ? `${(err as NodeJS.ErrnoException).code}: ${(err as Error).message}`
+      : String((err as Error)?.message ?? err);
     const first = r.recordFailing === undefined;
     r.recordFailing = why;
     const message = `recording ${what} of run ${r.info.run} (sub-${r.info.subject}) failed (${why}); nothing past the last acknowledged volume was committed, the server retries: free disk space or fix the disk.`;
-    if (first) this.notice({ kind: 'record', level: 'error', session: r.info.session, run: r.info.run, message }, 'record-failed');
+    if (first)
+      this.notice(
+        { kind: 'record', level: 'error', session: r.info.session, run: r.info.run, message },
+        'record-failed',
+      );
     else this.o.log('error', message);
-    r.owner.send({ type: 'error', code: 'server-error', message, fatal: false, session: r.info.session, run: r.info.run });
+    r.owner.send({
+      type: 'error',
+      code: 'server-error',
+      message,
+      fatal: false,
+      session: r.info.session,
+      run: r.info.run,
+    });
     return false;
   }
 
@@ -471,7 +708,14 @@ export class Ingest {
     if (r.watchdog) clearTimeout(r.watchdog);
     const ms = Math.max(3 * r.info.tr * 1000, 1000);
     r.watchdog = setTimeout(() => {
-      if (!r.ended) this.notice({ kind: 'alarm', level: 'warn', session: r.info.session, run: r.info.run, message: `no volume for run ${r.info.run} for ${(ms / 1000).toFixed(1)} s (TR ${r.info.tr} s) after volume ${r.next - 1}` });
+      if (!r.ended)
+        this.notice({
+          kind: 'alarm',
+          level: 'warn',
+          session: r.info.session,
+          run: r.info.run,
+          message: `no volume for run ${r.info.run} for ${(ms / 1000).toFixed(1)} s (TR ${r.info.tr} s) after volume ${r.next - 1}`,
+        });
     }, ms);
     r.watchdog.unref();
   }

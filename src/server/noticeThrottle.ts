@@ -18,7 +18,10 @@ export class NoticeThrottle {
   private readonly windows = new Map<string, Window>();
 
   /** `summarise(key, n, ms)` is called once a window that suppressed `n` notices closes. */
-  constructor(private readonly o: ThrottleOptions, private readonly summarise: (key: string, suppressed: number, windowMs: number) => void) {}
+  constructor(
+    private readonly o: ThrottleOptions,
+    private readonly summarise: (key: string, suppressed: number, windowMs: number) => void,
+  ) {}
 
   /** True when a notice under `key` should be passed on now. */
   pass(key: string, now = Date.now()): boolean {
@@ -35,7 +38,12 @@ export class NoticeThrottle {
     w.suppressed++;
     if (!w.timer) {
       const win = w;
-      win.timer = setTimeout(() => { if (this.windows.get(key) === win) this.close(key, win); }, Math.max(0, win.started + this.o.windowMs - now));
+      win.timer = setTimeout(
+        () => {
+          if (this.windows.get(key) === win) this.close(key, win);
+        },
+        Math.max(0, win.started + this.o.windowMs - now),
+      );
       win.timer.unref();
     }
     return false;

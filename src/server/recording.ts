@@ -35,7 +35,12 @@ export class RecordingError extends Error {
 }
 
 /** Paths of one run inside a BIDS dataset. */
-export function runPaths(root: string, subject: string, session: string, run: string): { bold: string; json: string; events: string } {
+export function runPaths(
+  root: string,
+  subject: string,
+  session: string,
+  run: string,
+): { bold: string; json: string; events: string } {
   const stem = join(root, `sub-${subject}`, `ses-${session}`, 'func', `sub-${subject}_ses-${session}_${run}`);
   return { bold: `${stem}_bold.nii.gz`, json: `${stem}_bold.json`, events: `${stem}_events.tsv` };
 }
@@ -100,7 +105,12 @@ export class RunRecording {
   eventsCount = 0;
   type: RecordType | undefined;
 
-  private constructor(readonly root: string, readonly info: RunInfo, readonly paths: ReturnType<typeof runPaths>, private readonly fs: RecordingFs) {
+  private constructor(
+    readonly root: string,
+    readonly info: RunInfo,
+    readonly paths: ReturnType<typeof runPaths>,
+    private readonly fs: RecordingFs,
+  ) {
     this.sidecar = { RepetitionTime: info.tr, TaskName: info.task, AcquisitionTimes: [], MissingVolumes: [] };
   }
 
@@ -109,7 +119,10 @@ export class RunRecording {
     const r = new RunRecording(root, info, runPaths(root, info.subject, info.session, info.run), fs);
     await fs.mkdir(dirname(r.paths.bold), { recursive: true });
     await ensureDatasetDescription(fs, root);
-    const exists = await fs.stat(r.paths.bold).then(() => true, () => false);
+    const exists = await fs.stat(r.paths.bold).then(
+      () => true,
+      () => false,
+    );
     if (exists) await r.resume();
     await r.resumeEvents();
     return r;
@@ -121,7 +134,9 @@ export class RunRecording {
     await fh.read(first, 0, HEADER_MEMBER_BYTES, 0);
     if (first[0] !== 0x1f || first[1] !== 0x8b || first[10] !== 1 || first.readUInt16LE(11) !== NIFTI1_VOX_OFFSET) {
       await fh.close();
-      throw new RecordingError(`${this.paths.bold} was not written by mindsemantix serve; move it away or record into another folder.`);
+      throw new RecordingError(
+        `${this.paths.bold} was not written by mindsemantix serve; move it away or record into another folder.`,
+      );
     }
     const header = new Uint8Array(first.subarray(15, 15 + NIFTI1_VOX_OFFSET));
     let h;
@@ -129,14 +144,23 @@ export class RunRecording {
       h = readNiftiHeader(header).fields;
     } catch {
       await fh.close();
-      throw new RecordingError(`${this.paths.bold} was not written by mindsemantix serve; move it away or record into another folder.`);
+      throw new RecordingError(
+        `${this.paths.bold} was not written by mindsemantix serve; move it away or record into another folder.`,
+      );
     }
     const m = /end=(\d+)/.exec(h.descrip.replace(/\0.*$/s, ''));
     const dims = h.dim.slice(1, 4);
-    if (!m) { await fh.close(); throw new RecordingError(`${this.paths.bold} has no commit mark in its header; it was not written by mindsemantix serve.`); }
+    if (!m) {
+      await fh.close();
+      throw new RecordingError(
+        `${this.paths.bold} has no commit mark in its header; it was not written by mindsemantix serve.`,
+      );
+    }
     if (dims.some((d, i) => d !== this.info.dims[i])) {
       await fh.close();
-      throw new RecordingError(`${this.paths.bold} holds ${dims.join('×')} volumes but the run now says ${this.info.dims.join('×')}.`);
+      throw new RecordingError(
+        `${this.paths.bold} holds ${dims.join('×')} volumes but the run now says ${this.info.dims.join('×')}.`,
+      );
     }
     this.type = h.datatype === NIFTI_TYPE.int16 ? 'int16' : 'float32';
     this.count = h.dim[4];
@@ -146,7 +170,11 @@ export class RunRecording {
     this.header = header;
     try {
       const j = JSON.parse(await this.fs.readFile(this.paths.json, 'utf8')) as Sidecar;
-      this.sidecar = { ...j, AcquisitionTimes: (j.AcquisitionTimes ?? []).slice(0, this.count), MissingVolumes: (j.MissingVolumes ?? []).filter((i) => i < this.count) };
+      this.sidecar = {
+        ...j,
+        AcquisitionTimes: (j.AcquisitionTimes ?? []).slice(0, this.count),
+        MissingVolumes: (j.MissingVolumes ?? []).filter((i) => i < this.count),
+      };
     } catch {
       this.sidecar.AcquisitionTimes = Array.from({ length: this.count }, (_, i) => i * this.info.tr);
     }
@@ -164,7 +192,14 @@ export class RunRecording {
     const complete = bytes.lastIndexOf(0x0a) + 1;
     if (complete < bytes.length) await this.fs.truncate(this.paths.events, complete);
     this.eventsEnd = complete;
-    this.eventsCount = Math.max(0, bytes.subarray(0, complete).toString('utf8').split('\n').filter((l) => l.length > 0).length - 1);
+    this.eventsCount = Math.max(
+      0,
+      bytes
+        .subarray(0, complete)
+        .toString('utf8')
+        .split('\n')
+        .filter((l) => l.length > 0).length - 1,
+    );
   }
 
   /** Appends volume `count` (voxels already converted to the recording type) and commits it. */
@@ -179,7 +214,12 @@ export class RunRecording {
   async appendVolumes(items: { data: Int16Array | Float32Array; acquisitionTime: number }[]): Promise<void> {
     if (items.length === 0) return;
     const members = await Promise.all(items.map(({ data }) => compressVolume(data)));
-    await this.commit(items[0].data instanceof Int16Array ? 'int16' : 'float32', members, items.map((it) => it.acquisitionTime), false);
+    await this.commit(
+      items[0].data instanceof Int16Array ? 'int16' : 'float32',
+      members,
+      items.map((it) => it.acquisitionTime),
+      false,
+    );
   }
 
   /**
@@ -187,13 +227,19 @@ export class RunRecording {
    * MissingVolumes. One zero volume is compressed once and its member repeated, in commits of bounded size.
    */
   async appendMissing(from: number, to: number, type: RecordType): Promise<void> {
-    if (from !== this.count) throw new Error(`missing volumes ${from}..${to - 1} do not follow the ${this.count} committed volume(s)`);
+    if (from !== this.count)
+      throw new Error(`missing volumes ${from}..${to - 1} do not follow the ${this.count} committed volume(s)`);
     const t = this.type ?? type;
     const n = this.info.dims[0] * this.info.dims[1] * this.info.dims[2];
     const member = await compressVolume(t === 'int16' ? new Int16Array(n) : new Float32Array(n));
     for (let i = from; i < to; i += MISSING_PER_COMMIT) {
       const k = Math.min(MISSING_PER_COMMIT, to - i);
-      await this.commit(t, Array<Buffer>(k).fill(member), Array.from({ length: k }, (_, j) => (i + j) * this.info.tr), true);
+      await this.commit(
+        t,
+        Array<Buffer>(k).fill(member),
+        Array.from({ length: k }, (_, j) => (i + j) * this.info.tr),
+        true,
+      );
     }
   }
 
@@ -203,7 +249,9 @@ export class RunRecording {
     const sidecar: Sidecar = {
       ...this.sidecar,
       AcquisitionTimes: [...this.sidecar.AcquisitionTimes, ...times],
-      MissingVolumes: missing ? [...this.sidecar.MissingVolumes, ...times.map((_, i) => first + i)] : this.sidecar.MissingVolumes,
+      MissingVolumes: missing
+        ? [...this.sidecar.MissingVolumes, ...times.map((_, i) => first + i)]
+        : this.sidecar.MissingVolumes,
     };
     const count = first + members.length;
     if (!this.fh) {
@@ -238,9 +286,21 @@ export class RunRecording {
 
   /** An inline stimulus image is stored first (DIR/stimuli/), so the row's stim_file always names a file that exists. */
   async appendEvent(e: StimulusEvent): Promise<void> {
-    const stimFile = e.imageData ? await storeStimulusImage(this.root, e.stimulusId, e.imageData, this.fs) : safeStimulusPath(e.image);
-    const row = Buffer.from([seconds(e.onset), seconds(e.duration), e.trialType ?? 'stimulus', e.stimulusId, e.references ? JSON.stringify(e.references) : undefined, stimFile]
-      .map(tsvCell).join('\t') + '\n');
+    const stimFile = e.imageData
+      ? await storeStimulusImage(this.root, e.stimulusId, e.imageData, this.fs)
+      : safeStimulusPath(e.image);
+    const row = Buffer.from(
+      [
+        seconds(e.onset),
+        seconds(e.duration),
+        e.trialType ?? 'stimulus',
+        e.stimulusId,
+        e.references ? JSON.stringify(e.references) : undefined,
+        stimFile,
+      ]
+        .map(tsvCell)
+        .join('\t') + '\n',
+    );
     const fh = await this.fs.open(this.paths.events, 'r+');
     try {
       if (this.eventsDirty) await fh.truncate(this.eventsEnd);
@@ -265,7 +325,13 @@ export class RunRecording {
   private async create(type: RecordType, members: Buffer[], sidecar: Sidecar): Promise<void> {
     const d = this.info.dims;
     const end = HEADER_MEMBER_BYTES + members.reduce((a, m) => a + m.length, 0);
-    const header = niftiHeader4D({ dims: [d[0], d[1], d[2], members.length], affine: [...this.info.affine], tr: this.info.tr, datatype: type, description: commitMark(end) });
+    const header = niftiHeader4D({
+      dims: [d[0], d[1], d[2], members.length],
+      affine: [...this.info.affine],
+      tr: this.info.tr,
+      datatype: type,
+      description: commitMark(end),
+    });
     await this.writeSidecar(sidecar);
     const tmp = `${this.paths.bold}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
     const fh = await this.fs.open(tmp, 'w');
@@ -296,7 +362,10 @@ const MISSING_PER_COMMIT = 256;
 function compressVolume(data: Int16Array | Float32Array): Promise<Buffer> {
   const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   // Float mantissas do not match-compress: Huffman-only gives the same size ~3× faster.
-  return gzipAsync(bytes, data instanceof Float32Array ? { level: 1, strategy: zlibConstants.Z_HUFFMAN_ONLY } : { level: 1 });
+  return gzipAsync(
+    bytes,
+    data instanceof Float32Array ? { level: 1, strategy: zlibConstants.Z_HUFFMAN_ONLY } : { level: 1 },
+  );
 }
 
 /**
@@ -311,7 +380,25 @@ export function safeStimulusPath(p: string | undefined): string | undefined {
 
 async function ensureDatasetDescription(fs: RecordingFs, root: string): Promise<void> {
   const p = join(root, 'dataset_description.json');
-  if (await fs.stat(p).then(() => true, () => false)) return;
-  await writeFileDurably(fs, p, JSON.stringify({ Name: 'mindsemantix recording', BIDSVersion: '1.9.0', DatasetType: 'raw', GeneratedBy: [{ Name: 'mindsemantix serve' }] }, null, 1) + '\n');
+  if (
+    await fs.stat(p).then(
+      () => true,
+      () => false,
+    )
+  )
+    return;
+  await writeFileDurably(
+    fs,
+    p,
+    JSON.stringify(
+      {
+        Name: 'mindsemantix recording',
+        BIDSVersion: '1.9.0',
+        DatasetType: 'raw',
+        GeneratedBy: [{ Name: 'mindsemantix serve' }],
+      },
+      null,
+      1,
+    ) + '\n',
+  );
 }
-

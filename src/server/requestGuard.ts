@@ -14,7 +14,13 @@ export interface Refusal {
 /** A host that is reachable only from this machine (no viewer token needed, Host checked). */
 export function isLoopbackHost(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, '').toLowerCase();
-  return h === 'localhost' || h.endsWith('.localhost') || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h) || h === '::ffff:127.0.0.1';
+  return (
+    h === 'localhost' ||
+    h.endsWith('.localhost') ||
+    h === '::1' ||
+    /^127\.\d+\.\d+\.\d+$/.test(h) ||
+    h === '::ffff:127.0.0.1'
+  );
 }
 
 /** The name in a Host header, without port or IPv6 brackets. */
@@ -38,7 +44,10 @@ export function checkHost(req: IncomingMessage, loopbackBind: boolean): Refusal 
 export function checkBridgeOrigin(req: IncomingMessage): Refusal | undefined {
   const origin = req.headers.origin;
   if (origin === undefined) return undefined;
-  return { status: 403, message: `a web page (origin ${JSON.stringify(clean(origin))}) may not open /bridge; it takes connections from mindsemantix bridge and replay only.` };
+  return {
+    status: 403,
+    message: `a web page (origin ${JSON.stringify(clean(origin))}) may not open /bridge; it takes connections from mindsemantix bridge and replay only.`,
+  };
 }
 
 /** Dashboard sockets: no Origin (a script, socket.io-client) or the page's own origin (the Host it was served under). */
@@ -48,7 +57,10 @@ export function checkDashboardOrigin(req: IncomingMessage): Refusal | undefined 
   const host = (req.headers.host ?? '').toLowerCase();
   const o = origin.toLowerCase();
   if (host && (o === `http://${host}` || o === `https://${host}`)) return undefined;
-  return { status: 403, message: `the dashboard's live data is served only to its own page; origin ${JSON.stringify(clean(origin))} is not ${JSON.stringify(clean(`http://${host}`))}.` };
+  return {
+    status: 403,
+    message: `the dashboard's live data is served only to its own page; origin ${JSON.stringify(clean(origin))} is not ${JSON.stringify(clean(`http://${host}`))}.`,
+  };
 }
 
 /** Header values from a client end up in log lines: printable characters only, bounded. */

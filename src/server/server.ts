@@ -61,7 +61,15 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
   const log = opts.log ?? stderrLogger();
   const hub = new IngestHubSubjects();
   const stopRxReports = reportRxErrorsTo((m) => log('error', m));
-  const ingest = new Ingest({ hub, log, recordDir: opts.recordDir, reorderWindowMs: opts.reorderWindowMs ?? 2000, maxReorder: opts.maxReorder ?? 16, limits, recordFs: opts.recordFs });
+  const ingest = new Ingest({
+    hub,
+    log,
+    recordDir: opts.recordDir,
+    reorderWindowMs: opts.reorderWindowMs ?? 2000,
+    maxReorder: opts.maxReorder ?? 16,
+    limits,
+    recordFs: opts.recordFs,
+  });
   opts.onHub?.(hub);
 
   const loopbackBind = isLoopbackHost(host);
@@ -76,7 +84,11 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
       res.writeHead(200, { 'content-type': 'application/json' });
       const m = process.memoryUsage();
       // Memory in MiB, so a long session can be watched from outside (scripts, the soak).
-      const memory = { rssMb: Math.round(m.rss / 2 ** 20), heapUsedMb: Math.round(m.heapUsed / 2 ** 20), externalMb: Math.round(m.external / 2 ** 20) };
+      const memory = {
+        rssMb: Math.round(m.rss / 2 ** 20),
+        heapUsedMb: Math.round(m.heapUsed / 2 ** 20),
+        externalMb: Math.round(m.external / 2 ** 20),
+      };
       res.end(JSON.stringify({ ok: true, protocol: PROTOCOL_VERSION, ...hub.stats(), memory }));
       return;
     }
@@ -87,7 +99,11 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
     }
   });
   // ws enforces a hard cap itself (closing with 1009); below it, we answer oversize frames with an error message.
-  const wss = new WebSocketServer({ noServer: true, maxPayload: limits.maxFrameBytes * 2 + 1024 * 1024, perMessageDeflate: false });
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: limits.maxFrameBytes * 2 + 1024 * 1024,
+    perMessageDeflate: false,
+  });
   const perIp = new Map<string, number>();
   const sockets = new Set<WebSocket>();
 
@@ -98,10 +114,14 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
     if (refusal) {
       log('warn', `refused a /bridge upgrade from ${req.socket.remoteAddress ?? '?'}: ${refusal.message}`);
       const body = `${refusal.message}\n`;
-      socket.end(`HTTP/1.1 ${refusal.status} ${refusal.status === 403 ? 'Forbidden' : 'Misdirected Request'}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      socket.end(
+        `HTTP/1.1 ${refusal.status} ${refusal.status === 403 ? 'Forbidden' : 'Misdirected Request'}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
       return;
     }
-    wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, req.socket, req.socket.remoteAddress ?? 'unknown', req.socket.remotePort ?? 0));
+    wss.handleUpgrade(req, socket, head, (ws) =>
+      onConnection(ws, req.socket, req.socket.remoteAddress ?? 'unknown', req.socket.remotePort ?? 0),
+    );
   });
 
   function send(ws: WebSocket, m: ServerMessage): void {
@@ -112,8 +132,16 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
     const name = `${ip}:${port}`;
     const count = (perIp.get(ip) ?? 0) + 1;
     if (count > limits.maxConnectionsPerIp) {
-      log('warn', `refused connection from ${name}: ${count - 1} connections from ${ip} already open (limit ${limits.maxConnectionsPerIp})`);
-      send(ws, { type: 'error', code: 'too-many-connections', message: `too many connections from ${ip} (limit ${limits.maxConnectionsPerIp}); close the others and retry.`, fatal: true });
+      log(
+        'warn',
+        `refused connection from ${name}: ${count - 1} connections from ${ip} already open (limit ${limits.maxConnectionsPerIp})`,
+      );
+      send(ws, {
+        type: 'error',
+        code: 'too-many-connections',
+        message: `too many connections from ${ip} (limit ${limits.maxConnectionsPerIp}); close the others and retry.`,
+        fatal: true,
+      });
       ws.close(1008, 'too many connections');
       return;
     }
@@ -123,27 +151,47 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
     let authed = false;
     let client = '?';
     const rate = new RateLimiter(limits.maxMessagesPerSecond);
-    const peer: Peer = { name, get client() { return client === '?' ? undefined : client; }, send: (m) => send(ws, m), isOpen: () => ws.readyState === ws.OPEN, runs: new Map() };
-    const helloTimer = setTimeout(() => fatal('hello-timeout', `no hello within ${limits.helloTimeoutMs} ms; a client must send hello first.`), limits.helloTimeoutMs);
+    const peer: Peer = {
+      name,
+      get client() {
+        return client === '?' ? undefined : client;
+      },
+      send: (m) => send(ws, m),
+      isOpen: () => ws.readyState === ws.OPEN,
+      runs: new Map(),
+    };
+    const helloTimer = setTimeout(
+      () => fatal('hello-timeout', `no hello within ${limits.helloTimeoutMs} ms; a client must send hello first.`),
+      limits.helloTimeoutMs,
+    );
     helloTimer.unref();
     // Before hello nobody is known: a few KiB, counted as bytes arrive, so a large unauthenticated frame is cut off
     // instead of being buffered up to the frame limit. (ws delivers messages synchronously from the data event, so
     // a hello followed in the same packet by volume frames counts only up to the hello.)
     let preHelloBytes = 0;
     const countPreHello = (chunk: Buffer): void => {
-      if (authed) { rawSocket.off('data', countPreHello); return; }
+      if (authed) {
+        rawSocket.off('data', countPreHello);
+        return;
+      }
       preHelloBytes += chunk.length;
       if (preHelloBytes > limits.maxPreHelloBytes) {
         rawSocket.off('data', countPreHello);
         rawSocket.pause();
-        fatal('not-authenticated', `more than ${limits.maxPreHelloBytes} bytes arrived before hello; a client must send hello (a small JSON message) first.`);
+        fatal(
+          'not-authenticated',
+          `more than ${limits.maxPreHelloBytes} bytes arrived before hello; a client must send hello (a small JSON message) first.`,
+        );
         setTimeout(() => ws.terminate(), 200).unref();
       }
     };
     rawSocket.on('data', countPreHello);
 
     function fatal(code: ProtocolError['code'], message: string): void {
-      ingest.notice({ kind: code.startsWith('auth') ? 'auth' : 'error', level: 'warn', message: `${code}: ${message}`, peer: name }, code);
+      ingest.notice(
+        { kind: code.startsWith('auth') ? 'auth' : 'error', level: 'warn', message: `${code}: ${message}`, peer: name },
+        code,
+      );
       send(ws, { type: 'error', code, message, fatal: true });
       ws.close(1008, code);
     }
@@ -154,7 +202,8 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
       sockets.delete(ws);
       hub.counters.connections--;
       const n = (perIp.get(ip) ?? 1) - 1;
-      if (n > 0) perIp.set(ip, n); else perIp.delete(ip);
+      if (n > 0) perIp.set(ip, n);
+      else perIp.delete(ip);
       if (authed) ingest.notice({ kind: 'connection', level: 'info', message: `${client} disconnected`, peer: name });
     });
     ws.on('message', (data: RawData, isBinary: boolean) => {
@@ -168,22 +217,58 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
       }
       try {
         if (!authed) {
-          if (isBinary) throw new ProtocolError('not-authenticated', 'the first message must be hello (JSON), not a binary frame.', true);
+          if (isBinary)
+            throw new ProtocolError(
+              'not-authenticated',
+              'the first message must be hello (JSON), not a binary frame.',
+              true,
+            );
           const m = parseClientMessage(buf.toString('utf8'));
-          if (m.type !== 'hello') throw new ProtocolError('not-authenticated', `the first message must be hello, not ${m.type}.`, true);
+          if (m.type !== 'hello')
+            throw new ProtocolError('not-authenticated', `the first message must be hello, not ${m.type}.`, true);
           if (opts.token !== undefined) {
-            if (m.token === undefined) throw new ProtocolError('auth-required', 'this server needs a token; pass --token-file with the shared secret.', true);
-            if (!tokenMatches(opts.token, m.token)) throw new ProtocolError('auth-failed', 'the token does not match the server\'s; check --token-file on both sides.', true);
+            if (m.token === undefined)
+              throw new ProtocolError(
+                'auth-required',
+                'this server needs a token; pass --token-file with the shared secret.',
+                true,
+              );
+            if (!tokenMatches(opts.token, m.token))
+              throw new ProtocolError(
+                'auth-failed',
+                "the token does not match the server's; check --token-file on both sides.",
+                true,
+              );
           }
           authed = true;
           client = m.client;
           clearTimeout(helloTimer);
-          send(ws, { type: 'welcome', v: PROTOCOL_VERSION, server: 'mindsemantix', limits: { maxFrameBytes: limits.maxFrameBytes, maxDim: limits.maxDim, maxVoxels: limits.maxVoxels, maxMessagesPerSecond: limits.maxMessagesPerSecond, maxConnectionsPerIp: limits.maxConnectionsPerIp, maxRunVolumes: limits.maxRunVolumes } });
-          ingest.notice({ kind: 'connection', level: 'info', message: `${client} connected${opts.token !== undefined ? ' (token ok)' : ''}`, peer: name });
+          send(ws, {
+            type: 'welcome',
+            v: PROTOCOL_VERSION,
+            server: 'mindsemantix',
+            limits: {
+              maxFrameBytes: limits.maxFrameBytes,
+              maxDim: limits.maxDim,
+              maxVoxels: limits.maxVoxels,
+              maxMessagesPerSecond: limits.maxMessagesPerSecond,
+              maxConnectionsPerIp: limits.maxConnectionsPerIp,
+              maxRunVolumes: limits.maxRunVolumes,
+            },
+          });
+          ingest.notice({
+            kind: 'connection',
+            level: 'info',
+            message: `${client} connected${opts.token !== undefined ? ' (token ok)' : ''}`,
+            peer: name,
+          });
           return;
         }
         if (waiting > MAX_QUEUED_MESSAGES) {
-          fatal('rate-limited', `more than ${MAX_QUEUED_MESSAGES} messages are waiting behind compressed volumes; slow down and reconnect.`);
+          fatal(
+            'rate-limited',
+            `more than ${MAX_QUEUED_MESSAGES} messages are waiting behind compressed volumes; slow down and reconnect.`,
+          );
           return;
         }
         // Messages take effect in arrival order: while a gzip volume inflates, what follows it waits (a run-end
@@ -200,7 +285,12 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
     let waiting = 0;
     function inOrder(step: () => void | Promise<void>): void {
       waiting++;
-      order = order.then(step).catch(report).finally(() => { waiting--; });
+      order = order
+        .then(step)
+        .catch(report)
+        .finally(() => {
+          waiting--;
+        });
     }
 
     function report(e: unknown): void {
@@ -213,7 +303,12 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
         }
       } else {
         log('error', `connection ${name}: internal error ${(e as Error)?.stack ?? String(e)}`);
-        send(ws, { type: 'error', code: 'server-error', message: `the server failed on this message: ${(e as Error)?.message}`, fatal: false });
+        send(ws, {
+          type: 'error',
+          code: 'server-error',
+          message: `the server failed on this message: ${(e as Error)?.message}`,
+          fatal: false,
+        });
       }
     }
 
@@ -222,23 +317,37 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
       if (isBinary) return onFrame(buf, receivedAt);
       const m = parseClientMessage(buf.toString('utf8'));
       switch (m.type) {
-        case 'hello': throw new ProtocolError('bad-message', 'hello was already received on this connection.');
-        case 'run-start': ingest.runStart(m, peer); break;
-        case 'event': ingest.event(m, peer); break;
-        case 'run-end': ingest.runEnd(m, peer); break;
+        case 'hello':
+          throw new ProtocolError('bad-message', 'hello was already received on this connection.');
+        case 'run-start':
+          ingest.runStart(m, peer);
+          break;
+        case 'event':
+          ingest.event(m, peer);
+          break;
+        case 'run-end':
+          ingest.runEnd(m, peer);
+          break;
       }
     }
 
     function onFrame(buf: Buffer, receivedAt: number): void | Promise<void> {
       if (buf.length > limits.maxFrameBytes) {
         const id = peekFrameIdentity(buf);
-        const err = new ProtocolError('frame-too-large', `frame of ${buf.length} bytes exceeds the ${limits.maxFrameBytes}-byte limit.`);
+        const err = new ProtocolError(
+          'frame-too-large',
+          `frame of ${buf.length} bytes exceeds the ${limits.maxFrameBytes}-byte limit.`,
+        );
         if (id.session && id.run && id.index !== undefined) {
           try {
-            const h = parseVolumeHeader({ ...JSON.parse(buf.subarray(8, 8 + buf.readUInt32LE(4)).toString('utf8')) as object });
+            const h = parseVolumeHeader({
+              ...(JSON.parse(buf.subarray(8, 8 + buf.readUInt32LE(4)).toString('utf8')) as object),
+            });
             ingest.volume(h, err, peer, receivedAt);
             return;
-          } catch { /* fall through: unattributable */ }
+          } catch {
+            /* fall through: unattributable */
+          }
         }
         throw err;
       }
@@ -276,11 +385,17 @@ export async function startServer(opts: ServerOptions = {}): Promise<DecoderServ
   const addr = server.address() as AddressInfo;
   const urlHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `ws://${urlHost}:${addr.port}${BRIDGE_PATH}`;
-  log('info', `listening on ${url}${opts.token !== undefined ? ' (token required)' : ''}${opts.recordDir ? `, recording to ${opts.recordDir}` : ''}`);
+  log(
+    'info',
+    `listening on ${url}${opts.token !== undefined ? ' (token required)' : ''}${opts.recordDir ? `, recording to ${opts.recordDir}` : ''}`,
+  );
 
   let closed: Promise<void> | undefined;
   return {
-    http: server, url, port: addr.port, hub,
+    http: server,
+    url,
+    port: addr.port,
+    hub,
     close() {
       closed ??= (async () => {
         for (const ws of sockets) ws.terminate();

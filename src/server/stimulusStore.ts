@@ -13,10 +13,18 @@ const EXT: Record<StimulusImage['format'], string> = { png: 'png', jpeg: 'jpg', 
  * `root`. The stimulus id may hold any character: unsafe ones become "_", and a name already taken by other bytes
  * (a changed stimulus, or two ids that clean to the same name) gets a content hash, so nothing is overwritten.
  */
-export async function storeStimulusImage(root: string, stimulusId: string, img: StimulusImage, fs: RecordingFs = fsp): Promise<string> {
+export async function storeStimulusImage(
+  root: string,
+  stimulusId: string,
+  img: StimulusImage,
+  fs: RecordingFs = fsp,
+): Promise<string> {
   const dir = join(root, 'stimuli');
   await fs.mkdir(dir, { recursive: true });
-  const clean = stimulusId.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_').slice(0, 120);
+  const clean = stimulusId
+    .replace(/[^A-Za-z0-9._-]/g, '_')
+    .replace(/^\.+/, '_')
+    .slice(0, 120);
   const hash = createHash('sha256').update(img.bytes).digest('hex').slice(0, 12);
   for (const name of [`${clean}.${EXT[img.format]}`, `${clean}-${hash}.${EXT[img.format]}`]) {
     const existing = await fs.readFile(join(dir, name)).catch(() => undefined);

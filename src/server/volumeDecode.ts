@@ -17,7 +17,13 @@ export interface CheckedVolume {
   int16Exact: boolean;
 }
 
-const INTEGER_TYPES = new Set<number>([NIFTI_TYPE.uint8, NIFTI_TYPE.int16, NIFTI_TYPE.int8, NIFTI_TYPE.uint16, NIFTI_TYPE.int32]);
+const INTEGER_TYPES = new Set<number>([
+  NIFTI_TYPE.uint8,
+  NIFTI_TYPE.int16,
+  NIFTI_TYPE.int8,
+  NIFTI_TYPE.uint16,
+  NIFTI_TYPE.int32,
+]);
 
 export { isGzip };
 
@@ -31,10 +37,16 @@ function checkLayout(head: Uint8Array, limits: ServerLimits): number {
   }
   const d = layout.dims;
   if (d.length > 4 || (d.length === 4 && d[3] !== 1) || d.length < 3) {
-    throw new ProtocolError('bad-volume', `a frame must hold one 3-D volume, this NIfTI has dims ${d.join('×')}; split 4-D files into volumes.`);
+    throw new ProtocolError(
+      'bad-volume',
+      `a frame must hold one 3-D volume, this NIfTI has dims ${d.join('×')}; split 4-D files into volumes.`,
+    );
   }
   if (d.slice(0, 3).some((x) => x > limits.maxDim) || d[0] * d[1] * d[2] > limits.maxVoxels) {
-    throw new ProtocolError('dims-too-large', `volume dims ${d.slice(0, 3).join('×')} exceed the server limit (each ≤ ${limits.maxDim}, ≤ ${limits.maxVoxels} voxels).`);
+    throw new ProtocolError(
+      'dims-too-large',
+      `volume dims ${d.slice(0, 3).join('×')} exceed the server limit (each ≤ ${limits.maxDim}, ≤ ${limits.maxVoxels} voxels).`,
+    );
   }
   return layout.fileBytes;
 }
@@ -71,7 +83,12 @@ export function inflateFramePayload(gz: Uint8Array, limits: ServerLimits): Promi
         }
       }
       if (total > cap) {
-        fail(new ProtocolError('bad-volume', `the gzip payload inflates to more than ${cap} bytes, more than ${checked ? 'its NIfTI header declares' : 'the server accepts'} (a gzip bomb or a corrupt file).`));
+        fail(
+          new ProtocolError(
+            'bad-volume',
+            `the gzip payload inflates to more than ${cap} bytes, more than ${checked ? 'its NIfTI header declares' : 'the server accepts'} (a gzip bomb or a corrupt file).`,
+          ),
+        );
       }
     });
     z.on('end', () => {
@@ -79,20 +96,24 @@ export function inflateFramePayload(gz: Uint8Array, limits: ServerLimits): Promi
       done = true;
       resolve(Buffer.concat(chunks, total));
     });
-    z.on('error', (e) => fail(new ProtocolError('bad-volume', `the gzip payload is corrupt or truncated (${e.message}).`)));
+    z.on('error', (e) =>
+      fail(new ProtocolError('bad-volume', `the gzip payload is corrupt or truncated (${e.message}).`)),
+    );
     z.end(gz);
   });
 }
 
 /** Decodes an uncompressed NIfTI payload (a gzip one goes through inflateFramePayload first). Throws ProtocolError. */
 export function decodeFrameVolume(nifti: Uint8Array, limits: ServerLimits): CheckedVolume {
-  if (isGzip(nifti)) throw new ProtocolError('bad-volume', 'internal: a gzip payload must be inflated with inflateFramePayload first.');
+  if (isGzip(nifti))
+    throw new ProtocolError('bad-volume', 'internal: a gzip payload must be inflated with inflateFramePayload first.');
   checkLayout(nifti, limits);
   let img;
   try {
     img = decodeNifti(nifti, { maxBytes: limits.maxInflatedBytes });
   } catch (e) {
-    if (e instanceof NiftiError) throw new ProtocolError('bad-volume', `volume payload is not a readable NIfTI: ${e.message}`);
+    if (e instanceof NiftiError)
+      throw new ProtocolError('bad-volume', `volume payload is not a readable NIfTI: ${e.message}`);
     throw new ProtocolError('bad-volume', `volume payload could not be decoded: ${(e as Error).message}`);
   }
   const d = img.dims;
@@ -102,9 +123,14 @@ export function decodeFrameVolume(nifti: Uint8Array, limits: ServerLimits): Chec
   let exact = INTEGER_TYPES.has(img.datatype);
   for (let i = 0; i < data.length; i++) {
     const v = data[i];
-    if (v - v !== 0) bad++; // NaN or ±Inf
+    if (v - v !== 0)
+      bad++; // NaN or ±Inf
     else if (exact && ((v | 0) !== v || v < -32768 || v > 32767)) exact = false;
   }
-  if (bad > 0) throw new ProtocolError('non-finite', `volume has ${bad} NaN/Inf voxel(s); the scanner export is corrupt, fix it or drop the volume.`);
+  if (bad > 0)
+    throw new ProtocolError(
+      'non-finite',
+      `volume has ${bad} NaN/Inf voxel(s); the scanner export is corrupt, fix it or drop the volume.`,
+    );
   return { dims, affine: img.affine, tr: img.tr, data, int16Exact: exact };
 }

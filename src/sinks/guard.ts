@@ -10,10 +10,19 @@ export function sinkGuard(pipeline: Pick<Pipeline, 'report'>) {
         try {
           next(v);
         } catch (e) {
-          pipeline.report({ level: 'error', code: 'sink-failed', message: `handling ${what} failed on one item, which was skipped: ${(e as Error)?.message ?? String(e)}` });
+          pipeline.report({
+            level: 'error',
+            code: 'sink-failed',
+            message: `handling ${what} failed on one item, which was skipped: ${(e as Error)?.message ?? String(e)}`,
+          });
         }
       },
-      error: (e: unknown) => pipeline.report({ level: 'error', code: 'stream-failed', message: `the ${what} stream stopped with an error: ${(e as Error)?.message ?? String(e)}` }),
+      error: (e: unknown) =>
+        pipeline.report({
+          level: 'error',
+          code: 'stream-failed',
+          message: `the ${what} stream stopped with an error: ${(e as Error)?.message ?? String(e)}`,
+        }),
     };
   };
 }

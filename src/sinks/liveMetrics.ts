@@ -19,6 +19,10 @@ export function liveMetrics(): (d: DecodedTrial) => LiveMetrics | undefined {
     const key = `${runKey({ subject: d.subject, session: d.session, run: d.run })}/${d.trial}`;
     modelScores.add(key, d.caption ?? '', d.references);
     if (d.baseline !== undefined) baselineScores.add(key, d.baseline, d.references);
-    return { n: modelScores.size, model: { ...modelScores.scores() }, baseline: baselineScores.size === modelScores.size ? { ...baselineScores.scores() } : undefined };
+    return {
+      n: modelScores.size,
+      model: { ...modelScores.scores() },
+      baseline: baselineScores.size === modelScores.size ? { ...baselineScores.scores() } : undefined,
+    };
   };
 }

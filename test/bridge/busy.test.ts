@@ -29,38 +29,64 @@ function patched(bytes: Uint8Array, changes: Record<string, string>): Uint8Array
 
 before(() => {
   const src = tempDir('busy-src');
-  runOracle(['dicom-variants', join(nicomData, 'siemens_dwi_1000.dcm.gz'), join(nicomData, 'philips_mprage.dcm.gz'), join(pydicomData, 'MR_small.dcm'), src]);
+  runOracle([
+    'dicom-variants',
+    join(nicomData, 'siemens_dwi_1000.dcm.gz'),
+    join(nicomData, 'philips_mprage.dcm.gz'),
+    join(pydicomData, 'MR_small.dcm'),
+    src,
+  ]);
   mosaic = readFileSync(join(src, 'mosaic.dcm'));
 });
 
-
-async function busyFolder(series: number[] | undefined): Promise<{ vols: Volume[]; runs: RunInfo[]; logs: string[]; done: Map<string, number> }> {
+async function busyFolder(
+  series: number[] | undefined,
+): Promise<{ vols: Volume[]; runs: RunInfo[]; logs: string[]; done: Map<string, number> }> {
   const dir = tempDir('busy');
   const vols: Volume[] = [];
   const runs: RunInfo[] = [];
   const logs: string[] = [];
-  const srv = await startServer({ port: 0, log: captureLog().log, onHub: (h) => { h.volumes$.subscribe((v) => vols.push(v)); h.runs$.subscribe((r) => runs.push(r)); } });
+  const srv = await startServer({
+    port: 0,
+    log: captureLog().log,
+    onHub: (h) => {
+      h.volumes$.subscribe((v) => vols.push(v));
+      h.runs$.subscribe((r) => runs.push(r));
+    },
+  });
   let bridge: ScannerBridge | undefined;
   try {
     const localizer = patched(mosaic, { x00200011: ' 2', x00180020: 'GR' });
     const epi12 = mosaic; // SeriesNumber 12, ScanningSequence EP
     const epi13 = patched(mosaic, { x00200011: '13' });
     assert.equal(readScannerFile(localizer).status, 'complete');
-    const name = (s: number, i: number) => join(dir, `001_${String(s).padStart(6, '0')}_${String(i).padStart(6, '0')}.dcm`);
+    const name = (s: number, i: number) =>
+      join(dir, `001_${String(s).padStart(6, '0')}_${String(i).padStart(6, '0')}.dcm`);
     // the bridge starts late: the localizer, all of series 12 and the first volume of series 13 are already there; by
     // volume number alone their names interleave (12/1, 13/1, 12/2, ...), which would end run 12 before its last files
     writeFileSync(name(2, 1), localizer);
     writeFileSync(name(2, 2), localizer);
     for (const i of [1, 2, 3]) writeFileSync(name(12, i), epi12);
     writeFileSync(name(13, 1), epi13);
-    bridge = new ScannerBridge({ dir, url: srv.url, tr: 2, series, giveUpMs: 400, log: (l, m) => logs.push(`${l} ${m}`) }).start();
+    bridge = new ScannerBridge({
+      dir,
+      url: srv.url,
+      tr: 2,
+      series,
+      giveUpMs: 400,
+      log: (l, m) => logs.push(`${l} ${m}`),
+    }).start();
     const done = new Map<string, number>();
     // a stuck file: the scanner died mid-write; it is given up after giveUpMs and does not hold back the rest
     writeFileSync(name(13, 9), epi13.subarray(0, 500_000));
     // series 13 goes on, each file written in pieces
     for (const i of [2, 3]) done.set(`13-${i}`, await slowWrite(name(13, i), epi13, 3, 25));
     const want = series ? 3 : 6;
-    await waitFor(() => vols.length === want && logs.some((l) => l.includes('given up')), 8000, `${want} volumes and the stuck file given up (have ${vols.length}; log: ${logs.join(' | ')})`);
+    await waitFor(
+      () => vols.length === want && logs.some((l) => l.includes('given up')),
+      8000,
+      `${want} volumes and the stuck file given up (have ${vols.length}; log: ${logs.join(' | ')})`,
+    );
     await sleep(100);
     await bridge.stop();
     bridge = undefined;
@@ -73,14 +99,23 @@ async function busyFolder(series: number[] | undefined): Promise<{ vols: Volume[
 
 test('busy folder: every EPI series streams as its own run, the localizer is skipped, a half-written file is never sent, a stuck one is given up with a warning', async () => {
   const { vols, runs, logs, done } = await busyFolder(undefined);
-  assert.deepEqual(runs.map((r) => r.run), ['task-vision_run-12', 'task-vision_run-13']);
+  assert.deepEqual(
+    runs.map((r) => r.run),
+    ['task-vision_run-12', 'task-vision_run-13'],
+  );
   const byRun = (run: string) => vols.filter((v) => v.run === run).map((v) => v.index);
   assert.deepEqual(byRun('task-vision_run-12'), [0, 1, 2]);
   assert.deepEqual(byRun('task-vision_run-13'), [0, 1, 2]);
-  assert.ok(logs.some((l) => /^info series 2 .* is not an EPI series/.test(l)), logs.join('\n'));
+  assert.ok(
+    logs.some((l) => /^info series 2 .* is not an EPI series/.test(l)),
+    logs.join('\n'),
+  );
   const stuck = logs.filter((l) => l.includes('given up'));
   assert.equal(stuck.length, 1);
-  assert.match(stuck[0], /^warn .*001_000013_000009\.dcm stayed incomplete for 0 s and was given up \(it is read again if it changes\): /);
+  assert.match(
+    stuck[0],
+    /^warn .*001_000013_000009\.dcm stayed incomplete for 0 s and was given up \(it is read again if it changes\): /,
+  );
   for (const v of vols) {
     const key = `${v.run.slice(-2)}-${v.index + 1}`;
     if (done.has(key)) assert.ok(v.times.read! >= done.get(key)!, `${key} was read only once complete`);
@@ -90,8 +125,14 @@ test('busy folder: every EPI series streams as its own run, the localizer is ski
 
 test('busy folder with --series 13: only that series is streamed', async () => {
   const { vols, runs, logs } = await busyFolder([13]);
-  assert.deepEqual(runs.map((r) => r.run), ['task-vision_run-13']);
-  assert.deepEqual(vols.map((v) => v.index), [0, 1, 2]);
+  assert.deepEqual(
+    runs.map((r) => r.run),
+    ['task-vision_run-13'],
+  );
+  assert.deepEqual(
+    vols.map((v) => v.index),
+    [0, 1, 2],
+  );
   assert.ok(logs.some((l) => /series 12 .* is not among --series 13/.test(l)));
   assert.ok(logs.some((l) => /series 2 .* is not among --series 13/.test(l)));
 });

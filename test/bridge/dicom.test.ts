@@ -12,14 +12,27 @@ import { captureLog, tempDir, waitFor } from '../server/helpers.js';
 
 test('bridge streams a Siemens mosaic series: complete files only (preamble and full pixel data), index from the instance number, series = run', async (t) => {
   const src = tempDir('dcmsrc');
-  runOracle(['dicom-variants', join(nicomData, 'siemens_dwi_1000.dcm.gz'), join(nicomData, 'philips_mprage.dcm.gz'), join(pydicomData, 'MR_small.dcm'), src]);
+  runOracle([
+    'dicom-variants',
+    join(nicomData, 'siemens_dwi_1000.dcm.gz'),
+    join(nicomData, 'philips_mprage.dcm.gz'),
+    join(pydicomData, 'MR_small.dcm'),
+    src,
+  ]);
   const mosaic = readFileSync(join(src, 'mosaic.dcm'));
   const ref = readScannerFile(mosaic);
   assert.equal(ref.status, 'complete');
   const dir = tempDir('dcmwatch');
   const vols: Volume[] = [];
   const runs: RunInfo[] = [];
-  const srv = await startServer({ port: 0, log: captureLog().log, onHub: (h) => { h.volumes$.subscribe((v) => vols.push(v)); h.runs$.subscribe((r) => runs.push(r)); } });
+  const srv = await startServer({
+    port: 0,
+    log: captureLog().log,
+    onHub: (h) => {
+      h.volumes$.subscribe((v) => vols.push(v));
+      h.runs$.subscribe((r) => runs.push(r));
+    },
+  });
   t.after(() => srv.close());
   const bridge = new ScannerBridge({ dir, url: srv.url, tr: 2 }).start();
   for (const inst of [1, 2, 4, 3, 5]) {
@@ -33,10 +46,17 @@ test('bridge streams a Siemens mosaic series: complete files only (preamble and 
   }
   await waitFor(() => vols.length === 5, 8000, 'five volumes');
   await bridge.stop();
-  assert.deepEqual(vols.map((v) => v.index), [0, 1, 2, 3, 4]);
+  assert.deepEqual(
+    vols.map((v) => v.index),
+    [0, 1, 2, 3, 4],
+  );
   assert.equal(runs.length, 1);
   const want = ref.status === 'complete' ? ref.volumes[0] : undefined;
-  assert.equal(runs[0].run, `task-vision_run-${String(want!.seriesNumber).padStart(2, '0')}`, 'the run is the DICOM SeriesNumber');
+  assert.equal(
+    runs[0].run,
+    `task-vision_run-${String(want!.seriesNumber).padStart(2, '0')}`,
+    'the run is the DICOM SeriesNumber',
+  );
   assert.deepEqual(runs[0].dims, want!.dims);
   for (const v of vols) {
     let diff = 0;

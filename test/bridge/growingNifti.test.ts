@@ -32,7 +32,7 @@ test('a growing big-endian NIfTI-2 file is read one new volume at a time, as nib
       assert.deepEqual(readNewNiftiVolumes(path, k), [], `volume ${k} half written`);
       appendFileSync(path, volume(k).subarray(30));
       setNiftiVolumeCount(header, k + 1);
-      assert.equal(readNiftiHeader(header).littleEndian, false, 'the count is rewritten in the file\'s own byte order');
+      assert.equal(readNiftiHeader(header).littleEndian, false, "the count is rewritten in the file's own byte order");
       const f = Buffer.from(header);
       writeFileSync(path, Buffer.concat([f, ...Array.from({ length: k + 1 }, (_, j) => volume(j))]));
       const got = readNewNiftiVolumes(path, k)!;

@@ -13,7 +13,6 @@ import { captureLog, cliChild, slowWrite, tempDir, waitFor } from '../server/hel
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-
 test('bridge --xtc: the PAR/REC phantom as XTC dumps in a numbered series folder streams voxels identical to nibabel, never a half-written pair', async (t) => {
   const phantom = join(nibData, 'phantom_EPI_asc_CLEAR_2_1.PAR');
   const o = nibRead('parrec', phantom);
@@ -21,7 +20,14 @@ test('bridge --xtc: the PAR/REC phantom as XTC dumps in a numbered series folder
   const dir = tempDir('xtc');
   const vols: Volume[] = [];
   const runs: RunInfo[] = [];
-  const srv = await startServer({ port: 0, log: captureLog().log, onHub: (h) => { h.volumes$.subscribe((v) => vols.push(v)); h.runs$.subscribe((r) => runs.push(r)); } });
+  const srv = await startServer({
+    port: 0,
+    log: captureLog().log,
+    onHub: (h) => {
+      h.volumes$.subscribe((v) => vols.push(v));
+      h.runs$.subscribe((r) => runs.push(r));
+    },
+  });
   t.after(() => srv.close());
   const bridge = new ScannerBridge({ dir, layout: 'series-folders', url: srv.url }).start();
   await sleep(60);
@@ -41,15 +47,22 @@ test('bridge --xtc: the PAR/REC phantom as XTC dumps in a numbered series folder
   assert.equal(runs[0].tr, 2);
   assert.deepEqual(runs[0].dims, [64, 64, 9]);
   assert.ok(maxDiff(runs[0].affine, o.affine) < 1e-4, `affine ${runs[0].affine} vs ${o.affine}`);
-  assert.deepEqual(vols.map((v) => v.index), [0, 1, 2]);
+  assert.deepEqual(
+    vols.map((v) => v.index),
+    [0, 1, 2],
+  );
   const n = 64 * 64 * 9;
   for (const v of vols) {
-    assert.equal(maxDiff(v.data, o.data!.subarray(v.index * n, (v.index + 1) * n)), 0, `volume ${v.index} equals nibabel's`);
+    assert.equal(
+      maxDiff(v.data, o.data!.subarray(v.index * n, (v.index + 1) * n)),
+      0,
+      `volume ${v.index} equals nibabel's`,
+    );
     assert.ok(v.times.read! >= done[v.index], `volume ${v.index} was read only after its REC was complete`);
   }
 });
 
-test('CLI: serve --record + bridge --xtc record the phantom\'s XTC dumps as a BIDS run with nibabel\'s voxels', async (t) => {
+test("CLI: serve --record + bridge --xtc record the phantom's XTC dumps as a BIDS run with nibabel's voxels", async (t) => {
   const child = (args: string[]) => cliChild(args, t);
   const phantom = join(nibData, 'phantom_EPI_asc_CLEAR_2_1.PAR');
   const o = nibRead('parrec', phantom);

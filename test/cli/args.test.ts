@@ -26,7 +26,11 @@ function usageError(argv: string[]): string {
 
 test('flags: defaults, --name value, --name=value, booleans, repeats, positionals and --', () => {
   assert.deepEqual(parseArgs('demo', [], specs), { flags: { speed: '1' }, positionals: [] });
-  const p = parseArgs('demo', ['a', '--out', 'x', '--speed=4', '--json', '--session', 's1', '-', '--session=s2', '--', '--json', 'b'], specs);
+  const p = parseArgs(
+    'demo',
+    ['a', '--out', 'x', '--speed=4', '--json', '--session', 's1', '-', '--session=s2', '--', '--json', 'b'],
+    specs,
+  );
   assert.deepEqual(p.flags, { out: 'x', speed: '4', json: true, session: ['s1', 's2'] });
   assert.deepEqual(p.positionals, ['a', '-', '--json', 'b']);
   // a value may start with a dash (a negative number, a file named -x): the flag takes the next argument whatever it is
@@ -37,15 +41,23 @@ test('flags: defaults, --name value, --name=value, booleans, repeats, positional
 
 test('usage errors are one sentence naming the flag and what to do', () => {
   assert.equal(usageError(['--frob']), 'demo: unknown option --frob; run `mindsemantix demo --help` for the options.');
-  assert.equal(usageError(['--frob=1']), 'demo: unknown option --frob; run `mindsemantix demo --help` for the options.');
+  assert.equal(
+    usageError(['--frob=1']),
+    'demo: unknown option --frob; run `mindsemantix demo --help` for the options.',
+  );
   assert.equal(usageError(['--json=yes']), 'demo: --json takes no value.');
   assert.equal(usageError(['--out']), 'demo: --out needs a value.');
   assert.equal(usageError(['--json', '--session']), 'demo: --session needs a value.');
   assert.equal(usageError(['--precision', 'fp8']), 'demo: --precision must be one of auto, fp32 (got "fp8").');
-  assert.equal(usageError(['--constructor']), 'demo: unknown option --constructor; run `mindsemantix demo --help` for the options.');
+  assert.equal(
+    usageError(['--constructor']),
+    'demo: unknown option --constructor; run `mindsemantix demo --help` for the options.',
+  );
   assert.equal(usageError(['-x']), 'demo: unknown option -x; run `mindsemantix demo --help` for the options.');
   // a script that is not a mindsemantix command names its options itself
-  assert.throws(() => parseArgs('soak', ['--frob'], specs, 'the options are --out and --json'), { message: 'soak: unknown option --frob; the options are --out and --json.' });
+  assert.throws(() => parseArgs('soak', ['--frob'], specs, 'the options are --out and --json'), {
+    message: 'soak: unknown option --frob; the options are --out and --json.',
+  });
   // the first problem in argv order is the one reported
   assert.match(usageError(['--out', 'x', '--frob', '--json=1']), /unknown option --frob/);
 });
@@ -54,6 +66,9 @@ test('value helpers: required strings and numbers in range', () => {
   const p = parseArgs('demo', ['--speed', '2.5', '--out', ''], specs);
   assert.equal(numberFlag('demo', p, 'speed', { min: 0 }), 2.5);
   assert.equal(numberFlag('demo', p, 'missing'), undefined);
-  assert.throws(() => numberFlag('demo', p, 'speed', { integer: true, min: 1 }), /demo: --speed must be an integer ≥ 1 \(got "2.5"\)/);
+  assert.throws(
+    () => numberFlag('demo', p, 'speed', { integer: true, min: 1 }),
+    /demo: --speed must be an integer ≥ 1 \(got "2.5"\)/,
+  );
   assert.throws(() => requireString('demo', p, 'out'), /demo: --out is required; run `mindsemantix demo --help`/);
 });

@@ -9,13 +9,24 @@ const parse = (argv: string[]) => parseRerank('demo', parseArgs('demo', argv, re
 test('rerank flags: the default setting, and each flag changes its own field', () => {
   assert.deepEqual(parse([]), DEFAULT_RERANK);
   assert.deepEqual(parse(['--rerank', '1']), { ...DEFAULT_RERANK, candidates: 1 });
-  assert.deepEqual(parse(['--rerank', '4', '--rerank-score', 'embedding']), { ...DEFAULT_RERANK, candidates: 4, score: 'embedding' });
-  assert.deepEqual(parse(['--rerank-references', '50', '--rerank-guide', 'readout']), { ...DEFAULT_RERANK, references: 50, guide: 'readout' });
+  assert.deepEqual(parse(['--rerank', '4', '--rerank-score', 'embedding']), {
+    ...DEFAULT_RERANK,
+    candidates: 4,
+    score: 'embedding',
+  });
+  assert.deepEqual(parse(['--rerank-references', '50', '--rerank-guide', 'readout']), {
+    ...DEFAULT_RERANK,
+    references: 50,
+    guide: 'readout',
+  });
 });
 
 test('rerank flags: contradictions and out-of-range values are one-line usage errors', () => {
   assert.throws(() => parse(['--rerank', '1', '--rerank-score', 'references']), /need --rerank 2 or more/);
-  assert.throws(() => parse(['--rerank-score', 'embedding', '--rerank-references', '10']), /applies to --rerank-score references only/);
+  assert.throws(
+    () => parse(['--rerank-score', 'embedding', '--rerank-references', '10']),
+    /applies to --rerank-score references only/,
+  );
   assert.throws(() => parse(['--rerank-references', '0']), /rerank-references/);
   assert.throws(() => parse(['--rerank-references', '100000']), /rerank-references/);
   assert.throws(() => parse(['--rerank-score', 'bleu']), /rerank-score/);

@@ -16,10 +16,21 @@ const ROOT = new URL('../../../', import.meta.url).pathname;
 
 type Path = (string | number)[];
 interface Case {
-  name?: string; schema: string; pointer?: string; base?: string; doc?: unknown; set?: [Path, unknown][]; delete?: Path[];
-  kind?: string; field?: string; expected?: string;
+  name?: string;
+  schema: string;
+  pointer?: string;
+  base?: string;
+  doc?: unknown;
+  set?: [Path, unknown][];
+  delete?: Path[];
+  kind?: string;
+  field?: string;
+  expected?: string;
 }
-const fixtures = JSON.parse(readFileSync(join(ROOT, 'test', 'fixtures', 'schemas', 'documents.json'), 'utf8')) as { good: Case[]; bad: Case[] };
+const fixtures = JSON.parse(readFileSync(join(ROOT, 'test', 'fixtures', 'schemas', 'documents.json'), 'utf8')) as {
+  good: Case[];
+  bad: Case[];
+};
 
 type Obj = Record<string | number, unknown>;
 function documentOf(c: Case): unknown {
@@ -49,7 +60,10 @@ test('each shared bad document is refused: kind, field and description (same as 
   for (const c of fixtures.bad) {
     const p = schemaCheck(c.schema, c.pointer)(documentOf(c));
     assert.ok(p, `accepted: ${JSON.stringify(c).slice(0, 200)}`);
-    assert.deepEqual({ kind: p.kind, field: p.field, expected: p.expected }, { kind: c.kind, field: c.field, expected: c.expected });
+    assert.deepEqual(
+      { kind: p.kind, field: p.field, expected: p.expected },
+      { kind: c.kind, field: c.field, expected: c.expected },
+    );
   }
 });
 
@@ -69,17 +83,48 @@ test('refusals at the entry points are one sentence naming the field and the fix
   };
   const manifest = JSON.parse(readFileSync(join(ROOT, 'models', 'bundles', 'default', 'manifest.json'), 'utf8'));
   manifest.subjects.sim01.voxels = 0;
-  assert.throws(() => validateManifest('/b', manifest), (e: Error) => e instanceof BundleError
-    && oneLine(e, /^model bundle \/b: manifest\.json field "subjects\.sim01\.voxels" must be an integer ≥ 1 \(it is 0\); re-export the bundle with `python -m mindsemantix\.export`\.$/));
+  assert.throws(
+    () => validateManifest('/b', manifest),
+    (e: Error) =>
+      e instanceof BundleError &&
+      oneLine(
+        e,
+        /^model bundle \/b: manifest\.json field "subjects\.sim01\.voxels" must be an integer ≥ 1 \(it is 0\); re-export the bundle with `python -m mindsemantix\.export`\.$/,
+      ),
+  );
   delete manifest.subjects.sim01.voxels;
-  assert.throws(() => validateManifest('/b', manifest), (e: Error) => oneLine(e, /manifest\.json has no field "subjects\.sim01\.voxels" \(an integer ≥ 1\); re-export/));
-  assert.throws(() => validateManifest('/b', { ...manifest, version: 2 }), (e: Error) => oneLine(e, /has version 2 but this build reads version 1/));
-  assert.throws(() => parsePreprocessConfig({ tr: 2, response: { window: [-1, 4] } }), (e: Error) => e instanceof UserError
-    && oneLine(e, /^preprocessing config: response\.window is \[-1,4\]; it must be \[start, end\] in seconds after onset with 0 ≤ start < end\.$/));
-  assert.throws(() => parsePreprocessConfig({ tr: 2, response: { lss_window: [3, 1] } }), (e: Error) => oneLine(e, /response\.lss_window is \[3,1\]; it must be \[start, end\]/));
-  assert.throws(() => parsePreprocessConfig({ tr: 2, zscore: { mode: 'running', window: 3 } }), (e: Error) => oneLine(e, /unknown field zscore\.window; known fields: mode, baseline_volumes\./));
-  assert.throws(() => parseClientMessage(JSON.stringify({ type: 'run-end', session: '01', run: 'r', volumes: 1 })), (e: Error) => e instanceof ProtocolError
-    && e.code === 'bad-message' && oneLine(e, /^run-end: "events" must be a finite integer ≥ 0 \(it is missing\)\.$/));
+  assert.throws(
+    () => validateManifest('/b', manifest),
+    (e: Error) => oneLine(e, /manifest\.json has no field "subjects\.sim01\.voxels" \(an integer ≥ 1\); re-export/),
+  );
+  assert.throws(
+    () => validateManifest('/b', { ...manifest, version: 2 }),
+    (e: Error) => oneLine(e, /has version 2 but this build reads version 1/),
+  );
+  assert.throws(
+    () => parsePreprocessConfig({ tr: 2, response: { window: [-1, 4] } }),
+    (e: Error) =>
+      e instanceof UserError &&
+      oneLine(
+        e,
+        /^preprocessing config: response\.window is \[-1,4\]; it must be \[start, end\] in seconds after onset with 0 ≤ start < end\.$/,
+      ),
+  );
+  assert.throws(
+    () => parsePreprocessConfig({ tr: 2, response: { lss_window: [3, 1] } }),
+    (e: Error) => oneLine(e, /response\.lss_window is \[3,1\]; it must be \[start, end\]/),
+  );
+  assert.throws(
+    () => parsePreprocessConfig({ tr: 2, zscore: { mode: 'running', window: 3 } }),
+    (e: Error) => oneLine(e, /unknown field zscore\.window; known fields: mode, baseline_volumes\./),
+  );
+  assert.throws(
+    () => parseClientMessage(JSON.stringify({ type: 'run-end', session: '01', run: 'r', volumes: 1 })),
+    (e: Error) =>
+      e instanceof ProtocolError &&
+      e.code === 'bad-message' &&
+      oneLine(e, /^run-end: "events" must be a finite integer ≥ 0 \(it is missing\)\.$/),
+  );
 });
 
 test('defaults come from the schema and the sources are not altered', () => {

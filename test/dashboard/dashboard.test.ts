@@ -12,15 +12,40 @@ import type { IngestHub } from '../../src/server/hub.js';
 async function serveDashboard(viewerToken?: string) {
   const server = http.createServer();
   const dash = createDashboard();
-  dash.publish({ type: 'run', data: { session: '01', run: 'task-vision_run-01', subject: 'sim01', tr: 1.5, dims: [8, 8, 8], startedAt: 1, expected: 30 } });
-  dash.publish({ type: 'trial', data: { run: 'task-vision_run-01', trial: 0, stimulusId: 's0', onset: 3, duration: 3, references: ['a dog'] } });
-  dash.publish({ type: 'caption', data: { run: 'task-vision_run-01', trial: 0, caption: { text: 'a dog on grass', confidence: 0.7, latencyMs: 120, flags: [] } } });
+  dash.publish({
+    type: 'run',
+    data: {
+      session: '01',
+      run: 'task-vision_run-01',
+      subject: 'sim01',
+      tr: 1.5,
+      dims: [8, 8, 8],
+      startedAt: 1,
+      expected: 30,
+    },
+  });
+  dash.publish({
+    type: 'trial',
+    data: { run: 'task-vision_run-01', trial: 0, stimulusId: 's0', onset: 3, duration: 3, references: ['a dog'] },
+  });
+  dash.publish({
+    type: 'caption',
+    data: {
+      run: 'task-vision_run-01',
+      trial: 0,
+      caption: { text: 'a dog on grass', confidence: 0.7, latencyMs: 120, flags: [] },
+    },
+  });
   dash.attach(server, { viewerToken });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
-    dash, url,
-    close: async () => { await dash.close(); await new Promise((r) => server.close(r)); },
+    dash,
+    url,
+    close: async () => {
+      await dash.close();
+      await new Promise((r) => server.close(r));
+    },
   };
 }
 
@@ -28,7 +53,10 @@ function snapshotOf(url: string, auth?: Record<string, string>): Promise<{ socke
   return new Promise((resolve, reject) => {
     const socket = connect(url, { auth, transports: ['websocket'], reconnection: false });
     socket.on('snapshot', (snap: DashSnapshot) => resolve({ socket, snap }));
-    socket.on('connect_error', (e) => { socket.close(); reject(e); });
+    socket.on('connect_error', (e) => {
+      socket.close();
+      reject(e);
+    });
   });
 }
 
@@ -40,7 +68,10 @@ test('a viewer joining late receives the session so far, then live updates', asy
     assert.equal(snap.trials[0].caption?.text, 'a dog on grass');
     assert.deepEqual(snap.trials[0].references, ['a dog']);
     const got = new Promise((r) => socket.on('alert', r));
-    s.dash.publish({ type: 'alert', data: { level: 'warn', code: 'decode-lag', message: 'decoding is behind', at: 5 } });
+    s.dash.publish({
+      type: 'alert',
+      data: { level: 'warn', code: 'decode-lag', message: 'decoding is behind', at: 5 },
+    });
     assert.deepEqual(await got, { level: 'warn', code: 'decode-lag', message: 'decoding is behind', at: 5 });
     assert.equal(s.dash.viewers(), 1);
     socket.close();
@@ -60,7 +91,12 @@ test('with a viewer token, viewers without it get a clear refusal and no data', 
   } finally {
     await s.close();
   }
-  assert.ok(isLoopbackHost('127.0.0.1') && isLoopbackHost('localhost') && !isLoopbackHost('0.0.0.0') && !isLoopbackHost('10.0.0.2'));
+  assert.ok(
+    isLoopbackHost('127.0.0.1') &&
+      isLoopbackHost('localhost') &&
+      !isLoopbackHost('0.0.0.0') &&
+      !isLoopbackHost('10.0.0.2'),
+  );
 });
 
 test('the page, its scripts and the socket.io client are served; other paths are 404', async () => {
@@ -70,7 +106,8 @@ test('the page, its scripts and the socket.io client are served; other paths are
     assert.equal(page.status, 200);
     assert.match(page.headers.get('content-type') ?? '', /text\/html/);
     assert.match(await page.text(), /<script type="module" src="\/app.js">/);
-    for (const p of ['/app.js', '/charts.js', '/style.css', '/socket.io/socket.io.min.js']) assert.equal((await fetch(`${s.url}${p}`)).status, 200, p);
+    for (const p of ['/app.js', '/charts.js', '/style.css', '/socket.io/socket.io.min.js'])
+      assert.equal((await fetch(`${s.url}${p}`)).status, 200, p);
     assert.equal((await fetch(`${s.url}/../package.json`)).status, 404);
     assert.equal((await fetch(`${s.url}/nothing-here`)).status, 404);
   } finally {
@@ -79,7 +116,13 @@ test('the page, its scripts and the socket.io client are served; other paths are
 });
 
 test('serve hook buffer: ingest messages that arrive while the model loads are replayed in order, then passed through', () => {
-  const src = { runs$: new Subject(), volumes$: new Subject(), events$: new Subject(), runEnds$: new Subject(), status$: new Subject() };
+  const src = {
+    runs$: new Subject(),
+    volumes$: new Subject(),
+    events$: new Subject(),
+    runEnds$: new Subject(),
+    status$: new Subject(),
+  };
   const hub = { ...src, stats: () => ({}) } as unknown as IngestHub;
   const b = bufferedHub(hub);
   src.runs$.next('run-start');

@@ -15,15 +15,24 @@ test('a reconstruction that arrives after its caption fills in the card and keep
   const st = new DashboardState();
   st.apply({ type: 'trial', data: trial(0) });
   st.apply({ type: 'trial', data: trial(1) });
-  st.apply({ type: 'caption', data: { ...key, trial: 0, caption: { text: 'a red car', confidence: 0.7, latencyMs: 90, flags: [] } } });
+  st.apply({
+    type: 'caption',
+    data: { ...key, trial: 0, caption: { text: 'a red car', confidence: 0.7, latencyMs: 90, flags: [] } },
+  });
   assert.equal(st.trial({ ...key, trial: 0 })?.reconstruction, undefined, 'the caption is shown before any image');
-  st.apply({ type: 'reconstruction', data: { ...key, trial: 0, reconstruction: { image: 'data:image/webp;base64,AAAA', ms: 41.2 } } });
+  st.apply({
+    type: 'reconstruction',
+    data: { ...key, trial: 0, reconstruction: { image: 'data:image/webp;base64,AAAA', ms: 41.2 } },
+  });
   const t = st.trial({ ...key, trial: 0 })!;
   assert.deepEqual(t.reconstruction, { image: 'data:image/webp;base64,AAAA', ms: 41.2 });
   assert.equal(t.caption?.text, 'a red car');
   assert.equal(st.trial({ ...key, trial: 1 })?.reconstruction, undefined, 'only its own trial');
   // a failed image: the caption stands, the card says why
-  st.apply({ type: 'caption', data: { ...key, trial: 1, caption: { text: 'a dog', confidence: 0.4, latencyMs: 80, flags: [] } } });
+  st.apply({
+    type: 'caption',
+    data: { ...key, trial: 1, caption: { text: 'a dog', confidence: 0.4, latencyMs: 80, flags: [] } },
+  });
   st.apply({ type: 'reconstruction', data: { ...key, trial: 1, reconstruction: { error: 'generator exploded' } } });
   assert.equal(st.trial({ ...key, trial: 1 })?.caption?.text, 'a dog');
   assert.equal(st.trial({ ...key, trial: 1 })?.reconstruction?.error, 'generator exploded');
@@ -37,27 +46,58 @@ test('the feed publishes the caption at once and the reconstruction as its own u
   const reconstructions = new Subject<ReconstructedTrial>();
   const never = new Subject<never>();
   const pipeline = {
-    model: { name: 'm', provider: 'cpu', subjects: ['a'] }, decoded$: decoded, reconstructions$: reconstructions,
-    responses$: never, alerts$: never, status$: never, runStarts$: never, received$: never, processed$: never, events$: never,
+    model: { name: 'm', provider: 'cpu', subjects: ['a'] },
+    decoded$: decoded,
+    reconstructions$: reconstructions,
+    responses$: never,
+    alerts$: never,
+    status$: never,
+    runStarts$: never,
+    received$: never,
+    processed$: never,
+    events$: never,
     report: () => {},
   } as unknown as Pipeline;
   const sent: DashUpdate[] = [];
   const dashboard = { publish: (u: DashUpdate) => sent.push(u), viewers: () => 0 } as unknown as Dashboard;
   const subs = feedDashboard(pipeline, dashboard, { liveMetrics: false, log: () => {} });
   try {
-    decoded.next({ ...key, trial: 3, stimulusId: 's3', onset: 3, flags: [], caption: 'a red car', confidence: 0.7, latencyMs: 90, presentation: 1 });
+    decoded.next({
+      ...key,
+      trial: 3,
+      stimulusId: 's3',
+      onset: 3,
+      flags: [],
+      caption: 'a red car',
+      confidence: 0.7,
+      latencyMs: 90,
+      presentation: 1,
+    });
     const caption = sent.find((u) => u.type === 'caption');
     assert.ok(caption && caption.type === 'caption');
     assert.equal(caption.data.caption.text, 'a red car');
     assert.equal('image' in caption.data.caption, false, 'the caption carries no image');
-    assert.equal(sent.some((u) => u.type === 'reconstruction'), false);
-    reconstructions.next({ ...key, trial: 3, stimulusId: 's3', image: Uint8Array.from([1, 2, 3]), imageFormat: 'webp', ms: 41.6 });
+    assert.equal(
+      sent.some((u) => u.type === 'reconstruction'),
+      false,
+    );
+    reconstructions.next({
+      ...key,
+      trial: 3,
+      stimulusId: 's3',
+      image: Uint8Array.from([1, 2, 3]),
+      imageFormat: 'webp',
+      ms: 41.6,
+    });
     reconstructions.next({ ...key, trial: 4, stimulusId: 's4', error: 'generator exploded' });
     const recons = sent.filter((u) => u.type === 'reconstruction');
-    assert.deepEqual(recons.map((u) => u.data), [
-      { ...key, trial: 3, reconstruction: { image: 'data:image/webp;base64,AQID', ms: 41.6, error: undefined } },
-      { ...key, trial: 4, reconstruction: { image: undefined, ms: undefined, error: 'generator exploded' } },
-    ]);
+    assert.deepEqual(
+      recons.map((u) => u.data),
+      [
+        { ...key, trial: 3, reconstruction: { image: 'data:image/webp;base64,AQID', ms: 41.6, error: undefined } },
+        { ...key, trial: 4, reconstruction: { image: undefined, ms: undefined, error: 'generator exploded' } },
+      ],
+    );
   } finally {
     for (const s of subs) s.unsubscribe();
   }

@@ -4,7 +4,16 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
@@ -12,8 +21,16 @@ import { ROOT, tinyBundle } from '../inference/tinyBundle.js';
 import { writeSyntheticSession, type SyntheticSession } from './syntheticSession.js';
 
 const CHROMIUM = '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync'];
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 let work: string;
 let session: SyntheticSession;
@@ -33,26 +50,57 @@ function bundleVariant(src: string, dst: string): void {
 }
 
 before(async () => {
-  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: run \`npm test\` (its bootstrap installs chromium from scripts/apt-packages.txt)`);
+  assert.ok(
+    existsSync(CHROMIUM),
+    `${CHROMIUM} is missing: run \`npm test\` (its bootstrap installs chromium from scripts/apt-packages.txt)`,
+  );
   work = mkdtempSync(join(tmpdir(), 'msx-e2e-'));
   const tiny = tinyBundle();
   const bundle = join(work, 'bundle');
   bundleVariant(tiny, bundle);
-  session = await writeSyntheticSession(join(work, 'session'), join(tiny, 'masks', 'sub-sim01_roi-mask.nii.gz'), { trials: 6 });
-  demo = spawn(process.execPath, [join(ROOT, 'bin', 'mindsemantix.mjs'), 'demo', '--session', session.dir, '--models', bundle, '--speed', '6', '--port', '0',
-    '--record', join(work, 'record'), '--json', '--no-meteor'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  session = await writeSyntheticSession(join(work, 'session'), join(tiny, 'masks', 'sub-sim01_roi-mask.nii.gz'), {
+    trials: 6,
+  });
+  demo = spawn(
+    process.execPath,
+    [
+      join(ROOT, 'bin', 'mindsemantix.mjs'),
+      'demo',
+      '--session',
+      session.dir,
+      '--models',
+      bundle,
+      '--speed',
+      '6',
+      '--port',
+      '0',
+      '--record',
+      join(work, 'record'),
+      '--json',
+      '--no-meteor',
+    ],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   demo.stdout!.on('data', (b: Buffer) => stdout.push(b.toString()));
   demo.stderr!.on('data', (b: Buffer) => stderr.push(b.toString()));
   url = await new Promise<string>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`demo printed no dashboard URL:\n${stderr.join('')}`)), 60_000);
     demo.stderr!.on('data', () => {
       const m = /dashboard at (http:\/\/\S+)/.exec(stderr.join(''));
-      if (m) { clearTimeout(t); resolve(m[1]); }
+      if (m) {
+        clearTimeout(t);
+        resolve(m[1]);
+      }
     });
     demo.on('exit', (code) => reject(new Error(`demo exited (${code}) early:\n${stderr.join('')}`)));
   });
   // A fresh profile per run (playwright passes it as --user-data-dir).
-  browser = await chromium.launchPersistentContext(join(work, 'chrome'), { executablePath: CHROMIUM, args: ARGS, headless: true, viewport: { width: 1440, height: 1100 } });
+  browser = await chromium.launchPersistentContext(join(work, 'chrome'), {
+    executablePath: CHROMIUM,
+    args: ARGS,
+    headless: true,
+    viewport: { width: 1440, height: 1100 },
+  });
 });
 
 after(async () => {
@@ -74,14 +122,25 @@ test('the dashboard shows every decoded trial live, with images and metrics, and
   page.on('pageerror', (e) => errors.push(e.message));
   await page.goto(url);
   await page.locator('#conn.on').waitFor({ timeout: 15_000 });
-  await page.waitForFunction(`document.querySelectorAll('.trial .caption:not(.pending)').length >= ${session.trials}`, undefined, { timeout: 120_000 });
+  await page.waitForFunction(
+    `document.querySelectorAll('.trial .caption:not(.pending)').length >= ${session.trials}`,
+    undefined,
+    { timeout: 120_000 },
+  );
   assert.equal(await decodedCount(page), session.trials);
   // each card: a caption text, a confidence bar, a reconstruction and the stimulus image, references
   const captions = await page.locator('.trial .caption').allInnerTexts();
-  assert.ok(captions.some((c) => c.trim().length > 0 && c !== '(empty caption)'), captions.join(' | '));
-  await page.waitForFunction(`document.querySelectorAll('img.stim').length >= ${session.trials}`, undefined, { timeout: 20_000 });
+  assert.ok(
+    captions.some((c) => c.trim().length > 0 && c !== '(empty caption)'),
+    captions.join(' | '),
+  );
+  await page.waitForFunction(`document.querySelectorAll('img.stim').length >= ${session.trials}`, undefined, {
+    timeout: 20_000,
+  });
   // the reconstruction follows its caption: wait for every one, each with its generation time under it
-  await page.waitForFunction(`document.querySelectorAll('img.recon').length >= ${session.trials}`, undefined, { timeout: 30_000 });
+  await page.waitForFunction(`document.querySelectorAll('img.recon').length >= ${session.trials}`, undefined, {
+    timeout: 30_000,
+  });
   assert.equal(await page.locator('img.recon').count(), session.trials);
   const gens = await page.locator('.trial figure .gen').allInnerTexts();
   assert.equal(gens.length, session.trials);
@@ -91,15 +150,22 @@ test('the dashboard shows every decoded trial live, with images and metrics, and
   assert.ok((await page.locator('.trial .refs li').count()) >= session.trials * 5);
   // a stimulus shown again: the caption of the mean of its presentations so far, labelled as such
   assert.match((await page.locator('.trial .mean').allInnerTexts()).join(' | '), /mean of 2 presentations: \S/);
-  const reconOk = await page.evaluate(`[...document.querySelectorAll('img.recon')].every((i) => i.complete && i.naturalWidth === 256 && i.width === 256)`);
+  const reconOk = await page.evaluate(
+    `[...document.querySelectorAll('img.recon')].every((i) => i.complete && i.naturalWidth === 256 && i.width === 256)`,
+  );
   assert.ok(reconOk, 'reconstructions decode as images, 256 px wide and shown at that size');
   const stimOk = await page.evaluate(`[...document.querySelectorAll('img.stim')].every((i) => i.width === 256)`);
-  assert.ok(stimOk, 'the stimulus is shown at the reconstruction\'s size beside it');
+  assert.ok(stimOk, "the stimulus is shown at the reconstruction's size beside it");
   // header, charts, mosaic, metrics
   assert.match(await page.locator('#runname').innerText(), /sub-sim01 · task-vision_run-01/);
   await page.waitForFunction(`document.getElementById('mosaic').naturalWidth > 0`, undefined, { timeout: 20_000 });
-  await page.waitForFunction(`/\\d\\.\\d{3}/.test(document.querySelector('#metrics tbody').textContent)`, undefined, { timeout: 20_000 });
-  assert.match(await page.locator('#trialinfo').innerText(), new RegExp(`${session.trials} decoded / ${session.trials} presented`));
+  await page.waitForFunction(`/\\d\\.\\d{3}/.test(document.querySelector('#metrics tbody').textContent)`, undefined, {
+    timeout: 20_000,
+  });
+  assert.match(
+    await page.locator('#trialinfo').innerText(),
+    new RegExp(`${session.trials} decoded / ${session.trials} presented`),
+  );
   assert.match(await page.locator('#model').innerText(), /tiny-random · cpu/);
   assert.deepEqual(errors, []);
   const shotDir = join(tmpdir(), 'mindsemantix-e2e');
@@ -109,19 +175,47 @@ test('the dashboard shows every decoded trial live, with images and metrics, and
   assert.ok(readFileSync(shot).length > 20_000);
   process.stderr.write(`e2e: dashboard screenshot saved to ${shot}\n`);
   // the demo printed the same trials on stdout, one CONTRACT JSON object per line
-  const lines = () => stdout.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const lines = () =>
+    stdout
+      .join('')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
   const printed = lines().filter((l) => l.type === 'trial');
   assert.equal(printed.length, session.trials);
   const shown = await page.locator('.trial .caption').allInnerTexts();
   for (const t of printed) {
-    assert.deepEqual(Object.keys(t).slice(0, 8), ['type', 'run', 'trial', 'stimulus', 'caption', 'references', 'confidence', 'latency_ms']);
-    assert.ok(shown.includes((t.caption as string) || '(empty caption)'), `printed caption "${t.caption}" is on the dashboard`);
+    assert.deepEqual(Object.keys(t).slice(0, 8), [
+      'type',
+      'run',
+      'trial',
+      'stimulus',
+      'caption',
+      'references',
+      'confidence',
+      'latency_ms',
+    ]);
+    assert.ok(
+      shown.includes((t.caption as string) || '(empty caption)'),
+      `printed caption "${t.caption}" is on the dashboard`,
+    );
   }
   const deriv = join(work, 'record', 'derivatives', 'mindsemantix-decoder', 'sub-sim01', 'ses-01');
-  await waitFor(() => existsSync(join(deriv, `sub-sim01_ses-01_${session.run}_captions.tsv`))
-    && readFileSync(join(deriv, `sub-sim01_ses-01_${session.run}_captions.tsv`), 'utf8').trim().split('\n').length === session.trials + 1);
+  await waitFor(
+    () =>
+      existsSync(join(deriv, `sub-sim01_ses-01_${session.run}_captions.tsv`)) &&
+      readFileSync(join(deriv, `sub-sim01_ses-01_${session.run}_captions.tsv`), 'utf8')
+        .trim()
+        .split('\n').length ===
+        session.trials + 1,
+  );
   await waitFor(() => existsSync(join(deriv, 'recon')) && readdirSync(join(deriv, 'recon')).length === session.trials);
-  assert.equal(readFileSync(join(deriv, `sub-sim01_ses-01_${session.run}_recons.tsv`), 'utf8').trim().split('\n').length, session.trials + 1);
+  assert.equal(
+    readFileSync(join(deriv, `sub-sim01_ses-01_${session.run}_recons.tsv`), 'utf8')
+      .trim()
+      .split('\n').length,
+    session.trials + 1,
+  );
   await page.close();
   // then the summary line (METEOR, which runs Java through models/, is left out here for time)
   await waitFor(() => lines().some((l) => l.type === 'summary'), 30_000);
@@ -139,9 +233,16 @@ test('the dashboard shows every decoded trial live, with images and metrics, and
 test('a browser that joins after the run receives the whole session', async () => {
   const page = await browser.newPage();
   await page.goto(url);
-  await page.waitForFunction(`document.querySelectorAll('.trial .caption:not(.pending)').length >= ${session.trials}`, undefined, { timeout: 15_000 });
+  await page.waitForFunction(
+    `document.querySelectorAll('.trial .caption:not(.pending)').length >= ${session.trials}`,
+    undefined,
+    { timeout: 15_000 },
+  );
   assert.equal(await page.locator('img.recon').count(), session.trials);
-  assert.equal((await page.locator('.trial figure .gen').allInnerTexts()).filter((g) => /^generated in \d+ ms$/.test(g)).length, session.trials);
+  assert.equal(
+    (await page.locator('.trial figure .gen').allInnerTexts()).filter((g) => /^generated in \d+ ms$/.test(g)).length,
+    session.trials,
+  );
   assert.match(await page.locator('#trclock').innerText(), new RegExp(`TR ${session.volumes}/${session.volumes}`));
   await page.close();
 });
@@ -156,9 +257,15 @@ async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
 
 test('`serve` (its own CLI) shows a run replayed by the `replay` CLI on its dashboard, stimulus images included', async () => {
   const bundle = join(work, 'bundle');
-  const serve = spawn(process.execPath, [join(ROOT, 'bin', 'mindsemantix.mjs'), 'serve', '--port', '0', '--models', bundle], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  const serve = spawn(
+    process.execPath,
+    [join(ROOT, 'bin', 'mindsemantix.mjs'), 'serve', '--port', '0', '--models', bundle],
+    { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   let err = '';
-  serve.stderr!.on('data', (b: Buffer) => { err += b.toString(); });
+  serve.stderr!.on('data', (b: Buffer) => {
+    err += b.toString();
+  });
   try {
     await waitFor(() => /dashboard at (http:\S+)/.test(err) && /decoding on cpu/.test(err), 60_000);
     const dash = /dashboard at (http:\S+)/.exec(err)![1];
@@ -166,15 +273,32 @@ test('`serve` (its own CLI) shows a run replayed by the `replay` CLI on its dash
     const page = await browser.newPage();
     await page.goto(dash);
     await page.locator('#conn.on').waitFor({ timeout: 15_000 });
-    const replay = spawn(process.execPath, [join(ROOT, 'bin', 'mindsemantix.mjs'), 'replay', session.dir, '--server', bridge, '--speed', 'max'], { cwd: ROOT, stdio: 'ignore' });
+    const replay = spawn(
+      process.execPath,
+      [join(ROOT, 'bin', 'mindsemantix.mjs'), 'replay', session.dir, '--server', bridge, '--speed', 'max'],
+      { cwd: ROOT, stdio: 'ignore' },
+    );
     assert.equal(await new Promise((r) => replay.on('exit', r)), 0);
-    await page.waitForFunction(`document.querySelectorAll('.trial .caption:not(.pending)').length >= ${session.trials}`, undefined, { timeout: 60_000 });
+    await page.waitForFunction(
+      `document.querySelectorAll('.trial .caption:not(.pending)').length >= ${session.trials}`,
+      undefined,
+      { timeout: 60_000 },
+    );
     // the reconstructions follow their captions
-    await page.waitForFunction(`document.querySelectorAll('img.recon').length >= ${session.trials}`, undefined, { timeout: 30_000 });
+    await page.waitForFunction(`document.querySelectorAll('img.recon').length >= ${session.trials}`, undefined, {
+      timeout: 30_000,
+    });
     assert.equal(await page.locator('img.recon').count(), session.trials);
-    assert.equal((await page.locator('.trial figure .gen').allInnerTexts()).filter((g) => /^generated in \d+ ms$/.test(g)).length, session.trials);
+    assert.equal(
+      (await page.locator('.trial figure .gen').allInnerTexts()).filter((g) => /^generated in \d+ ms$/.test(g)).length,
+      session.trials,
+    );
     // the stimulus images came over the protocol (serve cannot open the replay's paths)
-    await page.waitForFunction(`[...document.querySelectorAll('img.stim')].filter((i) => i.complete && i.naturalWidth > 0).length >= ${session.trials}`, undefined, { timeout: 20_000 });
+    await page.waitForFunction(
+      `[...document.querySelectorAll('img.stim')].filter((i) => i.complete && i.naturalWidth > 0).length >= ${session.trials}`,
+      undefined,
+      { timeout: 20_000 },
+    );
     assert.match(await page.locator('#bridge').innerText(), /replay/);
     await page.close();
   } finally {

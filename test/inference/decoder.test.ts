@@ -29,9 +29,24 @@ after(async () => {
 
 function trial(subject: string, vector: Float32Array, n = 0): TrialResponse {
   return {
-    run: 'task-vision_run-01', subject, trial: n, stimulusId: `stim${n}`, vector, method: 'window-mean', window: { start: 4, end: 8 },
-    volumes: [3, 4, 5], flags: [], readyAt: Date.now(),
-    event: { run: 'task-vision_run-01', trial: n, onset: 0, duration: 3, stimulusId: `stim${n}`, references: ['a dog on the grass'] },
+    run: 'task-vision_run-01',
+    subject,
+    trial: n,
+    stimulusId: `stim${n}`,
+    vector,
+    method: 'window-mean',
+    window: { start: 4, end: 8 },
+    volumes: [3, 4, 5],
+    flags: [],
+    readyAt: Date.now(),
+    event: {
+      run: 'task-vision_run-01',
+      trial: n,
+      onset: 0,
+      duration: 3,
+      stimulusId: `stim${n}`,
+      references: ['a dog on the grass'],
+    },
   };
 }
 
@@ -83,10 +98,19 @@ test('a batch of trials decodes to the same captions as one at a time (PyTorch g
   const d = await BrainDecoder.load(dir, { generation: cases[0].generation, verify: false, log: () => {} });
   try {
     const got = await d.captionBatch(cases.map((c) => ({ subject: c.subject, voxels: Float32Array.from(c.voxels) })));
-    assert.deepEqual(got.map((g) => g.tokens), cases.map((c) => c.ids));
-    const short = await d.captionBatch(cases.map((c) => ({ subject: c.subject, voxels: Float32Array.from(c.voxels) })), { stopTokenIds: [cases[0].ids[0]] });
+    assert.deepEqual(
+      got.map((g) => g.tokens),
+      cases.map((c) => c.ids),
+    );
+    const short = await d.captionBatch(
+      cases.map((c) => ({ subject: c.subject, voxels: Float32Array.from(c.voxels) })),
+      { stopTokenIds: [cases[0].ids[0]] },
+    );
     assert.deepEqual(short[0].tokens, [], 'rows stop on their own');
-    assert.deepEqual(short.slice(1).map((g) => g.tokens), cases.slice(1).map((c) => (c.ids[0] === cases[0].ids[0] ? [] : c.ids)));
+    assert.deepEqual(
+      short.slice(1).map((g) => g.tokens),
+      cases.slice(1).map((c) => (c.ids[0] === cases[0].ids[0] ? [] : c.ids)),
+    );
   } finally {
     await d.release();
   }
@@ -103,9 +127,24 @@ test('beam search and nucleus sampling respect max tokens; sampling is reproduci
     assert.ok(beam.tokens.length <= 5 && beam.tokens.length > 0);
     const beamScore = beam.tokenLogprobs.reduce((a, b) => a + b, 0);
     const greedy5 = await d.caption(c.subject, v, { maxNewTokens: 5 });
-    assert.ok(beamScore >= greedy5.tokenLogprobs.reduce((a, b) => a + b, 0) - 1e-4, 'beam finds at least the greedy score');
-    const s1 = await d.caption(c.subject, v, { strategy: 'sample', seed: 5, temperature: 1.5, topP: 0.95, maxNewTokens: 6 });
-    const s2 = await d.caption(c.subject, v, { strategy: 'sample', seed: 5, temperature: 1.5, topP: 0.95, maxNewTokens: 6 });
+    assert.ok(
+      beamScore >= greedy5.tokenLogprobs.reduce((a, b) => a + b, 0) - 1e-4,
+      'beam finds at least the greedy score',
+    );
+    const s1 = await d.caption(c.subject, v, {
+      strategy: 'sample',
+      seed: 5,
+      temperature: 1.5,
+      topP: 0.95,
+      maxNewTokens: 6,
+    });
+    const s2 = await d.caption(c.subject, v, {
+      strategy: 'sample',
+      seed: 5,
+      temperature: 1.5,
+      topP: 0.95,
+      maxNewTokens: 6,
+    });
     assert.deepEqual(s1.tokens, s2.tokens);
     assert.equal(s1.tokens.length, 6);
     const stop = await d.caption(c.subject, v, { stopTokenIds: [c.ids[0]] });
@@ -128,7 +167,8 @@ test('the sentence encoder in Node gives the embeddings the exporter computed in
     for (let i = 0; i < captions.length; i++) {
       let n = 0;
       for (let k = 0; k < E; k++) n += want.data[i * E + k] ** 2;
-      for (let k = 0; k < E; k++) maxDiff = Math.max(maxDiff, Math.abs(got[i * E + k] - want.data[i * E + k] / Math.sqrt(n)));
+      for (let k = 0; k < E; k++)
+        maxDiff = Math.max(maxDiff, Math.abs(got[i * E + k] - want.data[i * E + k] / Math.sqrt(n)));
     }
     assert.ok(maxDiff < 1e-4, `max |Δ| ${maxDiff}`);
   } finally {
@@ -136,7 +176,7 @@ test('the sentence encoder in Node gives the embeddings the exporter computed in
   }
 });
 
-test('reranking keeps, among the LM\'s own candidates, the one closest to the brain\'s caption embedding', async () => {
+test("reranking keeps, among the LM's own candidates, the one closest to the brain's caption embedding", async () => {
   const enc = await SentenceEncoder.load(decoder.bundle, decoder.sessions);
   const cos = async (texts: string[], target: Float32Array) => {
     const e = await enc.embed(texts);
@@ -144,29 +184,51 @@ test('reranking keeps, among the LM\'s own candidates, the one closest to the br
     return texts.map((_, i) => target.reduce((s, x, k) => s + (x / n) * e[i * enc.dim + k], 0));
   };
   try {
-    for (const c of parityCases(dir).filter((x) => !x.generation.suffix_ids).slice(0, 3)) {
+    for (const c of parityCases(dir)
+      .filter((x) => !x.generation.suffix_ids)
+      .slice(0, 3)) {
       const v = Float32Array.from(c.voxels);
       const greedy = await decoder.caption(c.subject, v);
       const one = (await decoder.captionBatch([{ subject: c.subject, voxels: v }], { rerank: { candidates: 1 } }))[0];
       assert.deepEqual(one.tokens, greedy.tokens, 'one candidate is the plain greedy caption');
 
-      const [beam] = await decoder.captionBatch([{ subject: c.subject, voxels: v }], { rerank: { candidates: 4, strategy: 'beam' } });
+      const [beam] = await decoder.captionBatch([{ subject: c.subject, voxels: v }], {
+        rerank: { candidates: 4, strategy: 'beam' },
+      });
       // The candidates, scored here against the read-out by cosine with the encoder used directly.
-      const texts = (await decoder.captionCandidates(c.subject, v, { candidates: 4, strategy: 'beam' })).map((g) => decoder.tokenizer.decode(g.tokens));
-      assert.ok(texts.length > 1 && new Set(texts).size === texts.length, `distinct candidates ${JSON.stringify(texts)}`);
-      assert.ok(texts.includes(beam.text), `the kept caption "${beam.text}" is one of the candidates ${JSON.stringify(texts)}`);
+      const texts = (await decoder.captionCandidates(c.subject, v, { candidates: 4, strategy: 'beam' })).map((g) =>
+        decoder.tokenizer.decode(g.tokens),
+      );
+      assert.ok(
+        texts.length > 1 && new Set(texts).size === texts.length,
+        `distinct candidates ${JSON.stringify(texts)}`,
+      );
+      assert.ok(
+        texts.includes(beam.text),
+        `the kept caption "${beam.text}" is one of the candidates ${JSON.stringify(texts)}`,
+      );
       // An empty caption is never kept while another exists (the random tiny LM does propose one).
       const spoken = texts.filter(Boolean);
       const sims = await cos(spoken, beam.captionEmbedding);
       const kept = sims[spoken.indexOf(beam.text)];
-      assert.ok(sims.every((x) => x <= kept + 1e-5), `kept ${kept}, candidates ${sims.map((x) => x.toFixed(4))}`);
+      assert.ok(
+        sims.every((x) => x <= kept + 1e-5),
+        `kept ${kept}, candidates ${sims.map((x) => x.toFixed(4))}`,
+      );
 
-      const [sampled] = await decoder.captionBatch([{ subject: c.subject, voxels: v }], { rerank: { candidates: 5, strategy: 'sample', temperature: 1.2 } });
+      const [sampled] = await decoder.captionBatch([{ subject: c.subject, voxels: v }], {
+        rerank: { candidates: 5, strategy: 'sample', temperature: 1.2 },
+      });
       const [gSim, sSim] = await cos([greedy.text, sampled.text], sampled.captionEmbedding);
       assert.ok(sSim >= gSim - 1e-5, 'the greedy caption is a candidate, so the kept one is at least as close');
     }
-    await assert.rejects(decoder.captionBatch([{ subject: 'sim01', voxels: new Float32Array(decoder.bundle.manifest.subjects.sim01.voxels) }],
-      { rerank: { candidates: 3 }, context: () => 'x' }), /cannot be combined/);
+    await assert.rejects(
+      decoder.captionBatch(
+        [{ subject: 'sim01', voxels: new Float32Array(decoder.bundle.manifest.subjects.sim01.voxels) }],
+        { rerank: { candidates: 3 }, context: () => 'x' },
+      ),
+      /cannot be combined/,
+    );
   } finally {
     await enc.release();
   }
@@ -179,12 +241,25 @@ test('a prompt read once for several rows gives each row what it gets from its o
   const rows = 4;
   const tiled = new Float32Array(prompt.length * rows);
   for (let r = 0; r < rows; r++) tiled.set(prompt, r * prompt.length);
-  const opts = { strategy: 'sample' as const, temperature: 1.3, rowSeeds: [11, 12, 13, 14], greedyRows: new Set([0]), maxNewTokens: 8 };
+  const opts = {
+    strategy: 'sample' as const,
+    temperature: 1.3,
+    rowSeeds: [11, 12, 13, 14],
+    greedyRows: new Set([0]),
+    maxNewTokens: 8,
+  };
   const copies = await lm.generateBatch(tiled, rows, opts);
   const shared = await lm.generateBatch(prompt, rows, { ...opts, rowsPerPrompt: rows });
-  assert.deepEqual(shared.map((g) => g.tokens), copies.map((g) => g.tokens));
-  for (let r = 0; r < rows; r++) copies[r].logprobs.forEach((lp, t) => assert.ok(Math.abs(lp - shared[r].logprobs[t]) < 1e-4));
-  assert.ok(new Set(copies.map((g) => g.tokens.join(','))).size > 1, 'the sampled rows differ (the check is not vacuous)');
+  assert.deepEqual(
+    shared.map((g) => g.tokens),
+    copies.map((g) => g.tokens),
+  );
+  for (let r = 0; r < rows; r++)
+    copies[r].logprobs.forEach((lp, t) => assert.ok(Math.abs(lp - shared[r].logprobs[t]) < 1e-4));
+  assert.ok(
+    new Set(copies.map((g) => g.tokens.join(','))).size > 1,
+    'the sampled rows differ (the check is not vacuous)',
+  );
   await assert.rejects(lm.generateBatch(prompt, 3, { rowsPerPrompt: 2 }), /cannot be split/);
 });
 
@@ -195,14 +270,21 @@ test('a candidate scorer replaces the embedding cosine: the kept caption is the 
   let texts: string[] = [];
   for (const x of parityCases(dir).filter((p) => !p.generation.suffix_ids)) {
     c = x;
-    texts = (await decoder.captionCandidates(x.subject, Float32Array.from(x.voxels), r)).map((g) => decoder.tokenizer.decode(g.tokens));
+    texts = (await decoder.captionCandidates(x.subject, Float32Array.from(x.voxels), r)).map((g) =>
+      decoder.tokenizer.decode(g.tokens),
+    );
     if (new Set(texts.map((t) => t.length)).size > 2) break;
   }
   assert.ok(new Set(texts.map((t) => t.length)).size > 2, `candidates of several lengths ${JSON.stringify(texts)}`);
   const v = Float32Array.from(c.voxels);
   // A scorer that prefers the longest text (a rule the cosine would not follow).
   const seen: string[][] = [];
-  const scorer = { scores: (ts: readonly string[]) => { seen.push([...ts]); return ts.map((t) => t.length); } };
+  const scorer = {
+    scores: (ts: readonly string[]) => {
+      seen.push([...ts]);
+      return ts.map((t) => t.length);
+    },
+  };
   const [kept] = await decoder.captionBatch([{ subject: c.subject, voxels: v }], { rerank: { ...r, scorer } });
   assert.deepEqual(seen, [texts], 'the scorer sees exactly the candidates');
   assert.equal(kept.text.length, Math.max(...texts.map((t) => t.length)));
@@ -218,16 +300,22 @@ test('--device cuda falls back to CPU with a log line naming the provider', asyn
   const d = await BrainDecoder.load(dir, { device: 'cuda', verify: false, log: (l) => lines.push(l) });
   await d.release();
   assert.equal(d.provider, 'cpu');
-  assert.ok(lines.some((l) => /cuda .*not available.*using the cpu execution provider/.test(l)), lines.join('\n'));
+  assert.ok(
+    lines.some((l) => /cuda .*not available.*using the cpu execution provider/.test(l)),
+    lines.join('\n'),
+  );
   assert.ok(logs.some((l) => l === 'inference: execution provider cpu'));
 });
 
 test('the fp32 LM is used when the bundle has no int8 graph; asking for int8 then is a clear error', async () => {
   assert.ok(logs.includes('inference: LM lm/decoder.onnx'), logs.join('\n'));
-  await assert.rejects(BrainDecoder.load(dir, { lmPrecision: 'int8', verify: false, log: () => {} }), /has no lm\/decoder\.int8\.onnx/);
+  await assert.rejects(
+    BrainDecoder.load(dir, { lmPrecision: 'int8', verify: false, log: () => {} }),
+    /has no lm\/decoder\.int8\.onnx/,
+  );
 });
 
-test('the bootstrap\'s int8 LM graph is verified, preferred by default, close to fp32 and gives the PyTorch greedy captions', async () => {
+test("the bootstrap's int8 LM graph is verified, preferred by default, close to fp32 and gives the PyTorch greedy captions", async () => {
   const tmp = mkdtempSync(join(tmpdir(), 'msx-int8-'));
   const lines: string[] = [];
   const cases = parityCases(dir).filter((c) => JSON.stringify(c.generation) === '{}');
@@ -254,9 +342,18 @@ test('the bootstrap\'s int8 LM graph is verified, preferred by default, close to
     const std = Math.sqrt(sq - mean * mean);
     assert.ok(maxDiff <= 0.1 * std, `max |Δlogit| ${maxDiff} > 0.1 × std ${std}`);
     assert.equal(argmax(b), argmax(a));
-    for (const c of cases) assert.deepEqual((await q.caption(c.subject, Float32Array.from(c.voxels))).tokens, c.ids, `int8 greedy, sub-${c.subject}`);
+    for (const c of cases)
+      assert.deepEqual(
+        (await q.caption(c.subject, Float32Array.from(c.voxels))).tokens,
+        c.ids,
+        `int8 greedy, sub-${c.subject}`,
+      );
     const batch = await q.captionBatch(cases.map((c) => ({ subject: c.subject, voxels: Float32Array.from(c.voxels) })));
-    assert.deepEqual(batch.map((g) => g.tokens), cases.map((c) => c.ids), 'int8, batched');
+    assert.deepEqual(
+      batch.map((g) => g.tokens),
+      cases.map((c) => c.ids),
+      'int8, batched',
+    );
   } finally {
     await q.release();
     await f.release();
@@ -298,7 +395,10 @@ test('retrieved-reference scores: CIDEr-D against the training captions nearest 
 test('bundle problems are one clear sentence: missing, corrupted, wrong version', async () => {
   const tmp = mkdtempSync(join(tmpdir(), 'msx-bundle-'));
   try {
-    await assert.rejects(loadBundle(join(tmp, 'nope')), (e: Error) => e instanceof BundleError && /does not exist; run `npm start`/.test(e.message));
+    await assert.rejects(
+      loadBundle(join(tmp, 'nope')),
+      (e: Error) => e instanceof BundleError && /does not exist; run `npm start`/.test(e.message),
+    );
     const copy = join(tmp, 'b');
     cpSync(dir, copy, { recursive: true });
     await loadBundle(copy); // verified once: remembered by size, mtime and inode…
@@ -306,11 +406,18 @@ test('bundle problems are one clear sentence: missing, corrupted, wrong version'
     const bytes = readFileSync(gen);
     bytes[bytes.length - 1] ^= 0xff;
     writeFileSync(gen, bytes);
-    await assert.rejects(loadBundle(copy), /generator\.onnx does not match its sha256/, '…so a later change is still caught');
+    await assert.rejects(
+      loadBundle(copy),
+      /generator\.onnx does not match its sha256/,
+      '…so a later change is still caught',
+    );
     const manifest = JSON.parse(readFileSync(join(copy, 'manifest.json'), 'utf8'));
     writeFileSync(join(copy, 'manifest.json'), JSON.stringify({ ...manifest, version: 2 }));
     await assert.rejects(loadBundle(copy), /version 2 but this build reads version 1/);
-    writeFileSync(join(copy, 'manifest.json'), JSON.stringify({ ...manifest, generation: { ...manifest.generation, eos_token_ids: 'x' } }));
+    writeFileSync(
+      join(copy, 'manifest.json'),
+      JSON.stringify({ ...manifest, generation: { ...manifest.generation, eos_token_ids: 'x' } }),
+    );
     await assert.rejects(loadBundle(copy), /"generation.eos_token_ids" must be an array of token ids/);
     rmSync(join(copy, 'lm', 'lm-manifest.json'));
     writeFileSync(join(copy, 'manifest.json'), JSON.stringify(manifest));

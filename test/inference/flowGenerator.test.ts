@@ -17,7 +17,12 @@ import { tinyBundle } from './tinyBundle.js';
 const FIXTURE = join(process.cwd(), 'test', 'fixtures', 'flowgen');
 const FILES = ['flow_generator.onnx', 'flow_generator_noise.npy'];
 
-interface FlowCase { caption_embedding: number[]; width: number; height: number; rgb_base64: string }
+interface FlowCase {
+  caption_embedding: number[];
+  width: number;
+  height: number;
+  rgb_base64: string;
+}
 
 function withFlowGenerator(into: string, entry: Record<string, unknown>): string {
   const copy = join(into, 'bundle-flow');
@@ -25,14 +30,21 @@ function withFlowGenerator(into: string, entry: Record<string, unknown>): string
   const manifest = JSON.parse(readFileSync(join(copy, 'manifest.json'), 'utf8'));
   for (const f of FILES) {
     cpSync(join(FIXTURE, f), join(copy, f));
-    manifest.files[f] = createHash('sha256').update(readFileSync(join(copy, f))).digest('hex');
+    manifest.files[f] = createHash('sha256')
+      .update(readFileSync(join(copy, f)))
+      .digest('hex');
   }
   manifest.flow_generator = entry;
   writeFileSync(join(copy, 'manifest.json'), JSON.stringify(manifest));
   return copy;
 }
 
-const ENTRY = { onnx: 'flow_generator.onnx', inputs: ['caption_embedding', 'noise'], output: 'image', noise: 'flow_generator_noise.npy' };
+const ENTRY = {
+  onnx: 'flow_generator.onnx',
+  inputs: ['caption_embedding', 'noise'],
+  output: 'image',
+  noise: 'flow_generator_noise.npy',
+};
 
 test('Node reconstructions from the flow generator equal the PyTorch reference pixels for the fixed noise', async () => {
   const tmp = mkdtempSync(join(tmpdir(), 'msx-flow-'));
@@ -66,7 +78,10 @@ test('Node reconstructions from the flow generator equal the PyTorch reference p
     }
     assert.ok(!Buffer.from(images[0]).equals(Buffer.from(images[1])), 'the caption embedding conditions the image');
     const again = await d.reconstruct(Float32Array.from(cases[0].caption_embedding), tokens);
-    assert.ok(Buffer.from(again.rgb).equals(Buffer.from(images[0])), 'fixed noise: the same embedding gives the same image');
+    assert.ok(
+      Buffer.from(again.rgb).equals(Buffer.from(images[0])),
+      'fixed noise: the same embedding gives the same image',
+    );
   } finally {
     await d.release();
     rmSync(tmp, { recursive: true, force: true });
@@ -77,7 +92,12 @@ test('a flow generator without its noise file is one clear sentence', async () =
   const tmp = mkdtempSync(join(tmpdir(), 'msx-flow-'));
   try {
     const dir = withFlowGenerator(tmp, { ...ENTRY, noise: 'missing.npy' });
-    await assert.rejects(BrainDecoder.load(dir), (e: Error) => e instanceof BundleError && /no noise file \(manifest flow_generator\.noise\); re-export the bundle\./.test(e.message));
+    await assert.rejects(
+      BrainDecoder.load(dir),
+      (e: Error) =>
+        e instanceof BundleError &&
+        /no noise file \(manifest flow_generator\.noise\); re-export the bundle\./.test(e.message),
+    );
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

@@ -46,7 +46,10 @@ for sub, e in m["subjects"].items():
 function exporterHash(): string {
   const h = createHash('sha256');
   const dir = join(ROOT, 'models', 'mindsemantix');
-  for (const f of readdirSync(dir).filter((f) => f.endsWith('.py')).sort()) h.update(f).update(readFileSync(join(dir, f)));
+  for (const f of readdirSync(dir)
+    .filter((f) => f.endsWith('.py'))
+    .sort())
+    h.update(f).update(readFileSync(join(dir, f)));
   h.update(ORACLE);
   return h.digest('hex').slice(0, 12);
 }
@@ -58,7 +61,10 @@ export function tinyBundle(seed = 3): string {
   const work = `${dir}.tmp-${process.pid}`;
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
-  const r = spawnSync(PY, ['-c', ORACLE, work, String(seed)], { encoding: 'utf8', env: { ...process.env, PYTHONPATH: join(ROOT, 'models'), HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1' } });
+  const r = spawnSync(PY, ['-c', ORACLE, work, String(seed)], {
+    encoding: 'utf8',
+    env: { ...process.env, PYTHONPATH: join(ROOT, 'models'), HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1' },
+  });
   if (r.status !== 0) throw new Error(`tiny bundle export failed:\n${r.stderr}`);
   try {
     renameSync(work, dir);
@@ -68,7 +74,8 @@ export function tinyBundle(seed = 3): string {
   // Bundles of older exporter versions are never read again.
   for (const e of readdirSync(tmpdir())) {
     const old = join(tmpdir(), e);
-    if (e.startsWith('mindsemantix-tiny-') && e.endsWith(`-${seed}`) && old !== dir) rmSync(old, { recursive: true, force: true });
+    if (e.startsWith('mindsemantix-tiny-') && e.endsWith(`-${seed}`) && old !== dir)
+      rmSync(old, { recursive: true, force: true });
   }
   return dir;
 }

@@ -13,7 +13,9 @@ export type Cands = Record<string, string>;
 
 function requireBrainhub(): void {
   if (!existsSync(join(brainhubDir, 'published.csv'))) {
-    throw new Error(`BrainHub conformance files not found at ${brainhubDir}; restore them with git checkout -- test/fixtures.`);
+    throw new Error(
+      `BrainHub conformance files not found at ${brainhubDir}; restore them with git checkout -- test/fixtures.`,
+    );
   }
 }
 
@@ -35,12 +37,25 @@ export function brainhubCandidateSets(): { name: string; file: string; cands: Ca
   });
 }
 
-export interface OracleScores { BLEU1: number; BLEU2: number; BLEU3: number; BLEU4: number; ROUGE_L: number; CIDEr: number }
+export interface OracleScores {
+  BLEU1: number;
+  BLEU2: number;
+  BLEU3: number;
+  BLEU4: number;
+  ROUGE_L: number;
+  CIDEr: number;
+}
 
 /** pycocoevalcap's PTB tokenization of `sentences`, and its BLEU/ROUGE-L/CIDEr-D of each candidate set (ids present only). */
-export function oracle(req: { sentences?: string[]; refs?: Refs; cand_sets?: Cands[] }): { tokenized: string[]; scores?: OracleScores[] } {
+export function oracle(req: { sentences?: string[]; refs?: Refs; cand_sets?: Cands[] }): {
+  tokenized: string[];
+  scores?: OracleScores[];
+} {
   const r = spawnSync(python, ['-m', 'mindsemantix.evalcaps.oracle'], {
-    input: JSON.stringify(req), encoding: 'utf8', maxBuffer: 256 << 20, cwd: root,
+    input: JSON.stringify(req),
+    encoding: 'utf8',
+    maxBuffer: 256 << 20,
+    cwd: root,
   });
   if (r.status !== 0) throw new Error(`evalcaps oracle failed (${r.status}): ${r.stderr}`);
   return JSON.parse(r.stdout);

@@ -59,7 +59,10 @@ test('adding an id again replaces its caption; order of arrival does not matter'
   const a = new CaptionScorer();
   for (const id of subset) a.add(id, 'a cat sitting on a couch', refs[id]);
   for (const id of [...subset].reverse()) a.add(id, live[id], refs[id]);
-  const b = scoreCaptions(Object.fromEntries(subset.map((id) => [id, refs[id]])), Object.fromEntries(subset.map((id) => [id, live[id]])));
+  const b = scoreCaptions(
+    Object.fromEntries(subset.map((id) => [id, refs[id]])),
+    Object.fromEntries(subset.map((id) => [id, live[id]])),
+  );
   for (const k of KEYS) assert.ok(Math.abs(a.scores()[k] - b[k]) < 1e-12, k);
   assert.equal(a.size, 100);
 });

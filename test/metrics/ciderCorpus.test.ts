@@ -12,11 +12,20 @@ const corpus = [
 ];
 
 test('CIDEr-D against a fixed corpus equals pycocoevalcap-style CIDEr-D when each corpus caption is one image', () => {
-  const cands = ['a red car on a street', 'two birds on the grass', 'a kite at night', 'a house near the lake', 'red kites', 'a dog'];
+  const cands = [
+    'a red car on a street',
+    'two birds on the grass',
+    'a kite at night',
+    'a house near the lake',
+    'red kites',
+    'a dog',
+  ];
   // ciderD takes document frequencies over its images' references: one reference per image = one document per caption.
   const expected = ciderD(cands.map((c, i) => ciderImage(c, [corpus[i]])));
   const c = new CiderCorpus(corpus);
-  cands.forEach((cand, i) => assert.ok(Math.abs(c.score(cand, [i]) - expected[i]) < 1e-12, `${cand}: ${c.score(cand, [i])} vs ${expected[i]}`));
+  cands.forEach((cand, i) =>
+    assert.ok(Math.abs(c.score(cand, [i]) - expected[i]) < 1e-12, `${cand}: ${c.score(cand, [i])} vs ${expected[i]}`),
+  );
 });
 
 test('several references: the weighted mean of the single-reference scores; rare shared n-grams weigh most', () => {

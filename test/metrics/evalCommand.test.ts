@@ -37,11 +37,22 @@ test('eval captions --json prints the contract object on the 0..1 scale', () => 
   const r = cli('captions', '--refs', refs, '--cands', cands, '--json');
   assert.equal(r.status, 0, r.stderr);
   const out = JSON.parse(r.stdout) as Record<string, number>;
-  assert.deepEqual(Object.keys(out), ['BLEU1', 'BLEU2', 'BLEU3', 'BLEU4', 'METEOR', 'ROUGE_L', 'CIDEr', 'SentenceScore']);
-  for (const [k, v] of Object.entries(out)) assert.ok(Number.isFinite(v) && v >= 0 && (k === 'CIDEr' || v <= 1), `${k}=${v}`);
+  assert.deepEqual(Object.keys(out), [
+    'BLEU1',
+    'BLEU2',
+    'BLEU3',
+    'BLEU4',
+    'METEOR',
+    'ROUGE_L',
+    'CIDEr',
+    'SentenceScore',
+  ]);
+  for (const [k, v] of Object.entries(out))
+    assert.ok(Number.isFinite(v) && v >= 0 && (k === 'CIDEr' || v <= 1), `${k}=${v}`);
   // The offline evaluator (pycocoevalcap) and the live TS metrics agree on the same files.
   const ts = scoreCaptions(REFS, CANDS);
-  for (const k of ['BLEU1', 'BLEU2', 'BLEU3', 'BLEU4', 'ROUGE_L', 'CIDEr'] as const) assert.ok(Math.abs(out[k] - ts[k]) < 1e-9, k);
+  for (const k of ['BLEU1', 'BLEU2', 'BLEU3', 'BLEU4', 'ROUGE_L', 'CIDEr'] as const)
+    assert.ok(Math.abs(out[k] - ts[k]) < 1e-9, k);
 });
 
 test('eval captions prints a readable table by default', () => {
@@ -54,19 +65,53 @@ test('eval captions prints a readable table by default', () => {
 });
 
 test('eval input mistakes are one clear line and a non-zero exit, before any Python starts', () => {
-  oneLineError(cli('captions', '--refs', join(dir, 'nope.json'), '--cands', cands), 2, /references file .*nope\.json does not exist/);
-  oneLineError(cli('captions', '--refs', refs, '--cands', file('bad.json', '{"a": "x",')), 2, /candidates file .*bad\.json is not valid JSON/);
-  oneLineError(cli('captions', '--refs', refs, '--cands', file('extra.json', { ...CANDS, zz: 'x' })), 2, /1 candidate id\(s\) in .* are not in .*\("zz"\)/);
-  oneLineError(cli('captions', '--refs', refs, '--cands', file('part.json', { a: 'a dog' })), 2, /2 of 3 reference id\(s\) have no caption .*--subset/);
-  oneLineError(cli('captions', '--refs', refs, '--cands', refs), 2, /must map to one caption string \(got a list of 2; are --refs and --cands swapped\?\)/);
-  oneLineError(cli('captions', '--refs', file('list.json', [['a']]), '--cands', cands), 2, /must be a JSON object \{id: \[reference, \.\.\.\]\}/);
+  oneLineError(
+    cli('captions', '--refs', join(dir, 'nope.json'), '--cands', cands),
+    2,
+    /references file .*nope\.json does not exist/,
+  );
+  oneLineError(
+    cli('captions', '--refs', refs, '--cands', file('bad.json', '{"a": "x",')),
+    2,
+    /candidates file .*bad\.json is not valid JSON/,
+  );
+  oneLineError(
+    cli('captions', '--refs', refs, '--cands', file('extra.json', { ...CANDS, zz: 'x' })),
+    2,
+    /1 candidate id\(s\) in .* are not in .*\("zz"\)/,
+  );
+  oneLineError(
+    cli('captions', '--refs', refs, '--cands', file('part.json', { a: 'a dog' })),
+    2,
+    /2 of 3 reference id\(s\) have no caption .*--subset/,
+  );
+  oneLineError(
+    cli('captions', '--refs', refs, '--cands', refs),
+    2,
+    /must map to one caption string \(got a list of 2; are --refs and --cands swapped\?\)/,
+  );
+  oneLineError(
+    cli('captions', '--refs', file('list.json', [['a']]), '--cands', cands),
+    2,
+    /must be a JSON object \{id: \[reference, \.\.\.\]\}/,
+  );
   oneLineError(cli('captions', '--refs', refs, '--cands', cands, '--metrics', 'BLUE'), 2, /unknown metric "BLUE"/);
   oneLineError(cli('captions', '--cands', cands), 2, /--refs is required/);
   oneLineError(cli('images', '--refs', refs, '--cands', cands), 2, /unknown evaluation "images"/);
 });
 
 test('eval --subset scores only the captioned ids', () => {
-  const r = cli('captions', '--refs', refs, '--cands', file('part2.json', { a: CANDS.a, c: CANDS.c }), '--subset', '--json', '--metrics', 'ROUGE_L');
+  const r = cli(
+    'captions',
+    '--refs',
+    refs,
+    '--cands',
+    file('part2.json', { a: CANDS.a, c: CANDS.c }),
+    '--subset',
+    '--json',
+    '--metrics',
+    'ROUGE_L',
+  );
   assert.equal(r.status, 0, r.stderr);
   const sub = scoreCaptions({ a: REFS.a, c: REFS.c }, { a: CANDS.a, c: CANDS.c });
   assert.ok(Math.abs((JSON.parse(r.stdout) as { ROUGE_L: number }).ROUGE_L - sub.ROUGE_L) < 1e-9);

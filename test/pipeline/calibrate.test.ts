@@ -33,7 +33,8 @@ function hashTree(dir: string): Record<string, string> {
     for (const e of readdirSync(d, { withFileTypes: true })) {
       const p = join(d, e.name);
       if (e.isDirectory()) walk(p);
-      else out[relative(dir, p)] = createHash('sha256').update(readFileSync(p)).digest('hex') + ':' + statSync(p).mtimeMs;
+      else
+        out[relative(dir, p)] = createHash('sha256').update(readFileSync(p)).digest('hex') + ':' + statSync(p).mtimeMs;
     }
   };
   walk(dir);
@@ -41,7 +42,10 @@ function hashTree(dir: string): Record<string, string> {
 }
 
 function calibrate(args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'mindsemantix.mjs'), 'calibrate', ...args], { encoding: 'utf8', cwd: ROOT });
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'mindsemantix.mjs'), 'calibrate', ...args], {
+    encoding: 'utf8',
+    cwd: ROOT,
+  });
   return { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -58,9 +62,29 @@ after(() => rmSync(work, { recursive: true, force: true }));
 
 test('calibrate writes a complete checksummed bundle with the new person; old subjects and the input bundle are unchanged', async () => {
   const out = join(work, 'calibrated');
-  const r = calibrate(['--session', session.dir, '--subject', 'new01', '--models', bundle, '--out', out, '--mask', mask, '--json']);
+  const r = calibrate([
+    '--session',
+    session.dir,
+    '--subject',
+    'new01',
+    '--models',
+    bundle,
+    '--out',
+    out,
+    '--mask',
+    mask,
+    '--json',
+  ]);
   assert.equal(r.code, 0, r.stderr);
-  const summary = JSON.parse(r.stdout) as { trials: number; trials_recorded: number; voxels: number; subjects: string[]; heldout: { model: { top1: number } }; seconds: number; mask: { source: string } };
+  const summary = JSON.parse(r.stdout) as {
+    trials: number;
+    trials_recorded: number;
+    voxels: number;
+    subjects: string[];
+    heldout: { model: { top1: number } };
+    seconds: number;
+    mask: { source: string };
+  };
   assert.equal(summary.trials_recorded, 60);
   assert.ok(summary.trials >= 55, `${summary.trials} usable trials`);
   assert.equal(summary.voxels, 100);
@@ -71,14 +95,25 @@ test('calibrate writes a complete checksummed bundle with the new person; old su
 
   const b = await loadBundle(out); // every file against its sha256 (manifest files + lm/lm-manifest.json)
   const m = b.manifest;
-  assert.deepEqual(m.subjects.new01, { voxels: 100, mask: 'masks/sub-new01_roi-mask.nii.gz', encoder: 'encoder-new01.onnx', baseline: 'baseline-new01.onnx' });
-  for (const f of ['encoder-new01.onnx', 'baseline-new01.onnx', 'masks/sub-new01_roi-mask.nii.gz']) assert.ok(f in m.files, f);
-  const cal = (m.calibration as Record<string, { trials: number; voxels: number; session: string; command: string }>).new01;
+  assert.deepEqual(m.subjects.new01, {
+    voxels: 100,
+    mask: 'masks/sub-new01_roi-mask.nii.gz',
+    encoder: 'encoder-new01.onnx',
+    baseline: 'baseline-new01.onnx',
+  });
+  for (const f of ['encoder-new01.onnx', 'baseline-new01.onnx', 'masks/sub-new01_roi-mask.nii.gz'])
+    assert.ok(f in m.files, f);
+  const cal = (m.calibration as Record<string, { trials: number; voxels: number; session: string; command: string }>)
+    .new01;
   assert.equal(cal.trials, summary.trials);
   assert.equal(cal.session, session.dir);
   assert.match(cal.command, /^mindsemantix calibrate --session/);
-  const inManifest = JSON.parse(readFileSync(join(bundle, 'manifest.json'), 'utf8')) as { files: Record<string, string>; subjects: Record<string, unknown> };
-  for (const [rel, sha] of Object.entries(inManifest.files)) assert.equal(m.files[rel], sha, `${rel} keeps its checksum`);
+  const inManifest = JSON.parse(readFileSync(join(bundle, 'manifest.json'), 'utf8')) as {
+    files: Record<string, string>;
+    subjects: Record<string, unknown>;
+  };
+  for (const [rel, sha] of Object.entries(inManifest.files))
+    assert.equal(m.files[rel], sha, `${rel} keeps its checksum`);
   for (const s of ['sim01', 'sim02']) {
     assert.deepEqual(m.subjects[s], inManifest.subjects[s]);
     for (const f of [`encoder-${s}.onnx`, `baseline-${s}.onnx`, `masks/sub-${s}_roi-mask.nii.gz`]) {
@@ -116,7 +151,21 @@ test('calibrate writes a complete checksummed bundle with the new person; old su
   }
 
   // a second calibration of the same person needs --replace, and then drops the earlier fit's files
-  const again = calibrate(['--session', session.dir, '--subject', 'new01', '--models', out, '--out', join(work, 'again'), '--mask', mask, '--seed', '1', '--replace']);
+  const again = calibrate([
+    '--session',
+    session.dir,
+    '--subject',
+    'new01',
+    '--models',
+    out,
+    '--out',
+    join(work, 'again'),
+    '--mask',
+    mask,
+    '--seed',
+    '1',
+    '--replace',
+  ]);
   assert.equal(again.code, 0, again.stderr);
   const m2 = (await loadBundle(join(work, 'again'))).manifest;
   assert.deepEqual(Object.keys(m2.subjects).sort(), ['new01', 'sim01', 'sim02']);
@@ -125,16 +174,34 @@ test('calibrate writes a complete checksummed bundle with the new person; old su
 
 test('without --mask, calibrate chooses the voxels itself and says so', () => {
   const out = join(work, 'auto');
-  const r = calibrate(['--session', session.dir, '--subject', 'new01', '--models', bundle, '--out', out, '--voxels', '20', '--json']);
+  const r = calibrate([
+    '--session',
+    session.dir,
+    '--subject',
+    'new01',
+    '--models',
+    bundle,
+    '--out',
+    out,
+    '--voxels',
+    '20',
+    '--json',
+  ]);
   assert.equal(r.code, 0, r.stderr);
-  const s = JSON.parse(r.stdout) as { voxels: number; mask: { source: string; criterion: string; note: string; brain_mask_voxels: number } };
+  const s = JSON.parse(r.stdout) as {
+    voxels: number;
+    mask: { source: string; criterion: string; note: string; brain_mask_voxels: number };
+  };
   assert.equal(s.voxels, 20);
   assert.equal(s.mask.source, 'automatic');
   assert.match(s.mask.criterion, /repeat reliability/); // 4 stimuli shown 15 times each
   assert.ok(s.mask.brain_mask_voxels > 100 && s.mask.brain_mask_voxels < 512, 'a brain mask, not the whole box');
   // which voxels win is tested on controlled data in models/tests/test_calibrate.py (select_voxels)
   const chosen = decodeNifti(new Uint8Array(readFileSync(join(out, 'masks', 'sub-new01_roi-mask.nii.gz')))).data;
-  assert.equal(chosen.reduce((a, v) => a + (v > 0 ? 1 : 0), 0), 20);
+  assert.equal(
+    chosen.reduce((a, v) => a + (v > 0 ? 1 : 0), 0),
+    20,
+  );
 });
 
 test('bad input: one sentence, no output bundle, the input bundle untouched', async () => {
@@ -148,19 +215,52 @@ test('bad input: one sentence, no output bundle, the input bundle untouched', as
   };
   const base = ['--models', bundle, '--out', out, '--mask', mask];
   expectFail(['--session', session.dir, '--subject', 'sim01', ...base], /already has sub-sim01; pass --replace/);
-  expectFail(['--session', session.dir, '--subject', 'new01', '--models', bundle, '--out', bundle, '--mask', mask], /already exists; pass a new --out/);
+  expectFail(
+    ['--session', session.dir, '--subject', 'new01', '--models', bundle, '--out', bundle, '--mask', mask],
+    /already exists; pass a new --out/,
+  );
 
   const noCaps = await writeSyntheticSession(join(work, 'nocaps'), mask, { subject: 'new01', trials: 60, seed: 6 });
   const ev = join(noCaps.dir, 'sub-new01', 'ses-01', 'func', `sub-new01_ses-01_${noCaps.run}_events.tsv`);
-  writeFileSync(ev, readFileSync(ev, 'utf8').split('\n').map((l) => l.split('\t').filter((_, i) => i !== 4).join('\t')).join('\n'));
-  expectFail(['--session', noCaps.dir, '--subject', 'new01', ...base], /have no captions .*record calibration runs of captioned images/);
+  writeFileSync(
+    ev,
+    readFileSync(ev, 'utf8')
+      .split('\n')
+      .map((l) =>
+        l
+          .split('\t')
+          .filter((_, i) => i !== 4)
+          .join('\t'),
+      )
+      .join('\n'),
+  );
+  expectFail(
+    ['--session', noCaps.dir, '--subject', 'new01', ...base],
+    /have no captions .*record calibration runs of captioned images/,
+  );
 
   const few = await writeSyntheticSession(join(work, 'few'), mask, { subject: 'new01', trials: 30, seed: 7 });
-  expectFail(['--session', few.dir, '--subject', 'new01', ...base], /only \d+ of 30 calibration trials are usable.*at least 50/);
+  expectFail(
+    ['--session', few.dir, '--subject', 'new01', ...base],
+    /only \d+ of 30 calibration trials are usable.*at least 50/,
+  );
 
   const wrong = join(work, 'wrong-mask.nii.gz');
-  writeFileSync(wrong, gzipSync(encodeNifti1Volume({ dims: [8, 8, 9], affine: [3, 0, 0, 0, 0, 3, 0, 0, 0, 0, 3, 0, 0, 0, 0, 1], tr: 0, data: new Uint8Array(576).fill(1) })));
-  expectFail(['--session', session.dir, '--subject', 'new01', '--models', bundle, '--out', out, '--mask', wrong], /mask is 8×8×9 voxels but the runs are 8×8×8/);
+  writeFileSync(
+    wrong,
+    gzipSync(
+      encodeNifti1Volume({
+        dims: [8, 8, 9],
+        affine: [3, 0, 0, 0, 0, 3, 0, 0, 0, 0, 3, 0, 0, 0, 0, 1],
+        tr: 0,
+        data: new Uint8Array(576).fill(1),
+      }),
+    ),
+  );
+  expectFail(
+    ['--session', session.dir, '--subject', 'new01', '--models', bundle, '--out', out, '--mask', wrong],
+    /mask is 8×8×9 voxels but the runs are 8×8×8/,
+  );
   assert.deepEqual(hashTree(bundle), before0, 'the input bundle is untouched');
 });
 
@@ -174,11 +274,17 @@ test('serve shows a person the bundle does not know as not calibrated yet', asyn
     await replaySession({ session: s.dir, url: srv.url, speed: 'max' });
     const snap = await new Promise<DashSnapshot>((resolve) => {
       const c = connect(url, { transports: ['websocket'], reconnection: false });
-      c.on('snapshot', (x: DashSnapshot) => { c.close(); resolve(x); });
+      c.on('snapshot', (x: DashSnapshot) => {
+        c.close();
+        resolve(x);
+      });
     });
     const a = snap.alerts.find((x) => x.code === 'not-calibrated');
     assert.ok(a, JSON.stringify(snap.alerts));
-    assert.match(a.message, /sub-new02 is not calibrated yet: record calibration runs, then run `mindsemantix calibrate`/);
+    assert.match(
+      a.message,
+      /sub-new02 is not calibrated yet: record calibration runs, then run `mindsemantix calibrate`/,
+    );
     assert.equal(a.level, 'warn');
     assert.ok(!snap.alerts.some((x) => x.code === 'run-rejected'));
   } finally {

@@ -27,7 +27,11 @@ test('with reranking (sampled candidates, read-out + ridge guide) recorded respo
   await liveVersusRecorded({ liveBatch: 8, offlineBatch: 3, rerank: DEFAULT_RERANK });
 });
 
-async function liveVersusRecorded(o: { liveBatch: number; offlineBatch: number; rerank?: RerankSetting }): Promise<void> {
+async function liveVersusRecorded(o: {
+  liveBatch: number;
+  offlineBatch: number;
+  rerank?: RerankSetting;
+}): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'msx-evalrec-'));
   const bundle = tinyBundle();
   const decoder = await BrainDecoder.load(bundle);
@@ -36,13 +40,29 @@ async function liveVersusRecorded(o: { liveBatch: number; offlineBatch: number; 
   const rerank = o.rerank ? rerankOptions(o.rerank, baseline) : undefined;
   const decode = rerank ? { rerank } : undefined;
   let pipeline!: Pipeline;
-  const srv = await startServer({ port: 0, log: () => {}, recordDir: record,
+  const srv = await startServer({
+    port: 0,
+    log: () => {},
+    recordDir: record,
     onHub: (hub) => {
-      pipeline = startDecoding(hub, { decoder, baseline, recordDir: record, maxBatch: o.liveBatch, lossless: true, liveMetrics: false, log: () => {}, ...(decode ? { decode } : {}) });
-    } });
+      pipeline = startDecoding(hub, {
+        decoder,
+        baseline,
+        recordDir: record,
+        maxBatch: o.liveBatch,
+        lossless: true,
+        liveMetrics: false,
+        log: () => {},
+        ...(decode ? { decode } : {}),
+      });
+    },
+  });
   const live: DecodedTrial[] = [];
   try {
-    const s = await writeSyntheticSession(join(work, 'session'), join(bundle, 'masks', 'sub-sim01_roi-mask.nii.gz'), { trials: 12, motionFrom: 30 });
+    const s = await writeSyntheticSession(join(work, 'session'), join(bundle, 'masks', 'sub-sim01_roi-mask.nii.gz'), {
+      trials: 12,
+      motionFrom: 30,
+    });
     pipeline.decoded$.subscribe((d) => live.push(d));
     const replay = await replaySession({ session: s.dir, url: srv.url, speed: 'max' });
     await pipeline.whenDone(replay.runs);
@@ -52,7 +72,10 @@ async function liveVersusRecorded(o: { liveBatch: number; offlineBatch: number; 
   }
   try {
     const runs = findResponseRuns(join(record, 'derivatives', DERIVATIVE));
-    const offline = await decodeResponseRuns(runs, decoder, baseline, { batch: o.offlineBatch, ...(decode ? { decode } : {}) });
+    const offline = await decodeResponseRuns(runs, decoder, baseline, {
+      batch: o.offlineBatch,
+      ...(decode ? { decode } : {}),
+    });
     assert.equal(offline.length, 12);
     live.sort((a, b) => a.trial - b.trial);
     for (const [i, t] of offline.entries()) {
@@ -66,11 +89,29 @@ async function liveVersusRecorded(o: { liveBatch: number; offlineBatch: number; 
     assert.ok(offline.filter((t) => t.mean).length >= 6);
     const refs = new Map(live.map((d) => [d.stimulusId, d.references!]));
     const scores = scoreConditions(offline, (id) => refs.get(id), { resamples: 50 });
-    const liveSingle = corpusScores(Object.fromEntries(live.map((d) => [`${d.trial}`, d.references!])), Object.fromEntries(live.map((d) => [`${d.trial}`, d.caption!])));
+    const liveSingle = corpusScores(
+      Object.fromEntries(live.map((d) => [`${d.trial}`, d.references!])),
+      Object.fromEntries(live.map((d) => [`${d.trial}`, d.caption!])),
+    );
     assert.equal(scores.single_trial.model.CIDEr.value, liveSingle.CIDEr);
-    const livePres = byPresentation(live.map((d) => ({ key: `${d.trial}`, presentation: d.presentation, references: d.references!, caption: d.caption!, baseline: d.baseline, mean: d.mean })));
-    assert.equal(Number(scores.mean_of_2.model.CIDEr.value.toFixed(4)), livePres.find((r) => r.presentation === 2)!.CIDEr);
-    assert.equal(Number(scores.mean_of_3.baseline!.CIDEr.value.toFixed(4)), livePres.find((r) => r.presentation === 3)!.baseline_CIDEr);
+    const livePres = byPresentation(
+      live.map((d) => ({
+        key: `${d.trial}`,
+        presentation: d.presentation,
+        references: d.references!,
+        caption: d.caption!,
+        baseline: d.baseline,
+        mean: d.mean,
+      })),
+    );
+    assert.equal(
+      Number(scores.mean_of_2.model.CIDEr.value.toFixed(4)),
+      livePres.find((r) => r.presentation === 2)!.CIDEr,
+    );
+    assert.equal(
+      Number(scores.mean_of_3.baseline!.CIDEr.value.toFixed(4)),
+      livePres.find((r) => r.presentation === 3)!.baseline_CIDEr,
+    );
   } finally {
     await baseline?.release();
     await decoder.release();
@@ -79,11 +120,20 @@ async function liveVersusRecorded(o: { liveBatch: number; offlineBatch: number; 
 }
 
 test('bootstrap intervals over scenes bracket the corpus score and narrow with more scenes', () => {
-  const caps = ['a red car on a street', 'a dog on the grass', 'a bowl of fruit', 'a man on a bike', 'a boat on a lake', 'a cat on a sofa'];
-  const mk = (n: number) => Array.from({ length: n }, (_, i) => ({
-    scene: `s${i}`, references: [caps[i % caps.length], `${caps[i % caps.length]} today`],
-    caption: i % 3 === 0 ? caps[(i + 1) % caps.length] : caps[i % caps.length],
-  }));
+  const caps = [
+    'a red car on a street',
+    'a dog on the grass',
+    'a bowl of fruit',
+    'a man on a bike',
+    'a boat on a lake',
+    'a cat on a sofa',
+  ];
+  const mk = (n: number) =>
+    Array.from({ length: n }, (_, i) => ({
+      scene: `s${i}`,
+      references: [caps[i % caps.length], `${caps[i % caps.length]} today`],
+      caption: i % 3 === 0 ? caps[(i + 1) % caps.length] : caps[i % caps.length],
+    }));
   const small = scoreWithIntervals(mk(12), { resamples: 300 });
   const large = scoreWithIntervals(mk(120), { resamples: 300 });
   for (const r of [small, large]) {

@@ -12,7 +12,8 @@ test('mosaic tiles evenly spaced axial slices with anterior at the top, windowed
   const dims: [number, number, number] = [4, 3, 6];
   const data = new Float32Array(4 * 3 * 6);
   // value = z*1000 + y*100 + x*20, so each tile and position is identifiable after windowing
-  for (let z = 0; z < 6; z++) for (let y = 0; y < 3; y++) for (let x = 0; x < 4; x++) data[x + 4 * (y + 3 * z)] = z * 1000 + y * 100 + x * 20;
+  for (let z = 0; z < 6; z++)
+    for (let y = 0; y < 3; y++) for (let x = 0; x < 4; x++) data[x + 4 * (y + 3 * z)] = z * 1000 + y * 100 + x * 20;
   const m = sliceMontagePixels(data, dims, { slices: 4, columns: 2 });
   assert.equal(m.width, 8);
   assert.equal(m.height, 6);
@@ -32,31 +33,68 @@ test('captions and, following them, reconstructions are recorded as BIDS derivat
   const root = mkdtempSync(join(tmpdir(), 'msx-rec-'));
   try {
     const rec = new CaptionRecorder(root);
-    const png = new Uint8Array(await sharp({ create: { width: 4, height: 4, channels: 3, background: '#f00' } }).png().toBuffer());
-    await Promise.all([0, 1, 2].map((trial) => rec.record({
-      subject: 'sim01', session: '01', run: 'task-vision_run-01', trial, stimulusId: `s${trial}`, onset: 3 + trial * 6,
-      text: `a caption\twith tab ${trial}`, confidence: 0.5, tokenLogprobs: [-0.1, -0.2], flags: trial === 1 ? ['high-motion'] : [],
-      latencyMs: 12.34, references: ['a ref'],
-    })));
-    await Promise.all([0, 1, 2].map((trial) => rec.recordReconstruction({
-      subject: 'sim01', session: '01', run: 'task-vision_run-01', trial, stimulusId: `s${trial}`,
-      ...(trial === 1 ? { error: 'generator failed' } : { image: png, imageFormat: 'png' as const, ms: 41.26 }),
-    })));
+    const png = new Uint8Array(
+      await sharp({ create: { width: 4, height: 4, channels: 3, background: '#f00' } })
+        .png()
+        .toBuffer(),
+    );
+    await Promise.all(
+      [0, 1, 2].map((trial) =>
+        rec.record({
+          subject: 'sim01',
+          session: '01',
+          run: 'task-vision_run-01',
+          trial,
+          stimulusId: `s${trial}`,
+          onset: 3 + trial * 6,
+          text: `a caption\twith tab ${trial}`,
+          confidence: 0.5,
+          tokenLogprobs: [-0.1, -0.2],
+          flags: trial === 1 ? ['high-motion'] : [],
+          latencyMs: 12.34,
+          references: ['a ref'],
+        }),
+      ),
+    );
+    await Promise.all(
+      [0, 1, 2].map((trial) =>
+        rec.recordReconstruction({
+          subject: 'sim01',
+          session: '01',
+          run: 'task-vision_run-01',
+          trial,
+          stimulusId: `s${trial}`,
+          ...(trial === 1 ? { error: 'generator failed' } : { image: png, imageFormat: 'png' as const, ms: 41.26 }),
+        }),
+      ),
+    );
     const dir = join(root, 'derivatives', 'mindsemantix-decoder', 'sub-sim01', 'ses-01');
-    const rows = readFileSync(join(dir, 'sub-sim01_ses-01_task-vision_run-01_captions.tsv'), 'utf8').trim().split('\n').map((l) => l.split('\t'));
+    const rows = readFileSync(join(dir, 'sub-sim01_ses-01_task-vision_run-01_captions.tsv'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => l.split('\t'));
     assert.deepEqual(rows[0].slice(0, 4), ['trial', 'stimulus_id', 'onset', 'caption']);
-    assert.deepEqual(rows.slice(1).map((r) => r[0]), ['0', '1', '2']);
+    assert.deepEqual(
+      rows.slice(1).map((r) => r[0]),
+      ['0', '1', '2'],
+    );
     assert.equal(rows[1][3], 'a caption with tab 0');
     assert.equal(rows[2][7], 'high-motion');
     assert.equal(rows[1][9], '["a ref"]');
-    const recons = readFileSync(join(dir, 'sub-sim01_ses-01_task-vision_run-01_recons.tsv'), 'utf8').trim().split('\n').map((l) => l.split('\t'));
+    const recons = readFileSync(join(dir, 'sub-sim01_ses-01_task-vision_run-01_recons.tsv'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => l.split('\t'));
     assert.deepEqual(recons, [
       ['trial', 'stimulus_id', 'recon_file', 'recon_ms', 'error'],
       ['0', 's0', 'recon/sub-sim01_ses-01_task-vision_run-01_trial-000_recon.png', '41.3', 'n/a'],
       ['1', 's1', 'n/a', 'n/a', 'generator failed'],
       ['2', 's2', 'recon/sub-sim01_ses-01_task-vision_run-01_trial-002_recon.png', '41.3', 'n/a'],
     ]);
-    assert.deepEqual(readdirSync(join(dir, 'recon')).sort(), [0, 2].map((t) => `sub-sim01_ses-01_task-vision_run-01_trial-00${t}_recon.png`));
+    assert.deepEqual(
+      readdirSync(join(dir, 'recon')).sort(),
+      [0, 2].map((t) => `sub-sim01_ses-01_task-vision_run-01_trial-00${t}_recon.png`),
+    );
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

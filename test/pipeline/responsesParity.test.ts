@@ -33,11 +33,19 @@ test('serve --record and `responses` write the same response vectors (motion, ga
   const work = mkdtempSync(join(tmpdir(), 'msx-parity-'));
   const bundleDir = tinyBundle();
   try {
-    const session = await writeSyntheticSession(join(work, 'session'), join(bundleDir, 'masks', 'sub-sim01_roi-mask.nii.gz'),
-      { trials: 8, motionFrom: 20, missing: [0, 14, 15, 16] });
+    const session = await writeSyntheticSession(
+      join(work, 'session'),
+      join(bundleDir, 'masks', 'sub-sim01_roi-mask.nii.gz'),
+      { trials: 8, motionFrom: 20, missing: [0, 14, 15, 16] },
+    );
     const record = join(work, 'record');
     const sp = createServePipeline({ log: () => {}, recordDir: record });
-    const srv = await startServer({ port: 0, log: () => {}, recordDir: record, onHub: (hub) => sp.onHub(hub, { models: bundleDir }) });
+    const srv = await startServer({
+      port: 0,
+      log: () => {},
+      recordDir: record,
+      onHub: (hub) => sp.onHub(hub, { models: bundleDir }),
+    });
     sp.attach(srv);
     try {
       const replay = await replaySession({ session: session.dir, url: srv.url, speed: 'max' });
@@ -50,16 +58,33 @@ test('serve --record and `responses` write the same response vectors (motion, ga
     const live = findResponseRuns(join(record, 'derivatives', DERIVATIVE));
     assert.equal(live.length, 1);
     assert.equal(live[0].rows.length, session.trials, 'every trial recorded');
-    assert.deepEqual(live[0].rows.map((r) => r.presentation), [1, 1, 1, 1, 2, 2, 2, 2], 'the second showing of each stimulus');
-    assert.ok(live[0].rows.some((r) => r.flags.includes('missing-volume')), 'the gap is flagged on the trials it touched');
+    assert.deepEqual(
+      live[0].rows.map((r) => r.presentation),
+      [1, 1, 1, 1, 2, 2, 2, 2],
+      'the second showing of each stimulus',
+    );
+    assert.ok(
+      live[0].rows.some((r) => r.flags.includes('missing-volume')),
+      'the gap is flagged on the trials it touched',
+    );
     assert.ok(live[0].rows.every((r) => r.bundle === 'tiny-random' && /^[0-9a-f]{64}$/.test(r.maskSha256)));
 
     const bundle = await loadBundle(bundleDir, { verify: false });
     const fromSession = join(work, 'offline-session');
-    await writeSessionResponses({ session: session.dir, manifest: bundle.manifest, bundlePath: bundle.path, out: fromSession });
+    await writeSessionResponses({
+      session: session.dir,
+      manifest: bundle.manifest,
+      bundlePath: bundle.path,
+      out: fromSession,
+    });
     assertSame(live, findResponseRuns(fromSession), 'original session');
     const fromRecording = join(work, 'offline-recording');
-    await writeSessionResponses({ session: record, manifest: bundle.manifest, bundlePath: bundle.path, out: fromRecording });
+    await writeSessionResponses({
+      session: record,
+      manifest: bundle.manifest,
+      bundlePath: bundle.path,
+      out: fromRecording,
+    });
     assertSame(live, findResponseRuns(fromRecording), 'the recording serve wrote');
   } finally {
     rmSync(work, { recursive: true, force: true });
@@ -72,7 +97,13 @@ test('`responses` refuses bad input with one sentence and writes nothing', async
   const bundle = await loadBundle(bundleDir, { verify: false });
   const maskPath = join(bundleDir, 'masks', 'sub-sim01_roi-mask.nii.gz');
   const run = (session: string, extra: { subject?: string; mask?: string } = {}) =>
-    writeSessionResponses({ session, manifest: bundle.manifest, bundlePath: bundle.path, out: join(work, `out-${Math.random()}`), ...extra });
+    writeSessionResponses({
+      session,
+      manifest: bundle.manifest,
+      bundlePath: bundle.path,
+      out: join(work, `out-${Math.random()}`),
+      ...extra,
+    });
   try {
     const s = await writeSyntheticSession(join(work, 'ok'), maskPath, { trials: 2 });
     const stem = join(s.dir, `sub-${s.subject}`, 'ses-01', 'func', `sub-${s.subject}_ses-01_${s.run}`);
@@ -86,18 +117,35 @@ test('`responses` refuses bad input with one sentence and writes nothing', async
 
     const wrongDims = join(work, 'wrong-mask.nii');
     const { encodeNifti1Volume } = await import('../../src/scanner/nifti.js');
-    writeFileSync(wrongDims, encodeNifti1Volume({ dims: [5, 5, 5], affine: [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1], tr: 1, data: new Uint8Array(125).fill(1) }));
+    writeFileSync(
+      wrongDims,
+      encodeNifti1Volume({
+        dims: [5, 5, 5],
+        affine: [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1],
+        tr: 1,
+        data: new Uint8Array(125).fill(1),
+      }),
+    );
     await assert.rejects(run(s.dir, { mask: wrongDims }), /does not fit the mask/);
 
     const truncated = await writeSyntheticSession(join(work, 'truncated'), maskPath, { trials: 2 });
-    const bold = join(truncated.dir, `sub-${s.subject}`, 'ses-01', 'func', `sub-${s.subject}_ses-01_${s.run}_bold.nii.gz`);
+    const bold = join(
+      truncated.dir,
+      `sub-${s.subject}`,
+      'ses-01',
+      'func',
+      `sub-${s.subject}_ses-01_${s.run}_bold.nii.gz`,
+    );
     truncateSync(bold, Math.floor(statSync(bold).size / 2));
     await assert.rejects(run(truncated.dir), /could not be read .*is the file truncated\?/);
 
     assert.ok(readFileSync(`${stem}_events.tsv`, 'utf8').length > 0);
     const out = join(work, 'twice');
     await writeSessionResponses({ session: s.dir, manifest: bundle.manifest, bundlePath: bundle.path, out });
-    await assert.rejects(writeSessionResponses({ session: s.dir, manifest: bundle.manifest, bundlePath: bundle.path, out }), /already exists; remove it or pass another --out/);
+    await assert.rejects(
+      writeSessionResponses({ session: s.dir, manifest: bundle.manifest, bundlePath: bundle.path, out }),
+      /already exists; remove it or pass another --out/,
+    );
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -22,7 +22,12 @@ test('two sessions reusing a run label are decoded, shown and recorded separatel
   const b = await writeSyntheticSession(join(work, 'b'), mask, { session: '02', trials: 4, seed: 2 });
   const rec = join(work, 'record');
   const sp = createServePipeline({ log: () => {} });
-  const srv = await startServer({ port: 0, log: () => {}, recordDir: rec, onHub: (hub) => sp.onHub(hub, { models: bundle, record: rec }) });
+  const srv = await startServer({
+    port: 0,
+    log: () => {},
+    recordDir: rec,
+    onHub: (hub) => sp.onHub(hub, { models: bundle, record: rec }),
+  });
   sp.attach(srv);
   try {
     await sp.ready;
@@ -41,7 +46,11 @@ test('two sessions reusing a run label are decoded, shown and recorded separatel
     const paths = new CaptionRecorder(rec);
     const rows = (f: string) => (existsSync(f) ? readFileSync(f, 'utf8').trim().split('\n').length - 1 : 0);
     // Captions are written off the decode path: wait until both files have settled.
-    await waitFor(() => ['01', '02'].every((ses) => rows(paths.paths('sim01', ses, a.run).tsv) >= 4), 10000, 'caption rows');
+    await waitFor(
+      () => ['01', '02'].every((ses) => rows(paths.paths('sim01', ses, a.run).tsv) >= 4),
+      10000,
+      'caption rows',
+    );
     await new Promise((r) => setTimeout(r, 300));
     for (const ses of ['01', '02']) {
       const p = paths.paths('sim01', ses, a.run);

@@ -16,7 +16,11 @@ import { writeSyntheticSession } from '../e2e/syntheticSession.js';
 test('serve decodes a replayed run that starts before the model has loaded, and its dashboard has every caption', async () => {
   const work = mkdtempSync(join(tmpdir(), 'msx-serve-'));
   const bundle = tinyBundle();
-  const session = await writeSyntheticSession(join(work, 'session'), join(bundle, 'masks', 'sub-sim01_roi-mask.nii.gz'), { trials: 4 });
+  const session = await writeSyntheticSession(
+    join(work, 'session'),
+    join(bundle, 'masks', 'sub-sim01_roi-mask.nii.gz'),
+    { trials: 4 },
+  );
   const lines: string[] = [];
   const sp = createServePipeline({ log: (l) => lines.push(l) });
   const srv = await startServer({ port: 0, log: () => {}, onHub: (hub) => sp.onHub(hub, { models: bundle }) });
@@ -31,10 +35,17 @@ test('serve decodes a replayed run that starts before the model has loaded, and 
     assert.equal(st.trialsDecoded, session.trials);
     const snap = await new Promise<DashSnapshot>((resolve) => {
       const s = connect(url, { transports: ['websocket'], reconnection: false });
-      s.on('snapshot', (x: DashSnapshot) => { s.close(); resolve(x); });
+      s.on('snapshot', (x: DashSnapshot) => {
+        s.close();
+        resolve(x);
+      });
     });
     assert.equal(snap.trials.filter((t) => t.caption && !t.caption.error).length, session.trials);
-    assert.ok(snap.trials.every((t) => t.reconstruction?.image?.startsWith('data:image/webp;base64,') && t.reconstruction.ms! > 0));
+    assert.ok(
+      snap.trials.every(
+        (t) => t.reconstruction?.image?.startsWith('data:image/webp;base64,') && t.reconstruction.ms! > 0,
+      ),
+    );
     assert.equal(snap.status.model?.name, 'tiny-random');
     assert.ok(snap.metrics && snap.metrics.n === session.trials && Number.isFinite(snap.metrics.model.CIDEr));
     assert.ok(lines.some((l) => /decoding on cpu/.test(l)));
@@ -54,11 +65,19 @@ test('serve with no bundle keeps ingesting and says decoding is off; an explicit
   try {
     const srv = await startServer({ port: 0, log: () => {}, onHub: (hub) => sp.onHub(hub, {}) });
     await sp.ready;
-    assert.ok(lines.some((l) => /no model bundle at models\/bundles\/default: ingesting and recording without decoding/.test(l)), lines.join('\n'));
+    assert.ok(
+      lines.some((l) =>
+        /no model bundle at models\/bundles\/default: ingesting and recording without decoding/.test(l),
+      ),
+      lines.join('\n'),
+    );
     assert.equal(sp.dashboard.state.snapshot().alerts[0].code, 'decoding-off');
     await srv.close();
     const sp2 = createServePipeline({ log: () => {} });
-    await assert.rejects(startServer({ port: 0, log: () => {}, onHub: (hub) => sp2.onHub(hub, { models: join(empty, 'nope') }) }), /has no manifest\.json; pass --models/);
+    await assert.rejects(
+      startServer({ port: 0, log: () => {}, onHub: (hub) => sp2.onHub(hub, { models: join(empty, 'nope') }) }),
+      /has no manifest\.json; pass --models/,
+    );
   } finally {
     process.chdir(cwd);
     await sp.close();
@@ -70,7 +89,11 @@ test('serve --lm-precision: fp32 is used when asked; int8 on a bundle without th
   const bundle = tinyBundle();
   const lines: string[] = [];
   const sp = createServePipeline({ log: (l) => lines.push(l) });
-  const srv = await startServer({ port: 0, log: () => {}, onHub: (hub) => sp.onHub(hub, { models: bundle, lmPrecision: 'fp32' }) });
+  const srv = await startServer({
+    port: 0,
+    log: () => {},
+    onHub: (hub) => sp.onHub(hub, { models: bundle, lmPrecision: 'fp32' }),
+  });
   try {
     await sp.ready;
     assert.ok(lines.includes('serve: LM graph lm/decoder.onnx'), lines.join('\n'));
@@ -80,10 +103,17 @@ test('serve --lm-precision: fp32 is used when asked; int8 on a bundle without th
   }
   const lines2: string[] = [];
   const sp2 = createServePipeline({ log: (l) => lines2.push(l) });
-  const srv2 = await startServer({ port: 0, log: () => {}, onHub: (hub) => sp2.onHub(hub, { models: bundle, lmPrecision: 'int8' }) });
+  const srv2 = await startServer({
+    port: 0,
+    log: () => {},
+    onHub: (hub) => sp2.onHub(hub, { models: bundle, lmPrecision: 'int8' }),
+  });
   try {
     await sp2.ready;
-    assert.ok(lines2.some((l) => /decoding is off: .*has no lm\/decoder\.int8\.onnx/.test(l)), lines2.join('\n'));
+    assert.ok(
+      lines2.some((l) => /decoding is off: .*has no lm\/decoder\.int8\.onnx/.test(l)),
+      lines2.join('\n'),
+    );
     assert.equal(sp2.dashboard.state.snapshot().alerts[0].code, 'decoding-off');
   } finally {
     await sp2.close();

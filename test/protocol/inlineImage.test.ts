@@ -4,11 +4,18 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import sharp from 'sharp';
 import {
-  decodeInlineImage, encodeInlineImage, inspectImage, parseClientMessage, ProtocolError, MAX_INLINE_IMAGE_BYTES, type ReceivedEvent,
+  decodeInlineImage,
+  encodeInlineImage,
+  inspectImage,
+  parseClientMessage,
+  ProtocolError,
+  MAX_INLINE_IMAGE_BYTES,
+  type ReceivedEvent,
 } from '../../src/protocol/index.js';
 
 const u8 = (b: Buffer) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-const solid = (w: number, h: number, channels: 3 | 4 = 3) => sharp({ create: { width: w, height: h, channels, background: { r: 200, g: 40, b: 40, alpha: 0.5 } } });
+const solid = (w: number, h: number, channels: 3 | 4 = 3) =>
+  sharp({ create: { width: w, height: h, channels, background: { r: 200, g: 40, b: 40, alpha: 0.5 } } });
 
 test('PNG, JPEG and WebP (lossy, lossless, extended) are recognised with their size from the header', async () => {
   const cases: [string, Buffer, string][] = [
@@ -28,14 +35,28 @@ test('PNG, JPEG and WebP (lossy, lossless, extended) are recognised with their s
 });
 
 test('bad inline images are refused with a clear sentence (bad-image): not base64, not an image, too big, too many pixels', async () => {
-  const why = (v: unknown) => { try { decodeInlineImage(v); } catch (e) { assert.ok(e instanceof ProtocolError); assert.equal(e.code, 'bad-image'); assert.equal(e.fatal, false); return e.message; } return 'accepted'; };
+  const why = (v: unknown) => {
+    try {
+      decodeInlineImage(v);
+    } catch (e) {
+      assert.ok(e instanceof ProtocolError);
+      assert.equal(e.code, 'bad-image');
+      assert.equal(e.fatal, false);
+      return e.message;
+    }
+    return 'accepted';
+  };
   assert.match(why(42), /"imageData" must be a non-empty base64 string/);
   assert.match(why('not base64 at all!'), /not valid base64/);
   assert.match(why('abc'), /not valid base64/);
-  assert.match(why(Buffer.from('hello, this is text and not a picture').toString('base64')), /not a PNG, JPEG or WebP file/);
+  assert.match(
+    why(Buffer.from('hello, this is text and not a picture').toString('base64')),
+    /not a PNG, JPEG or WebP file/,
+  );
   assert.match(why(Buffer.alloc(MAX_INLINE_IMAGE_BYTES + 1, 1).toString('base64')), /above the 512 KiB limit/);
   const png = await solid(8, 8).png().toBuffer();
-  const huge = Buffer.from(png); huge.writeUInt32BE(20000, 16); // IHDR claims 20000 px wide: a decompression bomb
+  const huge = Buffer.from(png);
+  huge.writeUInt32BE(20000, 16); // IHDR claims 20000 px wide: a decompression bomb
   assert.match(why(huge.toString('base64')), /png image is 20000×8 pixels; each side must be 1\.\.4096/);
   assert.match(why(png.subarray(0, 20).toString('base64')), /not a PNG, JPEG or WebP/);
 });
@@ -48,5 +69,8 @@ test('an event with a bad image parses, without the image and with the reason; a
   assert.match(bad.imageRefused!, /not valid base64/);
   const png = await solid(5, 4).png().toBuffer();
   const good = parseClientMessage(JSON.stringify({ ...ev, imageData: png.toString('base64') })) as ReceivedEvent;
-  assert.deepEqual([good.imageData?.format, good.imageData?.width, good.imageData?.height, good.imageRefused], ['png', 5, 4, undefined]);
+  assert.deepEqual(
+    [good.imageData?.format, good.imageData?.width, good.imageData?.height, good.imageRefused],
+    ['png', 5, 4, undefined],
+  );
 });

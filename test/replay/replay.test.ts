@@ -10,19 +10,41 @@ import { bytesOf, captureLog, nibLoad, runInfo, tempDir, writeBidsRun } from '..
 test('replay streams a BIDS run at max speed; the recording equals the source voxel for voxel, and replaying the recording re-creates it', async (t) => {
   const src = tempDir('bids');
   const info = runInfo({ subject: 'r01', dims: [9, 8, 6], tr: 2 });
-  const { bold, volumes } = writeBidsRun(src, { info, volumes: 15, events: [[0, 'img1'], [8, 'img2'], [16, 'img3']] });
+  const { bold, volumes } = writeBidsRun(src, {
+    info,
+    volumes: 15,
+    events: [
+      [0, 'img1'],
+      [8, 'img2'],
+      [16, 'img3'],
+    ],
+  });
   const recA = tempDir('recA');
   const recB = tempDir('recB');
   const got: Volume[] = [];
   const events: StimulusEvent[] = [];
-  const a = await startServer({ port: 0, recordDir: recA, log: captureLog().log, onHub: (h) => { h.volumes$.subscribe((v) => got.push(v)); h.events$.subscribe((e) => events.push(e)); } });
+  const a = await startServer({
+    port: 0,
+    recordDir: recA,
+    log: captureLog().log,
+    onHub: (h) => {
+      h.volumes$.subscribe((v) => got.push(v));
+      h.events$.subscribe((e) => events.push(e));
+    },
+  });
   t.after(() => a.close());
   const r = await replaySession({ session: src, url: a.url, speed: 'max' });
   await a.close();
   assert.equal(r.volumes, 15);
   assert.equal(r.events, 3);
-  assert.deepEqual(got.map((v) => v.index), [...Array(15).keys()]);
-  assert.deepEqual(events.map((e) => e.stimulusId), ['img1', 'img2', 'img3']);
+  assert.deepEqual(
+    got.map((v) => v.index),
+    [...Array(15).keys()],
+  );
+  assert.deepEqual(
+    events.map((e) => e.stimulusId),
+    ['img1', 'img2', 'img3'],
+  );
   assert.deepEqual(events[1].references, ['a photo of img2', 'picture img2']);
   assert.equal(events[1].image, 'stimuli/img2.png');
 
@@ -45,7 +67,10 @@ test('replay streams a BIDS run at max speed; the recording equals the source vo
   assert.ok(again.raw!.equals(recd.raw!), 'replaying the recording re-creates it');
   assert.deepEqual(again.report.affine, recd.report.affine);
   assert.equal(readFileSync(pb.events, 'utf8'), readFileSync(pa.events, 'utf8'));
-  assert.deepEqual(JSON.parse(readFileSync(pb.json, 'utf8')).AcquisitionTimes, JSON.parse(readFileSync(pa.json, 'utf8')).AcquisitionTimes);
+  assert.deepEqual(
+    JSON.parse(readFileSync(pb.json, 'utf8')).AcquisitionTimes,
+    JSON.parse(readFileSync(pa.json, 'utf8')).AcquisitionTimes,
+  );
 });
 
 test('replay keeps the recorded timing divided by --speed', async (t) => {
@@ -53,7 +78,11 @@ test('replay keeps the recorded timing divided by --speed', async (t) => {
   const info = runInfo({ subject: 'r02', tr: 1 });
   writeBidsRun(src, { info, volumes: 9 });
   const at: number[] = [];
-  const srv = await startServer({ port: 0, log: captureLog().log, onHub: (h) => h.volumes$.subscribe((v) => at.push(v.times.received!)) });
+  const srv = await startServer({
+    port: 0,
+    log: captureLog().log,
+    onHub: (h) => h.volumes$.subscribe((v) => at.push(v.times.received!)),
+  });
   t.after(() => srv.close());
   const r = await replaySession({ session: src, url: srv.url, speed: 10 });
   await srv.close();

@@ -5,14 +5,37 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SliceAssembler, compareVolumes, nameIndex, parseCsaHeader, readScannerFile, type ReadResult, type ScannerVolume } from '../../src/scanner/index.js';
-import { alignTo, maxDiff, nibData, nibReadMany, nicomData, pydicomData, runOracle, type OracleImage } from './oracle.js';
+import {
+  SliceAssembler,
+  compareVolumes,
+  nameIndex,
+  parseCsaHeader,
+  readScannerFile,
+  type ReadResult,
+  type ScannerVolume,
+} from '../../src/scanner/index.js';
+import {
+  alignTo,
+  maxDiff,
+  nibData,
+  nibReadMany,
+  nicomData,
+  pydicomData,
+  runOracle,
+  type OracleImage,
+} from './oracle.js';
 
 let dir = '';
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'dicom-test-'));
   // The shipped Siemens/Philips files have zeroed pixels: pydicom rewrites them with a known pattern (headers untouched).
-  runOracle(['dicom-variants', join(nicomData, 'siemens_dwi_1000.dcm.gz'), join(nicomData, 'philips_mprage.dcm.gz'), join(pydicomData, 'MR_small.dcm'), dir]);
+  runOracle([
+    'dicom-variants',
+    join(nicomData, 'siemens_dwi_1000.dcm.gz'),
+    join(nicomData, 'philips_mprage.dcm.gz'),
+    join(pydicomData, 'MR_small.dcm'),
+    dir,
+  ]);
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -27,17 +50,32 @@ function dcm2niix(inDir: string): OracleImage[] {
   try {
     const r = spawnSync('dcm2niix', ['-z', 'n', '-b', 'n', '-f', 'out_%s', '-o', out, inDir], { encoding: 'utf8' });
     assert.equal(r.status, 0, `dcm2niix failed: ${r.stderr}${r.stdout}`);
-    const files = readdirSync(out).filter((f) => f.endsWith('.nii')).sort();
-    return nibReadMany('nifti', files.map((f) => join(out, f)));
+    const files = readdirSync(out)
+      .filter((f) => f.endsWith('.nii'))
+      .sort();
+    return nibReadMany(
+      'nifti',
+      files.map((f) => join(out, f)),
+    );
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
 }
 
 /** Compares our volume with another reader's image; returns the affine difference after re-indexing. */
-function assertMatches(v: ScannerVolume, other: OracleImage, label: string, opts: { samePermutation?: boolean; tol?: number } = {}): number {
+function assertMatches(
+  v: ScannerVolume,
+  other: OracleImage,
+  label: string,
+  opts: { samePermutation?: boolean; tol?: number } = {},
+): number {
   const al = alignTo(v, other);
-  if (opts.samePermutation) assert.deepEqual(al.permutation.slice(0, 12), [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0], `${label}: voxel order differs (${al.permutation})`);
+  if (opts.samePermutation)
+    assert.deepEqual(
+      al.permutation.slice(0, 12),
+      [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0],
+      `${label}: voxel order differs (${al.permutation})`,
+    );
   const ad = maxDiff(al.affine, v.affine);
   assert.ok(ad < (opts.tol ?? 1e-4), `${label}: affine differs by ${ad}`);
   const dd = maxDiff(al.data!, v.data);
@@ -68,10 +106,12 @@ test('Siemens mosaic: tiles, corrected position, slice normal and timing match n
   copyFileSync(path, join(mo, 'a.dcm'));
   const [d2n] = dcm2niix(mo);
   const adD2n = assertMatches(v, d2n, 'dcm2niix', { samePermutation: true });
-  console.log(`# mosaic affine diff: nibabel ${adNib.toExponential(2)} mm (stored cosines: ${adNibRaw.toExponential(2)}), dcm2niix ${adD2n.toExponential(2)} mm`);
+  console.log(
+    `# mosaic affine diff: nibabel ${adNib.toExponential(2)} mm (stored cosines: ${adNibRaw.toExponential(2)}), dcm2niix ${adD2n.toExponential(2)} mm`,
+  );
 });
 
-test('the shipped Siemens DWI mosaics give nibabel\'s geometry; cut-down 0.dcm/1.dcm are refused like nibabel does', () => {
+test("the shipped Siemens DWI mosaics give nibabel's geometry; cut-down 0.dcm/1.dcm are refused like nibabel does", () => {
   const dwi = ['siemens_dwi_0.dcm.gz', 'siemens_dwi_1000.dcm.gz'].map((f) => {
     const raw = join(dir, f.replace('.gz', ''));
     writeFileSync(raw, gunzipSync(readFileSync(join(nicomData, f))));
@@ -88,14 +128,20 @@ test('the shipped Siemens DWI mosaics give nibabel\'s geometry; cut-down 0.dcm/1
   cut.forEach((f, i) => {
     const r = readScannerFile(f);
     assert.equal(r.status, 'invalid');
-    assert.match((r as { reason: string }).reason, /256×256 mosaic does not split into 7×7 equal tiles for its 48 slices/);
+    assert.match(
+      (r as { reason: string }).reason,
+      /256×256 mosaic does not split into 7×7 equal tiles for its 48 slices/,
+    );
     assert.ok(nib[2 + i].error, 'nibabel refuses it too');
   });
 });
 
-test('Siemens CSA headers parse to the same tags and values as nibabel\'s csareader', () => {
+test("Siemens CSA headers parse to the same tags and values as nibabel's csareader", () => {
   const files = ['csa2_b0.bin', 'csa2_b1000.bin', 'csa_str_valid.bin', 'csa2_zero_len.bin.gz'];
-  const theirs = JSON.parse(runOracle(['csa', ...files.map((f) => join(nicomData, f))])) as Record<string, (number | string)[]>[];
+  const theirs = JSON.parse(runOracle(['csa', ...files.map((f) => join(nicomData, f))])) as Record<
+    string,
+    (number | string)[]
+  >[];
   for (const [i, f] of files.entries()) {
     let blob: Uint8Array = readFileSync(join(nicomData, f));
     if (f.endsWith('.gz')) blob = gunzipSync(blob);
@@ -131,13 +177,26 @@ test('enhanced multi-frame: per-frame positions, shared/per-frame groups and res
   const scaled = al.data!.map((x) => x * slope);
   const dd = maxDiff(scaled, v.data);
   assert.ok(dd < 1e-3, `voxels differ by ${dd}`);
-  assert.ok(v.data.some((x) => x > 1000), 'the pattern survived');
+  assert.ok(
+    v.data.some((x) => x > 1000),
+    'the pattern survived',
+  );
   console.log(`# enhanced affine diff vs nibabel ${ad.toExponential(2)} mm`);
 });
 
 test('per-slice DICOM in every uncompressed transfer syntax decodes identically and as nibabel does', () => {
-  const files = ['MR_small.dcm', 'MR_small_implicit.dcm', 'MR_small_bigendian.dcm', 'MR_small_expb.dcm', 'MR_small_padded.dcm', 'CT_small.dcm'];
-  const nib = nibReadMany('dicom', files.map((f) => join(pydicomData, f)));
+  const files = [
+    'MR_small.dcm',
+    'MR_small_implicit.dcm',
+    'MR_small_bigendian.dcm',
+    'MR_small_expb.dcm',
+    'MR_small_padded.dcm',
+    'CT_small.dcm',
+  ];
+  const nib = nibReadMany(
+    'dicom',
+    files.map((f) => join(pydicomData, f)),
+  );
   let first: Float32Array | undefined;
   for (const [i, f] of files.entries()) {
     const r = complete(readScannerFile(join(pydicomData, f)));
@@ -165,13 +224,21 @@ test('per-slice series arriving in shuffled order assemble into the volumes dcm2
     assert.equal(asm.pendingSlices, 0);
     assert.equal(got.length, 2, `${name}: each volume is handed out once its 5 slices are in`);
     got.sort(compareVolumes);
-    assert.deepEqual(got.map((v) => v.volumeIndex), [1, 2]);
+    assert.deepEqual(
+      got.map((v) => v.volumeIndex),
+      [1, 2],
+    );
     const [d2n] = dcm2niix(join(dir, name));
     assert.deepEqual(d2n.dims, [64, 64, 5, 2]);
     const n = 64 * 64 * 5;
     got.forEach((v, t) => {
       assert.deepEqual(v.dims, [64, 64, 5]);
-      assertMatches(v, { ...d2n, dims: [64, 64, 5], data: d2n.data!.subarray(t * n, (t + 1) * n) }, `${name} volume ${t}`, { samePermutation: true });
+      assertMatches(
+        v,
+        { ...d2n, dims: [64, 64, 5], data: d2n.data!.subarray(t * n, (t + 1) * n) },
+        `${name} volume ${t}`,
+        { samePermutation: true },
+      );
       assert.ok(Math.abs(v.voxelSize[2] - 4) < 1e-4);
     });
   }
@@ -184,14 +251,20 @@ test('a file still being written is incomplete at every cut; a corrupt or unsupp
     assert.equal(r.status, 'incomplete', `cut at ${cut}: ${JSON.stringify(r).slice(0, 200)}`);
     assert.ok(!(r as { reason: string }).reason.includes('\n'));
   }
-  assert.match((readScannerFile(bytes.subarray(0, bytes.length - 1)) as { reason: string }).reason, /PixelData needs 1605632 bytes .* only 1605631 are there yet/);
+  assert.match(
+    (readScannerFile(bytes.subarray(0, bytes.length - 1)) as { reason: string }).reason,
+    /PixelData needs 1605632 bytes .* only 1605631 are there yet/,
+  );
   assert.equal(readScannerFile(bytes).status, 'complete');
   const notDicom = Uint8Array.from(bytes);
   notDicom.set([0x58, 0x58, 0x58, 0x58], 128);
   const bad = readScannerFile(notDicom);
   assert.equal(bad.status, 'invalid');
   assert.match((bad as { reason: string }).reason, /neither DICOM .* nor NIfTI/);
-  assert.match((readScannerFile(notDicom, { format: 'dicom' }) as { reason: string }).reason, /no "DICM" marker at byte 128/);
+  assert.match(
+    (readScannerFile(notDicom, { format: 'dicom' }) as { reason: string }).reason,
+    /no "DICM" marker at byte 128/,
+  );
   const cases: [string, 'incomplete' | 'invalid', RegExp][] = [
     ['MR_truncated.dcm', 'incomplete', /ends early|PixelData needs/],
     ['rtplan_truncated.dcm', 'incomplete', /ends early/],
@@ -219,14 +292,20 @@ test('a file still being written is incomplete at every cut; a corrupt or unsupp
   dv.setUint32(1496, 4096, true);
   const rs = readScannerFile(short.subarray(0, 1500 + 4096));
   assert.equal(rs.status, 'invalid');
-  assert.match((rs as { reason: string }).reason, /PixelData holds 4096 bytes but Rows×Columns×Frames×BitsAllocated\/8 is 8192/);
+  assert.match(
+    (rs as { reason: string }).reason,
+    /PixelData holds 4096 bytes but Rows×Columns×Frames×BitsAllocated\/8 is 8192/,
+  );
 });
 
 test('NIfTI through the same entry point: 4-D split into volumes, growing file incomplete, bomb invalid', () => {
   const nii = readFileSync(join(nibData, 'example4d.nii.gz'));
   const r = complete(readScannerFile(nii, { name: 'example4d.nii.gz' }));
   assert.equal(r.format, 'nifti');
-  assert.deepEqual(r.volumes.map((v) => v.volumeIndex), [0, 1]);
+  assert.deepEqual(
+    r.volumes.map((v) => v.volumeIndex),
+    [0, 1],
+  );
   assert.deepEqual(r.volumes[0].dims, [128, 96, 24]);
   const raw = gunzipSync(nii);
   const partial = readScannerFile(raw.subarray(0, raw.length - 1000));
@@ -290,8 +369,20 @@ test('bridge order: series, then the volume number in the file name, then acquis
   assert.equal(nameIndex('1.3.12.2.1107.5.2.43.167004.30000019112112372496800000014.dcm'), undefined);
   assert.equal(nameIndex('bold.nii'), undefined);
   const v = (seriesNumber: number | undefined, volumeIndex: number | undefined, acquisitionTime: number | undefined) =>
-    ({ dims: [1, 1, 1], affine: [], voxelSize: [], source: 'dicom-mosaic', data: new Float32Array(1), seriesNumber, volumeIndex, acquisitionTime }) as ScannerVolume;
+    ({
+      dims: [1, 1, 1],
+      affine: [],
+      voxelSize: [],
+      source: 'dicom-mosaic',
+      data: new Float32Array(1),
+      seriesNumber,
+      volumeIndex,
+      acquisitionTime,
+    }) as ScannerVolume;
   const vols = [v(8, 1, 10), v(7, 3, 1), v(7, 2, 5), v(7, undefined, 2), v(7, 2, 4)];
-  const order = vols.slice().sort(compareVolumes).map((x) => vols.indexOf(x));
+  const order = vols
+    .slice()
+    .sort(compareVolumes)
+    .map((x) => vols.indexOf(x));
   assert.deepEqual(order, [4, 2, 1, 3, 0]);
 });

@@ -5,7 +5,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  NiftiError, decodeNifti, encodeNifti1Series, encodeNifti1Volume, niftiCompleteness, niftiHeader4D, setNiftiVolumeCount,
+  NiftiError,
+  decodeNifti,
+  encodeNifti1Series,
+  encodeNifti1Volume,
+  niftiCompleteness,
+  niftiHeader4D,
+  setNiftiVolumeCount,
   NIFTI1_VOX_OFFSET,
 } from '../../src/scanner/nifti.js';
 import { readNiftiHeader, updateNiftiHeader } from '../../src/scanner/niftiHeader.js';
@@ -13,16 +19,37 @@ import { type OracleImage, maxDiff, nibData, nibRead, nibReadMany, runOracle } f
 
 // An oblique, left-handed (qfac = -1) affine like a real EPI: rotation about x and z, 2.5 mm in-plane, 3 mm slices.
 function obliqueAffine(): number[] {
-  const a = 0.2, b = -0.35;
-  const rx = [[1, 0, 0], [0, Math.cos(a), -Math.sin(a)], [0, Math.sin(a), Math.cos(a)]];
-  const rz = [[Math.cos(b), -Math.sin(b), 0], [Math.sin(b), Math.cos(b), 0], [0, 0, 1]];
+  const a = 0.2,
+    b = -0.35;
+  const rx = [
+    [1, 0, 0],
+    [0, Math.cos(a), -Math.sin(a)],
+    [0, Math.sin(a), Math.cos(a)],
+  ];
+  const rz = [
+    [Math.cos(b), -Math.sin(b), 0],
+    [Math.sin(b), Math.cos(b), 0],
+    [0, 0, 1],
+  ];
   const r = rx.map((row) => [0, 1, 2].map((j) => row[0] * rz[0][j] + row[1] * rz[1][j] + row[2] * rz[2][j]));
   const s = [-2.5, 2.5, 3]; // negative x: radiological-style left-handed frame
   return [
-    r[0][0] * s[0], r[0][1] * s[1], r[0][2] * s[2], 101.3,
-    r[1][0] * s[0], r[1][1] * s[1], r[1][2] * s[2], -87.25,
-    r[2][0] * s[0], r[2][1] * s[1], r[2][2] * s[2], -40.5,
-    0, 0, 0, 1,
+    r[0][0] * s[0],
+    r[0][1] * s[1],
+    r[0][2] * s[2],
+    101.3,
+    r[1][0] * s[0],
+    r[1][1] * s[1],
+    r[1][2] * s[2],
+    -87.25,
+    r[2][0] * s[0],
+    r[2][1] * s[1],
+    r[2][2] * s[2],
+    -40.5,
+    0,
+    0,
+    0,
+    1,
   ];
 }
 
@@ -67,7 +94,9 @@ test('the written qform encodes the same affine as the sform (readers that prefe
   const bytes = encodeNifti1Volume({ dims: [3, 3, 3], affine, tr: 2, data: new Float32Array(27) });
   const h = readNiftiHeader(bytes).fields;
   assert.deepEqual([h.qform_code, h.sform_code, h.xyzt_units], [1, 1, 10]);
-  updateNiftiHeader(bytes, (x) => { x.fields.sform_code = 0; }); // drop the sform: the reader must fall back to the quaternion
+  updateNiftiHeader(bytes, (x) => {
+    x.fields.sform_code = 0;
+  }); // drop the sform: the reader must fall back to the quaternion
   const fromQ = decodeNifti(bytes).affine;
   assert.ok(maxDiff(fromQ, affine) < 1e-4, `qform affine ${fromQ} vs ${affine}`);
 });
@@ -95,7 +124,10 @@ test('a 4-D file written incrementally is incomplete until every volume is there
   c = niftiCompleteness(partial);
   assert.deepEqual([c.complete, c.volumes], [false, 3]);
   assert.match(c.reason!, /holds \d+ bytes but header says \d+/);
-  assert.throws(() => decodeNifti(partial), (e: Error) => e instanceof NiftiError && /holds \d+ bytes but header says \d+/.test(e.message));
+  assert.throws(
+    () => decodeNifti(partial),
+    (e: Error) => e instanceof NiftiError && /holds \d+ bytes but header says \d+/.test(e.message),
+  );
   setNiftiVolumeCount(header, 3);
   const img = decodeNifti(concat(parts));
   assert.deepEqual(img.dims, [2, 3, 4, 3]);
@@ -127,7 +159,10 @@ test('encodeNifti1Series writes a 4-D file nibabel reads identically', () => {
 function concat(parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let o = 0;
-  for (const p of parts) { out.set(p, o); o += p.length; }
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
   return out;
 }
 
@@ -144,8 +179,18 @@ function assertSameAsNibabel(path: string, label: string, nib: OracleImage) {
 }
 
 test('real NIfTI files from nibabel decode to the same voxels and affine as nibabel', () => {
-  const files = ['example4d.nii.gz', 'example_nifti2.nii.gz', 'functional.nii', 'anatomical.nii', 'standard.nii.gz', 'reoriented_anat_moved.nii'];
-  const nibs = nibReadMany('nifti', files.map((f) => join(nibData, f)));
+  const files = [
+    'example4d.nii.gz',
+    'example_nifti2.nii.gz',
+    'functional.nii',
+    'anatomical.nii',
+    'standard.nii.gz',
+    'reoriented_anat_moved.nii',
+  ];
+  const nibs = nibReadMany(
+    'nifti',
+    files.map((f) => join(nibData, f)),
+  );
   for (const [i, f] of files.entries()) {
     const { img } = assertSameAsNibabel(join(nibData, f), f, nibs[i]);
     if (f === 'example_nifti2.nii.gz') assert.equal(img.version, 'nifti2');
@@ -157,7 +202,10 @@ test('every datatype, both byte orders, scaling, qform-only, no transform and NI
   try {
     const made = JSON.parse(runOracle(['variants', join(nibData, 'example4d.nii.gz'), dir])) as string[];
     assert.ok(made.length >= 10);
-    const nibs = nibReadMany('nifti', made.map((f) => join(dir, f)));
+    const nibs = nibReadMany(
+      'nifti',
+      made.map((f) => join(dir, f)),
+    );
     for (const [i, f] of made.entries()) {
       const { img } = assertSameAsNibabel(join(dir, f), f, nibs[i]);
       if (f === 'float32_ms.nii') assert.equal(img.tr, 2.5);
@@ -169,15 +217,23 @@ test('every datatype, both byte orders, scaling, qform-only, no transform and NI
 
 test('truncated, wrong-magic, corrupt and gzip-bomb inputs fail with one clear sentence', () => {
   const good = encodeNifti1Volume({ dims: [4, 4, 4], affine: obliqueAffine(), tr: 2, data: new Float32Array(64) });
-  const isErr = (re: RegExp) => (e: unknown) => e instanceof NiftiError && re.test((e as Error).message) && !(e as Error).message.includes('\n');
+  const isErr = (re: RegExp) => (e: unknown) =>
+    e instanceof NiftiError && re.test((e as Error).message) && !(e as Error).message.includes('\n');
   assert.throws(() => decodeNifti(good.subarray(0, 400)), isErr(/^file holds 400 bytes but header says 608 /));
   assert.throws(() => decodeNifti(good.subarray(0, 100)), isErr(/file holds 100 bytes but a NIfTI-1 header needs 348/));
   const badMagic = good.slice();
-  updateNiftiHeader(badMagic, (h) => { h.fields.magic = 'XYZ'; });
+  updateNiftiHeader(badMagic, (h) => {
+    h.fields.magic = 'XYZ';
+  });
   assert.throws(() => decodeNifti(badMagic), isErr(/wrong NIfTI magic "XYZ"/));
-  assert.throws(() => decodeNifti(new TextEncoder().encode('hello, this is not an image at all')), isErr(/not a NIfTI file: sizeof_hdr/));
+  assert.throws(
+    () => decodeNifti(new TextEncoder().encode('hello, this is not an image at all')),
+    isErr(/not a NIfTI file: sizeof_hdr/),
+  );
   const badType = good.slice();
-  updateNiftiHeader(badType, (h) => { h.fields.datatype = 32; });
+  updateNiftiHeader(badType, (h) => {
+    h.fields.datatype = 32;
+  });
   assert.throws(() => decodeNifti(badType), isErr(/datatype 32 \(complex64\) is not supported/));
   const gz = gzipSync(good);
   assert.throws(() => decodeNifti(gz.subarray(0, gz.length - 12)), isErr(/gzip stream ends early/));
@@ -187,6 +243,9 @@ test('truncated, wrong-magic, corrupt and gzip-bomb inputs fail with one clear s
   // 64 MiB of zeros compress to ~64 KiB: with a 16 MiB cap it must stop early instead of inflating everything.
   const bomb = gzipSync(Buffer.concat([Buffer.from(good.subarray(0, 352)), Buffer.alloc(64 * 1024 * 1024)]));
   assert.ok(bomb.length < 200_000);
-  assert.throws(() => decodeNifti(bomb, { maxBytes: 16 * 1024 * 1024 }), isErr(/expands beyond the 16777216-byte limit/));
+  assert.throws(
+    () => decodeNifti(bomb, { maxBytes: 16 * 1024 * 1024 }),
+    isErr(/expands beyond the 16777216-byte limit/),
+  );
   assert.throws(() => niftiCompleteness(bomb, { maxBytes: 16 * 1024 * 1024 }), isErr(/expands beyond/));
 });

@@ -8,7 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeNifti, encodeNiftiSeries, encodeNiftiVolume, niftiHeader, NiftiError } from '../../src/scanner/nifti.js';
 import {
-  NIFTI_LAYOUTS, readNiftiHeader, writeNiftiHeader, type FieldSpec, type NiftiHeader, type NiftiVersion,
+  NIFTI_LAYOUTS,
+  readNiftiHeader,
+  writeNiftiHeader,
+  type FieldSpec,
+  type NiftiHeader,
+  type NiftiVersion,
 } from '../../src/scanner/niftiHeader.js';
 import { maxDiff, nibData, nibRead, runOracle } from './oracle.js';
 
@@ -32,7 +37,8 @@ const nibHeaders = (paths: string[]): NibHeader[] => {
 };
 
 // nibabel sends NaN/inf as strings (JSON has no NaN)
-const nibNumber = (v: number | string): number => (typeof v === 'string' ? Number(v.replace(/^nan$/, 'NaN').replace(/^(-?)inf$/, '$1Infinity')) : v);
+const nibNumber = (v: number | string): number =>
+  typeof v === 'string' ? Number(v.replace(/^nan$/, 'NaN').replace(/^(-?)inf$/, '$1Infinity')) : v;
 
 /** Every field of our reading equals nibabel's, value for value (floats exactly: both widen the stored float32/64). */
 function assertSameFields(ours: NiftiHeader, nib: NibHeader, label: string): void {
@@ -52,22 +58,54 @@ const tmp = () => mkdtempSync(join(tmpdir(), 'nifti-header-'));
 
 // An oblique, left-handed (qfac = -1) affine: rotation about x and z, 2.5 mm in-plane, 3 mm slices.
 function obliqueAffine(): number[] {
-  const a = 0.2, b = -0.35;
-  const rx = [[1, 0, 0], [0, Math.cos(a), -Math.sin(a)], [0, Math.sin(a), Math.cos(a)]];
-  const rz = [[Math.cos(b), -Math.sin(b), 0], [Math.sin(b), Math.cos(b), 0], [0, 0, 1]];
+  const a = 0.2,
+    b = -0.35;
+  const rx = [
+    [1, 0, 0],
+    [0, Math.cos(a), -Math.sin(a)],
+    [0, Math.sin(a), Math.cos(a)],
+  ];
+  const rz = [
+    [Math.cos(b), -Math.sin(b), 0],
+    [Math.sin(b), Math.cos(b), 0],
+    [0, 0, 1],
+  ];
   const r = rx.map((row) => [0, 1, 2].map((j) => row[0] * rz[0][j] + row[1] * rz[1][j] + row[2] * rz[2][j]));
   const s = [-2.5, 2.5, 3];
   return [
-    r[0][0] * s[0], r[0][1] * s[1], r[0][2] * s[2], 101.3,
-    r[1][0] * s[0], r[1][1] * s[1], r[1][2] * s[2], -87.25,
-    r[2][0] * s[0], r[2][1] * s[1], r[2][2] * s[2], -40.5,
-    0, 0, 0, 1,
+    r[0][0] * s[0],
+    r[0][1] * s[1],
+    r[0][2] * s[2],
+    101.3,
+    r[1][0] * s[0],
+    r[1][1] * s[1],
+    r[1][2] * s[2],
+    -87.25,
+    r[2][0] * s[0],
+    r[2][1] * s[1],
+    r[2][2] * s[2],
+    -40.5,
+    0,
+    0,
+    0,
+    1,
   ];
 }
 
-test('each version\'s header description is nibabel\'s header dtype, field for field', () => {
-  const nib = JSON.parse(runOracle(['layout'])) as Record<NiftiVersion, { size: number; fields: { name: string; offset: number; dtype: string; shape: number[] }[] }>;
-  const TYPES: Record<string, FieldSpec['type']> = { i1: 'int8', u1: 'uint8', i2: 'int16', i4: 'int32', i8: 'int64', f4: 'float32', f8: 'float64' };
+test("each version's header description is nibabel's header dtype, field for field", () => {
+  const nib = JSON.parse(runOracle(['layout'])) as Record<
+    NiftiVersion,
+    { size: number; fields: { name: string; offset: number; dtype: string; shape: number[] }[] }
+  >;
+  const TYPES: Record<string, FieldSpec['type']> = {
+    i1: 'int8',
+    u1: 'uint8',
+    i2: 'int16',
+    i4: 'int32',
+    i8: 'int64',
+    f4: 'float32',
+    f8: 'float64',
+  };
   for (const version of ['nifti1', 'nifti2'] as const) {
     const theirs = nib[version].fields.map((f): FieldSpec => {
       const t = f.dtype.slice(1); // drop the byte-order mark
@@ -75,7 +113,11 @@ test('each version\'s header description is nibabel\'s header dtype, field for f
       return { name: f.name, offset: f.offset, type: TYPES[t], count: f.shape.reduce((a, b) => a * b, 1) };
     });
     assert.equal(NIFTI_LAYOUTS[version].size, nib[version].size, `${version}: size`);
-    assert.deepEqual(NIFTI_LAYOUTS[version].fields.map((f) => ({ ...f })), theirs, version);
+    assert.deepEqual(
+      NIFTI_LAYOUTS[version].fields.map((f) => ({ ...f })),
+      theirs,
+      version,
+    );
   }
 });
 
@@ -87,10 +129,15 @@ test('written NIfTI-1 and NIfTI-2 files (int16 and float32, qform and sform, pix
     const cases: { path: string; bytes: Uint8Array; version: NiftiVersion; float: boolean; volumes: number }[] = [];
     for (const version of ['nifti1', 'nifti2'] as const) {
       for (const float of [false, true]) {
-        const vols = [0, 1].map((k) => Float32Array.from({ length: 60 }, (_, i) => (float ? Math.sin(i + k) * 100 + 0.25 : i * 7 - 200 + k)));
+        const vols = [0, 1].map((k) =>
+          Float32Array.from({ length: 60 }, (_, i) => (float ? Math.sin(i + k) * 100 + 0.25 : i * 7 - 200 + k)),
+        );
         const volumes = float ? vols : vols.map((v) => Int16Array.from(v));
         // a 4-D series and a single volume of each, the float ones gzipped
-        for (const bytes of [encodeNiftiSeries({ dims, affine, tr: 1.5, volumes }, version), encodeNiftiVolume({ dims, affine, tr: 1.5, data: volumes[0] }, version)]) {
+        for (const bytes of [
+          encodeNiftiSeries({ dims, affine, tr: 1.5, volumes }, version),
+          encodeNiftiVolume({ dims, affine, tr: 1.5, data: volumes[0] }, version),
+        ]) {
           const n = bytes.length > (version === 'nifti1' ? 352 : 544) + volumes[0].byteLength ? 2 : 1;
           const path = join(dir, `${version}-${float ? 'f32' : 'i16'}-${n}.nii${float ? '.gz' : ''}`);
           writeFileSync(path, float ? gzipSync(bytes) : bytes);
@@ -121,7 +168,10 @@ test('written NIfTI-1 and NIfTI-2 files (int16 and float32, qform and sform, pix
       assert.deepEqual([nib.qform_code, nib.sform_code], [1, 1]);
       assert.ok(maxDiff(nib.sform!, affine) < tol, `${label}: nibabel's sform`);
       assert.ok(maxDiff(nib.qform!, affine) < 1e-4, `${label}: nibabel's qform ${nib.qform} vs ${affine}`);
-      assert.ok(maxDiff(nib.zooms, c.volumes === 2 ? [2.5, 2.5, 3, 1.5] : [2.5, 2.5, 3]) < 1e-5, `${label}: zooms ${nib.zooms}`);
+      assert.ok(
+        maxDiff(nib.zooms, c.volumes === 2 ? [2.5, 2.5, 3, 1.5] : [2.5, 2.5, 3]) < 1e-5,
+        `${label}: zooms ${nib.zooms}`,
+      );
       assert.equal(nib.dtype, c.float ? 'float32' : 'int16');
       // and the image: our decoder and nibabel agree on voxels and affine
       const img = decodeNifti(raw);
@@ -139,10 +189,20 @@ test('written NIfTI-1 and NIfTI-2 files (int16 and float32, qform and sform, pix
 test('headers nibabel wrote (both versions, both byte orders) read field for field as nibabel reads them, and the writer writes them back in either byte order', () => {
   const dir = tmp();
   try {
-    const made = (JSON.parse(runOracle(['variants', join(nibData, 'example4d.nii.gz'), dir])) as string[]).map((f) => join(dir, f));
-    const files = [...made, join(nibData, 'example4d.nii.gz'), join(nibData, 'example_nifti2.nii.gz'), join(nibData, 'functional.nii')];
+    const made = (JSON.parse(runOracle(['variants', join(nibData, 'example4d.nii.gz'), dir])) as string[]).map((f) =>
+      join(dir, f),
+    );
+    const files = [
+      ...made,
+      join(nibData, 'example4d.nii.gz'),
+      join(nibData, 'example_nifti2.nii.gz'),
+      join(nibData, 'functional.nii'),
+    ];
     const nibs = nibHeaders(files);
-    assert.ok(nibs.some((n) => n.version === 2 && n.endianness === '>') && nibs.some((n) => n.version === 1 && n.endianness === '>'));
+    assert.ok(
+      nibs.some((n) => n.version === 2 && n.endianness === '>') &&
+        nibs.some((n) => n.version === 1 && n.endianness === '>'),
+    );
     const rewritten: string[] = [];
     const expected: { h: NiftiHeader; le: boolean }[] = [];
     for (const [i, path] of files.entries()) {
@@ -167,22 +227,49 @@ test('a truncated header is rejected with one sentence naming what the version n
   const one = (e: unknown, re: RegExp) => e instanceof NiftiError && re.test(e.message) && !e.message.includes('\n');
   const v1 = niftiHeader({ dims: [2, 2, 2], affine: obliqueAffine(), tr: 2, datatype: 'int16' });
   const v2 = niftiHeader({ dims: [2, 2, 2], affine: obliqueAffine(), tr: 2, datatype: 'int16', version: 'nifti2' });
-  assert.throws(() => readNiftiHeader(v1.subarray(0, 200)), (e) => one(e, /^file holds 200 bytes but a NIfTI-1 header needs 348\.$/));
-  assert.throws(() => readNiftiHeader(v2.subarray(0, 347)), (e) => one(e, /^file holds 347 bytes but a NIfTI-2 header needs 540\.$/));
-  assert.throws(() => decodeNifti(v2.subarray(0, 539)), (e) => one(e, /^file holds 539 bytes but a NIfTI-2 header needs 540\.$/));
-  assert.throws(() => readNiftiHeader(v1.subarray(0, 3)), (e) => one(e, /^file holds 3 bytes, too few for a NIfTI header\.$/));
-  assert.throws(() => readNiftiHeader(new Uint8Array(400)), (e) => one(e, /^not a NIfTI file: sizeof_hdr is 0, expected 348 \(NIfTI-1\) or 540 \(NIfTI-2\)\.$/));
+  assert.throws(
+    () => readNiftiHeader(v1.subarray(0, 200)),
+    (e) => one(e, /^file holds 200 bytes but a NIfTI-1 header needs 348\.$/),
+  );
+  assert.throws(
+    () => readNiftiHeader(v2.subarray(0, 347)),
+    (e) => one(e, /^file holds 347 bytes but a NIfTI-2 header needs 540\.$/),
+  );
+  assert.throws(
+    () => decodeNifti(v2.subarray(0, 539)),
+    (e) => one(e, /^file holds 539 bytes but a NIfTI-2 header needs 540\.$/),
+  );
+  assert.throws(
+    () => readNiftiHeader(v1.subarray(0, 3)),
+    (e) => one(e, /^file holds 3 bytes, too few for a NIfTI header\.$/),
+  );
+  assert.throws(
+    () => readNiftiHeader(new Uint8Array(400)),
+    (e) => one(e, /^not a NIfTI file: sizeof_hdr is 0, expected 348 \(NIfTI-1\) or 540 \(NIfTI-2\)\.$/),
+  );
   assert.equal(readNiftiHeader(v1.subarray(0, 348)).version, 'nifti1'); // exactly the header is enough
 });
 
 test('the writer refuses a value its field cannot hold, and NIfTI-2 holds what NIfTI-1 cannot', () => {
   const big = { dims: [40000, 2, 2], affine: obliqueAffine(), tr: 0, datatype: 'uint8' as const };
-  assert.throws(() => niftiHeader(big), (e) => e instanceof NiftiError && /1\.\.32767 for NIfTI-1 \(write NIfTI-2/.test(e.message));
-  assert.deepEqual(readNiftiHeader(niftiHeader({ ...big, version: 'nifti2' })).fields.dim.slice(0, 4), [3, 40000, 2, 2]);
+  assert.throws(
+    () => niftiHeader(big),
+    (e) => e instanceof NiftiError && /1\.\.32767 for NIfTI-1 \(write NIfTI-2/.test(e.message),
+  );
+  assert.deepEqual(
+    readNiftiHeader(niftiHeader({ ...big, version: 'nifti2' })).fields.dim.slice(0, 4),
+    [3, 40000, 2, 2],
+  );
   const h = readNiftiHeader(niftiHeader({ dims: [2, 2, 2], affine: obliqueAffine(), tr: 2, datatype: 'int16' }));
   h.fields.dim[4] = 70000;
-  assert.throws(() => writeNiftiHeader(h), (e) => e instanceof NiftiError && /^header field dim\[4\] = 70000 does not fit its int16 slot/.test(e.message));
+  assert.throws(
+    () => writeNiftiHeader(h),
+    (e) => e instanceof NiftiError && /^header field dim\[4\] = 70000 does not fit its int16 slot/.test(e.message),
+  );
   h.fields.dim[4] = 1;
   h.fields.descrip = 'x'.repeat(81);
-  assert.throws(() => writeNiftiHeader(h), (e) => e instanceof NiftiError && /descrip holds at most 80 characters/.test(e.message));
+  assert.throws(
+    () => writeNiftiHeader(h),
+    (e) => e instanceof NiftiError && /descrip holds at most 80 characters/.test(e.message),
+  );
 });

@@ -24,7 +24,11 @@ export interface OracleImage {
 export function runOracle(args: string[]): string {
   // PYTHONPATH: this checkout's models/ wins over whichever checkout the venv's editable install points at
   const env = { ...process.env, PYTHONPATH: join(root, 'models') };
-  const r = spawnSync(python, ['-W', 'ignore', '-m', 'mindsemantix.oracles.nib_read', ...args], { encoding: 'utf8', cwd: root, env });
+  const r = spawnSync(python, ['-W', 'ignore', '-m', 'mindsemantix.oracles.nib_read', ...args], {
+    encoding: 'utf8',
+    cwd: root,
+    env,
+  });
   if (r.status !== 0) throw new Error(`oracle ${args.join(' ')} failed: ${r.stderr}`);
   return r.stdout;
 }
@@ -33,7 +37,9 @@ export function runOracle(args: string[]): string {
 export function nibReadMany(kind: OracleKind, paths: string[], withData = true): (OracleImage & { error?: string })[] {
   const dir = mkdtempSync(join(tmpdir(), 'nibread-'));
   try {
-    const out = JSON.parse(runOracle(withData ? [kind, ...paths, '--raw-dir', dir] : [kind, ...paths])) as (OracleImage & { error?: string })[];
+    const out = JSON.parse(
+      runOracle(withData ? [kind, ...paths, '--raw-dir', dir] : [kind, ...paths]),
+    ) as (OracleImage & { error?: string })[];
     if (withData) {
       out.forEach((o, i) => {
         if (o.error) return;
@@ -84,7 +90,8 @@ function invert4(m: number[]): number[] {
 
 function mul4(a: number[], b: number[]): number[] {
   const out = new Array<number>(16).fill(0);
-  for (let r = 0; r < 4; r++) for (let c = 0; c < 4; c++) for (let k = 0; k < 4; k++) out[4 * r + c] += a[4 * r + k] * b[4 * k + c];
+  for (let r = 0; r < 4; r++)
+    for (let c = 0; c < 4; c++) for (let k = 0; k < 4; k++) out[4 * r + c] += a[4 * r + k] * b[4 * k + c];
   return out;
 }
 
@@ -93,13 +100,18 @@ function mul4(a: number[], b: number[]): number[] {
  * must round to a signed axis permutation; returns their voxels in our order and their affine expressed for our
  * voxel order, so both can be compared element by element.
  */
-export function alignTo(ours: { dims: number[]; affine: number[] }, theirs: { dims: number[]; affine: number[]; data?: Float32Array }):
-  { affine: number[]; data?: Float32Array; permutation: number[] } {
+export function alignTo(
+  ours: { dims: number[]; affine: number[] },
+  theirs: { dims: number[]; affine: number[]; data?: Float32Array },
+): { affine: number[]; data?: Float32Array; permutation: number[] } {
   const m = mul4(invert4(ours.affine), theirs.affine);
   const p = m.map((v) => Math.round(v) + 0); // + 0 turns -0 into 0
   for (let r = 0; r < 3; r++) {
     for (let c = 0; c < 4; c++) {
-      if (Math.abs(m[4 * r + c] - p[4 * r + c]) > 0.05) throw new Error(`the two voxel grids are not axis permutations of each other (voxel map ${m.map((v) => v.toFixed(3))})`);
+      if (Math.abs(m[4 * r + c] - p[4 * r + c]) > 0.05)
+        throw new Error(
+          `the two voxel grids are not axis permutations of each other (voxel map ${m.map((v) => v.toFixed(3))})`,
+        );
     }
   }
   const affine = mul4(theirs.affine, invert4(p));
@@ -109,13 +121,16 @@ export function alignTo(ours: { dims: number[]; affine: number[] }, theirs: { di
     const [a, b, c] = theirs.dims;
     if (a * b * c !== X * Y * Z) throw new Error(`voxel counts differ: ${theirs.dims} vs ${ours.dims}`);
     data = new Float32Array(X * Y * Z);
-    for (let k = 0; k < c; k++) for (let j = 0; j < b; j++) for (let i = 0; i < a; i++) {
-      const x = p[0] * i + p[1] * j + p[2] * k + p[3];
-      const y = p[4] * i + p[5] * j + p[6] * k + p[7];
-      const z = p[8] * i + p[9] * j + p[10] * k + p[11];
-      if (x < 0 || y < 0 || z < 0 || x >= X || y >= Y || z >= Z) throw new Error(`voxel (${i},${j},${k}) maps outside our grid`);
-      data[x + X * (y + Y * z)] = theirs.data[i + a * (j + b * k)];
-    }
+    for (let k = 0; k < c; k++)
+      for (let j = 0; j < b; j++)
+        for (let i = 0; i < a; i++) {
+          const x = p[0] * i + p[1] * j + p[2] * k + p[3];
+          const y = p[4] * i + p[5] * j + p[6] * k + p[7];
+          const z = p[8] * i + p[9] * j + p[10] * k + p[11];
+          if (x < 0 || y < 0 || z < 0 || x >= X || y >= Y || z >= Z)
+            throw new Error(`voxel (${i},${j},${k}) maps outside our grid`);
+          data[x + X * (y + Y * z)] = theirs.data[i + a * (j + b * k)];
+        }
   }
   return { affine, data, permutation: p };
 }

@@ -11,7 +11,9 @@ import { splitXtc } from './xtc.js';
 
 const PHANTOM = join(nibData, 'phantom_EPI_asc_CLEAR_2_1.PAR');
 let dir = '';
-before(() => { dir = mkdtempSync(join(tmpdir(), 'parrec-test-')); });
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'parrec-test-'));
+});
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 function complete(r: ReadResult): Extract<ReadResult, { status: 'complete' }> {
@@ -21,7 +23,10 @@ function complete(r: ReadResult): Extract<ReadResult, { status: 'complete' }> {
 
 test('PAR/REC phantom: voxels identical to nibabel (dv and fp scaling, per-image scaling), affine within 1e-4 mm, TR, order', () => {
   const files = [PHANTOM, join(nibData, 'phantom_varscale.PAR')];
-  for (const [kind, scaling] of [['parrec', 'dv'], ['parrec-fp', 'fp']] as const) {
+  for (const [kind, scaling] of [
+    ['parrec', 'dv'],
+    ['parrec-fp', 'fp'],
+  ] as const) {
     const oracle = nibReadMany(kind, files);
     files.forEach((f, i) => {
       const o = oracle[i];
@@ -38,7 +43,11 @@ test('PAR/REC phantom: voxels identical to nibabel (dv and fp scaling, per-image
         assert.equal(v.epi, true);
         const ad = maxDiff(v.affine, o.affine);
         assert.ok(ad < 1e-4, `${f} ${scaling}: affine differs by ${ad}`);
-        assert.equal(maxDiff(v.data, o.data!.subarray(t * n, (t + 1) * n)), 0, `${f} ${scaling} volume ${t}: voxels differ`);
+        assert.equal(
+          maxDiff(v.data, o.data!.subarray(t * n, (t + 1) * n)),
+          0,
+          `${f} ${scaling} volume ${t}: voxels differ`,
+        );
       });
       assert.deepEqual(r.volumes[0].voxelSize, o.zooms);
     });
@@ -47,15 +56,24 @@ test('PAR/REC phantom: voxels identical to nibabel (dv and fp scaling, per-image
 
 test('PAR/REC affine equals nibabel for transverse, sagittal and coronal stacks with angulations and off-centres, V4 and V4.1 headers', () => {
   const names = [
-    'Phantom_EPI_3mm_cor_20APtrans_15RLrot_SENSE_15_1', 'Phantom_EPI_3mm_cor_SENSE_8_1', 'Phantom_EPI_3mm_sag_15AP_SENSE_13_1',
-    'Phantom_EPI_3mm_sag_15FH_SENSE_12_1', 'Phantom_EPI_3mm_sag_15RL_SENSE_11_1', 'Phantom_EPI_3mm_tra_-30AP_10RL_20FH_SENSE_14_1',
-    'Phantom_EPI_3mm_tra_15FH_SENSE_9_1', 'phantom_fake_v4', 'phantom_fake_v4_1', 'variant_v4_2_header',
+    'Phantom_EPI_3mm_cor_20APtrans_15RLrot_SENSE_15_1',
+    'Phantom_EPI_3mm_cor_SENSE_8_1',
+    'Phantom_EPI_3mm_sag_15AP_SENSE_13_1',
+    'Phantom_EPI_3mm_sag_15FH_SENSE_12_1',
+    'Phantom_EPI_3mm_sag_15RL_SENSE_11_1',
+    'Phantom_EPI_3mm_tra_-30AP_10RL_20FH_SENSE_14_1',
+    'Phantom_EPI_3mm_tra_15FH_SENSE_9_1',
+    'phantom_fake_v4',
+    'phantom_fake_v4_1',
+    'variant_v4_2_header',
   ];
   // these headers ship without their REC: give each a REC of the size its image lines need (nibabel reads it too)
   const paths = names.map((n) => {
     const par = join(dir, `${n}.PAR`);
     copyFileSync(join(nibData, `${n}.PAR`), par);
-    const lines = readFileSync(par, 'latin1').split('\n').filter((l) => /^\s*\d/.test(l) && !l.startsWith('.'));
+    const lines = readFileSync(par, 'latin1')
+      .split('\n')
+      .filter((l) => /^\s*\d/.test(l) && !l.startsWith('.'));
     const t = lines[0].trim().split(/\s+/).map(Number);
     const rec = new Uint16Array(t[9] * t[10] * lines.length);
     for (let i = 0; i < rec.length; i++) rec[i] = (i * 7919) % 4096;
@@ -101,11 +119,19 @@ test('PAR/REC bad input: truncated REC, PAR without its end, unknown version, pa
   };
   const cut = readScannerFile(put('cut', par, rec.subarray(0, 100000)));
   assert.equal(cut.status, 'incomplete');
-  assert.match(cut.status === 'incomplete' ? cut.reason : '', /^the REC holds 100000 bytes but its PAR lists images up to index 26 .* truncated or still being written\.$/);
+  assert.match(
+    cut.status === 'incomplete' ? cut.reason : '',
+    /^the REC holds 100000 bytes but its PAR lists images up to index 26 .* truncated or still being written\.$/,
+  );
   const noEnd = readScannerFile(put('noend', par.slice(0, par.indexOf('# === END')), rec));
   assert.equal(noEnd.status, 'incomplete');
-  const v3 = readScannerFile(put('v3', par.replace('Research image export tool     V4.2', 'Research image export tool     V3'), rec));
-  assert.deepEqual(v3, { status: 'invalid', reason: 'PAR version V3 is not one this reader knows (V4, V4.1, V4.2); export PAR/REC as V4.2.' });
+  const v3 = readScannerFile(
+    put('v3', par.replace('Research image export tool     V4.2', 'Research image export tool     V3'), rec),
+  );
+  assert.deepEqual(v3, {
+    status: 'invalid',
+    reason: 'PAR version V3 is not one this reader knows (V4, V4.1, V4.2); export PAR/REC as V4.2.',
+  });
   const lines = par.split('\n');
   const last = lines.findLastIndex((l) => /^\s+9\s+1\s+3\s/.test(l));
   const partial = readScannerFile(put('partial', lines.filter((_, i) => i !== last).join('\n'), rec));
@@ -125,7 +151,7 @@ test('PAR/REC bad input: truncated REC, PAR without its end, unknown version, pa
 const bin = join(new URL('../../../', import.meta.url).pathname, 'bin/mindsemantix.mjs');
 const convert = (args: string[]) => spawnSync(process.execPath, [bin, 'convert', ...args], { encoding: 'utf8' });
 
-test('convert: the PAR/REC phantom (one pair, or an XTC folder of dumps) becomes the 4-D NIfTI of nibabel\'s voxels and affine; a truncated REC is one clear line', () => {
+test("convert: the PAR/REC phantom (one pair, or an XTC folder of dumps) becomes the 4-D NIfTI of nibabel's voxels and affine; a truncated REC is one clear line", () => {
   const [o] = nibReadMany('parrec', [PHANTOM]);
   const xtc = join(dir, 'convert-xtc');
   splitXtc(PHANTOM, xtc);
@@ -145,5 +171,8 @@ test('convert: the PAR/REC phantom (one pair, or an XTC folder of dumps) becomes
   const bad = convert([join(dir, 'short.PAR'), '-o', join(dir, 'x.nii')]);
   assert.equal(bad.status, 1);
   assert.equal(bad.stderr.trim().split('\n').length, 1);
-  assert.match(bad.stderr, /^mindsemantix: convert: .*short\.PAR is incomplete: the REC holds 5000 bytes .* truncated or still being written\.$/m);
+  assert.match(
+    bad.stderr,
+    /^mindsemantix: convert: .*short\.PAR is incomplete: the REC holds 5000 bytes .* truncated or still being written\.$/m,
+  );
 });

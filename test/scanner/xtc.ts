@@ -3,7 +3,10 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-export interface XtcDump { par: string; rec: Uint8Array }
+export interface XtcDump {
+  par: string;
+  rec: Uint8Array;
+}
 
 export function xtcDumps(parPath: string): XtcDump[] {
   const par = readFileSync(parPath, 'latin1');

@@ -11,16 +11,34 @@ import { captureLog, nibLoad, niftiVolume, rawClient, runInfo, tempDir, waitFor 
 
 const info = runInfo({ subject: 'l01', dims: [6, 5, 4] });
 const HELLO = { type: 'hello', v: 1, client: 'raw' };
-const frame = (index: number) => encodeVolumeFrame(
-  { v: 1, session: info.session, run: info.run, index, seq: index, tr: info.tr, acquisitionTime: index * info.tr, sentAt: Date.now() }, niftiVolume(info, index));
+const frame = (index: number) =>
+  encodeVolumeFrame(
+    {
+      v: 1,
+      session: info.session,
+      run: info.run,
+      index,
+      seq: index,
+      tr: info.tr,
+      acquisitionTime: index * info.tr,
+      sentAt: Date.now(),
+    },
+    niftiVolume(info, index),
+  );
 
 async function server(t: TestContext, recordDir?: string) {
   const ends: RunEnd[] = [];
   const notices: IngestNotice[] = [];
-  const srv = await startServer({ port: 0, log: captureLog().log, recordDir, reorderWindowMs: 100, onHub: (h) => {
-    h.runEnds$.subscribe((e) => ends.push(e));
-    h.status$.subscribe((n) => notices.push(n));
-  } });
+  const srv = await startServer({
+    port: 0,
+    log: captureLog().log,
+    recordDir,
+    reorderWindowMs: 100,
+    onHub: (h) => {
+      h.runEnds$.subscribe((e) => ends.push(e));
+      h.status$.subscribe((n) => notices.push(n));
+    },
+  });
   t.after(() => srv.close());
   return { srv, ends, notices };
 }
@@ -28,22 +46,62 @@ async function server(t: TestContext, recordDir?: string) {
 test('a run-end, volume index or event trial beyond the per-run limit is refused with a sentence; nothing is sized by it and the run carries on', async (t) => {
   const { srv, ends } = await server(t);
   const c = await rawClient(srv.url, HELLO);
-  assert.equal((c.msgs[0] as { limits: { maxRunVolumes: number } }).limits.maxRunVolumes, 32767, 'welcome states the limit');
+  assert.equal(
+    (c.msgs[0] as { limits: { maxRunVolumes: number } }).limits.maxRunVolumes,
+    32767,
+    'welcome states the limit',
+  );
   c.ws.send(JSON.stringify({ type: 'run-start', ...info }));
   c.ws.send(frame(0));
   c.ws.send(JSON.stringify({ type: 'run-end', session: info.session, run: info.run, volumes: 40_000, events: 0 }));
   c.ws.send(JSON.stringify({ type: 'run-end', session: info.session, run: info.run, volumes: 1e15, events: 0 }));
-  c.ws.send(encodeVolumeFrame({ v: 1, session: info.session, run: info.run, index: 2 ** 31 - 10, seq: 1, tr: info.tr, acquisitionTime: 0, sentAt: Date.now() }, niftiVolume(info, 1)));
-  c.ws.send(JSON.stringify({ type: 'event', session: info.session, run: info.run, trial: 2 ** 40, onset: 1, duration: 1, stimulusId: 's' }));
+  c.ws.send(
+    encodeVolumeFrame(
+      {
+        v: 1,
+        session: info.session,
+        run: info.run,
+        index: 2 ** 31 - 10,
+        seq: 1,
+        tr: info.tr,
+        acquisitionTime: 0,
+        sentAt: Date.now(),
+      },
+      niftiVolume(info, 1),
+    ),
+  );
+  c.ws.send(
+    JSON.stringify({
+      type: 'event',
+      session: info.session,
+      run: info.run,
+      trial: 2 ** 40,
+      onset: 1,
+      duration: 1,
+      stimulusId: 's',
+    }),
+  );
   await waitFor(() => c.errors().length >= 4, 3000, 'four refusals');
   const msgs = c.errors().map((e) => e.message);
   assert.equal(c.errors().filter((e) => e.code === 'bad-message').length, 4);
-  assert.ok(msgs.some((m) => /run-end of run task-vision_run-01 says 40000 volumes .* above the server's limits .*32767 volumes.*not ended/.test(m)), msgs.join('\n'));
-  assert.ok(msgs.some((m) => /volume index 2147483638 .* above the server's limit of 32767 volumes per run; split/.test(m)));
+  assert.ok(
+    msgs.some((m) =>
+      /run-end of run task-vision_run-01 says 40000 volumes .* above the server's limits .*32767 volumes.*not ended/.test(
+        m,
+      ),
+    ),
+    msgs.join('\n'),
+  );
+  assert.ok(
+    msgs.some((m) => /volume index 2147483638 .* above the server's limit of 32767 volumes per run; split/.test(m)),
+  );
   assert.ok(msgs.some((m) => /event 1099511627776 .* above the server's limit of 100000 events/.test(m)));
   await new Promise((r) => setTimeout(r, 300)); // past the reorder window: an accepted huge index would be a gap by now
   assert.equal(ends.length, 0, 'the run did not end');
-  assert.ok(c.msgs.every((m) => m.type !== 'gap'), 'no gap was declared up to a refused index');
+  assert.ok(
+    c.msgs.every((m) => m.type !== 'gap'),
+    'no gap was declared up to a refused index',
+  );
   c.ws.send(frame(1));
   c.ws.send(JSON.stringify({ type: 'run-end', session: info.session, run: info.run, volumes: 2, events: 0 }));
   await waitFor(() => ends.length === 1, 3000, 'run end');
@@ -58,8 +116,14 @@ test('run-start dims beyond maxDim/maxVoxels are refused before anything is allo
   c.ws.send(JSON.stringify({ type: 'run-start', ...info, dims: [1024, 1024, 1024] }));
   c.ws.send(JSON.stringify({ type: 'run-start', ...info, run: 'task-vision_run-02', dims: [2000, 2, 2] }));
   await waitFor(() => c.errors().length >= 2, 3000, 'two refusals');
-  assert.deepEqual(c.errors().map((e) => e.code), ['dims-too-large', 'dims-too-large']);
-  assert.match(c.errors()[0].message, /run task-vision_run-01 refused: dims 1024×1024×1024 exceed the server limit \(each ≤ 1024, ≤ 16777216 voxels\)/);
+  assert.deepEqual(
+    c.errors().map((e) => e.code),
+    ['dims-too-large', 'dims-too-large'],
+  );
+  assert.match(
+    c.errors()[0].message,
+    /run task-vision_run-01 refused: dims 1024×1024×1024 exceed the server limit \(each ≤ 1024, ≤ 16777216 voxels\)/,
+  );
   c.ws.send(JSON.stringify({ type: 'run-end', session: info.session, run: info.run, volumes: 2, events: 0 }));
   await waitFor(() => c.errors().length >= 3, 3000, 'unknown run');
   assert.equal(c.errors()[2].code, 'unknown-run', 'the refused run was never started');
@@ -78,7 +142,10 @@ test('a long gap is one range: the run end lists it once, the recording holds it
   await waitFor(() => ends.length === 1, 30000, 'run end');
   assert.deepEqual(ends[0].missing, [[1, n]]);
   assert.equal(ends[0].missingCount, n - 1);
-  assert.deepEqual(notices.filter((x) => x.kind === 'gap').map((x) => [x.from, x.to]), [[1, n]]);
+  assert.deepEqual(
+    notices.filter((x) => x.kind === 'gap').map((x) => [x.from, x.to]),
+    [[1, n]],
+  );
   await srv.close();
   const p = runPaths(rec, info.subject, info.session, info.run);
   assert.deepEqual(nibLoad(p.bold).report.shape, [6, 5, 4, n]);

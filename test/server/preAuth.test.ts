@@ -22,7 +22,10 @@ test('a text frame far above the pre-hello cap is refused before it is buffered;
   bad.ws.send('{not json');
   await waitFor(() => bad.closed.code !== undefined, 3000, 'close after a bad pre-hello message');
   assert.equal(bad.closed.code, 1008);
-  assert.deepEqual(bad.errors().map((e) => [e.code, e.fatal]), [['bad-message', true]]);
+  assert.deepEqual(
+    bad.errors().map((e) => [e.code, e.fatal]),
+    [['bad-message', true]],
+  );
 
   const ok = await rawClient(srv.url, { type: 'hello', v: 1, client: 'raw' });
   assert.equal(ok.msgs[0].type, 'welcome');
@@ -46,5 +49,13 @@ test('repeated bad messages are aggregated: a bounded number of notices and log 
   assert.equal(cap.lines.filter((l) => l.includes('unknown-type')).length, 20);
   c.ws.close();
   await srv.close();
-  assert.ok(notices.some((n) => /^280 more unknown-type notice\(s\) in the last 10 s were not shown one by one/.test(n.message)), notices.map((n) => n.message).slice(-3).join('\n'));
+  assert.ok(
+    notices.some((n) =>
+      /^280 more unknown-type notice\(s\) in the last 10 s were not shown one by one/.test(n.message),
+    ),
+    notices
+      .map((n) => n.message)
+      .slice(-3)
+      .join('\n'),
+  );
 });

@@ -15,19 +15,31 @@ import { captureLog, niftiVolume, rawClient, runInfo } from './helpers.js';
 function upgradeStatus(url: string, headers: Record<string, string>): Promise<number> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, { headers });
-    ws.on('open', () => { ws.close(); resolve(101); });
-    ws.on('unexpected-response', (_req, res) => { resolve(res.statusCode ?? 0); res.resume(); });
-    ws.on('error', (e) => { if (!/Unexpected server response/.test(e.message)) reject(e); });
+    ws.on('open', () => {
+      ws.close();
+      resolve(101);
+    });
+    ws.on('unexpected-response', (_req, res) => {
+      resolve(res.statusCode ?? 0);
+      res.resume();
+    });
+    ws.on('error', (e) => {
+      if (!/Unexpected server response/.test(e.message)) reject(e);
+    });
   });
 }
 
 function get(port: number, path: string, host: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path, headers: { host } }, (res) => {
-      let body = '';
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    }).on('error', reject);
+    http
+      .get({ host: '127.0.0.1', port, path, headers: { host } }, (res) => {
+        let body = '';
+        res.on('data', (d) => {
+          body += d;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      })
+      .on('error', reject);
   });
 }
 
@@ -37,7 +49,15 @@ async function sendsARun(srv: DecoderServer, token?: string): Promise<number[]> 
   const sub = srv.hub.volumes$.subscribe((v) => got.push(v.index));
   const s = new ProtocolSender({ url: srv.url.replace('0.0.0.0', '127.0.0.1'), token }).start();
   s.startRun(info);
-  for (let i = 0; i < 3; i++) s.sendVolume({ session: info.session, run: info.run, index: i, tr: info.tr, acquisitionTime: i, nifti: niftiVolume(info, i) });
+  for (let i = 0; i < 3; i++)
+    s.sendVolume({
+      session: info.session,
+      run: info.run,
+      index: i,
+      tr: info.tr,
+      acquisitionTime: i,
+      nifti: niftiVolume(info, i),
+    });
   s.endRun(info.session, info.run, 3, 0);
   await s.flush();
   await s.close();
@@ -56,7 +76,11 @@ test('loopback bind without a token: a browser Origin on /bridge gets 403, a for
   const { srv, lines } = await serve(t);
   const p = srv.port;
   assert.equal(await upgradeStatus(srv.url, { origin: 'https://evil.example' }), 403);
-  assert.equal(await upgradeStatus(srv.url, { origin: `http://127.0.0.1:${p}` }), 403, 'even the dashboard page may not open /bridge');
+  assert.equal(
+    await upgradeStatus(srv.url, { origin: `http://127.0.0.1:${p}` }),
+    403,
+    'even the dashboard page may not open /bridge',
+  );
   assert.equal(await upgradeStatus(srv.url, { host: `rebound.evil.example:${p}` }), 421);
   assert.equal(await upgradeStatus(srv.url, { host: `localhost:${p}` }), 101);
   assert.ok(lines.some((l) => /refused a \/bridge upgrade .*web page \(origin "https:\/\/evil.example"\)/.test(l)));
@@ -71,7 +95,11 @@ test('loopback bind without a token: a browser Origin on /bridge gets 403, a for
 test('non-loopback bind with a token: a sender from another machine (any Host, no Origin) streams; a browser Origin is still refused', async (t) => {
   const { srv } = await serve(t, { host: '0.0.0.0', token: 'remote-secret' });
   const url = `ws://127.0.0.1:${srv.port}/bridge`;
-  const c = await rawClient(url, { type: 'hello', v: 1, client: 'bridge', token: 'remote-secret' }, { headers: { host: `decoder.lab.example:${srv.port}` } });
+  const c = await rawClient(
+    url,
+    { type: 'hello', v: 1, client: 'bridge', token: 'remote-secret' },
+    { headers: { host: `decoder.lab.example:${srv.port}` } },
+  );
   assert.equal(c.msgs[0].type, 'welcome');
   c.ws.close();
   assert.equal((await get(srv.port, '/healthz', `decoder.lab.example:${srv.port}`)).status, 200);
@@ -84,22 +112,38 @@ test('dashboard socket.io: its own page and non-browser clients get the data; an
   const dash = createDashboard();
   dash.attach(server, { loopbackBind: true });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.after(async () => { await dash.close(); await new Promise((r) => server.close(r)); });
+  t.after(async () => {
+    await dash.close();
+    await new Promise((r) => server.close(r));
+  });
   const port = (server.address() as { port: number }).port;
   const url = `http://127.0.0.1:${port}`;
-  const attempt = (headers: Record<string, string>) => new Promise<string>((resolve) => {
-    const s = connect(url, { transports: ['websocket'], reconnection: false, extraHeaders: headers });
-    s.on('snapshot', () => { s.close(); resolve('snapshot'); });
-    s.on('connect_error', (e) => { s.close(); resolve(`refused: ${e.message}`); });
-  });
+  const attempt = (headers: Record<string, string>) =>
+    new Promise<string>((resolve) => {
+      const s = connect(url, { transports: ['websocket'], reconnection: false, extraHeaders: headers });
+      s.on('snapshot', () => {
+        s.close();
+        resolve('snapshot');
+      });
+      s.on('connect_error', (e) => {
+        s.close();
+        resolve(`refused: ${e.message}`);
+      });
+    });
   assert.equal(await attempt({}), 'snapshot');
   assert.equal(await attempt({ origin: url }), 'snapshot');
   assert.match(await attempt({ origin: 'https://evil.example' }), /^refused/);
   assert.match(await attempt({ host: `rebound.evil.example:${port}` }), /^refused/);
   // Long polling (socket.io-client in Node cannot set Origin on XHR): the handshake request itself.
-  const poll = (headers: Record<string, string>) => new Promise<number>((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path: '/socket.io/?EIO=4&transport=polling', headers }, (res) => { res.resume(); resolve(res.statusCode ?? 0); }).on('error', reject);
-  });
+  const poll = (headers: Record<string, string>) =>
+    new Promise<number>((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port, path: '/socket.io/?EIO=4&transport=polling', headers }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        })
+        .on('error', reject);
+    });
   assert.equal(await poll({ host: `127.0.0.1:${port}` }), 200);
   assert.equal(await poll({ host: `127.0.0.1:${port}`, origin: url }), 200);
   assert.equal(await poll({ host: `127.0.0.1:${port}`, origin: 'https://evil.example' }), 403);

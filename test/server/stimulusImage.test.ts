@@ -20,10 +20,15 @@ test('bad inline images get a bad-image error and the event is still accepted an
   const rec = tempDir('stimrec');
   const events: StimulusEvent[] = [];
   const notices: IngestNotice[] = [];
-  const srv = await startServer({ port: 0, recordDir: rec, log: captureLog().log, onHub: (h) => {
-    h.events$.subscribe((e) => events.push(e));
-    h.status$.subscribe((n) => notices.push(n));
-  } });
+  const srv = await startServer({
+    port: 0,
+    recordDir: rec,
+    log: captureLog().log,
+    onHub: (h) => {
+      h.events$.subscribe((e) => events.push(e));
+      h.status$.subscribe((n) => notices.push(n));
+    },
+  });
   t.after(() => srv.close());
   const info = runInfo({ subject: 'i01' });
   const red = await picture('#c00', 'png');
@@ -46,30 +51,66 @@ test('bad inline images get a bad-image error and the event is still accepted an
   await new Promise((r) => ws.once('open', r));
   ws.send(JSON.stringify({ type: 'hello', v: 1, client: 'raw' }));
   ws.send(JSON.stringify({ type: 'run-start', ...info }));
-  sends.forEach(([id, imageData], trial) => ws.send(JSON.stringify({
-    type: 'event', session: info.session, run: info.run, trial, onset: trial * 4, duration: 3, stimulusId: id, image: `stimuli/${id}.png`, imageData,
-  })));
+  sends.forEach(([id, imageData], trial) =>
+    ws.send(
+      JSON.stringify({
+        type: 'event',
+        session: info.session,
+        run: info.run,
+        trial,
+        onset: trial * 4,
+        duration: 3,
+        stimulusId: id,
+        image: `stimuli/${id}.png`,
+        imageData,
+      }),
+    ),
+  );
   const acked = () => msgs.filter((m): m is AckMessage => m.type === 'ack').some((a) => a.eventsNext === sends.length);
   await waitFor(acked, 5000, 'every event acknowledged');
   ws.close();
 
   const errors = msgs.filter((m): m is ErrorMessage => m.type === 'error');
-  assert.deepEqual(errors.map((e) => [e.code, e.fatal]), Array(4).fill(['bad-image', false]));
-  assert.match(errors[0].message, /^stimulus image of event 1 \(s1\) of run task-vision_run-01 refused: "imageData" is not valid base64.*The event was accepted without it\.$/);
+  assert.deepEqual(
+    errors.map((e) => [e.code, e.fatal]),
+    Array(4).fill(['bad-image', false]),
+  );
+  assert.match(
+    errors[0].message,
+    /^stimulus image of event 1 \(s1\) of run task-vision_run-01 refused: "imageData" is not valid base64.*The event was accepted without it\.$/,
+  );
   assert.match(errors[1].message, /event 2 \(s2\).*not a PNG, JPEG or WebP file/);
   assert.match(errors[2].message, /event 3 \(s3\).*above the 512 KiB limit/);
   assert.match(errors[3].message, /event 7 \(s8\).*"imageData" must be a non-empty base64 string/);
-  assert.ok(notices.some((n) => /^bad-image: stimulus image of event 1/.test(n.message)), 'the operator sees it too');
+  assert.ok(
+    notices.some((n) => /^bad-image: stimulus image of event 1/.test(n.message)),
+    'the operator sees it too',
+  );
 
-  assert.deepEqual(events.map((e) => e.trial), [...sends.keys()], 'every event is accepted, in order');
-  assert.deepEqual(events.map((e) => e.imageData?.format ?? null), ['png', null, null, null, 'png', 'png', 'jpeg', null]);
+  assert.deepEqual(
+    events.map((e) => e.trial),
+    [...sends.keys()],
+    'every event is accepted, in order',
+  );
+  assert.deepEqual(
+    events.map((e) => e.imageData?.format ?? null),
+    ['png', null, null, null, 'png', 'png', 'jpeg', null],
+  );
   assert.ok(Buffer.from(events[0].imageData!.bytes).equals(red));
 
   await srv.close();
-  const rows = readFileSync(runPaths(rec, 'i01', info.session, info.run).events, 'utf8').trim().split('\n').slice(1).map((l) => l.split('\t'));
+  const rows = readFileSync(runPaths(rec, 'i01', info.session, info.run).events, 'utf8')
+    .trim()
+    .split('\n')
+    .slice(1)
+    .map((l) => l.split('\t'));
   const stimFiles = rows.map((r) => r[5]);
   assert.equal(stimFiles[0], 'stimuli/s0.png');
-  assert.deepEqual(stimFiles.slice(1, 4), ['stimuli/s1.png', 'stimuli/s2.png', 'stimuli/s3.png'], 'without an image the sender\'s path is kept');
+  assert.deepEqual(
+    stimFiles.slice(1, 4),
+    ['stimuli/s1.png', 'stimuli/s2.png', 'stimuli/s3.png'],
+    "without an image the sender's path is kept",
+  );
   assert.equal(stimFiles[4], 'stimuli/s0.png');
   assert.match(stimFiles[5], /^stimuli\/s0-[0-9a-f]{12}\.png$/);
   assert.equal(stimFiles[6], 'stimuli/odd_id_7.jpg');

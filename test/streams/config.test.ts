@@ -5,8 +5,18 @@ import { UserError } from '../../src/core/errors.js';
 import { parseConfigOverrides, parsePreprocessConfig, validateMaskForRun } from '../../streams/config.js';
 
 test('the manifest block with defaults; config file and CLI overrides win in that order', () => {
-  const manifest = { tr: 1.6, discard_volumes: 3, detrend: { max_order: 6 }, response: { method: 'window-mean', window: [4, 8] }, fd_threshold_mm: 0.5 };
-  const c = parsePreprocessConfig(manifest, { detrend: { mode: 'window' } }, parseConfigOverrides(['response.window=[3,9]', 'detrend.max_order=4', 'subject=sim02']));
+  const manifest = {
+    tr: 1.6,
+    discard_volumes: 3,
+    detrend: { max_order: 6 },
+    response: { method: 'window-mean', window: [4, 8] },
+    fd_threshold_mm: 0.5,
+  };
+  const c = parsePreprocessConfig(
+    manifest,
+    { detrend: { mode: 'window' } },
+    parseConfigOverrides(['response.window=[3,9]', 'detrend.max_order=4', 'subject=sim02']),
+  );
   assert.equal(c.tr, 1.6);
   assert.equal(c.discardVolumes, 3);
   assert.equal(c.detrend.mode, 'window');
@@ -31,20 +41,30 @@ test('bad configurations fail at start with one clear sentence', () => {
     [[1, 2], /must be a JSON object/],
   ];
   for (const [cfg, re] of cases) {
-    assert.throws(() => parsePreprocessConfig(cfg), (e: unknown) => {
-      assert.ok(e instanceof UserError);
-      assert.match(e.message, re);
-      assert.equal(e.message.split('\n').length, 1);
-      return true;
-    });
+    assert.throws(
+      () => parsePreprocessConfig(cfg),
+      (e: unknown) => {
+        assert.ok(e instanceof UserError);
+        assert.match(e.message, re);
+        assert.equal(e.message.split('\n').length, 1);
+        return true;
+      },
+    );
   }
   assert.throws(() => parseConfigOverrides(['detrend.mode']), /is not key=value/);
 });
 
 test('a mask whose dims differ from the volumes is refused with both sizes named', () => {
-  const mask = { dims: [4, 4, 2] as [number, number, number], data: new Uint8Array(32).fill(1), affine: [2, 0, 0, 0, 0, 2, 0, 0, 0, 0, 2, 0, 0, 0, 0, 1] };
+  const mask = {
+    dims: [4, 4, 2] as [number, number, number],
+    data: new Uint8Array(32).fill(1),
+    affine: [2, 0, 0, 0, 0, 2, 0, 0, 0, 0, 2, 0, 0, 0, 0, 1],
+  };
   assert.throws(() => validateMaskForRun(mask, [4, 4, 3]), /mask dims 4×4×2 differ from the volume dims 4×4×3/);
   assert.throws(() => validateMaskForRun({ ...mask, data: new Uint8Array(32) }, [4, 4, 2]), /no nonzero voxels/);
-  assert.throws(() => validateMaskForRun(mask, [4, 4, 2], [3, 0, 0, 0, 0, 2, 0, 0, 0, 0, 2, 0, 0, 0, 0, 1]), /affine differs/);
+  assert.throws(
+    () => validateMaskForRun(mask, [4, 4, 2], [3, 0, 0, 0, 0, 2, 0, 0, 0, 0, 2, 0, 0, 0, 0, 1]),
+    /affine differs/,
+  );
   validateMaskForRun(mask, [4, 4, 2], mask.affine);
 });

@@ -14,7 +14,11 @@ export function tempDir(prefix: string): string {
 
 /** Runs `python -m mindsemantix.baselines.oracle <args>`; throws with stderr on failure. */
 export function oracle(args: string[]): void {
-  const r = spawnSync(python, ['-m', 'mindsemantix.baselines.oracle', ...args], { encoding: 'utf8', cwd: root, timeout: 120_000 });
+  const r = spawnSync(python, ['-m', 'mindsemantix.baselines.oracle', ...args], {
+    encoding: 'utf8',
+    cwd: root,
+    timeout: 120_000,
+  });
   if (r.status !== 0) throw new Error(`oracle ${args[0]} failed: ${r.stderr || r.error?.message}`);
 }
 

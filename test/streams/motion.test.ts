@@ -17,7 +17,8 @@ interface Meta {
 }
 
 function maxErr(a: ArrayLike<number>, b: ArrayLike<number>): { mm: number; deg: number } {
-  let mm = 0, deg = 0;
+  let mm = 0,
+    deg = 0;
   for (let i = 0; i < 3; i++) mm = Math.max(mm, Math.abs(a[i] - b[i]));
   for (let i = 3; i < 6; i++) deg = Math.max(deg, Math.abs(a[i] - b[i]));
   return { mm, deg };
@@ -78,10 +79,16 @@ test('recovers in-plane motions up to 3 mm / 3° on the 3-slice functional.nii w
 test('resampling with the estimated parameters undoes the motion (corrected ≈ reference inside the brain)', () => {
   const dims: [number, number, number] = [24, 28, 20];
   const ref = new Float32Array(dims[0] * dims[1] * dims[2]);
-  for (let k = 0; k < dims[2]; k++) for (let j = 0; j < dims[1]; j++) for (let i = 0; i < dims[0]; i++) {
-    const x = i - 11.5, y = j - 13.5, z = k - 9.5;
-    ref[i + j * 24 + k * 24 * 28] = 100 * Math.exp(-(x * x / 40 + y * y / 60 + z * z / 30)) + 30 * Math.exp(-((x - 4) ** 2 + (y + 3) ** 2 + z * z) / 8);
-  }
+  for (let k = 0; k < dims[2]; k++)
+    for (let j = 0; j < dims[1]; j++)
+      for (let i = 0; i < dims[0]; i++) {
+        const x = i - 11.5,
+          y = j - 13.5,
+          z = k - 9.5;
+        ref[i + j * 24 + k * 24 * 28] =
+          100 * Math.exp(-((x * x) / 40 + (y * y) / 60 + (z * z) / 30)) +
+          30 * Math.exp(-((x - 4) ** 2 + (y + 3) ** 2 + z * z) / 8);
+      }
   const mc = new MotionCorrector(dims, [2, 2, 2], { interpolation: 'cubic' });
   mc.setReference(ref);
   const truth = [1.2, -0.7, 0.5, 2, -1, 1.5];
@@ -112,9 +119,12 @@ function invertRigidParams(p: number[]): number[] {
 test('framewise displacement follows Power 2012 (50 mm radius, degrees → arc length)', () => {
   assert.ok(Math.abs(framewiseDisplacement([0, 0, 0, 0, 0, 0], [0.1, -0.2, 0.3, 0, 0, 0]) - 0.6) < 1e-12);
   const fd = framewiseDisplacement([0, 0, 0, 0, 0, 0], [0, 0, 0, 1, 0, -1]);
-  assert.ok(Math.abs(fd - 2 * 50 * Math.PI / 180) < 1e-12);
+  assert.ok(Math.abs(fd - (2 * 50 * Math.PI) / 180) < 1e-12);
   const p = [1, 2, 3, 10, -20, 30];
-  assert.deepEqual(matrixToParams(paramsToMatrix(p)).map((x) => +x.toFixed(10)), p);
+  assert.deepEqual(
+    matrixToParams(paramsToMatrix(p)).map((x) => +x.toFixed(10)),
+    p,
+  );
 });
 
 test('B-spline prefilter coefficients interpolate the samples back (mirror boundary)', () => {

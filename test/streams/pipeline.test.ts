@@ -9,18 +9,35 @@ import vm from 'node:vm';
 import { Subject } from 'rxjs';
 import type { StimulusEvent, Volume } from '../../src/core/types.js';
 import { decodeNifti } from '../../src/scanner/nifti.js';
-import { createPreprocessor, parsePreprocessConfig, type PreprocessAlarm, type ProcessedVolume, type TrialTiming,
-  type VolumeTiming, type MotionReport, type StreamTrialResponse } from '../../streams/index.js';
+import {
+  createPreprocessor,
+  parsePreprocessConfig,
+  type PreprocessAlarm,
+  type ProcessedVolume,
+  type TrialTiming,
+  type VolumeTiming,
+  type MotionReport,
+  type StreamTrialResponse,
+} from '../../streams/index.js';
 import { MotionCorrector } from '../../streams/motionCorrect.js';
 import { inverseParams, makePhantom, rng } from '../../src/bench/preprocess.js';
 import type { MotionParams } from '../../streams/rigid.js';
 import { nibabelData } from './helpers.js';
 
-function collect(pre: ReturnType<typeof createPreprocessor>, vols: Volume[], events: StimulusEvent[], eventsFirst = true) {
-  const v$ = new Subject<Volume>(), e$ = new Subject<StimulusEvent>();
+function collect(
+  pre: ReturnType<typeof createPreprocessor>,
+  vols: Volume[],
+  events: StimulusEvent[],
+  eventsFirst = true,
+) {
+  const v$ = new Subject<Volume>(),
+    e$ = new Subject<StimulusEvent>();
   const out = pre.attach(v$, e$);
-  const volumes: ProcessedVolume[] = [], trials: StreamTrialResponse[] = [], timing: (VolumeTiming | TrialTiming)[] = [];
-  const motion: MotionReport[] = [], alarms: PreprocessAlarm[] = [];
+  const volumes: ProcessedVolume[] = [],
+    trials: StreamTrialResponse[] = [],
+    timing: (VolumeTiming | TrialTiming)[] = [];
+  const motion: MotionReport[] = [],
+    alarms: PreprocessAlarm[] = [];
   out.volumes$.subscribe((v) => volumes.push(v));
   out.trials$.subscribe((t) => trials.push(t));
   out.timing$.subscribe((t) => timing.push(t));
@@ -35,7 +52,13 @@ function collect(pre: ReturnType<typeof createPreprocessor>, vols: Volume[], eve
   return { volumes, trials, timing, motion, alarms };
 }
 
-const ev = (run: string, trial: number, onset: number): StimulusEvent => ({ run, trial, onset, duration: 3, stimulusId: `stim${trial}` });
+const ev = (run: string, trial: number, onset: number): StimulusEvent => ({
+  run,
+  trial,
+  onset,
+  duration: 3,
+  stimulusId: `stim${trial}`,
+});
 
 test('real EPI (functional.nii) through the whole chain: every stage stamped, motion/FD/DVARS, finite trial vectors', () => {
   const img = decodeNifti(new Uint8Array(readFileSync(join(nibabelData, 'functional.nii'))));
@@ -44,24 +67,45 @@ test('real EPI (functional.nii) through the whole chain: every stage stamped, mo
   let mean = 0;
   for (const x of v0) mean += x / v0.length;
   const mask = { dims, data: Uint8Array.from(v0, (x) => (x > mean ? 1 : 0)), affine: img.affine };
-  const cfg = parsePreprocessConfig({ tr: img.tr, discard_volumes: 2, subject: 'nib', detrend: { motion_regressors: false } });
+  const cfg = parsePreprocessConfig({
+    tr: img.tr,
+    discard_volumes: 2,
+    subject: 'nib',
+    detrend: { motion_regressors: false },
+  });
   const pre = createPreprocessor(cfg, mask);
   pre.validateRun(dims, img.affine);
   const vols: Volume[] = Array.from({ length: img.dims[3] }, (_, i) => ({
-    run: 'r1', index: i, dims, affine: img.affine, tr: img.tr, acquisitionTime: i * img.tr, data: img.volume(i), times: {},
+    run: 'r1',
+    index: i,
+    dims,
+    affine: img.affine,
+    tr: img.tr,
+    acquisitionTime: i * img.tr,
+    data: img.volume(i),
+    times: {},
   }));
   const events = [ev('r1', 0, 8), ev('r1', 1, 16), ev('r1', 2, 24)];
   const r = collect(pre, vols, events, false);
   assert.equal(r.volumes.length, 20);
-  assert.deepEqual(r.volumes.map((v) => v.status), [...Array(2).fill('discarded'), ...Array(18).fill('ok')]);
+  assert.deepEqual(
+    r.volumes.map((v) => v.status),
+    [...Array(2).fill('discarded'), ...Array(18).fill('ok')],
+  );
   assert.equal(r.motion.length, 18);
-  for (const m of r.motion) assert.ok(Number.isFinite(m.fd) && Number.isFinite(m.dvars) && m.params.every(Number.isFinite));
+  for (const m of r.motion)
+    assert.ok(Number.isFinite(m.fd) && Number.isFinite(m.dvars) && m.params.every(Number.isFinite));
   assert.equal(r.motion[0].fd, 0);
   const vt = r.timing.filter((t): t is VolumeTiming => t.kind === 'volume');
   assert.equal(vt.length, 18);
   for (const t of vt) {
     const s = t.times;
-    assert.ok(s.received! <= s.corrected! && s.corrected! <= s.masked! && s.masked! <= s.detrended! && s.detrended! <= s.zscored!);
+    assert.ok(
+      s.received! <= s.corrected! &&
+        s.corrected! <= s.masked! &&
+        s.masked! <= s.detrended! &&
+        s.detrended! <= s.zscored!,
+    );
     assert.ok(t.totalMs >= 0);
   }
   assert.equal(r.trials.length, 3);
@@ -79,11 +123,16 @@ function phantomRun(dims: [number, number, number], n: number, motionAt: (t: num
   // a constant block (value 100) inside the mask: must come out as 0, never NaN
   const [nx, ny] = dims;
   const constant: number[] = [];
-  for (let k = 1; k < 5; k++) for (let j = 1; j < 7; j++) for (let i = 1; i < 7; i++) {
-    const o = i + j * nx + k * nx * ny;
-    ph.template[o] = 100;
-    if (i > 2 && i < 5 && j > 2 && j < 5 && k > 1 && k < 4) { ph.mask[o] = 1; constant.push(o); }
-  }
+  for (let k = 1; k < 5; k++)
+    for (let j = 1; j < 7; j++)
+      for (let i = 1; i < 7; i++) {
+        const o = i + j * nx + k * nx * ny;
+        ph.template[o] = 100;
+        if (i > 2 && i < 5 && j > 2 && j < 5 && k > 1 && k < 4) {
+          ph.mask[o] = 1;
+          constant.push(o);
+        }
+      }
   const mc = new MotionCorrector(dims, [3, 3, 3], { interpolation: 'cubic' });
   const r = rng(seed);
   const vols: Volume[] = [];
@@ -100,7 +149,10 @@ test('volumes before the reference is fixed are held, then corrected against it 
   const { ph, vols } = phantomRun(dims, 12, (t) => [0.1 * t, 0, 0, 0, 0, 0.05 * t]);
   const cfg = parsePreprocessConfig({ tr: 2, discard_volumes: 1, motion: { reference: 4 } });
   const r = collect(createPreprocessor(cfg, { dims, data: ph.mask, affine: ph.affine }), vols, []);
-  assert.deepEqual(r.volumes.map((v) => v.index), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+  assert.deepEqual(
+    r.volumes.map((v) => v.index),
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+  );
   assert.equal(r.volumes[0].status, 'discarded');
   const m4 = r.motion.find((m) => m.index === 4)!;
   assert.deepEqual(m4.params, [0, 0, 0, 0, 0, 0], 'the reference has zero motion by definition');
@@ -120,11 +172,18 @@ test('extreme motion is flagged by FD (alarm, volume and trial flags); a missing
   assert.ok(Math.abs(m20.params[0] - 4) < 0.3 && Math.abs(m20.params[5] - 3) < 0.3, `recovered ${m20.params}`);
   assert.ok(m20.fd > 0.9);
   assert.ok(r.alarms.some((a) => a.kind === 'high-motion' && a.index === 20));
-  assert.ok(r.alarms.some((a) => a.kind === 'high-motion' && a.index === 21), 'moving back is motion too');
+  assert.ok(
+    r.alarms.some((a) => a.kind === 'high-motion' && a.index === 21),
+    'moving back is motion too',
+  );
   assert.ok(r.volumes.find((v) => v.index === 20)!.flags.includes('high-motion'));
   const byTrial = new Map(r.trials.map((t) => [t.trial, t]));
   assert.deepEqual(byTrial.get(0)!.flags, ['high-motion'], 'onset 36 s: window [40, 44) s = volumes 20, 21');
-  assert.deepEqual(byTrial.get(1)!.flags, ['missing-volume'], 'onset 58 s: window [62, 66) s = volumes 31 (missing), 32');
+  assert.deepEqual(
+    byTrial.get(1)!.flags,
+    ['missing-volume'],
+    'onset 58 s: window [62, 66) s = volumes 31 (missing), 32',
+  );
   assert.deepEqual(byTrial.get(1)!.volumes, [32]);
   assert.deepEqual(byTrial.get(2)!.flags, [], 'onset 20 s: volumes 12, 13, after the detrend warm-up');
   const maskIdx = [...ph.mask.keys()].filter((i) => ph.mask[i]);
@@ -140,7 +199,11 @@ test('extreme motion is flagged by FD (alarm, volume and trial flags); a missing
 test('bad input never crashes the chain: wrong dims are rejected with an alarm, later volumes go on; lag alarm fires', () => {
   const dims: [number, number, number] = [24, 24, 16];
   const { ph, vols } = phantomRun(dims, 14, () => [0, 0, 0, 0, 0, 0]);
-  const pre = createPreprocessor(parsePreprocessConfig({ tr: 2, lag_alarm_fraction: 1e-9 }), { dims, data: ph.mask, affine: ph.affine });
+  const pre = createPreprocessor(parsePreprocessConfig({ tr: 2, lag_alarm_fraction: 1e-9 }), {
+    dims,
+    data: ph.mask,
+    affine: ph.affine,
+  });
   assert.throws(() => pre.validateRun([24, 24, 15]), /mask dims 24×24×16 differ from the volume dims 24×24×15/);
   const bad: Volume = { ...vols[5], index: 5, dims: [24, 24, 15], data: new Float32Array(24 * 24 * 15) };
   const input = [...vols.slice(0, 5), bad, ...vols.slice(6)];
@@ -157,11 +220,15 @@ test('memory stays flat over a 2000-volume run', () => {
   const dims: [number, number, number] = [20, 20, 12];
   const ph = makePhantom(dims, [3, 3, 3], 600, 9);
   const pre = createPreprocessor(parsePreprocessConfig({ tr: 2 }), { dims, data: ph.mask, affine: ph.affine });
-  const v$ = new Subject<Volume>(), e$ = new Subject<StimulusEvent>();
+  const v$ = new Subject<Volume>(),
+    e$ = new Subject<StimulusEvent>();
   const out = pre.attach(v$, e$);
-  let trials = 0, processed = 0;
+  let trials = 0,
+    processed = 0;
   out.trials$.subscribe(() => trials++);
-  out.volumes$.subscribe((v) => { if (v.zscored) processed++; });
+  out.volumes$.subscribe((v) => {
+    if (v.zscored) processed++;
+  });
   out.connect();
   const r = rng(3);
   const heap: number[] = [];
@@ -169,10 +236,16 @@ test('memory stays flat over a 2000-volume run', () => {
     const data = Float32Array.from(ph.template, (x) => x + r.normal());
     if (t % 4 === 0) e$.next(ev('m', t / 4, 2 * t));
     v$.next({ run: 'm', index: t, dims, affine: ph.affine, tr: 2, acquisitionTime: 2 * t, data, times: {} });
-    if (t === 400 || t === 1999) { gc(); gc(); heap.push(process.memoryUsage().heapUsed); }
+    if (t === 400 || t === 1999) {
+      gc();
+      gc();
+      heap.push(process.memoryUsage().heapUsed);
+    }
   }
   const growth = (heap[1] - heap[0]) / 1e6;
-  console.log(`heap at volume 400: ${(heap[0] / 1e6).toFixed(1)} MB, at 2000: ${(heap[1] / 1e6).toFixed(1)} MB (growth ${growth.toFixed(2)} MB)`);
+  console.log(
+    `heap at volume 400: ${(heap[0] / 1e6).toFixed(1)} MB, at 2000: ${(heap[1] / 1e6).toFixed(1)} MB (growth ${growth.toFixed(2)} MB)`,
+  );
   assert.ok(processed > 1980 && trials > 490);
   assert.ok(growth < 2, `heap grew by ${growth} MB over 1600 volumes`);
 });
@@ -184,7 +257,11 @@ test('a blank reference candidate and a volume with NaN are rejected; the run go
   const nan = vols[6].data.slice();
   nan[1234] = NaN;
   vols[6] = { ...vols[6], data: nan };
-  const r = collect(createPreprocessor(parsePreprocessConfig({ tr: 2 }), { dims, data: ph.mask, affine: ph.affine }), vols, []);
+  const r = collect(
+    createPreprocessor(parsePreprocessConfig({ tr: 2 }), { dims, data: ph.mask, affine: ph.affine }),
+    vols,
+    [],
+  );
   assert.deepEqual(r.volumes[0].flags, ['unusable-reference']);
   assert.deepEqual(r.volumes[6].flags, ['non-finite']);
   assert.ok(r.volumes[1].flags.includes('reference'));

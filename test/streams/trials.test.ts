@@ -6,7 +6,13 @@ import type { StimulusEvent } from '../../src/core/types.js';
 import { boxcarResponse, doubleGammaHrf } from '../../streams/hrf.js';
 import { TrialResponseEstimator, windowVolumes } from '../../streams/trialResponses.js';
 
-const ev = (trial: number, onset: number, duration = 3): StimulusEvent => ({ run: 'r1', trial, onset, duration, stimulusId: `s${trial}` });
+const ev = (trial: number, onset: number, duration = 3): StimulusEvent => ({
+  run: 'r1',
+  trial,
+  onset,
+  duration,
+  stimulusId: `s${trial}`,
+});
 /** Volume t has value t + v/10 in voxel v: window means are easy to predict. */
 const vol = (t: number, V = 3) => Float32Array.from({ length: V }, (_, v) => t + v / 10);
 
@@ -19,7 +25,10 @@ test('window-mean: emitted on the volume that completes onset+4…+8 s, with the
   assert.equal(out.length, 1);
   const r = out[0];
   assert.deepEqual(r.volumes, [7, 8]);
-  assert.deepEqual(Array.from(r.vector).map((x) => +x.toFixed(5)), [7.5, 7.6, 7.7]);
+  assert.deepEqual(
+    Array.from(r.vector).map((x) => +x.toFixed(5)),
+    [7.5, 7.6, 7.7],
+  );
   assert.deepEqual(r.flags, []);
   assert.deepEqual(r.window, { start: 14, end: 18 });
   assert.equal(r.method, 'window-mean');
@@ -49,7 +58,10 @@ test('a missing volume inside the window flags the trial (and the mean uses only
   const [r] = est.addVolume(8, vol(8), 0, 8);
   assert.ok(r.flags.includes('missing-volume'), `flags ${r.flags}`);
   assert.deepEqual(r.volumes, [8]);
-  assert.deepEqual(Array.from(r.vector).map((x) => +x.toFixed(5)), [8, 8.1, 8.2]);
+  assert.deepEqual(
+    Array.from(r.vector).map((x) => +x.toFixed(5)),
+    [8, 8.1, 8.2],
+  );
 });
 
 test('a run shorter than the response window: pending trials are emitted at run end, flagged incomplete', () => {
@@ -62,7 +74,10 @@ test('a run shorter than the response window: pending trials are emitted at run 
   assert.ok(out[0].flags.includes('incomplete-window'));
   assert.deepEqual(out[0].volumes, [3]);
   assert.ok(out[1].flags.includes('incomplete-window') && out[1].flags.includes('no-data'));
-  assert.ok(out[1].vector.every((x) => x === 0), 'no data → zero vector, flagged, never NaN');
+  assert.ok(
+    out[1].vector.every((x) => x === 0),
+    'no data → zero vector, flagged, never NaN',
+  );
 });
 
 test('high motion in the window and volumes without z-scores (warm-up) are flagged', () => {
@@ -77,23 +92,32 @@ test('high motion in the window and volumes without z-scores (warm-up) are flagg
 });
 
 test('LSS beta recovers each trial amplitude exactly under overlapping HRFs (4 s ISI) when the other trials share one', () => {
-  const tr = 1, V = 2, n = 6;
+  const tr = 1,
+    V = 2,
+    n = 6;
   for (let target = 0; target < n; target++) {
     const amp = (i: number, v: number) => (i === target ? [2.5, -1.5][v] : [1, 0.5][v]);
     const events = Array.from({ length: n }, (_, i) => ev(i, 4 + 4 * i, 3));
-    const est = new TrialResponseEstimator(V, { tr, method: 'lss-beta', lssWindow: [0, 16] }, { run: 'r1', subject: 's' });
+    const est = new TrialResponseEstimator(
+      V,
+      { tr, method: 'lss-beta', lssWindow: [0, 16] },
+      { run: 'r1', subject: 's' },
+    );
     for (const e of events) est.addEvent(e);
     let got: Float32Array | null = null;
     for (let t = 0; t < 60; t++) {
       const y = new Float32Array(V);
       for (let v = 0; v < V; v++) {
         y[v] = 0.3;
-        events.forEach((e, i) => { y[v] += amp(i, v) * boxcarResponse(t * tr, e.onset, e.duration); });
+        events.forEach((e, i) => {
+          y[v] += amp(i, v) * boxcarResponse(t * tr, e.onset, e.duration);
+        });
       }
       for (const r of est.addVolume(t, y, 0, t)) if (r.trial === target) got = r.vector;
     }
     assert.ok(got, `trial ${target} emitted`);
-    for (let v = 0; v < V; v++) assert.ok(Math.abs(got[v] - amp(target, v)) < 1e-4, `trial ${target} voxel ${v}: ${got[v]}`);
+    for (let v = 0; v < V; v++)
+      assert.ok(Math.abs(got[v] - amp(target, v)) < 1e-4, `trial ${target} voxel ${v}: ${got[v]}`);
   }
   const peak = Array.from({ length: 200 }, (_, i) => doubleGammaHrf(i * 0.1));
   assert.ok(Math.abs(peak.indexOf(Math.max(...peak)) * 0.1 - 5) < 0.15, 'HRF peaks at 5 s');

@@ -42,12 +42,24 @@ series by series; series that say they are not EPI (a localizer) are skipped unl
 Stop with Ctrl-C: open runs are ended and the bridge exits once everything is acknowledged.`;
 
 /** The network listener chosen by --mrd-listen or --afni-listen, if any. */
-function listenerSource(p: ParsedArgs, tr: number | undefined, log: ReturnType<typeof stderrLogger>, onListenError: (m: string) => void): BridgeOptions['source'] {
-  for (const [name, example, Listener] of [['mrd-listen', '9002', MrdListener], ['afni-listen', '7954', AfniListener]] as const) {
+function listenerSource(
+  p: ParsedArgs,
+  tr: number | undefined,
+  log: ReturnType<typeof stderrLogger>,
+  onListenError: (m: string) => void,
+): BridgeOptions['source'] {
+  for (const [name, example, Listener] of [
+    ['mrd-listen', '9002', MrdListener],
+    ['afni-listen', '7954', AfniListener],
+  ] as const) {
     const flag = stringFlag(p, name);
     if (flag === undefined) continue;
     const at = parseListenAddress(flag);
-    if (!at) throw new UserError(`bridge: --${name} takes [HOST:]PORT, such as ${example} or 127.0.0.1:${example} (got "${flag}").`, 2);
+    if (!at)
+      throw new UserError(
+        `bridge: --${name} takes [HOST:]PORT, such as ${example} or 127.0.0.1:${example} (got "${flag}").`,
+        2,
+      );
     return (h) => new Listener({ ...h, ...at, tr, log, onListenError });
   }
   return undefined;
@@ -59,23 +71,44 @@ export const command: Command = {
   help,
   async run(argv) {
     const p = parseArgs('bridge', argv, {
-      watch: { type: 'string' }, xtc: { type: 'string' }, 'mrd-listen': { type: 'string' }, 'afni-listen': { type: 'string' }, server: { type: 'string' },
-      format: { type: 'string', default: 'auto', choices: ['auto', 'dicom', 'nifti', 'parrec'] }, series: { type: 'string' }, 'give-up': { type: 'string' },
-      'token-file': { type: 'string' }, events: { type: 'string' }, subject: { type: 'string' }, session: { type: 'string' },
-      task: { type: 'string' }, tr: { type: 'string' },
+      watch: { type: 'string' },
+      xtc: { type: 'string' },
+      'mrd-listen': { type: 'string' },
+      'afni-listen': { type: 'string' },
+      server: { type: 'string' },
+      format: { type: 'string', default: 'auto', choices: ['auto', 'dicom', 'nifti', 'parrec'] },
+      series: { type: 'string' },
+      'give-up': { type: 'string' },
+      'token-file': { type: 'string' },
+      events: { type: 'string' },
+      subject: { type: 'string' },
+      session: { type: 'string' },
+      task: { type: 'string' },
+      tr: { type: 'string' },
     });
-    if (p.positionals.length) throw new UserError(`bridge: unexpected argument "${p.positionals[0]}"; run \`mindsemantix bridge --help\`.`, 2);
+    if (p.positionals.length)
+      throw new UserError(`bridge: unexpected argument "${p.positionals[0]}"; run \`mindsemantix bridge --help\`.`, 2);
     const inputs = ['watch', 'xtc', 'mrd-listen', 'afni-listen'].filter((k) => stringFlag(p, k) !== undefined);
-    if (inputs.length !== 1) throw new UserError(`bridge: give exactly one of --watch DIR, --xtc DIR, --mrd-listen [HOST:]PORT or --afni-listen [HOST:]PORT (got ${inputs.length ? inputs.map((k) => `--${k}`).join(' and ') : 'neither'}); run \`mindsemantix bridge --help\`.`, 2);
+    if (inputs.length !== 1)
+      throw new UserError(
+        `bridge: give exactly one of --watch DIR, --xtc DIR, --mrd-listen [HOST:]PORT or --afni-listen [HOST:]PORT (got ${inputs.length ? inputs.map((k) => `--${k}`).join(' and ') : 'neither'}); run \`mindsemantix bridge --help\`.`,
+        2,
+      );
     const url = requireString('bridge', p, 'server');
     const seriesFlag = stringFlag(p, 'series');
     const series = seriesFlag?.split(',').map((x) => Number(x.trim()));
-    if (series && series.some((n) => !Number.isInteger(n) || n < 0)) throw new UserError(`bridge: --series takes series numbers separated by commas, such as 5 or 5,7 (got "${seriesFlag}").`, 2);
+    if (series && series.some((n) => !Number.isInteger(n) || n < 0))
+      throw new UserError(
+        `bridge: --series takes series numbers separated by commas, such as 5 or 5,7 (got "${seriesFlag}").`,
+        2,
+      );
     const giveUp = numberFlag('bridge', p, 'give-up', { min: 0.1 });
-    if (!/^wss?:\/\//.test(url)) throw new UserError(`bridge: --server must be a ws:// URL such as ws://127.0.0.1:8080 (got "${url}").`, 2);
+    if (!/^wss?:\/\//.test(url))
+      throw new UserError(`bridge: --server must be a ws:// URL such as ws://127.0.0.1:8080 (got "${url}").`, 2);
     for (const k of ['subject', 'session', 'task']) {
       const v = stringFlag(p, k);
-      if (v !== undefined && !/^[A-Za-z0-9]+$/.test(v)) throw new UserError(`bridge: --${k} may contain only letters and digits (got "${v}").`, 2);
+      if (v !== undefined && !/^[A-Za-z0-9]+$/.test(v))
+        throw new UserError(`bridge: --${k} may contain only letters and digits (got "${v}").`, 2);
     }
     const tf = stringFlag(p, 'token-file');
     let token: string | undefined;
@@ -87,20 +120,41 @@ export const command: Command = {
     const log = stderrLogger();
     const tr = numberFlag('bridge', p, 'tr', { min: 0.001 });
     let listenError: (m: string) => void = () => undefined;
-    const cannotListen = new Promise<never>((_, reject) => { listenError = (m) => reject(new UserError(`bridge: ${m}`)); });
+    const cannotListen = new Promise<never>((_, reject) => {
+      listenError = (m) => reject(new UserError(`bridge: ${m}`));
+    });
     const source = listenerSource(p, tr, log, (m) => listenError(m));
     const dir = stringFlag(p, 'watch') ?? stringFlag(p, 'xtc');
     const bridge = new ScannerBridge({
-      dir, source, layout: stringFlag(p, 'xtc') ? 'series-folders' : 'folder', series, giveUpMs: giveUp !== undefined ? giveUp * 1000 : undefined,
-      url, token, format: stringFlag(p, 'format') as ScannerFormat, eventsFile: stringFlag(p, 'events'),
-      subject: stringFlag(p, 'subject'), session: stringFlag(p, 'session'), task: stringFlag(p, 'task'),
-      tr, log,
+      dir,
+      source,
+      layout: stringFlag(p, 'xtc') ? 'series-folders' : 'folder',
+      series,
+      giveUpMs: giveUp !== undefined ? giveUp * 1000 : undefined,
+      url,
+      token,
+      format: stringFlag(p, 'format') as ScannerFormat,
+      eventsFile: stringFlag(p, 'events'),
+      subject: stringFlag(p, 'subject'),
+      session: stringFlag(p, 'session'),
+      task: stringFlag(p, 'task'),
+      tr,
+      log,
     });
     const fatal = Promise.race([cannotListen, new Promise<never>((_, reject) => bridge.sender.once('fatal', reject))]);
     bridge.start();
-    log('info', `${dir ? `watching ${dir}` : `listening with --${inputs[0]} ${stringFlag(p, inputs[0])}`}, sending to ${url}`);
+    log(
+      'info',
+      `${dir ? `watching ${dir}` : `listening with --${inputs[0]} ${stringFlag(p, inputs[0])}`}, sending to ${url}`,
+    );
     try {
-      await Promise.race([fatal, new Promise<void>((resolve) => { process.once('SIGINT', resolve); process.once('SIGTERM', resolve); })]);
+      await Promise.race([
+        fatal,
+        new Promise<void>((resolve) => {
+          process.once('SIGINT', resolve);
+          process.once('SIGTERM', resolve);
+        }),
+      ]);
       log('info', 'stopping: ending open runs and waiting for the last acknowledgements');
       await Promise.race([fatal, bridge.stop()]);
     } catch (e) {
@@ -108,7 +162,9 @@ export const command: Command = {
       if (e instanceof SenderFatalError) throw new UserError(`bridge: the server refused the connection: ${e.message}`);
       throw e;
     }
-    process.stderr.write(`mindsemantix bridge: ${bridge.stats.volumes} volume(s) and ${bridge.stats.events} event(s) sent and acknowledged\n`);
+    process.stderr.write(
+      `mindsemantix bridge: ${bridge.stats.volumes} volume(s) and ${bridge.stats.events} event(s) sent and acknowledged\n`,
+    );
     return 0;
   },
 };

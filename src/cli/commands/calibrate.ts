@@ -71,32 +71,59 @@ function readHead(path: string, bytes = 1 << 16): Uint8Array {
 function sessionCaptions(runs: BidsRunFiles[], subject: string): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   for (const r of runs) {
-    if (!r.events) throw new UserError(`calibrate: run ${r.run} of sub-${subject} has no _events.tsv; calibration needs each trial's stimulus and captions.`);
+    if (!r.events)
+      throw new UserError(
+        `calibrate: run ${r.run} of sub-${subject} has no _events.tsv; calibration needs each trial's stimulus and captions.`,
+      );
     for (const e of readEventsTsv(r.events, r.run)) if (e.references?.length) out[e.stimulusId] = e.references;
   }
   if (!Object.keys(out).length) {
-    throw new UserError(`calibrate: the calibration runs of sub-${subject} have no captions (no "references" column in their events.tsv); record calibration runs of captioned images.`);
+    throw new UserError(
+      `calibrate: the calibration runs of sub-${subject} have no captions (no "references" column in their events.tsv); record calibration runs of captioned images.`,
+    );
   }
   return out;
 }
 
 function checkMaskFits(mask: string, run: BidsRunFiles): void {
   let m: number[], b: number[];
-  try { m = niftiDims(readHead(mask)); } catch (e) { throw new UserError(`calibrate: --mask ${mask} is not a readable NIfTI image (${(e as Error).message}).`); }
-  try { b = niftiDims(readHead(run.bold)); } catch (e) { throw new UserError(`calibrate: run ${run.bold} is not a readable NIfTI image (${(e as Error).message}).`); }
+  try {
+    m = niftiDims(readHead(mask));
+  } catch (e) {
+    throw new UserError(`calibrate: --mask ${mask} is not a readable NIfTI image (${(e as Error).message}).`);
+  }
+  try {
+    b = niftiDims(readHead(run.bold));
+  } catch (e) {
+    throw new UserError(`calibrate: run ${run.bold} is not a readable NIfTI image (${(e as Error).message}).`);
+  }
   if (m.slice(0, 3).join('×') !== b.slice(0, 3).join('×')) {
-    throw new UserError(`calibrate: the mask is ${m.slice(0, 3).join('×')} voxels but the runs are ${b.slice(0, 3).join('×')}; pass a mask in this person's functional space.`);
+    throw new UserError(
+      `calibrate: the mask is ${m.slice(0, 3).join('×')} voxels but the runs are ${b.slice(0, 3).join('×')}; pass a mask in this person's functional space.`,
+    );
   }
 }
 
 function python(args: string[], what: string): Promise<number> {
   const py = join(root, '.venv', 'bin', 'python');
-  if (!existsSync(py)) throw new UserError('calibrate: the Python environment (.venv) is missing; run `npm start` once to install it.');
+  if (!existsSync(py))
+    throw new UserError('calibrate: the Python environment (.venv) is missing; run `npm start` once to install it.');
   // this checkout's models/ first, whatever the environment's editable install points at
-  const env = { ...process.env, PYTHONPATH: [join(root, 'models'), process.env.PYTHONPATH].filter(Boolean).join(':'), HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1' };
+  const env = {
+    ...process.env,
+    PYTHONPATH: [join(root, 'models'), process.env.PYTHONPATH].filter(Boolean).join(':'),
+    HF_HUB_OFFLINE: '1',
+    TRANSFORMERS_OFFLINE: '1',
+  };
   return new Promise<number>((res, rej) => {
     const child = spawn(py, args, { cwd: root, env, stdio: ['ignore', 'inherit', 'inherit'] });
-    child.on('error', (e) => rej(new UserError(`calibrate: could not start ${py} for ${what} (${e.message}); run \`npm start\` once to repair the environment.`)));
+    child.on('error', (e) =>
+      rej(
+        new UserError(
+          `calibrate: could not start ${py} for ${what} (${e.message}); run \`npm start\` once to repair the environment.`,
+        ),
+      ),
+    );
     child.on('close', (c, sig) => res(c ?? (sig ? 1 : 0)));
   });
 }
@@ -113,15 +140,27 @@ export const command: Command = {
   async run(argv: string[]): Promise<number> {
     const t0 = Date.now();
     const p = parseArgs('calibrate', argv, specs);
-    if (p.positionals.length) throw new UserError(`calibrate: unexpected argument "${p.positionals[0]}"; run \`mindsemantix calibrate --help\`.`, 2);
+    if (p.positionals.length)
+      throw new UserError(
+        `calibrate: unexpected argument "${p.positionals[0]}"; run \`mindsemantix calibrate --help\`.`,
+        2,
+      );
     const session = resolve(requireString('calibrate', p, 'session'));
     const subject = requireString('calibrate', p, 'subject');
-    if (!/^[A-Za-z0-9]+$/.test(subject)) throw new UserError(`calibrate: --subject must be letters and digits (a BIDS label such as sim21), got "${subject}".`, 2);
+    if (!/^[A-Za-z0-9]+$/.test(subject))
+      throw new UserError(
+        `calibrate: --subject must be letters and digits (a BIDS label such as sim21), got "${subject}".`,
+        2,
+      );
     const out = resolve(requireString('calibrate', p, 'out'));
     const mask = stringFlag(p, 'mask') ? resolve(stringFlag(p, 'mask')!) : undefined;
     const seed = numberFlag('calibrate', p, 'seed', { integer: true, min: 0, max: 2 ** 31 - 1 }) ?? 0;
     const replace = boolFlag(p, 'replace');
-    if (existsSync(out)) throw new UserError(`calibrate: ${out} already exists; pass a new --out folder (calibrate never overwrites a bundle).`, 2);
+    if (existsSync(out))
+      throw new UserError(
+        `calibrate: ${out} already exists; pass a new --out folder (calibrate never overwrites a bundle).`,
+        2,
+      );
     let bundle: Bundle;
     try {
       bundle = await loadBundle(stringFlag(p, 'models')!);
@@ -131,24 +170,43 @@ export const command: Command = {
     }
     if (resolve(bundle.dir) === out) throw new UserError('calibrate: --out is the input bundle; pass a new folder.', 2);
     if (bundle.manifest.subjects[subject] && !replace) {
-      throw new UserError(`calibrate: the bundle already has sub-${subject}; pass --replace to calibrate that person again, or another --subject.`, 2);
+      throw new UserError(
+        `calibrate: the bundle already has sub-${subject}; pass --replace to calibrate that person again, or another --subject.`,
+        2,
+      );
     }
     let runs: BidsRunFiles[];
-    try { runs = findBidsRuns(session).filter((r) => r.subject === subject); } catch (e) { throw new UserError(`calibrate: ${(e as Error).message}`, 2); }
-    const only = stringFlag(p, 'runs')?.split(',').map((s) => s.trim()).filter(Boolean);
+    try {
+      runs = findBidsRuns(session).filter((r) => r.subject === subject);
+    } catch (e) {
+      throw new UserError(`calibrate: ${(e as Error).message}`, 2);
+    }
+    const only = stringFlag(p, 'runs')
+      ?.split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
     if (only) {
       const missing = only.filter((r) => !runs.some((x) => x.run === r));
-      if (missing.length) throw new UserError(`calibrate: sub-${subject} has no run ${missing[0]} under ${session} (it has ${runs.map((r) => r.run).join(', ') || 'none'}).`, 2);
+      if (missing.length)
+        throw new UserError(
+          `calibrate: sub-${subject} has no run ${missing[0]} under ${session} (it has ${runs.map((r) => r.run).join(', ') || 'none'}).`,
+          2,
+        );
       runs = runs.filter((r) => only.includes(r.run));
     }
-    if (!runs.length) throw new UserError(`calibrate: no runs of sub-${subject} under ${session}; pass the session folder with that person's calibration runs.`, 2);
+    if (!runs.length)
+      throw new UserError(
+        `calibrate: no runs of sub-${subject} under ${session}; pass the session folder with that person's calibration runs.`,
+        2,
+      );
     const captions = sessionCaptions(runs, subject);
     if (mask) {
       if (!existsSync(mask)) throw new UserError(`calibrate: --mask ${mask} does not exist.`, 2);
       checkMaskFits(mask, runs[0]);
     }
-    const voxels = numberFlag('calibrate', p, 'voxels', { integer: true, min: 10, max: 10_000_000 })
-      ?? median(Object.values(bundle.manifest.subjects).map((s) => s.voxels));
+    const voxels =
+      numberFlag('calibrate', p, 'voxels', { integer: true, min: 10, max: 10_000_000 }) ??
+      median(Object.values(bundle.manifest.subjects).map((s) => s.voxels));
 
     const tmp = mkdtempSync(join(tmpdir(), 'mindsemantix-calibrate-'));
     try {
@@ -157,15 +215,27 @@ export const command: Command = {
       if (!mask) {
         chainMask = join(tmp, 'brain-mask.nii.gz');
         log(`calibrate: no --mask: building an automatic brain mask of sub-${subject} from the mean EPI`);
-        const c = await python(['-m', 'mindsemantix.calibrate_mask', '--session', session, '--subject', subject, '--out', chainMask], 'the automatic mask');
-        if (c !== 0) throw new UserError(`calibrate: the automatic brain mask failed (exit ${c}); see the messages above, or pass --mask FILE.`);
+        const c = await python(
+          ['-m', 'mindsemantix.calibrate_mask', '--session', session, '--subject', subject, '--out', chainMask],
+          'the automatic mask',
+        );
+        if (c !== 0)
+          throw new UserError(
+            `calibrate: the automatic brain mask failed (exit ${c}); see the messages above, or pass --mask FILE.`,
+          );
       }
       log(`calibrate: computing ${runs.length} run(s) of responses with the serving chain`);
       const responsesDir = join(tmp, 'responses');
       try {
         await writeSessionResponses({
-          session, manifest: bundle.manifest, bundlePath: bundle.path, out: responsesDir, subject, mask: chainMask,
-          runs: runs.map((r) => r.run), log,
+          session,
+          manifest: bundle.manifest,
+          bundlePath: bundle.path,
+          out: responsesDir,
+          subject,
+          mask: chainMask,
+          runs: runs.map((r) => r.run),
+          log,
         });
       } catch (e) {
         if (e instanceof ResponsesInputError) throw new UserError(`calibrate: ${e.message}`);
@@ -173,19 +243,46 @@ export const command: Command = {
       }
       writeFileSync(join(tmp, 'captions.json'), JSON.stringify(captions));
       const summaryPath = join(tmp, 'summary.json');
-      const args = ['-m', 'mindsemantix.calibrate', '--responses', responsesDir, '--captions', join(tmp, 'captions.json'),
-        '--bundle', bundle.dir, '--subject', subject, '--out', out, '--session', session, '--seed', String(seed),
-        '--summary', summaryPath, '--seconds-before', String((Date.now() - t0) / 1000),
-        '--shared-encoder', stringFlag(p, 'shared-encoder') ?? 'bundle',
-        '--command', ['mindsemantix', 'calibrate', ...argv].join(' '),
+      const args = [
+        '-m',
+        'mindsemantix.calibrate',
+        '--responses',
+        responsesDir,
+        '--captions',
+        join(tmp, 'captions.json'),
+        '--bundle',
+        bundle.dir,
+        '--subject',
+        subject,
+        '--out',
+        out,
+        '--session',
+        session,
+        '--seed',
+        String(seed),
+        '--summary',
+        summaryPath,
+        '--seconds-before',
+        String((Date.now() - t0) / 1000),
+        '--shared-encoder',
+        stringFlag(p, 'shared-encoder') ?? 'bundle',
+        '--command',
+        ['mindsemantix', 'calibrate', ...argv].join(' '),
         ...(mask ? ['--mask', mask] : ['--brain-mask', chainMask!, '--voxels', String(voxels)]),
-        ...(replace ? ['--replace'] : [])];
+        ...(replace ? ['--replace'] : []),
+      ];
       const code = await python(args, 'the calibration');
-      const summary = existsSync(summaryPath) ? JSON.parse(readFileSync(summaryPath, 'utf8')) as Record<string, unknown> : undefined;
+      const summary = existsSync(summaryPath)
+        ? (JSON.parse(readFileSync(summaryPath, 'utf8')) as Record<string, unknown>)
+        : undefined;
       if (summary?.error) throw new UserError(`calibrate: ${String(summary.error)}`, 2);
-      if (code !== 0 || !summary) throw new UserError(`calibrate: the calibration failed (exit ${code}); see the messages above. ${bundle.dir} is unchanged.`);
+      if (code !== 0 || !summary)
+        throw new UserError(
+          `calibrate: the calibration failed (exit ${code}); see the messages above. ${bundle.dir} is unchanged.`,
+        );
       if (boolFlag(p, 'json')) process.stdout.write(JSON.stringify(summary) + '\n');
-      else process.stderr.write(`calibrate: sub-${subject} added; decode with \`mindsemantix serve --models ${out}\`\n`);
+      else
+        process.stderr.write(`calibrate: sub-${subject} added; decode with \`mindsemantix serve --models ${out}\`\n`);
       return 0;
     } finally {
       rmSync(tmp, { recursive: true, force: true });

@@ -5,7 +5,13 @@ import type { Command } from '../command.js';
 import { numberFlag, parseArgs, stringFlag, type FlagSpecs } from '../args.js';
 import { UserError } from '../../core/errors.js';
 import {
-  SliceAssembler, compareVolumes, encodeNifti1Series, encodeNifti1Volume, readScannerFile, type ScannerFormat, type ScannerVolume,
+  SliceAssembler,
+  compareVolumes,
+  encodeNifti1Series,
+  encodeNifti1Volume,
+  readScannerFile,
+  type ScannerFormat,
+  type ScannerVolume,
 } from '../../scanner/index.js';
 
 const specs: FlagSpecs = {
@@ -47,7 +53,11 @@ function expandInputs(inputs: string[]): string[] {
       throw new UserError(`convert: input ${inp} does not exist; pass scanner files or folders that hold them.`, 2);
     }
     if (st.isDirectory()) {
-      const inside = readdirSync(inp).filter((f) => !f.startsWith('.')).map((f) => join(inp, f)).filter((f) => statSync(f).isFile()).sort();
+      const inside = readdirSync(inp)
+        .filter((f) => !f.startsWith('.'))
+        .map((f) => join(inp, f))
+        .filter((f) => statSync(f).isFile())
+        .sort();
       if (!inside.length) throw new UserError(`convert: folder ${inp} holds no files.`, 2);
       files.push(...inside);
     } else files.push(inp);
@@ -62,14 +72,17 @@ function fitsInt16(vols: ScannerVolume[]): boolean {
 
 export const command: Command = {
   name: 'convert',
-  summary: 'convert scanner files (DICOM mosaic/enhanced/per-slice, NIfTI, Philips PAR/REC) to NIfTI-1, as the bridge reads them',
+  summary:
+    'convert scanner files (DICOM mosaic/enhanced/per-slice, NIfTI, Philips PAR/REC) to NIfTI-1, as the bridge reads them',
   help,
   async run(argv: string[]): Promise<number> {
     const p = parseArgs('convert', argv, specs);
     const out = stringFlag(p, 'o') ?? stringFlag(p, 'output');
     if (!out) throw new UserError('convert: -o OUT.nii[.gz] is required; run `mindsemantix convert --help`.', 2);
-    if (!/\.nii(\.gz)?$/i.test(out)) throw new UserError(`convert: the output must end in .nii or .nii.gz (got "${out}").`, 2);
-    if (!p.positionals.length) throw new UserError('convert: give at least one input file or folder; run `mindsemantix convert --help`.', 2);
+    if (!/\.nii(\.gz)?$/i.test(out))
+      throw new UserError(`convert: the output must end in .nii or .nii.gz (got "${out}").`, 2);
+    if (!p.positionals.length)
+      throw new UserError('convert: give at least one input file or folder; run `mindsemantix convert --help`.', 2);
     const format = (stringFlag(p, 'format') ?? 'auto') as ScannerFormat;
     const spv = numberFlag('convert', p, 'slices-per-volume', { min: 1, integer: true });
     // a REC is read through its PAR: drop RECs whose PAR is among the inputs
@@ -81,7 +94,7 @@ export const command: Command = {
     const volumes: ScannerVolume[] = [];
     for (const f of files) {
       const r = readScannerFile(f, { format, parrecScaling });
-      for (const w of r.status === 'complete' ? r.warnings ?? [] : []) process.stderr.write(`convert: ${f}: ${w}\n`);
+      for (const w of r.status === 'complete' ? (r.warnings ?? []) : []) process.stderr.write(`convert: ${f}: ${w}\n`);
       if (r.status === 'incomplete') throw new UserError(`convert: ${f} is incomplete: ${r.reason}`);
       if (r.status === 'invalid') throw new UserError(`convert: ${f} cannot be read: ${r.reason}`);
       volumes.push(...r.volumes);
@@ -93,24 +106,35 @@ export const command: Command = {
     const v0 = volumes[0];
     for (const [i, v] of volumes.entries()) {
       if (v.dims.some((d, j) => d !== v0.dims[j])) {
-        throw new UserError(`convert: volume ${i + 1} is ${v.dims.join('×')} but volume 1 is ${v0.dims.join('×')}; convert one series at a time.`);
+        throw new UserError(
+          `convert: volume ${i + 1} is ${v.dims.join('×')} but volume 1 is ${v0.dims.join('×')}; convert one series at a time.`,
+        );
       }
       if (v.affine.some((a, j) => Math.abs(a - v0.affine[j]) > 1e-3)) {
-        throw new UserError(`convert: volume ${i + 1} has a different position or orientation from volume 1; convert one series at a time.`);
+        throw new UserError(
+          `convert: volume ${i + 1} has a different position or orientation from volume 1; convert one series at a time.`,
+        );
       }
     }
     const dt = stringFlag(p, 'datatype') ?? 'auto';
     const asInt16 = dt === 'int16' || (dt === 'auto' && fitsInt16(volumes));
-    if (dt === 'int16' && !fitsInt16(volumes)) throw new UserError('convert: --datatype int16 would change values (non-integers or outside -32768..32767); use float32.', 2);
+    if (dt === 'int16' && !fitsInt16(volumes))
+      throw new UserError(
+        'convert: --datatype int16 would change values (non-integers or outside -32768..32767); use float32.',
+        2,
+      );
     const data = volumes.map((v) => (asInt16 ? Int16Array.from(v.data) : v.data));
     const tr = volumes.find((v) => v.tr)?.tr ?? 0;
     const description = `mindsemantix convert (${v0.source})`;
-    const bytes = volumes.length === 1
-      ? encodeNifti1Volume({ dims: v0.dims, affine: v0.affine, tr, data: data[0], description })
-      : encodeNifti1Series({ dims: v0.dims, affine: v0.affine, tr, volumes: data, description });
+    const bytes =
+      volumes.length === 1
+        ? encodeNifti1Volume({ dims: v0.dims, affine: v0.affine, tr, data: data[0], description })
+        : encodeNifti1Series({ dims: v0.dims, affine: v0.affine, tr, volumes: data, description });
     writeFileSync(out, /\.gz$/i.test(out) ? gzipSync(bytes) : bytes);
-    console.log(`wrote ${out}: ${v0.dims.join('×')}${volumes.length > 1 ? `×${volumes.length}` : ''} ${asInt16 ? 'int16' : 'float32'}, ` +
-      `voxel ${v0.voxelSize.map((s) => +s.toFixed(4)).join('×')} mm${tr ? `, TR ${tr} s` : ''} (${v0.source}, ${files.length} file(s))`);
+    console.log(
+      `wrote ${out}: ${v0.dims.join('×')}${volumes.length > 1 ? `×${volumes.length}` : ''} ${asInt16 ? 'int16' : 'float32'}, ` +
+        `voxel ${v0.voxelSize.map((s) => +s.toFixed(4)).join('×')} mm${tr ? `, TR ${tr} s` : ''} (${v0.source}, ${files.length} file(s))`,
+    );
     return 0;
   },
 };

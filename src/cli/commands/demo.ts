@@ -74,18 +74,33 @@ export const command: Command = {
   help,
   async run(argvIn) {
     // a bare --new-subject (last, or followed by another flag) takes the default person
-    const argv = argvIn.flatMap((a, i) => (a === '--new-subject' && (i + 1 >= argvIn.length || argvIn[i + 1].startsWith('-')) ? [a, 'sim21'] : [a]));
+    const argv = argvIn.flatMap((a, i) =>
+      a === '--new-subject' && (i + 1 >= argvIn.length || argvIn[i + 1].startsWith('-')) ? [a, 'sim21'] : [a],
+    );
     const p = parseArgs('demo', argv, {
-      session: { type: 'string' }, 'new-subject': { type: 'string' }, work: { type: 'string' }, fresh: { type: 'boolean' },
-      'calibration-runs': { type: 'string', default: '2' }, 'test-runs': { type: 'string', default: '1' },
-      'calibration-trials': { type: 'string', default: '62' }, 'test-trials': { type: 'string', default: '60' }, models: { type: 'string', default: 'models/bundles/default' },
-      speed: { type: 'string', default: '10' }, port: { type: 'string', default: '8080' }, once: { type: 'boolean' }, json: { type: 'boolean' },
-      device: { type: 'string', default: 'cpu', choices: DEVICES }, strategy: { type: 'string', default: 'greedy', choices: ['greedy', 'beam', 'sample'] },
-      'max-tokens': { type: 'string' }, record: { type: 'string' }, 'no-meteor': { type: 'boolean' },
+      session: { type: 'string' },
+      'new-subject': { type: 'string' },
+      work: { type: 'string' },
+      fresh: { type: 'boolean' },
+      'calibration-runs': { type: 'string', default: '2' },
+      'test-runs': { type: 'string', default: '1' },
+      'calibration-trials': { type: 'string', default: '62' },
+      'test-trials': { type: 'string', default: '60' },
+      models: { type: 'string', default: 'models/bundles/default' },
+      speed: { type: 'string', default: '10' },
+      port: { type: 'string', default: '8080' },
+      once: { type: 'boolean' },
+      json: { type: 'boolean' },
+      device: { type: 'string', default: 'cpu', choices: DEVICES },
+      strategy: { type: 'string', default: 'greedy', choices: ['greedy', 'beam', 'sample'] },
+      'max-tokens': { type: 'string' },
+      record: { type: 'string' },
+      'no-meteor': { type: 'boolean' },
       'lm-precision': { type: 'string', default: 'auto', choices: LM_PRECISIONS },
       ...rerankFlagSpecs,
     });
-    if (p.positionals.length) throw new UserError(`demo: unexpected argument "${p.positionals[0]}"; run \`mindsemantix demo --help\`.`, 2);
+    if (p.positionals.length)
+      throw new UserError(`demo: unexpected argument "${p.positionals[0]}"; run \`mindsemantix demo --help\`.`, 2);
     const json = boolFlag(p, 'json');
     const once = boolFlag(p, 'once');
     let session = resolve(stringFlag(p, 'session') ?? 'data/demo');
@@ -99,48 +114,94 @@ export const command: Command = {
     let calibration: NewSubjectCalibration | undefined;
     const subject = stringFlag(p, 'new-subject');
     if (subject !== undefined) {
-      if (stringFlag(p, 'session')) throw new UserError('demo: --session and --new-subject exclude each other (--new-subject simulates its own sessions); pass one.', 2);
-      if (!/^[A-Za-z0-9]+$/.test(subject)) throw new UserError(`demo: --new-subject must be letters and digits (a BIDS label such as sim21), got "${subject}".`, 2);
+      if (stringFlag(p, 'session'))
+        throw new UserError(
+          'demo: --session and --new-subject exclude each other (--new-subject simulates its own sessions); pass one.',
+          2,
+        );
+      if (!/^[A-Za-z0-9]+$/.test(subject))
+        throw new UserError(
+          `demo: --new-subject must be letters and digits (a BIDS label such as sim21), got "${subject}".`,
+          2,
+        );
       const prepared = await prepareNewSubject({
-        subject, work: stringFlag(p, 'work') ?? join('data', 'new-subject', subject), models, fresh: boolFlag(p, 'fresh'), port, log: say,
-        calibrationRuns: numberFlag('demo', p, 'calibration-runs', { min: 1, max: 16, integer: true })!, calibrationTrials: numberFlag('demo', p, 'calibration-trials', { min: 1, max: 1000, integer: true })!,
-        testRuns: numberFlag('demo', p, 'test-runs', { min: 1, max: 15, integer: true })!, testTrials: numberFlag('demo', p, 'test-trials', { min: 1, max: 300, integer: true })!,
+        subject,
+        work: stringFlag(p, 'work') ?? join('data', 'new-subject', subject),
+        models,
+        fresh: boolFlag(p, 'fresh'),
+        port,
+        log: say,
+        calibrationRuns: numberFlag('demo', p, 'calibration-runs', { min: 1, max: 16, integer: true })!,
+        calibrationTrials: numberFlag('demo', p, 'calibration-trials', { min: 1, max: 1000, integer: true })!,
+        testRuns: numberFlag('demo', p, 'test-runs', { min: 1, max: 15, integer: true })!,
+        testTrials: numberFlag('demo', p, 'test-trials', { min: 1, max: 300, integer: true })!,
       });
       ({ session, bundle: models, calibration } = prepared);
-    } else if (stringFlag(p, 'work') || boolFlag(p, 'fresh')) throw new UserError('demo: --work and --fresh go with --new-subject; add --new-subject or leave them out.', 2);
+    } else if (stringFlag(p, 'work') || boolFlag(p, 'fresh'))
+      throw new UserError('demo: --work and --fresh go with --new-subject; add --new-subject or leave them out.', 2);
 
-    if (!existsSync(session)) throw new UserError(`demo: session ${session} does not exist; run \`npm start\` once (it simulates the demo session) or pass --session DIR.`);
+    if (!existsSync(session))
+      throw new UserError(
+        `demo: session ${session} does not exist; run \`npm start\` once (it simulates the demo session) or pass --session DIR.`,
+      );
     let runs;
     try {
       runs = findBidsRuns(session);
     } catch (e) {
       throw new UserError(`demo: ${(e as Error).message}`);
     }
-    if (!runs.length) throw new UserError(`demo: no *_bold.nii.gz runs under ${session}; pass a BIDS session with --session.`);
+    if (!runs.length)
+      throw new UserError(`demo: no *_bold.nii.gz runs under ${session}; pass a BIDS session with --session.`);
 
     say(`demo: loading model bundle ${models} (checking checksums)…`);
     let decoder: BrainDecoder;
     try {
-      decoder = await BrainDecoder.load(models, { device: stringFlag(p, 'device') as Device, lmPrecision: stringFlag(p, 'lm-precision') as LmPrecision, log: say, generation: maxTokens ? { max_new_tokens: maxTokens } : undefined });
+      decoder = await BrainDecoder.load(models, {
+        device: stringFlag(p, 'device') as Device,
+        lmPrecision: stringFlag(p, 'lm-precision') as LmPrecision,
+        log: say,
+        generation: maxTokens ? { max_new_tokens: maxTokens } : undefined,
+      });
     } catch (e) {
       if (e instanceof BundleError) throw new UserError(`demo: ${e.message}`);
       throw e;
     }
     const baseline = await RidgeRetrieval.load(decoder.bundle, decoder.sessions);
     const rerank = rerankOptions(rerankSetting, baseline);
-    say(`demo: model "${decoder.bundle.manifest.name}" ready on ${decoder.provider} (subjects ${decoder.subjects.join(', ')}${baseline ? '; ridge-retrieval baseline loaded' : ''})`);
+    say(
+      `demo: model "${decoder.bundle.manifest.name}" ready on ${decoder.provider} (subjects ${decoder.subjects.join(', ')}${baseline ? '; ridge-retrieval baseline loaded' : ''})`,
+    );
 
     const trials: DecodedTrial[] = [];
     const print = (d: DecodedTrial) => {
       trials.push(d);
       if (json) {
-        process.stdout.write(JSON.stringify({
-          type: 'trial', run: d.run, trial: d.trial, stimulus: d.stimulusId, caption: d.caption ?? null, references: d.references ?? [],
-          confidence: d.confidence === undefined ? null : round(d.confidence, 4), latency_ms: { response_to_caption: d.latencyMs === undefined ? null : round(d.latencyMs) },
-          ...(d.baseline !== undefined ? { baseline: d.baseline } : {}), ...(d.flags.length ? { flags: d.flags } : {}), ...(d.error ? { error: d.error } : {}),
-          presentation: d.presentation,
-          ...(d.mean ? { mean: { presentations: d.mean.of, caption: d.mean.caption, confidence: round(d.mean.confidence, 4), ...(d.mean.baseline !== undefined ? { baseline: d.mean.baseline } : {}) } } : {}),
-        }) + '\n');
+        process.stdout.write(
+          JSON.stringify({
+            type: 'trial',
+            run: d.run,
+            trial: d.trial,
+            stimulus: d.stimulusId,
+            caption: d.caption ?? null,
+            references: d.references ?? [],
+            confidence: d.confidence === undefined ? null : round(d.confidence, 4),
+            latency_ms: { response_to_caption: d.latencyMs === undefined ? null : round(d.latencyMs) },
+            ...(d.baseline !== undefined ? { baseline: d.baseline } : {}),
+            ...(d.flags.length ? { flags: d.flags } : {}),
+            ...(d.error ? { error: d.error } : {}),
+            presentation: d.presentation,
+            ...(d.mean
+              ? {
+                  mean: {
+                    presentations: d.mean.of,
+                    caption: d.mean.caption,
+                    confidence: round(d.mean.confidence, 4),
+                    ...(d.mean.baseline !== undefined ? { baseline: d.mean.baseline } : {}),
+                  },
+                }
+              : {}),
+          }) + '\n',
+        );
         return;
       }
       const head = `trial ${String(d.trial).padStart(3)}  ${d.stimulusId}`;
@@ -148,7 +209,9 @@ export const command: Command = {
         process.stdout.write(`${head}  not decoded: ${d.error}\n`);
         return;
       }
-      process.stdout.write(`${head}  "${d.caption}"  (confidence ${d.confidence!.toFixed(2)}, ${d.latencyMs!.toFixed(0)} ms${d.flags.length ? `, ${d.flags.join(', ')}` : ''})\n`);
+      process.stdout.write(
+        `${head}  "${d.caption}"  (confidence ${d.confidence!.toFixed(2)}, ${d.latencyMs!.toFixed(0)} ms${d.flags.length ? `, ${d.flags.join(', ')}` : ''})\n`,
+      );
       if (d.mean) process.stdout.write(`      mean of ${d.mean.of} presentations: "${d.mean.caption}"\n`);
       if (d.baseline !== undefined) process.stdout.write(`      ridge baseline: "${d.baseline}"\n`);
       for (const r of d.references ?? []) process.stdout.write(`      ref: ${r}\n`);
@@ -161,7 +224,13 @@ export const command: Command = {
     let run: SessionRun;
     try {
       run = await runSessionThroughServe({
-        session, decoder, baseline, speed, port, recordDir: stringFlag(p, 'record'), signal: ac.signal,
+        session,
+        decoder,
+        baseline,
+        speed,
+        port,
+        recordDir: stringFlag(p, 'record'),
+        signal: ac.signal,
         decode: { strategy: stringFlag(p, 'strategy') as 'greedy' | 'beam' | 'sample', ...(rerank ? { rerank } : {}) },
         onDecoded: print,
         onServing: (url) => {
@@ -169,13 +238,16 @@ export const command: Command = {
           say(`demo: dashboard at ${url}`);
           if (!json) process.stdout.write(`Dashboard: ${url}\n`);
         },
-        log: (level, m) => { if (level !== 'info' || !json) say(m); },
+        log: (level, m) => {
+          if (level !== 'info' || !json) say(m);
+        },
       });
     } catch (e) {
       await baseline?.release();
       await decoder.release();
       const err = e as NodeJS.ErrnoException;
-      if (err.code === 'EADDRINUSE') throw new UserError(`demo: port ${port} is already in use; stop the other server or pass --port 0.`);
+      if (err.code === 'EADDRINUSE')
+        throw new UserError(`demo: port ${port} is already in use; stop the other server or pass --port 0.`);
       throw new UserError(`demo: ${err.message}`);
     }
     const st = run.stats;
@@ -184,38 +256,72 @@ export const command: Command = {
     // METEOR needs Java via models/ (seconds): computed for machine-read summaries (--json / --once) only.
     const sopts = { meteor: (json || once) && !boolFlag(p, 'no-meteor'), log: say };
     const [metrics, baseMetrics] = await Promise.all([
-      scored.length ? summaryScores(refs, Object.fromEntries(scored.map((t) => [`${t.run}/${t.trial}`, t.caption ?? ''])), sopts) : {},
-      baseline && scored.length ? summaryScores(refs, Object.fromEntries(scored.map((t) => [`${t.run}/${t.trial}`, t.baseline ?? ''])), sopts) : undefined,
+      scored.length
+        ? summaryScores(refs, Object.fromEntries(scored.map((t) => [`${t.run}/${t.trial}`, t.caption ?? ''])), sopts)
+        : {},
+      baseline && scored.length
+        ? summaryScores(refs, Object.fromEntries(scored.map((t) => [`${t.run}/${t.trial}`, t.baseline ?? ''])), sopts)
+        : undefined,
     ]);
     const composition = sessionComposition(session, scored, decoder, say);
     const summary: DemoSummary = {
-      type: 'summary', trials: st.trialsSeen, decoded: st.trialsDecoded,
+      type: 'summary',
+      trials: st.trialsSeen,
+      decoded: st.trialsDecoded,
       metrics: roundAll(metrics),
       ...(baseMetrics ? { baseline: { name: 'ridge-retrieval' as const, ...roundAll(baseMetrics) } } : {}),
       latency_ms: {
-        volume_p50: round(percentile(st.volumeMs, 50), 2), volume_p99: round(percentile(st.volumeMs, 99), 2),
-        decode_p50: round(percentile(st.decodeMs, 50)), decode_p99: round(percentile(st.decodeMs, 99)),
+        volume_p50: round(percentile(st.volumeMs, 50), 2),
+        volume_p99: round(percentile(st.volumeMs, 99), 2),
+        decode_p50: round(percentile(st.decodeMs, 50)),
+        decode_p99: round(percentile(st.decodeMs, 99)),
       },
       volumes: { received: st.volumesReceived, processed: st.volumesProcessed, lost: st.volumesLost },
       realtime_factor: round(run.wallSeconds > 0 ? run.acquiredSeconds / run.wallSeconds : 0, 2),
-      by_presentation: byPresentation(scored.map((t) => ({
-        key: `${t.run}/${t.trial}`, presentation: t.presentation, references: t.references!, caption: t.caption ?? '', baseline: t.baseline,
-        mean: t.mean ? { caption: t.mean.caption, baseline: t.mean.baseline } : undefined,
-      }))),
+      by_presentation: byPresentation(
+        scored.map((t) => ({
+          key: `${t.run}/${t.trial}`,
+          presentation: t.presentation,
+          references: t.references!,
+          caption: t.caption ?? '',
+          baseline: t.baseline,
+          mean: t.mean ? { caption: t.mean.caption, baseline: t.mean.baseline } : undefined,
+        })),
+      ),
       ...(composition ? { composition } : {}),
       rerank: rerankSetting,
-      ...(calibration ? { calibration: { subject: calibration.subject, trials: calibration.trials, voxels: calibration.voxels, seconds: calibration.seconds } } : {}),
+      ...(calibration
+        ? {
+            calibration: {
+              subject: calibration.subject,
+              trials: calibration.trials,
+              voxels: calibration.voxels,
+              seconds: calibration.seconds,
+            },
+          }
+        : {}),
     };
     if (json) process.stdout.write(JSON.stringify(summary) + '\n');
     else {
       const m = summary.metrics;
-      process.stdout.write(`\nSummary: ${summary.decoded}/${summary.trials} trials decoded; BLEU-4 ${fmt(m.BLEU4)}, CIDEr ${fmt(m.CIDEr)}, ROUGE-L ${fmt(m.ROUGE_L)}`
-        + (summary.baseline ? ` (ridge baseline BLEU-4 ${fmt(summary.baseline.BLEU4 as number)}, CIDEr ${fmt(summary.baseline.CIDEr as number)})` : '')
-        + `\n         decode p50 ${summary.latency_ms.decode_p50} ms, p99 ${summary.latency_ms.decode_p99} ms; volume p50 ${summary.latency_ms.volume_p50} ms;`
-        + ` ${summary.volumes.received} volumes (${summary.volumes.lost} lost); ${summary.realtime_factor}× real time\n`
-        + (composition ? `         composition over ${composition.trials} trials: ${fmtComposition(composition.model)}`
-          + (composition.baseline ? `\n         ridge baseline:           ${fmtComposition(composition.baseline)}` : '') + '\n' : '')
-        + (calibration ? `         sub-${calibration.subject} calibrated on ${calibration.trials} trials, ${calibration.voxels} voxels (${calibration.seconds} s) into ${calibration.bundle}\n` : ''));
+      process.stdout.write(
+        `\nSummary: ${summary.decoded}/${summary.trials} trials decoded; BLEU-4 ${fmt(m.BLEU4)}, CIDEr ${fmt(m.CIDEr)}, ROUGE-L ${fmt(m.ROUGE_L)}` +
+          (summary.baseline
+            ? ` (ridge baseline BLEU-4 ${fmt(summary.baseline.BLEU4 as number)}, CIDEr ${fmt(summary.baseline.CIDEr as number)})`
+            : '') +
+          `\n         decode p50 ${summary.latency_ms.decode_p50} ms, p99 ${summary.latency_ms.decode_p99} ms; volume p50 ${summary.latency_ms.volume_p50} ms;` +
+          ` ${summary.volumes.received} volumes (${summary.volumes.lost} lost); ${summary.realtime_factor}× real time\n` +
+          (composition
+            ? `         composition over ${composition.trials} trials: ${fmtComposition(composition.model)}` +
+              (composition.baseline
+                ? `\n         ridge baseline:           ${fmtComposition(composition.baseline)}`
+                : '') +
+              '\n'
+            : '') +
+          (calibration
+            ? `         sub-${calibration.subject} calibrated on ${calibration.trials} trials, ${calibration.voxels} voxels (${calibration.seconds} s) into ${calibration.bundle}\n`
+            : ''),
+      );
     }
     if (!once && !ac.signal.aborted) {
       say(`demo: replay finished; still serving the dashboard at ${dashUrl} — press Ctrl-C to stop.`);
@@ -234,14 +340,27 @@ export const command: Command = {
 };
 
 /** The summary's composition block when the session's stimuli.tsv has scene facts; a bad stimuli.tsv is one log line. */
-function sessionComposition(session: string, scored: DecodedTrial[], decoder: BrainDecoder, say: (m: string) => void): CompositionSummary | undefined {
+function sessionComposition(
+  session: string,
+  scored: DecodedTrial[],
+  decoder: BrainDecoder,
+  say: (m: string) => void,
+): CompositionSummary | undefined {
   try {
     const scenes = readSceneTable(session);
     if (!scenes) {
-      if (existsSync(join(session, 'stimuli.tsv'))) say('demo: no composition rates: the session\'s stimuli.tsv has no scene columns (simulated before they existed); simulate it again to get them.');
+      if (existsSync(join(session, 'stimuli.tsv')))
+        say(
+          "demo: no composition rates: the session's stimuli.tsv has no scene columns (simulated before they existed); simulate it again to get them.",
+        );
       return undefined;
     }
-    const trials = scored.map((t) => ({ key: `${t.run}/${t.trial}`, stimulusId: t.stimulusId, caption: t.caption ?? '', baseline: t.baseline }));
+    const trials = scored.map((t) => ({
+      key: `${t.run}/${t.trial}`,
+      stimulusId: t.stimulusId,
+      caption: t.caption ?? '',
+      baseline: t.baseline,
+    }));
     return compositionSummary(trials, scenes, readBaselineCaptions(decoder.bundle) ?? undefined);
   } catch (e) {
     say(`demo: composition left out of the summary: ${(e as Error).message}`);
@@ -251,8 +370,11 @@ function sessionComposition(session: string, scored: DecodedTrial[], decoder: Br
 
 function fmtComposition(r: CompositionSummary['model']): string {
   const pct = (x: number | null | undefined) => (x === undefined || x === null ? '–' : `${Math.round(100 * x)}%`);
-  return `object ${pct(r.object)}, colour ${pct(r.colour)}, count ${pct(r.count)}, background ${pct(r.background)}, exact ${pct(r.exact)}`
-    + (r.novel_trials ? ` (novel ${pct(r.novel_exact)} of ${r.novel_trials})` : '') + (r.copied !== undefined ? `, copied ${pct(r.copied)}` : '');
+  return (
+    `object ${pct(r.object)}, colour ${pct(r.colour)}, count ${pct(r.count)}, background ${pct(r.background)}, exact ${pct(r.exact)}` +
+    (r.novel_trials ? ` (novel ${pct(r.novel_exact)} of ${r.novel_trials})` : '') +
+    (r.copied !== undefined ? `, copied ${pct(r.copied)}` : '')
+  );
 }
 
 function roundAll(m: Record<string, number>): Record<string, number> {

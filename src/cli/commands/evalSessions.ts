@@ -16,7 +16,12 @@ import { BundleError } from '../../inference/bundle.js';
 import { findBidsRuns, readEventsTsv } from '../../bids/bidsRun.js';
 import { findResponseRuns, type ResponseRunFile } from '../../pipeline/responseFiles.js';
 import { ResponsesInputError, writeSessionResponses } from '../../pipeline/sessionResponses.js';
-import { decodeResponseRuns, scoreConditions, type ConditionScores, type EvalTrial } from '../../pipeline/evaluateResponses.js';
+import {
+  decodeResponseRuns,
+  scoreConditions,
+  type ConditionScores,
+  type EvalTrial,
+} from '../../pipeline/evaluateResponses.js';
 
 export const evalSessionsHelp = `mindsemantix eval sessions --models DIR (--session DIR... | --simulate SEEDS) [options]
 
@@ -67,17 +72,23 @@ function referencesOf(session: string): Map<string, string[]> {
     if (!existsSync(f)) continue;
     const lines = readFileSync(f, 'utf8').split('\n').filter(Boolean);
     const head = lines[0].split('\t');
-    const iId = head.indexOf('stimulus_id'), iCap = head.indexOf('captions');
+    const iId = head.indexOf('stimulus_id'),
+      iCap = head.indexOf('captions');
     if (iId < 0 || iCap < 0) continue;
     for (const l of lines.slice(1)) {
       const c = l.split('\t');
-      try { refs.set(c[iId], (JSON.parse(c[iCap]) as unknown[]).map(String)); } catch { /* a row without JSON captions */ }
+      try {
+        refs.set(c[iId], (JSON.parse(c[iCap]) as unknown[]).map(String));
+      } catch {
+        /* a row without JSON captions */
+      }
     }
     break;
   }
   for (const r of findBidsRuns(session)) {
     if (!r.events) continue;
-    for (const e of readEventsTsv(r.events, r.run)) if (e.references?.length && !refs.has(e.stimulusId)) refs.set(e.stimulusId, e.references);
+    for (const e of readEventsTsv(r.events, r.run))
+      if (e.references?.length && !refs.has(e.stimulusId)) refs.set(e.stimulusId, e.references);
   }
   return refs;
 }
@@ -90,43 +101,99 @@ const fmt = (c: ConditionScores | undefined, who: 'model' | 'baseline' | 'readou
 const pct = (x: number | null | undefined) => (x === undefined || x === null ? '–' : `${Math.round(100 * x)}%`);
 
 /** Compositional rates (docs/metrics.md) of the LM, ridge and read-out captions, single trial and mean of the last presentation. */
-function compositionByCondition(trials: readonly EvalTrial[], sessionDirs: string[], training?: string[]):
-  Record<string, { trials: number; model: CompositionSummary['model']; baseline?: CompositionSummary['model']; readout?: CompositionSummary['model'] }> | undefined {
+function compositionByCondition(
+  trials: readonly EvalTrial[],
+  sessionDirs: string[],
+  training?: string[],
+):
+  | Record<
+      string,
+      {
+        trials: number;
+        model: CompositionSummary['model'];
+        baseline?: CompositionSummary['model'];
+        readout?: CompositionSummary['model'];
+      }
+    >
+  | undefined {
   const scenes = new Map<string, SceneRow>();
   for (const d of sessionDirs) for (const [k, v] of readSceneTable(d) ?? []) scenes.set(k, v);
   if (!scenes.size) return undefined;
-  const out: Record<string, { trials: number; model: CompositionSummary['model']; baseline?: CompositionSummary['model']; readout?: CompositionSummary['model'] }> = {};
+  const out: Record<
+    string,
+    {
+      trials: number;
+      model: CompositionSummary['model'];
+      baseline?: CompositionSummary['model'];
+      readout?: CompositionSummary['model'];
+    }
+  > = {};
   const maxK = Math.max(0, ...trials.map((t) => t.presentation));
   const conds: [string, { t: EvalTrial; caption: string; baseline?: string; readout?: string }[]][] = [
     ['single_trial', trials.map((t) => ({ t, caption: t.caption, baseline: t.baseline, readout: t.readout }))],
-    ...(maxK >= 2 ? [[`mean_of_${maxK}`, trials.filter((t) => t.presentation === maxK && t.mean).map((t) => ({ t, caption: t.mean!.caption, baseline: t.mean!.baseline, readout: t.mean!.readout }))] as [string, { t: EvalTrial; caption: string; baseline?: string; readout?: string }[]]] : []),
+    ...(maxK >= 2
+      ? [
+          [
+            `mean_of_${maxK}`,
+            trials
+              .filter((t) => t.presentation === maxK && t.mean)
+              .map((t) => ({ t, caption: t.mean!.caption, baseline: t.mean!.baseline, readout: t.mean!.readout })),
+          ] as [string, { t: EvalTrial; caption: string; baseline?: string; readout?: string }[]],
+        ]
+      : []),
   ];
   for (const [name, sel] of conds) {
-    const lm = compositionSummary(sel.map((x) => ({ key: x.t.key, stimulusId: x.t.stimulusId, caption: x.caption, baseline: x.baseline })), scenes, training);
+    const lm = compositionSummary(
+      sel.map((x) => ({ key: x.t.key, stimulusId: x.t.stimulusId, caption: x.caption, baseline: x.baseline })),
+      scenes,
+      training,
+    );
     if (!lm) continue;
-    const ro = sel.every((x) => x.readout !== undefined) ? compositionSummary(sel.map((x) => ({ key: x.t.key, stimulusId: x.t.stimulusId, caption: x.readout! })), scenes, training) : undefined;
-    out[name] = { trials: lm.trials, model: lm.model, ...(lm.baseline ? { baseline: lm.baseline } : {}), ...(ro ? { readout: ro.model } : {}) };
+    const ro = sel.every((x) => x.readout !== undefined)
+      ? compositionSummary(
+          sel.map((x) => ({ key: x.t.key, stimulusId: x.t.stimulusId, caption: x.readout! })),
+          scenes,
+          training,
+        )
+      : undefined;
+    out[name] = {
+      trials: lm.trials,
+      model: lm.model,
+      ...(lm.baseline ? { baseline: lm.baseline } : {}),
+      ...(ro ? { readout: ro.model } : {}),
+    };
   }
   return out;
 }
 
 export async function runEvalSessions(argv: string[]): Promise<number> {
   const p = parseArgs('eval sessions', argv, specs);
-  if (p.positionals.length) throw new UserError(`eval sessions: unexpected argument "${p.positionals[0]}"; run \`mindsemantix eval --help\`.`, 2);
+  if (p.positionals.length)
+    throw new UserError(
+      `eval sessions: unexpected argument "${p.positionals[0]}"; run \`mindsemantix eval --help\`.`,
+      2,
+    );
   const say = (m: string) => process.stderr.write(`${m}\n`);
   const work = resolve(stringFlag(p, 'work')!);
   const given = ((p.flags.session as string[] | undefined) ?? []).map((s) => resolve(s));
-  const seeds = (stringFlag(p, 'simulate') ?? '').split(',').map((s) => s.trim()).filter(Boolean);
-  if (seeds.some((s) => !/^\d+$/.test(s))) throw new UserError('eval sessions: --simulate takes a comma list of integer seeds such as 101,102,103.', 2);
+  const seeds = (stringFlag(p, 'simulate') ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (seeds.some((s) => !/^\d+$/.test(s)))
+    throw new UserError('eval sessions: --simulate takes a comma list of integer seeds such as 101,102,103.', 2);
   const responsesDir = stringFlag(p, 'responses');
-  if (responsesDir && given.length !== 1) throw new UserError('eval sessions: --responses needs exactly one --session (where the references are).', 2);
-  if (!given.length && !seeds.length) throw new UserError('eval sessions: pass --session DIR (repeatable) or --simulate SEEDS.', 2);
+  if (responsesDir && given.length !== 1)
+    throw new UserError('eval sessions: --responses needs exactly one --session (where the references are).', 2);
+  if (!given.length && !seeds.length)
+    throw new UserError('eval sessions: pass --session DIR (repeatable) or --simulate SEEDS.', 2);
   const subject = stringFlag(p, 'subject')!;
   const runs = numberFlag('eval sessions', p, 'runs', { integer: true, min: 1, max: 100 })!;
   const trials = numberFlag('eval sessions', p, 'trials', { integer: true, min: 1, max: 1000 })!;
   const resamples = numberFlag('eval sessions', p, 'resamples', { integer: true, min: 0, max: 100_000 })!;
   const rag = numberFlag('eval sessions', p, 'rag', { integer: true, min: 0, max: 10 })!;
-  if (rag > 0 && stringFlag(p, 'rerank') !== undefined && stringFlag(p, 'rerank') !== '1') throw new UserError('eval sessions: --rag and --rerank cannot be combined; pass one of them.', 2);
+  if (rag > 0 && stringFlag(p, 'rerank') !== undefined && stringFlag(p, 'rerank') !== '1')
+    throw new UserError('eval sessions: --rag and --rerank cannot be combined; pass one of them.', 2);
   // Retrieval-augmented prompts are their own experiment: they are decoded without reranking.
   const rerankSetting = rag > 0 ? { ...DEFAULT_RERANK, candidates: 1 } : parseRerank('eval sessions', p);
   for (const s of given) if (!existsSync(s)) throw new UserError(`eval sessions: session ${s} does not exist.`, 2);
@@ -136,8 +203,30 @@ export async function runEvalSessions(argv: string[]): Promise<number> {
     const dir = join(work, `sub-${subject}_seed-${seed}_${runs}x${trials}`);
     if (!existsSync(join(dir, 'dataset_description.json'))) {
       say(`eval sessions: simulating sub-${subject}, seed ${seed}, ${runs} run(s) × ${trials} trials → ${dir}`);
-      const r = spawnSync(process.execPath, [bin, 'simulate', '--out', dir, '--subject', subject, '--seed', seed, '--runs', String(runs), '--trials', String(trials), '--split', 'test'], { stdio: ['ignore', 2, 2] });
-      if (r.status !== 0) throw new UserError(`eval sessions: simulating seed ${seed} failed (exit ${r.status}); see the messages above.`);
+      const r = spawnSync(
+        process.execPath,
+        [
+          bin,
+          'simulate',
+          '--out',
+          dir,
+          '--subject',
+          subject,
+          '--seed',
+          seed,
+          '--runs',
+          String(runs),
+          '--trials',
+          String(trials),
+          '--split',
+          'test',
+        ],
+        { stdio: ['ignore', 2, 2] },
+      );
+      if (r.status !== 0)
+        throw new UserError(
+          `eval sessions: simulating seed ${seed} failed (exit ${r.status}); see the messages above.`,
+        );
     }
     sessions.push({ name: `seed-${seed}`, dir });
   }
@@ -153,38 +242,75 @@ export async function runEvalSessions(argv: string[]): Promise<number> {
   try {
     const files: { name: string; runs: ResponseRunFile[]; refs: Map<string, string[]> }[] = [];
     for (const s of sessions) {
-      let dir = responsesDir ? resolve(responsesDir) : join(work, 'responses', `${decoder.bundle.manifest.name}`, s.name);
+      let dir = responsesDir
+        ? resolve(responsesDir)
+        : join(work, 'responses', `${decoder.bundle.manifest.name}`, s.name);
       if (!responsesDir && !existsSync(dir)) {
         try {
-          await writeSessionResponses({ session: s.dir, manifest: decoder.bundle.manifest, bundlePath: decoder.bundle.path, out: dir, log: say });
+          await writeSessionResponses({
+            session: s.dir,
+            manifest: decoder.bundle.manifest,
+            bundlePath: decoder.bundle.path,
+            out: dir,
+            log: say,
+          });
         } catch (e) {
           if (e instanceof ResponsesInputError) throw new UserError(`eval sessions: ${s.name}: ${e.message}`);
           throw e;
         }
       }
-      if (responsesDir && existsSync(join(dir, 'derivatives', 'mindsemantix-decoder'))) dir = join(dir, 'derivatives', 'mindsemantix-decoder');
+      if (responsesDir && existsSync(join(dir, 'derivatives', 'mindsemantix-decoder')))
+        dir = join(dir, 'derivatives', 'mindsemantix-decoder');
       files.push({ name: s.name, runs: findResponseRuns(dir), refs: referencesOf(s.dir) });
     }
     const all: EvalTrial[] = [];
     const perSession: Record<string, Record<string, ConditionScores>> = {};
-    const refsOf = (id: string) => { for (const f of files) { const r = f.refs.get(id); if (r) return r; } return undefined; };
+    const refsOf = (id: string) => {
+      for (const f of files) {
+        const r = f.refs.get(id);
+        if (r) return r;
+      }
+      return undefined;
+    };
     for (const f of files) {
       const t0 = Date.now();
-      const context = rag > 0 && baseline ? (e: Float32Array) => ` (similar images: ${baseline.nearestK(e.slice(), rag).map((c) => c.replace(/\.$/, '')).join('; ')})` : undefined;
+      const context =
+        rag > 0 && baseline
+          ? (e: Float32Array) =>
+              ` (similar images: ${baseline
+                .nearestK(e.slice(), rag)
+                .map((c) => c.replace(/\.$/, ''))
+                .join('; ')})`
+          : undefined;
       const rerank = rerankOptions(rerankSetting, baseline);
-      const decoded = await decodeResponseRuns(f.runs, decoder, baseline, { decode: { context, ...(rerank ? { rerank } : {}) },
+      const decoded = await decodeResponseRuns(f.runs, decoder, baseline, {
+        decode: { context, ...(rerank ? { rerank } : {}) },
         sessionLabel: (r) => `${f.name}/${r.subject}/${r.session}`,
-        onProgress: (d, n) => { if (d === n || d % 64 === 0) say(`eval sessions: ${f.name}: decoded ${d}/${n} trials (${((Date.now() - t0) / 1000).toFixed(0)} s)`); },
+        onProgress: (d, n) => {
+          if (d === n || d % 64 === 0)
+            say(`eval sessions: ${f.name}: decoded ${d}/${n} trials (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+        },
       });
       all.push(...decoded);
       perSession[f.name] = scoreConditions(decoded, (id) => f.refs.get(id), { resamples });
     }
     const pooled = scoreConditions(all, refsOf, { resamples });
-    const composition = compositionByCondition(all, sessions.map((s) => s.dir), readBaselineCaptions(decoder.bundle) ?? undefined);
+    const composition = compositionByCondition(
+      all,
+      sessions.map((s) => s.dir),
+      readBaselineCaptions(decoder.bundle) ?? undefined,
+    );
     const summary = {
-      type: 'eval-sessions', bundle: decoder.bundle.manifest.name, sessions: sessions.map((s) => s.name), rerank: rerankSetting,
-      trials: all.length, scenes: new Set(all.map((t) => t.stimulusId)).size, resamples,
-      pooled, per_session: perSession, ...(composition ? { composition } : {}),
+      type: 'eval-sessions',
+      bundle: decoder.bundle.manifest.name,
+      sessions: sessions.map((s) => s.name),
+      rerank: rerankSetting,
+      trials: all.length,
+      scenes: new Set(all.map((t) => t.stimulusId)).size,
+      resamples,
+      pooled,
+      per_session: perSession,
+      ...(composition ? { composition } : {}),
     };
     const out = stringFlag(p, 'out');
     if (out) {
@@ -193,15 +319,29 @@ export async function runEvalSessions(argv: string[]): Promise<number> {
     }
     if (boolFlag(p, 'json')) process.stdout.write(JSON.stringify(summary) + '\n');
     else {
-      const lines = [`bundle ${summary.bundle}: ${summary.trials} trials, ${summary.scenes} scenes, ${sessions.length} session(s); CIDEr-D ×100 [95 % interval over scenes]`];
-      lines.push(`${'condition'.padEnd(14)} ${'trials'.padStart(6)}  ${'model (LM)'.padEnd(20)} ${'ridge baseline'.padEnd(20)} read-out retrieval`);
-      for (const [k, c] of Object.entries(pooled)) lines.push(`${k.padEnd(14)} ${String(c.trials).padStart(6)}  ${fmt(c, 'model').padEnd(20)} ${fmt(c, 'baseline').padEnd(20)} ${fmt(c, 'readout')}`);
+      const lines = [
+        `bundle ${summary.bundle}: ${summary.trials} trials, ${summary.scenes} scenes, ${sessions.length} session(s); CIDEr-D ×100 [95 % interval over scenes]`,
+      ];
+      lines.push(
+        `${'condition'.padEnd(14)} ${'trials'.padStart(6)}  ${'model (LM)'.padEnd(20)} ${'ridge baseline'.padEnd(20)} read-out retrieval`,
+      );
+      for (const [k, c] of Object.entries(pooled))
+        lines.push(
+          `${k.padEnd(14)} ${String(c.trials).padStart(6)}  ${fmt(c, 'model').padEnd(20)} ${fmt(c, 'baseline').padEnd(20)} ${fmt(c, 'readout')}`,
+        );
       for (const [k, c] of Object.entries(composition ?? {})) {
-        const f = (r: CompositionSummary['model'] | undefined) => (r ? `object ${pct(r.object)}, colour ${pct(r.colour)}, exact ${pct(r.exact)}, novel exact ${pct(r.novel_exact)}, copied ${pct(r.copied)}` : '–');
+        const f = (r: CompositionSummary['model'] | undefined) =>
+          r
+            ? `object ${pct(r.object)}, colour ${pct(r.colour)}, exact ${pct(r.exact)}, novel exact ${pct(r.novel_exact)}, copied ${pct(r.copied)}`
+            : '–';
         lines.push(`composition ${k}: LM ${f(c.model)} | ridge ${f(c.baseline)} | read-out ${f(c.readout)}`);
       }
       for (const [name, conds] of Object.entries(perSession)) {
-        lines.push(`  ${name}: ${Object.entries(conds).map(([k, c]) => `${k} ${fmt(c, 'model')} vs ${fmt(c, 'baseline')}`).join('; ')}`);
+        lines.push(
+          `  ${name}: ${Object.entries(conds)
+            .map(([k, c]) => `${k} ${fmt(c, 'model')} vs ${fmt(c, 'baseline')}`)
+            .join('; ')}`,
+        );
       }
       process.stdout.write(lines.join('\n') + '\n');
     }

@@ -21,12 +21,19 @@ export const command: Command = {
   summary: 'stream a recorded BIDS session to serve at N× real time',
   help,
   async run(argv) {
-    const p = parseArgs('replay', argv, { server: { type: 'string' }, speed: { type: 'string', default: '1' }, run: { type: 'string' }, 'token-file': { type: 'string' } });
-    if (p.positionals.length !== 1) throw new UserError('replay: give exactly one SESSION folder; run `mindsemantix replay --help`.', 2);
+    const p = parseArgs('replay', argv, {
+      server: { type: 'string' },
+      speed: { type: 'string', default: '1' },
+      run: { type: 'string' },
+      'token-file': { type: 'string' },
+    });
+    if (p.positionals.length !== 1)
+      throw new UserError('replay: give exactly one SESSION folder; run `mindsemantix replay --help`.', 2);
     const url = requireString('replay', p, 'server');
     const s = stringFlag(p, 'speed')!;
     const speed = s === 'max' ? 'max' : Number(s);
-    if (speed !== 'max' && !(Number.isFinite(speed) && speed > 0)) throw new UserError(`replay: --speed must be a positive number or "max" (got "${s}").`, 2);
+    if (speed !== 'max' && !(Number.isFinite(speed) && speed > 0))
+      throw new UserError(`replay: --speed must be a positive number or "max" (got "${s}").`, 2);
     const tf = stringFlag(p, 'token-file');
     let token: string | undefined;
     try {
@@ -37,8 +44,18 @@ export const command: Command = {
     const ac = new AbortController();
     process.once('SIGINT', () => ac.abort());
     try {
-      const r = await replaySession({ session: p.positionals[0], url, token, speed, run: stringFlag(p, 'run'), log: stderrLogger(), signal: ac.signal });
-      process.stderr.write(`mindsemantix replay: ${r.volumes} volume(s) and ${r.events} event(s) of ${r.runs.join(', ')} acknowledged in ${r.seconds.toFixed(1)} s (${r.volumesPerSecond.toFixed(1)} volumes/s)\n`);
+      const r = await replaySession({
+        session: p.positionals[0],
+        url,
+        token,
+        speed,
+        run: stringFlag(p, 'run'),
+        log: stderrLogger(),
+        signal: ac.signal,
+      });
+      process.stderr.write(
+        `mindsemantix replay: ${r.volumes} volume(s) and ${r.events} event(s) of ${r.runs.join(', ')} acknowledged in ${r.seconds.toFixed(1)} s (${r.volumesPerSecond.toFixed(1)} volumes/s)\n`,
+      );
       return 0;
     } catch (e) {
       if (e instanceof SenderFatalError) throw new UserError(`replay: the server refused the connection: ${e.message}`);

@@ -34,7 +34,8 @@ export const command: Command = {
   help,
   async run(argv: string[]): Promise<number> {
     const p = parseArgs('responses', argv, specs);
-    if (p.positionals.length !== 1) throw new UserError('responses: pass exactly one BIDS session folder; run `mindsemantix responses --help`.', 2);
+    if (p.positionals.length !== 1)
+      throw new UserError('responses: pass exactly one BIDS session folder; run `mindsemantix responses --help`.', 2);
     const out = resolve(requireString('responses', p, 'out'));
     let bundle;
     try {
@@ -45,11 +46,20 @@ export const command: Command = {
     }
     try {
       const r = await writeSessionResponses({
-        session: resolve(p.positionals[0]), manifest: bundle.manifest, bundlePath: bundle.path, out,
-        subject: stringFlag(p, 'subject'), mask: stringFlag(p, 'mask'), log: (m) => process.stderr.write(`${m}\n`),
+        session: resolve(p.positionals[0]),
+        manifest: bundle.manifest,
+        bundlePath: bundle.path,
+        out,
+        subject: stringFlag(p, 'subject'),
+        mask: stringFlag(p, 'mask'),
+        log: (m) => process.stderr.write(`${m}\n`),
       });
-      if (boolFlag(p, 'json')) process.stdout.write(JSON.stringify({ out, bundle: bundle.manifest.name, runs: r.runs }) + '\n');
-      else process.stderr.write(`responses: ${r.runs.length} run(s), ${r.runs.reduce((s, x) => s + x.trials, 0)} trial(s) written under ${out}\n`);
+      if (boolFlag(p, 'json'))
+        process.stdout.write(JSON.stringify({ out, bundle: bundle.manifest.name, runs: r.runs }) + '\n');
+      else
+        process.stderr.write(
+          `responses: ${r.runs.length} run(s), ${r.runs.reduce((s, x) => s + x.trials, 0)} trial(s) written under ${out}\n`,
+        );
       return 0;
     } catch (e) {
       if (e instanceof ResponsesInputError) throw new UserError(`responses: ${e.message}`);

@@ -26,12 +26,17 @@ export type HubHook = (hub: IngestHub, opts: HubHookOptions) => void | Promise<v
 
 export async function runServe(argv: string[], hooks: { onHub?: HubHook } = {}): Promise<DecoderServer> {
   const p = parseArgs('serve', argv, {
-    host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string', default: '8080' },
-    models: { type: 'string' }, record: { type: 'string' }, 'token-file': { type: 'string' },
-    device: { type: 'string', default: 'cpu', choices: DEVICES }, 'lm-precision': { type: 'string', default: 'auto', choices: LM_PRECISIONS },
+    host: { type: 'string', default: '127.0.0.1' },
+    port: { type: 'string', default: '8080' },
+    models: { type: 'string' },
+    record: { type: 'string' },
+    'token-file': { type: 'string' },
+    device: { type: 'string', default: 'cpu', choices: DEVICES },
+    'lm-precision': { type: 'string', default: 'auto', choices: LM_PRECISIONS },
     ...rerankFlagSpecs,
   });
-  if (p.positionals.length) throw new UserError(`serve: unexpected argument "${p.positionals[0]}"; run \`mindsemantix serve --help\`.`, 2);
+  if (p.positionals.length)
+    throw new UserError(`serve: unexpected argument "${p.positionals[0]}"; run \`mindsemantix serve --help\`.`, 2);
   const host = stringFlag(p, 'host')!;
   const port = numberFlag('serve', p, 'port', { min: 0, max: 65535, integer: true })!;
   const tokenFile = stringFlag(p, 'token-file');
@@ -44,14 +49,20 @@ export async function runServe(argv: string[], hooks: { onHub?: HubHook } = {}):
     }
   }
   const loopback = host === '127.0.0.1' || host === '::1' || host === 'localhost';
-  if (!loopback && token === undefined) throw new UserError(`serve: binding ${host} exposes the server to the network; pass --token-file with a shared secret (or bind 127.0.0.1).`, 2);
+  if (!loopback && token === undefined)
+    throw new UserError(
+      `serve: binding ${host} exposes the server to the network; pass --token-file with a shared secret (or bind 127.0.0.1).`,
+      2,
+    );
   const record = stringFlag(p, 'record');
   if (record) {
     try {
       mkdirSync(record, { recursive: true });
       accessSync(record, constants.W_OK);
     } catch (e) {
-      throw new UserError(`serve: cannot write to --record ${record} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); choose a writable folder.`);
+      throw new UserError(
+        `serve: cannot write to --record ${record} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); choose a writable folder.`,
+      );
     }
   }
   const models = stringFlag(p, 'models');
@@ -61,14 +72,32 @@ export async function runServe(argv: string[], hooks: { onHub?: HubHook } = {}):
   let srv: DecoderServer;
   try {
     srv = await startServer({
-      host, port, token, recordDir: record,
+      host,
+      port,
+      token,
+      recordDir: record,
       // The pipeline subscribes synchronously (nothing is missed); its promise settles once it is running.
-      onHub: hook ? (hub) => { hubReady = Promise.resolve(hook(hub, { models, record, device: stringFlag(p, 'device') as Device, lmPrecision: stringFlag(p, 'lm-precision') as LmPrecision, rerank })); hubReady.catch(() => {}); } : undefined,
+      onHub: hook
+        ? (hub) => {
+            hubReady = Promise.resolve(
+              hook(hub, {
+                models,
+                record,
+                device: stringFlag(p, 'device') as Device,
+                lmPrecision: stringFlag(p, 'lm-precision') as LmPrecision,
+                rerank,
+              }),
+            );
+            hubReady.catch(() => {});
+          }
+        : undefined,
     });
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    if (err.code === 'EADDRINUSE') throw new UserError(`serve: port ${port} on ${host} is already in use; stop the other server or pass --port.`);
-    if (err.code === 'EADDRNOTAVAIL' || err.code === 'EACCES') throw new UserError(`serve: cannot bind ${host}:${port} (${err.code}); choose another --host or --port.`);
+    if (err.code === 'EADDRINUSE')
+      throw new UserError(`serve: port ${port} on ${host} is already in use; stop the other server or pass --port.`);
+    if (err.code === 'EADDRNOTAVAIL' || err.code === 'EACCES')
+      throw new UserError(`serve: cannot bind ${host}:${port} (${err.code}); choose another --host or --port.`);
     throw e;
   }
   try {

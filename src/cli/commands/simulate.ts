@@ -41,28 +41,63 @@ export const command: Command = {
   help,
   async run(argv: string[]): Promise<number> {
     const p = parseArgs('simulate', argv, specs);
-    if (p.positionals.length) throw new UserError(`simulate: unexpected argument "${p.positionals[0]}"; run \`mindsemantix simulate --help\`.`, 2);
+    if (p.positionals.length)
+      throw new UserError(
+        `simulate: unexpected argument "${p.positionals[0]}"; run \`mindsemantix simulate --help\`.`,
+        2,
+      );
     const out = requireString('simulate', p, 'out');
     const subject = stringFlag(p, 'subject') ?? 'sim01';
-    if (!/^[A-Za-z0-9]+$/.test(subject)) throw new UserError(`simulate: --subject must be letters and digits (a BIDS label) such as sim01 (got "${subject}").`, 2);
+    if (!/^[A-Za-z0-9]+$/.test(subject))
+      throw new UserError(
+        `simulate: --subject must be letters and digits (a BIDS label) such as sim01 (got "${subject}").`,
+        2,
+      );
     const seed = numberFlag('simulate', p, 'seed', { integer: true, min: 0, max: 2 ** 31 - 1 }) ?? 0;
     const trials = numberFlag('simulate', p, 'trials', { integer: true, min: 1, max: 1000 }) ?? 62;
     const runs = numberFlag('simulate', p, 'runs', { integer: true, min: 1, max: 100 }) ?? 1;
     const split = stringFlag(p, 'split') ?? 'test';
     const grid = stringFlag(p, 'grid') ?? 'default';
     if (split === 'test' && trials * runs > 900) {
-      throw new UserError(`simulate: --split test has 300 held-out scenes × 3 repeats = 900 trials at most (asked ${trials * runs}); use --split nsd for longer sessions.`, 2);
+      throw new UserError(
+        `simulate: --split test has 300 held-out scenes × 3 repeats = 900 trials at most (asked ${trials * runs}); use --split nsd for longer sessions.`,
+        2,
+      );
     }
     const python = join(root, '.venv', 'bin', 'python');
-    if (!existsSync(python)) throw new UserError('simulate: the Python environment (.venv) is missing; run `npm start` once to install it.');
-    const args = ['-m', 'mindsemantix.sim', '--out', resolve(out), '--subject', subject, '--seed', String(seed),
-      '--trials', String(trials), '--runs', String(runs), '--split', split, '--grid', grid];
+    if (!existsSync(python))
+      throw new UserError('simulate: the Python environment (.venv) is missing; run `npm start` once to install it.');
+    const args = [
+      '-m',
+      'mindsemantix.sim',
+      '--out',
+      resolve(out),
+      '--subject',
+      subject,
+      '--seed',
+      String(seed),
+      '--trials',
+      String(trials),
+      '--runs',
+      String(runs),
+      '--split',
+      split,
+      '--grid',
+      grid,
+    ];
     const code = await new Promise<number>((resolveCode, reject) => {
       const child = spawn(python, args, { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
-      child.on('error', (e) => reject(new UserError(`simulate: could not start ${python} (${e.message}); run \`npm start\` once to repair the environment.`)));
+      child.on('error', (e) =>
+        reject(
+          new UserError(
+            `simulate: could not start ${python} (${e.message}); run \`npm start\` once to repair the environment.`,
+          ),
+        ),
+      );
       child.on('close', (c, sig) => resolveCode(c ?? (sig ? 1 : 0)));
     });
-    if (code !== 0) throw new UserError(`simulate: the simulator failed (exit ${code}); see the messages above.`, code === 2 ? 2 : 1);
+    if (code !== 0)
+      throw new UserError(`simulate: the simulator failed (exit ${code}); see the messages above.`, code === 2 ? 2 : 1);
     process.stderr.write(`simulate: session written to ${resolve(out)}\n`);
     return 0;
   },

@@ -35,7 +35,10 @@ function schemaDir(): string {
   const here = fileURLToPath(new URL('.', import.meta.url));
   const dirs = [here, join(here, '..', '..', '..', '..', 'src', 'core', 'schemas')];
   const dir = dirs.find((d) => existsSync(join(d, 'bundle-manifest.schema.json')));
-  if (!dir) throw new UserError(`the JSON schema files are missing (looked in ${dirs.join(' and ')}); reinstall mindsemantix or run it from a full checkout.`);
+  if (!dir)
+    throw new UserError(
+      `the JSON schema files are missing (looked in ${dirs.join(' and ')}); reinstall mindsemantix or run it from a full checkout.`,
+    );
   return dir;
 }
 
@@ -52,11 +55,19 @@ function load(name: string): Node {
   const scan = (v: unknown): void => {
     if (Array.isArray(v)) v.forEach(scan);
     else if (typeof v === 'object' && v !== null) {
-      for (const [k, x] of Object.entries(v)) if (k === '$ref' && typeof x === 'string' && !x.startsWith('#')) refs.push(x); else scan(x);
+      for (const [k, x] of Object.entries(v))
+        if (k === '$ref' && typeof x === 'string' && !x.startsWith('#')) refs.push(x);
+        else scan(x);
     }
   };
   scan(doc);
-  for (const ref of refs) load(new URL(ref, id).href.slice(SCHEMA_BASE.length).split('#')[0].replace(/\.schema\.json$/, ''));
+  for (const ref of refs)
+    load(
+      new URL(ref, id).href
+        .slice(SCHEMA_BASE.length)
+        .split('#')[0]
+        .replace(/\.schema\.json$/, ''),
+    );
   return doc;
 }
 
@@ -85,7 +96,10 @@ export function schemaCheck(name: string, pointer = '', { useDefaults = false } 
   return (doc) => (validate(doc) ? undefined : describe(start, doc, validate.errors ?? []));
 }
 
-interface Frame { node: Node; base: string }
+interface Frame {
+  node: Node;
+  base: string;
+}
 
 function resolvePointer(doc: Node, pointer: string): Node {
   let n: unknown = doc;
@@ -98,7 +112,7 @@ function resolvePointer(doc: Node, pointer: string): Node {
 /** The node itself, then what its `$ref` points to (and so on): where its keywords and description may be. */
 function chain(f: Frame): Frame[] {
   const out = [f];
-  for (let cur = f; typeof cur.node.$ref === 'string';) {
+  for (let cur = f; typeof cur.node.$ref === 'string'; ) {
     const url = new URL(cur.node.$ref, cur.base);
     const base = url.href.split('#')[0];
     const doc = docs.get(base);
@@ -115,7 +129,12 @@ function child(f: Frame, seg: string): Frame | undefined {
     const props = node.properties as Record<string, Node> | undefined;
     if (props && typeof props[seg] === 'object') return { node: props[seg], base: c.base };
     const prefix = node.prefixItems as Node[] | undefined;
-    if (/^\d+$/.test(seg) && Array.isArray(prefix) && Number(seg) < prefix.length && typeof prefix[Number(seg)] === 'object') {
+    if (
+      /^\d+$/.test(seg) &&
+      Array.isArray(prefix) &&
+      Number(seg) < prefix.length &&
+      typeof prefix[Number(seg)] === 'object'
+    ) {
       return { node: prefix[Number(seg)], base: c.base };
     }
     if (/^\d+$/.test(seg) && typeof node.items === 'object') return { node: node.items as Node, base: c.base };
@@ -133,7 +152,8 @@ function knownFields(f: Frame): string[] {
   return chain(f).flatMap((c) => Object.keys((c.node.properties as Node | undefined) ?? {}));
 }
 
-const fieldPath = (segs: string[]): string => segs.reduce((p, s) => (/^\d+$/.test(s) ? `${p}[${s}]` : p ? `${p}.${s}` : s), '');
+const fieldPath = (segs: string[]): string =>
+  segs.reduce((p, s) => (/^\d+$/.test(s) ? `${p}[${s}]` : p ? `${p}.${s}` : s), '');
 
 /**
  * The problem ajv's last error names. With allErrors off ajv stops at the first failing keyword; under anyOf it also
@@ -143,7 +163,12 @@ const fieldPath = (segs: string[]): string => segs.reduce((p, s) => (/^\d+$/.tes
  */
 function describe(start: Frame, doc: unknown, errors: ErrorObject[]): SchemaProblem {
   const e = errors[errors.length - 1];
-  const segs = e ? e.instancePath.split('/').slice(1).map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~')) : [];
+  const segs = e
+    ? e.instancePath
+        .split('/')
+        .slice(1)
+        .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    : [];
   const frames: Frame[] = [start];
   for (const s of segs) {
     const next = child(frames[frames.length - 1], s);
@@ -155,11 +180,22 @@ function describe(start: Frame, doc: unknown, errors: ErrorObject[]): SchemaProb
   if (e?.keyword === 'required' && frames.length === segs.length + 1) {
     const key = (e.params as { missingProperty: string }).missingProperty;
     const f = child(frames[parent], key);
-    return { kind: 'missing', field: fieldPath([...segs, key]), expected: (f && description(f)) ?? 'present', value: undefined };
+    return {
+      kind: 'missing',
+      field: fieldPath([...segs, key]),
+      expected: (f && description(f)) ?? 'present',
+      value: undefined,
+    };
   }
   if (e?.keyword === 'additionalProperties' && frames.length === segs.length + 1) {
     const key = (e.params as { additionalProperty: string }).additionalProperty;
-    return { kind: 'unknown', field: fieldPath([...segs, key]), expected: 'absent', value: (valueAt(segs.length) as Node)[key], known: knownFields(frames[parent]) };
+    return {
+      kind: 'unknown',
+      field: fieldPath([...segs, key]),
+      expected: 'absent',
+      value: (valueAt(segs.length) as Node)[key],
+      known: knownFields(frames[parent]),
+    };
   }
   for (let i = frames.length - 1; i >= 1; i--) {
     const d = description(frames[i]);

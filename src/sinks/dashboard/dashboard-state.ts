@@ -94,8 +94,20 @@ export type DashUpdate =
   | { type: 'run'; data: DashRun }
   | { type: 'volume'; data: DashVolume }
   | { type: 'trial'; data: DashTrial }
-  | { type: 'caption'; data: { run: string; subject?: string; session?: string; trial: number; caption: NonNullable<DashTrial['caption']> } }
-  | { type: 'reconstruction'; data: { run: string; subject?: string; session?: string; trial: number; reconstruction: DashReconstruction } }
+  | {
+      type: 'caption';
+      data: {
+        run: string;
+        subject?: string;
+        session?: string;
+        trial: number;
+        caption: NonNullable<DashTrial['caption']>;
+      };
+    }
+  | {
+      type: 'reconstruction';
+      data: { run: string; subject?: string; session?: string; trial: number; reconstruction: DashReconstruction };
+    }
   | { type: 'metrics'; data: DashMetrics }
   | { type: 'alert'; data: DashAlert }
   | { type: 'mosaic'; data: NonNullable<DashSnapshot['mosaic']> };
@@ -124,7 +136,13 @@ function dropImages(t: DashTrial): void {
 }
 
 export class DashboardState {
-  private s: DashSnapshot = { status: { bridge: 'waiting', at: Date.now() }, runs: [], volumes: [], trials: [], alerts: [] };
+  private s: DashSnapshot = {
+    status: { bridge: 'waiting', at: Date.now() },
+    runs: [],
+    volumes: [],
+    trials: [],
+    alerts: [],
+  };
   private readonly trialIndex = new Map<string, DashTrial>();
 
   constructor(private readonly limits: DashboardStateLimits = {}) {}
@@ -136,8 +154,11 @@ export class DashboardState {
         s.status = { ...s.status, ...u.data };
         break;
       case 'run': {
-        const i = s.runs.findIndex((r) => r.run === u.data.run && r.session === u.data.session && r.subject === u.data.subject);
-        if (i >= 0) s.runs[i] = u.data; else s.runs.push(u.data);
+        const i = s.runs.findIndex(
+          (r) => r.run === u.data.run && r.session === u.data.session && r.subject === u.data.subject,
+        );
+        if (i >= 0) s.runs[i] = u.data;
+        else s.runs.push(u.data);
         break;
       }
       case 'volume':
@@ -157,7 +178,8 @@ export class DashboardState {
           const fell = s.trials[s.trials.length - 1 - this.max('trialImages')];
           if (fell) dropImages(fell);
           if (s.trials.length > this.max('trials')) {
-            for (const old of s.trials.splice(0, s.trials.length - this.max('trials'))) this.trialIndex.delete(dashTrialKey(old));
+            for (const old of s.trials.splice(0, s.trials.length - this.max('trials')))
+              this.trialIndex.delete(dashTrialKey(old));
           }
         }
         break;

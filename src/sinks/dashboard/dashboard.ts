@@ -12,8 +12,12 @@ import { checkDashboardOrigin, checkHost, isLoopbackHost } from '../../server/re
 export const DASHBOARD_DIR = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..', '..', 'dashboard');
 
 const MIME: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8',
-  '.svg': 'image/svg+xml', '.png': 'image/png', '.ico': 'image/x-icon',
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
 };
 
 export interface DashboardOptions {
@@ -72,7 +76,9 @@ function attachDashboard(http: HttpServer, state: DashboardState, opts: Dashboar
   // `cors` covers only XHR polling; allowRequest also sees WebSocket upgrades, where browsers send Origin but no CORS
   // check applies: only the dashboard's own page (or a non-browser client, with no Origin) gets the live data.
   const io = new IoServer(http, {
-    serveClient: true, maxHttpBufferSize: 1e6, cors: { origin: false },
+    serveClient: true,
+    maxHttpBufferSize: 1e6,
+    cors: { origin: false },
     allowRequest: (req, done) => {
       const refusal = checkHost(req, opts.loopbackBind ?? false) ?? checkDashboardOrigin(req);
       done(refusal ? refusal.message : null, !refusal);
@@ -84,7 +90,12 @@ function attachDashboard(http: HttpServer, state: DashboardState, opts: Dashboar
     io.use((socket, next) => {
       const given = (socket.handshake.auth as Record<string, unknown>)?.token ?? socket.handshake.query?.token;
       if (tokenOk(token, given)) next();
-      else next(new Error('viewer token missing or wrong: open the dashboard URL printed by `serve` (it ends in ?token=...).'));
+      else
+        next(
+          new Error(
+            'viewer token missing or wrong: open the dashboard URL printed by `serve` (it ends in ?token=...).',
+          ),
+        );
     });
   }
   io.on('connection', (socket) => {
@@ -102,7 +113,11 @@ function attachDashboard(http: HttpServer, state: DashboardState, opts: Dashboar
     if (!file.startsWith(staticDir + sep)) return false;
     readFile(file).then(
       (body) => {
-        res.writeHead(200, { 'content-type': MIME[extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' });
+        res.writeHead(200, {
+          'content-type': MIME[extname(file)] ?? 'application/octet-stream',
+          'cache-control': 'no-cache',
+          'x-content-type-options': 'nosniff',
+        });
         res.end(req.method === 'HEAD' ? undefined : body);
       },
       () => {

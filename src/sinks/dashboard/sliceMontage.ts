@@ -12,7 +12,11 @@ export interface SliceMontageOptions {
 }
 
 /** Grey-level tile image (one byte per pixel) of `vol` [nx, ny, nz] x-fastest. */
-export function sliceMontagePixels(data: Float32Array, dims: [number, number, number], opts: SliceMontageOptions = {}): { pixels: Uint8Array; width: number; height: number } {
+export function sliceMontagePixels(
+  data: Float32Array,
+  dims: [number, number, number],
+  opts: SliceMontageOptions = {},
+): { pixels: Uint8Array; width: number; height: number } {
   const [nx, ny, nz] = dims;
   const n = Math.min(opts.slices ?? 12, nz);
   const cols = Math.min(opts.columns ?? Math.ceil(Math.sqrt(n * 1.5)), n);
@@ -44,10 +48,16 @@ export function sliceMontagePixels(data: Float32Array, dims: [number, number, nu
   return { pixels, width, height };
 }
 
-export async function renderSliceMontagePng(data: Float32Array, dims: [number, number, number], opts: SliceMontageOptions = {}): Promise<Buffer> {
+export async function renderSliceMontagePng(
+  data: Float32Array,
+  dims: [number, number, number],
+  opts: SliceMontageOptions = {},
+): Promise<Buffer> {
   const m = sliceMontagePixels(data, dims, opts);
   const scale = opts.scale ?? 2;
-  return sharp(Buffer.from(m.pixels.buffer, m.pixels.byteOffset, m.pixels.byteLength), { raw: { width: m.width, height: m.height, channels: 1 } })
+  return sharp(Buffer.from(m.pixels.buffer, m.pixels.byteOffset, m.pixels.byteLength), {
+    raw: { width: m.width, height: m.height, channels: 1 },
+  })
     .resize(m.width * scale, m.height * scale, { kernel: 'nearest' })
     .png({ compressionLevel: 3 })
     .toBuffer();

@@ -7,6 +7,9 @@ import { MAX_INLINE_IMAGE_SIDE } from '../../protocol/inlineImage.js';
 export async function stimulusThumbnail(img: StimulusImage, side = 128): Promise<string> {
   // The header was checked at entry; the pixel cap guards the decoder again should that check ever change.
   const webp = await sharp(img.bytes, { limitInputPixels: MAX_INLINE_IMAGE_SIDE * MAX_INLINE_IMAGE_SIDE })
-    .rotate().resize(side, side, { fit: 'cover' }).webp({ quality: 80 }).toBuffer();
+    .rotate()
+    .resize(side, side, { fit: 'cover' })
+    .webp({ quality: 80 })
+    .toBuffer();
   return `data:image/webp;base64,${webp.toString('base64')}`;
 }
