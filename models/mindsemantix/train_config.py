@@ -399,14 +399,19 @@ def load_config(path: Path | str, overrides: list[str] = (), data_root: str | No
 
 
 def main(argv=None) -> int:
-    a = sys.argv[1:] if argv is None else argv
-    if a == ["--schema"]:
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m mindsemantix.train_config",
+                                 description="Print a training config with every default filled in, or the config's JSON Schema.")
+    ap.add_argument("config", nargs="?", help="a YAML training config, e.g. models/configs/default.yaml")
+    ap.add_argument("--schema", action="store_true", help="print the JSON Schema instead")
+    a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    if a.schema:
         print(json.dumps(config_schema(), indent=2))
         return 0
-    if len(a) == 1:
-        print(json.dumps(load_config(a[0]).to_dict(), indent=2))
+    if a.config:
+        print(json.dumps(load_config(a.config).to_dict(), indent=2))
         return 0
-    print(__doc__)
+    ap.print_usage(sys.stderr)
     return 2
 
 
