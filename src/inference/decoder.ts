@@ -322,7 +322,7 @@ export class BrainDecoder {
         for (let k = 0; k < n - 1; k++) rowSeeds.push((h + k) >>> 0);
       }
       const rows = await this.lm.generateBatch(
-        prompts.subarray(0, per * B),
+        prompts,
         B * n,
         { ...opts, strategy: 'sample', temperature: r.temperature ?? 0.7, rowSeeds, greedyRows, rowsPerPrompt: n },
         this.prefixCache,

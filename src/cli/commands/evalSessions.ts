@@ -272,6 +272,8 @@ export async function runEvalSessions(argv: string[]): Promise<number> {
       }
       return undefined;
     };
+    // Built once: with the reference score it holds the caption bank's n-gram tables.
+    const rerank = rerankOptions(rerankSetting, baseline);
     for (const f of files) {
       const t0 = Date.now();
       const context =
@@ -282,7 +284,6 @@ export async function runEvalSessions(argv: string[]): Promise<number> {
                 .map((c) => c.replace(/\.$/, ''))
                 .join('; ')})`
           : undefined;
-      const rerank = rerankOptions(rerankSetting, baseline);
       const decoded = await decodeResponseRuns(f.runs, decoder, baseline, {
         decode: { context, ...(rerank ? { rerank } : {}) },
         sessionLabel: (r) => `${f.name}/${r.subject}/${r.session}`,
