@@ -135,6 +135,15 @@ export interface ConditionScores {
   baseline?: Record<string, Interval>;
   /** Q-Former caption embedding → nearest training caption (no LM). */
   readout?: Record<string, Interval>;
+  /** Model against the ridge baseline on the same trials, paired (see pairedCiderComparison). */
+  versus_baseline?: PairedComparison;
+}
+
+export interface PairedComparison {
+  /** Model CIDEr-D minus the baseline's. */
+  CIDEr_difference: Interval;
+  /** Model CIDEr-D over the baseline's. */
+  CIDEr_ratio: Interval;
 }
 
 const METRICS = ['CIDEr', 'BLEU4', 'BLEU1', 'ROUGE_L'] as const;
@@ -208,6 +217,61 @@ export function scoreWithIntervals(
 }
 
 /**
+ * Model against baseline on the same trials with a paired percentile bootstrap over scenes: every resample keeps both
+ * captions of each drawn trial, so the interval of the difference (or ratio) answers "does the model beat the
+ * baseline?" directly, where two marginal intervals that overlap cannot (their errors share the scenes drawn).
+ * Per-image CIDEr-D as in scoreWithIntervals (document frequencies from the whole set, per method).
+ */
+export function pairedCiderComparison(
+  rows: readonly { scene: string; references: string[]; model: string; baseline: string }[],
+  opts: { resamples?: number; seed?: number; level?: number } = {},
+): PairedComparison {
+  const refsTok = rows.map((r) => r.references.map((x) => ptbTokenize(x)));
+  const a = ciderD(rows.map((r, i) => ciderImage(ptbTokenize(r.model), refsTok[i])));
+  const b = ciderD(rows.map((r, i) => ciderImage(ptbTokenize(r.baseline), refsTok[i])));
+  const stat = (idx: readonly number[]) => {
+    let sa = 0,
+      sb = 0;
+    for (const i of idx) {
+      sa += a[i];
+      sb += b[i];
+    }
+    return { difference: (sa - sb) / idx.length, ratio: sb > 0 ? sa / sb : NaN };
+  };
+  const byScene = new Map<string, number[]>();
+  rows.forEach((r, i) => byScene.set(r.scene, [...(byScene.get(r.scene) ?? []), i]));
+  const scenes = [...byScene.values()];
+  const rand = mulberry32(opts.seed ?? 12345);
+  const diffs: number[] = [];
+  const ratios: number[] = [];
+  for (let k = 0; k < (opts.resamples ?? 1000) && scenes.length > 1; k++) {
+    const idx: number[] = [];
+    for (let s = 0; s < scenes.length; s++) idx.push(...scenes[Math.floor(rand() * scenes.length)]);
+    const st = stat(idx);
+    diffs.push(st.difference);
+    ratios.push(st.ratio);
+  }
+  const level = opts.level ?? 0.95;
+  const point = stat(rows.map((_, i) => i));
+  return {
+    CIDEr_difference: { value: point.difference, ...percentiles(diffs, level) },
+    CIDEr_ratio: { value: point.ratio, ...percentiles(ratios, level) },
+  };
+}
+
+/** The central `level` percentile interval of `xs` (linear interpolation; NaN when there are no draws). */
+function percentiles(xs: number[], level: number): { lo: number; hi: number } {
+  const sorted = xs.filter((x) => Number.isFinite(x)).sort((x, y) => x - y);
+  const q = (p: number) => {
+    if (!sorted.length) return NaN;
+    const k = p * (sorted.length - 1);
+    const lo = Math.floor(k);
+    return sorted[lo] + (sorted[Math.ceil(k)] - sorted[lo]) * (k - lo);
+  };
+  return { lo: q((1 - level) / 2), hi: q(1 - (1 - level) / 2) };
+}
+
+/**
  * The conditions a live session decodes: every single trial, and by presentation k the captions a viewer sees then
  * (k = 1 single trials, k ≥ 2 the mean of the k presentations so far).
  */
@@ -228,6 +292,15 @@ export function scoreConditions(
     if (rows.every((r) => r.x.baseline !== undefined)) {
       c.baseline = scoreWithIntervals(
         rows.map((r) => ({ scene: r.x.t.stimulusId, references: r.refs!, caption: r.x.baseline! })),
+        opts,
+      );
+      c.versus_baseline = pairedCiderComparison(
+        rows.map((r) => ({
+          scene: r.x.t.stimulusId,
+          references: r.refs!,
+          model: r.x.caption,
+          baseline: r.x.baseline!,
+        })),
         opts,
       );
     }

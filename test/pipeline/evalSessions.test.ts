@@ -13,7 +13,12 @@ import { BrainDecoder } from '../../src/inference/decoder.js';
 import { RidgeRetrieval } from '../../src/inference/baseline.js';
 import { findResponseRuns } from '../../src/pipeline/responseFiles.js';
 import { DERIVATIVE } from '../../src/pipeline/captionFiles.js';
-import { decodeResponseRuns, scoreConditions, scoreWithIntervals } from '../../src/pipeline/evaluateResponses.js';
+import {
+  decodeResponseRuns,
+  pairedCiderComparison,
+  scoreConditions,
+  scoreWithIntervals,
+} from '../../src/pipeline/evaluateResponses.js';
 import { byPresentation, corpusScores } from '../../src/pipeline/summary.js';
 import { tinyBundle } from '../inference/tinyBundle.js';
 import { DEFAULT_RERANK, rerankOptions, type RerankSetting } from '../../src/inference/rerankSetting.js';
@@ -142,4 +147,50 @@ test('bootstrap intervals over scenes bracket the corpus score and narrow with m
   }
   assert.ok(large.CIDEr.hi - large.CIDEr.lo < small.CIDEr.hi - small.CIDEr.lo, 'more scenes, narrower interval');
   assert.deepEqual(scoreWithIntervals(mk(12), { resamples: 300 }), small, 'seeded: the same interval every time');
+});
+
+test('the paired comparison sees a small, consistent win that two overlapping marginal intervals cannot', () => {
+  const caps = [
+    'a red car on a street',
+    'a dog on the grass',
+    'a bowl of fruit',
+    'a man on a bike',
+    'a boat on a lake',
+  ];
+  // Scenes differ a lot in difficulty (half are missed by both), and the model is right on 2 more scenes in 20 than the
+  // baseline: the marginal intervals overlap, the paired difference stays above zero.
+  const rows = Array.from({ length: 200 }, (_, i) => {
+    const ref = caps[i % caps.length];
+    const hard = i % 2 === 1;
+    const wrong = caps[(i + 1) % caps.length];
+    return {
+      scene: `s${i}`,
+      references: [ref, `${ref} today`],
+      model: hard ? wrong : ref,
+      baseline: hard || i % 20 === 0 || i % 20 === 10 ? wrong : ref,
+    };
+  });
+  const m = scoreWithIntervals(
+    rows.map((r) => ({ scene: r.scene, references: r.references, caption: r.model })),
+    { resamples: 400 },
+  );
+  const b = scoreWithIntervals(
+    rows.map((r) => ({ scene: r.scene, references: r.references, caption: r.baseline })),
+    { resamples: 400 },
+  );
+  const p = pairedCiderComparison(rows, { resamples: 400 });
+  assert.ok(
+    Math.abs(p.CIDEr_difference.value - (m.CIDEr.value - b.CIDEr.value)) < 1e-9,
+    'point = difference of the means',
+  );
+  assert.ok(Math.abs(p.CIDEr_ratio.value - m.CIDEr.value / b.CIDEr.value) < 1e-9, 'point = ratio of the means');
+  assert.ok(m.CIDEr.lo < b.CIDEr.hi, `marginal intervals overlap: ${JSON.stringify([m.CIDEr, b.CIDEr])}`);
+  assert.ok(p.CIDEr_difference.lo > 0, JSON.stringify(p.CIDEr_difference));
+  assert.ok(p.CIDEr_ratio.lo > 1, JSON.stringify(p.CIDEr_ratio));
+  // Same captions on both sides: no difference, and the interval collapses to it.
+  const same = pairedCiderComparison(
+    rows.map((r) => ({ ...r, baseline: r.model })),
+    { resamples: 100 },
+  );
+  assert.deepEqual([same.CIDEr_difference.lo, same.CIDEr_difference.value, same.CIDEr_difference.hi], [0, 0, 0]);
 });

@@ -98,6 +98,16 @@ const fmt = (c: ConditionScores | undefined, who: 'model' | 'baseline' | 'readou
   return s ? `${(100 * s.value).toFixed(1)} [${(100 * s.lo).toFixed(1)}, ${(100 * s.hi).toFixed(1)}]` : '–';
 };
 
+/** The paired model-vs-ridge comparison: CIDEr-D difference ×100 and ratio, each with its paired interval. */
+const paired = (c: ConditionScores) => {
+  const v = c.versus_baseline;
+  if (!v) return '–';
+  const d = v.CIDEr_difference,
+    r = v.CIDEr_ratio;
+  const f1 = (x: number) => (100 * x).toFixed(1);
+  return `${f1(d.value)} [${f1(d.lo)}, ${f1(d.hi)}], ${r.value.toFixed(2)}× [${r.lo.toFixed(2)}, ${r.hi.toFixed(2)}]`;
+};
+
 const pct = (x: number | null | undefined) => (x === undefined || x === null ? '–' : `${Math.round(100 * x)}%`);
 
 /** Compositional rates (docs/metrics.md) of the LM, ridge and read-out captions, single trial and mean of the last presentation. */
@@ -324,11 +334,11 @@ export async function runEvalSessions(argv: string[]): Promise<number> {
         `bundle ${summary.bundle}: ${summary.trials} trials, ${summary.scenes} scenes, ${sessions.length} session(s); CIDEr-D ×100 [95 % interval over scenes]`,
       ];
       lines.push(
-        `${'condition'.padEnd(14)} ${'trials'.padStart(6)}  ${'model (LM)'.padEnd(20)} ${'ridge baseline'.padEnd(20)} read-out retrieval`,
+        `${'condition'.padEnd(14)} ${'trials'.padStart(6)}  ${'model (LM)'.padEnd(20)} ${'ridge baseline'.padEnd(20)} ${'read-out retrieval'.padEnd(20)} model − ridge (paired), model / ridge`,
       );
       for (const [k, c] of Object.entries(pooled))
         lines.push(
-          `${k.padEnd(14)} ${String(c.trials).padStart(6)}  ${fmt(c, 'model').padEnd(20)} ${fmt(c, 'baseline').padEnd(20)} ${fmt(c, 'readout')}`,
+          `${k.padEnd(14)} ${String(c.trials).padStart(6)}  ${fmt(c, 'model').padEnd(20)} ${fmt(c, 'baseline').padEnd(20)} ${fmt(c, 'readout').padEnd(20)} ${paired(c)}`,
         );
       for (const [k, c] of Object.entries(composition ?? {})) {
         const f = (r: CompositionSummary['model'] | undefined) =>
