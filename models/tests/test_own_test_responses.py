@@ -59,3 +59,14 @@ def test_refuses_a_set_without_test_trials_and_an_existing_folder(tmp_path):
         write_own_test(tmp_path / "set", "simx", tmp_path / "exists")
     with pytest.raises(SystemExit, match="is missing"):
         write_own_test(tmp_path / "nothing", "simx", tmp_path / "out2")
+
+
+def test_a_set_without_sessions_or_flags_is_one_session(tmp_path):
+    rows = [("test", "scene-a", 0, 0), ("test", "scene-a", 0, 1)]
+    make_set(tmp_path / "set", rows)
+    with h5py.File(tmp_path / "set" / "derivatives" / "mindsemantix" / "sub-simx" / "sub-simx_responses.h5", "a") as h:
+        del h["session"], h["flags"]
+    s = write_own_test(tmp_path / "set", "simx", tmp_path / "out")
+    assert s["runs"] == 2 and s["presentations"] == {"1": 1, "2": 1}
+    _, rr = read_run(tmp_path / "out" / "sub-simx" / "ses-owntest" / "sub-simx_ses-owntest_task-vision_run-0001_responses.tsv")
+    assert rr[0]["presentation"] == "2" and rr[0]["flags"] == "n/a"

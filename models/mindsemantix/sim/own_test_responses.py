@@ -35,8 +35,12 @@ def write_own_test(data: Path, subject: str, out: Path) -> dict:
     if out.exists():
         raise SystemExit(f"{out} exists; pass a new folder.")
     with h5py.File(h5, "r") as h:
-        split, sids, flags = _text(h["split"][()]), _text(h["stimulus_ids"][()]), _text(h["flags"][()])
-        session, run, onset = h["session"][()], h["run"][()], h["onset"][()]
+        split, sids = _text(h["split"][()]), _text(h["stimulus_ids"][()])
+        n = len(sids)
+        # sim.dataset's ROI-time-series sets have one session and no flags; serving-chain sets have both
+        flags = _text(h["flags"][()]) if "flags" in h else [""] * n
+        session = h["session"][()] if "session" in h else np.zeros(n, np.int32)
+        run, onset = h["run"][()], h["onset"][()]
         test = np.flatnonzero(np.array([s == "test" for s in split]))
         x = np.asarray(h["responses"][test.tolist()], np.float32) if len(test) else np.zeros((0, 0), np.float32)
         estimator = str(h.attrs.get("estimator", "serving chain"))
