@@ -16,43 +16,45 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-from torch import nn
-import torch.nn.functional as F
-
 from .util import log, sha256_file
 
 EFFNET_FILE = "effnet_lite0.onnx"
 EXPORT_VERSION = 1       # bump when the graph changes: ensure_effnet then rewrites it
 
 
-class EffNetFeaturesExport(nn.Module):
-    """image_metrics.EffNetFeatures as one module (same layers, same resize), for export."""
+def _features_module(net):
+    """image_metrics.EffNetFeatures as one module (same layers, same resize), for export. Built here so that importing
+    this file (the bootstrap does on every start) does not import torch."""
+    import torch.nn.functional as F
+    from torch import nn
+    from .image_metrics import EffNetFeatures
 
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-        from .image_metrics import EffNetFeatures
-        self.early_block = EffNetFeatures.EARLY_BLOCK
+    class EffNetFeaturesExport(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
 
-    def forward(self, image):
-        n = self.net
-        x = F.interpolate(image, size=(224, 224), mode="bilinear", align_corners=False)
-        x = (x - 0.5) / 0.5
-        x = F.relu6(n._bn0(n._conv_stem(x)))
-        early = x
-        for k, b in enumerate(n._blocks):
-            x = b(x)
-            if k == self.early_block:
-                early = x.flatten(1)
-        x = F.relu6(n._bn1(n._conv_head(x)))
-        return early, x.mean((2, 3))
+        def forward(self, image):
+            n = self.net
+            x = F.interpolate(image, size=(224, 224), mode="bilinear", align_corners=False)
+            x = (x - 0.5) / 0.5
+            x = F.relu6(n._bn0(n._conv_stem(x)))
+            early = x
+            for k, b in enumerate(n._blocks):
+                x = b(x)
+                if k == EffNetFeatures.EARLY_BLOCK:
+                    early = x.flatten(1)
+            x = F.relu6(n._bn1(n._conv_head(x)))
+            return early, x.mean((2, 3))
+
+    return EffNetFeaturesExport()
 
 
 def export_effnet(path: Path) -> None:
+    import torch
     from .effnet import load_effnet
     from .onnx_util import export_onnx
-    export_onnx(EffNetFeaturesExport(load_effnet()), (torch.rand(2, 3, 64, 64),), path, ["image"], ["early", "late"],
+    export_onnx(_features_module(load_effnet()), (torch.rand(2, 3, 64, 64),), path, ["image"], ["early", "late"],
                 {"image": {0: "batch", 2: "height", 3: "width"}, "early": {0: "batch"}, "late": {0: "batch"}})
 
 
