@@ -139,3 +139,27 @@ def test_ensure_effnet_records_the_graph_in_the_lm_manifest_once(tmp_path, monke
     assert effnet_onnx.ensure_effnet(tmp_path) is False and len(calls) == 1
     (tmp_path / "effnet_lite0.onnx").unlink()
     assert effnet_onnx.ensure_effnet(tmp_path) is True and len(calls) == 2
+
+
+def test_baseline_images_are_the_scenes_image_eval_draws(tmp_path):
+    """bundle baseline_images.npy.gz rows (the Node retrieval baseline's pictures) = image_eval.scene_image of each
+    caption's training scene, exactly (uint8 / 255); a caption of no training scene is refused in one sentence."""
+    from mindsemantix.baseline_images import caption_images, read_baseline_images, IMAGES_FILE
+    from mindsemantix.image_eval import caption_scene_map, scene_image
+    from mindsemantix.sim import world
+    train = [i for i in range(world.N_SCENES - 1, 0, -1) if world.split_of(i) == "train"][:2]
+    caps = [world.scene(train[0]).captions[0], world.scene(train[1]).captions[2], world.scene(train[0]).captions[1]]
+    imgs = caption_images(caps)
+    cmap = caption_scene_map()
+    assert imgs.shape == (3, 64, 64, 3) and imgs.dtype == np.uint8
+    for c, a in zip(caps, imgs):
+        assert np.array_equal(a.transpose(2, 0, 1) / np.float32(255), scene_image(cmap[c]))
+    with pytest.raises(ValueError, match="no training scene's caption"):
+        caption_images(["a caption of no scene"])
+    default = Path(__file__).resolve().parents[1] / "bundles" / "default"
+    m = json.loads((default / "manifest.json").read_text())
+    if m["baseline"].get("images") == IMAGES_FILE:   # the committed file is indexed like baseline_captions.json
+        bank = json.loads((default / "baseline_captions.json").read_text())
+        got = read_baseline_images(default / IMAGES_FILE)
+        assert got.shape == (len(bank), 64, 64, 3)
+        assert np.array_equal(got[[0, len(bank) - 1]], caption_images([bank[0], bank[-1]]))
