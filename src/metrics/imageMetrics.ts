@@ -105,8 +105,7 @@ export function ssim(recon: Floats, stim: Floats, height: number, width: number)
     const sxx = ex2[i] - mx[i] * mx[i];
     const syy = ey2[i] - my[i] * my[i];
     const sxy = exy[i] - mx[i] * my[i];
-    sum +=
-      ((2 * mx[i] * my[i] + c1) * (2 * sxy + c2)) / ((mx[i] * mx[i] + my[i] * my[i] + c1) * (sxx + syy + c2));
+    sum += ((2 * mx[i] * my[i] + c1) * (2 * sxy + c2)) / ((mx[i] * mx[i] + my[i] * my[i] + c1) * (sxx + syy + c2));
   }
   return sum / mx.length;
 }
@@ -130,7 +129,11 @@ export function standardise(f: Floats): Float32Array {
  * corr(recon_i, stim_j); the mean over i of wins / comparisons. Chance 0.5, perfect 1. Feature vectors of one length;
  * `stimFeats[i]` is trial i's stimulus (repeats may share one array).
  */
-export function twoWay(reconFeats: readonly Floats[], stimFeats: readonly Floats[], groups?: readonly string[]): number {
+export function twoWay(
+  reconFeats: readonly Floats[],
+  stimFeats: readonly Floats[],
+  groups?: readonly string[],
+): number {
   const n = reconFeats.length;
   if (n < 2 || stimFeats.length !== n || (groups && groups.length !== n))
     throw new Error(`two-way identification needs N ≥ 2 reconstructions, stimuli and groups alike; got ${n}`);

@@ -7,7 +7,13 @@ import { boxResizeRgb, pixCorr, rgbToPlanar, ssim, twoWay } from '../../src/metr
 
 // Scored by models/mindsemantix/image_metrics.py and PIL (models/scripts/image_metrics_fixture.py); the Python side is
 // re-checked against the same file by models/tests/test_image_metrics.py.
-const FIXTURE = join(fileURLToPath(new URL('../../../', import.meta.url)), 'test', 'fixtures', 'image-metrics', 'cases.json');
+const FIXTURE = join(
+  fileURLToPath(new URL('../../../', import.meta.url)),
+  'test',
+  'fixtures',
+  'image-metrics',
+  'cases.json',
+);
 interface Fixture {
   pairs: {
     shape: [number, number, number, number];
@@ -18,7 +24,14 @@ interface Fixture {
     pixcorr: number;
     ssim: number;
   };
-  two_way: { shape: [number, number]; recon: number[]; stim: number[]; groups: string[]; two_way: number; two_way_grouped: number };
+  two_way: {
+    shape: [number, number];
+    recon: number[];
+    stim: number[];
+    groups: string[];
+    two_way: number;
+    two_way_grouped: number;
+  };
   box: { height: number; width: number; out_height: number; out_width: number; rgb: number[]; expected: number[] }[];
 }
 const fx = JSON.parse(readFileSync(FIXTURE, 'utf8')) as Fixture;
