@@ -7,7 +7,9 @@ Writes, when missing or stale:
   <bundle>/lm/decoder.int8.onnx        the same decoder with 8-bit block-quantized weights (mindsemantix.lm_quant), which
                                        the Node engine prefers on CPU; regenerated alone when its settings change
   <bundle>/text_encoder.onnx + text_tokenizer.json                                         MiniLM (all-MiniLM-L6-v2)
-The sha256 of text_encoder.onnx (and text_tokenizer.json) is recorded in lm/lm-manifest.json under "root_files" (it is generated, like lm/).
+  <bundle>/effnet_lite0.onnx           EfficientNet-Lite0 feature layers for the demo summary's image metrics
+                                       (mindsemantix.effnet_onnx); regenerated alone when missing or stale
+The sha256 of text_encoder.onnx (and text_tokenizer.json, effnet_lite0.onnx) is recorded in lm/lm-manifest.json under "root_files" (it is generated, like lm/).
 A second run only checks that the files exist with the recorded sizes (a few ms)."""
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from .effnet_onnx import ensure_effnet
 from .lm_quant import ensure_quantized
 from .util import log, sha256_file
 
@@ -54,6 +57,7 @@ def run(bundle: Path = DEFAULT_BUNDLE, force: bool = False) -> int:
             from .textenc import minilm_dir
             shutil.copyfile(minilm_dir() / "tokenizer.json", bundle / "text_tokenizer.json")
         ensure_quantized(bundle / "lm")
+        ensure_effnet(bundle)
         log(f"bootstrap: {bundle.relative_to(REPO_MODELS.parent) if bundle.is_relative_to(REPO_MODELS.parent) else bundle}: LM and text encoder up to date")
         return 0
     t0 = time.time()
@@ -81,6 +85,7 @@ def run(bundle: Path = DEFAULT_BUNDLE, force: bool = False) -> int:
     manifest["bootstrap_version"] = STAMP_VERSION
     (lm_dir / "lm-manifest.json").write_text(json.dumps(manifest, indent=2))
     ensure_quantized(bundle / "lm")
+    ensure_effnet(bundle)
     log(f"bootstrap: done in {time.time() - t0:.0f} s")
     return 0
 

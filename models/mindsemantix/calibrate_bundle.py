@@ -3,7 +3,7 @@ baseline-<id>.onnx and mask, under an updated manifest (subjects, files with sha
 
 The input bundle is only read. Everything is written to a hidden temp folder beside the output and renamed into place
 at the end, so an interrupted calibration leaves no half bundle. lm/ (~0.8 GB) and the bootstrap-generated root files
-(text_encoder.onnx, text_tokenizer.json when the manifest lists them under lm/lm-manifest.json) are hard-linked, not
+(text_encoder.onnx, text_tokenizer.json, effnet_lite0.onnx: lm/lm-manifest.json's root_files) are hard-linked, not
 copied: `serve` checks them by sha256 against lm/lm-manifest.json as in any bundle, a hard link is those same bytes
 without another 0.8 GB on disk, and unlike a symlink it still works after the input bundle is moved or deleted. Across
 file systems they are copied. Committed files (listed in manifest `files`) are always copied.
@@ -56,8 +56,12 @@ def copy_input(src: Path, dst: Path, manifest: dict, drop: set) -> dict:
             if f.is_file():
                 how[link_or_copy(f, dst / "lm" / f.relative_to(lm))] += 1
     te = manifest.get("text_encoder", {})
-    for rel in (te.get("onnx"), te.get("tokenizer")):
-        if rel and rel not in manifest["files"] and (src / rel).exists():
+    generated = {te.get("onnx"), te.get("tokenizer")}
+    lm_manifest = src / "lm" / "lm-manifest.json"
+    if lm_manifest.exists():  # every bootstrap-generated root file (effnet_lite0.onnx too): the new bundle lists them there
+        generated |= set(json.loads(lm_manifest.read_text()).get("root_files", {}))
+    for rel in sorted(r for r in generated if r):
+        if rel not in manifest["files"] and (src / rel).exists():
             how[link_or_copy((src / rel).resolve(), dst / rel)] += 1
     return how
 

@@ -78,5 +78,10 @@ def export_trained(ckpt: Path, data: Path | None, out: Path, ridge_rank: int = 6
                                          "baseline_ridge_rank": ridge_rank,
                                          **({"init_bundle": {k: run["init_bundle"].get(k) for k in ("path", "name", "created", "manifest_sha256")}}
                                             if run.get("init_bundle") else {})}})
+    from .baseline_images import add_baseline_images
+    try:  # the retrieval baseline's pictures for the Node demo summary (image.retrieval)
+        m = add_baseline_images(out)
+    except ValueError as e:
+        log(f"export: no baseline images: {e}")
     log(f"export: {out} written")
     return m

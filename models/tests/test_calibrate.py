@@ -124,3 +124,23 @@ def test_readout_fit_beats_its_start_on_held_out_stimuli(tiny):
     assert h["model"]["cosine"] > h["model_at_init"]["cosine"], h
     score = retrieval_scores(np.eye(3), np.array([0, 1, 2]), np.eye(3))
     assert score["top1"] == 1.0 and score["chance_top1"] == pytest.approx(1 / 3)
+
+
+def test_copy_input_links_every_bootstrap_generated_root_file(tmp_path):
+    """A calibrated bundle carries lm/lm-manifest.json, so every root file it lists (effnet_lite0.onnx, the text
+    encoder) must be there too, or the Node loader refuses the new bundle."""
+    from mindsemantix.calibrate_bundle import copy_input
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "lm").mkdir(parents=True)
+    (src / "committed.json").write_text("{}")
+    (src / "lm" / "decoder.onnx").write_bytes(b"lm")
+    for f in ("text_encoder.onnx", "effnet_lite0.onnx"):
+        (src / f).write_bytes(f.encode())
+    (src / "lm" / "lm-manifest.json").write_text(json.dumps({"files": {"decoder.onnx": "0" * 64},
+                                                             "root_files": {"text_encoder.onnx": "1" * 64, "effnet_lite0.onnx": "2" * 64}}))
+    dst.mkdir()
+    manifest = {"files": {"committed.json": "3" * 64}, "text_encoder": {"onnx": "text_encoder.onnx"}}
+    how = copy_input(src, dst, manifest, set())
+    assert (dst / "effnet_lite0.onnx").read_bytes() == b"effnet_lite0.onnx"
+    assert (dst / "text_encoder.onnx").exists() and (dst / "lm" / "lm-manifest.json").exists()
+    assert how == {"copy": 1, "hard link": 4}

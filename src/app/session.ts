@@ -9,6 +9,7 @@ import type { BrainDecoder } from '../inference/decoder.js';
 import type { RidgeRetrieval } from '../inference/baseline.js';
 import type { DecodedTrial, Pipeline, PipelineOptions, PipelineStats } from '../pipeline/pipeline.js';
 import { startDecoding } from './decoding.js';
+import { collectImagePairs, type ImagePairs } from '../sinks/imagePairs.js';
 
 export interface SessionRunOptions {
   session: string;
@@ -20,6 +21,8 @@ export interface SessionRunOptions {
   decode?: PipelineOptions['decode'];
   /** Live caption metrics on the dashboard (default on). */
   liveMetrics?: boolean;
+  /** Keep stimulus images, caption embeddings and reconstruction pixels for the summary's image metrics (demo). */
+  imagePairs?: boolean;
   onDecoded?: (d: DecodedTrial) => void;
   /** Called once the dashboard is reachable. */
   onServing?: (url: string) => void;
@@ -34,6 +37,8 @@ export interface SessionRun {
   runs: BidsRunFiles[];
   replayed: ReplayResult;
   stats: PipelineStats;
+  /** What the image metrics score (with `imagePairs`). */
+  imagePairs?: ImagePairs;
   /** Seconds from the start of replay to the last caption. */
   wallSeconds: number;
   /** Seconds of scanning replayed (volumes × TR). */
@@ -59,6 +64,7 @@ export async function runSessionThroughServe(o: SessionRunOptions): Promise<Sess
   const dashboard = createDashboard();
   const log = o.log ?? (() => {});
   let pipeline!: Pipeline;
+  let imagePairs: ImagePairs | undefined;
   const srv = await startServer({
     host: '127.0.0.1',
     port: o.port ?? 0,
@@ -78,11 +84,13 @@ export async function runSessionThroughServe(o: SessionRunOptions): Promise<Sess
         log,
         lossless: true, // a replay is not a live scanner: every trial is decoded, however far behind
       });
+      if (o.imagePairs) imagePairs = collectImagePairs(pipeline);
     },
   });
   dashboard.attach(srv.http);
   const close = async () => {
     await pipeline.close();
+    imagePairs?.unsubscribe();
     await dashboard.close();
     await srv.close();
   };
@@ -108,7 +116,18 @@ export async function runSessionThroughServe(o: SessionRunOptions): Promise<Sess
       const sc = side.get(run);
       return s + (sc?.volumes ?? 0) * (sc?.tr ?? 0);
     }, 0);
-    return { srv, dashboard, pipeline, runs, replayed, stats: pipeline.stats(), wallSeconds, acquiredSeconds, close };
+    return {
+      srv,
+      dashboard,
+      pipeline,
+      runs,
+      replayed,
+      stats: pipeline.stats(),
+      imagePairs,
+      wallSeconds,
+      acquiredSeconds,
+      close,
+    };
   } catch (e) {
     await close();
     throw e;

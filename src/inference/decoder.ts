@@ -105,6 +105,15 @@ export interface EncodedReconstruction {
   image: Uint8Array;
   imageFormat: ImageFormat;
   ms: number;
+  /** The generator's image before encoding: planar float [3, height, width] in 0..1. */
+  pixels?: PlanarImage;
+}
+
+/** A planar float image [3, height, width] in 0..1, as the generators write them. */
+export interface PlanarImage {
+  data: Float32Array;
+  width: number;
+  height: number;
 }
 
 export class BrainDecoder {
@@ -424,7 +433,7 @@ export class BrainDecoder {
   async reconstruct(
     captionEmbedding: Float32Array,
     brainTokens: ort.Tensor,
-  ): Promise<{ rgb: Uint8Array; width: number; height: number }> {
+  ): Promise<{ rgb: Uint8Array; width: number; height: number; pixels: Float32Array }> {
     if (!this.generator) throw new Error('this bundle has no image generator');
     const [, H, W] = this.bundle.manifest.dims.image;
     const feeds: Record<string, ort.Tensor> = {
@@ -435,7 +444,9 @@ export class BrainDecoder {
     const out = await this.generator.run(feeds);
     const img = out.image ?? out[this.generator.outputNames[0]];
     const [, , h, w] = img.dims.length === 4 ? img.dims : [1, 3, H, W];
-    return { rgb: planarToRgb(img.data as Float32Array, h, w), width: w, height: h };
+    const data = img.data as Float32Array;
+    // `pixels`: the first image as the generator wrote it, planar float (the image metrics score it unrounded)
+    return { rgb: planarToRgb(data, h, w), width: w, height: h, pixels: data.slice(0, 3 * h * w) };
   }
 
   /**
@@ -450,7 +461,12 @@ export class BrainDecoder {
     const format = opts.imageFormat ?? 'png';
     const r = await this.reconstruct(c.captionEmbedding, c.brainTokens);
     const image = await encodeRgb(r.rgb, r.width, r.height, format, opts.imageWidth);
-    return { image, imageFormat: format, ms: performance.now() - t0 };
+    return {
+      image,
+      imageFormat: format,
+      ms: performance.now() - t0,
+      pixels: { data: r.pixels, width: r.width, height: r.height },
+    };
   }
 
   /** Decodes one trial end to end into the shared `Caption` shape. */

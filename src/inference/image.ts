@@ -1,4 +1,4 @@
-// Planar float images from the generator → encoded PNG/WebP with sharp.
+// Planar float images from the generator → encoded PNG/WebP with sharp; stimulus images → RGB bytes.
 import sharp from 'sharp';
 
 export type ImageFormat = 'png' | 'webp';
@@ -34,4 +34,15 @@ export async function encodeRgb(
 
 export function mimeOf(format: ImageFormat): string {
   return format === 'webp' ? 'image/webp' : 'image/png';
+}
+
+/** An encoded image (PNG, JPEG, WebP) → interleaved 8-bit RGB; alpha dropped, greyscale expanded to three channels. */
+export async function decodeRgb(bytes: Uint8Array): Promise<{ rgb: Uint8Array; width: number; height: number }> {
+  const { data, info } = await sharp(bytes)
+    .removeAlpha()
+    .toColourspace('srgb')
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3) throw new Error(`the image decoded to ${info.channels} channels, not RGB`);
+  return { rgb: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
 }

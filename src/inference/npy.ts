@@ -1,5 +1,6 @@
-// Minimal reader for NumPy .npy files holding little-endian float32/float64 C-order arrays (bundle side data).
+// Minimal reader for NumPy .npy files holding little-endian float32/float64 or uint8 C-order arrays (bundle side data).
 import { readFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 
 export function readNpy(path: string): { data: Float32Array; shape: number[] } {
   const buf = readFileSync(path);
@@ -27,6 +28,29 @@ export function readNpy(path: string): { data: Float32Array; shape: number[] } {
       shape,
     };
   throw new Error(`${path}: dtype ${descr} is not supported (need float32/float64)`);
+}
+
+/** A uint8 C-order .npy, gzip-compressed when the name ends in .gz (the bundle's baseline images). */
+export function readNpyUint8(path: string): { data: Uint8Array; shape: number[] } {
+  const raw = readFileSync(path);
+  const buf = path.endsWith('.gz') ? gunzipSync(raw) : raw;
+  if (buf.toString('latin1', 0, 6) !== '\x93NUMPY') throw new Error(`${path} is not a .npy file`);
+  const major = buf[6];
+  const headerLen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
+  const start = major === 1 ? 10 : 12;
+  const header = buf.toString('latin1', start, start + headerLen);
+  const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
+  if (descr !== '|u1') throw new Error(`${path}: dtype ${descr} is not uint8`);
+  if (/'fortran_order':\s*True/.test(header)) throw new Error(`${path}: Fortran-order arrays are not supported`);
+  const shape = (/'shape':\s*\(([^)]*)\)/.exec(header)?.[1] ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map(Number);
+  const n = shape.reduce((a, b) => a * b, 1);
+  const off = start + headerLen;
+  if (buf.length - off < n) throw new Error(`${path} is truncated: ${buf.length - off} bytes for ${n} values`);
+  return { data: new Uint8Array(buf.buffer.slice(buf.byteOffset + off, buf.byteOffset + off + n)), shape };
 }
 
 /** A .npy (format 1.0) holding a little-endian float32 C-order array: what numpy.load reads with no other library. */

@@ -6,7 +6,7 @@ import { filter, Subject, type Observable, type Observer, type Subscription } fr
 import { runKey, type RunInfo, type StimulusEvent, type TrialResponse, type Volume } from '../core/types.js';
 import type { IngestHub } from '../server/hub.js';
 import { RepeatMeans, type Preprocessor, type ProcessedVolume } from '../../streams/index.js';
-import type { BrainDecoder, DecodedCaption, DecodeOptions } from '../inference/decoder.js';
+import type { BrainDecoder, DecodedCaption, DecodeOptions, PlanarImage } from '../inference/decoder.js';
 import type { RidgeRetrieval } from '../inference/baseline.js';
 import { DecodeQueue } from '../inference/queue.js';
 import { loadMask, preprocessorForRun, type LoadedMask } from './runPreprocessor.js';
@@ -49,6 +49,8 @@ export interface DecodedTrial {
   presentation: number;
   /** From the second presentation on: the caption decoded from the mean of the presentations so far. */
   mean?: MeanCaption;
+  /** The Q-Former's caption embedding (text space, normalised): the image retrieval baseline's query. */
+  captionEmbedding?: Float32Array;
 }
 
 export interface MeanCaption {
@@ -73,6 +75,8 @@ export interface ReconstructedTrial {
   imageFormat?: 'png' | 'webp';
   /** Generator + encoding, ms. */
   ms?: number;
+  /** The generator's image unencoded (planar float [3, H, W] in 0..1): what the demo summary's image metrics score. */
+  pixels?: PlanarImage;
   error?: string;
 }
 
@@ -289,6 +293,7 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
         latencyMs: c.latencyMs.responseToCaption,
         baseline: await baselineOf(t.subject, t.vector),
         presentation: t.presentation,
+        captionEmbedding: c.captionEmbedding,
       };
       captionsOf.set(d, c);
       if (t.mean) {
@@ -344,7 +349,13 @@ export function startPipeline(hub: IngestHub, opts: PipelineOptions): Pipeline {
       const { d, c } = reconWaiting.shift()!;
       try {
         const r = await decoder.reconstructEncoded(c, { imageFormat: 'webp', imageWidth: 256, ...opts.decode });
-        reconstructions.next({ ...reconKey(d), image: r.image, imageFormat: r.imageFormat, ms: r.ms });
+        reconstructions.next({
+          ...reconKey(d),
+          image: r.image,
+          imageFormat: r.imageFormat,
+          ms: r.ms,
+          pixels: r.pixels,
+        });
       } catch (e) {
         const error = (e as Error)?.message ?? String(e);
         alert({

@@ -15,6 +15,7 @@ import { runSessionThroughServe, type SessionRun } from '../../app/session.js';
 import { byPresentation, percentile, summaryScores, type PresentationScores } from '../../pipeline/summary.js';
 import { compositionSummary, type CompositionSummary } from '../../pipeline/compositionSummary.js';
 import { readSceneTable } from '../../pipeline/sceneTable.js';
+import { imageSummary, type ImageScores, type ImageSummary } from '../../pipeline/imageSummary.js';
 import { prepareNewSubject, type NewSubjectCalibration } from '../../app/newSubjectDemo.js';
 
 const help = `mindsemantix demo [--session DIR] [--models DIR] [--speed N|max] [--port P] [--once] [--json]
@@ -60,6 +61,11 @@ export interface DemoSummary {
   by_presentation: PresentationScores[];
   /** Simulated sessions only (stimuli.tsv has the scene facts): compositional rates, docs/metrics.md. */
   composition?: CompositionSummary;
+  /**
+   * Sessions whose events carry stimulus images, with a bundle that reconstructs: the reconstructions (and the
+   * nearest-training-image baseline) against the stimuli, docs/metrics.md "Image metrics".
+   */
+  image?: ImageSummary;
   /** How each caption was chosen among the LM's candidates (candidates 1: the greedy caption). */
   rerank: RerankSetting;
   /** `--new-subject`: the calibration the decoded person got (seconds: calibrate's own). */
@@ -230,6 +236,7 @@ export const command: Command = {
         speed,
         port,
         recordDir: stringFlag(p, 'record'),
+        imagePairs: true,
         signal: ac.signal,
         decode: { strategy: stringFlag(p, 'strategy') as 'greedy' | 'beam' | 'sample', ...(rerank ? { rerank } : {}) },
         onDecoded: print,
@@ -264,6 +271,7 @@ export const command: Command = {
         : undefined,
     ]);
     const composition = sessionComposition(session, scored, decoder, say);
+    const image = await sessionImages(run, decoder, say);
     const summary: DemoSummary = {
       type: 'summary',
       trials: st.trialsSeen,
@@ -289,6 +297,7 @@ export const command: Command = {
         })),
       ),
       ...(composition ? { composition } : {}),
+      ...(image ? { image } : {}),
       rerank: rerankSetting,
       ...(calibration
         ? {
@@ -316,6 +325,11 @@ export const command: Command = {
               (composition.baseline
                 ? `\n         ridge baseline:           ${fmtComposition(composition.baseline)}`
                 : '') +
+              '\n'
+            : '') +
+          (image
+            ? `         images over ${image.trials} trials: ${fmtImage(image.model)}` +
+              (image.retrieval ? `\n         retrieval baseline:      ${fmtImage(image.retrieval)}` : '') +
               '\n'
             : '') +
           (calibration
@@ -366,6 +380,46 @@ function sessionComposition(
     say(`demo: composition left out of the summary: ${(e as Error).message}`);
     return undefined;
   }
+}
+
+/**
+ * The summary's image block: the session's reconstructions against the stimulus images its events carried. No block,
+ * with one line saying why, when the bundle has no generator or no stimulus image arrived; a failure is one line too.
+ */
+async function sessionImages(
+  run: SessionRun,
+  decoder: BrainDecoder,
+  say: (m: string) => void,
+): Promise<ImageSummary | undefined> {
+  const collected = run.imagePairs;
+  if (!collected) return undefined;
+  if (!decoder.hasGenerator) {
+    say('demo: no image metrics: the model bundle has no image generator.');
+    return undefined;
+  }
+  const pairs = collected.pairs();
+  if (!pairs.length) {
+    const c = collected.counts();
+    say(
+      c.stimuli === 0
+        ? "demo: no image metrics: the session's events carried no stimulus images (events.tsv stim_file names the files under the session folder)."
+        : `demo: no image metrics: none of the ${c.reconstructions} reconstructions had its stimulus image.`,
+    );
+    return undefined;
+  }
+  try {
+    return await imageSummary(pairs, decoder.bundle, decoder.sessions, say);
+  } catch (e) {
+    say(`demo: image metrics left out of the summary: ${(e as Error).message}`);
+    return undefined;
+  }
+}
+
+function fmtImage(s: ImageScores): string {
+  return (
+    `PixCorr ${s.PixCorr.toFixed(3)}, SSIM ${s.SSIM.toFixed(3)}` +
+    (s.TwoWayEffNet !== undefined ? `, EffNet 2-way ${(100 * s.TwoWayEffNet).toFixed(1)}%` : '')
+  );
 }
 
 function fmtComposition(r: CompositionSummary['model']): string {
