@@ -85,7 +85,8 @@ class CorpusCider:
 
 
 def centred_bank(bank: np.ndarray):
-    """The bank's mean row and its rows minus that mean, unit length (bank rows are unit length)."""
+    """The bank's mean row and its rows minus that mean, unit length (bank rows are unit length); float64, as Node."""
+    bank = np.asarray(bank, dtype=np.float64)
     mu = bank.mean(0)
     return mu, _unit(bank - mu)
 
