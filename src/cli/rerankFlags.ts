@@ -2,6 +2,7 @@
 // trial, how they are drawn, and what they are compared with (docs/inference.md, "Choosing among candidates").
 import { MAX_RERANK_CANDIDATES } from '../inference/decoder.js';
 import {
+  DEFAULT_REFERENCES,
   DEFAULT_RERANK,
   MAX_RERANK_REFERENCES,
   type RerankGuide,
@@ -15,7 +16,7 @@ export const rerankFlagSpecs: FlagSpecs = {
   rerank: { type: 'string' },
   'rerank-strategy': { type: 'string', choices: ['beam', 'sample'] },
   'rerank-guide': { type: 'string', choices: ['readout', 'readout+ridge'] },
-  'rerank-score': { type: 'string', choices: ['references', 'embedding'] },
+  'rerank-score': { type: 'string', choices: ['soft-references', 'references', 'embedding'] },
   'rerank-references': { type: 'string' },
 };
 
@@ -23,9 +24,12 @@ export const rerankHelp = `  --rerank N           caption candidates per trial, 
                        best is kept (default ${DEFAULT_RERANK.candidates}; 1 = the LM's greedy caption alone)
   --rerank-strategy S  sample (the greedy caption + N-1 nucleus samples, default) or beam (a beam of width N)
   --rerank-guide G     readout+ridge (the Q-Former's read-out averaged with the ridge baseline's, default) or readout
-  --rerank-score S     references (CIDEr-D against the training captions nearest to the prediction, default) or
-                       embedding (cosine of the candidate's sentence embedding with the prediction)
-  --rerank-references K  training captions used as references by --rerank-score references (default ${DEFAULT_RERANK.references})`;
+  --rerank-score S     soft-references (default): CIDEr-D against the training captions nearest to the prediction,
+                       each weighted by its similarity, plus 0.1 x the candidate's mean token log-probability;
+                       references: CIDEr-D against the K nearest, equally weighted; embedding: cosine of the
+                       candidate's sentence embedding with the prediction
+  --rerank-references K  training captions used as references by the reference scores (default
+                       ${DEFAULT_REFERENCES['soft-references']} for soft-references, ${DEFAULT_REFERENCES.references} for references; at most ${MAX_RERANK_REFERENCES})`;
 
 export function parseRerank(command: string, p: ParsedArgs): RerankSetting {
   const candidates =
@@ -36,7 +40,7 @@ export function parseRerank(command: string, p: ParsedArgs): RerankSetting {
   const score = (stringFlag(p, 'rerank-score') ?? DEFAULT_RERANK.score) as RerankScore;
   const references =
     numberFlag(command, p, 'rerank-references', { integer: true, min: 1, max: MAX_RERANK_REFERENCES }) ??
-    DEFAULT_RERANK.references;
+    (score === 'embedding' ? DEFAULT_RERANK.references : DEFAULT_REFERENCES[score]);
   if (
     candidates === 1 &&
     ['rerank-strategy', 'rerank-guide', 'rerank-score', 'rerank-references'].some((f) => stringFlag(p, f))
@@ -48,7 +52,7 @@ export function parseRerank(command: string, p: ParsedArgs): RerankSetting {
   }
   if (score === 'embedding' && stringFlag(p, 'rerank-references')) {
     throw new UserError(
-      `${command}: --rerank-references applies to --rerank-score references only; drop it or use that score.`,
+      `${command}: --rerank-references applies to --rerank-score soft-references or references only; drop it or use one of those scores.`,
       2,
     );
   }

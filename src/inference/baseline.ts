@@ -27,8 +27,8 @@ export class RidgeRetrieval {
   private constructor(
     private readonly sessions: Map<string, ort.InferenceSession>,
     readonly captions: string[],
-    /** [captions.length, E], rows L2-normalised. */
-    private readonly embeddings: Float32Array,
+    /** [captions.length, E], rows L2-normalised (the reference scorers' caption bank). */
+    readonly embeddings: Float32Array,
     readonly dim: number,
   ) {}
 

@@ -7,7 +7,7 @@ import { createSessionFactory, type Device, type SessionFactory } from './sessio
 import { LanguageModel, type GenerateOptions, type Generated, type PromptCache } from './lm.js';
 import { loadTokenizer, type TextTokenizer } from './tokenizer.js';
 import { SentenceEncoder } from './sentenceEncoder.js';
-import type { CandidateScorer } from './referenceScorer.js';
+import { chooseCandidate, type CandidateScorer } from './referenceScorer.js';
 import { encodeRgb, planarToRgb, type ImageFormat } from './image.js';
 import { readNpy } from './npy.js';
 
@@ -60,7 +60,7 @@ export interface RerankOptions {
   strategy?: 'beam' | 'sample';
   /** Sampling temperature for 'sample' (default 0.7). */
   temperature?: number;
-  /** Weight of the candidate's mean token log-probability beside the cosine (default 0: cosine alone). */
+  /** Weight of the candidate's mean token log-probability added to its score (default 0: the score alone). */
   lmWeight?: number;
   /**
    * A second read-out of the same voxels into caption-embedding space (the bundle's ridge baseline): the target is
@@ -374,7 +374,7 @@ export class BrainDecoder {
     );
   }
 
-  /** Per prompt, the candidate caption whose sentence embedding is closest to that trial's target embedding. */
+  /** Per prompt, the candidate caption that scores best against that trial's target embedding. */
   private async rerankBatch(
     prompts: Float32Array,
     per: number,
@@ -388,20 +388,16 @@ export class BrainDecoder {
     const scores = r.scorer
       ? texts.map((ts, b) => r.scorer!.scores(ts, targets[b]))
       : await this.cosineScores(texts, targets);
-    const w = r.lmWeight ?? 0;
-    return cands.map((cs, b) => {
-      let best = 0;
-      let bestScore = -Infinity;
-      cs.forEach((g, c) => {
-        const meanLp = g.logprobs.length ? g.logprobs.reduce((s, x) => s + x, 0) / g.logprobs.length : 0;
-        const score = scores[b][c] + w * meanLp;
-        if (score > bestScore) {
-          bestScore = score;
-          best = c;
-        }
-      });
-      return cs[best];
-    });
+    return cands.map(
+      (cs, b) =>
+        cs[
+          chooseCandidate(
+            scores[b],
+            cs.map((g) => g.logprobs),
+            r.lmWeight ?? 0,
+          )
+        ],
+    );
   }
 
   /** Cosine of each candidate's MiniLM sentence embedding with its trial's target. */

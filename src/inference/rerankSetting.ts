@@ -2,12 +2,14 @@
 // summaries carry) and as the decoder's options.
 import type { RidgeRetrieval } from './baseline.js';
 import type { RerankOptions } from './decoder.js';
-import { RetrievedReferenceScorer } from './referenceScorer.js';
+import { RetrievedReferenceScorer, SOFT_REFERENCES, SoftReferenceScorer } from './referenceScorer.js';
 
 export type RerankGuide = 'readout' | 'readout+ridge';
-/** 'embedding': cosine of the candidate's sentence embedding with the target; 'references': CIDEr-D against the training
- * captions nearest to the target (docs/inference.md, "Choosing among candidates"). */
-export type RerankScore = 'embedding' | 'references';
+/** 'embedding': cosine of the candidate's sentence embedding with the target; 'references': CIDEr-D against the k
+ * training captions nearest to the target; 'soft-references': CIDEr-D against the k nearest (centred similarity), each
+ * weighted by its softmax similarity, plus 0.1 × the candidate's mean token log-probability (docs/inference.md,
+ * "Choosing among candidates"). */
+export type RerankScore = 'embedding' | 'references' | 'soft-references';
 
 export interface RerankSetting {
   /** Candidates per trial; 1 = the LM's greedy caption alone. */
@@ -15,23 +17,30 @@ export interface RerankSetting {
   strategy: 'beam' | 'sample';
   guide: RerankGuide;
   score: RerankScore;
-  /** Nearest training captions used as references by the 'references' score. */
+  /** Nearest training captions used as references by the 'references' and 'soft-references' scores. */
   references: number;
 }
 
 export const MAX_RERANK_REFERENCES = 200;
 
-/** What live decoding uses unless told otherwise (selected on held-out sessions: docs/experiments.md E6, E9). */
+/** How many nearest training captions each reference score uses unless told otherwise. */
+export const DEFAULT_REFERENCES: Record<Exclude<RerankScore, 'embedding'>, number> = {
+  references: 20,
+  'soft-references': SOFT_REFERENCES.pool,
+};
+
+/** What live decoding uses unless told otherwise (selected on held-out sessions and offline pools: docs/experiments.md
+ * E6, E10, E12). */
 export const DEFAULT_RERANK: RerankSetting = {
   candidates: 16,
   strategy: 'sample',
   guide: 'readout+ridge',
-  score: 'references',
-  references: 20,
+  score: 'soft-references',
+  references: DEFAULT_REFERENCES['soft-references'],
 };
 
 /**
- * The decoder's options for a setting; the ridge guide and the reference score need the bundle's baseline (its
+ * The decoder's options for a setting; the ridge guide and the reference scores need the bundle's baseline (its
  * caption bank). Without one: the read-out alone, scored by embedding.
  */
 export function rerankOptions(s: RerankSetting, baseline: RidgeRetrieval | null): RerankOptions | undefined {
@@ -42,6 +51,9 @@ export function rerankOptions(s: RerankSetting, baseline: RidgeRetrieval | null)
     ...(s.guide === 'readout+ridge' && baseline ? { guide: baseline } : {}),
     ...(s.score === 'references' && baseline
       ? { scorer: RetrievedReferenceScorer.create(baseline, s.references) }
+      : {}),
+    ...(s.score === 'soft-references' && baseline
+      ? { scorer: SoftReferenceScorer.create(baseline, s.references), lmWeight: SOFT_REFERENCES.lmWeight }
       : {}),
   };
 }

@@ -19,13 +19,20 @@ test('rerank flags: the default setting, and each flag changes its own field', (
     references: 50,
     guide: 'readout',
   });
+  assert.equal(DEFAULT_RERANK.score, 'soft-references');
+  assert.equal(DEFAULT_RERANK.references, 200, 'soft references weigh 200 captions unless told otherwise');
+  assert.deepEqual(parse(['--rerank-score', 'references']), {
+    ...DEFAULT_RERANK,
+    score: 'references',
+    references: 20,
+  });
 });
 
 test('rerank flags: contradictions and out-of-range values are one-line usage errors', () => {
   assert.throws(() => parse(['--rerank', '1', '--rerank-score', 'references']), /need --rerank 2 or more/);
   assert.throws(
     () => parse(['--rerank-score', 'embedding', '--rerank-references', '10']),
-    /applies to --rerank-score references only/,
+    /applies to --rerank-score soft-references or references only/,
   );
   assert.throws(() => parse(['--rerank-references', '0']), /rerank-references/);
   assert.throws(() => parse(['--rerank-references', '100000']), /rerank-references/);
