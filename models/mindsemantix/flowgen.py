@@ -105,15 +105,25 @@ class FlowUNet(nn.Module):
         return F.pixel_shuffle(self.out(F.silu(self.out_norm(h))), 2)
 
 
-def sample(net: FlowUNet, caption_embedding: torch.Tensor, noise: torch.Tensor, steps: int, guidance: float) -> torch.Tensor:
+def sample(net: FlowUNet, caption_embedding: torch.Tensor, noise: torch.Tensor, steps: int, guidance: float,
+           init: torch.Tensor | None = None, t0: float = 0.0) -> torch.Tensor:
     """Euler integration from noise [B,3,S,S] (t = 0) to an image (t = 1) with classifier-free guidance, then bilinear
-    upsampling to out_size; returns [B,3,out,out] in 0..1."""
+    upsampling to out_size; returns [B,3,out,out] in 0..1.
+
+    With `init` (an image [B,3,*,*] in 0..1, e.g. the brain's low-level reconstruction) and t0 > 0 the path starts part
+    way, at x = (1 - t0)·noise + t0·init, as img2img does (SDEdit): the layout comes from `init`, the rest from the caption."""
     B = noise.shape[0]
     x = noise
+    start = 0.0
+    if init is not None and t0 > 0:
+        S = noise.shape[-1]
+        im = F.interpolate(init, size=(S, S), mode="area") if init.shape[-1] != S else init
+        x = (1 - t0) * noise + t0 * (im * 2 - 1)
+        start = t0
     cond = torch.cat([caption_embedding, torch.zeros_like(caption_embedding)], 0) if guidance != 1.0 else caption_embedding
-    dt = 1.0 / steps
+    dt = (1.0 - start) / steps
     for k in range(steps):
-        t = torch.full((1,), k * dt, dtype=noise.dtype)   # broadcast over the batch (keeps the ONNX graph batch-free)
+        t = torch.full((1,), start + k * dt, dtype=noise.dtype)   # broadcast over the batch (keeps the ONNX graph batch-free)
         if guidance != 1.0:
             v = net(torch.cat([x, x], 0), t, cond)
             vc, vu = v[:B], v[B:]

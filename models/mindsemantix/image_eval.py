@@ -87,9 +87,12 @@ def text_space(cache: Path, eff: im.EffNetFeatures, n_scenes: int = 1200):
     return W, b, best[1], best[0]
 
 
-def flowgen_images(path: Path, cap_emb: np.ndarray, noise_seed: int, batch: int = 50) -> np.ndarray:
+def flowgen_images(path: Path, cap_emb: np.ndarray, noise_seed: int, batch: int = 50, init: np.ndarray | None = None,
+                   t0: float = 0.0, steps: int | None = None) -> np.ndarray:
     from .flowgen import fixed_noise
     if path.suffix == ".onnx":
+        if init is not None:
+            raise SystemExit("--flowgen-init needs the trained .pt weights (the exported graph starts from noise).")
         from .onnx_util import ort_session
         s = ort_session(path)
         size = s.get_inputs()[1].shape[-1]
@@ -108,7 +111,8 @@ def flowgen_images(path: Path, cap_emb: np.ndarray, noise_seed: int, batch: int 
     with torch.no_grad():
         for i in range(0, len(cap_emb), batch):
             e = torch.from_numpy(cap_emb[i:i + batch])
-            out.append(sample(net, e, noise.expand(len(e), -1, -1, -1), cfg.steps, cfg.guidance).numpy())
+            im = torch.from_numpy(init[i:i + batch]) if init is not None else None
+            out.append(sample(net, e, noise.expand(len(e), -1, -1, -1), steps or cfg.steps, cfg.guidance, im, t0).numpy())
     return np.concatenate(out)
 
 
@@ -181,6 +185,9 @@ def main(argv=None):
     ap.add_argument("--bundle", type=Path, default=Path("models/bundles/default"))
     ap.add_argument("--flowgen", type=Path, help="the flow-matching generator: exported .onnx or trained .pt")
     ap.add_argument("--noise-seed", type=int, default=0)
+    ap.add_argument("--flowgen-init", choices=["old"], help="start the flow part way from the old generator's image (img2img)")
+    ap.add_argument("--flowgen-t0", type=float, default=0.5, help="with --flowgen-init: where on the path to start (0..1)")
+    ap.add_argument("--flowgen-steps", type=int, help="Euler steps (default: the trained config's)")
     ap.add_argument("--cache", type=Path, default=Path("data/image-eval"), help="where the caption-space ridge and image features are cached")
     ap.add_argument("--out", type=Path, help="write the scores as JSON")
     ap.add_argument("--grid", type=Path, help="write a PNG: stimulus / old / flowgen / retrieval for --grid-trials trials")
@@ -215,7 +222,8 @@ def main(argv=None):
     methods = {"old (bundle generator.onnx)": old, "retrieval (nearest training caption's image)": retrieval}
     if a.flowgen:
         t1 = time.time()
-        new = flowgen_images(a.flowgen, ce, a.noise_seed)
+        new = flowgen_images(a.flowgen, ce, a.noise_seed, init=old if a.flowgen_init == "old" else None,
+                             t0=a.flowgen_t0, steps=a.flowgen_steps)
         log(f"flowgen: {len(new)} images in {time.time() - t1:.1f}s")
         methods = {"flowgen (new)": new, **methods}
     eff = im.EffNetFeatures()

@@ -81,3 +81,23 @@ def test_install_in_bundle_lists_the_files_with_checksums(tmp_path: Path):
     for f in ("flow_generator.onnx", "flow_generator_noise.npy"):
         assert m["files"][f] == sha256_file(bundle / f)
     assert m["files"]["qformer.onnx"] == "abc" and not (bundle / ".flowgen-export").exists()
+
+
+def test_img2img_starts_part_way_from_the_init_image():
+    # A fresh network's output layer is zero, so its velocity is zero and the sample is exactly the starting point:
+    # (1 - t0)·noise + t0·init on the -1..1 scale.
+    torch.manual_seed(0)
+    net = FlowUNet(FlowGenConfig(image_size=16, out_size=16, channels=(16, 32, 32), cond_dim=32)).eval()
+    e = torch.randn(2, 384)
+    noise = fixed_noise(2, 16, seed=3)
+    init = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        np.testing.assert_allclose(sample(net, e, noise, 3, 2.0, init, 1.0).numpy(), init.numpy(), atol=1e-6)
+        half = sample(net, e, noise, 3, 2.0, init, 0.5).numpy()
+        want = ((0.5 * noise + 0.5 * (2 * init - 1) + 1) / 2).clamp(0, 1).numpy()
+        np.testing.assert_allclose(half, want, atol=1e-6)
+        # an init at another size is area-resized to the flow's size first
+        big = init.repeat_interleave(2, -1).repeat_interleave(2, -2)
+        np.testing.assert_allclose(sample(net, e, noise, 3, 2.0, big, 1.0).numpy(), init.numpy(), atol=1e-6)
+        # without an init (or t0 = 0) the path starts from the noise
+        np.testing.assert_allclose(sample(net, e, noise, 3, 2.0, init, 0.0).numpy(), sample(net, e, noise, 3, 2.0).numpy())
