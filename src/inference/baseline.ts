@@ -6,7 +6,7 @@ import * as ort from 'onnxruntime-node';
 import type { Bundle } from './bundle.js';
 import { readNpy } from './npy.js';
 import type { SessionFactory } from './sessions.js';
-import { normaliseRows, SentenceEncoder } from './sentenceEncoder.js';
+import { nearestRow, normaliseRows, SentenceEncoder } from './sentenceEncoder.js';
 
 /**
  * The bundle's baseline captions (`baseline_captions.json` unless the manifest's baseline.captions names another file):
@@ -104,18 +104,8 @@ export class RidgeRetrieval {
     if (q.length !== this.dim)
       throw new Error(`an embedding of ${q.length} values cannot be compared with the bank's ${this.dim}`);
     normaliseRows(q, this.dim);
-    let best = 0;
-    let bestSim = -Infinity;
-    for (let i = 0; i < this.captions.length; i++) {
-      let dot = 0;
-      const o = i * this.dim;
-      for (let k = 0; k < this.dim; k++) dot += q[k] * this.embeddings[o + k];
-      if (dot > bestSim) {
-        bestSim = dot;
-        best = i;
-      }
-    }
-    return { caption: this.captions[best], index: best, similarity: bestSim };
+    const { index, similarity } = nearestRow(q, this.embeddings, this.dim);
+    return { caption: this.captions[index], index, similarity };
   }
 
   async release(): Promise<void> {

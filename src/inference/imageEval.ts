@@ -5,7 +5,7 @@ import * as ort from 'onnxruntime-node';
 import type { Bundle } from './bundle.js';
 import { readNpy, readNpyUint8 } from './npy.js';
 import type { SessionFactory } from './sessions.js';
-import { normaliseRows } from './sentenceEncoder.js';
+import { nearestRow, normaliseRows } from './sentenceEncoder.js';
 
 export const EFFNET_FILE = 'effnet_lite0.onnx';
 
@@ -103,18 +103,7 @@ export class BaselineImages {
   nearest(embedding: Float32Array): number {
     if (embedding.length !== this.dim)
       throw new Error(`an embedding of ${embedding.length} values cannot be compared with the bank's ${this.dim}`);
-    let best = 0;
-    let bestSim = -Infinity;
-    for (let i = 0; i < this.count; i++) {
-      let dot = 0;
-      const o = i * this.dim;
-      for (let k = 0; k < this.dim; k++) dot += embedding[k] * this.embeddings[o + k];
-      if (dot > bestSim) {
-        bestSim = dot;
-        best = i;
-      }
-    }
-    return best;
+    return nearestRow(embedding, this.embeddings, this.dim).index;
   }
 
   /** Row i as interleaved RGB bytes [size, size, 3]. */

@@ -2,23 +2,30 @@
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 
-export function readNpy(path: string): { data: Float32Array; shape: number[] } {
-  const buf = readFileSync(path);
+/** The header of a C-order .npy in `buf`: dtype, shape and where the data starts. */
+function npyHeader(buf: Buffer, path: string): { descr: string | undefined; shape: number[]; n: number; off: number } {
   if (buf.toString('latin1', 0, 6) !== '\x93NUMPY') throw new Error(`${path} is not a .npy file`);
   const major = buf[6];
   const headerLen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
   const start = major === 1 ? 10 : 12;
   const header = buf.toString('latin1', start, start + headerLen);
-  const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
-  const fortran = /'fortran_order':\s*True/.test(header);
+  if (/'fortran_order':\s*True/.test(header)) throw new Error(`${path}: Fortran-order arrays are not supported`);
   const shape = (/'shape':\s*\(([^)]*)\)/.exec(header)?.[1] ?? '')
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean)
     .map(Number);
-  if (fortran) throw new Error(`${path}: Fortran-order arrays are not supported`);
-  const off = start + headerLen;
-  const n = shape.reduce((a, b) => a * b, 1);
+  return {
+    descr: /'descr':\s*'([^']+)'/.exec(header)?.[1],
+    shape,
+    n: shape.reduce((a, b) => a * b, 1),
+    off: start + headerLen,
+  };
+}
+
+export function readNpy(path: string): { data: Float32Array; shape: number[] } {
+  const buf = readFileSync(path);
+  const { descr, shape, n, off } = npyHeader(buf, path);
   const body = buf.subarray(off);
   if (descr === '<f4')
     return { data: new Float32Array(body.buffer.slice(body.byteOffset, body.byteOffset + n * 4)), shape };
@@ -34,21 +41,8 @@ export function readNpy(path: string): { data: Float32Array; shape: number[] } {
 export function readNpyUint8(path: string): { data: Uint8Array; shape: number[] } {
   const raw = readFileSync(path);
   const buf = path.endsWith('.gz') ? gunzipSync(raw) : raw;
-  if (buf.toString('latin1', 0, 6) !== '\x93NUMPY') throw new Error(`${path} is not a .npy file`);
-  const major = buf[6];
-  const headerLen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
-  const start = major === 1 ? 10 : 12;
-  const header = buf.toString('latin1', start, start + headerLen);
-  const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
+  const { descr, shape, n, off } = npyHeader(buf, path);
   if (descr !== '|u1') throw new Error(`${path}: dtype ${descr} is not uint8`);
-  if (/'fortran_order':\s*True/.test(header)) throw new Error(`${path}: Fortran-order arrays are not supported`);
-  const shape = (/'shape':\s*\(([^)]*)\)/.exec(header)?.[1] ?? '')
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean)
-    .map(Number);
-  const n = shape.reduce((a, b) => a * b, 1);
-  const off = start + headerLen;
   if (buf.length - off < n) throw new Error(`${path} is truncated: ${buf.length - off} bytes for ${n} values`);
   return { data: new Uint8Array(buf.buffer.slice(buf.byteOffset + off, buf.byteOffset + off + n)), shape };
 }

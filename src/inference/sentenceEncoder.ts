@@ -60,6 +60,21 @@ export class SentenceEncoder {
   }
 }
 
+/** The row of `bank` ([rows, dim], row-major) with the largest dot product with `q`, and that product. */
+export function nearestRow(q: Float32Array, bank: Float32Array, dim: number): { index: number; similarity: number } {
+  let index = 0;
+  let similarity = -Infinity;
+  for (let i = 0, o = 0; o < bank.length; i++, o += dim) {
+    let dot = 0;
+    for (let k = 0; k < dim; k++) dot += q[k] * bank[o + k];
+    if (dot > similarity) {
+      similarity = dot;
+      index = i;
+    }
+  }
+  return { index, similarity };
+}
+
 export function normaliseRows(a: Float32Array, dim: number): void {
   for (let o = 0; o < a.length; o += dim) {
     let n = 0;

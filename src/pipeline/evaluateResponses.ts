@@ -184,36 +184,39 @@ export function scoreWithIntervals(
     return { CIDEr: c / idx.length, BLEU4: bl[3], BLEU1: bl[0], ROUGE_L: r / idx.length };
   };
   const point = score(rows.map((_, i) => i));
+  const level = opts.level ?? 0.95;
+  const draws = sceneBootstrap(
+    rows.map((r) => r.scene),
+    opts,
+    score,
+  );
+  return Object.fromEntries(METRICS.map((m) => [m, { value: point[m], ...percentiles(draws[m] ?? [], level) }]));
+}
+
+/**
+ * `stat` over `opts.resamples` resamples of the scenes (drawn with replacement; a drawn scene brings all its rows), as
+ * draws per statistic. Seeded, so the same rows give the same draws; none when there are fewer than 2 scenes.
+ */
+function sceneBootstrap(
+  sceneOfRow: readonly string[],
+  opts: { resamples?: number; seed?: number },
+  stat: (idx: readonly number[]) => Record<string, number>,
+): Record<string, number[]> {
   const byScene = new Map<string, number[]>();
-  rows.forEach((r, i) => {
-    const g = byScene.get(r.scene) ?? [];
+  sceneOfRow.forEach((scene, i) => {
+    const g = byScene.get(scene) ?? [];
     g.push(i);
-    byScene.set(r.scene, g);
+    byScene.set(scene, g);
   });
   const scenes = [...byScene.values()];
-  const B = opts.resamples ?? 1000;
   const rand = mulberry32(opts.seed ?? 12345);
-  const draws: Record<string, number[]> = Object.fromEntries(METRICS.map((m) => [m, []]));
-  for (let b = 0; b < B && scenes.length > 1; b++) {
+  const draws: Record<string, number[]> = {};
+  for (let b = 0; b < (opts.resamples ?? 1000) && scenes.length > 1; b++) {
     const idx: number[] = [];
-    for (let s = 0; s < scenes.length; s++) idx.push(...scenes[Math.floor(rand() * scenes.length)]);
-    const sc = score(idx);
-    for (const m of METRICS) draws[m].push(sc[m]);
+    for (let k = 0; k < scenes.length; k++) idx.push(...scenes[Math.floor(rand() * scenes.length)]);
+    for (const [m, v] of Object.entries(stat(idx))) (draws[m] ??= []).push(v);
   }
-  const level = opts.level ?? 0.95;
-  const q = (xs: number[], p: number) => {
-    if (!xs.length) return NaN;
-    const sorted = [...xs].sort((x, y) => x - y);
-    const k = p * (sorted.length - 1);
-    const lo = Math.floor(k);
-    return sorted[lo] + (sorted[Math.ceil(k)] - sorted[lo]) * (k - lo);
-  };
-  return Object.fromEntries(
-    METRICS.map((m) => [
-      m,
-      { value: point[m], lo: q(draws[m], (1 - level) / 2), hi: q(draws[m], 1 - (1 - level) / 2) },
-    ]),
-  );
+  return draws;
 }
 
 /**
@@ -238,24 +241,16 @@ export function pairedCiderComparison(
     }
     return { difference: (sa - sb) / idx.length, ratio: sb > 0 ? sa / sb : NaN };
   };
-  const byScene = new Map<string, number[]>();
-  rows.forEach((r, i) => byScene.set(r.scene, [...(byScene.get(r.scene) ?? []), i]));
-  const scenes = [...byScene.values()];
-  const rand = mulberry32(opts.seed ?? 12345);
-  const diffs: number[] = [];
-  const ratios: number[] = [];
-  for (let k = 0; k < (opts.resamples ?? 1000) && scenes.length > 1; k++) {
-    const idx: number[] = [];
-    for (let s = 0; s < scenes.length; s++) idx.push(...scenes[Math.floor(rand() * scenes.length)]);
-    const st = stat(idx);
-    diffs.push(st.difference);
-    ratios.push(st.ratio);
-  }
   const level = opts.level ?? 0.95;
   const point = stat(rows.map((_, i) => i));
+  const draws = sceneBootstrap(
+    rows.map((r) => r.scene),
+    opts,
+    stat,
+  );
   return {
-    CIDEr_difference: { value: point.difference, ...percentiles(diffs, level) },
-    CIDEr_ratio: { value: point.ratio, ...percentiles(ratios, level) },
+    CIDEr_difference: { value: point.difference, ...percentiles(draws.difference ?? [], level) },
+    CIDEr_ratio: { value: point.ratio, ...percentiles(draws.ratio ?? [], level) },
   };
 }
 

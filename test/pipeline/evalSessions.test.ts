@@ -124,15 +124,17 @@ async function liveVersusRecorded(o: {
   }
 }
 
+/** Captions for the bootstrap tests: a scene's references are built from one of them. */
+const caps = [
+  'a red car on a street',
+  'a dog on the grass',
+  'a bowl of fruit',
+  'a man on a bike',
+  'a boat on a lake',
+  'a cat on a sofa',
+];
+
 test('bootstrap intervals over scenes bracket the corpus score and narrow with more scenes', () => {
-  const caps = [
-    'a red car on a street',
-    'a dog on the grass',
-    'a bowl of fruit',
-    'a man on a bike',
-    'a boat on a lake',
-    'a cat on a sofa',
-  ];
   const mk = (n: number) =>
     Array.from({ length: n }, (_, i) => ({
       scene: `s${i}`,
@@ -150,13 +152,6 @@ test('bootstrap intervals over scenes bracket the corpus score and narrow with m
 });
 
 test('the paired comparison sees a small, consistent win that two overlapping marginal intervals cannot', () => {
-  const caps = [
-    'a red car on a street',
-    'a dog on the grass',
-    'a bowl of fruit',
-    'a man on a bike',
-    'a boat on a lake',
-  ];
   // Scenes differ a lot in difficulty (half are missed by both), and the model is right on 2 more scenes in 20 than the
   // baseline: the marginal intervals overlap, the paired difference stays above zero.
   const rows = Array.from({ length: 200 }, (_, i) => {

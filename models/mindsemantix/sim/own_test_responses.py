@@ -50,9 +50,10 @@ def write_own_test(data: Path, subject: str, out: Path) -> dict:
     d = out / f"sub-{subject}" / "ses-owntest"
     d.mkdir(parents=True)
     runs = 0
-    keys = [(int(session[i]), int(run[i])) for i in test]
-    for key in dict.fromkeys(keys):
-        idx = [k for k, kk in enumerate(keys) if kk == key]
+    by_run: dict[tuple[int, int], list[int]] = {}     # recorded run → its test rows' positions in `test`, in order
+    for k, i in enumerate(test):
+        by_run.setdefault((int(session[i]), int(run[i])), []).append(k)
+    for key, idx in by_run.items():
         rows = []
         for t, k in enumerate(idx):
             i = test[k]
