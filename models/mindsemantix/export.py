@@ -102,7 +102,10 @@ def write_bundle(out: Path, *, name: str, model: BrainCaptioner, masks: dict, te
     from safetensors.numpy import save_file
     from .frozen_shared import shared_tensors
     save_file(shared_tensors(model), str(out / SHARED_WEIGHTS))
-    generated = set()
+    # generated on each machine by the bootstrap (lm/lm-manifest.json root_files), so never listed as a bundle file
+    from .effnet_onnx import EFFNET_FILE
+    generated = {EFFNET_FILE}
+    text_encoder_generated = text_encoder is None
     if text_encoder is not None:
         log("export: text encoder")
         export_text_encoder(text_encoder, out / "text_encoder.onnx")
@@ -146,7 +149,7 @@ def write_bundle(out: Path, *, name: str, model: BrainCaptioner, masks: dict, te
         "text_encoder": {"onnx": "text_encoder.onnx", "tokenizer": "text_tokenizer.json", "max_length": 64,
                          "pooling": "mean", "normalised": True,
                          **({"generated_by": "python -m mindsemantix.bootstrap", "sha256_in": "lm/lm-manifest.json#root_files"}
-                            if generated else {})},
+                            if text_encoder_generated else {})},
         "generator": {"onnx": "generator.onnx", "inputs": ["caption_embedding", "brain_tokens"], "output": "image"},
         "baseline": {"method": "ridge-retrieval", "captions": "baseline_captions.json",
                      "embeddings": "baseline_embeddings.npy", "count": int(baseline_embeddings.shape[0])},
