@@ -25,7 +25,7 @@ def bundles(tmp_path_factory):
     """fresh: the tiny bundle as exported (norms at their default ones/zeros, merged by the exporter);
     perturbed: every parameter moved off its initial value, networks and shared.safetensors re-exported (a loader that
     misses a norm or a folded weight cannot pass by accident); graphs: perturbed without shared.safetensors (bundles
-    exported before it existed, like the default bundle)."""
+    exported before it existed, like b‴, the default bundle before session 10)."""
     from safetensors.numpy import save_file
     root = tmp_path_factory.mktemp("bundles")
     objs = export_tiny(root / "fresh", seed=5)
