@@ -1,4 +1,4 @@
-"""Caption-conditioned flow-matching image generator (issue 20): a small U-Net velocity field on 32×32 RGB (upsampled to the bundle's 64×64), conditioned
+"""Caption-conditioned flow-matching image generator (issue 20): a small U-Net velocity field on 32×32 or 64×64 RGB (the bundle's 64×64), conditioned
 on the MiniLM caption embedding, sampled with a fixed number of Euler steps and classifier-free guidance.
 
 Rectified flow: x_t = (1 - t)·noise + t·image (image scaled to -1..1), the network predicts v = image - noise; sampling
@@ -21,9 +21,11 @@ import torch.nn.functional as F
 @dataclass
 class FlowGenConfig:
     emb_dim: int = 384
-    image_size: int = 32                 # the flow runs on 32² (4× cheaper to train on 2 CPU cores than 64²) ...
-    out_size: int = 64                   # ... and the sampler's last op upsamples bilinearly to the bundle's 64²
-    channels: tuple = (64, 128, 192)     # U-Net widths at 16², 8², 4² (the 32² image enters pixel-unshuffled to 16²)
+    image_size: int = 32                 # the flow runs on 32² or 64² pixels ...
+    out_size: int = 64                   # ... and a 32² sampler's last op upsamples bilinearly to the bundle's 64²
+    channels: tuple = (64, 128, 192)     # U-Net widths at S/p, S/2p, S/4p
+    patch: int = 2                       # the image enters pixel-unshuffled by p (32² / 2 or 64² / 4: the U-Net runs at 16²
+                                         # either way, so a 64² flow costs about what a 32² one does on these cores)
     cond_dim: int = 256
     steps: int = 6                       # Euler steps of the sampler
     guidance: float = 2.0                # classifier-free guidance scale (1 = none)
@@ -79,7 +81,8 @@ class FlowUNet(nn.Module):
         cd = cfg.cond_dim
         self.t_mlp = nn.Sequential(nn.Linear(64, cd), nn.SiLU(), nn.Linear(cd, cd))
         self.e_mlp = nn.Sequential(nn.Linear(cfg.emb_dim, cd), nn.SiLU(), nn.Linear(cd, cd))
-        self.inp = nn.Conv2d(12, c0, 3, padding=1)
+        pp = 3 * cfg.patch * cfg.patch
+        self.inp = nn.Conv2d(pp, c0, 3, padding=1)
         self.d0 = ResBlock(c0, c0, cd)
         self.down0 = nn.Conv2d(c0, c1, 3, stride=2, padding=1)
         self.d1 = ResBlock(c1, c1, cd)
@@ -91,18 +94,37 @@ class FlowUNet(nn.Module):
         self.up0 = nn.ConvTranspose2d(c1, c0, 2, stride=2)
         self.u0 = ResBlock(2 * c0, c0, cd)
         self.out_norm = _gn(c0)
-        self.out = nn.Conv2d(c0, 12, 3, padding=1)
+        self.out = nn.Conv2d(c0, pp, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x, t, e):
         c = F.silu(self.t_mlp(time_features(t)) + self.e_mlp(e))
-        h0 = self.d0(self.inp(F.pixel_unshuffle(x, 2)), c)          # S/2
-        h1 = self.d1(self.down0(h0), c)                               # S/4
-        h = self.m2(self.m1(self.down1(h1), c), c)                    # S/8
+        p = self.cfg.patch
+        h0 = self.d0(self.inp(F.pixel_unshuffle(x, p)), c)          # S/p
+        h1 = self.d1(self.down0(h0), c)                               # S/2p
+        h = self.m2(self.m1(self.down1(h1), c), c)                    # S/4p
         h = self.u1(torch.cat([self.up1(h), h1], 1), c)
         h = self.u0(torch.cat([self.up0(h), h0], 1), c)
-        return F.pixel_shuffle(self.out(F.silu(self.out_norm(h))), 2)
+        return F.pixel_shuffle(self.out(F.silu(self.out_norm(h))), p)
+
+
+def widen_patch(state: dict, src: FlowGenConfig, dst: FlowGenConfig) -> dict:
+    """Weights of a flow at src (e.g. 32², patch 2) → the same U-Net at dst (64², patch 4; same widths): the input layer
+    reads each 4×4 block as the 2×2 block of its box-downsampled pixels, and the output layer writes each coarse pixel's
+    velocity to the 2×2 fine pixels it covers. A warm start for training at the finer size, not an exact equivalent (the
+    box filter halves the noise's std)."""
+    if src.channels != dst.channels or dst.patch * src.image_size != src.patch * dst.image_size:
+        raise ValueError("widen_patch: the two flows must share widths and the U-Net's working size")
+    k = dst.patch // src.patch
+    fine = torch.arange(3 * dst.patch * dst.patch)
+    ch, a, b = fine // (dst.patch ** 2), (fine // dst.patch) % dst.patch, fine % dst.patch
+    coarse = ch * src.patch ** 2 + (a // k) * src.patch + (b // k)     # pixel_unshuffle's channel order: c·p² + i·p + j
+    out = {n: v.float().clone() for n, v in state.items()}
+    out["inp.weight"] = state["inp.weight"].float()[:, coarse] / (k * k)
+    out["out.weight"] = state["out.weight"].float()[coarse]
+    out["out.bias"] = state["out.bias"].float()[coarse]
+    return out
 
 
 def sample(net: FlowUNet, caption_embedding: torch.Tensor, noise: torch.Tensor, steps: int, guidance: float,

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .flowgen import FlowGenConfig, FlowUNet, param_count
+from .flowgen import FlowGenConfig, FlowUNet, param_count, widen_patch
 from .util import log
 
 
@@ -87,14 +87,25 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--ckpt-every", type=int, default=100)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--image-size", type=int, default=32, help="32 (patch 2) or 64 (patch 4): the U-Net works at 16² either way")
+    ap.add_argument("--init-from", type=Path, help="a flowgen.pt (e.g. the 32² weights) to start from (flowgen.widen_patch)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    cfg = FlowGenConfig(channels=tuple(int(c) for c in a.channels.split(",")))
+    if a.image_size not in (32, 64):
+        sys.exit(f"--image-size {a.image_size}: use 32 or 64.")
+    cfg = FlowGenConfig(channels=tuple(int(c) for c in a.channels.split(",")), image_size=a.image_size, patch=a.image_size // 16)
     data = build_data(a.scenes, cfg.image_size, a.out / f"data-{a.scenes}-{cfg.image_size}.pt", a.caption_cache)
     X = data["images"].float() / 127.5 - 1
     E = data["emb"].float()
     torch.manual_seed(a.seed)
     net = FlowUNet(cfg)
+    if a.init_from and not a.resume:
+        src = torch.load(a.init_from, weights_only=False)
+        scfg = FlowGenConfig.from_dict(src["config"])
+        cfg = FlowGenConfig(**{**scfg.to_dict(), "channels": scfg.channels, "image_size": cfg.image_size, "patch": cfg.patch})
+        net = FlowUNet(cfg)
+        net.load_state_dict(widen_patch(src["ema"], scfg, cfg) if scfg.patch != cfg.patch else {k: v.float() for k, v in src["ema"].items()})
+        log(f"started from {a.init_from} ({scfg.image_size}², step {src.get('step')})")
     ema = FlowUNet(cfg)
     ema.load_state_dict(net.state_dict())
     opt = torch.optim.AdamW(net.parameters(), lr=a.lr, weight_decay=0.01)
@@ -105,6 +116,10 @@ def main(argv=None):
         if not ck.exists():
             sys.exit(f"--resume: {ck} does not exist; start without --resume.")
         s = torch.load(ck, weights_only=False)
+        if "config" in s and FlowGenConfig.from_dict(s["config"]) != cfg:
+            cfg = FlowGenConfig.from_dict(s["config"])   # the run's own config (e.g. widths taken from --init-from)
+            net, ema = FlowUNet(cfg), FlowUNet(cfg)
+            opt = torch.optim.AdamW(net.parameters(), lr=a.lr, weight_decay=0.01)
         net.load_state_dict(s["net"])
         ema.load_state_dict(s["ema"])
         opt.load_state_dict(s["opt"])
@@ -120,7 +135,7 @@ def main(argv=None):
             torch.save({"ema": ema.state_dict(), "config": cfg.to_dict(), "step": step, "seconds": spent, "cpu_seconds": cpu, "seed": a.seed,
                         "scenes": a.scenes, "command": "python -m mindsemantix.train_flowgen " + " ".join(argv if argv is not None else sys.argv[1:])}, path)
         else:
-            torch.save({"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "gen": g.get_state(),
+            torch.save({"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "gen": g.get_state(), "config": cfg.to_dict(),
                         "step": step, "seconds": spent, "cpu_seconds": cpu}, path)
 
     t_start = time.time() - spent

@@ -101,3 +101,39 @@ def test_img2img_starts_part_way_from_the_init_image():
         np.testing.assert_allclose(sample(net, e, noise, 3, 2.0, big, 1.0).numpy(), init.numpy(), atol=1e-6)
         # without an init (or t0 = 0) the path starts from the noise
         np.testing.assert_allclose(sample(net, e, noise, 3, 2.0, init, 0.0).numpy(), sample(net, e, noise, 3, 2.0).numpy())
+
+
+def test_widen_patch_gives_the_32px_flow_on_a_box_constant_64px_image():
+    # On a 64² image whose 2×2 blocks are constant (a nearest-upsampled 32² image), the widened flow's velocity is the
+    # 32² flow's velocity, nearest-upsampled: the warm start of a 64² run (train_flowgen --init-from) begins where the
+    # 32² weights are.
+    from mindsemantix.flowgen import widen_patch
+    import torch.nn.functional as F
+    src = _trained_like()
+    dst_cfg = FlowGenConfig(**{**TINY.to_dict(), "channels": TINY.channels, "image_size": 64, "patch": 4})
+    dst = FlowUNet(dst_cfg).eval()
+    dst.load_state_dict(widen_patch(src.state_dict(), TINY, dst_cfg))
+    x = torch.randn(2, 3, 32, 32)
+    t, e = torch.tensor([0.2, 0.8]), torch.nn.functional.normalize(torch.randn(2, 384), dim=-1)
+    with torch.no_grad():
+        want = F.interpolate(src(x, t, e), scale_factor=2, mode="nearest")
+        got = dst(F.interpolate(x, scale_factor=2, mode="nearest"), t, e)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-5)
+    with torch.no_grad():
+        assert sample(dst, e, fixed_noise(2, 64, 0), 2, 2.0).shape == (2, 3, 64, 64)   # no upsampling at 64²
+    with pytest.raises(ValueError):
+        widen_patch(src.state_dict(), TINY, FlowGenConfig(image_size=64, patch=2, channels=TINY.channels))
+
+
+def test_train_at_64px_from_32px_weights_then_resume(tmp_path: Path):
+    from mindsemantix import train_flowgen
+    small = tmp_path / "small"
+    base = ["--scenes", "6", "--batch", "2", "--channels", "16,16,32", "--ckpt-every", "2"]
+    train_flowgen.main(["--out", str(small), "--steps", "2"] + base)
+    big = tmp_path / "big"
+    args = ["--out", str(big), "--image-size", "64", "--init-from", str(small / "flowgen.pt")] + base
+    train_flowgen.main(args + ["--steps", "2"])
+    first = torch.load(big / "flowgen.pt", weights_only=False)
+    assert first["config"]["image_size"] == 64 and first["config"]["patch"] == 4 and first["ema"]["inp.weight"].shape[1] == 48
+    train_flowgen.main(args + ["--steps", "4", "--resume"])
+    assert torch.load(big / "flowgen.pt", weights_only=False)["step"] == 4
