@@ -26,6 +26,10 @@ class FlowGenConfig:
     channels: tuple = (64, 128, 192)     # U-Net widths at S/p, S/2p, S/4p
     patch: int = 2                       # the image enters pixel-unshuffled by p (32² / 2 or 64² / 4: the U-Net runs at 16²
                                          # either way, so a 64² flow costs about what a 32² one does on these cores)
+    predict: str = "v"                   # what the network outputs: "v" (velocity) or "x" (the clean image; the velocity
+                                         # is then (x̂ - x_t) / (1 - t)). At patch 4 a 48-value patch meets a 48-channel
+                                         # first layer, too narrow to carry the noise a v-prediction must cancel; an
+                                         # x-prediction never has to (Li & He 2025, "let denoising models denoise")
     cond_dim: int = 256
     steps: int = 6                       # Euler steps of the sampler
     guidance: float = 2.0                # classifier-free guidance scale (1 = none)
@@ -127,6 +131,17 @@ def widen_patch(state: dict, src: FlowGenConfig, dst: FlowGenConfig) -> dict:
     return out
 
 
+T_CLAMP = 0.05   # 1 - t is clamped here when an x-prediction is turned into a velocity (the loss's and the sampler's)
+
+
+def velocity(net: FlowUNet, x: torch.Tensor, t: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """The velocity at (x, t) whatever the network predicts (FlowGenConfig.predict); t is [B] or [1]."""
+    out = net(x, t, e)
+    if net.cfg.predict == "x":
+        return (out - x) / (1 - t).clamp(min=T_CLAMP).view(-1, 1, 1, 1)
+    return out
+
+
 def sample(net: FlowUNet, caption_embedding: torch.Tensor, noise: torch.Tensor, steps: int, guidance: float,
            init: torch.Tensor | None = None, t0: float = 0.0) -> torch.Tensor:
     """Euler integration from noise [B,3,S,S] (t = 0) to an image (t = 1) with classifier-free guidance, then bilinear
@@ -147,11 +162,11 @@ def sample(net: FlowUNet, caption_embedding: torch.Tensor, noise: torch.Tensor, 
     for k in range(steps):
         t = torch.full((1,), start + k * dt, dtype=noise.dtype)   # broadcast over the batch (keeps the ONNX graph batch-free)
         if guidance != 1.0:
-            v = net(torch.cat([x, x], 0), t, cond)
+            v = velocity(net, torch.cat([x, x], 0), t, cond)
             vc, vu = v[:B], v[B:]
             v = vu + guidance * (vc - vu)
         else:
-            v = net(x, t, cond)
+            v = velocity(net, x, t, cond)
         x = x + dt * v
     x = ((x + 1) * 0.5).clamp(0, 1)
     if net.cfg.out_size != x.shape[-1]:

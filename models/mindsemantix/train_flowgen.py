@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .flowgen import FlowGenConfig, FlowUNet, param_count, widen_patch
+from .flowgen import FlowGenConfig, FlowUNet, param_count, velocity, widen_patch
 from .util import log
 
 
@@ -88,12 +88,13 @@ def main(argv=None):
     ap.add_argument("--ckpt-every", type=int, default=100)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--image-size", type=int, default=32, help="32 (patch 2) or 64 (patch 4): the U-Net works at 16² either way")
+    ap.add_argument("--predict", choices=["v", "x"], default="v", help="the network predicts the velocity or the clean image (flowgen.FlowGenConfig.predict)")
     ap.add_argument("--init-from", type=Path, help="a flowgen.pt (e.g. the 32² weights) to start from (flowgen.widen_patch)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     if a.image_size not in (32, 64):
         sys.exit(f"--image-size {a.image_size}: use 32 or 64.")
-    cfg = FlowGenConfig(channels=tuple(int(c) for c in a.channels.split(",")), image_size=a.image_size, patch=a.image_size // 16)
+    cfg = FlowGenConfig(channels=tuple(int(c) for c in a.channels.split(",")), image_size=a.image_size, patch=a.image_size // 16, predict=a.predict)
     data = build_data(a.scenes, cfg.image_size, a.out / f"data-{a.scenes}-{cfg.image_size}.pt", a.caption_cache)
     X = data["images"].float() / 127.5 - 1
     E = data["emb"].float()
@@ -102,9 +103,13 @@ def main(argv=None):
     if a.init_from and not a.resume:
         src = torch.load(a.init_from, weights_only=False)
         scfg = FlowGenConfig.from_dict(src["config"])
-        cfg = FlowGenConfig(**{**scfg.to_dict(), "channels": scfg.channels, "image_size": cfg.image_size, "patch": cfg.patch})
+        cfg = FlowGenConfig(**{**scfg.to_dict(), "channels": scfg.channels, "image_size": cfg.image_size, "patch": cfg.patch, "predict": cfg.predict})
         net = FlowUNet(cfg)
         net.load_state_dict(widen_patch(src["ema"], scfg, cfg) if scfg.patch != cfg.patch else {k: v.float() for k, v in src["ema"].items()})
+        if scfg.predict != cfg.predict:   # the output layer meant the other quantity: start it at zero, as a fresh one
+            with torch.no_grad():
+                net.out.weight.zero_()
+                net.out.bias.zero_()
         log(f"started from {a.init_from} ({scfg.image_size}², step {src.get('step')})")
     ema = FlowUNet(cfg)
     ema.load_state_dict(net.state_dict())
@@ -146,7 +151,7 @@ def main(argv=None):
         x0 = torch.randn(x1.shape, generator=g)
         t = torch.sigmoid(torch.randn(a.batch, generator=g))              # logit-normal: most weight mid-way
         xt = (1 - t)[:, None, None, None] * x0 + t[:, None, None, None] * x1
-        loss = F.mse_loss(net(xt, t, e), x1 - x0)
+        loss = F.mse_loss(velocity(net, xt, t, e), x1 - x0)
         for pg in opt.param_groups:
             pg["lr"] = a.lr * min(1.0, (step + 1) / 100)
         opt.zero_grad(set_to_none=True)

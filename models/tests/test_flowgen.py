@@ -137,3 +137,23 @@ def test_train_at_64px_from_32px_weights_then_resume(tmp_path: Path):
     assert first["config"]["image_size"] == 64 and first["config"]["patch"] == 4 and first["ema"]["inp.weight"].shape[1] == 48
     train_flowgen.main(args + ["--steps", "4", "--resume"])
     assert torch.load(big / "flowgen.pt", weights_only=False)["step"] == 4
+
+
+def test_x_prediction_ends_on_the_networks_clean_image():
+    # With predict "x" the velocity is (x̂ - x_t) / (1 - t), so the last Euler step (1 - t = dt) lands exactly on x̂:
+    # no residual noise survives the sampler, whatever the noise was.
+    cfg = FlowGenConfig(channels=(16, 16, 32), cond_dim=32, image_size=64, patch=4, predict="x", steps=3)
+    net = FlowUNet(cfg).eval()
+    clean = torch.rand(1, 3, 64, 64) * 2 - 1
+    net.forward = lambda x, t, e: clean.expand(x.shape[0], -1, -1, -1)
+    e = torch.randn(2, 384)
+    for seed in (0, 1):
+        with torch.no_grad():
+            out = sample(net, e, fixed_noise(2, 64, seed), cfg.steps, 2.0)
+        np.testing.assert_allclose(out.numpy(), ((clean + 1) / 2).clamp(0, 1).expand(2, -1, -1, -1).numpy(), atol=1e-5)
+    # a velocity network's output is used as it is
+    vnet = FlowUNet(FlowGenConfig(channels=(16, 16, 32), cond_dim=32)).eval()
+    from mindsemantix.flowgen import velocity
+    x, t = torch.randn(2, 3, 32, 32), torch.tensor([0.5])
+    with torch.no_grad():
+        np.testing.assert_allclose(velocity(vnet, x, t, e).numpy(), vnet(x, t, e).numpy())
