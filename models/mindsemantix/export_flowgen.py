@@ -91,7 +91,8 @@ def write_node_fixture(out_dir: Path, emb_dim: int = 32, seed: int = 0) -> None:
     import base64
     import json
     torch.manual_seed(seed)
-    cfg = FlowGenConfig(emb_dim=emb_dim, channels=(16, 16, 32), cond_dim=32, steps=3, guidance=2.0)
+    # the default bundle's kind of sampler (64², patch 4, x-prediction), tiny
+    cfg = FlowGenConfig(emb_dim=emb_dim, channels=(16, 16, 32), cond_dim=32, steps=3, guidance=2.0, image_size=64, patch=4, predict="x")
     net = FlowUNet(cfg)
     with torch.no_grad():   # the zero-initialised output layers would return the noise itself: give them weights
         for p in net.parameters():

@@ -135,6 +135,12 @@ def main(argv=None):
     log(f"flowgen: {param_count(net) / 1e6:.2f}M parameters, {len(X)} scenes, batch {a.batch}, budget {a.minutes} min")
 
     def save(path: Path, final: bool):
+        # written beside and renamed: a run stopped mid-write (a session's end) keeps its previous checkpoint whole
+        tmp = path.with_name(path.name + ".tmp")
+        _save(tmp, final)
+        tmp.replace(path)
+
+    def _save(path: Path, final: bool):
         cpu = time.process_time() - cpu_start
         if final:
             torch.save({"ema": ema.state_dict(), "config": cfg.to_dict(), "step": step, "seconds": spent, "cpu_seconds": cpu, "seed": a.seed,
