@@ -1,7 +1,8 @@
-"""Caption-conditioned flow-matching image generator (issue 20): a small U-Net velocity field on 32×32 or 64×64 RGB (the bundle's 64×64), conditioned
+"""Caption-conditioned flow-matching image generator (issue 20): a small U-Net flow on 32×32 or 64×64 RGB (the bundle's 64×64), conditioned
 on the MiniLM caption embedding, sampled with a fixed number of Euler steps and classifier-free guidance.
 
-Rectified flow: x_t = (1 - t)·noise + t·image (image scaled to -1..1), the network predicts v = image - noise; sampling
+Rectified flow: x_t = (1 - t)·noise + t·image (image scaled to -1..1), the velocity is v = image - noise (predicted
+directly, or derived from a predicted clean image: FlowGenConfig.predict); sampling
 integrates dx/dt = v from t = 0 (the given noise) to t = 1. The sampler is a plain loop over `steps` Euler steps, so the
 ONNX export (`SamplerExport`) is the whole sampler unrolled in one graph: caption_embedding + noise → image in 0..1.
 

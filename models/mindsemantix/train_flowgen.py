@@ -2,9 +2,10 @@
 
   nice -n 10 python -m mindsemantix.train_flowgen --out models/runs/flowgen --seed 0 --scenes 4000 --minutes 28
   ... --resume                      # continues from <out>/ckpt.pt (written every --ckpt-every steps and at the end)
+  ... --image-size 64 --predict x --init-from W.pt   # a 64² flow predicting the clean image, from other weights
 
-Data (cached in <out>/data-<scenes>-32.pt): --scenes scenes of the training split (never a test scene: 0..299; those
-whose captions --caption-cache already embeds first, then 300, 301, ...), each rendered by sim.world and box-downsampled to 32², with the MiniLM embeddings of its 5 reference captions. Conditioning
+Data (cached in <out>/data-<scenes>-<size>.pt): --scenes scenes of the training split (never a test scene: 0..299; those
+whose captions --caption-cache already embeds first, then 300, 301, ...), each rendered by sim.world and box-downsampled to --image-size², with the MiniLM embeddings of its 5 reference captions. Conditioning
 per example: the normalised mean of the 5 embeddings (what the Q-Former's caption_embedding regresses onto) or, half
 the time, one reference's embedding, plus Gaussian noise so that the imperfect decoded embeddings at test time are in
 distribution; 10 % of examples get a zero embedding (classifier-free guidance). Output: <out>/flowgen.pt (EMA weights,
@@ -95,16 +96,23 @@ def main(argv=None):
     if a.image_size not in (32, 64):
         sys.exit(f"--image-size {a.image_size}: use 32 or 64.")
     cfg = FlowGenConfig(channels=tuple(int(c) for c in a.channels.split(",")), image_size=a.image_size, patch=a.image_size // 16, predict=a.predict)
+    ck = a.out / "ckpt.pt"
+    s = src = None
+    if a.resume:
+        if not ck.exists():
+            sys.exit(f"--resume: {ck} does not exist; start without --resume.")
+        s = torch.load(ck, weights_only=False)
+        cfg = FlowGenConfig.from_dict(s["config"]) if "config" in s else cfg   # the run's own (e.g. widths from --init-from)
+    elif a.init_from:
+        src = torch.load(a.init_from, weights_only=False)
+        scfg = FlowGenConfig.from_dict(src["config"])
+        cfg = FlowGenConfig(**{**scfg.to_dict(), "channels": scfg.channels, "image_size": cfg.image_size, "patch": cfg.patch, "predict": cfg.predict})
     data = build_data(a.scenes, cfg.image_size, a.out / f"data-{a.scenes}-{cfg.image_size}.pt", a.caption_cache)
     X = data["images"].float() / 127.5 - 1
     E = data["emb"].float()
     torch.manual_seed(a.seed)
     net = FlowUNet(cfg)
-    if a.init_from and not a.resume:
-        src = torch.load(a.init_from, weights_only=False)
-        scfg = FlowGenConfig.from_dict(src["config"])
-        cfg = FlowGenConfig(**{**scfg.to_dict(), "channels": scfg.channels, "image_size": cfg.image_size, "patch": cfg.patch, "predict": cfg.predict})
-        net = FlowUNet(cfg)
+    if src is not None:
         net.load_state_dict(widen_patch(src["ema"], scfg, cfg) if scfg.patch != cfg.patch else {k: v.float() for k, v in src["ema"].items()})
         if scfg.predict != cfg.predict:   # the output layer meant the other quantity: start it at zero, as a fresh one
             with torch.no_grad():
@@ -116,15 +124,7 @@ def main(argv=None):
     opt = torch.optim.AdamW(net.parameters(), lr=a.lr, weight_decay=0.01)
     g = torch.Generator().manual_seed(a.seed)
     step, spent, cpu0 = 0, 0.0, 0.0
-    ck = a.out / "ckpt.pt"
-    if a.resume:
-        if not ck.exists():
-            sys.exit(f"--resume: {ck} does not exist; start without --resume.")
-        s = torch.load(ck, weights_only=False)
-        if "config" in s and FlowGenConfig.from_dict(s["config"]) != cfg:
-            cfg = FlowGenConfig.from_dict(s["config"])   # the run's own config (e.g. widths taken from --init-from)
-            net, ema = FlowUNet(cfg), FlowUNet(cfg)
-            opt = torch.optim.AdamW(net.parameters(), lr=a.lr, weight_decay=0.01)
+    if s is not None:
         net.load_state_dict(s["net"])
         ema.load_state_dict(s["ema"])
         opt.load_state_dict(s["opt"])
