@@ -28,6 +28,8 @@ from .calibrate_fit import FitConfig, fit_readout, fit_ridge_baseline, heldout_s
 from .schemas import check, manifest_problem_text
 from .util import log
 
+SYNTHETIC_TRIALS = 1000  # E22
+
 
 class Progress:
     """One updating line on stderr: [#####.....] phase done/total note."""
@@ -97,13 +99,15 @@ def run(a) -> dict:
         log(f"calibrate: automatic mask: {voxels} of {full.x.shape[1]} brain voxels by {how['criterion']}")
     log(f"calibrate: {report['trials_used']} usable trials of {report['stimuli']} stimuli × {voxels} voxels from {report['runs']} run(s)")
 
+    synthetic, prior_info = prior_trials(a, bundle, manifest, mask_img, data)
+
     from .frozen_shared import load_frozen
     model, source = load_frozen(bundle, a.subject, voxels)
     if a.shared_encoder == "random":
         randomise_shared_encoder(model, a.seed)
         source += " (shared encoder replaced by a random one)"
     cfg = FitConfig(seed=a.seed, epochs=a.epochs, progress=Progress(not a.no_progress))
-    fit = fit_readout(model, a.subject, data, cfg)
+    fit = fit_readout(model, a.subject, data, cfg, synthetic)
 
     log("calibrate: fitting the ridge-retrieval baseline on the same trials")
     rank = ridge_rank(manifest)
@@ -116,7 +120,7 @@ def run(a) -> dict:
     seconds = time.time() - t0 + a.seconds_before
     record = {"session": a.session, "trials": report["trials_used"], "trials_recorded": report["trials_recorded"],
               "stimuli": report["stimuli"], "runs": report["runs"], "voxels": int(voxels), "mask": mask_info,
-              "heldout_retrieval": fit["heldout"], "epochs": fit["epochs"], "shared_weights": source,
+              "anatomy_prior": prior_info, "heldout_retrieval": fit["heldout"], "epochs": fit["epochs"], "shared_weights": source,
               "ridge_rank": rank, "seed": a.seed, "seconds": round(seconds, 1), "command": a.command or " ".join(sys.argv),
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     from .calibrate_bundle import write_calibrated_bundle
@@ -127,8 +131,33 @@ def run(a) -> dict:
         f"{h['model']['top1']:.2f} (ridge {h['ridge']['top1']:.2f}, chance {h['model']['chance_top1']:.2f}, {h['stimuli']} stimuli)")
     return {"bundle": str(out.resolve()), "name": m["name"], "subject": a.subject, "subjects": list(m["subjects"]),
             "trials": report["trials_used"], "trials_recorded": report["trials_recorded"], "stimuli": report["stimuli"],
-            "voxels": int(voxels), "mask": mask_info, "heldout": h, "epochs": fit["epochs"], "shared_weights": source,
+            "voxels": int(voxels), "mask": mask_info, "anatomy_prior": prior_info, "heldout": h, "epochs": fit["epochs"], "shared_weights": source,
             "seconds": round(seconds, 1)}
+
+
+def prior_trials(a, bundle: Path, manifest: dict, roi_img, data) -> tuple[tuple | None, dict]:
+    """Responses synthesised from the bundle's anatomical prior (anatomy_prior.py) at this person's voxels, for
+    captions of the bundle's caption bank, to fit the read-out on beside the real trials; and what was done."""
+    rec = manifest.get("anatomy_prior")
+    if not rec or a.synthetic <= 0:
+        return None, {"used": False, "why": "the bundle has no anatomical prior" if not rec else "--synthetic 0"}
+    if not a.brain_mask:
+        return None, {"used": False, "why": "no brain mask to place the voxels in the brain's frame"}
+    import nibabel as nib
+    from .anatomy_prior import AnatomyPrior, person_coordinates, synthesize
+    try:
+        coords = person_coordinates(roi_img, nib.load(a.brain_mask))
+    except ValueError as e:
+        raise CalibrationInputError(f"{e}; compute the mask on the calibration runs' grid.") from e
+    prior = AnatomyPrior.load(bundle / rec["file"])
+    bank = np.load(bundle / manifest["baseline"]["embeddings"]).astype(np.float32)
+    x_syn, rows, info = synthesize(prior, coords, data.x, data.target()[data.stim], bank, a.synthetic, a.seed)
+    if info["gain"] <= 0:  # the prior predicts this person's trials no better than its negation: it would mislead
+        log(f"calibrate: the anatomical prior does not fit these trials (gain {info['gain']:.2f}); fitting on the real trials only")
+        return None, {"used": False, "why": f"the prior does not predict these trials (gain {info['gain']:.2f} ≤ 0)"}
+    log(f"calibrate: {len(rows)} responses synthesised from the anatomical prior (gain {info['gain']:.2f}, "
+        f"{info['explained']:.1%} of the calibration trials' variance explained by it)")
+    return (x_syn, bank[rows]), {"used": True, **info}
 
 
 def randomise_shared_encoder(model, seed: int) -> None:
@@ -151,13 +180,16 @@ def main(argv=None):
     ap.add_argument("--subject", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--mask", help="the ROI the responses were computed with")
-    ap.add_argument("--brain-mask", help="without --mask: the automatic brain mask the responses were computed with")
+    ap.add_argument("--brain-mask", help="the automatic brain mask: without --mask, the one the responses were computed "
+                    "with; with it, only the brain's frame for the anatomical prior")
     ap.add_argument("--voxels", type=int, default=0, help="with --brain-mask: how many voxels to keep")
     ap.add_argument("--session", default="")
     ap.add_argument("--replace", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=FitConfig.epochs)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: the fit is small, and extra threads only contend on a busy machine)")
+    ap.add_argument("--synthetic", type=int, default=SYNTHETIC_TRIALS,
+                    help="responses to synthesise from the bundle's anatomical prior (0: real trials only)")
     ap.add_argument("--shared-encoder", choices=["bundle", "random"], default="bundle")
     ap.add_argument("--summary", help="write the JSON summary here")
     ap.add_argument("--command", default="", help="the user's command line, for the manifest's calibration record")

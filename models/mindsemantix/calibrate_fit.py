@@ -161,23 +161,42 @@ class ReadoutFitter:
         return {"best_epoch": best_epoch or epochs, "history": history, "seconds": time.time() - t0}
 
 
-def fit_readout(model: BrainCaptioner, subject: str, data: CalibrationData, cfg: FitConfig) -> dict:
-    """Held-out run (choose epochs, score), then the final read-out on every trial. Returns the report."""
+def with_synthetic(data: CalibrationData, x_syn: np.ndarray, emb_syn: np.ndarray) -> CalibrationData:
+    """The real trials followed by synthetic ones, each synthetic trial its own stimulus whose every reference is its
+    caption embedding (stimulus indices ≥ the real stimulus count)."""
+    S, K = data.cap_emb.shape[:2]
+    n = len(x_syn)
+    e = emb_syn / (np.linalg.norm(emb_syn, axis=1, keepdims=True) + 1e-9)
+    return CalibrationData(x=np.ascontiguousarray(np.concatenate([data.x, x_syn]).astype(np.float32)),
+                           stim=np.concatenate([data.stim, S + np.arange(n)]),
+                           stimulus_ids=list(data.stimulus_ids) + [f"synthetic-{i}" for i in range(n)],
+                           cap_emb=np.concatenate([data.cap_emb, np.repeat(e[:, None, :], K, 1)]).astype(np.float32))
+
+
+def fit_readout(model: BrainCaptioner, subject: str, data: CalibrationData, cfg: FitConfig,
+                synthetic: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """Held-out run (choose epochs, score), then the final read-out on every trial. Returns the report.
+    synthetic: (responses, caption embeddings) fitted on beside the real trials (anatomy_prior.synthesize); the
+    held-out slice, the principal start and every reported score use real trials only."""
     fit_idx, held_idx = heldout_split(data.stim, cfg.heldout_frac, cfg.min_heldout, cfg.seed)
-    f = ReadoutFitter(model, subject, data, cfg)
+    real = len(data.stim)
+    work = with_synthetic(data, *synthetic) if synthetic is not None else data
+    extra = np.arange(real, len(work.stim))
+    f = ReadoutFitter(model, subject, work, cfg)
     share = f.init_principal(fit_idx)
     log(f"calibrate: read-out initialised from the top principal directions ({share:.0%} of the variance of {len(fit_idx)} trials)")
     init_score = retrieval_scores(f.predict(data.x[held_idx]), data.stim[held_idx], data.target())
-    r = f.fit(fit_idx, cfg.epochs, held_idx, phase="held-out fit")
+    r = f.fit(np.concatenate([fit_idx, extra]), cfg.epochs, held_idx, phase="held-out fit")
     held_score = retrieval_scores(f.predict(data.x[held_idx]), data.stim[held_idx], data.target())
     # final: every trial, the chosen number of epochs (at least 5), from the same kind of start
-    all_idx = np.arange(len(data.stim))
-    final = ReadoutFitter(model, subject, data, cfg)
+    all_idx = np.arange(real)
+    final = ReadoutFitter(model, subject, work, cfg)
     final.init_principal(all_idx)
     epochs = max(5, r["best_epoch"])
-    r2 = final.fit(all_idx, epochs, None, phase="final fit")
+    r2 = final.fit(np.concatenate([all_idx, extra]), epochs, None, phase="final fit")
     return {"heldout": {"stimuli": int(len(np.unique(data.stim[held_idx]))), "trials": int(len(held_idx)),
-                        "fit_trials": int(len(fit_idx)), "model": held_score, "model_at_init": init_score},
+                        "fit_trials": int(len(fit_idx)), "synthetic_trials": int(len(extra)), "model": held_score,
+                        "model_at_init": init_score},
             "epochs": epochs, "seconds": r["seconds"] + r2["seconds"]}
 
 

@@ -172,6 +172,51 @@ test('calibrate writes a complete checksummed bundle with the new person; old su
   assert.notEqual(m2.files['encoder-new01.onnx'], m.files['encoder-new01.onnx'], 'the new fit replaced the old one');
 });
 
+test('with an anatomical prior in the bundle, calibrate builds the brain frame beside --mask and fits on synthetic trials', () => {
+  // a prior over this bundle's embedding width, installed by the models/ code that installs real ones
+  const withPrior = join(work, 'tiny-prior');
+  cpSync(bundle, withPrior, { recursive: true });
+  const py = spawnSync(
+    join(ROOT, '.venv', 'bin', 'python'),
+    [
+      '-c',
+      `import json, sys, numpy as np
+from pathlib import Path
+from mindsemantix.anatomy_prior import AnatomyPrior, install
+b = Path(sys.argv[1]); E = json.loads((b / "manifest.json").read_text())["dims"]["E"]
+om, ph = AnatomyPrior.basis(0, 64)
+install(b, AnatomyPrior(om, ph, np.random.default_rng(0).normal(size=(64, E))), {"seed": 0})`,
+      withPrior,
+    ],
+    { encoding: 'utf8', env: { ...process.env, PYTHONPATH: join(ROOT, 'models') } },
+  );
+  assert.equal(py.status, 0, py.stderr);
+  const out = join(work, 'calibrated-prior');
+  const r = calibrate([
+    '--session',
+    session.dir,
+    '--subject',
+    'new01',
+    '--models',
+    withPrior,
+    '--out',
+    out,
+    '--mask',
+    mask,
+    '--synthetic',
+    '4',
+    '--json',
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /automatic brain mask of sub-new01 from the mean EPI \(the anatomical prior's frame\)/);
+  const s = JSON.parse(r.stdout) as { mask: { source: string }; anatomy_prior: { used: boolean; why?: string } };
+  assert.equal(s.mask.source, 'given', 'the given mask still chooses the voxels');
+  // a random prior may fit these random trials or not (gain ≤ 0); either way it was placed in the brain's frame
+  assert.ok(s.anatomy_prior.used || /gain/.test(s.anatomy_prior.why ?? ''), JSON.stringify(s.anatomy_prior));
+  const m = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as { files: Record<string, string> };
+  assert.ok('anatomy_prior.npz' in m.files, 'the prior travels with the calibrated bundle');
+});
+
 test('without --mask, calibrate chooses the voxels itself and says so', () => {
   const out = join(work, 'auto');
   const r = calibrate([

@@ -26,10 +26,11 @@ const specs: FlagSpecs = {
   replace: { type: 'boolean' },
   json: { type: 'boolean' },
   'shared-encoder': { type: 'string', default: 'bundle', choices: ['bundle', 'random'] },
+  synthetic: { type: 'string' },
 };
 
 const help = `mindsemantix calibrate --session DIR --subject ID --models BUNDLE --out NEW_BUNDLE [--mask FILE] [--runs LIST]
-                        [--voxels N] [--seed N] [--replace] [--json]
+                        [--voxels N] [--synthetic N] [--seed N] [--replace] [--json]
 
 Adds a person the bundle has never seen, from that person's calibration runs (captioned images: a BIDS session, or
 a \`serve --record\` recording). Each trial's response is computed with the serving chain (as \`responses\` does), then
@@ -47,6 +48,10 @@ modified. \`serve --models NEW_BUNDLE\` then decodes the person.
                    captions) inside an automatic brain mask
   --runs LIST      only these runs (comma list of run names, e.g. task-vision_run-01,task-vision_run-02)
   --voxels N       without --mask: how many voxels to keep (default: the median of the bundle's subjects)
+  --synthetic N    when BUNDLE has an anatomical prior (python -m mindsemantix.anatomy_prior): fit the read-out on
+                   N responses synthesised from it at this person's voxels beside the real trials (default 1000;
+                   0: real trials only). The voxels are placed by the brain's centre and extent in an automatic
+                   brain mask of the mean EPI, which is built even when --mask is given
   --seed N         seed of the fit (default 0)
   --replace        the subject is already in BUNDLE: calibrate that person again (the new bundle drops the old fit)
   --json           print one JSON summary (trials, voxels, held-out retrieval, seconds) on stdout
@@ -156,6 +161,7 @@ export const command: Command = {
     const mask = stringFlag(p, 'mask') ? resolve(stringFlag(p, 'mask')!) : undefined;
     const seed = numberFlag('calibrate', p, 'seed', { integer: true, min: 0, max: 2 ** 31 - 1 }) ?? 0;
     const replace = boolFlag(p, 'replace');
+    const synthetic = numberFlag('calibrate', p, 'synthetic', { integer: true, min: 0, max: 20_000 });
     if (existsSync(out))
       throw new UserError(
         `calibrate: ${out} already exists; pass a new --out folder (calibrate never overwrites a bundle).`,
@@ -211,12 +217,17 @@ export const command: Command = {
     const tmp = mkdtempSync(join(tmpdir(), 'mindsemantix-calibrate-'));
     try {
       const log = (m: string) => process.stderr.write(`${m}\n`);
-      let chainMask = mask;
-      if (!mask) {
-        chainMask = join(tmp, 'brain-mask.nii.gz');
-        log(`calibrate: no --mask: building an automatic brain mask of sub-${subject} from the mean EPI`);
+      const chainMask = mask ?? join(tmp, 'brain-mask.nii.gz');
+      // The anatomical prior places the ROI in the brain's own frame, so it needs the brain mask even beside --mask.
+      const brainMask = !mask || bundle.manifest.anatomy_prior ? join(tmp, 'brain-mask.nii.gz') : undefined;
+      if (brainMask) {
+        log(
+          mask
+            ? `calibrate: building an automatic brain mask of sub-${subject} from the mean EPI (the anatomical prior's frame)`
+            : `calibrate: no --mask: building an automatic brain mask of sub-${subject} from the mean EPI`,
+        );
         const c = await python(
-          ['-m', 'mindsemantix.calibrate_mask', '--session', session, '--subject', subject, '--out', chainMask],
+          ['-m', 'mindsemantix.calibrate_mask', '--session', session, '--subject', subject, '--out', brainMask],
           'the automatic mask',
         );
         if (c !== 0)
@@ -268,7 +279,9 @@ export const command: Command = {
         stringFlag(p, 'shared-encoder') ?? 'bundle',
         '--command',
         ['mindsemantix', 'calibrate', ...argv].join(' '),
-        ...(mask ? ['--mask', mask] : ['--brain-mask', chainMask!, '--voxels', String(voxels)]),
+        ...(mask ? ['--mask', mask] : ['--voxels', String(voxels)]),
+        ...(brainMask ? ['--brain-mask', brainMask] : []),
+        ...(synthetic !== undefined ? ['--synthetic', String(synthetic)] : []),
         ...(replace ? ['--replace'] : []),
       ];
       const code = await python(args, 'the calibration');
