@@ -9,7 +9,11 @@ decoded with the bundle (onnxruntime: encoder → Q-Former caption embedding + b
 - `retrieval`: the training scene whose caption (the bundle's baseline_captions.json / baseline_embeddings.npy) is
   nearest to the decoded caption embedding (cosine), its image drawn by sim.world,
 - `flowgen` (with --flowgen): the flow-matching generator (flowgen.py; an exported .onnx graph or a trained .pt),
-  from the fixed noise of seed --noise-seed, the same noise tensor for every trial.
+  from the fixed noise of seed --noise-seed, the same noise tensor for every trial; --noise-scale τ starts the ODE from
+  τ·noise (τ < 1: nearer the posterior mean of an x-prediction), --noise-samples K averages K images from K noise
+  tensors (the same K for every trial), --flowgen-steps / --flowgen-guidance override the trained config's sampler.
+--scenes first-half|second-half keeps the trials of the first or the last half of the test scenes (in scene-index
+order; every presentation of a scene in the same half): choose a sampler setting on one half, report it on the other.
 Stimuli are the world's 256² images box-downsampled to 64², the size every reconstruction is scored at."""
 from __future__ import annotations
 
@@ -87,18 +91,45 @@ def text_space(cache: Path, eff: im.EffNetFeatures, n_scenes: int = 1200):
     return W, b, best[1], best[0]
 
 
-def flowgen_images(path: Path, cap_emb: np.ndarray, noise_seed: int, batch: int = 50, init: np.ndarray | None = None,
-                   t0: float = 0.0, steps: int | None = None) -> np.ndarray:
+def scene_half_mask(sids: list[str], which: str = "all", key=None) -> np.ndarray:
+    """Boolean mask of the trials kept by --scenes: `all`, or the trials of the first / second half of the distinct
+    scenes sorted by `key` (default: the world's scene index); an odd count puts the middle scene in the second half."""
+    if which == "all":
+        return np.ones(len(sids), bool)
+    if which not in ("first-half", "second-half"):
+        raise ValueError(f"--scenes must be all, first-half or second-half; got {which!r}")
+    if key is None:
+        from .sim import world
+        key = world.scene_index
+    scenes = sorted(set(sids), key=key)
+    half = set(scenes[:len(scenes) // 2] if which == "first-half" else scenes[len(scenes) // 2:])
+    return np.array([s in half for s in sids], bool)
+
+
+def flowgen_noise(size: int, noise_seed: int, samples: int = 1, noise_scale: float = 1.0) -> torch.Tensor:
+    """The K = samples starting noises [K,3,S,S]: fixed_noise(K, S, seed) × noise_scale (K = 1: the bundle's noise)."""
     from .flowgen import fixed_noise
+    return fixed_noise(samples, size, noise_seed) * noise_scale
+
+
+def flowgen_images(path: Path, cap_emb: np.ndarray, noise_seed: int, batch: int = 50, init: np.ndarray | None = None,
+                   t0: float = 0.0, steps: int | None = None, guidance: float | None = None, noise_scale: float = 1.0,
+                   samples: int = 1) -> np.ndarray:
+    """Reconstructions [N,3,64,64]; with samples K > 1 each is the mean of the K images sampled from the K noises."""
     if path.suffix == ".onnx":
         if init is not None:
             raise SystemExit("--flowgen-init needs the trained .pt weights (the exported graph starts from noise).")
+        if steps is not None or guidance is not None:
+            raise SystemExit("--flowgen-steps / --flowgen-guidance need the trained .pt weights (the exported graph has its own).")
         from .onnx_util import ort_session
         s = ort_session(path)
         size = s.get_inputs()[1].shape[-1]
-        noise = fixed_noise(1, size, noise_seed).numpy()
-        out = [s.run(None, {"caption_embedding": cap_emb[i:i + batch], "noise": np.repeat(noise, len(cap_emb[i:i + batch]), 0)})[0]
-               for i in range(0, len(cap_emb), batch)]
+        noise = flowgen_noise(size, noise_seed, samples, noise_scale).numpy()
+        out = []
+        for i in range(0, len(cap_emb), batch):
+            e = cap_emb[i:i + batch]
+            acc = sum(s.run(None, {"caption_embedding": e, "noise": np.repeat(noise[k:k + 1], len(e), 0)})[0] for k in range(samples))
+            out.append(acc / samples)
         return np.concatenate(out)
     from .flowgen import FlowGenConfig, FlowUNet, sample
     ck = torch.load(path, weights_only=False)
@@ -106,13 +137,15 @@ def flowgen_images(path: Path, cap_emb: np.ndarray, noise_seed: int, batch: int 
     net = FlowUNet(cfg)
     net.load_state_dict(ck["ema"])
     net.eval()
-    noise = fixed_noise(1, cfg.image_size, noise_seed)
+    noise = flowgen_noise(cfg.image_size, noise_seed, samples, noise_scale)
+    g = cfg.guidance if guidance is None else guidance
     out = []
     with torch.no_grad():
         for i in range(0, len(cap_emb), batch):
             e = torch.from_numpy(cap_emb[i:i + batch])
             im = torch.from_numpy(init[i:i + batch]) if init is not None else None
-            out.append(sample(net, e, noise.expand(len(e), -1, -1, -1), steps or cfg.steps, cfg.guidance, im, t0).numpy())
+            acc = sum(sample(net, e, noise[k:k + 1].expand(len(e), -1, -1, -1), steps or cfg.steps, g, im, t0) for k in range(samples))
+            out.append((acc / samples).numpy())
     return np.concatenate(out)
 
 
@@ -187,7 +220,12 @@ def main(argv=None):
     ap.add_argument("--noise-seed", type=int, default=0)
     ap.add_argument("--flowgen-init", choices=["old"], help="start the flow part way from the old generator's image (img2img)")
     ap.add_argument("--flowgen-t0", type=float, default=0.5, help="with --flowgen-init: where on the path to start (0..1)")
-    ap.add_argument("--flowgen-steps", type=int, help="Euler steps (default: the trained config's)")
+    ap.add_argument("--flowgen-steps", type=int, help="Euler steps (default: the trained config's; .pt only)")
+    ap.add_argument("--flowgen-guidance", type=float, help="classifier-free guidance scale (default: the trained config's; .pt only)")
+    ap.add_argument("--noise-scale", type=float, default=1.0, help="start the flow from noise × this (noise temperature τ)")
+    ap.add_argument("--noise-samples", type=int, default=1, help="average this many samples from different fixed noises")
+    ap.add_argument("--scenes", choices=["all", "first-half", "second-half"], default="all",
+                    help="score the trials of all test scenes or of the first / second half of them (scene-index order)")
     ap.add_argument("--cache", type=Path, default=Path("data/image-eval"), help="where the caption-space ridge and image features are cached")
     ap.add_argument("--out", type=Path, help="write the scores as JSON")
     ap.add_argument("--grid", type=Path, help="write a PNG: stimulus / old / flowgen / retrieval for --grid-trials trials")
@@ -199,6 +237,8 @@ def main(argv=None):
     from .sim import world
     t0 = time.time()
     x, sids = _load_test_trials(a.data, a.subject)
+    keep = scene_half_mask(sids, a.scenes)
+    x, sids = x[keep], [s for s, k in zip(sids, keep) if k]
     runner = BundleRunner(a.bundle, threads=a.threads)
     V = runner.m["subjects"][a.subject]["voxels"]
     if x.shape[1] != V:
@@ -219,12 +259,15 @@ def main(argv=None):
     drawn = {s: scene_image(s) for s in set(ret_scene)}
     retrieval = np.stack([drawn[s] for s in ret_scene])
     stim = np.stack([scene_image(world.scene_index(s)) for s in sids])
+    flow_ms = None
     methods = {"old (bundle generator.onnx)": old, "retrieval (nearest training caption's image)": retrieval}
     if a.flowgen:
         t1 = time.time()
         new = flowgen_images(a.flowgen, ce, a.noise_seed, init=old if a.flowgen_init == "old" else None,
-                             t0=a.flowgen_t0, steps=a.flowgen_steps)
-        log(f"flowgen: {len(new)} images in {time.time() - t1:.1f}s")
+                             t0=a.flowgen_t0, steps=a.flowgen_steps, guidance=a.flowgen_guidance,
+                             noise_scale=a.noise_scale, samples=a.noise_samples)
+        flow_ms = 1000 * (time.time() - t1) / len(new)
+        log(f"flowgen: {len(new)} images in {time.time() - t1:.1f}s ({flow_ms:.1f} ms/image, {a.threads} thread(s))")
         methods = {"flowgen (new)": new, **methods}
     eff = im.EffNetFeatures()
     W, b, alpha, vcos = text_space(a.cache / "text-space.npz", eff)
@@ -235,6 +278,9 @@ def main(argv=None):
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps({"pairs": len(stim), "subject": a.subject, "bundle": str(a.bundle),
                                      "flowgen": str(a.flowgen) if a.flowgen else None, "noise_seed": a.noise_seed,
+                                     "scenes": a.scenes, "noise_scale": a.noise_scale, "noise_samples": a.noise_samples,
+                                     "flowgen_steps": a.flowgen_steps, "flowgen_guidance": a.flowgen_guidance,
+                                     "flowgen_ms_per_image": round(flow_ms, 2) if a.flowgen else None,
                                      "text_space": {"alpha": alpha, "heldout_cosine": vcos}, "scores": scores}, indent=1))
     if a.grid:
         rows = list(np.linspace(0, len(stim) - 1, a.grid_trials).round().astype(int))
