@@ -31,6 +31,7 @@ class FitConfig:
     heldout_frac: float = 0.1     # share of calibration stimuli held out (whole stimuli: repeats never straddle)
     min_heldout: int = 5
     emb_weight: float = 1.0
+    select: str = "top1"          # held-out criterion for the epoch: "top1" (ties: cosine) or "rank" (mean rank share)
     seed: int = 0
     progress: object = field(default=None, repr=False)  # callable(done, total, note) or None
 
@@ -68,7 +69,8 @@ def retrieval_scores(pred: np.ndarray, stim: np.ndarray, target: np.ndarray) -> 
     rank = (sim > sim[np.arange(len(stim)), own][:, None]).sum(1)
     return {"top1": float((rank == 0).mean()), "top5": float((rank < 5).mean()),
             "chance_top1": 1.0 / len(cands), "candidates": int(len(cands)), "trials": int(len(stim)),
-            "cosine": float(sim[np.arange(len(stim)), own].mean())}
+            "cosine": float(sim[np.arange(len(stim)), own].mean()),
+            "rank": float((rank / max(1, len(cands) - 1)).mean())}
 
 
 class ReadoutFitter:
@@ -143,7 +145,7 @@ class ReadoutFitter:
             if heldout is not None and len(heldout):
                 sc = retrieval_scores(self.predict(self.data.x[heldout]), self.data.stim[heldout], self.data.target())
                 history.append({"epoch": ep + 1, **sc})
-                key = (sc["top1"], sc["cosine"])
+                key = (-sc["rank"], sc["cosine"]) if cfg.select == "rank" else (sc["top1"], sc["cosine"])
                 if best is None or key > best:
                     best, best_epoch, best_state = key, ep + 1, copy.deepcopy(self.adapter.read.state_dict())
                 note += f", held-out top-1 {sc['top1']:.2f} (chance {sc['chance_top1']:.2f})"

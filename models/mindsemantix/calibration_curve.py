@@ -62,7 +62,7 @@ def one(work: Path, models: str, sub: str, trials: int, arm: str, seed: int) -> 
     lines = sh(CLI + ["demo", "--session", str(test), "--models", str(out), "--once", "--json", "--port", "0"], capture=True)
     summary = next(json.loads(ln) for ln in reversed(lines.strip().splitlines()) if '"type":"summary"' in ln.replace(" ", ""))
     return {"subject": sub, "trials": trials, "arm": arm, "seed": seed, "calibration": {
-                k: cal_summary.get(k) for k in ("trials", "voxels", "seconds", "epochs", "heldout", "heldout_retrieval")},
+                k: cal_summary.get(k) for k in ("trials", "voxels", "seconds", "epochs", "heldout", "heldout_retrieval", "anatomy_prior")},
             "test": {"session": str(test), "decoded": summary["decoded"], "of": summary["trials"],
                      "CIDEr": summary["metrics"]["CIDEr"], "BLEU4": summary["metrics"]["BLEU4"],
                      "baseline_CIDEr": summary["baseline"]["CIDEr"], "baseline_BLEU4": summary["baseline"]["BLEU4"],

@@ -48,10 +48,10 @@ modified. \`serve --models NEW_BUNDLE\` then decodes the person.
                    captions) inside an automatic brain mask
   --runs LIST      only these runs (comma list of run names, e.g. task-vision_run-01,task-vision_run-02)
   --voxels N       without --mask: how many voxels to keep (default: the median of the bundle's subjects)
-  --synthetic N    when BUNDLE has an anatomical prior (python -m mindsemantix.anatomy_prior): fit the read-out on
-                   N responses synthesised from it at this person's voxels beside the real trials (default 1000;
-                   0: real trials only). The voxels are placed by the brain's centre and extent in an automatic
-                   brain mask of the mean EPI, which is built even when --mask is given
+  --synthetic N    when BUNDLE has an anatomical prior (python -m mindsemantix.anatomy_prior): also fit the read-out
+                   on N responses synthesised from it at this person's voxels (default 0: real trials only; 1000
+                   has not yet shown a gain, docs/experiments.md E23). The voxels are placed by the brain's centre
+                   and extent in an automatic brain mask of the mean EPI, built then even when --mask is given
   --seed N         seed of the fit (default 0)
   --replace        the subject is already in BUNDLE: calibrate that person again (the new bundle drops the old fit)
   --json           print one JSON summary (trials, voxels, held-out retrieval, seconds) on stdout
@@ -219,7 +219,8 @@ export const command: Command = {
       const log = (m: string) => process.stderr.write(`${m}\n`);
       const chainMask = mask ?? join(tmp, 'brain-mask.nii.gz');
       // The anatomical prior places the ROI in the brain's own frame, so it needs the brain mask even beside --mask.
-      const brainMask = !mask || bundle.manifest.anatomy_prior ? join(tmp, 'brain-mask.nii.gz') : undefined;
+      const usePrior = Boolean(bundle.manifest.anatomy_prior) && (synthetic ?? 0) > 0;
+      const brainMask = !mask || usePrior ? join(tmp, 'brain-mask.nii.gz') : undefined;
       if (brainMask) {
         log(
           mask
