@@ -17,8 +17,10 @@ prior learns that map once from the bundle's people and carries it to a new pers
    real trials.
 
   python -m mindsemantix.anatomy_prior --data data/sim-serving --bundle models/bundles/default [--caption-cache F]
+      [--extra-data DIR ...]
       (adds anatomy_prior.npz and a manifest `anatomy_prior` record to the bundle; --brain-mask ID=FILE per person, or,
-       for simulated people without one, the simulator's noise-free mean EPI under calibrate_mask's threshold)
+       for simulated people without one, the simulator's noise-free mean EPI under calibrate_mask's threshold;
+       --extra-data adds people the bundle was not trained on, e.g. `sim.serving_dataset --subjects sim04,...`)
 """
 from __future__ import annotations
 
@@ -169,16 +171,25 @@ def training_trials(data: Path, subject: str, encoder, cache: dict) -> tuple[np.
     return x, np.stack([rows[s] for s in sid])
 
 
-def fit_from_bundle(bundle: Path, data: Path, brain_masks: dict, cache_path: Path | None, seed: int = 0) -> tuple[AnatomyPrior, dict]:
+def fit_from_bundle(bundle: Path, data: Path, brain_masks: dict, cache_path: Path | None, seed: int = 0,
+                    extra: list[Path] = ()) -> tuple[AnatomyPrior, dict]:
+    """The prior from the bundle's people (their masks from the bundle, responses from `data`) and from every person
+    of each `extra` dataset (unlabelled by the bundle: mask and responses from that dataset's derivatives)."""
     import nibabel as nib
     import torch
     from .calibrate_data import BundleTextEncoder
     manifest = json.loads((bundle / "manifest.json").read_text())
     encoder = BundleTextEncoder(bundle, manifest, 2)
     cache = torch.load(cache_path, weights_only=False) if cache_path else {}
+    sources = [(s, bundle / e["mask"], data) for s, e in sorted(manifest["subjects"].items())]
+    for d in extra:
+        for sub in sorted((Path(d) / "derivatives" / "mindsemantix").glob("sub-*")):
+            sid = sub.name[4:]
+            if not any(sid == s for s, _, _ in sources):
+                sources.append((sid, sub / f"sub-{sid}_roi-mask.nii.gz", Path(d)))
     people, report = [], {}
-    for subject, entry in sorted(manifest["subjects"].items()):
-        roi = nib.load(str(bundle / entry["mask"]))
+    for subject, mask_path, source in sources:
+        roi = nib.load(str(mask_path))
         if subject in brain_masks:
             brain_img = nib.load(brain_masks[subject])
             coords, frame = person_coordinates(roi, brain_img), "given brain mask"
@@ -186,15 +197,15 @@ def fit_from_bundle(bundle: Path, data: Path, brain_masks: dict, cache_path: Pat
             brain = simulated_mean_epi_mask(subject, roi.affine, roi.shape)
             coords = person_coordinates(roi, nib.Nifti1Image(brain.astype(np.uint8), roi.affine))
             frame = "simulator's noise-free mean EPI, calibrate_mask's threshold"
-        x, emb = training_trials(data, subject, encoder, cache)
+        x, emb = training_trials(source, subject, encoder, cache)
         if x.shape[1] != len(coords):
-            raise ValueError(f"sub-{subject}: the responses have {x.shape[1]} voxels, its bundle mask {len(coords)}")
+            raise ValueError(f"sub-{subject}: the responses have {x.shape[1]} voxels, its mask {len(coords)}")
         B = fit_encoding(x, emb)
         people.append((coords, B))
-        report[subject] = {"trials": int(len(x)), "voxels": int(len(coords)), "frame": frame}
+        report[subject] = {"trials": int(len(x)), "voxels": int(len(coords)), "frame": frame, "data": str(source)}
         log(f"anatomy prior: sub-{subject}: encoding model on {len(x)} training trials × {len(coords)} voxels")
     prior = AnatomyPrior.fit(people, seed)
-    for (coords, B), subject in zip(people, sorted(manifest["subjects"])):
+    for (coords, B), (subject, _, _) in zip(people, sources):
         pr = prior.encoding(coords)
         r = np.mean([np.corrcoef(pr[:, v], B[:, v])[0, 1] for v in range(0, B.shape[1], 7)])
         report[subject]["map_correlation"] = round(float(r), 4)
@@ -223,11 +234,14 @@ def main(argv=None):
     ap.add_argument("--bundle", required=True)
     ap.add_argument("--brain-mask", action="append", default=[], help="ID=FILE: a person's brain mask on their ROI mask's grid")
     ap.add_argument("--caption-cache", help="torch-saved {caption: embedding} of the bundle's text encoder (speed only)")
+    ap.add_argument("--extra-data", action="append", default=[],
+                    help="another dataset whose people (not in the bundle) the map also learns from")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     t0 = time.time()
     masks = dict(s.split("=", 1) for s in a.brain_mask)
-    prior, report = fit_from_bundle(Path(a.bundle), Path(a.data), masks, Path(a.caption_cache) if a.caption_cache else None, a.seed)
+    prior, report = fit_from_bundle(Path(a.bundle), Path(a.data), masks, Path(a.caption_cache) if a.caption_cache else None, a.seed,
+                                    [Path(d) for d in a.extra_data])
     record = {"features": FEATURES, "frequency": FREQUENCY, "map_ridge": MAP_RIDGE, "encoding_ridge": ENCODING_RIDGE,
               "seed": a.seed, "people": report, "seconds": round(time.time() - t0, 1),
               "command": "python -m mindsemantix.anatomy_prior " + " ".join(argv if argv is not None else sys.argv[1:])}

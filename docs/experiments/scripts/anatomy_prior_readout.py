@@ -35,7 +35,8 @@ arg = lambda k, d: sys.argv[sys.argv.index(k) + 1] if k in sys.argv else d  # no
 counts = [int(v) for v in arg("--synthetic", "0,1000,3000").split(",")]
 
 t0 = time.time()
-prior, rep = fit_from_bundle(bundle, Path("data/sim-serving"), {}, Path("models/runs/cache/minilm-captions.pt"))
+extra = [Path(d) for d in os.environ.get("PRIOR_EXTRA", "").split(",") if d]   # more people for the map (E24)
+prior, rep = fit_from_bundle(bundle, Path("data/sim-serving"), {}, Path("models/runs/cache/minilm-captions.pt"), extra=extra)
 print(f"prior fitted ({time.time() - t0:.0f} s): {json.dumps(rep)}", flush=True)
 bank = np.load(bundle / manifest["baseline"]["embeddings"]).astype(np.float32)
 bank /= np.linalg.norm(bank, axis=1, keepdims=True)
