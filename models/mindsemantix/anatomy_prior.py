@@ -138,37 +138,30 @@ def synthesize(prior: AnatomyPrior, coords: np.ndarray, x: np.ndarray, emb: np.n
 
 def simulated_mean_epi_mask(subject: str, affine: np.ndarray, shape) -> np.ndarray:
     """calibrate_mask's threshold on the simulator's noise-free mean EPI (what a recorded run's mean approximates)."""
-    from .calibrate_mask import BRAIN_FRACTION
+    from .calibrate_mask import mask_from_mean_epi
     from .sim.brain import anatomy
     a = anatomy(subject)
     if tuple(a.baseline.shape) != tuple(shape[:3]) or not np.allclose(a.affine, affine, atol=1e-3):
         raise ValueError(f"sub-{subject}'s mask is not on the simulator's grid; pass --brain-mask {subject}=FILE")
-    return a.baseline > BRAIN_FRACTION * np.percentile(a.baseline, 99)
+    return mask_from_mean_epi(a.baseline)
 
 
 def training_trials(data: Path, subject: str, encoder, cache: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(responses [n, V], mean reference embedding per trial [n, E]) of the person's training-split trials."""
-    import h5py
+    """(responses [n, V], normalised mean reference embedding per trial [n, E]) of the person's training-split trials,
+    read as training reads them (data.load_sim); embeddings from `cache` where it has every reference."""
     from .calibrate_data import embed_references
-    with h5py.File(data / "derivatives" / "mindsemantix" / f"sub-{subject}" / f"sub-{subject}_responses.h5", "r") as h:
-        dec = lambda a: [v.decode() if isinstance(v, bytes) else str(v) for v in a]  # noqa: E731
-        keep = np.array([s == "train" for s in dec(h["split"][()])])
-        x = np.asarray(h["responses"], np.float32)[keep]
-        sid = [s for s, k in zip(dec(h["stimulus_ids"][()]), keep) if k]
-        caps = [c for c, k in zip(dec(h["captions"][()]), keep) if k]
-    refs = {s: (json.loads(c) if c.startswith("[") else c.split("|")) for s, c in zip(sid, caps)}
-    uniq = sorted(refs)
-    missing = {s: refs[s] for s in uniq if any(c not in cache for c in refs[s])}
-    emb_missing = embed_references(encoder, missing, list(missing)) if missing else None
+    from .data import load_sim
+    corpus = load_sim(data, subjects=[subject])
+    d = corpus.subjects[subject]
+    uniq = [int(i) for i in np.unique(d.train_stim)]
+    missing = [i for i in uniq if any(c not in cache for c in corpus.captions[i])]
+    embedded = dict(zip(missing, embed_references(encoder, {i: corpus.captions[i] for i in missing}, missing))) if missing else {}
     rows = {}
-    for s in uniq:
-        if s in missing:
-            e = emb_missing[list(missing).index(s)]
-        else:
-            e = np.stack([np.asarray(cache[c], np.float32) for c in refs[s]])
+    for i in uniq:
+        e = embedded[i] if i in embedded else np.stack([np.asarray(cache[c], np.float32) for c in corpus.captions[i]])
         v = e.mean(0)
-        rows[s] = v / (np.linalg.norm(v) + 1e-9)
-    return x, np.stack([rows[s] for s in sid])
+        rows[i] = v / (np.linalg.norm(v) + 1e-9)
+    return d.train_x, np.stack([rows[int(i)] for i in d.train_stim])
 
 
 def fit_from_bundle(bundle: Path, data: Path, brain_masks: dict, cache_path: Path | None, seed: int = 0,

@@ -30,6 +30,11 @@ def bold_runs(session: Path, subject: str) -> list[Path]:
     return sorted(p for p in Path(session).rglob(f"sub-{subject}_*_bold.nii*") if "derivatives" not in p.parts)
 
 
+def mask_from_mean_epi(mean: np.ndarray, fraction: float = BRAIN_FRACTION) -> np.ndarray:
+    """Brain voxels of a mean EPI: brighter than a fraction of its robust maximum (the scanner background is dark)."""
+    return mean > fraction * np.percentile(mean, 99)
+
+
 def brain_mask(session: Path, subject: str, fraction: float = BRAIN_FRACTION, max_runs: int = 2):
     """uint8 NIfTI: mean EPI of the first `max_runs` runs > fraction × its 99th percentile. Each run is read once, whole
     (a .nii.gz cannot be sliced per volume without inflating it again from the start)."""
@@ -43,8 +48,7 @@ def brain_mask(session: Path, subject: str, fraction: float = BRAIN_FRACTION, ma
         data = np.asarray(img.dataobj, dtype=np.float32)
         means.append(data.mean(3) if data.ndim == 4 else data)
         ref = ref or img
-    mean = np.mean(means, axis=0)
-    mask = (mean > fraction * np.percentile(mean, 99)).astype(np.uint8)
+    mask = mask_from_mean_epi(np.mean(means, axis=0), fraction).astype(np.uint8)
     out = nib.Nifti1Image(mask, ref.affine)
     out.header.set_xyzt_units("mm", "sec")
     return out

@@ -217,10 +217,10 @@ export const command: Command = {
     const tmp = mkdtempSync(join(tmpdir(), 'mindsemantix-calibrate-'));
     try {
       const log = (m: string) => process.stderr.write(`${m}\n`);
-      const chainMask = mask ?? join(tmp, 'brain-mask.nii.gz');
       // The anatomical prior places the ROI in the brain's own frame, so it needs the brain mask even beside --mask.
       const usePrior = Boolean(bundle.manifest.anatomy_prior) && (synthetic ?? 0) > 0;
       const brainMask = !mask || usePrior ? join(tmp, 'brain-mask.nii.gz') : undefined;
+      const chainMask = mask ?? brainMask!;
       if (brainMask) {
         log(
           mask
