@@ -6,6 +6,8 @@ Writes, when missing or stale:
   <bundle>/lm/decoder.onnx, lm/embed_tokens.onnx, lm/tokenizer.json, lm/lm-manifest.json   frozen SmolLM2-135M-Instruct
   <bundle>/lm/decoder.int8.onnx        the same decoder with 8-bit block-quantized weights (mindsemantix.lm_quant), which
                                        the Node engine prefers on CPU; regenerated alone when its settings change
+  <bundle>/lm/decoder.int8.step.onnx   its decode-step graph (mindsemantix.lm_fast: the prompt prefix's cache shared by
+                                       the rows, top-k tokens out), which the engine runs; rebuilt when its source changes
   <bundle>/text_encoder.onnx + text_tokenizer.json                                         MiniLM (all-MiniLM-L6-v2)
   <bundle>/effnet_lite0.onnx           EfficientNet-Lite0 feature layers for the demo summary's image metrics
                                        (mindsemantix.effnet_onnx); regenerated alone when missing or stale
@@ -22,6 +24,7 @@ import time
 from pathlib import Path
 
 from .effnet_onnx import ensure_effnet
+from .lm_fast import ensure_step_graph
 from .lm_quant import ensure_quantized
 from .util import log, sha256_file
 
@@ -57,6 +60,7 @@ def run(bundle: Path = DEFAULT_BUNDLE, force: bool = False) -> int:
             from .textenc import minilm_dir
             shutil.copyfile(minilm_dir() / "tokenizer.json", bundle / "text_tokenizer.json")
         ensure_quantized(bundle / "lm")
+        ensure_step_graph(bundle / "lm")
         ensure_effnet(bundle)
         log(f"bootstrap: {bundle.relative_to(REPO_MODELS.parent) if bundle.is_relative_to(REPO_MODELS.parent) else bundle}: LM and text encoder up to date")
         return 0
@@ -85,6 +89,7 @@ def run(bundle: Path = DEFAULT_BUNDLE, force: bool = False) -> int:
     manifest["bootstrap_version"] = STAMP_VERSION
     (lm_dir / "lm-manifest.json").write_text(json.dumps(manifest, indent=2))
     ensure_quantized(bundle / "lm")
+    ensure_step_graph(bundle / "lm")
     ensure_effnet(bundle)
     log(f"bootstrap: done in {time.time() - t0:.0f} s")
     return 0

@@ -70,12 +70,19 @@ def ensure_quantized(lm_dir: Path) -> bool:
         return False
     log(f"lm: quantizing {lm_dir / 'decoder.onnx'} → {INT8_FILE} (8-bit weight blocks) …")
     m["quantization"] = quantize_decoder(lm_dir / "decoder.onnx", q)
-    m["files"][INT8_FILE] = sha256_file(q)
-    m.setdefault("sizes", {})[INT8_FILE] = q.stat().st_size
-    tmp = mf.with_name(mf.name + ".tmp")
-    tmp.write_text(json.dumps(m, indent=2))
-    tmp.replace(mf)
+    record_lm_file(mf, m, INT8_FILE)
     return True
+
+
+def record_lm_file(manifest_path: Path, m: dict, name: str) -> None:
+    """Lists the generated file lm/`name` in the LM manifest `m` (sha256 and size, which the bootstrap's freshness
+    check and the Node loader read) and writes the manifest atomically."""
+    f = manifest_path.parent / name
+    m["files"][name] = sha256_file(f)
+    m.setdefault("sizes", {})[name] = f.stat().st_size
+    tmp = manifest_path.with_name(manifest_path.name + ".tmp")
+    tmp.write_text(json.dumps(m, indent=2))
+    tmp.replace(manifest_path)
 
 
 def main(argv=None) -> int:

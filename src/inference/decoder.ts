@@ -25,12 +25,19 @@ export interface DecoderOptions {
    * nearly tied — docs/inference.md), else lm/decoder.onnx; 'fp32' always the latter (PyTorch parity).
    */
   lmPrecision?: LmPrecision;
+  /**
+   * The int8 graph runs as its decode-step graph lm/decoder.int8.step.onnx when the bundle has it (default true): the
+   * same weights and numbers, the prompt prefix's cache shared by all rows and only the top tokens returned, so a step
+   * of many candidate rows costs a fraction (docs/inference.md). false: the full-logits graph.
+   */
+  lmStepGraph?: boolean;
 }
 
 export type LmPrecision = 'auto' | 'fp32' | 'int8';
 export const LM_PRECISIONS: readonly LmPrecision[] = ['auto', 'fp32', 'int8'];
 
 export const LM_INT8 = 'lm/decoder.int8.onnx';
+export const LM_INT8_STEP = 'lm/decoder.int8.step.onnx';
 
 export interface DecodeOptions extends GenerateOptions {
   /**
@@ -154,7 +161,12 @@ export class BrainDecoder {
         `model bundle ${bundle.dir} has no ${LM_INT8}; use the fp32 LM or regenerate lm/ with an int8 export.`,
       );
     }
-    const lmFile = precision !== 'fp32' && LM_INT8 in bundle.lmFiles ? LM_INT8 : 'lm/decoder.onnx';
+    const int8 = precision !== 'fp32' && LM_INT8 in bundle.lmFiles;
+    const lmFile = !int8
+      ? 'lm/decoder.onnx'
+      : opts.lmStepGraph !== false && LM_INT8_STEP in bundle.lmFiles
+        ? LM_INT8_STEP
+        : LM_INT8;
     opts.log?.(`inference: LM ${lmFile}`);
     const genFile = generatorFile(bundle);
     const [qformer, decoder, embed, generator] = await Promise.all([

@@ -1,8 +1,13 @@
-// The frozen decoder-only LM (lm/decoder.onnx + lm/embed_tokens.onnx) and text generation with a KV cache:
+// The frozen decoder-only LM (lm/decoder*.onnx + lm/embed_tokens.onnx) and text generation with a KV cache:
 // greedy (default, parity with PyTorch), beam search, and nucleus sampling. The IO names are fixed in
-// docs/ARCHITECTURE.md: inputs_embeds, attention_mask, position_ids, past_key_values.<i>.key/.value → logits, present.<i>.*
+// docs/ARCHITECTURE.md: inputs_embeds, attention_mask, position_ids, past_key_values.<i>.key/.value → logits, present.<i>.*;
+// a step graph (lm/decoder.int8.step.onnx) also takes the prompt prefix's cache (prefix.<i>.*) and inv_temperature and
+// returns the top tokens with their log-normalisers instead of the logits.
 import * as ort from 'onnxruntime-node';
 import type { GenerationConfig } from './bundle.js';
+import { drawFrom, LogitScores, TopKScores, type Nucleus, type StepScores } from './stepScores.js';
+
+export { argmax, logSoftmax, logSumExp, sampleNucleus } from './stepScores.js';
 
 export interface GenerateOptions {
   strategy?: 'greedy' | 'beam' | 'sample';
@@ -41,10 +46,19 @@ export interface PromptCache {
 }
 
 interface Step {
-  /** Logits at the last position of each batch row, [B, vocab]. */
-  logits: Float32Array;
+  /** What the step says of each batch row's next token (at its last position). */
+  scores: StepScores;
+  /** The rows' caches after the step: without the shared prompt prefix for a step graph. */
   present: ort.Tensor[];
+  /** Positions attended so far, prefix included. */
   pastLen: number;
+}
+
+/** What a step needs besides the rows: the shared prompt prefix (step graphs take it apart, once for all rows) and the
+ * sampling temperature (step graphs return the normaliser at that temperature). */
+interface StepContext {
+  prefix?: PromptCache;
+  temperature?: number;
 }
 
 export class LanguageModel {
@@ -55,6 +69,13 @@ export class LanguageModel {
   private readonly headDim: number;
   private readonly pastNames: string[];
   private readonly presentNames: string[];
+  private readonly prefixNames: string[];
+  /**
+   * A step graph (lm/*.step.onnx, mindsemantix/lm_fast.py): the prompt prefix's cache goes in once for all rows, each
+   * row's cache holds only its own positions, and a step returns the top-k tokens and two log-normalisers instead of the
+   * logits over the vocabulary.
+   */
+  readonly stepGraph: boolean;
 
   constructor(
     private readonly decoder: ort.InferenceSession,
@@ -67,11 +88,16 @@ export class LanguageModel {
     this.headDim = gen.head_dim;
     this.pastNames = [];
     this.presentNames = [];
+    this.prefixNames = [];
     for (let i = 0; i < this.layers; i++) {
       this.pastNames.push(`past_key_values.${i}.key`, `past_key_values.${i}.value`);
       this.presentNames.push(`present.${i}.key`, `present.${i}.value`);
+      this.prefixNames.push(`prefix.${i}.key`, `prefix.${i}.value`);
     }
-    const missing = this.pastNames.filter((n) => !decoder.inputNames.includes(n));
+    this.stepGraph = decoder.inputNames.includes('inv_temperature');
+    const missing = [...this.pastNames, ...(this.stepGraph ? this.prefixNames : [])].filter(
+      (n) => !decoder.inputNames.includes(n),
+    );
     if (missing.length)
       throw new Error(
         `lm/decoder.onnx lacks input ${missing[0]} (manifest says ${this.layers} layers); re-export the bundle.`,
@@ -94,8 +120,19 @@ export class LanguageModel {
     return out.inputs_embeds.data as Float32Array;
   }
 
-  /** One forward pass over `embeds` [B,S,hidden] given the cache of `pastLen` positions. */
-  async forward(embeds: Float32Array, B: number, S: number, past: ort.Tensor[] | null, pastLen: number): Promise<Step> {
+  /**
+   * One forward pass over `embeds` [B,S,hidden] given the rows' caches `past` (null: none) and `pastLen` positions
+   * attended before (prefix included). A step graph takes the shared prefix from `ctx`; a full-logits graph has it in
+   * every row's `past`.
+   */
+  async forward(
+    embeds: Float32Array,
+    B: number,
+    S: number,
+    past: ort.Tensor[] | null,
+    pastLen: number,
+    ctx: StepContext = {},
+  ): Promise<Step> {
     const feeds: Record<string, ort.Tensor> = {
       inputs_embeds: new ort.Tensor('float32', embeds, [B, S, this.hidden]),
       attention_mask: new ort.Tensor('int64', new BigInt64Array(B * (pastLen + S)).fill(1n), [B, pastLen + S]),
@@ -103,18 +140,39 @@ export class LanguageModel {
     const pos = new BigInt64Array(B * S);
     for (let b = 0; b < B; b++) for (let s = 0; s < S; s++) pos[b * S + s] = BigInt(pastLen + s);
     feeds.position_ids = new ort.Tensor('int64', pos, [B, S]);
-    for (let i = 0; i < this.pastNames.length; i++) {
-      feeds[this.pastNames[i]] = past
-        ? past[i]
-        : new ort.Tensor('float32', new Float32Array(0), [B, this.kvHeads, 0, this.headDim]);
+    const empty = (rows: number) =>
+      new ort.Tensor('float32', new Float32Array(0), [rows, this.kvHeads, 0, this.headDim]);
+    for (let i = 0; i < this.pastNames.length; i++) feeds[this.pastNames[i]] = past ? past[i] : empty(B);
+    if (!this.stepGraph) {
+      const out = await this.decoder.run(feeds);
+      const all = out.logits.data as Float32Array;
+      const V = out.logits.dims[2];
+      this.vocab = V;
+      const logits = new Float32Array(B * V);
+      for (let b = 0; b < B; b++) logits.set(all.subarray((b * S + S - 1) * V, (b * S + S) * V), b * V);
+      return {
+        scores: new LogitScores(logits, V),
+        present: this.presentNames.map((n) => out[n]),
+        pastLen: pastLen + S,
+      };
     }
+    const temperature = Math.max(ctx.temperature ?? 1, 1e-5);
+    feeds.inv_temperature = new ort.Tensor('float32', Float32Array.of(1 / temperature), [1]);
+    for (let i = 0; i < this.prefixNames.length; i++)
+      feeds[this.prefixNames[i]] = ctx.prefix ? ctx.prefix.past[i] : empty(1);
     const out = await this.decoder.run(feeds);
-    const all = out.logits.data as Float32Array;
-    const V = out.logits.dims[2];
-    this.vocab = V;
-    const logits = new Float32Array(B * V);
-    for (let b = 0; b < B; b++) logits.set(all.subarray((b * S + S - 1) * V, (b * S + S) * V), b * V);
-    return { logits, present: this.presentNames.map((n) => out[n]), pastLen: pastLen + S };
+    const K = out.top_ids.dims[1];
+    const ids = Int32Array.from(out.top_ids.data as BigInt64Array, (x) => Number(x));
+    const scores = new TopKScores(
+      B,
+      K,
+      out.top_values.data as Float32Array,
+      ids,
+      out.logsumexp.data as Float32Array,
+      out.logsumexp_t.data as Float32Array,
+      temperature,
+    );
+    return { scores, present: this.presentNames.map((n) => out[n]), pastLen: pastLen + S };
   }
 
   /**
@@ -158,44 +216,61 @@ export class LanguageModel {
     if (B % r !== 0) throw new Error(`generateBatch: ${B} rows cannot be split into prompts of ${r} rows each`);
     const P = B / r;
     const L = prompts.length / this.hidden / P;
-    const past = cache ? (P === 1 ? cache.past : cache.past.map((t) => repeatBatch(t, P))) : null;
-    let step = await this.forward(prompts, P, L, past, cache?.pastLen ?? 0);
-    if (r > 1) {
-      const rows = Array.from({ length: B }, (_, b) => Math.floor(b / r));
-      const logits = new Float32Array(B * this.vocab);
-      rows.forEach((p, b) => logits.set(step.logits.subarray(p * this.vocab, (p + 1) * this.vocab), b * this.vocab));
-      step = { logits, present: step.present.map((t) => gatherBatch(t, rows)), pastLen: step.pastLen };
-    }
+    const temperature = Math.max(opts.temperature ?? 1, 1e-5);
+    // A step graph reads the prefix cache apart (once for all rows); a full-logits graph needs it in every row.
+    const ctx: StepContext = this.stepGraph ? { prefix: cache, temperature } : { temperature };
+    const past = cache && !this.stepGraph ? (P === 1 ? cache.past : cache.past.map((t) => repeatBatch(t, P))) : null;
+    let step = await this.forward(prompts, P, L, past, cache?.pastLen ?? 0, ctx);
     const out: Generated[] = Array.from({ length: B }, () => ({
       tokens: [],
       logprobs: [],
       stop: 'max-tokens' as Generated['stop'],
     }));
-    // Rows still generating, as indices into `out`; finished rows leave the batch (their cache rows are dropped).
-    let active = Array.from({ length: B }, (_, b) => b);
-    const V = this.vocab;
+    // Rows that have read the same prompt and drawn the same tokens so far have the same cache and the same next-token
+    // distribution, so the LM runs once per distinct history (a group) and each row draws from its group's scores with
+    // its own generator: the same tokens as a forward pass per row, at the cost of the distinct histories only.
+    // Sampled candidates of one trial share their first tokens most of the time. Finished rows leave their group.
+    let groups: number[][] = Array.from({ length: P }, (_, p) => Array.from({ length: r }, (_, k) => p * r + k));
+    const topP = opts.topP ?? 0.9;
     for (let t = 0; t < maxNew; t++) {
-      const keep: number[] = [];
-      const next: number[] = [];
-      active.forEach((b, row) => {
-        const x = step.logits.subarray(row * V, (row + 1) * V);
-        const tok =
-          strategy === 'sample' && !opts.greedyRows?.has(b)
-            ? sampleNucleus(x, opts.temperature ?? 1, opts.topP ?? 0.9, rngs[b])
-            : argmax(x);
-        if (stop.has(tok)) {
-          out[b].stop = 'eos';
-          return;
+      const next: { parent: number; tok: number; rows: number[] }[] = [];
+      groups.forEach((rows, g) => {
+        let nucleus: Nucleus | null = null;
+        const byToken = new Map<number, number[]>();
+        for (const b of rows) {
+          let tok: number;
+          if (strategy === 'sample' && !opts.greedyRows?.has(b)) {
+            nucleus ??= step.scores.nucleus(g, temperature, topP);
+            tok = drawFrom(nucleus, rngs[b]);
+          } else tok = step.scores.argmax(g);
+          if (stop.has(tok)) {
+            out[b].stop = 'eos';
+            continue;
+          }
+          out[b].tokens.push(tok);
+          out[b].logprobs.push(step.scores.logprob(g, tok));
+          const members = byToken.get(tok);
+          if (members) members.push(b);
+          else byToken.set(tok, [b]);
         }
-        out[b].tokens.push(tok);
-        out[b].logprobs.push(x[tok] - logSumExp(x));
-        keep.push(row);
-        next.push(tok);
+        for (const [tok, members] of byToken) next.push({ parent: g, tok, rows: members });
       });
-      if (!keep.length || t === maxNew - 1) break;
-      const present = keep.length === active.length ? step.present : step.present.map((p) => gatherBatch(p, keep));
-      active = keep.map((row) => active[row]);
-      step = await this.forward(await this.embed(next, active.length), active.length, 1, present, step.pastLen);
+      if (!next.length || t === maxNew - 1) break;
+      const parents = next.map((n) => n.parent);
+      const same = parents.length === groups.length && parents.every((p, i) => p === i);
+      const present = same ? step.present : step.present.map((p) => gatherBatch(p, parents));
+      groups = next.map((n) => n.rows);
+      step = await this.forward(
+        await this.embed(
+          next.map((n) => n.tok),
+          next.length,
+        ),
+        next.length,
+        1,
+        present,
+        step.pastLen,
+        ctx,
+      );
     }
     return out;
   }
@@ -235,19 +310,28 @@ export class LanguageModel {
     const stop = new Set([...this.gen.eos_token_ids, ...(opts.stopTokenIds ?? [])]);
     const norm = (sum: number, len: number) => sum / Math.pow(Math.max(len, 1), lpPow);
     const L = prompt.length / this.hidden;
-    const first = await this.forward(prompt, 1, L, cache?.past ?? null, cache?.pastLen ?? 0);
+    const ctx: StepContext = this.stepGraph ? { prefix: cache } : {};
+    const first = await this.forward(
+      prompt,
+      1,
+      L,
+      this.stepGraph ? null : (cache?.past ?? null),
+      cache?.pastLen ?? 0,
+      ctx,
+    );
     type Beam = { tokens: number[]; logprobs: number[]; score: number };
     let beams: Beam[] = [{ tokens: [], logprobs: [], score: 0 }];
-    let logits = first.logits;
+    let scores = first.scores;
     let present = first.present;
     let pastLen = first.pastLen;
     const done: (Beam & { stop: Generated['stop'] })[] = [];
     for (let t = 0; t < maxNew; t++) {
-      const V = this.vocab;
       const cands: { parent: number; tok: number; lp: number; score: number }[] = [];
       for (let b = 0; b < beams.length; b++) {
-        const lp = logSoftmax(logits.subarray(b * V, (b + 1) * V));
-        for (const tok of topK(lp, 2 * K)) cands.push({ parent: b, tok, lp: lp[tok], score: beams[b].score + lp[tok] });
+        const top = scores.top(b, 2 * K);
+        top.tokens.forEach((tok, i) =>
+          cands.push({ parent: b, tok, lp: top.logprobs[i], score: beams[b].score + top.logprobs[i] }),
+        );
       }
       cands.sort((a, b) => b.score - a.score);
       const next: Beam[] = [];
@@ -279,8 +363,9 @@ export class LanguageModel {
         1,
         past,
         pastLen,
+        ctx,
       );
-      logits = step.logits;
+      scores = step.scores;
       present = step.present;
       pastLen = step.pastLen;
     }
@@ -302,74 +387,6 @@ function gatherBatch(t: ort.Tensor, rows: number[]): ort.Tensor {
   const out = new Float32Array(per * rows.length);
   rows.forEach((r, i) => out.set(src.subarray(r * per, (r + 1) * per), i * per));
   return new ort.Tensor('float32', out, [rows.length, ...t.dims.slice(1)]);
-}
-
-export function logSumExp(x: Float32Array): number {
-  let max = -Infinity;
-  for (let i = 0; i < x.length; i++) if (x[i] > max) max = x[i];
-  let sum = 0;
-  for (let i = 0; i < x.length; i++) sum += Math.exp(x[i] - max);
-  return max + Math.log(sum);
-}
-
-export function logSoftmax(x: Float32Array): Float32Array {
-  const lse = logSumExp(x);
-  const out = new Float32Array(x.length);
-  for (let i = 0; i < x.length; i++) out[i] = x[i] - lse;
-  return out;
-}
-
-/** First index of the maximum (ties → lowest id, as torch.argmax). */
-export function argmax(x: ArrayLike<number>): number {
-  let best = 0;
-  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
-  return best;
-}
-
-function topK(x: Float32Array, k: number): number[] {
-  const idx: number[] = [];
-  for (let i = 0; i < x.length; i++) {
-    if (idx.length < k) {
-      idx.push(i);
-      if (idx.length === k) idx.sort((a, b) => x[b] - x[a]);
-    } else if (x[i] > x[idx[k - 1]]) {
-      let j = k - 1;
-      while (j > 0 && x[idx[j - 1]] < x[i]) {
-        idx[j] = idx[j - 1];
-        j--;
-      }
-      idx[j] = i;
-    }
-  }
-  return idx.sort((a, b) => x[b] - x[a]);
-}
-
-/** Nucleus (top-p) sampling at a temperature; the candidate set is the smallest whose probability mass reaches p. */
-export function sampleNucleus(logits: Float32Array, temperature: number, topP: number, rng: () => number): number {
-  const scaled = new Float32Array(logits.length);
-  const temp = Math.max(temperature, 1e-5);
-  for (let i = 0; i < logits.length; i++) scaled[i] = logits[i] / temp;
-  const lp = logSoftmax(scaled);
-  // Mass concentrates in few tokens: sort only the candidates above a cheap threshold first, widening if needed.
-  let cands = topK(lp, 64);
-  let mass = cands.reduce((s, i) => s + Math.exp(lp[i]), 0);
-  if (mass < topP) {
-    cands = Array.from(lp.keys()).sort((a, b) => lp[b] - lp[a]);
-    mass = 1;
-  }
-  const keep: number[] = [];
-  let acc = 0;
-  for (const i of cands) {
-    keep.push(i);
-    acc += Math.exp(lp[i]);
-    if (acc >= topP) break;
-  }
-  let r = rng() * acc;
-  for (const i of keep) {
-    r -= Math.exp(lp[i]);
-    if (r <= 0) return i;
-  }
-  return keep[keep.length - 1];
 }
 
 /** Small seeded PRNG so sampled captions are reproducible per seed. */

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { BrainDecoder } from '../../src/inference/decoder.js';
 import { argmax } from '../../src/inference/lm.js';
+import type { LogitScores } from '../../src/inference/stepScores.js';
 import { BundleError, loadBundle } from '../../src/inference/bundle.js';
 import { RidgeRetrieval } from '../../src/inference/baseline.js';
 import { RetrievedReferenceScorer } from '../../src/inference/referenceScorer.js';
@@ -319,18 +320,20 @@ test("the bootstrap's int8 LM graph is verified, preferred by default, close to 
   const tmp = mkdtempSync(join(tmpdir(), 'msx-int8-'));
   const lines: string[] = [];
   const cases = parityCases(dir).filter((c) => JSON.stringify(c.generation) === '{}');
-  const q = await BrainDecoder.load(quantizedCopy(dir, tmp), { log: (l) => lines.push(l) });
+  const s = await BrainDecoder.load(quantizedCopy(dir, tmp), { log: (l) => lines.push(l) });
+  const q = await BrainDecoder.load(s.bundle, { lmStepGraph: false, log: () => {} });
   const f = await BrainDecoder.load(q.bundle, { lmPrecision: 'fp32', log: () => {} });
   try {
+    assert.equal(s.lmFile, 'lm/decoder.int8.step.onnx');
+    assert.ok(lines.includes('inference: LM lm/decoder.int8.step.onnx'), lines.join('\n'));
     assert.equal(q.lmFile, 'lm/decoder.int8.onnx');
-    assert.ok(lines.includes('inference: LM lm/decoder.int8.onnx'), lines.join('\n'));
     assert.equal(f.lmFile, 'lm/decoder.onnx');
     // Last-position logits after the prompt prefix: 8-bit weight blocks (and int8 activation blocks) stay within a small
     // fraction of the logits' spread — measured 0.038 × std with onnxruntime-node 1.30; 4-bit blocks of 32 give 0.38.
     const emb = await f.lm.embed(f.lm.gen.prefix_ids);
     const L = emb.length / f.lm.hidden;
-    const a = (await f.lm.forward(emb, 1, L, null, 0)).logits;
-    const b = (await q.lm.forward(emb, 1, L, null, 0)).logits;
+    const a = ((await f.lm.forward(emb, 1, L, null, 0)).scores as LogitScores).logits;
+    const b = ((await q.lm.forward(emb, 1, L, null, 0)).scores as LogitScores).logits;
     let mean = 0;
     let sq = 0;
     let maxDiff = 0;
@@ -342,19 +345,41 @@ test("the bootstrap's int8 LM graph is verified, preferred by default, close to 
     const std = Math.sqrt(sq - mean * mean);
     assert.ok(maxDiff <= 0.1 * std, `max |Δlogit| ${maxDiff} > 0.1 × std ${std}`);
     assert.equal(argmax(b), argmax(a));
-    for (const c of cases)
-      assert.deepEqual(
-        (await q.caption(c.subject, Float32Array.from(c.voxels))).tokens,
-        c.ids,
-        `int8 greedy, sub-${c.subject}`,
+    for (const d of [q, s]) {
+      for (const c of cases)
+        assert.deepEqual(
+          (await d.caption(c.subject, Float32Array.from(c.voxels))).tokens,
+          c.ids,
+          `${d.lmFile} greedy, sub-${c.subject}`,
+        );
+      const batch = await d.captionBatch(
+        cases.map((c) => ({ subject: c.subject, voxels: Float32Array.from(c.voxels) })),
       );
-    const batch = await q.captionBatch(cases.map((c) => ({ subject: c.subject, voxels: Float32Array.from(c.voxels) })));
-    assert.deepEqual(
-      batch.map((g) => g.tokens),
-      cases.map((c) => c.ids),
-      'int8, batched',
-    );
+      assert.deepEqual(
+        batch.map((g) => g.tokens),
+        cases.map((c) => c.ids),
+        `${d.lmFile}, batched`,
+      );
+    }
+    // The step graph takes the prompt prefix's cache apart and returns top tokens: the same candidates (sampled and
+    // beam) with the same log-probabilities as the full graph it was built from.
+    for (const r of [
+      { candidates: 6, strategy: 'sample' as const, temperature: 1.3 },
+      { candidates: 3, strategy: 'beam' as const },
+    ]) {
+      for (const c of cases) {
+        const v = Float32Array.from(c.voxels);
+        const [a, b] = [await q.captionCandidates(c.subject, v, r), await s.captionCandidates(c.subject, v, r)];
+        assert.deepEqual(
+          b.map((g) => g.tokens),
+          a.map((g) => g.tokens),
+          `${r.strategy} candidates, sub-${c.subject}`,
+        );
+        a.forEach((g, i) => g.logprobs.forEach((lp, t) => assert.ok(Math.abs(lp - b[i].logprobs[t]) < 1e-3)));
+      }
+    }
   } finally {
+    await s.release();
     await q.release();
     await f.release();
     rmSync(tmp, { recursive: true, force: true });

@@ -85,13 +85,16 @@ export function parityCases(dir: string): ParityCase[] {
 }
 
 /**
- * A copy of the tiny bundle in `into` with lm/decoder.int8.onnx added by the same code as the bootstrap
- * (mindsemantix.lm_quant: 8-bit weight blocks, listed with its sha256 in lm/lm-manifest.json).
+ * A copy of the tiny bundle in `into` with lm/decoder.int8.onnx and its step graph lm/decoder.int8.step.onnx added by
+ * the same code as the bootstrap (mindsemantix.lm_quant: 8-bit weight blocks; mindsemantix.lm_fast: shared prefix
+ * cache, top-k out; both listed with their sha256 in lm/lm-manifest.json).
  */
 export function quantizedCopy(dir: string, into: string): string {
   const copy = join(into, 'bundle-int8');
   cpSync(dir, copy, { recursive: true });
-  const r = spawnSync(PY, ['-m', 'mindsemantix.lm_quant', join(copy, 'lm')], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`quantizing the tiny bundle's LM failed:\n${r.stderr}`);
+  for (const mod of ['mindsemantix.lm_quant', 'mindsemantix.lm_fast']) {
+    const r = spawnSync(PY, ['-m', mod, join(copy, 'lm')], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`${mod} on the tiny bundle's LM failed:\n${r.stderr}`);
+  }
   return copy;
 }
