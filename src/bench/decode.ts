@@ -18,6 +18,8 @@ export interface DecodeBenchOptions {
   threads?: number;
   /** LM graph: 'auto' (the bundle's int8 graph when it has one), 'fp32' or 'int8'. */
   lmPrecision?: LmPrecision;
+  /** Run the int8 LM as its decode-step graph when the bundle has it (default true, as serve does). */
+  lmStepGraph?: boolean;
   trials?: number;
   warmup?: number;
   maxNewTokens?: number;
@@ -70,6 +72,7 @@ export async function benchDecode(opts: DecodeBenchOptions = {}): Promise<Decode
     log,
     generation: { max_new_tokens: maxNew },
     lmPrecision: opts.lmPrecision,
+    lmStepGraph: opts.lmStepGraph,
   });
   const baseline = await RidgeRetrieval.load(decoder.bundle, decoder.sessions);
   const setting = opts.rerank ?? DEFAULT_RERANK;

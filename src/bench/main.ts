@@ -1,4 +1,4 @@
-// `npm run bench [-- --json] [-- --models DIR] [-- --only ingest,preprocess,decode] [-- --lm-precision auto|fp32|int8] [-- --rerank N]`:
+// `npm run bench [-- --json] [-- --models DIR] [-- --only ingest,preprocess,decode] [-- --lm-precision auto|fp32|int8] [-- --lm-graph step|full] [-- --rerank N]`:
 // runs the three benchmarks of the product's hot paths on this machine and prints the CONTRACT's object (plus each
 // part's detail; decode_ms.lm names the LM graph that ran).
 import { benchIngest } from './ingest.js';
@@ -20,6 +20,8 @@ async function main(argv: string[]): Promise<number> {
       only: { type: 'string' },
       device: { type: 'string', default: 'cpu', choices: ['cpu', 'webgpu', 'cuda'] },
       'lm-precision': { type: 'string', default: 'auto', choices: [...LM_PRECISIONS] },
+      // step: the int8 LM's decode-step graph when the bundle has it (what serve runs); full: the full-logits graph
+      'lm-graph': { type: 'string', default: 'step', choices: ['step', 'full'] },
       ...rerankFlagSpecs,
     },
     'the options are in the usage line at the top of src/bench/main.ts',
@@ -63,6 +65,7 @@ async function main(argv: string[]): Promise<number> {
         session: stringFlag(p, 'session'),
         device: stringFlag(p, 'device') as 'cpu' | 'webgpu' | 'cuda',
         lmPrecision: stringFlag(p, 'lm-precision') as LmPrecision,
+        lmStepGraph: stringFlag(p, 'lm-graph') === 'step',
         rerank,
         log,
       });
