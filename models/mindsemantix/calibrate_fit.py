@@ -31,7 +31,8 @@ class FitConfig:
     heldout_frac: float = 0.1     # share of calibration stimuli held out (whole stimuli: repeats never straddle)
     min_heldout: int = 5
     emb_weight: float = 1.0
-    select: str = "top1"          # held-out criterion for the epoch: "top1" (ties: cosine) or "rank" (mean rank share)
+    select: str = "top1"          # held-out criterion for the epoch: "top1" (ties: cosine), "rank" (mean rank share) or
+                                  # "last" (no early stopping: every one of `epochs`)
     seed: int = 0
     progress: object = field(default=None, repr=False)  # callable(done, total, note) or None
 
@@ -145,7 +146,8 @@ class ReadoutFitter:
             if heldout is not None and len(heldout):
                 sc = retrieval_scores(self.predict(self.data.x[heldout]), self.data.stim[heldout], self.data.target())
                 history.append({"epoch": ep + 1, **sc})
-                key = (-sc["rank"], sc["cosine"]) if cfg.select == "rank" else (sc["top1"], sc["cosine"])
+                key = ((ep,) if cfg.select == "last" else
+                       (-sc["rank"], sc["cosine"]) if cfg.select == "rank" else (sc["top1"], sc["cosine"]))
                 if best is None or key > best:
                     best, best_epoch, best_state = key, ep + 1, copy.deepcopy(self.adapter.read.state_dict())
                 note += f", held-out top-1 {sc['top1']:.2f} (chance {sc['chance_top1']:.2f})"

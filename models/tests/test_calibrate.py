@@ -100,11 +100,9 @@ def test_heldout_split_keeps_stimuli_whole():
     assert len(set(stim[held])) == 5 and len(fit) + len(held) == len(stim)
 
 
-def test_readout_fit_beats_its_start_on_held_out_stimuli(tiny):
+def _teacher_data(tiny) -> CalibrationData:
     """Caption embeddings the frozen tiny network can reach: targets made by a hidden 'true' read-out, responses a
-    noisy linear image of it. The fitted read-out must retrieve held-out stimuli far above chance."""
-    m = json.loads((tiny / "manifest.json").read_text())
-    model, _ = load_frozen(tiny, "new", 60)
+    noisy linear image of it."""
     rng = np.random.default_rng(0)
     S, V = 80, 60
     x_stim = rng.normal(size=(S, V)).astype(np.float32)
@@ -116,7 +114,15 @@ def test_readout_fit_beats_its_start_on_held_out_stimuli(tiny):
     cap = np.repeat(ce[:, None, :], 5, axis=1)
     stim = np.repeat(np.arange(S), 2)
     x = x_stim[stim] + 0.3 * rng.normal(size=(len(stim), V)).astype(np.float32)
-    data = CalibrationData(x=x.astype(np.float32), stim=stim, stimulus_ids=[str(i) for i in range(S)], cap_emb=cap)
+    return CalibrationData(x=x.astype(np.float32), stim=stim, stimulus_ids=[str(i) for i in range(S)], cap_emb=cap)
+
+
+def test_readout_fit_beats_its_start_on_held_out_stimuli(tiny):
+    """The fitted read-out must retrieve held-out stimuli far above chance."""
+    m = json.loads((tiny / "manifest.json").read_text())
+    model, _ = load_frozen(tiny, "new", 60)
+    data = _teacher_data(tiny)
+    cap = data.cap_emb
     report = fit_readout(model, "new", data, FitConfig(epochs=40, patience=40, heldout_frac=0.2, seed=0))
     h = report["heldout"]
     assert m["dims"]["E"] == cap.shape[-1]
@@ -124,6 +130,19 @@ def test_readout_fit_beats_its_start_on_held_out_stimuli(tiny):
     assert h["model"]["cosine"] > h["model_at_init"]["cosine"], h
     score = retrieval_scores(np.eye(3), np.array([0, 1, 2]), np.eye(3))
     assert score["top1"] == 1.0 and score["chance_top1"] == pytest.approx(1 / 3)
+
+
+def test_readout_fit_with_select_last_runs_every_epoch(tiny):
+    """select="last" (docs/experiments.md E28): no early stopping, whatever the held-out slice says. With targets
+    shuffled across stimuli the held-out score cannot keep improving, so the default criterion stops early."""
+    data = _teacher_data(tiny)
+    data.cap_emb = data.cap_emb[np.random.default_rng(1).permutation(len(data.cap_emb))]
+    epochs = {}
+    for select in ("top1", "last"):
+        model, _ = load_frozen(tiny, "new", 60)
+        epochs[select] = fit_readout(model, "new", data, FitConfig(epochs=12, patience=1, heldout_frac=0.2, seed=0,
+                                                                   select=select))["epochs"]
+    assert epochs["last"] == 12 and epochs["top1"] < 12, epochs
 
 
 def test_copy_input_links_every_bootstrap_generated_root_file(tmp_path):

@@ -75,7 +75,8 @@ for subj in sys.argv[1].split(","):
             xs, rows, r = synthesize(prior, coords, cal.x, cal.target()[cal.stim], bank, n, 0)
             syn = (xs, bank[rows])
         model, _ = load_frozen(bundle, subj, cal.x.shape[1])
-        fit = fit_readout(model, subj, cal, FitConfig(seed=0, select=os.environ.get("SELECT", "top1")), syn)
+        fit = fit_readout(model, subj, cal, FitConfig(seed=0, select=os.environ.get("SELECT", "top1"),
+                                                     epochs=int(os.environ.get("EPOCHS", "60"))), syn)
         f = ReadoutFitter(model, subj, cal, FitConfig())
         print(f"{subj} [select {os.environ.get('SELECT', 'top1')}] read-out, 496 real + {n} synthetic{' (gain %.2f, explained %.3f)' % (r['gain'], r['explained']) if n else ''}, "
               f"{fit['epochs']} epochs, {time.time() - t1:.0f} s: {scores(f.predict(test.x), test)}", flush=True)
