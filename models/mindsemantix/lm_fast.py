@@ -35,7 +35,7 @@ from .util import log
 TOP_K = 256
 STEP_FILE = "decoder.int8.step.onnx"
 # Recorded in lm/lm-manifest.json under "step_graph"; a change here (or a new source graph) regenerates the file.
-STEP_VERSION = 1
+STEP_VERSION = 2
 
 
 def build_step_graph(model, top_k: int = TOP_K):
@@ -140,9 +140,15 @@ def build_step_graph(model, top_k: int = TOP_K):
     vocab = dim(node("Shape", [logits], "step/logits_shape"), 1, "step/vocab")
     k = node("Min", [const("step/k_max", [top_k]), vocab], "step/k")  # a vocabulary smaller than k: all of it
     nodes.append(helper.make_node("TopK", [logits, k], ["top_values", "top_ids"], axis=-1, largest=1, sorted=1))
-    node("ReduceLogSumExp", [logits], "logsumexp", axes=[1], keepdims=0)
-    node("ReduceLogSumExp", [node("Mul", [logits, "inv_temperature"], "step/logits_t")], "logsumexp_t", axes=[1],
-         keepdims=0)
+    # log Σ exp as max + log Σ exp(x − max): onnxruntime's ReduceLogSumExp took 3–6 ms for 16 rows, this ~1 ms
+    def logsumexp(x: str, out: str) -> None:
+        top = node("ReduceMax", [x], f"{out}/max", axes=[1], keepdims=1)
+        total = node("ReduceSum", [node("Exp", [node("Sub", [x, top], f"{out}/shifted")], f"{out}/exp"), "step/i1"],
+                     f"{out}/sum", keepdims=0)
+        node("Add", [node("Log", [total], f"{out}/log"), node("Squeeze", [top, "step/i1"], f"{out}/max1")], out)
+
+    logsumexp(logits, "logsumexp")
+    logsumexp(node("Mul", [logits, "inv_temperature"], "step/logits_t"), "logsumexp_t")
     g.node.extend(nodes)
     g.input.append(helper.make_tensor_value_info("inv_temperature", TensorProto.FLOAT, [1]))
     outputs = [o for o in g.output if o.name != "logits"]
