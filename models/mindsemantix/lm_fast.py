@@ -74,7 +74,7 @@ def build_step_graph(model, top_k: int = TOP_K):
     def dim(shape: str, k: int, name: str) -> str:
         return node("Slice", [shape, f"step/i{k}", f"step/i{k + 1}"], name)
 
-    for k in range(6):
+    for k in range(5):
         const(f"step/i{k}", [k])
     const("step/zero1", [0])
     const("step/minus1", [-1])

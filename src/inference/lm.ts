@@ -7,8 +7,6 @@ import * as ort from 'onnxruntime-node';
 import type { GenerationConfig } from './bundle.js';
 import { drawFrom, LogitScores, TopKScores, type Nucleus, type StepScores } from './stepScores.js';
 
-export { argmax, logSoftmax, logSumExp, sampleNucleus } from './stepScores.js';
-
 export interface GenerateOptions {
   strategy?: 'greedy' | 'beam' | 'sample';
   maxNewTokens?: number;
@@ -62,8 +60,6 @@ interface StepContext {
 }
 
 export class LanguageModel {
-  /** Vocabulary size, known after the first forward pass (the logits' last dim). */
-  vocab = 0;
   private readonly layers: number;
   private readonly kvHeads: number;
   private readonly headDim: number;
@@ -100,7 +96,7 @@ export class LanguageModel {
     );
     if (missing.length)
       throw new Error(
-        `lm/decoder.onnx lacks input ${missing[0]} (manifest says ${this.layers} layers); re-export the bundle.`,
+        `the LM decoder graph lacks input ${missing[0]} (manifest says ${this.layers} layers); re-export the bundle.`,
       );
   }
 
@@ -147,7 +143,6 @@ export class LanguageModel {
       const out = await this.decoder.run(feeds);
       const all = out.logits.data as Float32Array;
       const V = out.logits.dims[2];
-      this.vocab = V;
       const logits = new Float32Array(B * V);
       for (let b = 0; b < B; b++) logits.set(all.subarray((b * S + S - 1) * V, (b * S + S) * V), b * V);
       return {

@@ -133,13 +133,6 @@ export function logSumExp(x: Float32Array): number {
   return max + Math.log(sum);
 }
 
-export function logSoftmax(x: Float32Array): Float32Array {
-  const lse = logSumExp(x);
-  const out = new Float32Array(x.length);
-  for (let i = 0; i < x.length; i++) out[i] = x[i] - lse;
-  return out;
-}
-
 /** First index of the maximum (ties → lowest id, as torch.argmax). */
 export function argmax(x: ArrayLike<number>): number {
   let best = 0;
@@ -192,9 +185,4 @@ export function nucleusOf(logits: Float32Array, temperature: number, topP: numbe
     if (acc >= topP) break;
   }
   return { tokens, probs, mass: acc };
-}
-
-/** Nucleus (top-p) sampling at a temperature; the candidate set is the smallest whose probability mass reaches p. */
-export function sampleNucleus(logits: Float32Array, temperature: number, topP: number, rng: () => number): number {
-  return drawFrom(nucleusOf(logits, temperature, topP), rng);
 }
