@@ -6,9 +6,12 @@ directly, or derived from a predicted clean image: FlowGenConfig.predict); sampl
 integrates dx/dt = v from t = 0 (the given noise) to t = 1. The sampler is a plain loop over `steps` Euler steps, so the
 ONNX export (`SamplerExport`) is the whole sampler unrolled in one graph: caption_embedding + noise → image in 0..1.
 
-Brain tokens are not an input: the generator is trained on every training-split scene of the simulator's world (its
-images and reference captions need no brain data), far more pairs than the recorded trials have; the brain reaches the
-image through the decoded caption embedding."""
+Without a layout (FlowGenConfig.layout False) the brain reaches the image only through the decoded caption embedding,
+and the flow trains on every training-split scene of the simulator's world (images and reference captions need no brain
+data). With a layout the flow also reads the bundle's regression generator's image (caption embedding + brain tokens →
+a blurred 64² picture of where the colours are) as three more input channels: the caption says what, the brain's low-
+level picture says where. Those pairs need brain trials (train_flowgen --layout-data); the exported graph computes the
+layout itself (export_flowgen), so it takes caption_embedding, brain_tokens and noise."""
 from __future__ import annotations
 
 import math
@@ -34,6 +37,8 @@ class FlowGenConfig:
     cond_dim: int = 256
     steps: int = 6                       # Euler steps of the sampler
     guidance: float = 2.0                # classifier-free guidance scale (1 = none)
+    layout: bool = False                 # the regression generator's image is a second input (module docstring)
+    guide_layout: bool = False           # the guidance's unconditional branch drops the layout too (else only the caption)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -87,7 +92,7 @@ class FlowUNet(nn.Module):
         self.t_mlp = nn.Sequential(nn.Linear(64, cd), nn.SiLU(), nn.Linear(cd, cd))
         self.e_mlp = nn.Sequential(nn.Linear(cfg.emb_dim, cd), nn.SiLU(), nn.Linear(cd, cd))
         pp = 3 * cfg.patch * cfg.patch
-        self.inp = nn.Conv2d(pp, c0, 3, padding=1)
+        self.inp = nn.Conv2d(2 * pp if cfg.layout else pp, c0, 3, padding=1)
         self.d0 = ResBlock(c0, c0, cd)
         self.down0 = nn.Conv2d(c0, c1, 3, stride=2, padding=1)
         self.d1 = ResBlock(c1, c1, cd)
@@ -103,10 +108,14 @@ class FlowUNet(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x, t, e):
+    def forward(self, x, t, e, layout=None):
+        """layout: [B,3,S,S] in -1..1, zeros = none (a layout flow only)."""
         c = F.silu(self.t_mlp(time_features(t)) + self.e_mlp(e))
         p = self.cfg.patch
-        h0 = self.d0(self.inp(F.pixel_unshuffle(x, p)), c)          # S/p
+        u = F.pixel_unshuffle(x, p)
+        if self.cfg.layout:   # the image's channels first, then the layout's: add_layout_input widens inp in that order
+            u = torch.cat([u, F.pixel_unshuffle(torch.zeros_like(x) if layout is None else layout, p)], 1)
+        h0 = self.d0(self.inp(u), c)                                  # S/p
         h1 = self.d1(self.down0(h0), c)                               # S/2p
         h = self.m2(self.m1(self.down1(h1), c), c)                    # S/4p
         h = self.u1(torch.cat([self.up1(h), h1], 1), c)
@@ -135,21 +144,33 @@ def widen_patch(state: dict, src: FlowGenConfig, dst: FlowGenConfig) -> dict:
 T_CLAMP = 0.05   # 1 - t is clamped here when an x-prediction is turned into a velocity (the loss's and the sampler's)
 
 
-def velocity(net: FlowUNet, x: torch.Tensor, t: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+def add_layout_input(state: dict, cfg: FlowGenConfig) -> dict:
+    """Weights of a flow without a layout → the same flow reading a layout (cfg.layout): the layout's input channels
+    start at zero, so the widened flow begins exactly where the old one was and learns what the layout adds."""
+    out = {n: v.float().clone() for n, v in state.items()}
+    w = out["inp.weight"]
+    out["inp.weight"] = torch.cat([w, torch.zeros_like(w)], 1)
+    return out
+
+
+def velocity(net: FlowUNet, x: torch.Tensor, t: torch.Tensor, e: torch.Tensor, layout: torch.Tensor | None = None) -> torch.Tensor:
     """The velocity at (x, t) whatever the network predicts (FlowGenConfig.predict); t is [B] or [1]."""
-    out = net(x, t, e)
+    out = net(x, t, e, layout)
     if net.cfg.predict == "x":
         return (out - x) / (1 - t).clamp(min=T_CLAMP).view(-1, 1, 1, 1)
     return out
 
 
 def sample(net: FlowUNet, caption_embedding: torch.Tensor, noise: torch.Tensor, steps: int, guidance: float,
-           init: torch.Tensor | None = None, t0: float = 0.0) -> torch.Tensor:
+           init: torch.Tensor | None = None, t0: float = 0.0, layout: torch.Tensor | None = None) -> torch.Tensor:
     """Euler integration from noise [B,3,S,S] (t = 0) to an image (t = 1) with classifier-free guidance, then bilinear
     upsampling to out_size; returns [B,3,out,out] in 0..1.
 
     With `init` (an image [B,3,*,*] in 0..1, e.g. the brain's low-level reconstruction) and t0 > 0 the path starts part
-    way, at x = (1 - t0)·noise + t0·init, as img2img does (SDEdit): the layout comes from `init`, the rest from the caption."""
+    way, at x = (1 - t0)·noise + t0·init, as img2img does (SDEdit): the layout comes from `init`, the rest from the caption.
+
+    `layout` (a layout flow: the regression generator's image [B,3,*,*] in 0..1) is read at every step; the guidance's
+    unconditional branch keeps it unless cfg.guide_layout."""
     B = noise.shape[0]
     x = noise
     start = 0.0
@@ -159,15 +180,21 @@ def sample(net: FlowUNet, caption_embedding: torch.Tensor, noise: torch.Tensor, 
         x = (1 - t0) * noise + t0 * (im * 2 - 1)
         start = t0
     cond = torch.cat([caption_embedding, torch.zeros_like(caption_embedding)], 0) if guidance != 1.0 else caption_embedding
+    lay = None
+    if net.cfg.layout and layout is not None:
+        S = noise.shape[-1]
+        lay = (F.interpolate(layout, size=(S, S), mode="area") if layout.shape[-1] != S else layout) * 2 - 1
+        if guidance != 1.0:
+            lay = torch.cat([lay, torch.zeros_like(lay) if net.cfg.guide_layout else lay], 0)
     dt = (1.0 - start) / steps
     for k in range(steps):
         t = torch.full((1,), start + k * dt, dtype=noise.dtype)   # broadcast over the batch (keeps the ONNX graph batch-free)
         if guidance != 1.0:
-            v = velocity(net, torch.cat([x, x], 0), t, cond)
+            v = velocity(net, torch.cat([x, x], 0), t, cond, lay)
             vc, vu = v[:B], v[B:]
             v = vu + guidance * (vc - vu)
         else:
-            v = velocity(net, x, t, cond)
+            v = velocity(net, x, t, cond, lay)
         x = x + dt * v
     x = ((x + 1) * 0.5).clamp(0, 1)
     if net.cfg.out_size != x.shape[-1]:
@@ -190,6 +217,14 @@ class SamplerExport(nn.Module):
 
     def forward(self, caption_embedding, noise):
         return sample(self.net, caption_embedding, noise, self.steps, self.guidance)
+
+
+class LayoutSamplerExport(SamplerExport):
+    """A layout flow's sampler: caption_embedding [B,E], layout [B,3,L,L] in 0..1, noise [B,3,S,S] → image. The bundle's
+    graph feeds `layout` from the regression generator inside the same graph (export_flowgen.with_regression_layout)."""
+
+    def forward(self, caption_embedding, layout, noise):
+        return sample(self.net, caption_embedding, noise, self.steps, self.guidance, layout=layout)
 
 
 def param_count(m: nn.Module) -> int:

@@ -114,8 +114,10 @@ def flowgen_noise(size: int, noise_seed: int, samples: int = 1, noise_scale: flo
 
 def flowgen_images(path: Path, cap_emb: np.ndarray, noise_seed: int, batch: int = 50, init: np.ndarray | None = None,
                    t0: float = 0.0, steps: int | None = None, guidance: float | None = None, noise_scale: float = 1.0,
-                   samples: int = 1) -> np.ndarray:
-    """Reconstructions [N,3,64,64]; with samples K > 1 each is the mean of the K images sampled from the K noises."""
+                   samples: int = 1, brain_tokens: np.ndarray | None = None, layout: np.ndarray | None = None) -> np.ndarray:
+    """Reconstructions [N,3,64,64]; with samples K > 1 each is the mean of the K images sampled from the K noises.
+    A layout flow reads `brain_tokens` (an exported graph, which draws its layout itself) or `layout` (the regression
+    generator's images, for trained .pt weights)."""
     if path.suffix == ".onnx":
         if init is not None:
             raise SystemExit("--flowgen-init needs the trained .pt weights (the exported graph starts from noise).")
@@ -123,12 +125,14 @@ def flowgen_images(path: Path, cap_emb: np.ndarray, noise_seed: int, batch: int 
             raise SystemExit("--flowgen-steps / --flowgen-guidance need the trained .pt weights (the exported graph has its own).")
         from .onnx_util import ort_session
         s = ort_session(path)
-        size = s.get_inputs()[1].shape[-1]
+        names = [i.name for i in s.get_inputs()]
+        size = s.get_inputs()[names.index("noise")].shape[-1]
         noise = flowgen_noise(size, noise_seed, samples, noise_scale).numpy()
         out = []
         for i in range(0, len(cap_emb), batch):
             e = cap_emb[i:i + batch]
-            acc = sum(s.run(None, {"caption_embedding": e, "noise": np.repeat(noise[k:k + 1], len(e), 0)})[0] for k in range(samples))
+            feeds = {"caption_embedding": e, **({"brain_tokens": brain_tokens[i:i + batch]} if "brain_tokens" in names else {})}
+            acc = sum(s.run(None, {**feeds, "noise": np.repeat(noise[k:k + 1], len(e), 0)})[0] for k in range(samples))
             out.append(acc / samples)
         return np.concatenate(out)
     from .flowgen import FlowGenConfig, FlowUNet, sample
@@ -144,7 +148,10 @@ def flowgen_images(path: Path, cap_emb: np.ndarray, noise_seed: int, batch: int 
         for i in range(0, len(cap_emb), batch):
             e = torch.from_numpy(cap_emb[i:i + batch])
             im = torch.from_numpy(init[i:i + batch]) if init is not None else None
-            acc = sum(sample(net, e, noise[k:k + 1].expand(len(e), -1, -1, -1), steps or cfg.steps, g, im, t0) for k in range(samples))
+            lay = torch.from_numpy(layout[i:i + batch]) if cfg.layout and layout is not None else None
+            if cfg.layout and lay is None:
+                raise ValueError("a layout flow needs the regression generator's images (layout)")
+            acc = sum(sample(net, e, noise[k:k + 1].expand(len(e), -1, -1, -1), steps or cfg.steps, g, im, t0, lay) for k in range(samples))
             out.append((acc / samples).numpy())
     return np.concatenate(out)
 
@@ -265,7 +272,7 @@ def main(argv=None):
         t1 = time.time()
         new = flowgen_images(a.flowgen, ce, a.noise_seed, init=old if a.flowgen_init == "old" else None,
                              t0=a.flowgen_t0, steps=a.flowgen_steps, guidance=a.flowgen_guidance,
-                             noise_scale=a.noise_scale, samples=a.noise_samples)
+                             noise_scale=a.noise_scale, samples=a.noise_samples, brain_tokens=bt, layout=old)
         flow_ms = 1000 * (time.time() - t1) / len(new)
         log(f"flowgen: {len(new)} images in {time.time() - t1:.1f}s ({flow_ms:.1f} ms/image, {a.threads} thread(s))")
         methods = {"flowgen (new)": new, **methods}

@@ -9,7 +9,15 @@ whose captions --caption-cache already embeds first, then 300, 301, ...), each r
 per example: the normalised mean of the 5 embeddings (what the Q-Former's caption_embedding regresses onto) or, half
 the time, one reference's embedding, plus Gaussian noise so that the imperfect decoded embeddings at test time are in
 distribution; 10 % of examples get a zero embedding (classifier-free guidance). Output: <out>/flowgen.pt (EMA weights,
-config, step count, command)."""
+config, step count, command).
+
+A layout flow (--layout-data DATA:SUBJECT,... --layout-bundle BUNDLE; flowgen.py) also trains on brain trials: every
+training-split trial of the given response files is decoded by the bundle (encoder → Q-Former caption embedding +
+brain tokens → regression generator image, the `layout`), cached in <out>/layout-<hash>.pt. A batch then takes
+--layout-frac of its examples from those trials, conditioned on the trial's decoded caption embedding or (half the
+time) its scene's references, and on its layout plus Gaussian pixel noise (the bundle was fitted on these trials, so
+their layouts are better than a new trial's; the noise keeps the flow from trusting them blindly); --p-layout-drop of
+them and every caption-only example get a zero layout (what the guidance can fall back on). Never a test-split trial."""
 from __future__ import annotations
 
 import argparse
@@ -22,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .flowgen import FlowGenConfig, FlowUNet, param_count, velocity, widen_patch
+from .flowgen import FlowGenConfig, FlowUNet, add_layout_input, param_count, velocity, widen_patch
 from .util import log
 
 
@@ -61,6 +69,72 @@ def build_data(n_scenes: int, size: int, cache: Path, caption_cache: Path | None
     return data
 
 
+def build_layout_data(specs: list[str], bundle: Path, size: int, cache_dir: Path, caption_cache: Path | None) -> dict:
+    """Training-split brain trials of `specs` ("DATA:SUBJECT") decoded by `bundle` (module docstring), cached by the
+    specs and the bundle's manifest checksum: images/layout uint8 [N,3,S,S], emb (decoded) [N,E], refs [N,5,E] fp16."""
+    import hashlib
+
+    import h5py
+    from PIL import Image
+
+    from .caption import BundleRunner
+    from .sim import world
+    key = hashlib.sha1(("|".join(specs) + str(size) + hashlib.sha1((bundle / "manifest.json").read_bytes()).hexdigest()).encode()).hexdigest()[:12]
+    cache = cache_dir / f"layout-{key}.pt"
+    if cache.exists():
+        return torch.load(cache, weights_only=True)
+    runner = BundleRunner(bundle, threads=torch.get_num_threads())
+    gen = runner.session(runner.m["generator"]["onnx"])
+    known = torch.load(caption_cache, weights_only=False) if caption_cache else {}
+    emb, lay, scenes = [], [], []
+    t0 = time.time()
+    for spec in specs:
+        data, subject = spec.rsplit(":", 1)
+        fp = Path(data) / "derivatives" / "mindsemantix" / f"sub-{subject}" / f"sub-{subject}_responses.h5"
+        if not fp.exists():
+            sys.exit(f"--layout-data {spec}: {fp} is missing; write it with `python -m mindsemantix.sim.dataset` (or serving_dataset).")
+        with h5py.File(fp, "r") as h:
+            train = np.array([(v.decode() if isinstance(v, bytes) else str(v)) == "train" for v in h["split"][()]])
+            x = np.asarray(h["responses"], np.float32)[train]
+            sids = [v.decode() if isinstance(v, bytes) else str(v) for v, k in zip(h["stimulus_ids"][()], train) if k]
+        for i in range(0, len(x), 100):
+            bt = runner.brain_tokens(subject, x[i:i + 100])
+            ce = runner.qform(bt)[1]
+            emb.append(ce)
+            lay.append(gen.run(None, {"caption_embedding": ce, "brain_tokens": bt})[0])
+        scenes += [world.scene_index(s) for s in sids]
+        log(f"layout data: {spec} {len(x)} training trials decoded ({time.time() - t0:.0f}s)")
+    layout = torch.from_numpy(np.concatenate(lay))
+    if layout.shape[-1] != size:
+        layout = F.interpolate(layout, size=(size, size), mode="area")
+    drawn, refs = {}, []
+    for s in sorted(set(scenes)):
+        im = Image.fromarray(world.image_array(s)).resize((size, size), Image.Resampling.BOX)
+        drawn[s] = torch.from_numpy(np.array(im)).permute(2, 0, 1)
+    todo = sorted({c for s in set(scenes) for c in world.scene(s).captions if c not in known})
+    if todo:
+        from .textenc import embed_texts, load_minilm, load_tokenizer
+        enc, tok = load_minilm(), load_tokenizer()
+        for j in range(0, len(todo), 500):
+            known.update(zip(todo[j:j + 500], embed_texts(enc, tok, todo[j:j + 500])))
+    refs = torch.stack([torch.stack([torch.as_tensor(known[c]).float() for c in world.scene(s).captions]) for s in scenes])
+    data = {"images": torch.stack([drawn[s] for s in scenes]), "layout": (layout.clamp(0, 1) * 255).round().to(torch.uint8),
+            "emb": torch.from_numpy(np.concatenate(emb)).half(), "refs": refs.half(), "scenes": torch.tensor(scenes)}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(data, cache)
+    return data
+
+
+def layout_condition(emb: torch.Tensor, refs: torch.Tensor, layout: torch.Tensor, g: torch.Generator, a) -> tuple[torch.Tensor, torch.Tensor]:
+    """Brain trials' conditioning (module docstring): caption [B,E] and layout [B,3,S,S] in -1..1."""
+    B = emb.shape[0]
+    dec = F.normalize(emb + torch.randn(emb.shape, generator=g) * torch.rand(B, 1, generator=g) * a.noise_max * 0.5, dim=-1)
+    ref = condition(refs, g, a.noise_max, 0.0)
+    e = torch.where(torch.rand(B, 1, generator=g) < 0.5, dec, ref) * (torch.rand(B, 1, generator=g) >= a.p_uncond)
+    lay = layout + torch.randn(layout.shape, generator=g) * torch.rand(B, 1, 1, 1, generator=g) * a.layout_noise
+    return e, lay * (torch.rand(B, 1, 1, 1, generator=g) >= a.p_layout_drop)
+
+
 def condition(emb5: torch.Tensor, g: torch.Generator, noise_max: float, p_uncond: float) -> torch.Tensor:
     """emb5 [B,5,E] → per-example conditioning [B,E] (module docstring)."""
     B = emb5.shape[0]
@@ -91,11 +165,17 @@ def main(argv=None):
     ap.add_argument("--image-size", type=int, default=32, help="32 (patch 2) or 64 (patch 4): the U-Net works at 16² either way")
     ap.add_argument("--predict", choices=["v", "x"], default="v", help="the network predicts the velocity or the clean image (flowgen.FlowGenConfig.predict)")
     ap.add_argument("--init-from", type=Path, help="a flowgen.pt (e.g. the 32² weights) to start from (flowgen.widen_patch)")
+    ap.add_argument("--layout-data", help="DATA:SUBJECT,...: train a layout flow on these response files' training trials")
+    ap.add_argument("--layout-bundle", type=Path, default=Path("models/bundles/default"), help="the bundle that decodes them")
+    ap.add_argument("--layout-frac", type=float, default=0.6, help="share of each batch from the brain trials")
+    ap.add_argument("--layout-noise", type=float, default=0.3, help="max std of the pixel noise added to a training layout (-1..1 scale)")
+    ap.add_argument("--p-layout-drop", type=float, default=0.15)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     if a.image_size not in (32, 64):
         sys.exit(f"--image-size {a.image_size}: use 32 or 64.")
-    cfg = FlowGenConfig(channels=tuple(int(c) for c in a.channels.split(",")), image_size=a.image_size, patch=a.image_size // 16, predict=a.predict)
+    layout = bool(a.layout_data)
+    cfg = FlowGenConfig(channels=tuple(int(c) for c in a.channels.split(",")), image_size=a.image_size, patch=a.image_size // 16, predict=a.predict, layout=layout)
     ck = a.out / "ckpt.pt"
     s = src = None
     if a.resume:
@@ -106,14 +186,22 @@ def main(argv=None):
     elif a.init_from:
         src = torch.load(a.init_from, weights_only=False)
         scfg = FlowGenConfig.from_dict(src["config"])
-        cfg = FlowGenConfig(**{**scfg.to_dict(), "channels": scfg.channels, "image_size": cfg.image_size, "patch": cfg.patch, "predict": cfg.predict})
+        cfg = FlowGenConfig(**{**scfg.to_dict(), "channels": scfg.channels, "image_size": cfg.image_size, "patch": cfg.patch, "predict": cfg.predict,
+                               "layout": layout})
     data = build_data(a.scenes, cfg.image_size, a.out / f"data-{a.scenes}-{cfg.image_size}.pt", a.caption_cache)
     X = data["images"].float() / 127.5 - 1
     E = data["emb"].float()
+    if layout:
+        ld = build_layout_data(a.layout_data.split(","), a.layout_bundle, cfg.image_size, a.out, a.caption_cache)
+        LX, LL = ld["images"].float() / 127.5 - 1, ld["layout"].float() / 127.5 - 1
+        LE, LR = ld["emb"].float(), ld["refs"].float()
+        n_lay = round(a.batch * a.layout_frac)
+        log(f"layout flow: {len(LX)} brain trials ({n_lay} per batch) + {len(X)} caption-only scenes")
     torch.manual_seed(a.seed)
     net = FlowUNet(cfg)
     if src is not None:
-        net.load_state_dict(widen_patch(src["ema"], scfg, cfg) if scfg.patch != cfg.patch else {k: v.float() for k, v in src["ema"].items()})
+        w = widen_patch(src["ema"], scfg, cfg) if scfg.patch != cfg.patch else {k: v.float() for k, v in src["ema"].items()}
+        net.load_state_dict(add_layout_input(w, cfg) if cfg.layout and not scfg.layout else w)
         if scfg.predict != cfg.predict:   # the output layer meant the other quantity: start it at zero, as a fresh one
             with torch.no_grad():
                 net.out.weight.zero_()
@@ -152,12 +240,18 @@ def main(argv=None):
     t_start = time.time() - spent
     run_loss = None
     while step < a.steps and time.time() - t_start < a.minutes * 60:
-        i = torch.randint(0, len(X), (a.batch,), generator=g)
+        i = torch.randint(0, len(X), (a.batch - (n_lay if layout else 0),), generator=g)
         x1, e = X[i], condition(E[i], g, a.noise_max, a.p_uncond)
+        lay = None
+        if layout:
+            j = torch.randint(0, len(LX), (n_lay,), generator=g)
+            ej, lj = layout_condition(LE[j], LR[j], LL[j], g, a)
+            x1, e = torch.cat([LX[j], x1]), torch.cat([ej, e])
+            lay = torch.cat([lj, torch.zeros(len(i), *lj.shape[1:])])
         x0 = torch.randn(x1.shape, generator=g)
         t = torch.sigmoid(torch.randn(a.batch, generator=g))              # logit-normal: most weight mid-way
         xt = (1 - t)[:, None, None, None] * x0 + t[:, None, None, None] * x1
-        loss = F.mse_loss(velocity(net, xt, t, e), x1 - x0)
+        loss = F.mse_loss(velocity(net, xt, t, e, lay), x1 - x0)
         for pg in opt.param_groups:
             pg["lr"] = a.lr * min(1.0, (step + 1) / 100)
         opt.zero_grad(set_to_none=True)

@@ -145,7 +145,7 @@ def test_x_prediction_ends_on_the_networks_clean_image():
     cfg = FlowGenConfig(channels=(16, 16, 32), cond_dim=32, image_size=64, patch=4, predict="x", steps=3)
     net = FlowUNet(cfg).eval()
     clean = torch.rand(1, 3, 64, 64) * 2 - 1
-    net.forward = lambda x, t, e: clean.expand(x.shape[0], -1, -1, -1)
+    net.forward = lambda x, t, e, layout=None: clean.expand(x.shape[0], -1, -1, -1)
     e = torch.randn(2, 384)
     for seed in (0, 1):
         with torch.no_grad():
