@@ -70,6 +70,7 @@ async function main(argv: string[]): Promise<number> {
         log,
       });
       out.decode_ms = dec.decode_ms;
+      out.caption_ms = dec.caption_ms;
       out.recon_ms = dec.recon_ms;
       out.replay_realtime_factor = dec.replay_realtime_factor;
       out.replay = dec.replay;
