@@ -107,10 +107,11 @@ def install_in_bundle(net: FlowUNet, ck: dict, weights: Path, bundle: Path, nois
     import json
     from .util import sha256_file
     tmp = bundle / ".flowgen-export"
+    mp = bundle / "manifest.json"
+    m = json.loads(mp.read_text())
     generator_onnx = None
     if net.cfg.layout:
-        import json as _json
-        generator_onnx = bundle / _json.loads((bundle / "manifest.json").read_text()).get("generator", {}).get("onnx", "generator.onnx")
+        generator_onnx = bundle / m.get("generator", {}).get("onnx", "generator.onnx")
         if not generator_onnx.exists():
             raise SystemExit(f"{bundle} has no regression generator ({generator_onnx.name}) for the layout flow to read; export the bundle first.")
     r = export(net, tmp, noise_seed, generator_onnx)
@@ -119,18 +120,17 @@ def install_in_bundle(net: FlowUNet, ck: dict, weights: Path, bundle: Path, nois
     (tmp / "flowgen.onnx").replace(bundle / "flow_generator.onnx")
     (tmp / "flowgen_noise.npy").replace(bundle / "flow_generator_noise.npy")
     tmp.rmdir()
-    mp = bundle / "manifest.json"
-    m = json.loads(mp.read_text())
     cfg = ck["config"]
     m["flow_generator"] = {
         "onnx": "flow_generator.onnx", "output": "image",
         "inputs": ["caption_embedding", "brain_tokens", "noise"] if net.cfg.layout else ["caption_embedding", "noise"],
-        "layout": "the regression generator's image (generator.onnx, inside the graph)" if net.cfg.layout else None,
         "noise": "flow_generator_noise.npy", "noise_seed": noise_seed, "method": "rectified-flow",
         "steps": cfg["steps"], "guidance": cfg["guidance"], "image_size": cfg["image_size"], "out_size": cfg["out_size"],
         "weights": str(weights), "weights_sha256": sha256_file(weights), "train_steps": ck["step"],
         "train_seconds": round(ck["seconds"]), "seed": ck["seed"], "command": ck["command"],
         "parity_max_abs": r["parity_max_abs"]}
+    if net.cfg.layout:
+        m["flow_generator"]["layout"] = f"the regression generator's image ({generator_onnx.name}, merged into the graph)"
     for f in ("flow_generator.onnx", "flow_generator_noise.npy"):
         m["files"][f] = sha256_file(bundle / f)
     mp.write_text(json.dumps(m, indent=2))

@@ -31,7 +31,8 @@ from .util import log
 SIZE = 64
 
 
-def _load_test_trials(data: Path, subject: str):
+def load_trials(data: Path, subject: str, split: str = "test"):
+    """The single trials of one split ("test" or "train") of a response file: responses [N,V] and stimulus ids."""
     import h5py
     fp = data / "derivatives" / "mindsemantix" / f"sub-{subject}" / f"sub-{subject}_responses.h5"
     if not fp.exists():
@@ -40,7 +41,7 @@ def _load_test_trials(data: Path, subject: str):
         x = np.asarray(h["responses"], np.float32)
         sids = [s.decode() if isinstance(s, bytes) else str(s) for s in h["stimulus_ids"][()]]
         sp = [s.decode() if isinstance(s, bytes) else str(s) for s in h["split"][()]]
-    keep = np.array([s == "test" for s in sp])
+    keep = np.array([s == split for s in sp])
     return x[keep], [s for s, k in zip(sids, keep) if k]
 
 
@@ -141,6 +142,8 @@ def flowgen_images(path: Path, cap_emb: np.ndarray, noise_seed: int, batch: int 
     net = FlowUNet(cfg)
     net.load_state_dict(ck["ema"])
     net.eval()
+    if cfg.layout and layout is None:
+        raise ValueError("a layout flow needs the regression generator's images (layout)")
     noise = flowgen_noise(cfg.image_size, noise_seed, samples, noise_scale)
     g = cfg.guidance if guidance is None else guidance
     out = []
@@ -148,9 +151,7 @@ def flowgen_images(path: Path, cap_emb: np.ndarray, noise_seed: int, batch: int 
         for i in range(0, len(cap_emb), batch):
             e = torch.from_numpy(cap_emb[i:i + batch])
             im = torch.from_numpy(init[i:i + batch]) if init is not None else None
-            lay = torch.from_numpy(layout[i:i + batch]) if cfg.layout and layout is not None else None
-            if cfg.layout and lay is None:
-                raise ValueError("a layout flow needs the regression generator's images (layout)")
+            lay = torch.from_numpy(layout[i:i + batch]) if cfg.layout else None
             acc = sum(sample(net, e, noise[k:k + 1].expand(len(e), -1, -1, -1), steps or cfg.steps, g, im, t0, lay) for k in range(samples))
             out.append((acc / samples).numpy())
     return np.concatenate(out)
@@ -243,7 +244,7 @@ def main(argv=None):
     from .caption import BundleRunner
     from .sim import world
     t0 = time.time()
-    x, sids = _load_test_trials(a.data, a.subject)
+    x, sids = load_trials(a.data, a.subject)
     keep = scene_half_mask(sids, a.scenes)
     x, sids = x[keep], [s for s, k in zip(sids, keep) if k]
     runner = BundleRunner(a.bundle, threads=a.threads)

@@ -34,12 +34,30 @@ from .flowgen import FlowGenConfig, FlowUNet, add_layout_input, param_count, vel
 from .util import log
 
 
+def _render(index: int, size: int) -> torch.Tensor:
+    """The world's scene image box-downsampled to size², uint8 [3,size,size]."""
+    from PIL import Image
+    from .sim import world
+    return torch.from_numpy(np.array(Image.fromarray(world.image_array(index)).resize((size, size), Image.Resampling.BOX))).permute(2, 0, 1)
+
+
+def _embed_missing(known: dict, captions, t0: float) -> None:
+    """Adds to `known` the MiniLM embeddings of the captions it lacks."""
+    todo = sorted({c for c in captions if c not in known})
+    if not todo:
+        return
+    from .textenc import embed_texts, load_minilm, load_tokenizer
+    enc, tok = load_minilm(), load_tokenizer()
+    for j in range(0, len(todo), 500):
+        known.update(zip(todo[j:j + 500], embed_texts(enc, tok, todo[j:j + 500])))
+        log(f"embedded {min(j + 500, len(todo))}/{len(todo)} captions ({time.time() - t0:.0f}s)")
+
+
 def build_data(n_scenes: int, size: int, cache: Path, caption_cache: Path | None = None) -> dict:
     """caption_cache: a {caption: MiniLM embedding} dict saved by torch (e.g. the training run's
     cache/minilm-captions.pt); scenes whose 5 captions are all in it come first and need no MiniLM pass."""
     if cache.exists():
         return torch.load(cache, weights_only=True)
-    from PIL import Image
     from .sim import world
     known = torch.load(caption_cache, weights_only=False) if caption_cache else {}
     train = [i for i in range(world.N_SCENES) if world.split_of(i) == "train"]
@@ -50,18 +68,11 @@ def build_data(n_scenes: int, size: int, cache: Path, caption_cache: Path | None
     imgs, caps = [], []
     t0 = time.time()
     for k, i in enumerate(idx):
-        im = Image.fromarray(world.image_array(i)).resize((size, size), Image.Resampling.BOX)
-        imgs.append(torch.from_numpy(np.array(im)).permute(2, 0, 1))
+        imgs.append(_render(i, size))
         caps += list(world.scene(i).captions)
         if k % 1000 == 999:
             log(f"rendered {k + 1}/{len(idx)} ({time.time() - t0:.0f}s)")
-    todo = sorted({c for c in caps if c not in known})
-    if todo:
-        from .textenc import embed_texts, load_minilm, load_tokenizer
-        enc, tok = load_minilm(), load_tokenizer()
-        for j in range(0, len(todo), 500):
-            known.update(zip(todo[j:j + 500], embed_texts(enc, tok, todo[j:j + 500])))
-            log(f"embedded {min(j + 500, len(todo))}/{len(todo)} captions ({time.time() - t0:.0f}s)")
+    _embed_missing(known, caps, t0)
     emb = torch.stack([torch.as_tensor(known[c]).float() for c in caps])
     data = {"images": torch.stack(imgs).contiguous(), "emb": emb.view(len(idx), 5, -1).half(), "scenes": torch.tensor(idx)}
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -74,10 +85,8 @@ def build_layout_data(specs: list[str], bundle: Path, size: int, cache_dir: Path
     specs and the bundle's manifest checksum: images/layout uint8 [N,3,S,S], emb (decoded) [N,E], refs [N,5,E] fp16."""
     import hashlib
 
-    import h5py
-    from PIL import Image
-
     from .caption import BundleRunner
+    from .image_eval import load_trials
     from .sim import world
     key = hashlib.sha1(("|".join(specs) + str(size) + hashlib.sha1((bundle / "manifest.json").read_bytes()).hexdigest()).encode()).hexdigest()[:12]
     cache = cache_dir / f"layout-{key}.pt"
@@ -90,13 +99,7 @@ def build_layout_data(specs: list[str], bundle: Path, size: int, cache_dir: Path
     t0 = time.time()
     for spec in specs:
         data, subject = spec.rsplit(":", 1)
-        fp = Path(data) / "derivatives" / "mindsemantix" / f"sub-{subject}" / f"sub-{subject}_responses.h5"
-        if not fp.exists():
-            sys.exit(f"--layout-data {spec}: {fp} is missing; write it with `python -m mindsemantix.sim.dataset` (or serving_dataset).")
-        with h5py.File(fp, "r") as h:
-            train = np.array([(v.decode() if isinstance(v, bytes) else str(v)) == "train" for v in h["split"][()]])
-            x = np.asarray(h["responses"], np.float32)[train]
-            sids = [v.decode() if isinstance(v, bytes) else str(v) for v, k in zip(h["stimulus_ids"][()], train) if k]
+        x, sids = load_trials(Path(data), subject, "train")
         for i in range(0, len(x), 100):
             bt = runner.brain_tokens(subject, x[i:i + 100])
             ce = runner.qform(bt)[1]
@@ -107,16 +110,8 @@ def build_layout_data(specs: list[str], bundle: Path, size: int, cache_dir: Path
     layout = torch.from_numpy(np.concatenate(lay))
     if layout.shape[-1] != size:
         layout = F.interpolate(layout, size=(size, size), mode="area")
-    drawn, refs = {}, []
-    for s in sorted(set(scenes)):
-        im = Image.fromarray(world.image_array(s)).resize((size, size), Image.Resampling.BOX)
-        drawn[s] = torch.from_numpy(np.array(im)).permute(2, 0, 1)
-    todo = sorted({c for s in set(scenes) for c in world.scene(s).captions if c not in known})
-    if todo:
-        from .textenc import embed_texts, load_minilm, load_tokenizer
-        enc, tok = load_minilm(), load_tokenizer()
-        for j in range(0, len(todo), 500):
-            known.update(zip(todo[j:j + 500], embed_texts(enc, tok, todo[j:j + 500])))
+    drawn = {s: _render(s, size) for s in sorted(set(scenes))}
+    _embed_missing(known, (c for s in set(scenes) for c in world.scene(s).captions), t0)
     refs = torch.stack([torch.stack([torch.as_tensor(known[c]).float() for c in world.scene(s).captions]) for s in scenes])
     data = {"images": torch.stack([drawn[s] for s in scenes]), "layout": (layout.clamp(0, 1) * 255).round().to(torch.uint8),
             "emb": torch.from_numpy(np.concatenate(emb)).half(), "refs": refs.half(), "scenes": torch.tensor(scenes)}
