@@ -5,6 +5,7 @@ import {
   DEFAULT_REFERENCES,
   DEFAULT_RERANK,
   MAX_RERANK_REFERENCES,
+  MAX_STEER,
   type RerankGuide,
   type RerankScore,
   type RerankSetting,
@@ -18,6 +19,7 @@ export const rerankFlagSpecs: FlagSpecs = {
   'rerank-guide': { type: 'string', choices: ['readout', 'readout+ridge'] },
   'rerank-score': { type: 'string', choices: ['soft-references', 'references', 'embedding'] },
   'rerank-references': { type: 'string' },
+  steer: { type: 'string' },
 };
 
 export const rerankHelp = `  --rerank N           caption candidates per trial, scored against the brain's predicted caption embedding; the
@@ -29,7 +31,10 @@ export const rerankHelp = `  --rerank N           caption candidates per trial, 
                        references: CIDEr-D against the K nearest, equally weighted; embedding: cosine of the
                        candidate's sentence embedding with the prediction
   --rerank-references K  training captions used as references by the reference scores (default
-                       ${DEFAULT_REFERENCES['soft-references']} for soft-references, ${DEFAULT_REFERENCES.references} for references; at most ${MAX_RERANK_REFERENCES})`;
+                       ${DEFAULT_REFERENCES['soft-references']} for soft-references, ${DEFAULT_REFERENCES.references} for references; at most ${MAX_RERANK_REFERENCES})
+  --steer W            steer every candidate token by token towards the training captions nearest to the prediction:
+                       the LM's log-probability + W x log p of their n-gram model (default ${DEFAULT_RERANK.steer}; 0 = off;
+                       with --rerank 1 the steered greedy caption)`;
 
 export function parseRerank(command: string, p: ParsedArgs): RerankSetting {
   const candidates =
@@ -41,12 +46,12 @@ export function parseRerank(command: string, p: ParsedArgs): RerankSetting {
   const references =
     numberFlag(command, p, 'rerank-references', { integer: true, min: 1, max: MAX_RERANK_REFERENCES }) ??
     (score === 'embedding' ? DEFAULT_RERANK.references : DEFAULT_REFERENCES[score]);
-  if (
-    candidates === 1 &&
-    ['rerank-strategy', 'rerank-guide', 'rerank-score', 'rerank-references'].some((f) => stringFlag(p, f))
-  ) {
+  const steer = numberFlag(command, p, 'steer', { min: 0, max: MAX_STEER }) ?? DEFAULT_RERANK.steer;
+  // One steered candidate still has a target (--rerank-guide); the other options choose among candidates.
+  const unused = ['rerank-strategy', 'rerank-score', 'rerank-references', ...(steer > 0 ? [] : ['rerank-guide'])];
+  if (candidates === 1 && unused.some((f) => stringFlag(p, f))) {
     throw new UserError(
-      `${command}: --rerank-strategy, --rerank-guide, --rerank-score and --rerank-references need --rerank 2 or more.`,
+      `${command}: --rerank-strategy, --rerank-guide, --rerank-score and --rerank-references need --rerank 2 or more (--rerank-guide also applies to --steer).`,
       2,
     );
   }
@@ -56,5 +61,10 @@ export function parseRerank(command: string, p: ParsedArgs): RerankSetting {
       2,
     );
   }
-  return { candidates, strategy, guide, score, references };
+  if (steer > 0 && strategy === 'beam' && candidates > 1)
+    throw new UserError(
+      `${command}: --steer works with sampled candidates; drop --rerank-strategy beam or --steer.`,
+      2,
+    );
+  return { candidates, strategy, guide, score, references, steer };
 }

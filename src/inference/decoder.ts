@@ -7,7 +7,8 @@ import { createSessionFactory, type Device, type SessionFactory } from './sessio
 import { LanguageModel, type GenerateOptions, type Generated, type PromptCache } from './lm.js';
 import { loadTokenizer, type TextTokenizer } from './tokenizer.js';
 import { SentenceEncoder } from './sentenceEncoder.js';
-import { chooseCandidate, type CandidateScorer } from './referenceScorer.js';
+import { chooseCandidate, type CandidateScorer, type CaptionBank } from './referenceScorer.js';
+import { ReferenceGuide, type ReferenceGuideConfig } from './referenceGuide.js';
 import { encodeRgb, planarToRgb, type ImageFormat } from './image.js';
 import { readNpy } from './npy.js';
 
@@ -79,6 +80,12 @@ export interface RerankOptions {
    * (e.g. `RetrievedReferenceScorer`: CIDEr-D against the training captions nearest to the target) replaces it.
    */
   scorer?: CandidateScorer;
+  /**
+   * Steer every candidate (greedy and sampled rows) token by token towards the training captions nearest to the target
+   * (`ReferenceGuide`): the LM's log-probability + weight × log p of a weighted n-gram model of those captions. Works
+   * with the 'sample' strategy, and with one candidate (the steered greedy caption).
+   */
+  steer?: { bank: CaptionBank } & Partial<ReferenceGuideConfig>;
 }
 
 export interface EmbeddingReadout {
@@ -128,6 +135,8 @@ export class BrainDecoder {
   private prefixCache: PromptCache | undefined;
   private suffixEmb!: Float32Array;
   private sentenceEncoder: Promise<SentenceEncoder> | undefined;
+  /** Steering guides built per caption bank and weight (each holds the bank's tokenized captions). */
+  private readonly guides = new WeakMap<CaptionBank, Map<string, ReferenceGuide>>();
   /** A sampling generator's fixed starting noise [1,3,S,S] (manifest flow_generator.noise), the same for every trial. */
   private generatorNoise: ort.Tensor | undefined;
   /** The image generator graph in use, relative to the bundle (undefined: none). */
@@ -278,7 +287,7 @@ export class BrainDecoder {
       });
       const n = opts.rerank?.candidates ?? 1;
       gs =
-        n > 1
+        n > 1 || opts.rerank?.steer
           ? await this.rerankBatch(
               prompts,
               per,
@@ -314,7 +323,8 @@ export class BrainDecoder {
     const prompt = new Float32Array(x.soft.length + this.suffixEmb.length);
     prompt.set(x.soft, 0);
     prompt.set(this.suffixEmb, x.soft.length);
-    return (await this.candidates(prompt, prompt.length, 1, r, opts))[0];
+    const targets = r.steer ? await this.rerankTargets([{ subject, voxels }], [x.captionEmbedding], r) : undefined;
+    return (await this.candidates(prompt, prompt.length, 1, r, opts, targets))[0];
   }
 
   private async candidates(
@@ -323,10 +333,14 @@ export class BrainDecoder {
     B: number,
     r: RerankOptions,
     opts: GenerateOptions,
+    targets?: Float32Array[],
   ): Promise<Generated[][]> {
     const n = Math.min(Math.max(1, Math.floor(r.candidates)), MAX_RERANK_CANDIDATES);
     const cands: Generated[][] = [];
-    if ((r.strategy ?? 'beam') === 'beam') {
+    if (r.steer && (r.strategy ?? 'beam') === 'beam' && n > 1)
+      throw new Error('steering works with sampled candidates only; use the sample strategy or drop the steering.');
+    const guide = r.steer && targets ? this.referenceGuide(r.steer).forTargets(targets) : undefined;
+    if ((r.strategy ?? 'beam') === 'beam' && n > 1) {
       for (let b = 0; b < B; b++)
         cands.push(await this.lm.beamCandidates(prompts.subarray(b * per, (b + 1) * per), n, opts, this.prefixCache));
     } else {
@@ -345,7 +359,15 @@ export class BrainDecoder {
       const rows = await this.lm.generateBatch(
         prompts,
         B * n,
-        { ...opts, strategy: 'sample', temperature: r.temperature ?? 0.7, rowSeeds, greedyRows, rowsPerPrompt: n },
+        {
+          ...opts,
+          strategy: 'sample',
+          temperature: r.temperature ?? 0.7,
+          rowSeeds,
+          greedyRows,
+          rowsPerPrompt: n,
+          ...(guide ? { guide } : {}),
+        },
         this.prefixCache,
       );
       const greedy = rows.filter((_, i) => greedyRows.has(i));
@@ -395,7 +417,8 @@ export class BrainDecoder {
     opts: GenerateOptions,
   ): Promise<Generated[]> {
     const B = targets.length;
-    const cands = await this.candidates(prompts, per, B, r, opts);
+    const cands = await this.candidates(prompts, per, B, r, opts, targets);
+    if (cands.every((cs) => cs.length === 1)) return cands.map((cs) => cs[0]);
     const texts = cands.map((cs) => cs.map((g) => this.tokenizer.decode(g.tokens)));
     const scores = r.scorer
       ? texts.map((ts, b) => r.scorer!.scores(ts, targets[b]))
@@ -410,6 +433,19 @@ export class BrainDecoder {
           )
         ],
     );
+  }
+
+  private referenceGuide({ bank, ...config }: { bank: CaptionBank } & Partial<ReferenceGuideConfig>): ReferenceGuide {
+    let byConfig = this.guides.get(bank);
+    if (!byConfig) this.guides.set(bank, (byConfig = new Map()));
+    const key = JSON.stringify(config);
+    let g = byConfig.get(key);
+    if (!g) {
+      // The LM ends its answer with the first eos id (<|im_end|> for the chat LM); the expert learns where captions stop.
+      g = ReferenceGuide.create(bank, this.tokenizer, this.lm.gen.eos_token_ids[0], config);
+      byConfig.set(key, g);
+    }
+    return g;
   }
 
   /** Cosine of each candidate's MiniLM sentence embedding with its trial's target. */

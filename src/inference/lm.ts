@@ -6,6 +6,7 @@
 import * as ort from 'onnxruntime-node';
 import type { GenerationConfig } from './bundle.js';
 import { drawFrom, LogitScores, TopKScores, type Nucleus, type StepScores } from './stepScores.js';
+import type { TokenGuide } from './referenceGuide.js';
 
 export interface GenerateOptions {
   strategy?: 'greedy' | 'beam' | 'sample';
@@ -28,7 +29,17 @@ export interface GenerateOptions {
    * one trial share a prompt; reading it once per candidate was most of the cost of proposing them).
    */
   rowsPerPrompt?: number;
+  /**
+   * Steers greedy and sampled rows of generateBatch: the next token is chosen from the LM's most probable
+   * `GUIDED_TOP_K` by log p_LM + the guide's bias (the recorded log-probabilities stay the LM's own).
+   */
+  guide?: TokenGuide;
+  /** How many of the LM's most probable tokens a guide chooses among (default GUIDED_TOP_K; at most what a step returns). */
+  guideTopK?: number;
 }
+
+/** How many of the LM's most probable next tokens a guide may choose among. */
+export const GUIDED_TOP_K = 128;
 
 export interface Generated {
   tokens: number[];
@@ -227,17 +238,21 @@ export class LanguageModel {
     // Sampled candidates of one trial share their first tokens most of the time. Finished rows leave their group.
     let groups: number[][] = Array.from({ length: P }, (_, p) => Array.from({ length: r }, (_, k) => p * r + k));
     const topP = opts.topP ?? 0.9;
+    const guideK = opts.guideTopK ?? GUIDED_TOP_K;
     for (let t = 0; t < maxNew; t++) {
       const next: { parent: number; tok: number; rows: number[] }[] = [];
       groups.forEach((rows, g) => {
         let nucleus: Nucleus | null = null;
+        const guided = opts.guide
+          ? guidedScores(step.scores, g, opts.guide, Math.floor(rows[0] / r), out[rows[0]].tokens, guideK)
+          : null;
         const byToken = new Map<number, number[]>();
         for (const b of rows) {
           let tok: number;
           if (strategy === 'sample' && !opts.greedyRows?.has(b)) {
-            nucleus ??= step.scores.nucleus(g, temperature, topP);
+            nucleus ??= guided ? guided.nucleus(temperature, topP) : step.scores.nucleus(g, temperature, topP);
             tok = drawFrom(nucleus, rngs[b]);
-          } else tok = step.scores.argmax(g);
+          } else tok = guided ? guided.argmax() : step.scores.argmax(g);
           if (stop.has(tok)) {
             out[b].stop = 'eos';
             continue;
@@ -368,6 +383,43 @@ export class LanguageModel {
     done.sort((a, b) => norm(b.score, b.tokens.length) - norm(a.score, a.tokens.length));
     return done.map((d) => ({ tokens: d.tokens, logprobs: d.logprobs, stop: d.stop }));
   }
+}
+
+/**
+ * A row's most probable next tokens rescored by a guide: greedy takes the best total, sampling draws from the nucleus of
+ * softmax(total / T). Only the LM's top `GUIDED_TOP_K` are eligible, so the guide reorders what the LM finds plausible.
+ */
+function guidedScores(
+  scores: StepScores,
+  row: number,
+  guide: TokenGuide,
+  prompt: number,
+  history: readonly number[],
+  k: number,
+) {
+  const top = scores.top(row, Math.max(1, Math.min(k, scores.maxTop)));
+  const bias = guide.logBias(prompt, history, top.tokens);
+  const total = top.logprobs.map((lp, i) => lp + bias[i]);
+  const order = [...total.keys()].sort((a, b) => total[b] - total[a] || a - b);
+  return {
+    argmax: () => top.tokens[order[0]],
+    nucleus: (temperature: number, topP: number): Nucleus => {
+      const t = Math.max(temperature, 1e-5);
+      const best = total[order[0]];
+      let z = 0;
+      for (const i of order) z += Math.exp((total[i] - best) / t);
+      const tokens: number[] = [];
+      const probs: number[] = [];
+      let mass = 0;
+      for (const i of order) {
+        tokens.push(top.tokens[i]);
+        probs.push(Math.exp((total[i] - best) / t) / z);
+        mass += probs[probs.length - 1];
+        if (mass >= topP) break;
+      }
+      return { tokens, probs, mass };
+    },
+  };
 }
 
 /** A batch-1 tensor repeated to batch B. */

@@ -19,7 +19,14 @@ export interface RerankSetting {
   score: RerankScore;
   /** Nearest training captions used as references by the 'references' and 'soft-references' scores. */
   references: number;
+  /**
+   * Weight of the steering towards the soft references while each candidate is generated (0: off;
+   * `ReferenceGuide`, docs/inference.md "Steering the LM").
+   */
+  steer: number;
 }
+
+export const MAX_STEER = 10;
 
 export const MAX_RERANK_REFERENCES = 200;
 
@@ -37,6 +44,7 @@ export const DEFAULT_RERANK: RerankSetting = {
   guide: 'readout+ridge',
   score: 'soft-references',
   references: DEFAULT_REFERENCES['soft-references'],
+  steer: 0,
 };
 
 /**
@@ -44,11 +52,17 @@ export const DEFAULT_RERANK: RerankSetting = {
  * caption bank). Without one: the read-out alone, scored by embedding.
  */
 export function rerankOptions(s: RerankSetting, baseline: RidgeRetrieval | null): RerankOptions | undefined {
-  if (s.candidates <= 1) return undefined;
+  const steered = s.steer > 0 && baseline !== null;
+  if (s.candidates <= 1 && !steered) return undefined;
+  const guide = s.guide === 'readout+ridge' && baseline ? { guide: baseline } : {};
+  const steer = steered ? { steer: { bank: baseline, weight: s.steer } } : {};
+  // One steered candidate: the steered greedy caption, nothing to score.
+  if (s.candidates <= 1) return { candidates: 1, strategy: 'sample', ...guide, ...steer };
   return {
     candidates: s.candidates,
     strategy: s.strategy,
-    ...(s.guide === 'readout+ridge' && baseline ? { guide: baseline } : {}),
+    ...guide,
+    ...steer,
     ...(s.score === 'references' && baseline
       ? { scorer: RetrievedReferenceScorer.create(baseline, s.references) }
       : {}),

@@ -13,6 +13,8 @@ export interface Nucleus {
 
 export interface StepScores {
   readonly rows: number;
+  /** The most tokens `top` can return per row. */
+  readonly maxTop: number;
   /** The most probable token (ties → lowest id, as torch.argmax). */
   argmax(row: number): number;
   /** log p(token) at temperature 1. */
@@ -26,6 +28,7 @@ export interface StepScores {
 /** Scores from full logits [rows, vocab]. */
 export class LogitScores implements StepScores {
   readonly rows: number;
+  readonly maxTop: number;
   private readonly lse: Float64Array;
 
   constructor(
@@ -33,6 +36,7 @@ export class LogitScores implements StepScores {
     readonly vocab: number,
   ) {
     this.rows = logits.length / vocab;
+    this.maxTop = vocab;
     this.lse = new Float64Array(this.rows).fill(NaN);
   }
 
@@ -74,6 +78,10 @@ export class TopKScores implements StepScores {
     readonly logsumexpT: Float32Array,
     readonly temperature: number,
   ) {}
+
+  get maxTop(): number {
+    return this.k;
+  }
 
   argmax(r: number): number {
     return this.ids[r * this.k];

@@ -37,4 +37,19 @@ test('rerank flags: contradictions and out-of-range values are one-line usage er
   assert.throws(() => parse(['--rerank-references', '0']), /rerank-references/);
   assert.throws(() => parse(['--rerank-references', '100000']), /rerank-references/);
   assert.throws(() => parse(['--rerank-score', 'bleu']), /rerank-score/);
+  assert.throws(() => parse(['--steer', '-1']), /steer/);
+  assert.throws(() => parse(['--steer', '11']), /steer/);
+  assert.throws(() => parse(['--rerank', '4', '--rerank-strategy', 'beam', '--steer', '1']), /sampled candidates/);
+  assert.throws(() => parse(['--rerank', '1', '--steer', '1', '--rerank-score', 'references']), /need --rerank 2/);
+});
+
+test('steer flag: a weight for any candidate count; one steered candidate still takes its target', () => {
+  assert.deepEqual(parse(['--steer', '1.5']), { ...DEFAULT_RERANK, steer: 1.5 });
+  assert.deepEqual(parse(['--rerank', '1', '--steer', '1', '--rerank-guide', 'readout']), {
+    ...DEFAULT_RERANK,
+    candidates: 1,
+    steer: 1,
+    guide: 'readout',
+  });
+  assert.throws(() => parse(['--rerank', '1', '--rerank-guide', 'readout']), /need --rerank 2/);
 });
