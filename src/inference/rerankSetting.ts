@@ -3,6 +3,7 @@
 import type { RidgeRetrieval } from './baseline.js';
 import type { RerankOptions } from './decoder.js';
 import { RetrievedReferenceScorer, SOFT_REFERENCES, SoftReferenceScorer } from './referenceScorer.js';
+import { REFERENCE_GUIDE } from './referenceGuide.js';
 
 export type RerankGuide = 'readout' | 'readout+ridge';
 /** 'embedding': cosine of the candidate's sentence embedding with the target; 'references': CIDEr-D against the k
@@ -36,15 +37,16 @@ export const DEFAULT_REFERENCES: Record<Exclude<RerankScore, 'embedding'>, numbe
   'soft-references': SOFT_REFERENCES.pool,
 };
 
-/** What live decoding uses unless told otherwise (selected on held-out sessions and offline pools: docs/experiments.md
- * E6, E10, E12). */
+/** What live decoding uses unless told otherwise: the steered greedy caption, which is as good live as 16 candidates
+ * chosen by soft references and fits the 300 ms decode budget on 2 cores (docs/experiments.md E32; the candidates'
+ * options were selected in E6, E10, E12 and apply with --rerank N). */
 export const DEFAULT_RERANK: RerankSetting = {
-  candidates: 16,
+  candidates: 1,
   strategy: 'sample',
   guide: 'readout+ridge',
   score: 'soft-references',
   references: DEFAULT_REFERENCES['soft-references'],
-  steer: 0,
+  steer: REFERENCE_GUIDE.weight,
 };
 
 /**

@@ -14,15 +14,17 @@ test('rerank flags: the default setting, and each flag changes its own field', (
     candidates: 4,
     score: 'embedding',
   });
-  assert.deepEqual(parse(['--rerank-references', '50', '--rerank-guide', 'readout']), {
+  assert.deepEqual(parse(['--rerank', '16', '--rerank-references', '50', '--rerank-guide', 'readout']), {
     ...DEFAULT_RERANK,
+    candidates: 16,
     references: 50,
     guide: 'readout',
   });
   assert.equal(DEFAULT_RERANK.score, 'soft-references');
   assert.equal(DEFAULT_RERANK.references, 200, 'soft references weigh 200 captions unless told otherwise');
-  assert.deepEqual(parse(['--rerank-score', 'references']), {
+  assert.deepEqual(parse(['--rerank', '16', '--rerank-score', 'references']), {
     ...DEFAULT_RERANK,
+    candidates: 16,
     score: 'references',
     references: 20,
   });
@@ -31,7 +33,7 @@ test('rerank flags: the default setting, and each flag changes its own field', (
 test('rerank flags: contradictions and out-of-range values are one-line usage errors', () => {
   assert.throws(() => parse(['--rerank', '1', '--rerank-score', 'references']), /need --rerank 2 or more/);
   assert.throws(
-    () => parse(['--rerank-score', 'embedding', '--rerank-references', '10']),
+    () => parse(['--rerank', '4', '--rerank-score', 'embedding', '--rerank-references', '10']),
     /applies to --rerank-score soft-references or references only/,
   );
   assert.throws(() => parse(['--rerank-references', '0']), /rerank-references/);
@@ -51,5 +53,5 @@ test('steer flag: a weight for any candidate count; one steered candidate still 
     steer: 1,
     guide: 'readout',
   });
-  assert.throws(() => parse(['--rerank', '1', '--rerank-guide', 'readout']), /need --rerank 2/);
+  assert.throws(() => parse(['--rerank', '1', '--steer', '0', '--rerank-guide', 'readout']), /need --rerank 2/);
 });

@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { BrainDecoder } from '../../src/inference/decoder.js';
-import { ReferenceGuide, WeightedNgram, type TokenGuide } from '../../src/inference/referenceGuide.js';
+import { REFERENCE_GUIDE, ReferenceGuide, WeightedNgram, type TokenGuide } from '../../src/inference/referenceGuide.js';
 import type { CaptionBank } from '../../src/inference/referenceScorer.js';
 import { rerankOptions, DEFAULT_RERANK } from '../../src/inference/rerankSetting.js';
 import { tinyBundle } from './tinyBundle.js';
@@ -102,10 +102,15 @@ test('steering towards a bank that says one thing makes the steered greedy capti
 
 test('a steering weight turns a one-candidate setting into steered decoding; 0 leaves it off', () => {
   const bank = { captions: ['a'], embeddings: Float32Array.of(1), dim: 1 } as never;
-  assert.equal(rerankOptions({ ...DEFAULT_RERANK, candidates: 1 }, bank), undefined);
+  assert.equal(rerankOptions({ ...DEFAULT_RERANK, candidates: 1, steer: 0 }, bank), undefined);
   const o = rerankOptions({ ...DEFAULT_RERANK, candidates: 1, steer: 1.5 }, bank);
   assert.equal(o?.candidates, 1);
   assert.equal(o?.steer?.weight, 1.5);
-  assert.equal(rerankOptions({ ...DEFAULT_RERANK, steer: 2 }, bank)?.steer?.weight, 2);
-  assert.equal(rerankOptions({ ...DEFAULT_RERANK }, bank)?.steer, undefined);
+  assert.equal(rerankOptions({ ...DEFAULT_RERANK, candidates: 16, steer: 2 }, bank)?.steer?.weight, 2);
+  assert.equal(rerankOptions({ ...DEFAULT_RERANK, candidates: 16, steer: 0 }, bank)?.steer, undefined);
+  // The default: one steered candidate.
+  assert.deepEqual(
+    [DEFAULT_RERANK.candidates, rerankOptions(DEFAULT_RERANK, bank)?.steer?.weight],
+    [1, REFERENCE_GUIDE.weight],
+  );
 });

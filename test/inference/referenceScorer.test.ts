@@ -127,10 +127,10 @@ test('the default live rule is soft references with their log-prob weight', () =
     has: () => true,
     embedding: () => Promise.resolve(new Float32Array(2)),
   } as unknown as RidgeRetrieval;
-  const o = rerankOptions(DEFAULT_RERANK, bank);
+  const o = rerankOptions({ ...DEFAULT_RERANK, candidates: 16 }, bank);
   assert.ok(o?.scorer instanceof SoftReferenceScorer);
   assert.equal(o.lmWeight, SOFT_REFERENCES.lmWeight);
-  const flat = rerankOptions({ ...DEFAULT_RERANK, score: 'references', references: 20 }, bank);
+  const flat = rerankOptions({ ...DEFAULT_RERANK, candidates: 16, score: 'references', references: 20 }, bank);
   assert.ok(flat?.scorer && !(flat.scorer instanceof SoftReferenceScorer));
   assert.equal(flat.lmWeight, undefined, 'the E10 rule adds no log-prob term');
 });

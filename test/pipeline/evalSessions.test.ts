@@ -28,7 +28,11 @@ test('decoding the recorded responses reproduces the live captions and scores ex
   await liveVersusRecorded({ liveBatch: 1, offlineBatch: 1 });
 });
 
-test('with reranking (sampled candidates, read-out + ridge guide) recorded responses still reproduce live, batched differently', async () => {
+test('with reranking (steered sampled candidates, read-out + ridge guide) recorded responses still reproduce live, batched differently', async () => {
+  await liveVersusRecorded({ liveBatch: 8, offlineBatch: 3, rerank: { ...DEFAULT_RERANK, candidates: 4 } });
+});
+
+test('with the default steered greedy caption recorded responses reproduce live, batched differently', async () => {
   await liveVersusRecorded({ liveBatch: 8, offlineBatch: 3, rerank: DEFAULT_RERANK });
 });
 
@@ -43,6 +47,7 @@ async function liveVersusRecorded(o: {
   const baseline = await RidgeRetrieval.load(decoder.bundle, decoder.sessions);
   const record = join(work, 'record');
   const rerank = o.rerank ? rerankOptions(o.rerank, baseline) : undefined;
+  if (o.rerank?.steer) assert.ok(rerank?.steer, 'the tiny bundle has a caption bank to steer towards');
   const decode = rerank ? { rerank } : undefined;
   let pipeline!: Pipeline;
   const srv = await startServer({
