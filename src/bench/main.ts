@@ -1,4 +1,4 @@
-// `npm run bench [-- --json] [-- --models DIR] [-- --only ingest,preprocess,decode] [-- --lm-precision auto|fp32|int8] [-- --lm-graph step|full] [-- --rerank N]`:
+// `npm run bench [-- --json] [-- --models DIR] [-- --only ingest,preprocess,decode] [-- --lm-precision auto|fp32|int8] [-- --lm-graph step|full] [-- --rerank N] [-- --steer W]`:
 // runs the three benchmarks of the product's hot paths on this machine and prints the CONTRACT's object (plus each
 // part's detail; decode_ms.lm names the LM graph that ran).
 import { benchIngest } from './ingest.js';
