@@ -41,7 +41,12 @@ const sess = seeds.map((s) => {
   };
 });
 for (const c of configs) {
-  const setting = { ...DEFAULT_RERANK, candidates: c.candidates ?? 1, steer: c.weight ?? 0, guide: c.guide ?? DEFAULT_RERANK.guide };
+  const setting = {
+    ...DEFAULT_RERANK,
+    candidates: c.candidates ?? 1,
+    steer: c.weight ?? 0,
+    guide: c.guide ?? DEFAULT_RERANK.guide,
+  };
   const r = rerankOptions(setting, baseline);
   if (r?.steer)
     Object.assign(
