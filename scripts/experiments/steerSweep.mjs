@@ -5,7 +5,7 @@
 // Usage: node scripts/experiments/steerSweep.mjs SEEDS CONFIGS_JSON [OUT.jsonl]   (after `npm run build`)
 //   CONFIGS_JSON: [{"name": "...", "candidates": N, "weight": W, "floor": F, "lambdas": [l3, l2, l1], "pool": K,
 //                   "temperature": T}, ...]  (omitted fields: the defaults of src/inference/referenceGuide.ts)
-import { readFileSync, appendFileSync } from 'node:fs';
+import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 const ROOT = new URL('../../', import.meta.url).pathname;
 const D = join(ROOT, 'dist', 'src');
@@ -16,6 +16,7 @@ const { decodeResponseRuns, scoreConditions } = await import(`${D}/pipeline/eval
 const { findResponseRuns } = await import(`${D}/pipeline/responseFiles.js`);
 const { compositionSummary } = await import(`${D}/pipeline/compositionSummary.js`);
 const { readSceneTable } = await import(`${D}/pipeline/sceneTable.js`);
+const { referencesOf } = await import(`${D}/cli/commands/evalSessions.js`);
 const seeds = process.argv[2].split(',');
 const configs = JSON.parse(process.argv[3]);
 const out = process.argv[4] ?? 'steer-sweep.jsonl';
@@ -25,13 +26,7 @@ const baseline = await RidgeRetrieval.load(decoder.bundle, decoder.sessions);
 const training = readBaselineCaptions(decoder.bundle);
 const sess = seeds.map((s) => {
   const dir = join(W, `sub-sim01_seed-${s}_5x60`);
-  const refs = new Map();
-  const lines = readFileSync(join(dir, 'stimuli.tsv'), 'utf8').split('\n').filter(Boolean);
-  const head = lines[0].split('\t');
-  for (const l of lines.slice(1)) {
-    const c = l.split('\t');
-    refs.set(c[head.indexOf('stimulus_id')], JSON.parse(c[head.indexOf('captions')]));
-  }
+  const refs = referencesOf(dir);
   return {
     name: `seed-${s}`,
     dir,
@@ -62,7 +57,7 @@ for (const c of configs) {
       decode: { ...(r ? { rerank: r } : {}), reconstruct: false },
       sessionLabel: (x) => `${s.name}/${x.subject}/${x.session}`,
     });
-    all.push(...dec.map((t) => ({ ...t, _s: s })));
+    all.push(...dec);
   }
   const refsOf = (id) => {
     for (const s of sess) {

@@ -4,7 +4,7 @@
 // token gets a consensus-like caption from one row, and the LM can still join words no single training caption joins.
 import type { TextTokenizer } from './tokenizer.js';
 import type { CaptionBank } from './referenceScorer.js';
-import { SOFT_REFERENCES, SoftReferenceScorer } from './referenceScorer.js';
+import { SOFT_REFERENCES, SoftReferences } from './referenceScorer.js';
 
 /** Adds, per prompt of a batch, a log-bias to the LM's log-probabilities of some next tokens. */
 export interface TokenGuide {
@@ -110,7 +110,7 @@ export class ReferenceGuide {
   private readonly tokenized = new Map<number, number[]>();
 
   private constructor(
-    private readonly references: SoftReferenceScorer,
+    private readonly references: SoftReferences,
     private readonly captions: readonly string[],
     private readonly tokenizer: TextTokenizer,
     /** Appended to every caption: the LM's own end of the answer, so the expert also says when to stop. */
@@ -127,7 +127,8 @@ export class ReferenceGuide {
     const c: ReferenceGuideConfig = { ...REFERENCE_GUIDE, ...config };
     if (!(c.weight >= 0) || !(c.floor > 0) || c.lambdas.some((l) => !(l >= 0)))
       throw new Error('the reference guide needs a weight ≥ 0, a floor > 0 and interpolation weights ≥ 0');
-    const references = SoftReferenceScorer.create(bank, c.pool, c.temperature);
+    // The ranking alone: the guide never scores whole captions, so it skips the scorer's CIDEr tables.
+    const references = SoftReferences.create(bank, c.pool, c.temperature);
     return new ReferenceGuide(references, bank.captions, tokenizer, stopToken, c);
   }
 

@@ -47,14 +47,13 @@ export const SOFT_REFERENCES = {
 } as const;
 
 /**
- * CIDEr-D against the training captions nearest to the target, each weighted by exp((similarity − best) / T) instead of
- * a flat top-k, with similarities measured after removing the bank's mean direction: read-outs regress towards the
- * bank's mean, so raw cosines mostly measure that shared direction; centred, they rank the bank by what is specific to
- * this prediction. Python's twin: `soft_reference_weights` in models/mindsemantix/candidate_pool.py.
+ * The bank captions nearest to a target, each weighted by exp((similarity − best) / T) instead of a flat top-k, with
+ * similarities measured after removing the bank's mean direction: read-outs regress towards the bank's mean, so raw
+ * cosines mostly measure that shared direction; centred, they rank the bank by what is specific to this prediction.
+ * Python's twin: `soft_reference_weights` in models/mindsemantix/candidate_pool.py.
  */
-export class SoftReferenceScorer implements CandidateScorer {
+export class SoftReferences {
   private constructor(
-    private readonly corpus: CiderCorpus,
     private readonly mean: Float64Array,
     /** [captions, dim]: bank rows minus the mean, unit length (float64, as Python computes them). */
     private readonly centred: Float64Array,
@@ -67,7 +66,7 @@ export class SoftReferenceScorer implements CandidateScorer {
     bank: CaptionBank,
     pool: number = SOFT_REFERENCES.pool,
     temperature: number = SOFT_REFERENCES.temperature,
-  ): SoftReferenceScorer {
+  ): SoftReferences {
     const { captions, embeddings, dim } = bank;
     if (embeddings.length !== captions.length * dim)
       throw new Error(`the caption bank has ${captions.length} captions but ${embeddings.length / dim} embeddings`);
@@ -83,7 +82,7 @@ export class SoftReferenceScorer implements CandidateScorer {
       n = Math.sqrt(n) || 1;
       for (let d = 0; d < dim; d++) centred[i * dim + d] = (embeddings[i * dim + d] - mean[d]) / n;
     }
-    return new SoftReferenceScorer(new CiderCorpus(captions, ptbTokenize), mean, centred, dim, pool, temperature);
+    return new SoftReferences(mean, centred, dim, pool, temperature);
   }
 
   /** The bank captions weighed for this target, nearest first, and their weights (the nearest weighs 1). */
@@ -107,9 +106,31 @@ export class SoftReferenceScorer implements CandidateScorer {
     const best = sims[refs[0]];
     return { refs, weights: refs.map((i) => Math.exp((sims[i] - best) / this.temperature)) };
   }
+}
+
+/** CIDEr-D of each candidate against the soft references of the target (`SoftReferences`). */
+export class SoftReferenceScorer implements CandidateScorer {
+  private constructor(
+    private readonly corpus: CiderCorpus,
+    private readonly soft: SoftReferences,
+  ) {}
+
+  static create(
+    bank: CaptionBank,
+    pool: number = SOFT_REFERENCES.pool,
+    temperature: number = SOFT_REFERENCES.temperature,
+  ): SoftReferenceScorer {
+    const soft = SoftReferences.create(bank, pool, temperature);
+    return new SoftReferenceScorer(new CiderCorpus(bank.captions, ptbTokenize), soft);
+  }
+
+  /** The bank captions weighed for this target, nearest first, and their weights (the nearest weighs 1). */
+  references(target: Float32Array): { refs: number[]; weights: number[] } {
+    return this.soft.references(target);
+  }
 
   scores(texts: readonly string[], target: Float32Array): number[] {
-    const { refs, weights } = this.references(target);
+    const { refs, weights } = this.soft.references(target);
     // An empty caption matches nothing; it can win only if nothing else was generated.
     return texts.map((t) => (t.trim() ? this.corpus.score(t, refs, weights) : -1));
   }

@@ -65,7 +65,7 @@ const specs: FlagSpecs = {
 const bin = fileURLToPath(new URL('../../../../bin/mindsemantix.mjs', import.meta.url));
 
 /** Reference captions per stimulus id: stimuli.tsv at the dataset root if present, else the events' references column. */
-function referencesOf(session: string): Map<string, string[]> {
+export function referencesOf(session: string): Map<string, string[]> {
   const refs = new Map<string, string[]>();
   for (const dir of [session, resolve(session, '..'), resolve(session, '..', '..')]) {
     const f = join(dir, 'stimuli.tsv');
