@@ -17,6 +17,8 @@ const { findResponseRuns } = await import(`${D}/pipeline/responseFiles.js`);
 const { compositionSummary } = await import(`${D}/pipeline/compositionSummary.js`);
 const { readSceneTable } = await import(`${D}/pipeline/sceneTable.js`);
 const { referencesOf } = await import(`${D}/cli/commands/evalSessions.js`);
+const { parseCaption } = await import(`${D}/metrics/composition.js`);
+const { SIM_VOCABULARY } = await import(`${D}/metrics/simVocabulary.js`);
 const seeds = process.argv[2].split(',');
 const configs = JSON.parse(process.argv[3]);
 const out = process.argv[4] ?? 'steer-sweep.jsonl';
@@ -47,7 +49,9 @@ for (const c of configs) {
     Object.assign(
       r.steer,
       Object.fromEntries(
-        ['floor', 'lambdas', 'pool', 'temperature'].filter((k) => c[k] !== undefined).map((k) => [k, c[k]]),
+        ['floor', 'lambdas', 'pool', 'temperature', 'cover', 'coverMaxDf', 'coverShare']
+          .filter((k) => c[k] !== undefined)
+          .map((k) => [k, c[k]]),
       ),
     );
   const t0 = Date.now();
@@ -80,6 +84,10 @@ for (const c of configs) {
     scenes,
     training,
   );
+  // How many objects a caption names, and whether the first it names is the scene's main object.
+  const named = (c) => parseCaption(c ?? '', SIM_VOCABULARY).objects.map((o) => o.category);
+  const rate = (f) => Math.round((1e4 * all.filter(f).length) / all.length) / 1e4;
+  const mean = (f) => Math.round((1e3 * all.reduce((a, t) => a + f(t), 0)) / all.length) / 1e3;
   const row = {
     ...c,
     seeds,
@@ -93,6 +101,10 @@ for (const c of configs) {
     copied: comp.model.copied,
     ridgeObj: comp.baseline?.object,
     obj3: comp3?.model.object,
+    first: rate((t) => named(t.caption)[0] === scenes.get(t.stimulusId)?.facts.object),
+    ridgeFirst: rate((t) => named(t.baseline)[0] === scenes.get(t.stimulusId)?.facts.object),
+    named: mean((t) => new Set(named(t.caption)).size),
+    examples: all.slice(0, 4).map((t) => t.caption),
   };
   console.log(JSON.stringify(row));
   appendFileSync(out, JSON.stringify(row) + '\n');

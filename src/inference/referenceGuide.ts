@@ -23,6 +23,14 @@ export const REFERENCE_GUIDE = {
   /** Nearest training captions weighed, and the softmax temperature of their centred similarities (as soft references). */
   pool: SOFT_REFERENCES.pool,
   temperature: SOFT_REFERENCES.temperature,
+  /** Coverage bonus: added (× the word's share of the references' weight) to the next token of a content word many
+   * references use, until the caption has said it (0: off). Greedy steering follows the references' most common
+   * continuation token by token and so drops words most of them share but word them differently. */
+  cover: 2,
+  /** A word is a content word where at most this share of the whole bank's captions use it ("a", "the", "two" are not). */
+  coverMaxDf: 0.12,
+  /** ... and expected where references holding at least this share of the trial's weight use it. */
+  coverShare: 0.2,
 } as const;
 
 export interface ReferenceGuideConfig {
@@ -31,6 +39,9 @@ export interface ReferenceGuideConfig {
   lambdas: readonly [number, number, number];
   pool: number;
   temperature: number;
+  cover: number;
+  coverMaxDf: number;
+  coverShare: number;
 }
 
 const START = -1;
@@ -96,6 +107,20 @@ export class WeightedNgram {
   }
 }
 
+function occurs(h: readonly number[], w: readonly number[]): boolean {
+  outer: for (let i = 0; i + w.length <= h.length; i++) {
+    for (let k = 0; k < w.length; k++) if (h[i + k] !== w[k]) continue outer;
+    return true;
+  }
+  return false;
+}
+
+/** Whether h ends with w's first j tokens. */
+function endsWith(h: readonly number[], w: readonly number[], j: number): boolean {
+  for (let k = 0; k < j; k++) if (h[h.length - j + k] !== w[k]) return false;
+  return true;
+}
+
 function getOr<K, V>(m: Map<K, V>, k: K, make: () => V): V {
   let v = m.get(k);
   if (v === undefined) m.set(k, (v = make()));
@@ -108,6 +133,8 @@ function getOr<K, V>(m: Map<K, V>, k: K, make: () => V): V {
  */
 export class ReferenceGuide {
   private readonly tokenized = new Map<number, number[]>();
+  private wordTables?: { words: string[][]; df: Map<string, number> };
+  private readonly wordTokens = new Map<string, number[]>();
 
   private constructor(
     private readonly references: SoftReferences,
@@ -127,6 +154,8 @@ export class ReferenceGuide {
     const c: ReferenceGuideConfig = { ...REFERENCE_GUIDE, ...config };
     if (!(c.weight >= 0) || !(c.floor > 0) || c.lambdas.some((l) => !(l >= 0)))
       throw new Error('the reference guide needs a weight ≥ 0, a floor > 0 and interpolation weights ≥ 0');
+    if (!(c.cover >= 0) || !(c.coverMaxDf > 0 && c.coverMaxDf <= 1) || !(c.coverShare > 0 && c.coverShare <= 1))
+      throw new Error('the reference guide needs a coverage bonus ≥ 0 and coverage shares in (0, 1]');
     // The ranking alone: the guide never scores whole captions, so it skips the scorer's CIDEr tables.
     const references = SoftReferences.create(bank, c.pool, c.temperature);
     return new ReferenceGuide(references, bank.captions, tokenizer, stopToken, c);
@@ -137,6 +166,37 @@ export class ReferenceGuide {
     let t = this.tokenized.get(i);
     if (!t) this.tokenized.set(i, (t = [...this.tokenizer.encode(this.captions[i]), this.stopToken]));
     return t;
+  }
+
+  private words(): { words: string[][]; df: Map<string, number> } {
+    if (!this.wordTables) {
+      const words = this.captions.map((c) => [...new Set(c.toLowerCase().match(/[a-z]+/g) ?? [])]);
+      const df = new Map<string, number>();
+      for (const ws of words) for (const w of ws) df.set(w, (df.get(w) ?? 0) + 1);
+      this.wordTables = { words, df };
+    }
+    return this.wordTables;
+  }
+
+  /** The expected content words of a target (as LM tokens written after a space), with their share of the weight. */
+  coverage(target: Float32Array): { tokens: number[]; share: number }[] {
+    const { coverMaxDf, coverShare } = this.config;
+    const { refs, weights } = this.references.references(target);
+    const { words, df } = this.words();
+    const total = weights.reduce((a, w) => a + w, 0);
+    const share = new Map<string, number>();
+    refs.forEach((i, k) => {
+      for (const w of words[i]) share.set(w, (share.get(w) ?? 0) + weights[k] / total);
+    });
+    const out: { tokens: number[]; share: number }[] = [];
+    const n = this.captions.length;
+    for (const [w, sh] of share) {
+      if (sh < coverShare || (df.get(w) ?? 0) > coverMaxDf * n) continue;
+      let t = this.wordTokens.get(w);
+      if (t === undefined) this.wordTokens.set(w, (t = this.tokenizer.encode(' ' + w)));
+      out.push({ tokens: t, share: sh });
+    }
+    return out;
   }
 
   /** The n-gram expert of one target embedding. */
@@ -152,10 +212,24 @@ export class ReferenceGuide {
   /** A guide for a batch whose prompt p belongs to targets[p]. */
   forTargets(targets: readonly Float32Array[]): TokenGuide {
     const experts = targets.map((t) => this.expert(t));
-    const { weight, floor } = this.config;
+    const { weight, floor, cover } = this.config;
+    const covers = cover > 0 ? targets.map((t) => this.coverage(t)) : undefined;
     return {
-      logBias: (prompt, history, tokens) =>
-        Float64Array.from(tokens, (tok) => weight * Math.log(experts[prompt].p(history, tok) + floor)),
+      logBias: (prompt, history, tokens) => {
+        const b = Float64Array.from(tokens, (tok) => weight * Math.log(experts[prompt].p(history, tok) + floor));
+        if (covers) {
+          const bonus = new Map<number, number>();
+          for (const { tokens: w, share } of covers[prompt]) {
+            if (occurs(history, w)) continue;
+            // The word's next token after the longest part of it the history ends with (its first if none).
+            let j = Math.min(w.length - 1, history.length);
+            while (j > 0 && !endsWith(history, w, j)) j--;
+            bonus.set(w[j], Math.max(bonus.get(w[j]) ?? 0, share));
+          }
+          tokens.forEach((tok, i) => (b[i] += cover * (bonus.get(tok) ?? 0)));
+        }
+        return b;
+      },
     };
   }
 }

@@ -114,3 +114,37 @@ test('a steering weight turns a one-candidate setting into steered decoding; 0 l
     [1, REFERENCE_GUIDE.weight],
   );
 });
+
+test('coverage lists the content words most of the references use, and the guide adds its bonus until a word is said', () => {
+  // Uniform weights (a huge temperature, every caption in the pool): a word's share is the share of captions using it.
+  const captions = ['a red ball', 'a red ball', 'a red xylophones', 'the xylophones', 'a blue cup', 'the sky'];
+  const dim = 3;
+  const embeddings = new Float32Array(captions.length * dim).map((_, i) => Math.sin(i * 1.3) + (i % dim === 0 ? 2 : 0));
+  const bank: CaptionBank = { captions, embeddings, dim };
+  const config = { weight: 0, temperature: 1e9, pool: 6, cover: 2, coverMaxDf: 0.5, coverShare: 0.3 };
+  const g = ReferenceGuide.create(bank, decoder.tokenizer, 2, config);
+  const target = embeddings.slice(0, dim);
+  const tok = (w: string) => decoder.tokenizer.encode(' ' + w);
+  const words = new Map(g.coverage(target).map((c) => [decoder.tokenizer.decode(c.tokens).trim(), c.share]));
+  // "a" is in 4 of 6 captions (a function word at coverMaxDf 0.5); "blue", "cup", "sky" in 1 (below coverShare).
+  assert.deepEqual([...words.keys()].sort(), ['ball', 'red', 'the', 'xylophones']);
+  assert.ok(Math.abs(words.get('red')! - 3 / 6) < 1e-6);
+  assert.ok(Math.abs(words.get('xylophones')! - 2 / 6) < 1e-6);
+
+  const guide = g.forTargets([target]);
+  const [red, ball, cup] = [tok('red')[0], tok('ball')[0], tok('cup')[0]];
+  const xylo = tok('xylophones');
+  assert.ok(xylo.length >= 2, 'a word the LM writes in several tokens (the check needs one)');
+  const bias = (history: number[], tokens: number[]) => [...guide.logBias(0, history, tokens)];
+  const near = (a: number[], b: number[]) => a.length === b.length && a.every((x, i) => Math.abs(x - b[i]) < 1e-6);
+  // Nothing said yet: each expected word's first token gets cover × share; other tokens nothing (weight 0: no n-gram).
+  assert.ok(near(bias([], [red, ball, cup, xylo[0], xylo[1]]), [1, 2 / 3, 0, 2 / 3, 0]));
+  // Once "red" is said it gets nothing more; "ball" still does.
+  assert.ok(near(bias([tok('a')[0], red], [red, ball]), [0, 2 / 3]));
+  // Half-way through a word its next token gets the bonus, not its first; once whole, neither.
+  assert.ok(near(bias([red, xylo[0]], [xylo[1], xylo[0]]), [2 / 3, 0]));
+  assert.ok(near(bias([red, ...xylo], [xylo[0], xylo[1]]), [0, 0]));
+  // Off (cover 0): no bonus at all.
+  const off = ReferenceGuide.create(bank, decoder.tokenizer, 2, { ...config, cover: 0 }).forTargets([target]);
+  assert.ok(near([...off.logBias(0, [], [red, ball])], [0, 0]));
+});
