@@ -100,13 +100,16 @@ def run(a) -> dict:
     log(f"calibrate: {report['trials_used']} usable trials of {report['stimuli']} stimuli × {voxels} voxels from {report['runs']} run(s)")
 
     synthetic, prior_info = prior_trials(a, bundle, manifest, mask_img, data)
+    if not a.no_align and "shared_latents" in manifest:
+        attach_shared_code(data, bundle / manifest["shared_latents"]["file"])
 
     from .frozen_shared import load_frozen
     model, source = load_frozen(bundle, a.subject, voxels)
     if a.shared_encoder == "random":
         randomise_shared_encoder(model, a.seed)
         source += " (shared encoder replaced by a random one)"
-    cfg = FitConfig(seed=a.seed, epochs=a.epochs, progress=Progress(not a.no_progress))
+    cfg = FitConfig(seed=a.seed, epochs=a.epochs, progress=Progress(not a.no_progress),
+                    align_weight=0.0 if a.no_align else a.align_weight)
     fit = fit_readout(model, a.subject, data, cfg, synthetic)
 
     log("calibrate: fitting the ridge-retrieval baseline on the same trials")
@@ -120,7 +123,8 @@ def run(a) -> dict:
     seconds = time.time() - t0 + a.seconds_before
     record = {"session": a.session, "trials": report["trials_used"], "trials_recorded": report["trials_recorded"],
               "stimuli": report["stimuli"], "runs": report["runs"], "voxels": int(voxels), "mask": mask_info,
-              "anatomy_prior": prior_info, "heldout_retrieval": fit["heldout"], "epochs": fit["epochs"], "shared_weights": source,
+              "anatomy_prior": prior_info, "heldout_retrieval": fit["heldout"], "alignment": fit["alignment"],
+              "epochs": fit["epochs"], "shared_weights": source,
               "ridge_rank": rank, "seed": a.seed, "seconds": round(seconds, 1), "command": a.command or " ".join(sys.argv),
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     from .calibrate_bundle import write_calibrated_bundle
@@ -131,8 +135,21 @@ def run(a) -> dict:
         f"{h['model']['top1']:.2f} (ridge {h['ridge']['top1']:.2f}, chance {h['model']['chance_top1']:.2f}, {h['stimuli']} stimuli)")
     return {"bundle": str(out.resolve()), "name": m["name"], "subject": a.subject, "subjects": list(m["subjects"]),
             "trials": report["trials_used"], "trials_recorded": report["trials_recorded"], "stimuli": report["stimuli"],
-            "voxels": int(voxels), "mask": mask_info, "anatomy_prior": prior_info, "heldout": h, "epochs": fit["epochs"], "shared_weights": source,
+            "voxels": int(voxels), "mask": mask_info, "anatomy_prior": prior_info, "heldout": h, "alignment": fit["alignment"],
+            "epochs": fit["epochs"], "shared_weights": source,
             "seconds": round(seconds, 1)}
+
+
+def attach_shared_code(data, path: Path) -> None:
+    """Gives each calibration stimulus the bundle's shared code where the bundle's people saw it (shared_latents.py)."""
+    from .shared_latents import load
+    table = load(path)
+    if not table:
+        return
+    hidden = len(next(iter(table.values())))
+    data.latent = np.stack([table.get(s, np.zeros(hidden, np.float32)) for s in data.stimulus_ids]).astype(np.float32)
+    data.has_latent = np.array([s in table for s in data.stimulus_ids])
+    log(f"calibrate: {int(data.has_latent.sum())} of {len(data.stimulus_ids)} calibration stimuli have the bundle's shared code")
 
 
 def prior_trials(a, bundle: Path, manifest: dict, roi_img, data) -> tuple[tuple | None, dict]:
@@ -191,6 +208,9 @@ def main(argv=None):
     ap.add_argument("--synthetic", type=int, default=SYNTHETIC_TRIALS,
                     help="responses to synthesise from the bundle's anatomical prior (default 0: real trials only; E23 used 1000)")
     ap.add_argument("--shared-encoder", choices=["bundle", "random"], default="bundle")
+    ap.add_argument("--no-align", action="store_true",
+                    help="experiments: ignore the bundle's shared code (shared_latents.npz) and fit on caption objectives alone")
+    ap.add_argument("--align-weight", type=float, default=FitConfig.align_weight)
     ap.add_argument("--summary", help="write the JSON summary here")
     ap.add_argument("--command", default="", help="the user's command line, for the manifest's calibration record")
     ap.add_argument("--seconds-before", type=float, default=0.0, help="seconds already spent (responses) to include")

@@ -31,6 +31,8 @@ class FitConfig:
     heldout_frac: float = 0.1     # share of calibration stimuli held out (whole stimuli: repeats never straddle)
     min_heldout: int = 5
     emb_weight: float = 1.0
+    align_weight: float = 1.0     # weight of align_loss where the bundle has the shared code of a calibration stimulus
+    align_min_trials: int = 40    # fewer calibration trials of such stimuli: no alignment (too few to fit the start)
     select: str = "top1"          # held-out criterion for the epoch: "top1" (ties: cosine), "rank" (mean rank share) or
                                   # "last" (no early stopping: every one of `epochs`)
     seed: int = 0
@@ -43,6 +45,8 @@ class CalibrationData:
     stim: np.ndarray       # [n] int index into stimulus_ids
     stimulus_ids: list
     cap_emb: np.ndarray    # [S, K, E] L2-normalised embeddings of each stimulus's references
+    latent: np.ndarray | None = None   # [S, hidden] the bundle's people's shared code of each stimulus (shared_latents)
+    has_latent: np.ndarray | None = None   # [S] bool: the stimulus is in that table
 
     def target(self) -> np.ndarray:
         """[S, E] normalised mean reference embedding per stimulus (the stage-1 `emb` / ridge target)."""
@@ -84,6 +88,20 @@ class ReadoutFitter:
         self.cap = torch.from_numpy(data.cap_emb).float()
         self.mean_txt = torch.from_numpy(data.target()).float()
         self.log_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        if data.latent is not None and data.has_latent is not None and data.has_latent.any():
+            lat = data.latent[data.has_latent]
+            self.lat = torch.from_numpy(data.latent).float()
+            self.has_lat = torch.from_numpy(data.has_latent)
+            self.lat_mean = torch.from_numpy(lat.mean(0)).float()
+            self.lat_var = float(((lat - lat.mean(0)) ** 2).sum(1).mean())
+        else:
+            self.lat = None
+
+    def aligned_trials(self, idx: np.ndarray) -> np.ndarray:
+        """Those of trials `idx` whose stimulus has a shared code."""
+        if self.lat is None:
+            return idx[:0]
+        return idx[self.data.has_latent[self.data.stim[idx]]]
 
     # ---- losses (stage 1's, train.py) ----
     def itc_text_loss(self, ce: torch.Tensor, stim: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -97,6 +115,63 @@ class ReadoutFitter:
     def emb_loss(self, ce: torch.Tensor, stim: torch.Tensor) -> torch.Tensor:
         """1 − cosine to the stimulus's mean reference embedding (what retrieval and the ridge baseline aim at)."""
         return (1 - (ce * self.mean_txt[stim]).sum(-1)).mean()
+
+    def align_loss(self, x: torch.Tensor, stim: torch.Tensor) -> torch.Tensor:
+        """Squared distance of the read-out's code to the shared code of the trial's stimulus (the mean of the bundle's
+        people's codes of it), over the codes' spread: keeps the new person's code where the Q-Former and the LM were
+        trained to read it (shared_latents.py). Trials of stimuli not in the table add nothing."""
+        if self.lat is None:
+            return x.new_zeros(())
+        has = self.has_lat[stim]
+        if not has.any():
+            return x.new_zeros(())
+        code = self.adapter.read(x[has])
+        return ((code - self.lat[stim[has]]) ** 2).sum(-1).mean() / self.lat_var
+
+    @torch.no_grad()
+    def code_cosine(self, idx: np.ndarray) -> float | None:
+        """Mean cosine, both centred on the table's mean, of the read-out's code of trials `idx` to their shared code."""
+        idx = self.aligned_trials(idx)
+        if not len(idx):
+            return None
+        code = self.adapter.read(torch.from_numpy(self.data.x[idx])) - self.lat_mean
+        t = self.lat[torch.from_numpy(self.data.stim[idx].astype(np.int64))] - self.lat_mean
+        return float(torch.nn.functional.cosine_similarity(code, t, dim=-1).mean())
+
+    @torch.no_grad()
+    def init_aligned(self, idx: np.ndarray, seed: int = 0) -> dict:
+        """Start from a ridge map of the voxels onto the shared code (trials of `idx` whose stimulus has one), its
+        penalty chosen on a fifth of those stimuli; the closed-form start the caption objectives then refine."""
+        a = self.aligned_trials(idx)
+        x = self.data.x[a].astype(np.float64)
+        z = self.data.latent[self.data.stim[a]].astype(np.float64)
+        stim = self.data.stim[a]
+        uniq = np.unique(stim)
+        held = np.random.default_rng(seed).permutation(uniq)[:max(1, len(uniq) // 5)]
+        te = np.isin(stim, held)
+
+        def solve(xs, zs, lam):
+            xm, zm = xs.mean(0), zs.mean(0)
+            xc = xs - xm
+            K = xc @ xc.T
+            alpha = np.linalg.solve(K + lam * np.trace(K) / len(K) * np.eye(len(K)), zs - zm)
+            W = xc.T @ alpha                      # [V, hidden]
+            return W, zm - xm @ W
+
+        def cos(p, t):
+            p, t = p - self.lat_mean.numpy(), t - self.lat_mean.numpy()
+            return float(((p * t).sum(1) / (np.linalg.norm(p, axis=1) * np.linalg.norm(t, axis=1) + 1e-9)).mean())
+
+        scores = {}
+        for lam in (0.1, 0.3, 1.0, 3.0, 10.0):
+            W, b = solve(x[~te], z[~te], lam)
+            scores[lam] = cos(x[te] @ W + b, z[te])
+        lam = max(scores, key=scores.get)
+        W, b = solve(x, z, lam)
+        self.adapter.read.weight.copy_(torch.from_numpy(W.T).float())
+        self.adapter.read.bias.copy_(torch.from_numpy(b).float())
+        return {"trials": int(len(a)), "stimuli": int(len(uniq)), "penalty": lam,
+                "start_cosine_heldout": round(scores[lam], 4)}
 
     def caption_embedding(self, x: torch.Tensor) -> torch.Tensor:
         q = self.model.qformer.queries(self.model.encoder(self.subject, x))
@@ -138,6 +213,8 @@ class ReadoutFitter:
                 b = perm[s * bs:(s + 1) * bs]
                 ce = self.caption_embedding(x[b])
                 loss = self.itc_text_loss(ce, stim_all[b], g) + cfg.emb_weight * self.emb_loss(ce, stim_all[b])
+                if self.lat is not None and cfg.align_weight > 0:
+                    loss = loss + cfg.align_weight * self.align_loss(x[b], stim_all[b])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -174,7 +251,10 @@ def with_synthetic(data: CalibrationData, x_syn: np.ndarray, emb_syn: np.ndarray
     return CalibrationData(x=np.ascontiguousarray(np.concatenate([data.x, x_syn]).astype(np.float32)),
                            stim=np.concatenate([data.stim, S + np.arange(n)]),
                            stimulus_ids=list(data.stimulus_ids) + [f"synthetic-{i}" for i in range(n)],
-                           cap_emb=np.concatenate([data.cap_emb, np.repeat(e[:, None, :], K, 1)]).astype(np.float32))
+                           cap_emb=np.concatenate([data.cap_emb, np.repeat(e[:, None, :], K, 1)]).astype(np.float32),
+                           latent=None if data.latent is None else np.concatenate(
+                               [data.latent, np.zeros((n, data.latent.shape[1]), np.float32)]),
+                           has_latent=None if data.has_latent is None else np.concatenate([data.has_latent, np.zeros(n, bool)]))
 
 
 def fit_readout(model: BrainCaptioner, subject: str, data: CalibrationData, cfg: FitConfig,
@@ -187,21 +267,38 @@ def fit_readout(model: BrainCaptioner, subject: str, data: CalibrationData, cfg:
     work = with_synthetic(data, *synthetic) if synthetic is not None else data
     extra = np.arange(real, len(work.stim))
     f = ReadoutFitter(model, subject, work, cfg)
-    share = f.init_principal(fit_idx)
-    log(f"calibrate: read-out initialised from the top principal directions ({share:.0%} of the variance of {len(fit_idx)} trials)")
+    align = cfg.align_weight > 0 and len(f.aligned_trials(fit_idx)) >= cfg.align_min_trials
+
+    def start(fitter: ReadoutFitter, idx: np.ndarray) -> dict:
+        if align:
+            a = fitter.init_aligned(idx, cfg.seed)
+            log(f"calibrate: read-out initialised by a ridge map onto the bundle's shared code ({a['trials']} trials of "
+                f"{a['stimuli']} stimuli the bundle's people saw; held-out cosine {a['start_cosine_heldout']:.2f})")
+            return a
+        fitter.lat = None  # too few trials of stimuli with a shared code to align on
+        share = fitter.init_principal(idx)
+        log(f"calibrate: read-out initialised from the top principal directions ({share:.0%} of the variance of {len(idx)} trials)")
+        return {}
+
+    start_info = start(f, fit_idx)
     init_score = retrieval_scores(f.predict(data.x[held_idx]), data.stim[held_idx], data.target())
+    init_cos = f.code_cosine(held_idx) if align else None
     r = f.fit(np.concatenate([fit_idx, extra]), cfg.epochs, held_idx, phase="held-out fit")
     held_score = retrieval_scores(f.predict(data.x[held_idx]), data.stim[held_idx], data.target())
+    held_cos = f.code_cosine(held_idx) if align else None
     # final: every trial, the chosen number of epochs (at least 5), from the same kind of start
     all_idx = np.arange(real)
     final = ReadoutFitter(model, subject, work, cfg)
-    final.init_principal(all_idx)
+    start(final, all_idx)
     epochs = max(5, r["best_epoch"])
     r2 = final.fit(np.concatenate([all_idx, extra]), epochs, None, phase="final fit")
+    alignment = ({"trials": start_info["trials"], "stimuli": start_info["stimuli"], "penalty": start_info["penalty"],
+                  "weight": cfg.align_weight, "heldout_code_cosine_at_start": init_cos, "heldout_code_cosine": held_cos}
+                 if align else {"used": False, "trials_with_shared_code": int(len(ReadoutFitter(model, subject, work, cfg).aligned_trials(all_idx)))})
     return {"heldout": {"stimuli": int(len(np.unique(data.stim[held_idx]))), "trials": int(len(held_idx)),
                         "fit_trials": int(len(fit_idx)), "synthetic_trials": int(len(extra)), "model": held_score,
                         "model_at_init": init_score},
-            "epochs": epochs, "seconds": r["seconds"] + r2["seconds"]}
+            "alignment": alignment, "epochs": epochs, "seconds": r["seconds"] + r2["seconds"]}
 
 
 def fit_ridge_baseline(data: CalibrationData, rank: int | None, seed: int = 0, idx: np.ndarray | None = None):

@@ -163,3 +163,61 @@ def test_copy_input_links_every_bootstrap_generated_root_file(tmp_path):
     assert (dst / "effnet_lite0.onnx").read_bytes() == b"effnet_lite0.onnx"
     assert (dst / "text_encoder.onnx").exists() and (dst / "lm" / "lm-manifest.json").exists()
     assert how == {"copy": 1, "hard link": 4}
+
+
+def test_latent_table_averages_each_person_first():
+    """A stimulus's shared code is the mean over people of each person's mean code of it: a person who saw it twice
+    does not outweigh one who saw it once."""
+    from mindsemantix.shared_latents import latent_table, load, save
+    a = (np.array([[1.0, 0.0], [3.0, 0.0], [0.0, 5.0]], np.float32), ["s1", "s1", "s2"])
+    b = (np.array([[0.0, 4.0]], np.float32), ["s1"])
+    ids, lat, people = latent_table({"p1": a, "p2": b})
+    assert ids == ["s1", "s2"] and list(people) == [2, 1]
+    np.testing.assert_allclose(lat[0], [1.0, 2.0])  # (mean(1, 3) = 2, 0) and (0, 4) → (1, 2)
+    np.testing.assert_allclose(lat[1], [0.0, 5.0])
+
+
+def test_latent_file_round_trips_and_is_recorded_in_the_manifest(tiny, tmp_path):
+    from mindsemantix.shared_latents import FILE, install, load
+    from mindsemantix.util import sha256_file
+    b = tmp_path / "b"
+    shutil.copytree(tiny, b)
+    lat = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    install(b, ["x", "y", "z"], lat, np.array([1, 2, 1], np.int16), {"command": "test"})
+    table = load(b / FILE)
+    np.testing.assert_allclose(table["y"], lat[1], atol=2e-3)  # stored as float16
+    m = json.loads((b / "manifest.json").read_text())
+    assert m["files"][FILE] == sha256_file(b / FILE) and m["shared_latents"]["stimuli"] == 3
+
+
+def test_aligned_fit_maps_a_new_person_into_the_shared_code(tiny):
+    """Where the bundle has the shared code of calibration stimuli (here the hidden 'true' read-out's code of them,
+    for 60 % of the stimuli), the fitted read-out lands in that code on held-out stimuli, far nearer than a fit on
+    the caption objectives alone, and still retrieves above chance."""
+    data = _teacher_data(tiny)
+    teacher, _ = load_frozen(tiny, "new", 60)
+    torch.manual_seed(5)
+    teacher.encoder.adapters["new"].read.reset_parameters()
+    rng = np.random.default_rng(0)
+    x_stim = rng.normal(size=(80, 60)).astype(np.float32)  # _teacher_data's stimuli (same seed, first draw)
+    with torch.no_grad():
+        code = teacher.encoder.adapters["new"].read(torch.from_numpy(x_stim)).numpy()
+    has = rng.random(80) < 0.6
+    reports = {}
+    for align in (True, False):
+        d = CalibrationData(x=data.x, stim=data.stim, stimulus_ids=data.stimulus_ids, cap_emb=data.cap_emb,
+                            latent=code * has[:, None], has_latent=has)
+        model, _ = load_frozen(tiny, "new", 60)
+        cfg = FitConfig(epochs=20, patience=20, heldout_frac=0.2, seed=0, align_weight=1.0 if align else 0.0,
+                        align_min_trials=20)
+        reports[align] = fit_readout(model, "new", d, cfg)
+        if not align:
+            from mindsemantix.calibrate_fit import ReadoutFitter
+            f = ReadoutFitter(model, "new", d, cfg)
+            reports[align]["alignment"]["code_cosine"] = f.code_cosine(np.arange(len(d.stim)))
+    a, n = reports[True], reports[False]
+    assert n["alignment"]["used"] is False
+    assert a["alignment"]["trials"] > 0 and a["alignment"]["heldout_code_cosine"] > 0.6, a["alignment"]
+    assert a["alignment"]["heldout_code_cosine"] > n["alignment"]["code_cosine"] + 0.3, (a["alignment"], n["alignment"])
+    h = a["heldout"]["model"]
+    assert h["top1"] >= 2 * h["chance_top1"], h
