@@ -180,8 +180,11 @@ export class ReferenceGuide {
 
   /** The expected content words of a target (as LM tokens written after a space), with their share of the weight. */
   coverage(target: Float32Array): { tokens: number[]; share: number }[] {
+    return this.coverageOf(this.references.references(target));
+  }
+
+  private coverageOf({ refs, weights }: { refs: number[]; weights: number[] }): { tokens: number[]; share: number }[] {
     const { coverMaxDf, coverShare } = this.config;
-    const { refs, weights } = this.references.references(target);
     const { words, df } = this.words();
     const total = weights.reduce((a, w) => a + w, 0);
     const share = new Map<string, number>();
@@ -201,7 +204,10 @@ export class ReferenceGuide {
 
   /** The n-gram expert of one target embedding. */
   expert(target: Float32Array): WeightedNgram {
-    const { refs, weights } = this.references.references(target);
+    return this.expertOf(this.references.references(target));
+  }
+
+  private expertOf({ refs, weights }: { refs: number[]; weights: number[] }): WeightedNgram {
     return new WeightedNgram(
       refs.map((i) => this.tokens(i)),
       weights,
@@ -211,9 +217,11 @@ export class ReferenceGuide {
 
   /** A guide for a batch whose prompt p belongs to targets[p]. */
   forTargets(targets: readonly Float32Array[]): TokenGuide {
-    const experts = targets.map((t) => this.expert(t));
+    // Ranking the bank is most of a guide's cost: once per target, for both the n-gram and the coverage.
+    const nearest = targets.map((t) => this.references.references(t));
+    const experts = nearest.map((r) => this.expertOf(r));
     const { weight, floor, cover } = this.config;
-    const covers = cover > 0 ? targets.map((t) => this.coverage(t)) : undefined;
+    const covers = cover > 0 ? nearest.map((r) => this.coverageOf(r)) : undefined;
     return {
       logBias: (prompt, history, tokens) => {
         const b = Float64Array.from(tokens, (tok) => weight * Math.log(experts[prompt].p(history, tok) + floor));
