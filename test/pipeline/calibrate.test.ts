@@ -217,6 +217,56 @@ install(b, AnatomyPrior(om, ph, np.random.default_rng(0).normal(size=(64, E))), 
   assert.ok('anatomy_prior.npz' in m.files, 'the prior travels with the calibrated bundle');
 });
 
+test("calibrate matches the calibration images with the bundle's shared code and reports the alignment", () => {
+  // codes for every stimulus the session shows, installed by the models/ code that installs real ones
+  const withCode = join(work, 'tiny-code');
+  cpSync(bundle, withCode, { recursive: true });
+  const py = spawnSync(
+    join(ROOT, '.venv', 'bin', 'python'),
+    [
+      '-c',
+      `import csv, sys, numpy as np
+from pathlib import Path
+from mindsemantix.frozen_shared import load_frozen
+from mindsemantix.shared_latents import install
+b, s = Path(sys.argv[1]), Path(sys.argv[2])
+ids = sorted({r["stimulus_id"] for f in s.rglob("*_events.tsv") for r in csv.DictReader(open(f), delimiter="\t")})
+hidden = load_frozen(b, "x", 10)[0].encoder.adapters["x"].read.out_features
+install(b, ids, np.random.default_rng(0).normal(size=(len(ids), hidden)).astype(np.float32), np.ones(len(ids), np.int16), {"command": "test"})`,
+      withCode,
+      session.dir,
+    ],
+    { encoding: 'utf8', env: { ...process.env, PYTHONPATH: join(ROOT, 'models') } },
+  );
+  assert.equal(py.status, 0, py.stderr);
+  const out = join(work, 'calibrated-code');
+  const r = calibrate([
+    '--session',
+    session.dir,
+    '--subject',
+    'new01',
+    '--models',
+    withCode,
+    '--out',
+    out,
+    '--mask',
+    mask,
+    '--json',
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /4 of 4 calibration stimuli have the bundle's shared code/);
+  // This session shows 4 images: too few trials to fit a map onto the code (calibrate_fit's align_min_trials; the
+  // fit itself is tested in models/tests/test_calibrate.py), so the summary says so and counts what matched.
+  const s = JSON.parse(r.stdout) as { trials: number; alignment: { used?: boolean; trials_with_shared_code?: number } };
+  assert.deepEqual(s.alignment, { used: false, trials_with_shared_code: s.trials });
+  const m = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as {
+    files: Record<string, string>;
+    calibration: Record<string, { alignment: unknown }>;
+  };
+  assert.ok('shared_latents.npz' in m.files, 'the table travels with the calibrated bundle');
+  assert.deepEqual(m.calibration.new01.alignment, s.alignment);
+});
+
 test('without --mask, calibrate chooses the voxels itself and says so', () => {
   const out = join(work, 'auto');
   const r = calibrate([
