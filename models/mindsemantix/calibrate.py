@@ -100,7 +100,8 @@ def run(a) -> dict:
     log(f"calibrate: {report['trials_used']} usable trials of {report['stimuli']} stimuli × {voxels} voxels from {report['runs']} run(s)")
 
     synthetic, prior_info = prior_trials(a, bundle, manifest, mask_img, data)
-    if not a.no_align and "shared_latents" in manifest:
+    no_align = getattr(a, "no_align", False)  # callers building their own argument namespace may omit the option
+    if not no_align and "shared_latents" in manifest:
         attach_shared_code(data, bundle / manifest["shared_latents"]["file"])
 
     from .frozen_shared import load_frozen
@@ -109,7 +110,7 @@ def run(a) -> dict:
         randomise_shared_encoder(model, a.seed)
         source += " (shared encoder replaced by a random one)"
     cfg = FitConfig(seed=a.seed, epochs=a.epochs, progress=Progress(not a.no_progress),
-                    align_weight=0.0 if a.no_align else a.align_weight)
+                    align_weight=0.0 if no_align else getattr(a, "align_weight", FitConfig.align_weight))
     fit = fit_readout(model, a.subject, data, cfg, synthetic)
 
     log("calibrate: fitting the ridge-retrieval baseline on the same trials")

@@ -168,7 +168,7 @@ def test_copy_input_links_every_bootstrap_generated_root_file(tmp_path):
 def test_latent_table_averages_each_person_first():
     """A stimulus's shared code is the mean over people of each person's mean code of it: a person who saw it twice
     does not outweigh one who saw it once."""
-    from mindsemantix.shared_latents import latent_table, load, save
+    from mindsemantix.shared_latents import latent_table
     a = (np.array([[1.0, 0.0], [3.0, 0.0], [0.0, 5.0]], np.float32), ["s1", "s1", "s2"])
     b = (np.array([[0.0, 4.0]], np.float32), ["s1"])
     ids, lat, people = latent_table({"p1": a, "p2": b})
