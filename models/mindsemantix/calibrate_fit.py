@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -47,6 +47,12 @@ class CalibrationData:
     cap_emb: np.ndarray    # [S, K, E] L2-normalised embeddings of each stimulus's references
     latent: np.ndarray | None = None   # [S, hidden] the bundle's people's shared code of each stimulus (shared_latents)
     has_latent: np.ndarray | None = None   # [S] bool: the stimulus is in that table
+
+    def aligned(self, idx: np.ndarray) -> np.ndarray:
+        """Those of trials `idx` whose stimulus has a shared code."""
+        if self.latent is None or self.has_latent is None:
+            return idx[:0]
+        return idx[self.has_latent[self.stim[idx]]]
 
     def target(self) -> np.ndarray:
         """[S, E] normalised mean reference embedding per stimulus (the stage-1 `emb` / ridge target)."""
@@ -97,12 +103,6 @@ class ReadoutFitter:
         else:
             self.lat = None
 
-    def aligned_trials(self, idx: np.ndarray) -> np.ndarray:
-        """Those of trials `idx` whose stimulus has a shared code."""
-        if self.lat is None:
-            return idx[:0]
-        return idx[self.data.has_latent[self.data.stim[idx]]]
-
     # ---- losses (stage 1's, train.py) ----
     def itc_text_loss(self, ce: torch.Tensor, stim: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """Symmetric InfoNCE between brain caption embeddings and one random reference per trial; trials of the same
@@ -131,7 +131,7 @@ class ReadoutFitter:
     @torch.no_grad()
     def code_cosine(self, idx: np.ndarray) -> float | None:
         """Mean cosine, both centred on the table's mean, of the read-out's code of trials `idx` to their shared code."""
-        idx = self.aligned_trials(idx)
+        idx = self.data.aligned(idx)
         if not len(idx):
             return None
         code = self.adapter.read(torch.from_numpy(self.data.x[idx])) - self.lat_mean
@@ -142,7 +142,7 @@ class ReadoutFitter:
     def init_aligned(self, idx: np.ndarray, seed: int = 0) -> dict:
         """Start from a ridge map of the voxels onto the shared code (trials of `idx` whose stimulus has one), its
         penalty chosen on a fifth of those stimuli; the closed-form start the caption objectives then refine."""
-        a = self.aligned_trials(idx)
+        a = self.data.aligned(idx)
         x = self.data.x[a].astype(np.float64)
         z = self.data.latent[self.data.stim[a]].astype(np.float64)
         stim = self.data.stim[a]
@@ -266,8 +266,11 @@ def fit_readout(model: BrainCaptioner, subject: str, data: CalibrationData, cfg:
     real = len(data.stim)
     work = with_synthetic(data, *synthetic) if synthetic is not None else data
     extra = np.arange(real, len(work.stim))
+    all_idx = np.arange(real)
+    align = cfg.align_weight > 0 and len(data.aligned(fit_idx)) >= cfg.align_min_trials
+    if not align:  # too few trials of stimuli with a shared code to align on: the caption objectives alone
+        cfg = replace(cfg, align_weight=0.0)
     f = ReadoutFitter(model, subject, work, cfg)
-    align = cfg.align_weight > 0 and len(f.aligned_trials(fit_idx)) >= cfg.align_min_trials
 
     def start(fitter: ReadoutFitter, idx: np.ndarray) -> dict:
         if align:
@@ -275,7 +278,6 @@ def fit_readout(model: BrainCaptioner, subject: str, data: CalibrationData, cfg:
             log(f"calibrate: read-out initialised by a ridge map onto the bundle's shared code ({a['trials']} trials of "
                 f"{a['stimuli']} stimuli the bundle's people saw; held-out cosine {a['start_cosine_heldout']:.2f})")
             return a
-        fitter.lat = None  # too few trials of stimuli with a shared code to align on
         share = fitter.init_principal(idx)
         log(f"calibrate: read-out initialised from the top principal directions ({share:.0%} of the variance of {len(idx)} trials)")
         return {}
@@ -287,14 +289,13 @@ def fit_readout(model: BrainCaptioner, subject: str, data: CalibrationData, cfg:
     held_score = retrieval_scores(f.predict(data.x[held_idx]), data.stim[held_idx], data.target())
     held_cos = f.code_cosine(held_idx) if align else None
     # final: every trial, the chosen number of epochs (at least 5), from the same kind of start
-    all_idx = np.arange(real)
     final = ReadoutFitter(model, subject, work, cfg)
     start(final, all_idx)
     epochs = max(5, r["best_epoch"])
     r2 = final.fit(np.concatenate([all_idx, extra]), epochs, None, phase="final fit")
     alignment = ({"trials": start_info["trials"], "stimuli": start_info["stimuli"], "penalty": start_info["penalty"],
                   "weight": cfg.align_weight, "heldout_code_cosine_at_start": init_cos, "heldout_code_cosine": held_cos}
-                 if align else {"used": False, "trials_with_shared_code": int(len(ReadoutFitter(model, subject, work, cfg).aligned_trials(all_idx)))})
+                 if align else {"used": False, "trials_with_shared_code": int(len(data.aligned(all_idx)))})
     return {"heldout": {"stimuli": int(len(np.unique(data.stim[held_idx]))), "trials": int(len(held_idx)),
                         "fit_trials": int(len(fit_idx)), "synthetic_trials": int(len(extra)), "model": held_score,
                         "model_at_init": init_score},

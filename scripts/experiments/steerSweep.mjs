@@ -4,7 +4,8 @@
 // and appends one JSON line per setting: single-trial and mean-of-3 CIDEr-D (model, ridge) and the composition rates.
 // Usage: node scripts/experiments/steerSweep.mjs SEEDS CONFIGS_JSON [OUT.jsonl]   (after `npm run build`)
 //   CONFIGS_JSON: [{"name": "...", "candidates": N, "weight": W, "floor": F, "lambdas": [l3, l2, l1], "pool": K,
-//                   "temperature": T}, ...]  (omitted fields: the defaults of src/inference/referenceGuide.ts)
+//                   "temperature": T, "cover": C, "coverMaxDf": D, "coverShare": S}, ...]
+//                   (omitted fields: the defaults of src/inference/referenceGuide.ts)
 import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 const ROOT = new URL('../../', import.meta.url).pathname;

@@ -49,6 +49,19 @@ function calibrate(args: string[]): { code: number; stdout: string; stderr: stri
   return { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr };
 }
 
+/** A copy of the tiny bundle with something installed by the models/ code that installs real ones (`script`, run by
+ * the project's Python with argv[1] = the copy and then `args`). */
+function bundleWith(name: string, script: string, ...args: string[]): string {
+  const dir = join(work, name);
+  cpSync(bundle, dir, { recursive: true });
+  const py = spawnSync(join(ROOT, '.venv', 'bin', 'python'), ['-c', script, dir, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, PYTHONPATH: join(ROOT, 'models') },
+  });
+  assert.equal(py.status, 0, py.stderr);
+  return dir;
+}
+
 before(async () => {
   work = mkdtempSync(join(tmpdir(), 'msx-calibrate-'));
   // a private copy: other checkouts' test runs on this machine remove tiny bundles of other exporter versions
@@ -173,24 +186,16 @@ test('calibrate writes a complete checksummed bundle with the new person; old su
 });
 
 test('with an anatomical prior in the bundle, calibrate builds the brain frame beside --mask and fits on synthetic trials', () => {
-  // a prior over this bundle's embedding width, installed by the models/ code that installs real ones
-  const withPrior = join(work, 'tiny-prior');
-  cpSync(bundle, withPrior, { recursive: true });
-  const py = spawnSync(
-    join(ROOT, '.venv', 'bin', 'python'),
-    [
-      '-c',
-      `import json, sys, numpy as np
+  // a prior over this bundle's embedding width
+  const withPrior = bundleWith(
+    'tiny-prior',
+    `import json, sys, numpy as np
 from pathlib import Path
 from mindsemantix.anatomy_prior import AnatomyPrior, install
 b = Path(sys.argv[1]); E = json.loads((b / "manifest.json").read_text())["dims"]["E"]
 om, ph = AnatomyPrior.basis(0, 64)
 install(b, AnatomyPrior(om, ph, np.random.default_rng(0).normal(size=(64, E))), {"seed": 0})`,
-      withPrior,
-    ],
-    { encoding: 'utf8', env: { ...process.env, PYTHONPATH: join(ROOT, 'models') } },
   );
-  assert.equal(py.status, 0, py.stderr);
   const out = join(work, 'calibrated-prior');
   const r = calibrate([
     '--session',
@@ -218,14 +223,10 @@ install(b, AnatomyPrior(om, ph, np.random.default_rng(0).normal(size=(64, E))), 
 });
 
 test("calibrate matches the calibration images with the bundle's shared code and reports the alignment", () => {
-  // codes for every stimulus the session shows, installed by the models/ code that installs real ones
-  const withCode = join(work, 'tiny-code');
-  cpSync(bundle, withCode, { recursive: true });
-  const py = spawnSync(
-    join(ROOT, '.venv', 'bin', 'python'),
-    [
-      '-c',
-      `import csv, sys, numpy as np
+  // codes for every stimulus the session shows
+  const withCode = bundleWith(
+    'tiny-code',
+    `import csv, sys, numpy as np
 from pathlib import Path
 from mindsemantix.frozen_shared import load_frozen
 from mindsemantix.shared_latents import install
@@ -233,12 +234,8 @@ b, s = Path(sys.argv[1]), Path(sys.argv[2])
 ids = sorted({r["stimulus_id"] for f in s.rglob("*_events.tsv") for r in csv.DictReader(open(f), delimiter="\t")})
 hidden = load_frozen(b, "x", 10)[0].encoder.adapters["x"].read.out_features
 install(b, ids, np.random.default_rng(0).normal(size=(len(ids), hidden)).astype(np.float32), np.ones(len(ids), np.int16), {"command": "test"})`,
-      withCode,
-      session.dir,
-    ],
-    { encoding: 'utf8', env: { ...process.env, PYTHONPATH: join(ROOT, 'models') } },
+    session.dir,
   );
-  assert.equal(py.status, 0, py.stderr);
   const out = join(work, 'calibrated-code');
   const r = calibrate([
     '--session',
